@@ -2,6 +2,9 @@
 //! accounts, devices, whitelist tokens, the outbox (collapse, claim, retry, recover) and the audit
 //! trail. Cases create their own uniquely named rows, so they can run on a database that is reused.
 
+// Contract checks panic on the first difference, like the assertions they are.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::relay::*;
