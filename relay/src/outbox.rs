@@ -4,12 +4,11 @@
 //! exponential backoff with jitter, never sooner than Retry-After, until `max_attempts`; rejected →
 //! failed with its reason. At start, deliveries a stopped process left in flight go back to pending.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use herald_storage::relay::{DeliveryTarget, OutboxEntry};
 use rand::Rng;
-use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::backends::{Push, SendOutcome};
@@ -54,23 +53,27 @@ pub async fn run(relay: Relay, shutdown: CancellationToken) {
         Err(e) => tracing::warn!(error = %e, "outbox recover failed"),
     }
     let workers = inner.config.workers.max(1);
-    let permits = Arc::new(Semaphore::new(workers));
+    // In-flight sends live in this set: if the loop's task is aborted they are aborted with it (their
+    // entries stay claimed and are recovered at the next start), as after a crash.
+    let mut tasks = JoinSet::new();
     let mut last_purge = tokio::time::Instant::now();
     loop {
         if shutdown.is_cancelled() {
             break;
         }
+        while tasks.try_join_next().is_some() {}
         if last_purge.elapsed() >= PURGE_EVERY {
             purge(&relay).await;
             last_purge = tokio::time::Instant::now();
         }
-        let available = permits.available_permits().max(1);
-        let claimed = match inner
-            .storage
-            .push_outbox
-            .claim_due(now_ms(), available)
-            .await
-        {
+        let free = workers.saturating_sub(tasks.len());
+        if free == 0 {
+            tokio::select! {
+                _ = tasks.join_next() => continue,
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        let claimed = match inner.storage.push_outbox.claim_due(now_ms(), free).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox claim failed");
@@ -95,29 +98,12 @@ pub async fn run(relay: Relay, shutdown: CancellationToken) {
             continue;
         }
         for entry in claimed {
-            let permit = tokio::select! {
-                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                _ = shutdown.cancelled() => break,
-            };
             let relay = relay.clone();
-            tokio::spawn(async move {
-                deliver(&relay, entry).await;
-                drop(permit);
-            });
-        }
-        // Wait for a free worker before claiming more (claims are capped by free permits).
-        if permits.available_permits() == 0 {
-            tokio::select! {
-                p = permits.clone().acquire_owned() => drop(p),
-                _ = shutdown.cancelled() => break,
-            }
+            tasks.spawn(async move { deliver(&relay, entry).await });
         }
     }
-    // Let in-flight sends finish so their outcome is recorded; entries never started stay claimed
-    // and are recovered at the next start.
-    let _ = permits
-        .acquire_many(u32::try_from(workers).unwrap_or(u32::MAX))
-        .await;
+    // Let in-flight sends finish so their outcome is recorded.
+    while tasks.join_next().await.is_some() {}
 }
 
 async fn purge(relay: &Relay) {
