@@ -231,7 +231,9 @@ mod tests {
         assert_eq!(payload.options.apns_topic, Some("org.example.app"));
         let json: serde_json::Value =
             serde_json::from_str(&payload.to_json_string().unwrap()).unwrap();
-        assert_eq!(json["aps"]["alert"]["body"], ALERT_BODY);
+        // a2 writes a body-only alert as a plain string.
+        assert_eq!(json["aps"]["alert"], ALERT_BODY);
+        assert_eq!(json["aps"]["sound"], "default");
         assert_eq!(json["aps"]["mutable-content"], 1);
         assert_eq!(json["message"], serde_json::json!({"data": null}));
         // No sender, no text beyond the fixed alert.
