@@ -2,6 +2,9 @@
 //! JSON / form / multipart bodies, status codes, field shapes, date format) and Herald's additions
 //! (token scope, revocation, sender binding, rate limits, key rotation, audit trail, local accounts).
 
+// Test helpers outside #[test] functions unwrap too: a failed setup step is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashMap;

@@ -3,6 +3,9 @@
 //! classes (gone removes the device, Retry-After honoured, giving up), collapse, and restarts that
 //! lose nothing.
 
+// Test helpers outside #[test] functions unwrap too: a failed setup step is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashMap;

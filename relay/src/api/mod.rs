@@ -330,10 +330,10 @@ impl RouteTable {
     }
 
     /// Adds `path` (with its trailing slash) and the same path without it.
-    fn add(mut self, path: &str, methods: &[Method], handler: MethodRouter<Relay>) -> RouteTable {
+    fn add(mut self, path: &str, methods: &[&str], handler: MethodRouter<Relay>) -> RouteTable {
         self.routes.push((
             path.to_string(),
-            methods.iter().map(|m| m.as_str().to_string()).collect(),
+            methods.iter().map(|m| m.to_string()).collect(),
         ));
         let bare = path.trim_end_matches('/');
         self.router = self.router.route(path, handler.clone());
@@ -347,42 +347,36 @@ impl RouteTable {
 /// Every route of the API. `routes()` is the documented table; the handlers live in the submodules.
 pub fn route_table() -> RouteTable {
     use axum::routing::{delete, get, post};
-    let (g, p, d, pu, pa) = (
-        Method::GET,
-        Method::POST,
-        Method::DELETE,
-        Method::PUT,
-        Method::PATCH,
-    );
+    let (g, p, d, pu, pa) = ("GET", "POST", "DELETE", "PUT", "PATCH");
     RouteTable::new()
-        .add("/api/v1/", &[g.clone()], get(info::root))
-        .add("/api/v1/pubsub/", &[g.clone()], get(info::pubsub))
-        .add("/api/v1/health/", &[g.clone()], get(info::health))
-        .add("/api/v1/openapi.json", &[g.clone()], get(info::openapi))
+        .add("/api/v1/", &[g], get(info::root))
+        .add("/api/v1/pubsub/", &[g], get(info::pubsub))
+        .add("/api/v1/health/", &[g], get(info::health))
+        .add("/api/v1/openapi.json", &[g], get(info::openapi))
         .add(
             "/api/v1/accounts/",
-            &[g.clone(), p.clone()],
+            &[g, p],
             get(accounts::me).post(accounts::create_or_login),
         )
         .add(
             "/api/v1/accounts/{username}/",
-            &[g.clone(), d.clone()],
+            &[g, d],
             get(accounts::get_one).delete(accounts::delete_one),
         )
         .add(
             "/api/v1/accounts/{username}/rotate_key/",
-            &[p.clone()],
+            &[p],
             post(accounts::rotate_key),
         )
-        .add("/api/v1/audit/", &[g.clone()], get(info::audit))
+        .add("/api/v1/audit/", &[g], get(info::audit))
         .add(
             "/api/v1/device/{kind}/",
-            &[g.clone(), p.clone()],
+            &[g, p],
             get(devices::list).post(devices::create),
         )
         .add(
             "/api/v1/device/{kind}/{id}/",
-            &[g.clone(), pu.clone(), pa.clone(), d.clone()],
+            &[g, pu, pa, d],
             get(devices::get_one)
                 .put(devices::replace)
                 .patch(devices::patch)
@@ -390,15 +384,15 @@ pub fn route_table() -> RouteTable {
         )
         .add(
             "/api/v1/tokens/",
-            &[g.clone(), p.clone()],
+            &[g, p],
             get(tokens::list).post(tokens::create),
         )
         .add(
             "/api/v1/tokens/{token}/",
-            &[g.clone(), d.clone()],
+            &[g, d],
             get(tokens::get_one).merge(delete(tokens::revoke)),
         )
-        .add("/api/v1/messages/", &[p.clone()], post(messages::post))
+        .add("/api/v1/messages/", &[p], post(messages::post))
         .add("/api/v1/messages/{id}/", &[g], get(messages::status))
 }
 

@@ -2,6 +2,8 @@
 //! push services (axum on 127.0.0.1:0) that record every request and answer from a script.
 
 #![allow(dead_code)]
+// Test support: a failed setup step is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -201,15 +203,16 @@ pub struct Harness {
 
 /// A config for tests: plain http allowed, small retry delays.
 pub fn test_config() -> RelayConfig {
-    let mut c = RelayConfig::default();
-    c.enabled = true;
-    c.allow_plain_http = true;
-    c.retry_base_ms = 200;
-    c.retry_max_ms = 2_000;
-    c.request_timeout_ms = 5_000;
-    c.collapse_window_ms = 0;
-    c.pubsub_jid = "push.example.org".into();
-    c
+    RelayConfig {
+        enabled: true,
+        allow_plain_http: true,
+        retry_base_ms: 200,
+        retry_max_ms: 2_000,
+        request_timeout_ms: 5_000,
+        collapse_window_ms: 0,
+        pubsub_jid: "push.example.org".into(),
+        ..RelayConfig::default()
+    }
 }
 
 impl Harness {
