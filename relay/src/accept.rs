@@ -154,6 +154,12 @@ async fn local(relay: &Relay, n: &Notification) -> Result<Ticket, RelayError> {
         .into_iter()
         .filter(|d| d.active && (t.device_ids.is_empty() || t.device_ids.contains(&d.id)))
         .collect();
+    if devices.is_empty() && !t.device_ids.is_empty() {
+        // Every device this token was scoped to is gone (removed, or reported dead by its push
+        // network): the token is dead, and 404 tells the sender's server to drop the registration.
+        audit(relay, &t, n, "devices-gone", None).await;
+        return Err(RelayError::UnknownToken);
+    }
     let message = PushMessage {
         id: uuid::Uuid::new_v4().to_string(),
         account_id: Some(t.account_id.clone()),

@@ -183,3 +183,28 @@ impl RelayConfig {
         format!("{}/api/v1/messages/", self.public_url.trim_end_matches('/'))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct File {
+        relay: RelayConfig,
+    }
+
+    /// relay/relay.example.toml lists every key with its default, so it cannot rot.
+    #[test]
+    fn example_parses_to_the_defaults() {
+        let f: File = toml::from_str(include_str!("../relay.example.toml")).unwrap();
+        assert_eq!(f.relay, RelayConfig::default());
+    }
+
+    #[test]
+    fn empty_section_is_all_defaults_and_unknown_keys_are_rejected() {
+        let f: File = toml::from_str("[relay]\n").unwrap();
+        assert_eq!(f.relay, RelayConfig::default());
+        assert!(toml::from_str::<File>("[relay]\nenable = true\n").is_err());
+        assert!(toml::from_str::<File>("[relay.fcm]\napi_key = \"x\"\n").is_err());
+    }
+}

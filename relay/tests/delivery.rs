@@ -170,6 +170,7 @@ async fn fcm_unregistered_removes_the_device() {
         .device(&key, "gcm", json!({"registration_id": "dead"}))
         .await;
     let token = h.token(&key, json!({})).await;
+    let scoped = h.token(&key, json!({"gcm_device": device})).await;
     let id = h.accepted(&token).await;
     let status = h.wait_status(&id, "failed").await;
     let reason = status["deliveries"][0]["reason"].as_str().unwrap();
@@ -185,6 +186,11 @@ async fn fcm_unregistered_removes_the_device() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    // A token scoped to that device alone is now dead: 404, so the sender's server drops it.
+    assert_eq!(h.post_message(&scoped, "high").await.status(), 404);
+    // The unscoped token still works (202) but reaches nothing.
+    let id = h.accepted(&token).await;
+    assert_eq!(h.status(&id).await["reason"], "no devices");
 }
 
 async fn up_device(h: &Harness, key: &str, up: &StandIn, path: &str) -> String {

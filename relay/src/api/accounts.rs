@@ -79,12 +79,17 @@ pub async fn create_or_login(
         .map_err(|r| ApiError::from(crate::RelayError::RateLimited(r.retry_after)))?;
     let accounts = &inner.storage.relay_accounts;
 
-    if let Some(id) = inner
-        .local
-        .verify_password(&username, &password)
-        .await
-        .map_err(ApiError::from)?
-    {
+    // Local accounts are bare JIDs; names without `@` never reach the server's password check.
+    let local = if username.contains('@') {
+        inner
+            .local
+            .verify_password(&username, &password)
+            .await
+            .map_err(ApiError::from)?
+    } else {
+        None
+    };
+    if let Some(id) = local {
         let account = match accounts.by_id(&id).await? {
             Some(a) => a,
             None => {

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 
 use crate::StorageResult;
 
+pub(crate) mod rows;
 pub(crate) mod sql;
 
 /// An account of the push relay. Local XMPP accounts get one automatically (id = bare JID, no
