@@ -1,6 +1,8 @@
 //! Runs the storage contract suite (`herald_storage::contract`) on every backend available here:
 //! a fresh SQLite file, `sqlite::memory:`, and PostgreSQL when `HERALD_TEST_POSTGRES_URL` is set
 //! (each run gets its own database, created and dropped by the test).
+// Tests may unwrap (working rules); a failure here is a test failure.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -200,12 +202,19 @@ async fn contract_on_postgres() {
         return;
     };
     let scratch = ScratchDatabase::create(&admin_url).await;
-    let storage = Storage::connect(&scratch.url).await.unwrap();
-    assert_eq!(storage.backend, "postgres");
-    contract::run_all(&storage).await;
-    // Connecting again to a migrated database applies nothing twice.
-    let again = Storage::connect(&scratch.url).await.unwrap();
-    assert!(again.accounts.exists("stay@cascade.example").await.unwrap());
-    drop((storage, again));
+    let url = scratch.url.clone();
+    // In a task of its own, so the scratch database is dropped even when the suite fails.
+    let outcome = tokio::spawn(async move {
+        let storage = Storage::connect(&url).await.unwrap();
+        assert_eq!(storage.backend, "postgres");
+        contract::run_all(&storage).await;
+        // Connecting again to a migrated database applies nothing twice.
+        let again = Storage::connect(&url).await.unwrap();
+        assert!(again.accounts.exists("stay@cascade.example").await.unwrap());
+    })
+    .await;
     scratch.drop_it().await;
+    if let Err(failure) = outcome {
+        std::panic::resume_unwind(failure.into_panic());
+    }
 }

@@ -56,6 +56,7 @@ pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
         .run(&pool)
         .await
         .map_err(|e| StorageError::Migration(e.to_string()))?;
+    tracing::info!(backend = "postgres", "storage ready, migrations applied");
     let db = Postgres { pool };
     Ok(Storage {
         accounts: Arc::new(db.clone()),

@@ -83,6 +83,11 @@ pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
         .run(&pool)
         .await
         .map_err(|e| StorageError::Migration(e.to_string()))?;
+    tracing::info!(
+        backend = "sqlite",
+        in_memory,
+        "storage ready, migrations applied"
+    );
     let db = Sqlite { pool };
     Ok(Storage {
         accounts: Arc::new(db.clone()),
