@@ -500,3 +500,84 @@ async fn wake_account_wakes_a_local_users_devices_without_content() {
         .unwrap();
     assert_eq!(audit[0]["sender"], "server");
 }
+
+/// A stand-in for APNs at the `PushBackend` boundary (a2 cannot reach a local server).
+struct MockApns {
+    sent: tokio::sync::mpsc::UnboundedSender<(String, bool, herald_relay::backends::Push)>,
+    outcome: std::sync::Mutex<herald_relay::backends::SendOutcome>,
+}
+
+#[async_trait::async_trait]
+impl herald_relay::backends::PushBackend for MockApns {
+    async fn send(
+        &self,
+        device: &herald_storage::relay::Device,
+        push: &herald_relay::backends::Push,
+    ) -> herald_relay::backends::SendOutcome {
+        let _ = self
+            .sent
+            .send((device.token.clone(), device.apns_sandbox, push.clone()));
+        self.outcome.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn apns_devices_go_through_the_outbox_and_410_removes_them() {
+    use herald_relay::backends::SendOutcome;
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mock = Arc::new(MockApns {
+        sent: tx,
+        outcome: std::sync::Mutex::new(SendOutcome::Sent),
+    });
+    let backend = mock.clone();
+    let h = Harness::start_with(
+        &sqlite_url(&dir),
+        no_local(),
+        true,
+        |_| {},
+        |b| b.apns = Some(backend),
+    )
+    .await;
+    let key = h.account("iphone").await;
+    let device = h
+        .device(
+            &key,
+            "apns",
+            json!({"registration_id": "<0a0b 0c0d>", "sandbox": true, "topic": "org.example.chat"}),
+        )
+        .await;
+    let token = h.token(&key, json!({"apns_device": device})).await;
+    let r = h
+        .http
+        .post(h.url("/api/v1/messages/"))
+        .json(&json!({"token": token, "priority": "low", "data": "opaque"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (apns_token, sandbox, push) = rx.recv().await.unwrap();
+    assert_eq!(apns_token, "0a0b0c0d");
+    assert!(sandbox);
+    assert_eq!(push.priority, Priority::Low);
+    assert_eq!(push.data.as_deref(), Some("opaque"));
+    h.wait_status(&id, "sent").await;
+
+    *mock.outcome.lock().unwrap() = SendOutcome::Gone("apns 410 Unregistered".into());
+    let id = h.accepted(&token).await;
+    rx.recv().await.unwrap();
+    let status = h.wait_status(&id, "failed").await;
+    assert_eq!(
+        status["deliveries"][0]["reason"],
+        "gone: apns 410 Unregistered"
+    );
+    assert_eq!(
+        h.post_message(&token, "high").await.status(),
+        404,
+        "its only device is gone"
+    );
+}

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use herald_relay::backends::Backends;
 use herald_relay::{LocalAccounts, Relay, RelayConfig, RelayError};
 use herald_storage::Storage;
 use serde_json::{Value, json};
@@ -223,13 +224,26 @@ impl Harness {
         workers: bool,
         edit: impl FnOnce(&mut RelayConfig),
     ) -> Harness {
+        Harness::start_with(db_url, local, workers, edit, |_| {}).await
+    }
+
+    /// Like [`Harness::start`], letting the test replace backends (mock APNs) after they are built.
+    pub async fn start_with(
+        db_url: &str,
+        local: Arc<dyn LocalAccounts>,
+        workers: bool,
+        edit: impl FnOnce(&mut RelayConfig),
+        backends: impl FnOnce(&mut Backends),
+    ) -> Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let mut config = test_config();
         config.public_url = base.clone();
         edit(&mut config);
         let storage = Storage::connect(db_url).await.unwrap();
-        let relay = Relay::new(storage, config, local).unwrap();
+        let mut built = Backends::from_config(&config).unwrap();
+        backends(&mut built);
+        let relay = Relay::with_backends(storage, config, local, built);
         let app = relay
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
