@@ -89,25 +89,20 @@ pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
         "storage ready, migrations applied"
     );
     let db = Sqlite { pool };
+    let relay = Arc::new(relay::SqliteRelay {
+        pool: db.pool.clone(),
+    });
     Ok(Storage {
         accounts: Arc::new(db.clone()),
         rosters: Arc::new(db.clone()),
         offline: Arc::new(db.clone()),
         vcards: Arc::new(db.clone()),
         block_lists: Arc::new(db.clone()),
-        relay_accounts: Arc::new(relay::SqliteRelay {
-            pool: db.pool.clone(),
-        }),
-        relay_devices: Arc::new(relay::SqliteRelay {
-            pool: db.pool.clone(),
-        }),
-        whitelist_tokens: Arc::new(relay::SqliteRelay {
-            pool: db.pool.clone(),
-        }),
-        push_outbox: Arc::new(relay::SqliteRelay {
-            pool: db.pool.clone(),
-        }),
-        push_audit: Arc::new(relay::SqliteRelay { pool: db.pool }),
+        relay_accounts: relay.clone(),
+        relay_devices: relay.clone(),
+        whitelist_tokens: relay.clone(),
+        push_outbox: relay.clone(),
+        push_audit: relay,
         backend: "sqlite",
     })
 }
