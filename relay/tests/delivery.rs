@@ -581,3 +581,56 @@ async fn apns_devices_go_through_the_outbox_and_410_removes_them() {
         "its only device is gone"
     );
 }
+
+/// A `MakeWriter` into a shared buffer, to read what the relay logged.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> LogBuffer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_logs() {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("herald_relay=trace")
+        .with_writer(logs.clone())
+        .finish();
+    // Current-thread test runtime: the relay's tasks run on this thread, under this subscriber.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = StandIn::start(Reply::status(410)).await;
+    let h = Harness::start(&sqlite_url(&dir), no_local(), true, |_| {}).await;
+    let key = h.account("quiet").await;
+    let device = up_device(&h, &key, &up, "/up/secret-endpoint-path").await;
+    let token = h.token(&key, json!({})).await;
+    let id = h.accepted(&token).await;
+    up.next().await;
+    h.wait_status(&id, "failed").await;
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    // The gone device was logged (by id), and nothing secret was.
+    assert!(
+        text.contains(&device),
+        "expected a log line about the removed device: {text}"
+    );
+    for secret in [token.as_str(), key.as_str(), "secret-endpoint-path"] {
+        assert!(
+            !text.contains(secret),
+            "{secret} leaked into the logs: {text}"
+        );
+    }
+}
