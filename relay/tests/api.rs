@@ -698,6 +698,14 @@ async fn info_endpoints_and_errors_are_never_200() {
         .await
         .unwrap();
     assert_eq!(root["messages"], h.url("/api/v1/messages/"));
+    // No VAPID key here: no Web Push.
+    let r = h
+        .http
+        .get(h.url("/api/v1/webpush/vapid/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
     let health: Value = h
         .http
         .get(h.url("/api/v1/health"))

@@ -343,6 +343,21 @@ async fn web_push_is_encrypted_and_vapid_signed() {
         "p256dh": URL_SAFE_NO_PAD.encode(ece::public_bytes(&ua.public_key())),
         "auth": URL_SAFE_NO_PAD.encode(auth)}}});
     let device = h.device(&key, "webpush", sub).await;
+    let vapid_json: Value = h
+        .http
+        .get(h.url("/api/v1/webpush/vapid/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        URL_SAFE_NO_PAD
+            .decode(vapid_json["public_key"].as_str().unwrap())
+            .unwrap(),
+        ece::public_bytes(&vapid.public_key())
+    );
     let token = h.token(&key, json!({})).await;
     let id = h.accepted(&token).await;
 

@@ -196,6 +196,14 @@ pub async fn create(
     mut fields: Fields,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let kind = kind_of(&kind)?;
+    // A Web Push subscription is made for this relay's VAPID key; without one it can never work.
+    // (APNs and FCM devices are accepted and fail visibly in the message status instead, so a relay
+    // can collect registrations before its vendor credentials are in place.)
+    if kind == DeviceKind::WebPush && relay.inner.backends.webpush.is_none() {
+        return Err(ApiError::bad_request(
+            "web push is not configured on this relay",
+        ));
+    }
     flatten_subscription(&mut fields);
     let store = &relay.inner.storage.relay_devices;
     if store.list(&a.id, None).await?.len() >= relay.inner.config.limits.max_devices_per_account {

@@ -80,3 +80,15 @@ pub async fn audit(
             .collect(),
     )))
 }
+
+/// `GET /api/v1/webpush/vapid/`: the key browsers pass as `applicationServerKey` when they subscribe
+/// (RFC 8292 section 3.2); 404 when this relay has no VAPID key (Web Push is then off).
+pub async fn vapid(State(relay): State<Relay>) -> Result<Json<Value>, ApiError> {
+    match &relay.inner.backends.vapid_public_key {
+        Some(k) => Ok(Json(json!({"public_key": k}))),
+        None => Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "web push is not configured",
+        )),
+    }
+}

@@ -256,6 +256,7 @@ pub fn route_table() -> RouteTable {
                 .patch(devices::patch)
                 .delete(devices::remove),
         )
+        .add("/api/v1/webpush/vapid/", &[g], get(info::vapid))
         .add(
             "/api/v1/tokens/",
             &[g, p],

@@ -66,6 +66,9 @@ pub struct Backends {
     pub webpush: Option<Arc<dyn PushBackend>>,
     pub unifiedpush: Option<Arc<dyn PushBackend>>,
     pub forward: forward::Forwarder,
+    /// The VAPID public key (base64url, uncompressed) browsers subscribe with
+    /// (`applicationServerKey`); `None` without a VAPID key.
+    pub vapid_public_key: Option<String>,
 }
 
 impl Backends {
@@ -80,16 +83,17 @@ impl Backends {
         let webpush = vapid.clone().map(|v| {
             Arc::new(webpush::WebPushBackend::new(http.clone(), v)) as Arc<dyn PushBackend>
         });
-        let unifiedpush = Some(
-            Arc::new(unifiedpush::UnifiedPushBackend::new(http.clone(), vapid))
-                as Arc<dyn PushBackend>,
-        );
+        let unifiedpush = Some(Arc::new(unifiedpush::UnifiedPushBackend::new(
+            http.clone(),
+            vapid.clone(),
+        )) as Arc<dyn PushBackend>);
         Ok(Backends {
             apns,
             fcm,
             webpush,
             unifiedpush,
             forward: forward::Forwarder::new(http),
+            vapid_public_key: vapid.map(|v| v.public_key_b64().to_string()),
         })
     }
 
