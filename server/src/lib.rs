@@ -1,1 +1,5 @@
 //! Herald.
+
+pub mod c2s;
+pub mod features;
+pub mod net;

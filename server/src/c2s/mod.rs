@@ -1,0 +1,3 @@
+//! Client-to-server streams: negotiation (STARTTLS, SASL, resource binding) and the session task.
+
+pub mod sasl;

@@ -1,0 +1,1 @@
+//! One module per RFC or XEP the server implements.

@@ -1,0 +1,3 @@
+//! Listeners, TLS and connection limits.
+
+pub mod channel_binding;
