@@ -8,6 +8,7 @@
 //! data, looks the user up when told [`Step::NeedCredentials`], and maps [`Step`] to `<challenge/>`,
 //! `<success/>` and `<failure/>`.
 
+mod authzid;
 mod credentials;
 mod plain;
 mod scram;
@@ -388,37 +389,11 @@ impl SaslExchange {
             _ => None,
         };
         if let Some(authzid) = authzid
-            && !authzid_matches(authzid, &username, self.domain.as_deref())
+            && !authzid::matches(authzid, &username, self.domain.as_deref())
         {
             return Step::Failure(SaslFailure::InvalidAuthzid);
         }
         self.state = state;
         Step::NeedCredentials { username }
     }
-}
-
-/// RFC 6120 section 6.3.8: we let a user act only as themselves, so an authzid must be the bare JID of the
-/// authcid. Localparts compare after nodeprep, domains after nameprep; a resource is never allowed.
-fn authzid_matches(authzid: &str, username: &str, domain: Option<&str>) -> bool {
-    if authzid.contains('/') {
-        return false;
-    }
-    let Some((local, authz_domain)) = authzid.split_once('@') else {
-        return false;
-    };
-    let same_local = match (stringprep::nodeprep(local), stringprep::nodeprep(username)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    let same_domain = match domain {
-        None => true,
-        Some(domain) => match (
-            stringprep::nameprep(authz_domain),
-            stringprep::nameprep(domain),
-        ) {
-            (Ok(a), Ok(b)) => a.trim_end_matches('.') == b.trim_end_matches('.'),
-            _ => false,
-        },
-    };
-    same_local && same_domain
 }
