@@ -1,1 +1,3 @@
 //! Herald.
+
+pub mod xmpp;
