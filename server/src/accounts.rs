@@ -1,9 +1,6 @@
 //! Local accounts: creation, password changes and removal, shared by the CLI (`herald user ...`), XEP-0077
 //! and the relay's login check. Passwords are kept only as SCRAM keys (RFC 5802 section 3, RFC 7677).
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
 use xmpp_parsers::jid::BareJid;
 
 use crate::c2s::sasl;
@@ -44,14 +41,25 @@ pub fn parse_account(jid: &str) -> Result<BareJid, AccountError> {
 /// Creates an account. Errors: invalid password, [`AccountError::AlreadyExists`], storage.
 pub async fn create(storage: &Storage, jid: &BareJid, password: &str) -> Result<(), AccountError> {
     let credentials = derive(password)?;
-    storage.accounts.create(&jid.to_string(), &credentials).await?;
+    storage
+        .accounts
+        .create(&jid.to_string(), &credentials)
+        .await?;
     Ok(())
 }
 
 /// Replaces an account's password. Errors: invalid password, [`AccountError::NotFound`], storage.
-pub async fn set_password(storage: &Storage, jid: &BareJid, password: &str) -> Result<(), AccountError> {
+pub async fn set_password(
+    storage: &Storage,
+    jid: &BareJid,
+    password: &str,
+) -> Result<(), AccountError> {
     let credentials = derive(password)?;
-    if storage.accounts.set_credentials(&jid.to_string(), &credentials).await? {
+    if storage
+        .accounts
+        .set_credentials(&jid.to_string(), &credentials)
+        .await?
+    {
         Ok(())
     } else {
         Err(AccountError::NotFound)
@@ -93,34 +101,4 @@ pub async fn verify_password(
         return Ok(None);
     };
     Ok(sasl::verify_plain(&credentials, password).then_some(key))
-}
-
-/// The server's side of the relay's login check.
-pub struct RelayLogin {
-    pub storage: Storage,
-    pub default_domain: String,
-}
-
-#[async_trait]
-impl herald_relay::LocalAccounts for RelayLogin {
-    async fn verify_password(
-        &self,
-        username: &str,
-        password: &str,
-    ) -> Result<Option<String>, herald_relay::RelayError> {
-        verify_password(&self.storage, &self.default_domain, username, password)
-            .await
-            .or_else(|e| match e {
-                AccountError::InvalidJid(_) => Ok(None),
-                other => Err(herald_relay::RelayError::Internal(other.to_string())),
-            })
-    }
-}
-
-/// Shares one login checker between the relay and anything else that needs it.
-pub fn relay_login(storage: &Storage, default_domain: &str) -> Arc<RelayLogin> {
-    Arc::new(RelayLogin {
-        storage: storage.clone(),
-        default_domain: default_domain.to_string(),
-    })
 }

@@ -235,7 +235,9 @@ impl RawConfig {
 fn env_value(raw: &str) -> toml::Value {
     let probe = format!("v = {raw}");
     match probe.parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
         Err(_) => toml::Value::String(raw.to_string()),
     }
 }
@@ -281,7 +283,9 @@ impl Config {
         };
         let limits = &raw.limits;
         if limits.max_stanza_bytes < 10_000 {
-            problems.push("limits.max_stanza_bytes: must be at least 10000 (RFC 6120 section 13.12)".into());
+            problems.push(
+                "limits.max_stanza_bytes: must be at least 10000 (RFC 6120 section 13.12)".into(),
+            );
         }
         if limits.max_depth < 4 {
             problems.push("limits.max_depth: must be at least 4".into());
@@ -409,7 +413,10 @@ mod tests {
     #[test]
     fn env_overrides_are_typed_and_win_over_the_file() {
         let env = vec![
-            ("HERALD_STORAGE__URL".to_string(), "postgres://x@y/z".to_string()),
+            (
+                "HERALD_STORAGE__URL".to_string(),
+                "postgres://x@y/z".to_string(),
+            ),
             ("HERALD_C2S__REQUIRE_TLS".to_string(), "false".to_string()),
             ("HERALD_LIMITS__OFFLINE_QUOTA".to_string(), "7".to_string()),
             ("UNRELATED".to_string(), "1".to_string()),

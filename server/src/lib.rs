@@ -72,13 +72,25 @@ pub async fn start(
 
     let c2s = bind(config.c2s_listen).await?;
     let c2s_address = local_address(&c2s, config.c2s_listen);
-    tasks.spawn(net::serve_c2s(c2s, router.clone(), tls.clone(), false, shutdown.clone()));
+    tasks.spawn(net::serve_c2s(
+        c2s,
+        router.clone(),
+        tls.clone(),
+        false,
+        shutdown.clone(),
+    ));
 
     let direct_tls_address = match config.direct_tls_listen {
         Some(address) => {
             let listener = bind(address).await?;
             let bound = local_address(&listener, address);
-            tasks.spawn(net::serve_c2s(listener, router.clone(), tls.clone(), true, shutdown.clone()));
+            tasks.spawn(net::serve_c2s(
+                listener,
+                router.clone(),
+                tls.clone(),
+                true,
+                shutdown.clone(),
+            ));
             Some(bound)
         }
         None => None,

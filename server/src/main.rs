@@ -11,7 +11,11 @@ use herald::config::{Config, RawConfig};
 use herald::{Shutdown, accounts};
 
 #[derive(Parser)]
-#[command(name = "herald", version, about = "An XMPP server with a built-in push relay")]
+#[command(
+    name = "herald",
+    version,
+    about = "An XMPP server with a built-in push relay"
+)]
 struct Cli {
     /// Configuration file (default: ./herald.toml if it exists, else built-in defaults).
     #[arg(long, short, global = true, env = "HERALD_CONFIG")]
@@ -81,7 +85,8 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         let default = PathBuf::from("herald.toml");
         default.is_file().then_some(default)
     });
-    let config = match RawConfig::load(path.as_deref(), std::env::vars()).and_then(Config::resolve) {
+    let config = match RawConfig::load(path.as_deref(), std::env::vars()).and_then(Config::resolve)
+    {
         Ok(config) => config,
         Err(errors) => {
             eprintln!("configuration problems:");
@@ -92,7 +97,11 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     if let Command::CheckConfig = cli.command {
-        println!("configuration OK: domains {:?}, storage {}", config.domains, redact(&config.storage_url));
+        println!(
+            "configuration OK: domains {:?}, storage {}",
+            config.domains,
+            redact(&config.storage_url)
+        );
         return Ok(ExitCode::SUCCESS);
     }
     if config.storage_url.starts_with("sqlite:") {
@@ -117,7 +126,11 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn user(command: UserCommand, config: &Config, storage: &herald_storage::Storage) -> anyhow::Result<()> {
+async fn user(
+    command: UserCommand,
+    config: &Config,
+    storage: &herald_storage::Storage,
+) -> anyhow::Result<()> {
     match command {
         UserCommand::Add { jid, password } => {
             let jid = local_account(config, &jid)?;
@@ -167,7 +180,10 @@ fn password_from(flag: Option<String>) -> anyhow::Result<String> {
         return Ok(password);
     }
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 

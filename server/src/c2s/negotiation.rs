@@ -119,7 +119,11 @@ struct Negotiation<'a> {
     domain: Option<String>,
 }
 
-type Binding = (FullJid, SessionHandle, tokio::sync::mpsc::Receiver<SessionCommand>);
+type Binding = (
+    FullJid,
+    SessionHandle,
+    tokio::sync::mpsc::Receiver<SessionCommand>,
+);
 
 impl Negotiation<'_> {
     /// Drives the stages. Returns the stream (unless STARTTLS consumed it and failed) and the outcome.
@@ -179,7 +183,11 @@ impl Negotiation<'_> {
     }
 
     /// Reads the client's stream header and answers with ours and the features of `stage` (RFC 6120 4.3).
-    async fn open_stream<S>(&mut self, stream: &mut XmlStream<Transport<S>>, stage: &Stage) -> Step_<()>
+    async fn open_stream<S>(
+        &mut self,
+        stream: &mut XmlStream<Transport<S>>,
+        stage: &Stage,
+    ) -> Step_<()>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
@@ -189,7 +197,13 @@ impl Negotiation<'_> {
         };
         let domain = match header.to.as_deref() {
             Some(to) => to.to_ascii_lowercase(),
-            None => self.router.config.domains.first().cloned().unwrap_or_default(),
+            None => self
+                .router
+                .config
+                .domains
+                .first()
+                .cloned()
+                .unwrap_or_default(),
         };
         // Answer with a header first, so that any stream error is well-formed (RFC 6120 section 4.9.1.2).
         let reply = StreamHeader {
@@ -227,7 +241,10 @@ impl Negotiation<'_> {
         Ok(())
     }
 
-    fn features<S>(&self, stream: &XmlStream<Transport<S>>, stage: &Stage) -> Element {
+    fn features<S>(&self, stream: &XmlStream<Transport<S>>, stage: &Stage) -> Element
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
         let config = &self.router.config;
         let mut features = Element::builder("features", ns::STREAMS).build();
         let limits = Limits {
@@ -255,20 +272,26 @@ impl Negotiation<'_> {
                 }
                 features.append_child(mechanisms);
                 // XEP-0440: which channel bindings the -PLUS mechanisms can use here.
-                let mut cb = Element::builder("sasl-channel-binding", ns::SASL_CB).build();
+                let mut cb =
+                    Element::builder("sasl-channel-binding", ns::SASL_CHANNEL_BINDING).build();
                 for (kind, present) in [
                     ("tls-exporter", bindings.tls_exporter.is_some()),
-                    ("tls-server-end-point", bindings.tls_server_end_point.is_some()),
+                    (
+                        "tls-server-end-point",
+                        bindings.tls_server_end_point.is_some(),
+                    ),
                 ] {
                     if present {
-                        let mut element = Element::builder("channel-binding", ns::SASL_CB).build();
+                        let mut element =
+                            Element::builder("channel-binding", ns::SASL_CHANNEL_BINDING).build();
                         set_attribute(&mut element, "type", kind);
                         cb.append_child(element);
                     }
                 }
                 features.append_child(cb);
                 if config.allow_in_band_registration {
-                    features.append_child(Element::builder("register", ns::REGISTER_FEATURE).build());
+                    features
+                        .append_child(Element::builder("register", ns::REGISTER_FEATURE).build());
                 }
             }
             Stage::Authenticated(_) => {
@@ -289,7 +312,10 @@ impl Negotiation<'_> {
         features
     }
 
-    fn bindings<S>(&self, stream: &XmlStream<Transport<S>>) -> ChannelBindings {
+    fn bindings<S>(&self, stream: &XmlStream<Transport<S>>) -> ChannelBindings
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
         let Some(connection) = stream.get_ref().tls_connection() else {
             return ChannelBindings {
                 tls_exporter: None,
@@ -317,12 +343,16 @@ impl Negotiation<'_> {
             }
             if element.is("auth", ns::SASL) {
                 // RFC 6120 section 6.4.? : TLS is mandatory here.
-                stream.send(&sasl_failure(SaslFailure::EncryptionRequired)).await?;
+                stream
+                    .send(&sasl_failure(SaslFailure::EncryptionRequired))
+                    .await?;
                 continue;
             }
             return Err(Stop::Error(StreamErrorCondition::NotAuthorized, None));
         }
-        stream.send(&Element::builder("proceed", ns::TLS).build()).await?;
+        stream
+            .send(&Element::builder("proceed", ns::TLS).build())
+            .await?;
         Ok(())
     }
 
@@ -347,7 +377,10 @@ impl Negotiation<'_> {
     }
 
     /// SASL (RFC 6120 section 6.4). Returns the authenticated account, or `None` if the peer left.
-    async fn authenticate<S>(&mut self, stream: &mut XmlStream<Transport<S>>) -> Step_<Option<BareJid>>
+    async fn authenticate<S>(
+        &mut self,
+        stream: &mut XmlStream<Transport<S>>,
+    ) -> Step_<Option<BareJid>>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
@@ -396,19 +429,24 @@ impl Negotiation<'_> {
             .and_then(Mechanism::parse)
             .filter(|m| offered.contains(m))
         else {
-            stream.send(&sasl_failure(SaslFailure::InvalidMechanism)).await?;
+            stream
+                .send(&sasl_failure(SaslFailure::InvalidMechanism))
+                .await?;
             return Ok(None);
         };
-        let peer_key = self.peer.to_string();
-        if !self.throttle_allows(&peer_key) {
-            stream.send(&sasl_failure(SaslFailure::TemporaryAuthFailure)).await?;
+        if !self.throttle_allows(None) {
+            stream
+                .send(&sasl_failure(SaslFailure::TemporaryAuthFailure))
+                .await?;
             return Ok(None);
         }
         let mut exchange = SaslExchange::start(mechanism, is_tls, bindings);
         let mut data = match decode(&auth.text()) {
             Some(data) => data,
             None => {
-                stream.send(&sasl_failure(SaslFailure::IncorrectEncoding)).await?;
+                stream
+                    .send(&sasl_failure(SaslFailure::IncorrectEncoding))
+                    .await?;
                 return Ok(None);
             }
         };
@@ -419,8 +457,10 @@ impl Negotiation<'_> {
                 Step::NeedCredentials { username } => {
                     let jid = crate::accounts::parse_account(&format!("{username}@{domain}")).ok();
                     let key = jid.as_ref().map(|j| j.to_string()).unwrap_or_default();
-                    if jid.is_some() && !self.throttle_allows(&key) {
-                        stream.send(&sasl_failure(SaslFailure::TemporaryAuthFailure)).await?;
+                    if jid.is_some() && !self.throttle_allows(Some(&key)) {
+                        stream
+                            .send(&sasl_failure(SaslFailure::TemporaryAuthFailure))
+                            .await?;
                         return Ok(None);
                     }
                     let credentials = match &jid {
@@ -428,7 +468,9 @@ impl Negotiation<'_> {
                             Ok(credentials) => credentials,
                             Err(e) => {
                                 tracing::error!(error = %e, "credential lookup failed");
-                                stream.send(&sasl_failure(SaslFailure::TemporaryAuthFailure)).await?;
+                                stream
+                                    .send(&sasl_failure(SaslFailure::TemporaryAuthFailure))
+                                    .await?;
                                 return Ok(None);
                             }
                         },
@@ -452,18 +494,29 @@ impl Negotiation<'_> {
                     data = match decode(&response.text()) {
                         Some(data) => data,
                         None => {
-                            stream.send(&sasl_failure(SaslFailure::IncorrectEncoding)).await?;
+                            stream
+                                .send(&sasl_failure(SaslFailure::IncorrectEncoding))
+                                .await?;
                             return Ok(None);
                         }
                     };
                     step = exchange.step(&data);
                 }
-                Step::Success { authenticated, additional_data } => {
+                Step::Success {
+                    authenticated,
+                    additional_data,
+                } => {
                     let jid = account.take().or_else(|| {
-                        crate::accounts::parse_account(&format!("{}@{domain}", authenticated.username)).ok()
+                        crate::accounts::parse_account(&format!(
+                            "{}@{domain}",
+                            authenticated.username
+                        ))
+                        .ok()
                     });
                     let Some(jid) = jid else {
-                        stream.send(&sasl_failure(SaslFailure::NotAuthorized)).await?;
+                        stream
+                            .send(&sasl_failure(SaslFailure::NotAuthorized))
+                            .await?;
                         return Ok(None);
                     };
                     self.throttle_success(&jid.to_string());
@@ -476,10 +529,8 @@ impl Negotiation<'_> {
                     return Ok(Some(jid));
                 }
                 Step::Failure(failure) => {
-                    self.throttle_failure(&peer_key);
-                    if let Some(jid) = &account {
-                        self.throttle_failure(&jid.to_string());
-                    }
+                    let key = account.as_ref().map(|jid| jid.to_string());
+                    self.throttle_failure(key.as_deref());
                     stream.send(&sasl_failure(failure)).await?;
                     return Ok(None);
                 }
@@ -488,7 +539,11 @@ impl Negotiation<'_> {
     }
 
     /// Resource binding (RFC 6120 section 7).
-    async fn bind<S>(&mut self, stream: &mut XmlStream<Transport<S>>, account: &BareJid) -> Step_<Binding>
+    async fn bind<S>(
+        &mut self,
+        stream: &mut XmlStream<Transport<S>>,
+        account: &BareJid,
+    ) -> Step_<Binding>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
@@ -529,37 +584,57 @@ impl Negotiation<'_> {
             };
             let (handle, commands) = self.router.sessions.new_session();
             let bare = account.to_string();
-            if let Some(previous) = self
-                .router
-                .sessions
-                .bind(&bare, jid.resource().as_str(), handle.clone())
+            if let Some(previous) =
+                self.router
+                    .sessions
+                    .bind(&bare, jid.resource().as_str(), handle.clone())
             {
                 // RFC 6120 section 7.7.2.2: the newer session wins; the older one ends with <conflict/>.
                 previous.send(SessionCommand::Replaced);
             }
-            let jid_element = Element::builder("jid", ns::BIND).append(jid.to_string()).build();
+            let jid_element = Element::builder("jid", ns::BIND)
+                .append(jid.to_string())
+                .build();
             let result = unbound_iq_reply(
                 &element,
-                Ok(Some(Element::builder("bind", ns::BIND).append(jid_element).build())),
+                Ok(Some(
+                    Element::builder("bind", ns::BIND)
+                        .append(jid_element)
+                        .build(),
+                )),
             );
             stream.send(&result).await?;
             return Ok((jid, handle, commands));
         }
     }
 
-    fn throttle_allows(&self, key: &str) -> bool {
-        let mut throttle = self.router.auth_throttle.lock().unwrap_or_else(|e| e.into_inner());
-        throttle.allows(key, std::time::Instant::now())
+    fn throttle_allows(&self, account: Option<&str>) -> bool {
+        let throttle = self
+            .router
+            .auth_throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        throttle
+            .check(self.peer, account, std::time::Instant::now())
+            .is_ok()
     }
 
-    fn throttle_failure(&self, key: &str) {
-        let mut throttle = self.router.auth_throttle.lock().unwrap_or_else(|e| e.into_inner());
-        throttle.record_failure(key, std::time::Instant::now());
+    fn throttle_failure(&self, account: Option<&str>) {
+        let mut throttle = self
+            .router
+            .auth_throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        throttle.record_failure(self.peer, account, std::time::Instant::now());
     }
 
-    fn throttle_success(&self, key: &str) {
-        let mut throttle = self.router.auth_throttle.lock().unwrap_or_else(|e| e.into_inner());
-        throttle.record_success(key);
+    fn throttle_success(&self, account: &str) {
+        let mut throttle = self
+            .router
+            .auth_throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        throttle.record_success(account);
     }
 }
 

@@ -100,9 +100,7 @@ where
             })
             .await;
     }
-    router
-        .sessions
-        .unbind(&session.bare, &resource, handle.id);
+    router.sessions.unbind(&session.bare, &resource, handle.id);
     features::presence::session_ended(&router, &mut session).await;
     tracing::debug!(%jid, ?end, "session ended");
 }
@@ -117,7 +115,9 @@ async fn handle_element(
     let addressing = match Addressing::read(&element) {
         Ok(addressing) => addressing,
         // RFC 6120 section 4.9.3.24: a first-level element we do not know.
-        Err(EnvelopeError::NotAStanza(_)) => return Err(StreamErrorCondition::UnsupportedStanzaType),
+        Err(EnvelopeError::NotAStanza(_)) => {
+            return Err(StreamErrorCondition::UnsupportedStanzaType);
+        }
         Err(EnvelopeError::MalformedJid { .. }) => {
             answer_error(router, session, &element, DefinedCondition::JidMalformed);
             return Ok(());
@@ -152,7 +152,8 @@ fn answer_error(
     condition: DefinedCondition,
 ) {
     let error_type = crate::router::envelope::error_type_for(&condition);
-    if let Some(mut reply) = crate::xmpp::stanza::error_reply(element, error_type, condition, None) {
+    if let Some(mut reply) = crate::xmpp::stanza::error_reply(element, error_type, condition, None)
+    {
         crate::router::envelope::remove_attribute(&mut reply, "from");
         crate::router::envelope::set_attribute(&mut reply, "to", &session.jid.to_string());
         router.send_to_session(&session.bare, session.jid.resource().as_str(), reply);
@@ -202,6 +203,9 @@ mod tests {
         guard.last = start;
         let allowed = (0..100).filter(|_| guard.allows(start)).count();
         assert_eq!(allowed, 20, "burst of twice the rate");
-        assert!(guard.allows(start + Duration::from_millis(200)), "refills over time");
+        assert!(
+            guard.allows(start + Duration::from_millis(200)),
+            "refills over time"
+        );
     }
 }

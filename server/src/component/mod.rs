@@ -27,7 +27,9 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: Shutdow
             _ = stop.wait() => return,
             accepted = listener.accept() => accepted,
         };
-        let Ok((socket, peer)) = accepted else { continue };
+        let Ok((socket, peer)) = accepted else {
+            continue;
+        };
         let router = router.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -89,7 +91,10 @@ where
             return Err(error);
         }
     };
-    if !constant_time_eq(handshake.trim().as_bytes(), expected_handshake(&stream_id, &secret).as_bytes()) {
+    if !constant_time_eq(
+        handshake.trim().as_bytes(),
+        expected_handshake(&stream_id, &secret).as_bytes(),
+    ) {
         let error = fail(StreamErrorCondition::NotAuthorized);
         stream.send_error(&error).await?;
         return Err(error);
@@ -139,7 +144,8 @@ async fn accept_stanza(
     element: Element,
 ) -> Result<(), StreamErrorCondition> {
     let element = to_client_namespace(element);
-    let envelope = Envelope::parse(element).map_err(|_| StreamErrorCondition::UnsupportedStanzaType)?;
+    let envelope =
+        Envelope::parse(element).map_err(|_| StreamErrorCondition::UnsupportedStanzaType)?;
     match &envelope.from {
         Some(from) if from.domain().as_str() == domain => {}
         _ => return Err(StreamErrorCondition::InvalidFrom),

@@ -46,7 +46,11 @@ impl BlockListCache {
             return false;
         }
         let domain = other.domain().as_str();
-        let mut candidates = vec![other.to_string(), other.to_bare().to_string(), domain.to_string()];
+        let mut candidates = vec![
+            other.to_string(),
+            other.to_bare().to_string(),
+            domain.to_string(),
+        ];
         if let Some(resource) = other.resource() {
             candidates.push(format!("{domain}/{resource}"));
         }
@@ -114,7 +118,10 @@ pub async fn handle(
                 // Section 3.3: a block without items is a bad request.
                 return Err(IqError::new(DefinedCondition::BadRequest));
             }
-            storage.block(&session.bare, &jids).await.map_err(internal)?;
+            storage
+                .block(&session.bare, &jids)
+                .await
+                .map_err(internal)?;
             router.block_lists.invalidate(&session.bare);
             push_change(router, session, payload);
             send_unavailable_to(router, session, &jids);
@@ -125,7 +132,10 @@ pub async fn handle(
             if jids.is_empty() {
                 storage.unblock_all(&session.bare).await.map_err(internal)?;
             } else {
-                storage.unblock(&session.bare, &jids).await.map_err(internal)?;
+                storage
+                    .unblock(&session.bare, &jids)
+                    .await
+                    .map_err(internal)?;
             }
             router.block_lists.invalidate(&session.bare);
             push_change(router, session, payload);
@@ -159,7 +169,9 @@ fn item_jids(payload: &Element) -> Result<Vec<String>, IqError> {
 /// Section 3.3 and 3.4: every resource of the user learns about the change.
 fn push_change(router: &Arc<Router>, session: &ClientSession, payload: &Element) {
     for resource in router.sessions.resources(&session.bare) {
-        let mut push = Element::builder("iq", ns::CLIENT).append(payload.clone()).build();
+        let mut push = Element::builder("iq", ns::CLIENT)
+            .append(payload.clone())
+            .build();
         let to = format!("{}/{}", session.bare, resource.resource);
         for (name, value) in [("type", "set"), ("id", "block-push"), ("to", to.as_str())] {
             set_attribute(&mut push, name, value);
@@ -177,7 +189,11 @@ fn send_unavailable_to(router: &Arc<Router>, session: &ClientSession, jids: &[St
         for jid in jids {
             let mut presence = Element::builder("presence", ns::CLIENT).build();
             let from = format!("{}/{}", session.bare, resource.resource);
-            for (name, value) in [("type", "unavailable"), ("from", from.as_str()), ("to", jid.as_str())] {
+            for (name, value) in [
+                ("type", "unavailable"),
+                ("from", from.as_str()),
+                ("to", jid.as_str()),
+            ] {
                 set_attribute(&mut presence, name, value);
             }
             router.send_detached(presence);

@@ -7,8 +7,8 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
 use super::iq::{IqAnswer, IqError, IqFeature, IqRequest};
-use crate::router::envelope::set_attribute;
 use crate::router::Router;
+use crate::router::envelope::set_attribute;
 use crate::xmpp::ns;
 
 /// Features that are behaviours rather than IQ payloads: XEP-0160 offline storage.
@@ -31,7 +31,12 @@ pub fn server_features() -> Vec<&'static str> {
 pub fn server_info(router: &Arc<Router>, request: &IqRequest<'_>) -> IqAnswer {
     let _ = router;
     reject_nodes(request)?;
-    Ok(Some(info("server", "im", Some("Herald"), &server_features())))
+    Ok(Some(info(
+        "server",
+        "im",
+        Some("Herald"),
+        &server_features(),
+    )))
 }
 
 /// disco#items on a hosted domain: the attached components (section 4.1).

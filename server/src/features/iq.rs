@@ -108,7 +108,12 @@ pub async fn from_own_client(
     envelope: Envelope,
 ) -> Result<(), SessionEnd> {
     let Some((feature, payload)) = single_payload(&envelope) else {
-        reply(router, &envelope, Err(IqError::new(DefinedCondition::BadRequest))).await;
+        reply(
+            router,
+            &envelope,
+            Err(IqError::new(DefinedCondition::BadRequest)),
+        )
+        .await;
         return Ok(());
     };
     let from = Jid::from(session.jid.clone());

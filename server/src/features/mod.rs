@@ -105,7 +105,9 @@ fn is_for_own_account(session: &ClientSession, envelope: &Envelope) -> bool {
 pub async fn server_handles(router: &Arc<Router>, envelope: Envelope) -> Result<Delivery, Bounce> {
     match envelope.kind {
         StanzaKind::IqRequest => iq::for_server(router, envelope).await,
-        StanzaKind::Presence(PresenceKind::Probe) | StanzaKind::Presence(_) => Ok(Delivery::Dropped),
+        StanzaKind::Presence(PresenceKind::Probe) | StanzaKind::Presence(_) => {
+            Ok(Delivery::Dropped)
+        }
         StanzaKind::IqResponse => Ok(Delivery::Dropped),
         StanzaKind::Message(_) => {
             // RFC 6120 section 10.3.1 lets the server ignore messages to itself; answering keeps senders

@@ -35,8 +35,7 @@ pub async fn store(
         .await;
     match outcome {
         Ok(OfflineStore::Stored) => {
-            let notified =
-                super::push::on_stored_offline(router.push.as_deref(), &owner).await;
+            let notified = super::push::on_stored_offline(router.push.as_deref(), &owner).await;
             Ok(Delivery::StoredOffline { notified })
         }
         Ok(OfflineStore::QuotaExceeded) => Err(Bounce::new(
@@ -46,7 +45,10 @@ pub async fn store(
         .with_text("The recipient's offline storage is full")),
         Err(e) => {
             tracing::error!(error = %e, "storing an offline message failed");
-            Err(Bounce::new(envelope.clone(), DefinedCondition::InternalServerError))
+            Err(Bounce::new(
+                envelope.clone(),
+                DefinedCondition::InternalServerError,
+            ))
         }
     }
 }
@@ -77,7 +79,11 @@ pub async fn deliver(router: &Arc<Router>, session: &ClientSession) {
         last_delivered = Some(message.id);
     }
     if let Some(last) = last_delivered
-        && let Err(e) = router.storage.offline.remove_up_to(&session.bare, last).await
+        && let Err(e) = router
+            .storage
+            .offline
+            .remove_up_to(&session.bare, last)
+            .await
     {
         tracing::error!(error = %e, "removing delivered offline messages failed");
     }
@@ -85,7 +91,8 @@ pub async fn deliver(router: &Arc<Router>, session: &ClientSession) {
 
 /// XEP-0160 section 3 and XEP-0334: chat-state-only messages and `<no-store/>` hints are not kept.
 fn is_worth_storing(message: &Element) -> bool {
-    if message.has_child("no-store", ns::HINTS) || message.has_child("no-permanent-store", ns::HINTS)
+    if message.has_child("no-store", ns::HINTS)
+        || message.has_child("no-permanent-store", ns::HINTS)
     {
         return false;
     }

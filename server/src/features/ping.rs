@@ -23,6 +23,9 @@ mod tests {
     fn ping_request_shape() {
         let xml = String::from(&super::request("p1", "example.org", "a@example.org/r"));
         assert!(xml.contains("<ping xmlns='urn:xmpp:ping'/>"), "{xml}");
-        assert!(xml.contains("type='get'") && xml.contains("id='p1'"), "{xml}");
+        assert!(
+            xml.contains("type='get'") && xml.contains("id='p1'"),
+            "{xml}"
+        );
     }
 }

@@ -136,7 +136,9 @@ pub async fn answer_probe(router: &Arc<Router>, user: &BareJid, probe: &Envelope
         .filter_map(|r| r.presence.map(|p| (r.resource, p)))
         .collect();
     if available.is_empty() {
-        router.send(presence("unavailable", &user_key, &prober.to_string())).await;
+        router
+            .send(presence("unavailable", &user_key, &prober.to_string()))
+            .await;
         return;
     }
     for (resource, element) in available {
@@ -165,7 +167,10 @@ async fn outbound_subscription(
     let transition = subscription::apply(state_of(&item), event);
     if transition.state_changed || matches!(event, SubscriptionEvent::OutboundSubscribe) {
         apply_state(&mut item, transition.state);
-        if matches!(event, SubscriptionEvent::OutboundSubscribe | SubscriptionEvent::OutboundSubscribed) {
+        if matches!(
+            event,
+            SubscriptionEvent::OutboundSubscribe | SubscriptionEvent::OutboundSubscribed
+        ) {
             item.in_roster = true;
         }
         save_and_push(router, &owner, &item).await;
@@ -215,7 +220,9 @@ pub async fn inbound_subscription(
         }
     }
     if transition.auto_subscribed_reply {
-        router.send(presence("subscribed", &owner, &contact.to_string())).await;
+        router
+            .send(presence("subscribed", &owner, &contact.to_string()))
+            .await;
         send_current_presence(router, &owner, &contact).await;
     }
     if matches!(event, SubscriptionEvent::InboundUnsubscribe) && transition.state_changed {
@@ -227,11 +234,16 @@ pub async fn inbound_subscription(
     let mut delivered = false;
     for resource in router.sessions.resources(&owner) {
         if resource.view.is_available {
-            delivered |= router.send_to_session(&owner, &resource.resource, envelope.element.clone());
+            delivered |=
+                router.send_to_session(&owner, &resource.resource, envelope.element.clone());
         }
     }
     // An undelivered subscribe stays pending-in and is redelivered at the next login (3.1.3).
-    Ok(if delivered { Delivery::Delivered } else { Delivery::Handled })
+    Ok(if delivered {
+        Delivery::Delivered
+    } else {
+        Delivery::Handled
+    })
 }
 
 fn deliver_pending_requests(router: &Arc<Router>, session: &ClientSession, roster: &[RosterItem]) {
@@ -255,13 +267,20 @@ async fn send_unavailable(router: &Arc<Router>, owner: &str, contact: &BareJid) 
     for resource in router.sessions.resources(owner) {
         if resource.view.is_available {
             let from = format!("{owner}/{}", resource.resource);
-            router.send(presence("unavailable", &from, &contact.to_string())).await;
+            router
+                .send(presence("unavailable", &from, &contact.to_string()))
+                .await;
         }
     }
 }
 
 async fn load_item(router: &Arc<Router>, owner: &str, contact: &BareJid) -> Option<RosterItem> {
-    match router.storage.rosters.item(owner, &contact.to_string()).await {
+    match router
+        .storage
+        .rosters
+        .item(owner, &contact.to_string())
+        .await
+    {
         Ok(item) => Some(item.unwrap_or_else(|| RosterItem {
             contact: contact.to_string(),
             ..RosterItem::default()
@@ -368,7 +387,13 @@ mod tests {
     fn priority_defaults_and_clamps_to_the_wire_range() {
         let p = |xml: &str| priority(&xml.parse::<Element>().unwrap());
         assert_eq!(p("<presence xmlns='jabber:client'/>"), 0);
-        assert_eq!(p("<presence xmlns='jabber:client'><priority>-5</priority></presence>"), -5);
-        assert_eq!(p("<presence xmlns='jabber:client'><priority>900</priority></presence>"), 0);
+        assert_eq!(
+            p("<presence xmlns='jabber:client'><priority>-5</priority></presence>"),
+            -5
+        );
+        assert_eq!(
+            p("<presence xmlns='jabber:client'><priority>900</priority></presence>"),
+            0
+        );
     }
 }

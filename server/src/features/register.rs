@@ -11,8 +11,8 @@ use xmpp_parsers::stanza_error::DefinedCondition;
 use super::ClientSession;
 use super::iq::{IqAnswer, IqError, IqRequest};
 use crate::accounts::{self, AccountError};
-use crate::router::registry::SessionCommand;
 use crate::router::Router;
+use crate::router::registry::SessionCommand;
 use crate::xmpp::ns;
 
 /// A registration IQ before authentication, on a stream for `domain` (section 3.1).
@@ -78,7 +78,11 @@ pub async fn handle_for_user(
             Ok(Some(
                 Element::builder("query", ns::REGISTER)
                     .append(Element::builder("registered", ns::REGISTER).build())
-                    .append(Element::builder("username", ns::REGISTER).append(node).build())
+                    .append(
+                        Element::builder("username", ns::REGISTER)
+                            .append(node)
+                            .build(),
+                    )
                     .append(Element::builder("password", ns::REGISTER).build())
                     .build(),
             )),

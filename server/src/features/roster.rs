@@ -10,8 +10,8 @@ use xmpp_parsers::stanza_error::DefinedCondition;
 
 use super::ClientSession;
 use super::iq::{IqAnswer, IqError, IqRequest};
-use crate::router::envelope::set_attribute;
 use crate::router::Router;
+use crate::router::envelope::set_attribute;
 use crate::xmpp::ns;
 use herald_storage::{RosterItem, StorageError, Subscription};
 
@@ -39,7 +39,12 @@ async fn get(router: &Arc<Router>, session: &ClientSession, query: &Element) -> 
     router
         .sessions
         .set_interested(&session.bare, session.jid.resource().as_str());
-    let (version, items) = router.storage.rosters.items(&session.bare).await.map_err(internal)?;
+    let (version, items) = router
+        .storage
+        .rosters
+        .items(&session.bare)
+        .await
+        .map_err(internal)?;
     let version = version.to_string();
     // 2.6.3: the client's version is current, so an empty result; changes come as pushes.
     if query.attr("ver") == Some(version.as_str()) {
@@ -94,7 +99,10 @@ async fn set(router: &Arc<Router>, session: &ClientSession, query: &Element) -> 
         contact: contact.to_string(),
         ..RosterItem::default()
     });
-    updated.name = item.attr("name").filter(|n| !n.is_empty()).map(str::to_string);
+    updated.name = item
+        .attr("name")
+        .filter(|n| !n.is_empty())
+        .map(str::to_string);
     updated.groups = groups;
     updated.in_roster = true;
     let version = router
@@ -121,10 +129,16 @@ pub async fn remove(router: &Arc<Router>, owner: &BareJid, contact: &BareJid) ->
         return Err(IqError::new(DefinedCondition::ItemNotFound));
     };
     let mut cancel = Vec::new();
-    if matches!(existing.subscription, Subscription::To | Subscription::Both) || existing.pending_out {
+    if matches!(existing.subscription, Subscription::To | Subscription::Both)
+        || existing.pending_out
+    {
         cancel.push("unsubscribe");
     }
-    if matches!(existing.subscription, Subscription::From | Subscription::Both) || existing.pending_in {
+    if matches!(
+        existing.subscription,
+        Subscription::From | Subscription::Both
+    ) || existing.pending_in
+    {
         cancel.push("unsubscribed");
     }
     let Some(version) = router
@@ -138,7 +152,11 @@ pub async fn remove(router: &Arc<Router>, owner: &BareJid, contact: &BareJid) ->
     };
     for kind in cancel {
         let mut presence = Element::builder("presence", ns::CLIENT).build();
-        for (name, value) in [("type", kind), ("from", owner_key.as_str()), ("to", contact_key.as_str())] {
+        for (name, value) in [
+            ("type", kind),
+            ("from", owner_key.as_str()),
+            ("to", contact_key.as_str()),
+        ] {
             set_attribute(&mut presence, name, value);
         }
         router.send(presence).await;
@@ -156,7 +174,9 @@ pub fn push(router: &Arc<Router>, owner: &str, item: Element, version: u64) {
         if !resource.is_interested {
             continue;
         }
-        let mut query = Element::builder("query", ns::ROSTER).append(item.clone()).build();
+        let mut query = Element::builder("query", ns::ROSTER)
+            .append(item.clone())
+            .build();
         set_attribute(&mut query, "ver", &version.to_string());
         let mut iq = Element::builder("iq", ns::CLIENT).append(query).build();
         let to = format!("{owner}/{}", resource.resource);
@@ -183,7 +203,11 @@ pub fn item_element(item: &RosterItem) -> Element {
         set_attribute(&mut element, "approved", "true");
     }
     for group in &item.groups {
-        element.append_child(Element::builder("group", ns::ROSTER).append(group.as_str()).build());
+        element.append_child(
+            Element::builder("group", ns::ROSTER)
+                .append(group.as_str())
+                .build(),
+        );
     }
     element
 }

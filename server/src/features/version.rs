@@ -12,7 +12,11 @@ pub fn handle(request: &IqRequest<'_>) -> IqAnswer {
     }
     Ok(Some(
         Element::builder("query", ns::VERSION)
-            .append(Element::builder("name", ns::VERSION).append("Herald").build())
+            .append(
+                Element::builder("name", ns::VERSION)
+                    .append("Herald")
+                    .build(),
+            )
             .append(
                 Element::builder("version", ns::VERSION)
                     .append(env!("CARGO_PKG_VERSION"))

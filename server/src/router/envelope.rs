@@ -244,7 +244,11 @@ mod tests {
         let m = parse("<message xmlns='jabber:client' to='a@b' type='chat'/>").unwrap();
         assert_eq!(m.kind, StanzaKind::Message(MessageKind::Chat));
         let m = parse("<message xmlns='jabber:client' to='a@b' type='fancy'/>").unwrap();
-        assert_eq!(m.kind, StanzaKind::Message(MessageKind::Normal), "RFC 6121 5.2.2");
+        assert_eq!(
+            m.kind,
+            StanzaKind::Message(MessageKind::Normal),
+            "RFC 6121 5.2.2"
+        );
         let p = parse("<presence xmlns='jabber:client' type='subscribe' to='a@b'/>").unwrap();
         assert_eq!(p.kind, StanzaKind::Presence(PresenceKind::Subscription));
         let i = parse("<iq xmlns='jabber:client' type='get' id='1'/>").unwrap();

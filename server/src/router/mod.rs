@@ -27,7 +27,7 @@ use crate::features;
 use herald_storage::Storage;
 
 /// What happened to a routed stanza.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Delivery {
     /// Handed to at least one local session.
     Delivered,
@@ -73,7 +73,7 @@ impl Router {
             config,
             storage,
             sessions: Registry::default(),
-            auth_throttle: std::sync::Mutex::new(AuthThrottle::default()),
+            auth_throttle: std::sync::Mutex::new(AuthThrottle::new(Default::default())),
             push,
             block_lists: features::blocking::BlockListCache::default(),
             components: RwLock::new(HashMap::new()),
@@ -108,7 +108,10 @@ impl Router {
         let bare = to.to_bare();
         let bare_str = bare.to_string();
         if let Some(from) = &envelope.from
-            && self.block_lists.is_blocked(&self.storage, &bare_str, from).await
+            && self
+                .block_lists
+                .is_blocked(&self.storage, &bare_str, from)
+                .await
         {
             // XEP-0191 section 3.3: nothing from a blocked entity reaches the user; messages and IQ requests
             // are answered with service-unavailable, so the blocker is not revealed beyond that.

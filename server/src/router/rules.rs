@@ -65,7 +65,7 @@ pub enum Addressee<'a> {
 }
 
 /// What to do with the stanza.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Hand it to these resources (indices into the `resources` slice).
     DeliverTo(Vec<usize>),
@@ -108,12 +108,20 @@ pub fn decide(kind: StanzaKind, addressee: Addressee<'_>) -> Decision {
             K::Message(M::Groupchat) => Bounce(DefinedCondition::ServiceUnavailable),
             K::Message(M::Headline) => {
                 let all = non_negative(resources);
-                if all.is_empty() { Ignore } else { DeliverTo(all) }
+                if all.is_empty() {
+                    Ignore
+                } else {
+                    DeliverTo(all)
+                }
             }
             K::Message(M::Error) => Ignore,
             K::Presence(P::Availability) => {
                 let all = available(resources);
-                if all.is_empty() { Ignore } else { DeliverTo(all) }
+                if all.is_empty() {
+                    Ignore
+                } else {
+                    DeliverTo(all)
+                }
             }
             K::Presence(P::Probe | P::Subscription) => ServerHandles,
             K::Presence(P::Error) => Ignore,
@@ -126,9 +134,7 @@ pub fn decide(kind: StanzaKind, addressee: Addressee<'_>) -> Decision {
             (K::Presence(P::Probe | P::Subscription), _) => ServerHandles,
             (_, Some(index)) if index < resources.len() => DeliverTo(vec![index]),
             // 8.5.3.2.1: no such resource.
-            (K::Message(M::Chat | M::Normal), _) => {
-                decide(kind, Addressee::Bare { resources })
-            }
+            (K::Message(M::Chat | M::Normal), _) => decide(kind, Addressee::Bare { resources }),
             (K::Message(M::Groupchat | M::Headline), _) => {
                 Bounce(DefinedCondition::ServiceUnavailable)
             }
@@ -175,9 +181,15 @@ mod tests {
     const UNAVAILABLE: DefinedCondition = DefinedCondition::ServiceUnavailable;
 
     fn online(priority: i8) -> ResourceView {
-        ResourceView { is_available: true, priority }
+        ResourceView {
+            is_available: true,
+            priority,
+        }
     }
-    const CONNECTED_NOT_AVAILABLE: ResourceView = ResourceView { is_available: false, priority: 0 };
+    const CONNECTED_NOT_AVAILABLE: ResourceView = ResourceView {
+        is_available: false,
+        priority: 0,
+    };
 
     /// RFC 6121 section 8.5.1: no such account.
     #[test]
@@ -202,8 +214,16 @@ mod tests {
     /// RFC 6121 section 8.5.2.1: bare JID with available resources (priorities 5, 5, 1, -1).
     #[test]
     fn bare_jid_with_available_resources() {
-        let resources = [online(5), online(5), online(1), online(-1), CONNECTED_NOT_AVAILABLE];
-        let addressee = Addressee::Bare { resources: &resources };
+        let resources = [
+            online(5),
+            online(5),
+            online(1),
+            online(-1),
+            CONNECTED_NOT_AVAILABLE,
+        ];
+        let addressee = Addressee::Bare {
+            resources: &resources,
+        };
         let table = [
             (K::Message(M::Normal), DeliverTo(vec![0, 1])),
             (K::Message(M::Chat), DeliverTo(vec![0, 1])),
@@ -227,7 +247,9 @@ mod tests {
     #[test]
     fn bare_jid_without_available_resources() {
         for resources in [vec![], vec![online(-5)], vec![CONNECTED_NOT_AVAILABLE]] {
-            let addressee = Addressee::Bare { resources: &resources };
+            let addressee = Addressee::Bare {
+                resources: &resources,
+            };
             let table = [
                 (K::Message(M::Normal), StoreOffline),
                 (K::Message(M::Chat), StoreOffline),
@@ -251,7 +273,10 @@ mod tests {
     fn full_jid_that_matches() {
         let resources = [online(0), online(-3), CONNECTED_NOT_AVAILABLE];
         for exact in 0..resources.len() {
-            let addressee = Addressee::Full { exact: Some(exact), resources: &resources };
+            let addressee = Addressee::Full {
+                exact: Some(exact),
+                resources: &resources,
+            };
             for kind in [
                 K::Message(M::Normal),
                 K::Message(M::Chat),
@@ -265,7 +290,10 @@ mod tests {
             ] {
                 assert_eq!(decide(kind, addressee), DeliverTo(vec![exact]), "{kind:?}");
             }
-            assert_eq!(decide(K::Presence(P::Subscription), addressee), ServerHandles);
+            assert_eq!(
+                decide(K::Presence(P::Subscription), addressee),
+                ServerHandles
+            );
             assert_eq!(decide(K::Presence(P::Probe), addressee), ServerHandles);
         }
     }
@@ -274,7 +302,10 @@ mod tests {
     #[test]
     fn full_jid_without_match() {
         let resources = [online(2), online(-1)];
-        let addressee = Addressee::Full { exact: None, resources: &resources };
+        let addressee = Addressee::Full {
+            exact: None,
+            resources: &resources,
+        };
         let table = [
             (K::Message(M::Normal), DeliverTo(vec![0])),
             (K::Message(M::Chat), DeliverTo(vec![0])),
@@ -290,7 +321,10 @@ mod tests {
         for (kind, expected) in table {
             assert_eq!(decide(kind, addressee), expected, "{kind:?}");
         }
-        let offline = Addressee::Full { exact: None, resources: &[] };
+        let offline = Addressee::Full {
+            exact: None,
+            resources: &[],
+        };
         assert_eq!(decide(K::Message(M::Chat), offline), StoreOffline);
         assert_eq!(decide(K::Message(M::Normal), offline), StoreOffline);
     }

@@ -89,3 +89,7 @@ pub const TIME: &str = "urn:xmpp:time";
 pub const PRIVATE: &str = "jabber:iq:private";
 /// XEP-0160 / XEP-0013: flexible offline message retrieval discovery node.
 pub const OFFLINE: &str = "msgoffline";
+/// XEP-0334: Message Processing Hints.
+pub const HINTS: &str = "urn:xmpp:hints";
+/// XEP-0085: Chat State Notifications.
+pub const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";

@@ -14,6 +14,8 @@ mod plain;
 mod scram;
 mod scram_message;
 pub mod throttle;
+mod verify;
+pub use verify::verify_plain;
 
 #[cfg(test)]
 mod tests;
