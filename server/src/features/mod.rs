@@ -1,1 +1,3 @@
 //! One module per RFC or XEP the server implements.
+
+pub mod subscription;
