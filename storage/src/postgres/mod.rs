@@ -1,5 +1,3 @@
 //! PostgreSQL backend.
 use crate::{Storage, StorageResult};
-pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
-    Err(crate::StorageError::UnsupportedUrl(url.into()))
-}
+pub(crate) async fn connect(url: &str) -> StorageResult<Storage> { Err(crate::StorageError::UnsupportedUrl(url.into())) }
