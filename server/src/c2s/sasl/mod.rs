@@ -23,7 +23,7 @@ mod tests;
 pub use credentials::{
     CredentialError, DEFAULT_SCRAM_ITERATIONS, MIN_SCRAM_ITERATIONS, derive_credentials,
 };
-pub use throttle::AuthThrottle;
+pub use throttle::{AuthThrottle, ThrottleLimits};
 
 use herald_storage::Credentials;
 

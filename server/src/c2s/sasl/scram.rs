@@ -123,8 +123,9 @@ pub(super) struct ScramServer {
     /// `client-first-message-bare "," server-first-message`: the AuthMessage up to client-final.
     auth_message_prefix: String,
     server_first: String,
-    /// `None` for an unknown user: the exchange runs to the end and fails.
-    keys: Option<ScramKeys>,
+    /// For an unknown user, random keys that no proof matches; the exchange runs to the end and fails.
+    keys: ScramKeys,
+    is_known_user: bool,
 }
 
 impl ScramServer {
@@ -139,12 +140,13 @@ impl ScramServer {
         bindings: &ChannelBindings,
         unknown_user_secret: &[u8],
     ) -> Result<ScramServer, SaslFailure> {
+        let keys_given = keys.is_some();
         let mut expected_channel_binding = client_first.gs2_header.as_bytes().to_vec();
         if let CbindFlag::Used(cb_name) = &client_first.cbind_flag {
             let data = bindings.get(cb_name).ok_or(SaslFailure::NotAuthorized)?;
             expected_channel_binding.extend_from_slice(data);
         }
-        let (salt, iterations) = match keys {
+        let keys = match keys {
             Some(keys) => {
                 let fits = keys.iterations > 0
                     && !keys.salt.is_empty()
@@ -153,17 +155,26 @@ impl ScramServer {
                 if !fits {
                     return Err(SaslFailure::TemporaryAuthFailure);
                 }
-                (keys.salt.clone(), keys.iterations)
+                keys.clone()
             }
-            None => (
-                fake_salt(hash, &client_first.username, unknown_user_secret),
-                super::DEFAULT_SCRAM_ITERATIONS,
-            ),
+            None => {
+                let mut stored_key = vec![0u8; hash.output_len()];
+                let mut server_key = vec![0u8; hash.output_len()];
+                rand::rng().fill_bytes(&mut stored_key);
+                rand::rng().fill_bytes(&mut server_key);
+                ScramKeys {
+                    salt: fake_salt(hash, &client_first.username, unknown_user_secret),
+                    iterations: super::DEFAULT_SCRAM_ITERATIONS,
+                    stored_key,
+                    server_key,
+                }
+            }
         };
+        let (salt, iterations) = (&keys.salt, keys.iterations);
         let combined_nonce = format!("{}{}", client_first.client_nonce, server_nonce);
         let server_first = format!(
             "r={combined_nonce},s={},i={iterations}",
-            BASE64.encode(&salt)
+            BASE64.encode(salt)
         );
         Ok(ScramServer {
             hash,
@@ -172,7 +183,8 @@ impl ScramServer {
             combined_nonce,
             auth_message_prefix: format!("{},{server_first}", client_first.bare),
             server_first,
-            keys: keys.cloned(),
+            is_known_user: keys_given,
+            keys,
         })
     }
 
@@ -192,9 +204,7 @@ impl ScramServer {
         if !binding_ok || client_final.nonce != self.combined_nonce {
             return Err(SaslFailure::NotAuthorized);
         }
-        let Some(keys) = &self.keys else {
-            return Err(SaslFailure::NotAuthorized);
-        };
+        let keys = &self.keys;
         if client_final.proof.len() != self.hash.output_len() {
             return Err(SaslFailure::NotAuthorized);
         }
@@ -211,7 +221,8 @@ impl ScramServer {
             .map(|(p, s)| p ^ s)
             .collect();
         let proof_ok: bool = self.hash.hash(&client_key).ct_eq(&keys.stored_key).into();
-        if !proof_ok {
+        // An unknown user goes through the same computation, so the failure takes as long.
+        if !proof_ok || !self.is_known_user {
             return Err(SaslFailure::NotAuthorized);
         }
         let server_signature = self.hash.hmac(&keys.server_key, auth_message.as_bytes());
