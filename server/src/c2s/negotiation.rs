@@ -440,7 +440,9 @@ impl Negotiation<'_> {
                 .await?;
             return Ok(None);
         }
-        let mut exchange = SaslExchange::start(mechanism, is_tls, bindings);
+        let mut exchange = SaslExchange::start(mechanism, is_tls, bindings)
+            .with_domain(domain)
+            .with_unknown_user_secret(&self.router.unknown_user_secret);
         let mut data = match decode(&auth.text()) {
             Some(data) => data,
             None => {

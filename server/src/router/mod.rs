@@ -51,6 +51,9 @@ pub struct Router {
     pub auth_throttle: std::sync::Mutex<AuthThrottle>,
     pub push: Option<Arc<dyn features::push::PushWaker>>,
     pub block_lists: features::blocking::BlockListCache,
+    /// Random bytes made at start that key the fake SCRAM salts of unknown users, so they cannot be told
+    /// apart from real ones (RFC 5802 section 9 leaves enumeration resistance to the server).
+    pub unknown_user_secret: [u8; 32],
     components: RwLock<HashMap<String, mpsc::Sender<Element>>>,
 }
 
@@ -76,6 +79,7 @@ impl Router {
             auth_throttle: std::sync::Mutex::new(AuthThrottle::new(Default::default())),
             push,
             block_lists: features::blocking::BlockListCache::default(),
+            unknown_user_secret: rand::random(),
             components: RwLock::new(HashMap::new()),
         })
     }
