@@ -142,3 +142,20 @@ pub fn mechanisms(features: &Element) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The first of `elements` matching `matches`; panics listing them all if none does.
+pub fn find<'a>(
+    elements: &'a [Element],
+    what: &str,
+    matches: impl Fn(&Element) -> bool,
+) -> &'a Element {
+    elements.iter().find(|e| matches(e)).unwrap_or_else(|| {
+        let all: Vec<String> = elements.iter().map(show).collect();
+        panic!("no {what} among {all:#?}")
+    })
+}
+
+/// Whether any of `elements` matches.
+pub fn any(elements: &[Element], matches: impl Fn(&Element) -> bool) -> bool {
+    elements.iter().any(matches)
+}

@@ -1,0 +1,456 @@
+//! Instant messaging and presence over real sockets (RFC 6121): the roster (section 2), subscriptions
+//! (section 3), presence broadcast (section 4) and the delivery rules (section 8), plus stanza-level
+//! addressing errors (RFC 6120 sections 8.1.2.1 and 8.3.3).
+//!
+//! "Settled" below means: the sender's barrier returned (its stanza was fully routed), then the receiver's
+//! barrier collected everything that had been queued for it.
+#![allow(clippy::unwrap_used)]
+
+use herald::xmpp::ns;
+use herald_tests::xml::{self, any, find, is_error, is_presence, is_roster_push, pushed_item};
+use herald_tests::{Element, TestServer};
+
+const ROSTER_SET_BOB: &str = "<query xmlns='jabber:iq:roster'><item jid='bob@localhost' name='Bob'><group>Friends</group></item></query>";
+
+fn is_result(id: &str) -> impl Fn(&Element) -> bool + '_ {
+    move |e: &Element| {
+        e.is("iq", ns::CLIENT) && e.attr("id") == Some(id) && e.attr("type") == Some("result")
+    }
+}
+
+#[tokio::test]
+async fn roster_get_set_versioning_and_remove() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    let mut r1 = server.login("alice", "r1").await;
+    let empty = r1.roster_get().await;
+    assert!(xml::roster_items(&empty).is_empty());
+    let first_ver = xml::roster_ver(&empty).expect("RFC 6121 2.6: the result carries ver");
+    let mut r2 = server.login("alice", "r2").await;
+    r2.roster_get().await;
+    // r3 never requests the roster, so it is not an interested resource (2.1.6).
+    let mut r3 = server.login("alice", "r3").await;
+
+    r1.send(&format!("<iq type='set' id='set1'>{ROSTER_SET_BOB}</iq>"))
+        .await;
+    let at_r1 = r1.barrier().await;
+    find(&at_r1, "result of the set", is_result("set1"));
+    let push = find(&at_r1, "push to the sender", |e| {
+        is_roster_push(e, "bob@localhost")
+    });
+    let item = pushed_item(push);
+    assert_eq!(item.name.as_deref(), Some("Bob"));
+    assert_eq!(item.subscription, "none");
+    let new_ver = xml::roster_ver(push).expect("pushes carry ver");
+    assert_ne!(new_ver, first_ver);
+    let at_r2 = r2.barrier().await;
+    let push = find(&at_r2, "push to the other interested resource", |e| {
+        is_roster_push(e, "bob@localhost")
+    });
+    assert_eq!(xml::roster_ver(push).as_deref(), Some(new_ver.as_str()));
+    r3.assert_none("roster push", |e| is_roster_push(e, "bob@localhost"))
+        .await;
+
+    // 2.6.3: the client is current, so an empty result; an old version gets the whole roster.
+    let current = r2
+        .iq_result(
+            "get",
+            None,
+            &format!("<query xmlns='jabber:iq:roster' ver='{new_ver}'/>"),
+        )
+        .await;
+    assert!(
+        current.get_child("query", ns::ROSTER).is_none(),
+        "{}",
+        xml::show(&current)
+    );
+    let stale = r2
+        .iq_result(
+            "get",
+            None,
+            &format!("<query xmlns='jabber:iq:roster' ver='{first_ver}'/>"),
+        )
+        .await;
+    let items = xml::roster_items(&stale);
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].jid, "bob@localhost");
+
+    // 2.5: removal is pushed with subscription='remove'.
+    r1.send("<iq type='set' id='rm1'><query xmlns='jabber:iq:roster'><item jid='bob@localhost' subscription='remove'/></query></iq>").await;
+    let at_r1 = r1.barrier().await;
+    find(&at_r1, "result of the removal", is_result("rm1"));
+    for got in [at_r1, r2.barrier().await] {
+        let push = find(&got, "removal push", |e| is_roster_push(e, "bob@localhost"));
+        assert_eq!(pushed_item(push).subscription, "remove");
+    }
+    assert!(xml::roster_items(&r1.roster_get().await).is_empty());
+}
+
+fn item_state(got: &[Element], jid: &str) -> (String, Option<String>, bool) {
+    let item = pushed_item(find(got, &format!("roster push for {jid}"), |e| {
+        is_roster_push(e, jid)
+    }));
+    (item.subscription, item.ask, item.approved)
+}
+
+#[tokio::test]
+async fn full_subscription_handshake_ends_in_both() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut alice = server.online("alice", "r").await;
+    let mut bob = server.online("bob", "r").await;
+    let none = |s: &str| (s.to_string(), None::<String>, false);
+
+    // 3.1.2: alice asks; her roster shows ask='subscribe'; bob gets the request from her bare JID.
+    alice
+        .send("<presence to='bob@localhost' type='subscribe'/>")
+        .await;
+    let at_alice = alice.barrier().await;
+    assert_eq!(
+        item_state(&at_alice, "bob@localhost"),
+        ("none".into(), Some("subscribe".into()), false)
+    );
+    let at_bob = bob.barrier().await;
+    find(&at_bob, "subscribe request", |e| {
+        is_presence(e, "alice@localhost", Some("subscribe"))
+    });
+
+    // 3.1.5: bob approves: bob has 'from', alice has 'to', and alice gets bob's presence.
+    bob.send("<presence to='alice@localhost' type='subscribed'/>")
+        .await;
+    let at_bob = bob.barrier().await;
+    assert_eq!(item_state(&at_bob, "alice@localhost"), none("from"));
+    let at_alice = alice.barrier().await;
+    assert_eq!(item_state(&at_alice, "bob@localhost"), none("to"));
+    find(&at_alice, "subscribed", |e| {
+        is_presence(e, "bob@localhost", Some("subscribed"))
+    });
+    find(&at_alice, "bob's presence", |e| {
+        is_presence(e, "bob@localhost/r", None)
+    });
+
+    // The other way round.
+    bob.send("<presence to='alice@localhost' type='subscribe'/>")
+        .await;
+    let at_bob = bob.barrier().await;
+    assert_eq!(
+        item_state(&at_bob, "alice@localhost"),
+        ("from".into(), Some("subscribe".into()), false)
+    );
+    let at_alice = alice.barrier().await;
+    find(&at_alice, "subscribe request", |e| {
+        is_presence(e, "bob@localhost", Some("subscribe"))
+    });
+    alice
+        .send("<presence to='bob@localhost' type='subscribed'/>")
+        .await;
+    let at_alice = alice.barrier().await;
+    assert_eq!(item_state(&at_alice, "bob@localhost"), none("both"));
+    let at_bob = bob.barrier().await;
+    assert_eq!(item_state(&at_bob, "alice@localhost"), none("both"));
+    find(&at_bob, "subscribed", |e| {
+        is_presence(e, "alice@localhost", Some("subscribed"))
+    });
+    find(&at_bob, "alice's presence", |e| {
+        is_presence(e, "alice@localhost/r", None)
+    });
+
+    for (client, contact) in [(&mut alice, "bob@localhost"), (&mut bob, "alice@localhost")] {
+        let items = xml::roster_items(&client.roster_get().await);
+        assert_eq!(items.len(), 1);
+        assert_eq!(
+            (items[0].jid.as_str(), items[0].subscription.as_str()),
+            (contact, "both")
+        );
+        assert_eq!(items[0].ask, None);
+    }
+}
+
+#[tokio::test]
+async fn pre_approved_request_is_approved_by_the_server() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut alice = server.online("alice", "r").await;
+    let mut bob = server.online("bob", "r").await;
+
+    // RFC 6121 3.4: 'subscribed' without a pending request is a pre-approval, not routed.
+    alice
+        .send("<presence to='bob@localhost' type='subscribed'/>")
+        .await;
+    let at_alice = alice.barrier().await;
+    assert_eq!(
+        item_state(&at_alice, "bob@localhost"),
+        ("none".into(), None, true)
+    );
+    bob.assert_none("pre-approval", |e| {
+        e.is("presence", ns::CLIENT) && e.attr("type") == Some("subscribed")
+    })
+    .await;
+
+    bob.send("<presence to='alice@localhost' type='subscribe'/>")
+        .await;
+    let at_bob = bob.barrier().await;
+    find(&at_bob, "automatic subscribed", |e| {
+        is_presence(e, "alice@localhost", Some("subscribed"))
+    });
+    find(&at_bob, "alice's presence", |e| {
+        is_presence(e, "alice@localhost/r", None)
+    });
+    let bob_roster = xml::roster_items(&bob.roster_get().await);
+    assert_eq!(bob_roster[0].subscription, "to");
+    let at_alice = alice.barrier().await;
+    assert!(
+        !any(&at_alice, |e| is_presence(
+            e,
+            "bob@localhost",
+            Some("subscribe")
+        )),
+        "no request is shown to alice"
+    );
+    assert_eq!(
+        item_state(&at_alice, "bob@localhost"),
+        ("from".into(), None, false)
+    );
+}
+
+#[tokio::test]
+async fn presence_is_broadcast_probed_and_ended_on_disconnect() {
+    let server = TestServer::start().await;
+    for user in ["alice", "bob", "carol"] {
+        server.add_user(user).await;
+    }
+    server.befriend("alice", "bob").await;
+    let mut bob = server.online("bob", "r").await;
+    let mut carol = server.online("carol", "r").await;
+
+    let mut alice = server.login("alice", "r").await;
+    alice.available(None).await;
+    // 4.2.2: bob (subscribed) gets alice's initial presence; 4.3.2: the probe brings bob's back.
+    bob.expect("alice's initial presence", |e| {
+        is_presence(e, "alice@localhost/r", None)
+    })
+    .await;
+    alice
+        .expect("bob's presence, answering the probe", |e| {
+            is_presence(e, "bob@localhost/r", None)
+        })
+        .await;
+    carol
+        .assert_none("presence of a non-contact", |e| {
+            is_presence(e, "alice@localhost/r", None)
+        })
+        .await;
+
+    // 4.6.2: directed presence to carol, who is not a contact.
+    alice.send("<presence to='carol@localhost/r'/>").await;
+    alice.barrier().await;
+    carol
+        .expect("directed presence", |e| {
+            is_presence(e, "alice@localhost/r", None)
+        })
+        .await;
+
+    // 4.5.2 and 4.6.3: the connection drops without an unavailable presence.
+    drop(alice);
+    bob.expect("unavailable to the contact", |e| {
+        is_presence(e, "alice@localhost/r", Some("unavailable"))
+    })
+    .await;
+    carol
+        .expect("unavailable to the directed-presence target", |e| {
+            is_presence(e, "alice@localhost/r", Some("unavailable"))
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn chat_to_the_bare_jid_goes_to_the_highest_non_negative_priority() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut alice = Vec::new();
+    for (resource, priority) in [("top1", 5), ("top2", 5), ("low", 1), ("negative", -1)] {
+        let mut client = server.login("alice", resource).await;
+        client.available(Some(priority)).await;
+        alice.push(client);
+    }
+    let mut bob = server.online("bob", "r").await;
+    bob.chat("alice@localhost", "to the top").await;
+    bob.barrier().await;
+    for (index, client) in alice.iter_mut().enumerate() {
+        let got = client.barrier().await;
+        let delivered = any(&got, |e| {
+            xml::is_message(e, "bob@localhost/r", "to the top")
+        });
+        assert_eq!(delivered, index < 2, "{} delivered={delivered}", client.jid);
+    }
+}
+
+#[tokio::test]
+async fn negative_priority_resources_get_nothing_sent_to_the_bare_jid() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut negative = server.login("alice", "negative").await;
+    negative.available(Some(-1)).await;
+    let mut bob = server.online("bob", "r").await;
+    bob.chat("alice@localhost", "to the bare jid").await;
+    bob.chat("alice@localhost/negative", "to the full jid")
+        .await;
+    bob.barrier().await;
+    let got = negative.barrier().await;
+    assert!(!any(&got, |e| xml::has_body(e, "to the bare jid")));
+    find(&got, "message to its full JID", |e| {
+        xml::has_body(e, "to the full jid")
+    });
+    // Not lost either: RFC 6121 8.5.2.1.1 treats it as if no resource were available (offline storage).
+    let mut normal = server.login("alice", "normal").await;
+    normal.available(None).await;
+    normal
+        .expect("the stored message", |e| {
+            xml::has_body(e, "to the bare jid")
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn message_to_an_offline_resource_follows_the_bare_jid_rules() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut alice = server.online("alice", "here").await;
+    let mut bob = server.online("bob", "r").await;
+    bob.chat("alice@localhost/gone", "to a gone resource").await;
+    alice
+        .expect("message via the bare JID", |e| {
+            xml::is_message(e, "bob@localhost/r", "to a gone resource")
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn groupchat_to_a_bare_jid_is_an_error() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut alice = server.online("alice", "r").await;
+    let mut bob = server.online("bob", "r").await;
+    bob.send("<message to='alice@localhost' type='groupchat' id='g1'><body>room?</body></message>")
+        .await;
+    let error = bob
+        .expect("groupchat error", |e| e.attr("id") == Some("g1"))
+        .await;
+    assert!(
+        is_error(&error, "message", "service-unavailable"),
+        "{}",
+        xml::show(&error)
+    );
+    alice
+        .assert_none("groupchat", |e| xml::has_body(e, "room?"))
+        .await;
+}
+
+#[tokio::test]
+async fn message_to_a_nonexistent_account_is_service_unavailable() {
+    let server = TestServer::start().await;
+    server.add_user("bob").await;
+    let mut bob = server.online("bob", "r").await;
+    bob.send("<message to='nobody@localhost' type='chat' id='m1'><body>hello?</body></message>")
+        .await;
+    let error = bob
+        .expect("error reply", |e| e.attr("id") == Some("m1"))
+        .await;
+    assert!(
+        is_error(&error, "message", "service-unavailable"),
+        "{}",
+        xml::show(&error)
+    );
+    assert_eq!(error.attr("from"), Some("nobody@localhost"));
+}
+
+#[tokio::test]
+async fn iq_with_an_unknown_payload_to_a_bare_jid_is_service_unavailable() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let _alice = server.online("alice", "r").await;
+    let mut bob = server.online("bob", "r").await;
+    let response = bob
+        .iq(
+            "get",
+            Some("alice@localhost"),
+            "<nonsense xmlns='urn:example:unknown'/>",
+        )
+        .await;
+    assert!(
+        is_error(&response, "iq", "service-unavailable"),
+        "{}",
+        xml::show(&response)
+    );
+}
+
+#[tokio::test]
+async fn spoofed_from_ends_the_stream_with_invalid_from() {
+    let server = TestServer::start().await;
+    for user in ["alice", "bob", "carol"] {
+        server.add_user(user).await;
+    }
+    let mut carol = server.online("carol", "r").await;
+    let mut bob = server.online("bob", "r").await;
+    bob.send("<message from='alice@localhost/r' to='carol@localhost' type='chat'><body>spoofed</body></message>").await;
+    bob.expect_stream_error("invalid-from").await;
+    carol
+        .assert_none("the spoofed message", |e| xml::has_body(e, "spoofed"))
+        .await;
+}
+
+#[tokio::test]
+async fn stanza_to_a_remote_domain_is_remote_server_not_found() {
+    let server = TestServer::start().await;
+    server.add_user("bob").await;
+    let mut bob = server.online("bob", "r").await;
+    bob.send("<message to='someone@remote.example' type='chat' id='far'><body>hi</body></message>")
+        .await;
+    let error = bob
+        .expect("error reply", |e| e.attr("id") == Some("far"))
+        .await;
+    assert!(
+        is_error(&error, "message", "remote-server-not-found"),
+        "{}",
+        xml::show(&error)
+    );
+    let response = bob
+        .iq(
+            "get",
+            Some("remote.example"),
+            "<ping xmlns='urn:xmpp:ping'/>",
+        )
+        .await;
+    assert!(
+        is_error(&response, "iq", "remote-server-not-found"),
+        "{}",
+        xml::show(&response)
+    );
+}
+
+#[tokio::test]
+async fn chat_between_two_users_both_ways() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut alice = server.online("alice", "r").await;
+    let mut bob = server.online("bob", "r").await;
+    alice.chat("bob@localhost", "hello bob").await;
+    bob.expect("alice's message", |e| {
+        xml::is_message(e, "alice@localhost/r", "hello bob")
+    })
+    .await;
+    bob.chat("alice@localhost/r", "hello alice").await;
+    alice
+        .expect("bob's message", |e| {
+            xml::is_message(e, "bob@localhost/r", "hello alice")
+        })
+        .await;
+}
