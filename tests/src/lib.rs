@@ -29,3 +29,24 @@ pub const DOMAIN: &str = "localhost";
 
 /// The password [`TestServer::add_user`] gives every account.
 pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Runs `async fn scenario(backend: Backend)` as two tests, `scenario::sqlite` and `scenario::postgres`;
+/// the PostgreSQL one passes with a note when `HERALD_TEST_POSTGRES_URL` is not set.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($scenario:ident),+ $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$scenario($crate::Backend::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(backend) = $crate::Backend::postgres_from_env() {
+                    super::$scenario(backend).await;
+                }
+            }
+        }
+    )+};
+}
