@@ -82,8 +82,10 @@ pub async fn from_client(
                 && blocking::is_blocked_by_sender(router, session, to).await
             {
                 // XEP-0191 section 3.4: the user blocked the recipient; tell them why it was not sent.
+                // Straight to this session: routed, the error would come "from" the blocked JID and be
+                // dropped by the user's own block list.
                 if let Some(reply) = blocking::blocked_error_reply(&envelope) {
-                    router.send(reply).await;
+                    router.send_to_session(&session.bare, session.jid.resource().as_str(), reply);
                 }
                 return Ok(());
             }
