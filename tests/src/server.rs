@@ -98,7 +98,11 @@ impl TestServerBuilder {
         let config =
             Config::resolve(RawConfig::load(config_file.as_deref(), pairs).unwrap()).unwrap();
         let storage = Storage::connect(&config.storage_url).await.unwrap();
-        let expected = if scratch.is_some() { "postgres" } else { "sqlite" };
+        let expected = if scratch.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        };
         assert_eq!(storage.backend, expected, "the backend asked for");
         let mut server = TestServer {
             dir,
