@@ -45,11 +45,18 @@ impl Backend {
 pub struct TestServerBuilder {
     env: Vec<(String, String)>,
     toml: Option<String>,
+    files: Vec<(String, String)>,
     push: Option<Arc<dyn PushWaker>>,
     backend: Backend,
 }
 
 impl TestServerBuilder {
+    /// Writes a file into the data folder before the configuration is read (e.g. a component secret).
+    pub fn file(mut self, name: &str, contents: &str) -> Self {
+        self.files.push((name.to_string(), contents.to_string()));
+        self
+    }
+
     /// Adds an environment override such as `("HERALD_LIMITS__OFFLINE_QUOTA", "2")`.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
@@ -89,6 +96,9 @@ impl TestServerBuilder {
             pairs.push(env("HERALD_STORAGE__URL", &scratch.url));
         }
         pairs.extend(self.env);
+        for (name, contents) in &self.files {
+            std::fs::write(dir.path().join(name), contents).unwrap();
+        }
         let config_file = self.toml.map(|text| {
             let path = dir.path().join("herald.toml");
             let text = text.replace("{dir}", &dir.path().display().to_string());
@@ -142,6 +152,7 @@ impl TestServer {
         TestServerBuilder {
             env: Vec::new(),
             toml: None,
+            files: Vec::new(),
             push: None,
             backend: Backend::Sqlite,
         }
