@@ -391,7 +391,7 @@ async fn tls_handshake(
     offer_alpn: bool,
 ) -> (Box<dyn Io>, Option<Vec<u8>>) {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&certificate).unwrap() {
+    for cert in CertificateDer::pem_file_iter(certificate).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
