@@ -203,3 +203,40 @@ async fn offline_messages_survive_bad_connections() {
     assert_eq!(bodies, ["kept one", "kept two"]);
     still_chatting(&mut bob, &mut carol).await;
 }
+
+#[tokio::test]
+async fn xml_comment_is_restricted_xml() {
+    let (server, mut bob, mut carol) = setup(&[]).await;
+    let mut mallory = server.login("mallory", "r").await;
+    mallory.send("<!-- hidden -->").await;
+    mallory.expect_stream_error("restricted-xml").await;
+    still_chatting(&mut bob, &mut carol).await;
+}
+
+#[tokio::test]
+async fn unknown_first_level_element_is_unsupported_stanza_type() {
+    let (server, mut bob, mut carol) = setup(&[]).await;
+    let mut mallory = server.login("mallory", "r").await;
+    mallory.send("<gift xmlns='urn:example:gift'/>").await;
+    mallory.expect_stream_error("unsupported-stanza-type").await;
+    still_chatting(&mut bob, &mut carol).await;
+}
+
+#[tokio::test]
+async fn data_pipelined_after_starttls_is_never_processed() {
+    let (server, mut bob, mut carol) = setup(&[]).await;
+    let mut mallory = TestClient::connect_plain(&server).await;
+    // The STARTTLS command-injection attack: plaintext after <starttls/> must not reach the TLS session.
+    mallory
+        .send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><message to='bob@localhost/r' type='chat'><body>injected</body></message>")
+        .await;
+    let proceed = mallory.recv().await;
+    assert!(proceed.is("proceed", ns::TLS), "{}", xml::show(&proceed));
+    match mallory.next_within(herald_tests::TIMEOUT).await {
+        Some(herald_tests::Incoming::Failed(_) | herald_tests::Incoming::End) => {}
+        other => panic!("expected the connection to be closed, got {other:?}"),
+    }
+    bob.assert_none("injected plaintext", |e| xml::has_body(e, "injected"))
+        .await;
+    still_chatting(&mut bob, &mut carol).await;
+}

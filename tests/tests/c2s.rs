@@ -266,3 +266,23 @@ async fn closing_the_stream_is_answered_with_a_closing_tag() {
         other => panic!("expected </stream:stream>, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn unsupported_stream_version_is_refused() {
+    let server = TestServer::start().await;
+    let mut client = TestClient::tcp(&server).await;
+    client
+        .send("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='2.0'>")
+        .await;
+    client.read_header().await;
+    client.expect_stream_error("unsupported-version").await;
+}
+
+#[tokio::test]
+async fn server_shutdown_ends_sessions_with_system_shutdown() {
+    let mut server = TestServer::start().await;
+    server.add_user("alice").await;
+    let mut client = server.online("alice", "r").await;
+    server.stop().await;
+    client.expect_stream_error("system-shutdown").await;
+}

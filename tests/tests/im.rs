@@ -454,3 +454,52 @@ async fn chat_between_two_users_both_ways() {
         })
         .await;
 }
+
+#[tokio::test]
+async fn iq_to_a_full_jid_reaches_that_resource_and_the_answer_comes_back() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut alice = server.online("alice", "r").await;
+    let mut bob = server.online("bob", "r").await;
+    bob.send(
+        "<iq type='get' id='v1' to='alice@localhost/r'><query xmlns='jabber:iq:version'/></iq>",
+    )
+    .await;
+    let request = alice
+        .expect("the request", |e| {
+            e.is("iq", ns::CLIENT) && e.attr("id") == Some("v1")
+        })
+        .await;
+    assert_eq!(request.attr("from"), Some("bob@localhost/r"));
+    assert_eq!(request.attr("type"), Some("get"));
+    alice
+        .send("<iq type='result' id='v1' to='bob@localhost/r'><query xmlns='jabber:iq:version'><name>Alice's client</name></query></iq>")
+        .await;
+    let answer = bob
+        .expect("the answer", |e| {
+            e.is("iq", ns::CLIENT) && e.attr("id") == Some("v1")
+        })
+        .await;
+    assert_eq!(answer.attr("from"), Some("alice@localhost/r"));
+    assert_eq!(answer.attr("type"), Some("result"));
+}
+
+#[tokio::test]
+async fn malformed_address_is_jid_malformed() {
+    let server = TestServer::start().await;
+    server.add_user("bob").await;
+    let mut bob = server.online("bob", "r").await;
+    bob.send("<message to='@localhost' type='chat' id='j1'><body>to whom?</body></message>")
+        .await;
+    let error = bob
+        .expect("error reply", |e| e.attr("id") == Some("j1"))
+        .await;
+    assert!(
+        is_error(&error, "message", "jid-malformed"),
+        "{}",
+        xml::show(&error)
+    );
+    // Only a stanza error: the stream goes on.
+    bob.barrier().await;
+}
