@@ -263,7 +263,8 @@ async fn send_current_presence(router: &Arc<Router>, owner: &str, contact: &Bare
     }
 }
 
-async fn send_unavailable(router: &Arc<Router>, owner: &str, contact: &BareJid) {
+/// Unavailable presence from each of `owner`'s available resources to `contact` (RFC 6121 section 3.2.2).
+pub(crate) async fn send_unavailable(router: &Arc<Router>, owner: &str, contact: &BareJid) {
     for resource in router.sessions.resources(owner) {
         if resource.view.is_available {
             let from = format!("{owner}/{}", resource.resource);
