@@ -503,3 +503,80 @@ async fn malformed_address_is_jid_malformed() {
     // Only a stanza error: the stream goes on.
     bob.barrier().await;
 }
+
+#[tokio::test]
+async fn unsubscribe_and_unsubscribed_cancel_both_directions() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    server.befriend("alice", "bob").await;
+    let mut alice = server.online("alice", "r").await;
+    let mut bob = server.online("bob", "r").await;
+    alice.barrier().await;
+
+    // 3.3: alice stops following bob: she has 'from' left, he 'to', and she sees him go offline.
+    alice
+        .send("<presence to='bob@localhost' type='unsubscribe'/>")
+        .await;
+    let at_alice = alice.barrier().await;
+    assert_eq!(item_state(&at_alice, "bob@localhost").0, "from");
+    find(&at_alice, "bob's unavailable", |e| {
+        is_presence(e, "bob@localhost/r", Some("unavailable"))
+    });
+    let at_bob = bob.barrier().await;
+    assert_eq!(item_state(&at_bob, "alice@localhost").0, "to");
+    find(&at_bob, "the unsubscribe", |e| {
+        is_presence(e, "alice@localhost", Some("unsubscribe"))
+    });
+
+    // 3.2: alice cancels bob's subscription to her: 'none' on both sides, bob sees her go offline.
+    alice
+        .send("<presence to='bob@localhost' type='unsubscribed'/>")
+        .await;
+    let at_alice = alice.barrier().await;
+    assert_eq!(item_state(&at_alice, "bob@localhost").0, "none");
+    let at_bob = bob.barrier().await;
+    assert_eq!(item_state(&at_bob, "alice@localhost").0, "none");
+    find(&at_bob, "the unsubscribed", |e| {
+        is_presence(e, "alice@localhost", Some("unsubscribed"))
+    });
+    find(&at_bob, "alice's unavailable", |e| {
+        is_presence(e, "alice@localhost/r", Some("unavailable"))
+    });
+
+    // Nothing is shared any more: a presence update reaches neither side's contact.
+    alice.send("<presence><show>away</show></presence>").await;
+    alice.barrier().await;
+    bob.assert_none("presence without a subscription", |e| {
+        is_presence(e, "alice@localhost/r", None)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn removing_a_subscribed_contact_cancels_both_subscriptions() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    server.befriend("alice", "bob").await;
+    let mut alice = server.online("alice", "r").await;
+    let mut bob = server.online("bob", "r").await;
+    alice.barrier().await;
+    alice.iq_result("set", None, "<query xmlns='jabber:iq:roster'><item jid='bob@localhost' subscription='remove'/></query>").await;
+    alice.barrier().await;
+    // RFC 6121 2.5.2: the contact's server processes an unsubscribe and an unsubscribed.
+    let at_bob = bob.barrier().await;
+    find(&at_bob, "unsubscribe", |e| {
+        is_presence(e, "alice@localhost", Some("unsubscribe"))
+    });
+    find(&at_bob, "unsubscribed", |e| {
+        is_presence(e, "alice@localhost", Some("unsubscribed"))
+    });
+    find(&at_bob, "alice's unavailable", |e| {
+        is_presence(e, "alice@localhost/r", Some("unavailable"))
+    });
+    let items = xml::roster_items(&bob.roster_get().await);
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].subscription, "none");
+    assert!(xml::roster_items(&alice.roster_get().await).is_empty());
+}

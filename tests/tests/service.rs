@@ -339,3 +339,40 @@ async fn account_removal_ends_every_session_and_the_account_is_gone() {
     );
     assert!(!any(&bob.barrier().await, |e| xml::has_body(e, "hello?")));
 }
+
+#[tokio::test]
+async fn blocked_contact_stops_seeing_presence() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    server.befriend("alice", "bob").await;
+    let mut alice = server.online("alice", "r").await;
+    let mut bob = server.online("bob", "r").await;
+    alice.barrier().await;
+    alice
+        .iq_result(
+            "set",
+            None,
+            "<block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block>",
+        )
+        .await;
+    // XEP-0191 section 3.3: the blocked contact gets unavailable presence...
+    bob.expect("alice's unavailable", |e| {
+        xml::is_presence(e, "alice@localhost/r", Some("unavailable"))
+    })
+    .await;
+    // ...and no presence after that (XEP-0191 blocks are XEP-0016 deny-all lists: no outbound presence).
+    alice.send("<presence><show>away</show></presence>").await;
+    alice.barrier().await;
+    bob.assert_none("presence from a user who blocked him", |e| {
+        xml::is_presence(e, "alice@localhost/r", None)
+    })
+    .await;
+    // Nor does a probe bring it: bob logs in again (his initial presence probes alice).
+    drop(bob);
+    let mut bob = server.online("bob", "again").await;
+    bob.assert_none("presence answering a probe", |e| {
+        e.is("presence", ns::CLIENT) && e.attr("from") == Some("alice@localhost/r")
+    })
+    .await;
+}
