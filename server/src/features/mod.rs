@@ -67,6 +67,12 @@ pub async fn from_client(
 ) -> Result<(), SessionEnd> {
     match envelope.kind {
         StanzaKind::Presence(kind) => {
+            // XEP-0191 section 3.4: no presence, directed or subscription, goes to a JID the user blocked.
+            if let Some(to) = &envelope.to
+                && blocking::is_blocked_by_sender(router, session, to).await
+            {
+                return Ok(());
+            }
             presence::from_client(router, session, envelope, kind).await;
             Ok(())
         }
