@@ -159,3 +159,12 @@ pub fn find<'a>(
 pub fn any(elements: &[Element], matches: impl Fn(&Element) -> bool) -> bool {
     elements.iter().any(matches)
 }
+
+/// The name of the first child element (e.g. the condition of a SASL `<failure/>`).
+pub fn first_child_name(element: &Element) -> String {
+    element
+        .children()
+        .next()
+        .map(|c| c.name().to_string())
+        .unwrap_or_default()
+}

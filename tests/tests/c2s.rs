@@ -286,3 +286,75 @@ async fn server_shutdown_ends_sessions_with_system_shutdown() {
     server.stop().await;
     client.expect_stream_error("system-shutdown").await;
 }
+
+/// Sends an `<auth/>` and returns the condition of the `<failure/>` it must get.
+async fn sasl_failure(client: &mut TestClient, auth: &str) -> String {
+    client.send(auth).await;
+    let outcome = client
+        .expect("<failure/>", |e| {
+            e.is("failure", ns::SASL) || e.is("success", ns::SASL)
+        })
+        .await;
+    assert!(outcome.is("failure", ns::SASL), "{}", xml::show(&outcome));
+    xml::first_child_name(&outcome)
+}
+
+#[tokio::test]
+async fn sasl_refuses_unknown_mechanisms_bad_base64_and_foreign_authzid() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut client = TestClient::connect_starttls(&server).await;
+    assert_eq!(
+        sasl_failure(
+            &mut client,
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='X-UNKNOWN'>=</auth>"
+        )
+        .await,
+        "invalid-mechanism"
+    );
+    assert_eq!(
+        sasl_failure(
+            &mut client,
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>not*base64!</auth>"
+        )
+        .await,
+        "incorrect-encoding"
+    );
+    // PLAIN with alice's password but authorizing as bob (RFC 4616 authzid).
+    use base64::Engine;
+    let message = base64::engine::general_purpose::STANDARD
+        .encode(format!("bob@localhost\0alice\0{PASSWORD}"));
+    client
+        .send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{message}</auth>"
+        ))
+        .await;
+    let outcome = client
+        .expect("<failure/>", |e| {
+            e.is("failure", ns::SASL) || e.is("success", ns::SASL)
+        })
+        .await;
+    assert!(outcome.is("failure", ns::SASL), "{}", xml::show(&outcome));
+    // Still usable afterwards.
+    client.auth_plain("alice", PASSWORD).await.unwrap();
+}
+
+#[tokio::test]
+async fn repeated_failures_throttle_the_account() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    let mut client = TestClient::connect_starttls(&server).await;
+    for _ in 0..5 {
+        assert_eq!(
+            client.auth_plain("alice", "guess").await,
+            Err("not-authorized".into())
+        );
+    }
+    // RFC 6120 section 13.5: further attempts, even with the right password, are refused for a while.
+    let mut later = TestClient::connect_starttls(&server).await;
+    assert_eq!(
+        later.auth_plain("alice", PASSWORD).await,
+        Err("temporary-auth-failure".into())
+    );
+}

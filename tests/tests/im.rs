@@ -580,3 +580,59 @@ async fn removing_a_subscribed_contact_cancels_both_subscriptions() {
     assert_eq!(items[0].subscription, "none");
     assert!(xml::roster_items(&alice.roster_get().await).is_empty());
 }
+
+#[tokio::test]
+async fn roster_set_ignores_subscription_and_checks_groups() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    let mut alice = server.login("alice", "r").await;
+    alice.roster_get().await;
+    // 2.1.2.5 / 2.3.2: a client cannot set a subscription state.
+    alice
+        .iq_result("set", None, "<query xmlns='jabber:iq:roster'><item jid='bob@localhost' subscription='both'/></query>")
+        .await;
+    let items = xml::roster_items(&alice.roster_get().await);
+    assert_eq!(items[0].subscription, "none");
+    // 2.3.3: an empty group name is not-acceptable, a duplicate group is a bad request.
+    let empty = alice
+        .iq("set", None, "<query xmlns='jabber:iq:roster'><item jid='carol@localhost'><group></group></item></query>")
+        .await;
+    assert!(
+        is_error(&empty, "iq", "not-acceptable"),
+        "{}",
+        xml::show(&empty)
+    );
+    let twice = alice
+        .iq("set", None, "<query xmlns='jabber:iq:roster'><item jid='carol@localhost'><group>A</group><group>A</group></item></query>")
+        .await;
+    assert!(
+        is_error(&twice, "iq", "bad-request"),
+        "{}",
+        xml::show(&twice)
+    );
+    let two_items = alice
+        .iq("set", None, "<query xmlns='jabber:iq:roster'><item jid='carol@localhost'/><item jid='dave@localhost'/></query>")
+        .await;
+    assert!(
+        is_error(&two_items, "iq", "bad-request"),
+        "{}",
+        xml::show(&two_items)
+    );
+    assert_eq!(xml::roster_items(&alice.roster_get().await).len(), 1);
+}
+
+#[tokio::test]
+async fn iq_without_an_id_is_a_bad_request() {
+    let server = TestServer::start().await;
+    server.add_user("bob").await;
+    let mut bob = server.online("bob", "r").await;
+    bob.send("<iq type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let error = bob
+        .expect("an IQ error", |e| {
+            e.is("iq", ns::CLIENT) && e.attr("type") == Some("error")
+        })
+        .await;
+    assert_eq!(xml::error_condition(&error).as_deref(), Some("bad-request"));
+    bob.barrier().await;
+}

@@ -376,3 +376,29 @@ async fn blocked_contact_stops_seeing_presence() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn directed_presence_to_a_blocked_jid_is_not_delivered() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut alice = server.online("alice", "r").await;
+    let mut bob = server.online("bob", "r").await;
+    alice
+        .iq_result(
+            "set",
+            None,
+            "<block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block>",
+        )
+        .await;
+    // XEP-0191 section 3.4: the user's server does not route outbound stanzas to a blocked JID.
+    alice.send("<presence to='bob@localhost/r'/>").await;
+    alice
+        .send("<presence to='bob@localhost' type='subscribe'/>")
+        .await;
+    alice.barrier().await;
+    bob.assert_none("presence from a user who blocked him", |e| {
+        e.is("presence", ns::CLIENT) && e.attr("type") != Some("unavailable")
+    })
+    .await;
+}
