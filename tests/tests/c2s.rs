@@ -358,3 +358,31 @@ async fn repeated_failures_throttle_the_account() {
         Err("temporary-auth-failure".into())
     );
 }
+
+#[tokio::test]
+async fn replacing_a_session_leaves_the_new_one_available() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    server.befriend("alice", "bob").await;
+    let mut bob = server.online("bob", "r").await;
+    let mut first = server.online("alice", "same").await;
+    bob.expect("first session's presence", |e| {
+        xml::is_presence(e, "alice@localhost/same", None)
+    })
+    .await;
+    // A phone reconnecting with the same resource: bind, then presence at once.
+    let mut second = server.login("alice", "same").await;
+    second.send("<presence/>").await;
+    first.expect_stream_error("conflict").await;
+    second.barrier().await;
+    bob.barrier().await;
+    // Whatever order the old session's cleanup and the new presence took, the new session is available:
+    // a message to the bare JID reaches it.
+    bob.chat("alice@localhost", "are you there?").await;
+    second
+        .expect("message to the bare JID", |e| {
+            xml::has_body(e, "are you there?")
+        })
+        .await;
+}
