@@ -240,3 +240,55 @@ async fn data_pipelined_after_starttls_is_never_processed() {
         .await;
     still_chatting(&mut bob, &mut carol).await;
 }
+
+#[tokio::test]
+async fn silent_connection_on_the_direct_tls_port_is_closed() {
+    let (server, mut bob, mut carol) = setup(&[("HERALD_C2S__AUTH_TIMEOUT_SECONDS", "1")]).await;
+    // Connects and never starts the TLS handshake: it must not hold a connection slot forever.
+    let mut idle = tokio::net::TcpStream::connect(server.direct_tls_address())
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(
+        herald_tests::TIMEOUT,
+        tokio::io::AsyncReadExt::read(&mut idle, &mut buffer),
+    )
+    .await
+    .expect("the server closes a silent connection before the timeout");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "closed, not answered: {read:?}"
+    );
+    still_chatting(&mut bob, &mut carol).await;
+}
+
+#[tokio::test]
+async fn plaintext_on_the_direct_tls_port_is_dropped() {
+    let (server, mut bob, mut carol) = setup(&[]).await;
+    let mut plain = tokio::net::TcpStream::connect(server.direct_tls_address())
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut plain, STREAM_HEADER.as_bytes())
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 1024];
+    let mut answer = Vec::new();
+    // Whatever the TLS stack answers (an alert at most), the connection ends without any XMPP.
+    loop {
+        let read = tokio::time::timeout(
+            herald_tests::TIMEOUT,
+            tokio::io::AsyncReadExt::read(&mut plain, &mut buffer),
+        )
+        .await
+        .expect("the server closes the connection");
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+        }
+    }
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("stream"),
+        "no XMPP in the clear"
+    );
+    still_chatting(&mut bob, &mut carol).await;
+}
