@@ -174,3 +174,31 @@ async fn unknown_component_domain_is_host_unknown() {
     let mut stranger = Component::open(&server, "other.localhost").await;
     stranger.expect_stream_error("host-unknown").await;
 }
+
+#[tokio::test]
+async fn component_that_never_completes_the_handshake_is_timed_out() {
+    let server = TestServer::builder()
+        .env("HERALD_C2S__AUTH_TIMEOUT_SECONDS", "1")
+        .file("component.secret", SECRET)
+        .toml(
+            "[component]\nlisten = \"127.0.0.1:0\"\n\n[[component.components]]\n\
+             domain = \"bot.localhost\"\nsecret_file = \"{dir}/component.secret\"\n",
+        )
+        .start()
+        .await;
+    let mut slow = Component::open(&server, COMPONENT).await;
+    slow.expect_stream_error("connection-timeout").await;
+    // A connection that sends nothing at all is closed too.
+    let mut silent = TcpStream::connect(server.component_address())
+        .await
+        .unwrap();
+    let mut everything = Vec::new();
+    let read = tokio::time::timeout(
+        TIMEOUT,
+        tokio::io::AsyncReadExt::read_to_end(&mut silent, &mut everything),
+    )
+    .await
+    .expect("the server closes a silent component connection");
+    assert!(read.is_ok());
+    assert!(String::from_utf8_lossy(&everything).contains("connection-timeout"));
+}
