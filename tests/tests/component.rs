@@ -202,3 +202,27 @@ async fn component_that_never_completes_the_handshake_is_timed_out() {
     assert!(read.is_ok());
     assert!(String::from_utf8_lossy(&everything).contains("connection-timeout"));
 }
+
+#[tokio::test]
+async fn component_cannot_send_from_another_domain() {
+    let server = server_with_component().await;
+    server.add_user("alice").await;
+    let mut alice = server.online("alice", "r").await;
+    let mut component = Component::open(&server, COMPONENT).await;
+    component.handshake(SECRET).await;
+    assert!(
+        component
+            .expect_element()
+            .await
+            .is("handshake", ns::COMPONENT_ACCEPT)
+    );
+    component
+        .stream
+        .send_raw("<message from='admin@localhost' to='alice@localhost/r' type='chat'><body>forged</body></message>")
+        .await
+        .unwrap();
+    component.expect_stream_error("invalid-from").await;
+    alice
+        .assert_none("a forged message", |e| xml::has_body(e, "forged"))
+        .await;
+}

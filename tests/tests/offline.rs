@@ -126,3 +126,42 @@ async fn subscription_request_to_an_offline_user_arrives_at_next_login(backend: 
         got.iter().map(xml::show).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn headline_and_error_messages_are_not_stored() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut bob = server.online("bob", "r").await;
+    // RFC 6121 8.5.2.2.1 and XEP-0160 section 3: headlines (and errors) for an offline user are dropped.
+    bob.send("<message to='alice@localhost' type='headline'><body>news</body></message>")
+        .await;
+    bob.send("<message to='alice@localhost' type='error'><body>oops</body></message>")
+        .await;
+    bob.chat("alice@localhost", "kept").await;
+    let at_bob = bob.barrier().await;
+    assert!(
+        !any(&at_bob, |e| e.attr("type") == Some("error")),
+        "dropped silently"
+    );
+    let mut alice = server.login("alice", "r").await;
+    alice.available(None).await;
+    assert_eq!(bodies(&alice.barrier().await), ["kept"]);
+}
+
+#[tokio::test]
+async fn messages_stored_while_unavailable_come_with_the_next_available_presence() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut alice = server.online("alice", "r").await;
+    let mut bob = server.online("bob", "r").await;
+    // RFC 6121 4.5: after unavailable presence the session is no longer available for messages.
+    alice.send("<presence type='unavailable'/>").await;
+    alice.barrier().await;
+    bob.chat("alice@localhost", "while away").await;
+    bob.barrier().await;
+    assert!(bodies(&alice.barrier().await).is_empty());
+    alice.available(None).await;
+    assert_eq!(bodies(&alice.barrier().await), ["while away"]);
+}

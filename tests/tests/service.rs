@@ -402,3 +402,21 @@ async fn directed_presence_to_a_blocked_jid_is_not_delivered() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn message_to_the_server_itself_is_service_unavailable() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    let mut alice = server.online("alice", "r").await;
+    alice
+        .send("<message to='localhost' type='chat' id='srv'><body>hello server</body></message>")
+        .await;
+    let error = alice
+        .expect("error reply", |e| e.attr("id") == Some("srv"))
+        .await;
+    assert!(
+        is_error(&error, "message", "service-unavailable"),
+        "{}",
+        xml::show(&error)
+    );
+}
