@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 
-ADMIN_URL = "postgres://postgres@127.0.0.1"
+# Server URL without a database; CONFORMANCE_POSTGRES_URL overrides it (docker-compose points it at `postgres`).
+ADMIN_URL = os.environ.get("CONFORMANCE_POSTGRES_URL", "postgres://postgres@127.0.0.1")
 
 
 class Database:
