@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from xmppconf import baseline  # noqa: E402
-from xmppconf.scenario import FAIL, PASS, Outcome, account_user, run_one  # noqa: E402
-from xmppconf.scenarios import ALL  # noqa: E402
-from xmppconf.targets import Herald, Prosody, Target, TargetError  # noqa: E402
+from xmppconf import baseline
+from xmppconf.scenario import FAIL, PASS, Outcome, account_user, run_one
+from xmppconf.scenarios import ALL
+from xmppconf.targets import Herald, Prosody, Target, TargetError
 
 HERE = Path(__file__).resolve().parent
 
@@ -39,8 +39,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--update-baseline", action="store_true", help="write this run's results as the expectation")
     p.add_argument("--only", action="append", default=[], metavar="SCENARIO", help="run only these (repeatable)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    p.add_argument("--prosody-without", action="append", default=[], metavar="MODULE",
-                   help="leave a module out of the generated Prosody config (checks scenarios fail without it)")
+    p.add_argument(
+        "--prosody-without",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="leave a module out of the generated Prosody config (checks scenarios fail without it)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temp dir (config, logs, data)")
     p.add_argument("-v", "--verbose", action="store_true", help="slixmpp debug logging on stderr")
     args = p.parse_args(argv)

@@ -6,9 +6,10 @@ that record every inbound message and presence so a scenario can await a stanza 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
@@ -85,7 +86,7 @@ class Inbox:
                 raise ScenarioFailure(f"timed out after {timeout:g}s waiting for {what}")
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
 
@@ -153,10 +154,8 @@ class Session:
 
     async def close(self) -> None:
         """Close the stream (RFC 6120 section 4.4), then make sure the socket is gone."""
-        try:
+        with contextlib.suppress(Exception):  # best effort: abort() below closes the socket regardless
             await asyncio.wait_for(self.xmpp.disconnect(wait=3.0), 5.0)
-        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - best effort, abort below
-            pass
         self.abort()
 
     def abort(self) -> None:
@@ -259,7 +258,7 @@ async def open_session(
     xmpp.connect(endpoint.host, port)
     try:
         await asyncio.wait_for(outcome, timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         session.abort()
         raise ScenarioFailure(f"no session within {timeout:g}s ({transport}, {mechanism or 'any mechanism'})")
     except ScenarioFailure:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 from .client import Endpoint, ScenarioFailure, Session, open_session
 
@@ -23,7 +23,7 @@ class Scenario:
 
     name: str
     description: str
-    run: Callable[["Context"], Awaitable[str | None]]
+    run: Callable[[Context], Awaitable[str | None]]
     accounts: tuple[str, ...] = ()
     timeout: float = 30.0
 
@@ -79,7 +79,7 @@ async def run_one(scenario: Scenario, endpoint: Endpoint, password: str) -> Outc
     try:
         note = await asyncio.wait_for(scenario.run(ctx), scenario.timeout)
         outcome = Outcome(PASS, note or "ok", 0.0)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         outcome = Outcome(FAIL, f"scenario timed out after {scenario.timeout:g}s", 0.0)
     except ScenarioFailure as failure:
         outcome = Outcome(FAIL, str(failure), 0.0)

@@ -48,7 +48,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 def _run(cmd: list[str], what: str, **kwargs) -> None:
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kwargs)
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120, **kwargs)
     except (OSError, subprocess.TimeoutExpired) as err:
         raise TargetError(f"{what}: {err}") from err
     if done.returncode != 0:
@@ -90,7 +90,11 @@ class Target:
             self.add_user(user, password)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=self.dir,
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env(),
+                cwd=self.dir,
                 start_new_session=True,
             )
         self._wait_ready()
@@ -214,8 +218,24 @@ class Prosody(Target):
             raise TargetError("prosody is not installed (apt-get install prosody)")
         key, crt = self.dir / "localhost.key", self.dir / "localhost.crt"
         _run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={DOMAIN}",
-             "-addext", f"subjectAltName=DNS:{DOMAIN}", "-keyout", str(key), "-out", str(crt)],
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                f"/CN={DOMAIN}",
+                "-addext",
+                f"subjectAltName=DNS:{DOMAIN}",
+                "-keyout",
+                str(key),
+                "-out",
+                str(crt),
+            ],
             "openssl self-signed certificate",
         )
         (self.dir / "data").mkdir()
@@ -251,8 +271,10 @@ VirtualHost "{DOMAIN}"
         )
 
     def add_user(self, user: str, password: str) -> None:
-        _run(["prosodyctl", "--config", str(self.config), "register", user, DOMAIN, password],
-             f"prosodyctl register {user}")
+        _run(
+            ["prosodyctl", "--config", str(self.config), "register", user, DOMAIN, password],
+            f"prosodyctl register {user}",
+        )
 
     def command(self) -> list[str]:
         return ["prosody", "--config", str(self.config), "-F"]

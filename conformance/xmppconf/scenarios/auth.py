@@ -16,9 +16,7 @@ MECHANISMS = ("SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256
 
 async def login_with(mechanism: str, transport: str, ctx: Context) -> str:
     plus = mechanism.endswith("-PLUS")
-    session = await ctx.login(
-        "user", transport=transport, mechanism=mechanism, tls12_only=plus, initial_presence=False
-    )
+    session = await ctx.login("user", transport=transport, mechanism=mechanism, tls12_only=plus, initial_presence=False)
     expect(session.mechanism == mechanism, f"authenticated with {session.mechanism}, not {mechanism}")
     expect(session.jid.bare == ctx.jid("user"), f"bound {session.jid}, expected a resource of {ctx.jid('user')}")
     expect(bool(session.jid.resource), f"bound JID {session.jid} has no resource")

@@ -56,8 +56,9 @@ async def vcard(ctx: Context) -> str:
 
 
 SCENARIOS = [
-    Scenario("disco_info_server", "disco#info on the server: server/im identity, disco#info feature",
-             disco_info, ("alice",)),
+    Scenario(
+        "disco_info_server", "disco#info on the server: server/im identity, disco#info feature", disco_info, ("alice",)
+    ),
     Scenario("disco_items_server", "disco#items on the server answers a result", disco_items, ("alice",)),
     Scenario("ping_server", "XEP-0199 ping to the server", ping, ("alice",)),
     Scenario("vcard_set_get", "XEP-0054 vCard set, get by owner and by another user", vcard, ("alice", "bob")),
