@@ -185,6 +185,7 @@ class Herald(Target):
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
+        env.setdefault("NO_COLOR", "1")  # plain server.log
         return env
 
     def command(self) -> list[str]:
