@@ -1,6 +1,7 @@
 """Roster and presence scenarios: the subscription handshake in both directions ending in `both` (RFC 6121
 sections 3.1 and 2.1.3), initial presence reaching a subscribed contact and probes answered (section 4.2),
-and unavailable presence broadcast when a session ends (section 4.5 / RFC 6120 section 4.4).
+and unavailable presence broadcast when a session ends, cleanly (RFC 6120 section 4.4) or by a dropped
+connection (RFC 6121 section 4.5.2).
 """
 
 from __future__ import annotations
@@ -82,6 +83,23 @@ async def presence_flow(ctx: Context) -> str:
     return "initial presence, probe answer and unavailable on disconnect all seen"
 
 
+async def unavailable_on_connection_loss(ctx: Context) -> str:
+    alice = await ctx.login("alice")
+    bob = await ctx.login("bob")
+    await make_mutual(ctx, alice, bob)
+    gone = bob.jid
+    mark = alice.presences.mark()
+    # The socket closes without the closing stream tag of RFC 6120 section 4.4: a client that dropped off.
+    bob.abort()
+    await alice.presences.wait_for(
+        lambda p: p["from"] == gone and p.xml.get("type") == "unavailable",
+        WAIT,
+        f"unavailable from {gone} after its connection dropped",
+        after=mark,
+    )
+    return "unavailable broadcast after the TCP connection dropped"
+
+
 SCENARIOS = [
     Scenario(
         name="roster_subscription_both",
@@ -93,6 +111,12 @@ SCENARIOS = [
         name="presence_initial_and_unavailable",
         description="a contact's initial presence is seen, probes are answered, unavailable on disconnect",
         run=presence_flow,
+        accounts=("alice", "bob"),
+    ),
+    Scenario(
+        name="presence_unavailable_on_connection_loss",
+        description="a contact whose connection drops without closing the stream is seen going unavailable",
+        run=unavailable_on_connection_loss,
         accounts=("alice", "bob"),
     ),
 ]
