@@ -1,0 +1,98 @@
+"""The Scenario type, the per-scenario context (its own accounts and sessions), and the runner that gives each
+scenario a timeout and turns its outcome into pass/fail with a short reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from .client import Endpoint, ScenarioFailure, Session, open_session
+
+PASS = "pass"
+FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One independent check. `accounts` are roles; each gets its own pre-created account per scenario so
+    no state (roster, blocklist, offline queue) leaks between scenarios."""
+
+    name: str
+    description: str
+    run: Callable[[Context], Awaitable[str | None]]
+    accounts: tuple[str, ...] = ()
+    timeout: float = 30.0
+
+
+def account_user(scenario: Scenario, role: str) -> str:
+    """Localpart of a role's account: readable in server logs, unique per scenario."""
+    return f"{scenario.name}-{role}".lower()
+
+
+@dataclass
+class Context:
+    """What a scenario gets: the endpoint, its accounts, and sessions that are torn down after it."""
+
+    endpoint: Endpoint
+    scenario: Scenario
+    password: str
+    sessions: list[Session] = field(default_factory=list)
+
+    @property
+    def domain(self) -> str:
+        return self.endpoint.domain
+
+    def jid(self, role: str) -> str:
+        return f"{account_user(self.scenario, role)}@{self.domain}"
+
+    async def login(self, role: str, **kwargs) -> Session:
+        return await self.login_as(self.jid(role), self.password, **kwargs)
+
+    async def login_as(self, jid: str, password: str, **kwargs) -> Session:
+        return await open_session(self.endpoint, jid, password, on_created=self.sessions.append, **kwargs)
+
+    async def close_all(self) -> None:
+        for session in self.sessions:
+            try:
+                await session.close()
+            except Exception:  # noqa: BLE001 - teardown must reach every session
+                session.abort()
+
+
+@dataclass
+class Outcome:
+    result: str
+    reason: str
+    seconds: float
+
+    def as_json(self) -> dict:
+        return {"result": self.result, "reason": self.reason, "seconds": round(self.seconds, 2)}
+
+
+async def run_one(scenario: Scenario, endpoint: Endpoint, password: str) -> Outcome:
+    ctx = Context(endpoint=endpoint, scenario=scenario, password=password)
+    started = time.monotonic()
+    try:
+        note = await asyncio.wait_for(scenario.run(ctx), scenario.timeout)
+        outcome = Outcome(PASS, note or "ok", 0.0)
+    except TimeoutError:
+        outcome = Outcome(FAIL, f"scenario timed out after {scenario.timeout:g}s", 0.0)
+    except ScenarioFailure as failure:
+        outcome = Outcome(FAIL, str(failure), 0.0)
+    except Exception as err:  # noqa: BLE001 - a harness bug is reported as this scenario's failure
+        last = traceback.extract_tb(err.__traceback__)[-1]
+        outcome = Outcome(FAIL, f"harness error {type(err).__name__}: {err} at {last.filename}:{last.lineno}", 0.0)
+    finally:
+        await ctx.close_all()
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def expect(condition: bool, reason: str) -> None:
+    """Fail the scenario with `reason` unless `condition` holds."""
+    if not condition:
+        raise ScenarioFailure(reason)

@@ -1,0 +1,5 @@
+"""Every scenario, in the order the runner executes them. One module per protocol area."""
+
+from . import auth, messaging, register, roster, services
+
+ALL = [*register.SCENARIOS, *auth.SCENARIOS, *roster.SCENARIOS, *messaging.SCENARIOS, *services.SCENARIOS]
