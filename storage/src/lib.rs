@@ -235,6 +235,8 @@ impl Storage {
 
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Storage").field("backend", &self.backend).finish()
+        f.debug_struct("Storage")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
