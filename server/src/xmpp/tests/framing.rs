@@ -340,3 +340,32 @@ async fn into_inner_rejects_bytes_pipelined_after_starttls() {
     stream.next().await.unwrap();
     assert!(stream.into_inner().is_ok());
 }
+
+#[tokio::test]
+async fn read_header_is_cancel_safe() {
+    let input = format!("{}<presence/>", client_header());
+    let (ours, mut peer) = tokio::io::duplex(1 << 16);
+    let mut stream = XmlStream::new(ours, Limits::default());
+    let mut header = None;
+    for byte in client_header().as_bytes() {
+        assert!(header.is_none(), "header complete before its last byte");
+        peer.write_all(&[*byte]).await.unwrap();
+        header = stream.read_header().now_or_never().map(Result::unwrap);
+    }
+    assert_eq!(header.unwrap().to.as_deref(), Some("example.com"));
+    peer.write_all(&input.as_bytes()[client_header().len()..])
+        .await
+        .unwrap();
+    assert!(matches!(stream.next().await, Ok(Frame::Element(e)) if e.name() == "presence"));
+}
+
+#[test]
+fn default_limits() {
+    assert_eq!(
+        Limits::default(),
+        Limits {
+            max_stanza_bytes: 262_144,
+            max_depth: 32
+        }
+    );
+}
