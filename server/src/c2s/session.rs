@@ -151,7 +151,7 @@ async fn handle_element(
     // RFC 6120 section 8.1.2.1: a client may only claim its own full or bare JID.
     if let Some(from) = &addressing.from
         && from != own_jid
-        && *from != Jid::from(session.bare_jid())
+        && !(from.resource().is_none() && from.to_bare() == session.bare_jid())
     {
         return Err(StreamErrorCondition::InvalidFrom);
     }
