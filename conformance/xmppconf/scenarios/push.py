@@ -94,7 +94,7 @@ async def fcm_offline_message(ctx: Context) -> str:
     stamp = delay.get("stamp", "")
     expect(_is_datetime(stamp), f"delay stamp {stamp!r} is not an XEP-0082 DateTime")
     data = first.message.get("data")
-    return f"1 content-free push {latency:.1f}s after sending (data {data}); delivered at login, delay {stamp}"
+    return f"1 content-free push {latency * 1000:.0f} ms after sending (data {data}); delivered at login, delay {stamp}"
 
 
 SCENARIOS = [
