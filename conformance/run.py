@@ -22,7 +22,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from xmppconf import baseline
-from xmppconf.scenario import FAIL, PASS, Outcome, account_user, run_one
+from xmppconf.scenario import (
+    FAIL,
+    NOT_APPLICABLE,
+    PASS,
+    Outcome,
+    account_user,
+    missing_capabilities,
+    not_applicable,
+    run_one,
+)
 from xmppconf.scenarios import ALL
 from xmppconf.targets import Herald, Prosody, Target, TargetError
 
@@ -60,12 +69,19 @@ def make_target(args: argparse.Namespace) -> Target:
     return Herald(args.herald, args.db, keep=args.keep)
 
 
+MARKS = {PASS: "PASS", FAIL: "FAIL", NOT_APPLICABLE: "N/A "}
+
+
 async def run_all(scenarios, target: Target, password: str) -> dict[str, Outcome]:
     results = {}
     for scenario in scenarios:
-        outcome = await run_one(scenario, target.endpoint, password)
+        missing = missing_capabilities(scenario, target.capabilities)
+        if missing:
+            outcome = not_applicable(scenario, target.label, missing)
+        else:
+            outcome = await run_one(scenario, target.endpoint, password, push=target.push)
         results[scenario.name] = outcome
-        mark = "PASS" if outcome.result == PASS else "FAIL"
+        mark = MARKS[outcome.result]
         print(f"  {mark} {scenario.name:<40} {outcome.seconds:5.1f}s  {outcome.reason}", flush=True)
     return results
 
@@ -85,7 +101,8 @@ def main(argv: list[str]) -> int:
 
     target = make_target(args)
     password = "pw-" + secrets.token_hex(8)
-    accounts = [account_user(s, role) for s in scenarios for role in s.accounts]
+    applicable = [s for s in scenarios if not missing_capabilities(s, target.capabilities)]
+    accounts = [account_user(s, role) for s in applicable for role in s.accounts]
     print(f"conformance: {target.label}, {len(scenarios)} scenarios, dir {target.dir}", flush=True)
     started = time.time()
     setup_error = None
@@ -121,6 +138,7 @@ def main(argv: list[str]) -> int:
     out.write_text(json.dumps(report, indent=2) + "\n")
 
     passed = sum(1 for r in actual.values() if r == PASS)
+    skipped = sum(1 for r in actual.values() if r == NOT_APPLICABLE)
     expected = baseline.load(args.baseline).get(target.label, {})
     cmp = baseline.compare(expected, actual)
     if args.update_baseline:
@@ -131,13 +149,16 @@ def main(argv: list[str]) -> int:
             baseline.update(args.baseline, target.label, actual)
         print(f"baseline for {target.label} updated in {args.baseline}")
     for name in cmp.regressions:
-        print(f"REGRESSION {name}: expected pass, got fail: {outcomes[name].reason}")
+        print(f"REGRESSION {name}: expected pass, got {actual[name]}: {outcomes[name].reason}")
     for name in cmp.improvements:
-        print(f"IMPROVEMENT {name}: expected fail, now passes (refresh with --update-baseline)")
+        print(f"IMPROVEMENT {name}: expected {expected[name]}, now passes (refresh with --update-baseline)")
+    for name in cmp.changed:
+        print(f"CHANGED {name}: expected {expected[name]}, got {actual[name]}: {outcomes[name].reason}")
     for name in cmp.unlisted:
         print(f"NEW {name}: not in the baseline for {target.label} ({actual[name]})")
     print(
-        f"conformance {target.label}: {passed}/{len(actual)} passed, {len(cmp.regressions)} regressions, "
+        f"conformance {target.label}: {passed}/{len(actual) - skipped} passed ({skipped} not applicable), "
+        f"{len(cmp.regressions)} regressions, "
         f"{len(cmp.improvements)} improvements; results in {out}"
     )
     return 0 if (cmp.ok or args.update_baseline) else 1

@@ -1,6 +1,7 @@
 """The checked-in baseline: per target ("herald/sqlite", "herald/postgres", "prosody"), scenario -> expected
-result. A regression (expected pass, now fail) fails the run; an improvement (expected fail, now pass) and a
-scenario missing from the baseline are reported so the baseline can be refreshed with --update-baseline.
+result ("pass", "fail", or "n/a" for a scenario the target cannot run). A regression (expected pass, now
+anything else) fails the run; an improvement (expected fail or n/a, now pass), another change (fail <-> n/a)
+and a scenario missing from the baseline are reported so the baseline can be refreshed with --update-baseline.
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .scenario import FAIL, PASS
+from .scenario import PASS
 
 
 @dataclass
 class Comparison:
     regressions: list[str] = field(default_factory=list)
     improvements: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
     unlisted: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
 
@@ -36,10 +38,14 @@ def compare(expected: dict[str, str], actual: dict[str, str]) -> Comparison:
         want = expected.get(name)
         if want is None:
             cmp.unlisted.append(name)
-        elif want == PASS and result == FAIL:
+        elif want == result:
+            continue
+        elif want == PASS:
             cmp.regressions.append(name)
-        elif want == FAIL and result == PASS:
+        elif result == PASS:
             cmp.improvements.append(name)
+        else:
+            cmp.changed.append(name)
     cmp.stale = sorted(set(expected) - set(actual))
     return cmp
 

@@ -11,9 +11,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from .client import Endpoint, ScenarioFailure, Session, open_session
+from .fcm import PushSetup
 
 PASS = "pass"
 FAIL = "fail"
+# The scenario needs something the target does not have (see Scenario.requires); it was not run.
+NOT_APPLICABLE = "n/a"
+
+# Capabilities a scenario may require beyond XMPP (Target.capabilities).
+PUSH_RELAY = "push-relay"
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,8 @@ class Scenario:
     run: Callable[[Context], Awaitable[str | None]]
     accounts: tuple[str, ...] = ()
     timeout: float = 30.0
+    # Target capabilities beyond XMPP (e.g. PUSH_RELAY); on a target without them the result is NOT_APPLICABLE.
+    requires: tuple[str, ...] = ()
 
 
 def account_user(scenario: Scenario, role: str) -> str:
@@ -40,6 +48,8 @@ class Context:
     endpoint: Endpoint
     scenario: Scenario
     password: str
+    # Set when the target hosts a push relay (capability PUSH_RELAY).
+    push: PushSetup | None = None
     sessions: list[Session] = field(default_factory=list)
 
     @property
@@ -73,8 +83,16 @@ class Outcome:
         return {"result": self.result, "reason": self.reason, "seconds": round(self.seconds, 2)}
 
 
-async def run_one(scenario: Scenario, endpoint: Endpoint, password: str) -> Outcome:
-    ctx = Context(endpoint=endpoint, scenario=scenario, password=password)
+def missing_capabilities(scenario: Scenario, capabilities: frozenset[str]) -> list[str]:
+    return [c for c in scenario.requires if c not in capabilities]
+
+
+def not_applicable(scenario: Scenario, target_label: str, missing: list[str]) -> Outcome:
+    return Outcome(NOT_APPLICABLE, f"not applicable: {target_label} has no {', '.join(missing)}", 0.0)
+
+
+async def run_one(scenario: Scenario, endpoint: Endpoint, password: str, push: PushSetup | None = None) -> Outcome:
+    ctx = Context(endpoint=endpoint, scenario=scenario, password=password, push=push)
     started = time.monotonic()
     try:
         note = await asyncio.wait_for(scenario.run(ctx), scenario.timeout)

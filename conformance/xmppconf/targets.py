@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 from .client import Endpoint
+from .fcm import FcmStandIn, PushSetup
 from .pg import Database
+from .scenario import PUSH_RELAY
 
 DOMAIN = "localhost"
 HOST = "127.0.0.1"
@@ -59,6 +61,8 @@ class Target:
     """Common lifecycle: prepare (config, accounts), start, wait for the c2s port, stop, clean up."""
 
     label = "server"
+    # What the target offers beyond XMPP (see Scenario.requires); scenarios needing more are not applicable.
+    capabilities: frozenset[str] = frozenset()
 
     def __init__(self, keep: bool = False) -> None:
         self.keep = keep
@@ -70,6 +74,11 @@ class Target:
     @property
     def endpoint(self) -> Endpoint:
         return Endpoint(DOMAIN, HOST, self.c2s_port, self.direct_tls_port)
+
+    @property
+    def push(self) -> PushSetup | None:
+        """The hosted push relay and the FCM stand-in it sends to, when the target has one."""
+        return None
 
     # Subclasses: configure(), add_user(), command(), env().
     def configure(self) -> None:
@@ -131,7 +140,13 @@ class Target:
 
 
 class Herald(Target):
-    """Herald per CONTRACT.md: `herald --config F user add JID --password PW`, `herald --config F serve`."""
+    """Herald per CONTRACT.md: `herald --config F user add JID --password PW`, `herald --config F serve`.
+
+    Its built-in push relay is enabled on the spare port (plain HTTP on loopback), with FCM pointed at a
+    stand-in (conformance/xmppconf/fcm.py) started with the target and stopped at cleanup.
+    """
+
+    capabilities = frozenset({PUSH_RELAY})
 
     def __init__(self, binary: str, db: str, keep: bool = False) -> None:
         self.label = f"herald/{db}"
@@ -140,6 +155,12 @@ class Herald(Target):
         self.db_kind = db
         self.database = Database() if db == "postgres" else None
         self.config = self.dir / "herald.toml"
+        self.relay_port = self.spare_port
+        self.fcm = FcmStandIn(self.dir)
+
+    @property
+    def push(self) -> PushSetup:
+        return PushSetup(relay_url=f"http://{HOST}:{self.relay_port}", fcm=self.fcm)
 
     def configure(self) -> None:
         if not os.access(self.binary, os.X_OK):
@@ -154,6 +175,11 @@ class Herald(Target):
             url = f"sqlite://{self.dir}/herald.db"
         data = self.dir / "data"
         data.mkdir()
+        try:
+            self.fcm.start()
+        except OSError as err:
+            raise TargetError(f"starting the FCM stand-in: {err}") from err
+        relay_url = self.push.relay_url
         self.config.write_text(
             "\n".join(
                 [
@@ -168,6 +194,15 @@ class Herald(Target):
                     "require_tls = true",
                     "[registration]",
                     "allow_in_band = true",
+                    "[relay]",
+                    "enabled = true",
+                    f'listen = "{HOST}:{self.relay_port}"',
+                    f'public_url = "{relay_url}"',
+                    "[relay.fcm]",
+                    f'service_account_file = "{self.fcm.service_account_file}"',
+                    f'project_id = "{self.fcm.project_id}"',
+                    f'base_url = "{self.fcm.base_url}"',
+                    f'token_url = "{self.fcm.token_url}"',
                     "",
                 ]
             )
@@ -197,6 +232,7 @@ class Herald(Target):
                 self.database.drop()
             except (OSError, subprocess.SubprocessError):
                 pass
+        self.fcm.stop()
         super().cleanup()
 
 
