@@ -37,6 +37,8 @@ pub struct TlsIdentity {
     pub starttls: TlsAcceptor,
     /// For XEP-0368 direct TLS: ALPN `xmpp-client` offered (clients that send none are accepted too).
     pub direct: TlsAcceptor,
+    /// For the relay's HTTP API: ALPN `h2` and `http/1.1`.
+    pub https: TlsAcceptor,
 }
 
 #[derive(Debug)]
@@ -89,6 +91,7 @@ impl TlsIdentity {
         Ok(TlsIdentity {
             starttls: build(Vec::new())?,
             direct: build(vec![ALPN_XMPP_CLIENT.to_vec()])?,
+            https: build(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
             certificates: store,
         })
     }

@@ -126,13 +126,15 @@ impl Router {
                 _ => Delivery::Dropped,
             };
         }
-        let online = self.sessions.resources(&bare_str);
-        let views: Vec<_> = online.iter().map(|r| r.view).collect();
+        let online = self.sessions.routes(&bare_str);
+        let views: Vec<_> = online.iter().map(|(_, _, view)| *view).collect();
         let addressee = if !online.is_empty() || self.account_exists(&bare_str).await {
             match to.resource() {
                 None => Addressee::Bare { resources: &views },
                 Some(resource) => Addressee::Full {
-                    exact: online.iter().position(|r| r.resource == resource.as_str()),
+                    exact: online
+                        .iter()
+                        .position(|(name, _, _)| name == resource.as_str()),
                     resources: &views,
                 },
             }
@@ -143,10 +145,8 @@ impl Router {
             Decision::DeliverTo(indices) => {
                 let mut delivered = false;
                 for index in indices {
-                    if let Some(resource) = online.get(index) {
-                        delivered |= resource
-                            .handle
-                            .send(SessionCommand::Stanza(envelope.element.clone()));
+                    if let Some((_, handle, _)) = online.get(index) {
+                        delivered |= handle.send(SessionCommand::Stanza(envelope.element.clone()));
                     }
                 }
                 if delivered {

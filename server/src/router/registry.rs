@@ -144,6 +144,17 @@ impl Registry {
         self.read().get(bare).cloned().unwrap_or_default()
     }
 
+    /// Resource names, handles and delivery views of `bare`, without copying presence (the message path).
+    pub fn routes(&self, bare: &str) -> Vec<(String, SessionHandle, ResourceView)> {
+        match self.read().get(bare) {
+            Some(resources) => resources
+                .iter()
+                .map(|r| (r.resource.clone(), r.handle.clone(), r.view))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
     /// The handle of one resource.
     pub fn handle(&self, bare: &str, resource: &str) -> Option<SessionHandle> {
         self.read()

@@ -17,6 +17,7 @@ use crate::{Storage, StorageError, StorageResult};
 mod accounts;
 mod block_lists;
 mod offline;
+pub(crate) mod relay;
 mod rosters;
 mod vcards;
 
@@ -62,7 +63,20 @@ pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
         rosters: Arc::new(db.clone()),
         offline: Arc::new(db.clone()),
         vcards: Arc::new(db.clone()),
-        block_lists: Arc::new(db),
+        block_lists: Arc::new(db.clone()),
+        relay_accounts: Arc::new(relay::PgRelay {
+            pool: db.pool.clone(),
+        }),
+        relay_devices: Arc::new(relay::PgRelay {
+            pool: db.pool.clone(),
+        }),
+        whitelist_tokens: Arc::new(relay::PgRelay {
+            pool: db.pool.clone(),
+        }),
+        push_outbox: Arc::new(relay::PgRelay {
+            pool: db.pool.clone(),
+        }),
+        push_audit: Arc::new(relay::PgRelay { pool: db.pool }),
         backend: "postgres",
     })
 }
