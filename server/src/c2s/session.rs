@@ -122,7 +122,11 @@ where
             .await;
     }
     router.sessions.unbind(&session.bare, &resource, handle.id);
-    features::presence::session_ended(&router, &mut session).await;
+    // A replaced session's resource now belongs to its successor: announcing it unavailable would
+    // contradict the new session's presence (RFC 6120 section 7.7.2.2).
+    if end != Some(StreamErrorCondition::Conflict) {
+        features::presence::session_ended(&router, &mut session).await;
+    }
     tracing::debug!(%jid, ?end, "session ended");
 }
 
