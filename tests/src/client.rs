@@ -48,6 +48,8 @@ pub struct TestClient {
     pub jid: String,
     /// The ALPN protocol agreed in the TLS handshake, if any.
     pub alpn: Option<Vec<u8>>,
+    /// The RFC 9266 tls-exporter channel binding of the TLS session, when it is TLS 1.3.
+    pub tls_exporter: Option<Vec<u8>>,
     next_id: u32,
 }
 
@@ -82,9 +84,11 @@ impl TestClient {
         )
         .await
         .unwrap();
-        let (tls, alpn) = tls_handshake(&server.certificate(), Box::new(socket), true).await;
+        let (tls, alpn, exporter) =
+            tls_handshake(&server.certificate(), Box::new(socket), true).await;
         let mut client = TestClient::over(tls, &server.certificate());
         client.alpn = alpn;
+        client.tls_exporter = exporter;
         client.open_stream().await;
         client
     }
@@ -97,6 +101,7 @@ impl TestClient {
             stream_id: String::new(),
             jid: String::new(),
             alpn: None,
+            tls_exporter: None,
             next_id: 0,
         }
     }
@@ -147,8 +152,9 @@ impl TestClient {
             .expect("stream present")
             .into_inner()
             .unwrap();
-        let (tls, alpn) = tls_handshake(&self.certificate, plain, false).await;
+        let (tls, alpn, exporter) = tls_handshake(&self.certificate, plain, false).await;
         self.alpn = alpn;
+        self.tls_exporter = exporter;
         self.stream = Some(XmlStream::new(tls, client_limits()));
         self.open_stream().await;
     }
@@ -389,7 +395,7 @@ async fn tls_handshake(
     certificate: &Path,
     io: Box<dyn Io>,
     offer_alpn: bool,
-) -> (Box<dyn Io>, Option<Vec<u8>>) {
+) -> (Box<dyn Io>, Option<Vec<u8>>, Option<Vec<u8>>) {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(certificate).unwrap() {
         roots.add(cert.unwrap()).unwrap();
@@ -409,7 +415,17 @@ async fn tls_handshake(
         .await
         .unwrap();
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
-    (Box::new(tls), alpn)
+    // RFC 9266: the tls-exporter channel binding, defined for TLS 1.3 only.
+    let exporter = (tls.get_ref().1.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
+        .then(|| {
+            tls.get_ref()
+                .1
+                .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+                .ok()
+        })
+        .flatten()
+        .map(|bytes| bytes.to_vec());
+    (Box::new(tls), alpn, exporter)
 }
 
 /// The client accepts more than the server so that the server's own limits are what is tested.

@@ -1,5 +1,5 @@
-//! A hand-rolled SCRAM-SHA-256 client (RFC 5802 section 3, RFC 7677) without channel binding (gs2 flag
-//! `n`), independent of the server's implementation, so one black-box test can log in the way real
+//! A hand-rolled SCRAM-SHA-256 client (RFC 5802 section 3, RFC 7677), with or without channel binding
+//! (SCRAM-SHA-256-PLUS with tls-exporter, RFC 9266), independent of the server's implementation, so one black-box test can log in the way real
 //! clients do and check the server's signature.
 
 use base64::Engine;
@@ -20,11 +20,26 @@ impl TestClient {
     /// SCRAM-SHA-256 then the stream restart. `Err` carries the `<failure/>` condition name. Panics if the
     /// server's final message does not prove it knows the password (`v=` of RFC 5802 section 3).
     pub async fn auth_scram_sha256(&mut self, user: &str, password: &str) -> Result<(), String> {
+        self.auth_scram_sha256_bound(user, password, None).await
+    }
+
+    /// SCRAM-SHA-256, or SCRAM-SHA-256-PLUS when `binding` names a channel-binding type and its data
+    /// (RFC 5802 section 6: gs2 flag `p=<type>`, and `c=` carries the gs2 header plus the binding data).
+    pub async fn auth_scram_sha256_bound(
+        &mut self,
+        user: &str,
+        password: &str,
+        binding: Option<(&str, Vec<u8>)>,
+    ) -> Result<(), String> {
         let nonce = BASE64.encode(rand::random::<[u8; 18]>());
         let client_first_bare = format!("n={user},r={nonce}");
+        let (mechanism, gs2_header, binding_data) = match binding {
+            Some((kind, data)) => ("SCRAM-SHA-256-PLUS", format!("p={kind},,"), data),
+            None => ("SCRAM-SHA-256", "n,,".to_string(), Vec::new()),
+        };
         self.send(&format!(
-            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{}</auth>",
-            BASE64.encode(format!("n,,{client_first_bare}"))
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mechanism}'>{}</auth>",
+            BASE64.encode(format!("{gs2_header}{client_first_bare}"))
         ))
         .await;
         let challenge = self
@@ -53,7 +68,9 @@ impl TestClient {
         pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, iterations, &mut salted);
         let client_key = hmac(&salted, b"Client Key");
         let stored_key = Sha256::digest(&client_key);
-        let without_proof = format!("c=biws,r={full_nonce}");
+        let mut channel = gs2_header.into_bytes();
+        channel.extend_from_slice(&binding_data);
+        let without_proof = format!("c={},r={full_nonce}", BASE64.encode(channel));
         let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
         let signature = hmac(&stored_key, auth_message.as_bytes());
         let proof: Vec<u8> = client_key

@@ -45,6 +45,34 @@ async fn scram_sha_256_login_verifies_the_server_signature() {
     );
 }
 
+/// RFC 9266 / RFC 5802 section 6: SCRAM-SHA-256-PLUS with the tls-exporter binding of this TLS 1.3
+/// session succeeds; the same proof bound to other binding data is refused, so a man in the middle
+/// relaying the exchange over its own TLS session cannot log in.
+#[tokio::test]
+async fn scram_sha_256_plus_binds_the_login_to_the_tls_session() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    let mut client = TestClient::connect_starttls(&server).await;
+    let exporter = client
+        .tls_exporter
+        .clone()
+        .expect("TLS 1.3 gives a tls-exporter binding");
+    client
+        .auth_scram_sha256_bound("alice", PASSWORD, Some(("tls-exporter", exporter)))
+        .await
+        .unwrap();
+    assert_eq!(client.bind(Some("plus")).await, "alice@localhost/plus");
+
+    let mut relayed = TestClient::connect_direct_tls(&server).await;
+    let foreign = vec![0x42; 32];
+    assert_eq!(
+        relayed
+            .auth_scram_sha256_bound("alice", PASSWORD, Some(("tls-exporter", foreign)))
+            .await,
+        Err("not-authorized".to_string())
+    );
+}
+
 fn limits(features: &herald_tests::Element) -> (String, String) {
     let limits = features
         .get_child("limits", ns::STREAM_LIMITS)
