@@ -13,6 +13,9 @@ pub struct RelayConfig {
     pub enabled: bool,
     /// Where the server binds the HTTP API (`Relay::router`).
     pub listen: String,
+    /// Whether the server serves the API over TLS with its domains' certificates (otherwise plain HTTP,
+    /// for a reverse proxy in front or a loopback-only listener).
+    pub tls: bool,
     /// The public base URL of this relay, e.g. `https://push.example.org`. Tokens issued here are
     /// handed out with `<public_url>/api/v1/messages/` as their endpoint.
     pub public_url: String,
@@ -52,6 +55,7 @@ impl Default for RelayConfig {
         RelayConfig {
             enabled: false,
             listen: "127.0.0.1:5281".into(),
+            tls: false,
             public_url: "http://127.0.0.1:5281".into(),
             pubsub_jid: String::new(),
             allow_registration: true,
