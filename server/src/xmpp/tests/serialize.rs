@@ -181,3 +181,14 @@ fn unrepresentable_characters_are_dropped_not_sent() {
     let back = reparse(&el, ns::CLIENT);
     assert_eq!(back.get_child("body", ns::CLIENT).unwrap().text(), "abc\rd");
 }
+
+/// Fuzz regression (corpus/stanza/crash_element_in_xml_namespace.bin): an element with the `xml`
+/// prefix was written with `xmlns='http://www.w3.org/XML/1998/namespace'`, which no parser accepts.
+#[test]
+fn elements_in_the_xml_namespace_keep_the_xml_prefix() {
+    let el = element("<xml:la a='3'/>");
+    assert!(el.is("la", ns::XML));
+    for stream_ns in [ns::CLIENT, ""] {
+        assert_eq!(reparse(&el, stream_ns), el);
+    }
+}
