@@ -14,6 +14,7 @@ pub mod contract_relay;
 mod postgres;
 pub mod relay;
 mod rows;
+mod sql;
 mod sqlite;
 
 /// Everything that can go wrong talking to a database.

@@ -10,18 +10,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{SqlitePool, SqliteTransaction};
 
 use crate::rows::db_error;
 use crate::{Storage, StorageError, StorageResult};
 
-mod accounts;
-mod block_lists;
-mod offline;
 pub(crate) mod relay;
-mod rosters;
-mod vcards;
 
 /// How long a writer waits for the write lock before giving up with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,15 +29,17 @@ pub(crate) struct Sqlite {
     pool: SqlitePool,
 }
 
-impl Sqlite {
-    /// A transaction that holds the write lock from its first statement (see the module comment).
-    async fn write(&self) -> StorageResult<SqliteTransaction<'static>> {
-        self.pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_error)
-    }
-}
+crate::sql::xmpp_sql_impl!(
+    Sqlite,
+    sqlx::Sqlite,
+    // Takes the write lock up front (see the module comment): a read-then-write cannot lose a race,
+    // and two writers never deadlock upgrading a read lock.
+    write = "BEGIN IMMEDIATE",
+    // A deferred transaction: in WAL mode its reads all come from the snapshot of its first read.
+    snapshot = "BEGIN",
+    // None needed: `BEGIN IMMEDIATE` already excludes every other writer until commit.
+    offline_owner_lock = [],
+);
 
 fn is_in_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
