@@ -16,6 +16,7 @@ pub mod relay;
 mod rows;
 mod sql;
 mod sqlite;
+pub mod testing;
 
 /// Everything that can go wrong talking to a database.
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +231,34 @@ impl Storage {
             postgres::connect(url).await
         } else {
             Err(StorageError::UnsupportedUrl(url.to_string()))
+        }
+    }
+
+    /// One backend behind every area: `xmpp` serves the XMPP areas, `relay` the push relay's.
+    fn from_backend<X, R>(xmpp: X, relay: R, backend: &'static str) -> Storage
+    where
+        X: Accounts + Rosters + OfflineMessages + VCards + BlockLists + 'static,
+        R: relay::RelayAccounts
+            + relay::RelayDevices
+            + relay::WhitelistTokens
+            + relay::PushOutbox
+            + relay::PushAudit
+            + 'static,
+    {
+        let xmpp = Arc::new(xmpp);
+        let relay = Arc::new(relay);
+        Storage {
+            accounts: xmpp.clone(),
+            rosters: xmpp.clone(),
+            offline: xmpp.clone(),
+            vcards: xmpp.clone(),
+            block_lists: xmpp,
+            relay_accounts: relay.clone(),
+            relay_devices: relay.clone(),
+            whitelist_tokens: relay.clone(),
+            push_outbox: relay.clone(),
+            push_audit: relay,
+            backend,
         }
     }
 }

@@ -6,8 +6,6 @@
 //! (version plus items) use a REPEATABLE READ snapshot. Every text column is `COLLATE "C"`, so sorting is
 //! byte order as on SQLite.
 
-use std::sync::Arc;
-
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -51,21 +49,6 @@ pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
         .await
         .map_err(|e| StorageError::Migration(e.to_string()))?;
     tracing::info!(backend = "postgres", "storage ready, migrations applied");
-    let db = Postgres { pool };
-    let relay = Arc::new(relay::PgRelay {
-        pool: db.pool.clone(),
-    });
-    Ok(Storage {
-        accounts: Arc::new(db.clone()),
-        rosters: Arc::new(db.clone()),
-        offline: Arc::new(db.clone()),
-        vcards: Arc::new(db.clone()),
-        block_lists: Arc::new(db.clone()),
-        relay_accounts: relay.clone(),
-        relay_devices: relay.clone(),
-        whitelist_tokens: relay.clone(),
-        push_outbox: relay.clone(),
-        push_audit: relay,
-        backend: "postgres",
-    })
+    let relay = relay::PgRelay { pool: pool.clone() };
+    Ok(Storage::from_backend(Postgres { pool }, relay, "postgres"))
 }

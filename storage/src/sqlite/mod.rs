@@ -7,7 +7,6 @@
 //! write lock up front, so a read-then-write (quota check, version bump) cannot lose a race.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
@@ -85,21 +84,6 @@ pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
         in_memory,
         "storage ready, migrations applied"
     );
-    let db = Sqlite { pool };
-    let relay = Arc::new(relay::SqliteRelay {
-        pool: db.pool.clone(),
-    });
-    Ok(Storage {
-        accounts: Arc::new(db.clone()),
-        rosters: Arc::new(db.clone()),
-        offline: Arc::new(db.clone()),
-        vcards: Arc::new(db.clone()),
-        block_lists: Arc::new(db.clone()),
-        relay_accounts: relay.clone(),
-        relay_devices: relay.clone(),
-        whitelist_tokens: relay.clone(),
-        push_outbox: relay.clone(),
-        push_audit: relay,
-        backend: "sqlite",
-    })
+    let relay = relay::SqliteRelay { pool: pool.clone() };
+    Ok(Storage::from_backend(Sqlite { pool }, relay, "sqlite"))
 }
