@@ -1,7 +1,8 @@
 //! Herald persistence: one small trait per area, implemented for SQLite (the embedded default) and PostgreSQL.
 //!
 //! Business code sees only the traits in this file and the [`Storage`] handle; sqlx stays inside
-//! `sqlite/` and `postgres/`. Both backends run the same [`contract`] suite, so a behaviour that differs
+//! `sql/` (the XMPP areas' SQL, written once), `relay/`, `sqlite/`, `postgres/` and the test support in
+//! [`testing`]. Both backends run the same [`contract`] suite, so a behaviour that differs
 //! between them is a bug. Keys are plain strings: a bare JID `user@domain` for XMPP data; this crate
 //! knows nothing of JID syntax, sessions or routing.
 

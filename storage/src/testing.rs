@@ -1,7 +1,7 @@
-//! Test support, not for production use: a scratch PostgreSQL database of its own for one test, created on
-//! the server an admin URL names and dropped afterwards. Used by this crate's contract tests
+//! Test support, not for production use: a scratch PostgreSQL database of its own for one test, created
+//! on the server an admin URL names and dropped afterwards. Used by this crate's contract tests
 //! (storage/tests/contract.rs) and the black-box tests (herald-tests), so both make and remove scratch
-//! databases the same way. Like [`crate::contract`], it is public only so that those test crates can reach it.
+//! databases the same way. Like [`crate::contract`], it is public only so those test crates can reach it.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -1,9 +1,9 @@
 //! XMPP SCRAM credentials per bare JID (RFC 5802 section 3, RFC 7677).
 //! The SQL for both backends, stamped out by [`accounts_sql`] (see [`crate::sql`]).
 
-/// Implements [`crate::Accounts`] for `$store` (a struct with a `pool` field).
+/// Implements [`crate::Accounts`] for `$store` (a struct with a `pool` field of database `$db`).
 macro_rules! accounts_sql {
-    ($store:ident, write = $write:literal) => {
+    ($store:ident, $db:ty, write = $write:literal) => {
         mod accounts_impl {
             use async_trait::async_trait;
 
@@ -11,29 +11,38 @@ macro_rules! accounts_sql {
             use $crate::rows::{CredentialsRow, db_error, domain_of, now_ms};
             use $crate::{Accounts, Credentials, StorageResult};
 
+            type Query<'q> = sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>;
+
+            /// Binds the eight SCRAM key columns, in the order the statements list them: salt,
+            /// iterations, stored key, server key, for SHA-1 and then SHA-256.
+            fn bind_keys<'q>(query: Query<'q>, credentials: &'q Credentials) -> Query<'q> {
+                [&credentials.sha1, &credentials.sha256]
+                    .into_iter()
+                    .fold(query, |query, keys| {
+                        query
+                            .bind(&keys.salt)
+                            .bind(i64::from(keys.iterations))
+                            .bind(&keys.stored_key)
+                            .bind(&keys.server_key)
+                    })
+            }
+
             #[async_trait]
             impl Accounts for $store {
                 async fn create(&self, jid: &str, credentials: &Credentials) -> StorageResult<()> {
-                    sqlx::query(
-                        "INSERT INTO accounts (jid, domain, \
+                    let query = sqlx::query(
+                        "INSERT INTO accounts (jid, domain, created_at, \
                            sha1_salt, sha1_iterations, sha1_stored_key, sha1_server_key, \
-                           sha256_salt, sha256_iterations, sha256_stored_key, sha256_server_key, created_at) \
+                           sha256_salt, sha256_iterations, sha256_stored_key, sha256_server_key) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                     )
                     .bind(jid)
                     .bind(domain_of(jid))
-                    .bind(&credentials.sha1.salt)
-                    .bind(i64::from(credentials.sha1.iterations))
-                    .bind(&credentials.sha1.stored_key)
-                    .bind(&credentials.sha1.server_key)
-                    .bind(&credentials.sha256.salt)
-                    .bind(i64::from(credentials.sha256.iterations))
-                    .bind(&credentials.sha256.stored_key)
-                    .bind(&credentials.sha256.server_key)
-                    .bind(now_ms())
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db_error)?;
+                    .bind(now_ms());
+                    bind_keys(query, credentials)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db_error)?;
                     Ok(())
                 }
 
@@ -51,30 +60,23 @@ macro_rules! accounts_sql {
                 }
 
                 async fn set_credentials(&self, jid: &str, credentials: &Credentials) -> StorageResult<bool> {
-                    let done = sqlx::query(
+                    let query = sqlx::query(
                         "UPDATE accounts SET \
                            sha1_salt = $2, sha1_iterations = $3, sha1_stored_key = $4, sha1_server_key = $5, \
                            sha256_salt = $6, sha256_iterations = $7, sha256_stored_key = $8, sha256_server_key = $9 \
                          WHERE jid = $1",
                     )
-                    .bind(jid)
-                    .bind(&credentials.sha1.salt)
-                    .bind(i64::from(credentials.sha1.iterations))
-                    .bind(&credentials.sha1.stored_key)
-                    .bind(&credentials.sha1.server_key)
-                    .bind(&credentials.sha256.salt)
-                    .bind(i64::from(credentials.sha256.iterations))
-                    .bind(&credentials.sha256.stored_key)
-                    .bind(&credentials.sha256.server_key)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db_error)?;
+                    .bind(jid);
+                    let done = bind_keys(query, credentials)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db_error)?;
                     Ok(done.rows_affected() > 0)
                 }
 
                 async fn delete(&self, jid: &str) -> StorageResult<bool> {
-                    // One transaction, so a crash cannot leave a half-deleted account. Owned rows go even when the
-                    // account row is already gone: nothing may outlive the account.
+                    // One transaction, so a crash cannot leave a half-deleted account. Owned rows go even
+                    // when the account row is already gone: nothing may outlive the account.
                     let mut tx = self.pool.begin_with($write).await.map_err(db_error)?;
                     let existed = sqlx::query("DELETE FROM accounts WHERE jid = $1")
                         .bind(jid)

@@ -35,7 +35,7 @@ macro_rules! xmpp_sql_impl {
         snapshot = $snapshot:literal,
         offline_owner_lock = [$($offline_owner_lock:literal)?] $(,)?
     ) => {
-        $crate::sql::accounts_sql!($store, write = $write);
+        $crate::sql::accounts_sql!($store, $db, write = $write);
         $crate::sql::rosters_sql!($store, $db, write = $write, snapshot = $snapshot);
         $crate::sql::offline_sql!($store, write = $write, owner_lock = [$($offline_owner_lock)?]);
         $crate::sql::vcards_sql!($store);

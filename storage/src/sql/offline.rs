@@ -20,10 +20,11 @@ macro_rules! offline_sql {
                     stored_at_ms: i64,
                     quota: usize,
                 ) -> StorageResult<OfflineStore> {
-                    // The count and the insert must not interleave with another store for the same owner, or
-                    // both could see room for one more. `$write` and `$owner_lock` together provide that: on
-                    // SQLite `BEGIN IMMEDIATE` holds the database write lock from the start; on PostgreSQL the
-                    // per-owner advisory lock (released at commit) serialises stores for this owner only.
+                    // The count and the insert must not interleave with another store for the same
+                    // owner, or both could see room for one more. `$write` and `$owner_lock` together
+                    // prevent that: on SQLite `BEGIN IMMEDIATE` holds the database write lock from the
+                    // start; on PostgreSQL the per-owner advisory lock (released at commit) serialises
+                    // stores for this owner only.
                     let mut tx = self.pool.begin_with($write).await.map_err(db_error)?;
                     $(
                         sqlx::query($owner_lock)

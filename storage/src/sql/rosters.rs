@@ -14,7 +14,10 @@ macro_rules! rosters_sql {
             use $crate::{RosterItem, Rosters, StorageResult};
 
             /// Bumps `owner`'s roster version inside `tx` and returns the new value.
-            async fn bump_version(tx: &mut <$db as sqlx::Database>::Connection, owner: &str) -> StorageResult<u64> {
+            async fn bump_version(
+                tx: &mut <$db as sqlx::Database>::Connection,
+                owner: &str,
+            ) -> StorageResult<u64> {
                 let version: i64 = sqlx::query_scalar(
                     "INSERT INTO roster_versions (owner, version) VALUES ($1, 1) \
                      ON CONFLICT (owner) DO UPDATE SET version = roster_versions.version + 1 \
