@@ -1,7 +1,8 @@
 //! Herald persistence: one small trait per area, implemented for SQLite (the embedded default) and PostgreSQL.
 //!
 //! Business code sees only the traits in this file and the [`Storage`] handle; sqlx stays inside
-//! `sqlite/` and `postgres/`. Both backends run the same [`contract`] suite, so a behaviour that differs
+//! `sql/` (the XMPP areas' SQL, written once), `relay/`, `sqlite/`, `postgres/` and the test support in
+//! [`testing`]. Both backends run the same [`contract`] suite, so a behaviour that differs
 //! between them is a bug. Keys are plain strings: a bare JID `user@domain` for XMPP data; this crate
 //! knows nothing of JID syntax, sessions or routing.
 
@@ -14,7 +15,9 @@ pub mod contract_relay;
 mod postgres;
 pub mod relay;
 mod rows;
+mod sql;
 mod sqlite;
+pub mod testing;
 
 /// Everything that can go wrong talking to a database.
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +232,34 @@ impl Storage {
             postgres::connect(url).await
         } else {
             Err(StorageError::UnsupportedUrl(url.to_string()))
+        }
+    }
+
+    /// One backend behind every area: `xmpp` serves the XMPP areas, `relay` the push relay's.
+    fn from_backend<X, R>(xmpp: X, relay: R, backend: &'static str) -> Storage
+    where
+        X: Accounts + Rosters + OfflineMessages + VCards + BlockLists + 'static,
+        R: relay::RelayAccounts
+            + relay::RelayDevices
+            + relay::WhitelistTokens
+            + relay::PushOutbox
+            + relay::PushAudit
+            + 'static,
+    {
+        let xmpp = Arc::new(xmpp);
+        let relay = Arc::new(relay);
+        Storage {
+            accounts: xmpp.clone(),
+            rosters: xmpp.clone(),
+            offline: xmpp.clone(),
+            vcards: xmpp.clone(),
+            block_lists: xmpp,
+            relay_accounts: relay.clone(),
+            relay_devices: relay.clone(),
+            whitelist_tokens: relay.clone(),
+            push_outbox: relay.clone(),
+            push_audit: relay,
+            backend,
         }
     }
 }

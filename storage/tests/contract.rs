@@ -4,11 +4,8 @@
 // Tests may unwrap (working rules); a failure here is a test failure.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
+use herald_storage::testing::ScratchDatabase;
 use herald_storage::{OfflineStore, RosterItem, Storage, StorageError, Subscription, contract};
-use sqlx::Connection;
 
 fn sqlite_file_url(dir: &tempfile::TempDir, name: &str) -> String {
     format!("sqlite://{}?mode=rwc", dir.path().join(name).display())
@@ -118,90 +115,15 @@ async fn unknown_url_is_rejected() {
     assert!(matches!(err, StorageError::UnsupportedUrl(_)), "{err:?}");
 }
 
-/// A database of its own on the server named by `HERALD_TEST_POSTGRES_URL`, dropped on `drop_it`.
-struct ScratchDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl ScratchDatabase {
-    async fn create(admin_url: &str) -> ScratchDatabase {
-        static SEQUENCE: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "herald_contract_{}_{}_{}",
-            std::process::id(),
-            SEQUENCE.fetch_add(1, Ordering::Relaxed),
-            nanos
-        );
-        let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
-        ScratchDatabase {
-            admin_url: admin_url.to_string(),
-            url: with_database(admin_url, &name),
-            name,
-        }
-    }
-
-    async fn drop_it(self) {
-        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
-        // FORCE: the pool under test may still hold connections.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-        admin.close().await.unwrap();
-    }
-}
-
-/// `url` with its database (the path) replaced by `name`, keeping any `?query`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_start..]
-        .find('/')
-        .map_or(base.len(), |i| authority_start + i);
-    let mut out = format!("{}/{name}", &base[..path_start]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
-
-#[test]
-fn database_is_replaced_in_postgres_urls() {
-    assert_eq!(
-        with_database("postgres://postgres@127.0.0.1/test", "x"),
-        "postgres://postgres@127.0.0.1/x"
-    );
-    assert_eq!(
-        with_database("postgres://u:p@h:5432/db?sslmode=disable", "x"),
-        "postgres://u:p@h:5432/x?sslmode=disable"
-    );
-    assert_eq!(with_database("postgresql://h", "x"), "postgresql://h/x");
-}
-
 #[tokio::test]
 async fn contract_on_postgres() {
     let Ok(admin_url) = std::env::var("HERALD_TEST_POSTGRES_URL") else {
         eprintln!("HERALD_TEST_POSTGRES_URL not set: PostgreSQL contract skipped");
         return;
     };
-    let scratch = ScratchDatabase::create(&admin_url).await;
+    let scratch = ScratchDatabase::create(&admin_url, "herald_contract")
+        .await
+        .unwrap();
     let url = scratch.url.clone();
     // In a task of its own, so the scratch database is dropped even when the suite fails.
     let outcome = tokio::spawn(async move {
@@ -213,7 +135,7 @@ async fn contract_on_postgres() {
         assert!(again.accounts.exists("stay@cascade.example").await.unwrap());
     })
     .await;
-    scratch.drop_it().await;
+    scratch.drop_database().await.unwrap();
     if let Err(failure) = outcome {
         std::panic::resume_unwind(failure.into_panic());
     }

@@ -6,15 +6,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use herald::config::{Config, RawConfig};
 use herald::features::push::PushWaker;
 use herald::router::Router;
 use herald::{Running, Shutdown, ShutdownTrigger};
+use herald_storage::testing::ScratchDatabase;
 use herald_storage::{RosterItem, Storage, Subscription};
-use sqlx::Connection;
 
 use crate::client::TestClient;
 use crate::{DOMAIN, PASSWORD, TIMEOUT};
@@ -85,7 +83,11 @@ impl TestServerBuilder {
         let dir = tempfile::tempdir().unwrap();
         let scratch = match &self.backend {
             Backend::Sqlite => None,
-            Backend::Postgres { admin_url } => Some(ScratchDatabase::create(admin_url).await),
+            Backend::Postgres { admin_url } => Some(
+                ScratchDatabase::create(admin_url, "herald_blackbox")
+                    .await
+                    .unwrap(),
+            ),
         };
         let mut pairs = vec![
             env("HERALD_SERVER__DATA_DIR", &dir.path().display().to_string()),
@@ -283,93 +285,12 @@ impl Drop for TestServer {
                     .enable_all()
                     .build()
                     .unwrap();
-                runtime.block_on(scratch.drop_it());
+                let name = scratch.name().to_string();
+                if let Err(e) = runtime.block_on(scratch.drop_database()) {
+                    eprintln!("could not drop scratch database {name}: {e}");
+                }
             })
             .join();
         }
-    }
-}
-
-/// A database of its own on the PostgreSQL server, like storage/tests/contract.rs makes.
-struct ScratchDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl ScratchDatabase {
-    async fn create(admin_url: &str) -> ScratchDatabase {
-        static SEQUENCE: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "herald_blackbox_{}_{}_{}",
-            std::process::id(),
-            SEQUENCE.fetch_add(1, Ordering::Relaxed),
-            nanos
-        );
-        let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
-        ScratchDatabase {
-            admin_url: admin_url.to_string(),
-            url: with_database(admin_url, &name),
-            name,
-        }
-    }
-
-    async fn drop_it(self) {
-        let Ok(mut admin) = sqlx::PgConnection::connect(&self.admin_url).await else {
-            eprintln!("could not drop scratch database {}", self.name);
-            return;
-        };
-        // FORCE: the server's pool may still hold connections.
-        let dropped = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut admin)
-        .await;
-        if let Err(e) = dropped {
-            eprintln!("could not drop scratch database {}: {e}", self.name);
-        }
-        let _ = admin.close().await;
-    }
-}
-
-/// `url` with its database (the path) replaced by `name`, keeping any `?query`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_start..]
-        .find('/')
-        .map_or(base.len(), |i| authority_start + i);
-    let mut out = format!("{}/{name}", &base[..path_start]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn database_is_replaced_in_postgres_urls() {
-        assert_eq!(
-            super::with_database("postgres://postgres@127.0.0.1/postgres", "x"),
-            "postgres://postgres@127.0.0.1/x"
-        );
-        assert_eq!(
-            super::with_database("postgres://u:p@h:5432/db?sslmode=disable", "x"),
-            "postgres://u:p@h:5432/x?sslmode=disable"
-        );
     }
 }

@@ -6,20 +6,13 @@
 //! (version plus items) use a REPEATABLE READ snapshot. Every text column is `COLLATE "C"`, so sorting is
 //! byte order as on SQLite.
 
-use std::sync::Arc;
-
+use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, PgTransaction};
 
 use crate::rows::db_error;
 use crate::{Storage, StorageError, StorageResult};
 
-mod accounts;
-mod block_lists;
-mod offline;
 pub(crate) mod relay;
-mod rosters;
-mod vcards;
 
 /// Connections per process; PostgreSQL's default `max_connections` is 100 for every client together.
 const POOL_SIZE: u32 = 10;
@@ -30,20 +23,19 @@ pub(crate) struct Postgres {
     pool: PgPool,
 }
 
-impl Postgres {
-    /// A read-write transaction (READ COMMITTED; callers lock what they read-then-write).
-    async fn write(&self) -> StorageResult<PgTransaction<'static>> {
-        self.pool.begin().await.map_err(db_error)
-    }
-
-    /// A read-only transaction on one snapshot.
-    async fn snapshot(&self) -> StorageResult<PgTransaction<'static>> {
-        self.pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(db_error)
-    }
-}
+crate::sql::xmpp_sql_impl!(
+    Postgres,
+    sqlx::Postgres,
+    // READ COMMITTED; callers lock what they read-then-write (the roster version bump locks its row
+    // through `ON CONFLICT DO UPDATE`, the offline store takes `offline_owner_lock`).
+    write = "BEGIN",
+    // One snapshot for the whole transaction, so the roster version and items agree.
+    snapshot = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    // A transaction-scoped advisory lock per owner (released at commit) serialises offline stores for
+    // one owner across the quota count and the insert. The two-key form, with 20294 = 0x4f46 ("OF") as
+    // the class key, keeps Herald's locks apart from the one-key space the migrator uses.
+    offline_owner_lock = ["SELECT pg_advisory_xact_lock(20294, hashtext($1))"],
+);
 
 pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
     let pool = PgPoolOptions::new()
@@ -57,21 +49,6 @@ pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
         .await
         .map_err(|e| StorageError::Migration(e.to_string()))?;
     tracing::info!(backend = "postgres", "storage ready, migrations applied");
-    let db = Postgres { pool };
-    let relay = Arc::new(relay::PgRelay {
-        pool: db.pool.clone(),
-    });
-    Ok(Storage {
-        accounts: Arc::new(db.clone()),
-        rosters: Arc::new(db.clone()),
-        offline: Arc::new(db.clone()),
-        vcards: Arc::new(db.clone()),
-        block_lists: Arc::new(db.clone()),
-        relay_accounts: relay.clone(),
-        relay_devices: relay.clone(),
-        whitelist_tokens: relay.clone(),
-        push_outbox: relay.clone(),
-        push_audit: relay,
-        backend: "postgres",
-    })
+    let relay = relay::PgRelay { pool: pool.clone() };
+    Ok(Storage::from_backend(Postgres { pool }, relay, "postgres"))
 }

@@ -7,21 +7,15 @@
 //! write lock up front, so a read-then-write (quota check, version bump) cannot lose a race.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{SqlitePool, SqliteTransaction};
 
 use crate::rows::db_error;
 use crate::{Storage, StorageError, StorageResult};
 
-mod accounts;
-mod block_lists;
-mod offline;
 pub(crate) mod relay;
-mod rosters;
-mod vcards;
 
 /// How long a writer waits for the write lock before giving up with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,15 +28,17 @@ pub(crate) struct Sqlite {
     pool: SqlitePool,
 }
 
-impl Sqlite {
-    /// A transaction that holds the write lock from its first statement (see the module comment).
-    async fn write(&self) -> StorageResult<SqliteTransaction<'static>> {
-        self.pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_error)
-    }
-}
+crate::sql::xmpp_sql_impl!(
+    Sqlite,
+    sqlx::Sqlite,
+    // Takes the write lock up front (see the module comment): a read-then-write cannot lose a race,
+    // and two writers never deadlock upgrading a read lock.
+    write = "BEGIN IMMEDIATE",
+    // A deferred transaction: in WAL mode its reads all come from the snapshot of its first read.
+    snapshot = "BEGIN",
+    // None needed: `BEGIN IMMEDIATE` already excludes every other writer until commit.
+    offline_owner_lock = [],
+);
 
 fn is_in_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
@@ -88,21 +84,6 @@ pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
         in_memory,
         "storage ready, migrations applied"
     );
-    let db = Sqlite { pool };
-    let relay = Arc::new(relay::SqliteRelay {
-        pool: db.pool.clone(),
-    });
-    Ok(Storage {
-        accounts: Arc::new(db.clone()),
-        rosters: Arc::new(db.clone()),
-        offline: Arc::new(db.clone()),
-        vcards: Arc::new(db.clone()),
-        block_lists: Arc::new(db.clone()),
-        relay_accounts: relay.clone(),
-        relay_devices: relay.clone(),
-        whitelist_tokens: relay.clone(),
-        push_outbox: relay.clone(),
-        push_audit: relay,
-        backend: "sqlite",
-    })
+    let relay = relay::SqliteRelay { pool: pool.clone() };
+    Ok(Storage::from_backend(Sqlite { pool }, relay, "sqlite"))
 }

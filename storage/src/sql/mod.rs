@@ -1,0 +1,45 @@
+//! The XMPP areas' SQL (accounts, rosters, offline messages, vCards, block lists), written once for
+//! SQLite and PostgreSQL. As in [`crate::relay::sql`], the queries use only syntax both accept (`$N`
+//! placeholders, `RETURNING`, `ON CONFLICT`), and [`xmpp_sql_impl`] stamps the trait implementations
+//! out for each backend's pool type. What genuinely differs between the backends (how a transaction
+//! begins, and how an offline store is serialised per owner) is passed in as named arguments. The
+//! contract suite (`crate::contract`) runs on both.
+
+mod accounts;
+mod block_lists;
+mod offline;
+mod rosters;
+mod vcards;
+
+pub(crate) use accounts::accounts_sql;
+pub(crate) use block_lists::block_lists_sql;
+pub(crate) use offline::offline_sql;
+pub(crate) use rosters::rosters_sql;
+pub(crate) use vcards::vcards_sql;
+
+/// Implements [`crate::Accounts`], [`crate::Rosters`], [`crate::OfflineMessages`], [`crate::VCards`]
+/// and [`crate::BlockLists`] for `$store`, a struct with a `pool` field of database `$db`.
+///
+/// - `write`: the statement that begins a read-then-write transaction (account deletion, roster
+///   changes with their version bump, offline store, block and unblock).
+/// - `snapshot`: the statement that begins a read-only transaction whose reads must agree (roster
+///   version plus items).
+/// - `offline_owner_lock`: an optional statement, binding the owner as `$1`, run first in the offline
+///   store transaction so that the quota count and the insert cannot race another store for the same
+///   owner; `[]` when `write` already excludes every other writer.
+macro_rules! xmpp_sql_impl {
+    (
+        $store:ident,
+        $db:ty,
+        write = $write:literal,
+        snapshot = $snapshot:literal,
+        offline_owner_lock = [$($offline_owner_lock:literal)?] $(,)?
+    ) => {
+        $crate::sql::accounts_sql!($store, $db, write = $write);
+        $crate::sql::rosters_sql!($store, $db, write = $write, snapshot = $snapshot);
+        $crate::sql::offline_sql!($store, write = $write, owner_lock = [$($offline_owner_lock)?]);
+        $crate::sql::vcards_sql!($store);
+        $crate::sql::block_lists_sql!($store, write = $write);
+    };
+}
+pub(crate) use xmpp_sql_impl;
