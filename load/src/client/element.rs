@@ -146,7 +146,9 @@ impl<R: AsyncBufRead + Unpin> ElementReader<R> {
                 .read_event_into_async(&mut self.buf)
                 .await
                 .map_err(|e| match e {
-                    quick_xml::Error::Io(io) => ClientError::Io(std::io::Error::new(io.kind(), io.to_string())),
+                    quick_xml::Error::Io(io) => {
+                        ClientError::Io(std::io::Error::new(io.kind(), io.to_string()))
+                    }
                     other => ClientError::Xml(other.to_string()),
                 })?;
             let in_element = !self.stack.is_empty();
@@ -204,8 +206,9 @@ impl<R: AsyncBufRead + Unpin> ElementReader<R> {
                         .map_err(|e| ClientError::Xml(e.to_string()))?
                     {
                         Some(c) => c,
-                        None => predefined_entity(&name)
-                            .ok_or_else(|| ClientError::Xml(format!("undefined entity &{name};")))?,
+                        None => predefined_entity(&name).ok_or_else(|| {
+                            ClientError::Xml(format!("undefined entity &{name};"))
+                        })?,
                     };
                     if let Some(top) = self.stack.last_mut() {
                         top.text.push(resolved);
@@ -249,7 +252,9 @@ impl<R: AsyncBufRead + Unpin> ElementReader<R> {
     pub async fn next_element(&mut self) -> Result<Element, ClientError> {
         match self.next().await? {
             Incoming::Element(e) => Ok(e),
-            Incoming::StreamHeader(_) => Err(ClientError::Protocol("unexpected stream header".into())),
+            Incoming::StreamHeader(_) => {
+                Err(ClientError::Protocol("unexpected stream header".into()))
+            }
         }
     }
 }
@@ -303,16 +308,27 @@ mod tests {
             <message to='a@b' id='x&amp;y'><body>1 &lt; 2 &#x41;</body></message></stream:stream>";
         let items = parse_all(input).await;
         assert_eq!(items.len(), 3);
-        let Incoming::StreamHeader(h) = &items[0] else { panic!("no header") };
+        let Incoming::StreamHeader(h) = &items[0] else {
+            panic!("no header")
+        };
         assert_eq!(h.attr("id"), Some("s1"));
-        let Incoming::Element(f) = &items[1] else { panic!("no features") };
+        let Incoming::Element(f) = &items[1] else {
+            panic!("no features")
+        };
         assert_eq!(f.local_name(), "features");
-        let mechs = f.child_ns("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl").unwrap();
+        let mechs = f
+            .child_ns("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl")
+            .unwrap();
         assert_eq!(mechs.child_text("mechanism"), Some("SCRAM-SHA-1"));
-        let Incoming::Element(m) = &items[2] else { panic!("no message") };
+        let Incoming::Element(m) = &items[2] else {
+            panic!("no message")
+        };
         assert_eq!(m.attr("id"), Some("x&y"));
         assert_eq!(m.child_text("body"), Some("1 < 2 A"));
-        assert_eq!(m.raw, "<message to='a@b' id='x&amp;y'><body>1 &lt; 2 &#x41;</body></message>");
+        assert_eq!(
+            m.raw,
+            "<message to='a@b' id='x&amp;y'><body>1 &lt; 2 &#x41;</body></message>"
+        );
     }
 
     #[tokio::test]
@@ -320,14 +336,21 @@ mod tests {
         let (client, mut server) = tokio::io::duplex(64);
         let writer = tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
-            for chunk in ["<stream:stream xmlns:stream='http://etherx.jabber.org/streams'><iq ty", "pe='result' id='1'/", "><presence/>"] {
+            for chunk in [
+                "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'><iq ty",
+                "pe='result' id='1'/",
+                "><presence/>",
+            ] {
                 server.write_all(chunk.as_bytes()).await.unwrap();
                 server.flush().await.unwrap();
             }
             server
         });
         let mut reader = ElementReader::new(tokio::io::BufReader::new(client), 1 << 20);
-        assert!(matches!(reader.next().await.unwrap(), Incoming::StreamHeader(_)));
+        assert!(matches!(
+            reader.next().await.unwrap(),
+            Incoming::StreamHeader(_)
+        ));
         let iq = reader.next_element().await.unwrap();
         assert_eq!((iq.name.as_str(), iq.attr("type")), ("iq", Some("result")));
         assert_eq!(reader.next_element().await.unwrap().name, "presence");
@@ -353,6 +376,9 @@ mod tests {
 
     #[test]
     fn escape_covers_the_five_entities() {
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&apos;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&apos;"
+        );
     }
 }

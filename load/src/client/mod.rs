@@ -95,7 +95,8 @@ impl Connector {
         let tcp = match self.mode {
             TlsMode::Direct => tcp,
             TlsMode::StartTls => {
-                let mut plain = Session::open(tcp, &self.domain, self.timeout, self.max_element_bytes).await?;
+                let mut plain =
+                    Session::open(tcp, &self.domain, self.timeout, self.max_element_bytes).await?;
                 if plain
                     .features()
                     .child_ns("starttls", "urn:ietf:params:xml:ns:xmpp-tls")
@@ -103,15 +104,21 @@ impl Connector {
                 {
                     return Err(ClientError::NotOffered("STARTTLS".into()));
                 }
-                plain.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await?;
+                plain
+                    .send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+                    .await?;
                 let reply = plain.recv().await?;
                 if reply.name != "proceed" {
-                    return Err(ClientError::Protocol(format!("STARTTLS answered with <{}>", reply.name)));
+                    return Err(ClientError::Protocol(format!(
+                        "STARTTLS answered with <{}>",
+                        reply.name
+                    )));
                 }
                 plain.into_socket()?
             }
         };
-        let name = ServerName::try_from(self.domain.clone()).map_err(|e| ClientError::Tls(e.to_string()))?;
+        let name = ServerName::try_from(self.domain.clone())
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
         let tls = tokio::time::timeout(self.timeout, self.tls.connect(name, tcp))
             .await
             .map_err(|_| ClientError::Timeout("tls handshake"))??;
@@ -145,7 +152,9 @@ impl Connector {
         source_ip: Option<IpAddr>,
     ) -> Result<TlsSession, ClientError> {
         let mut session = self.connect(source_ip).await?;
-        session.authenticate(username, password, mechanism, cache).await?;
+        session
+            .authenticate(username, password, mechanism, cache)
+            .await?;
         session.bind(resource).await?;
         Ok(session)
     }
@@ -155,7 +164,12 @@ impl Connector {
     ///
     /// Errors: [`ClientError::IqError`] (e.g. `not-allowed`, `service-unavailable` when the server
     /// does not allow registration: create accounts with the server's CLI instead).
-    pub async fn register(&self, username: &str, password: &str, source_ip: Option<IpAddr>) -> Result<(), ClientError> {
+    pub async fn register(
+        &self,
+        username: &str,
+        password: &str,
+        source_ip: Option<IpAddr>,
+    ) -> Result<(), ClientError> {
         let mut session = self.connect(source_ip).await?;
         let outcome = match session.register(username, password).await {
             Err(ClientError::IqError(c)) if c == "conflict" => Ok(()),

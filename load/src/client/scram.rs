@@ -87,10 +87,21 @@ pub struct ScramCache {
 }
 
 impl ScramCache {
-    fn get_or_compute(&self, hash: ScramHash, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
+    fn get_or_compute(
+        &self,
+        hash: ScramHash,
+        password: &str,
+        salt: &[u8],
+        iterations: u32,
+    ) -> Vec<u8> {
         let key = (hash, password.to_owned(), salt.to_vec(), iterations);
         // A poisoned lock only means another task panicked mid-insert; the map is still usable.
-        if let Some(v) = self.inner.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(v) = self
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return v.clone();
         }
         let value = hash.salted_password(password, salt, iterations);
@@ -151,7 +162,11 @@ impl ScramClient {
     ///
     /// Errors: [`ClientError::AuthFailed`] if the message is malformed, the nonce does not extend
     /// ours, or the iteration count is zero.
-    pub fn client_final(&mut self, server_first: &str, cache: Option<&ScramCache>) -> Result<String, ClientError> {
+    pub fn client_final(
+        &mut self,
+        server_first: &str,
+        cache: Option<&ScramCache>,
+    ) -> Result<String, ClientError> {
         let bad = |why: &str| ClientError::AuthFailed(format!("bad server-first-message: {why}"));
         let mut nonce = None;
         let mut salt = None;
@@ -170,7 +185,9 @@ impl ScramClient {
         }
         let nonce = nonce.ok_or_else(|| bad("no nonce"))?;
         let salt = salt.ok_or_else(|| bad("no salt"))?;
-        let iterations = iterations.filter(|i| *i > 0).ok_or_else(|| bad("no iterations"))?;
+        let iterations = iterations
+            .filter(|i| *i > 0)
+            .ok_or_else(|| bad("no iterations"))?;
         if !nonce.starts_with(&self.client_nonce) || nonce.len() == self.client_nonce.len() {
             return Err(bad("nonce does not extend the client nonce"));
         }
@@ -182,9 +199,16 @@ impl ScramClient {
         let stored_key = self.hash.hash(&client_key);
         // c=biws is base64("n,,"), the gs2 header without channel binding.
         let without_proof = format!("c=biws,r={nonce}");
-        let auth_message = format!("{},{},{}", self.client_first_bare, server_first, without_proof);
+        let auth_message = format!(
+            "{},{},{}",
+            self.client_first_bare, server_first, without_proof
+        );
         let signature = self.hash.hmac(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
         let server_key = self.hash.hmac(&salted, b"Server Key");
         self.expected_server_signature = Some(self.hash.hmac(&server_key, auth_message.as_bytes()));
         Ok(format!("{without_proof},p={}", B64.encode(proof)))
@@ -222,24 +246,41 @@ mod tests {
 
     #[test]
     fn rfc5802_sha1_vector() {
-        let mut c = ScramClient::with_nonce(ScramHash::Sha1, "user", "pencil", "fyko+d2lbbFgONRv9qkxdawL");
+        let mut c = ScramClient::with_nonce(
+            ScramHash::Sha1,
+            "user",
+            "pencil",
+            "fyko+d2lbbFgONRv9qkxdawL",
+        );
         assert_eq!(c.client_first(), "n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL");
         let fin = c
-            .client_final("r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096", None)
+            .client_final(
+                "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096",
+                None,
+            )
             .unwrap();
         assert_eq!(
             fin,
             "c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts="
         );
-        c.verify_server_final("v=rmF9pqV8S7suAoZWja4dJRkFsKQ=").unwrap();
-        assert!(c.verify_server_final("v=AAAApqV8S7suAoZWja4dJRkFsKQ=").is_err());
+        c.verify_server_final("v=rmF9pqV8S7suAoZWja4dJRkFsKQ=")
+            .unwrap();
+        assert!(
+            c.verify_server_final("v=AAAApqV8S7suAoZWja4dJRkFsKQ=")
+                .is_err()
+        );
     }
 
     #[test]
     fn rfc7677_sha256_vector_with_cache() {
         let cache = ScramCache::default();
         for _ in 0..2 {
-            let mut c = ScramClient::with_nonce(ScramHash::Sha256, "user", "pencil", "rOprNGfwEbeRWgbNEkqO");
+            let mut c = ScramClient::with_nonce(
+                ScramHash::Sha256,
+                "user",
+                "pencil",
+                "rOprNGfwEbeRWgbNEkqO",
+            );
             let fin = c
                 .client_final(
                     "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
@@ -250,7 +291,8 @@ mod tests {
                 fin,
                 "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
             );
-            c.verify_server_final("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=").unwrap();
+            c.verify_server_final("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
+                .unwrap();
         }
         assert_eq!(cache.len(), 1);
     }
@@ -258,10 +300,22 @@ mod tests {
     #[test]
     fn rejects_nonce_not_extending_ours_and_server_errors() {
         let mut c = ScramClient::with_nonce(ScramHash::Sha1, "u", "p", "abc");
-        assert!(c.client_final("r=xyz123,s=QSXCR+Q6sek8bf92,i=4096", None).is_err());
-        assert!(c.client_final("r=abc,s=QSXCR+Q6sek8bf92,i=4096", None).is_err());
-        assert!(c.client_final("r=abcd,s=QSXCR+Q6sek8bf92,i=0", None).is_err());
-        assert!(matches!(c.verify_server_final("e=invalid-proof"), Err(ClientError::AuthFailed(_))));
+        assert!(
+            c.client_final("r=xyz123,s=QSXCR+Q6sek8bf92,i=4096", None)
+                .is_err()
+        );
+        assert!(
+            c.client_final("r=abc,s=QSXCR+Q6sek8bf92,i=4096", None)
+                .is_err()
+        );
+        assert!(
+            c.client_final("r=abcd,s=QSXCR+Q6sek8bf92,i=0", None)
+                .is_err()
+        );
+        assert!(matches!(
+            c.verify_server_final("e=invalid-proof"),
+            Err(ClientError::AuthFailed(_))
+        ));
     }
 
     #[test]

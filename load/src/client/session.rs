@@ -51,9 +51,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Opens a stream to `domain` over `socket` and reads the stream features.
     ///
     /// Errors: transport errors, [`ClientError::Timeout`] if the server is silent for `timeout`.
-    pub async fn open(socket: S, domain: &str, timeout: Duration, max_element_bytes: usize) -> Result<Self, ClientError> {
+    pub async fn open(
+        socket: S,
+        domain: &str,
+        timeout: Duration,
+        max_element_bytes: usize,
+    ) -> Result<Self, ClientError> {
         let (read, writer) = tokio::io::split(socket);
-        let reader = ElementReader::new(BufReader::with_capacity(READ_BUFFER_BYTES, read), max_element_bytes);
+        let reader = ElementReader::new(
+            BufReader::with_capacity(READ_BUFFER_BYTES, read),
+            max_element_bytes,
+        );
         let mut session = Session {
             reader,
             writer,
@@ -133,12 +141,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match self.next_incoming().await? {
             Incoming::Element(e) if e.name == "stream:error" => Err(stream_error_or(e, "")),
             Incoming::Element(e) => Ok(e),
-            Incoming::StreamHeader(_) => Err(ClientError::Protocol("unexpected stream header".into())),
+            Incoming::StreamHeader(_) => {
+                Err(ClientError::Protocol("unexpected stream header".into()))
+            }
         }
     }
 
     /// Waits for the first element matching `wanted`, keeping the others for [`Session::recv`].
-    pub async fn recv_matching(&mut self, wanted: impl Fn(&Element) -> bool) -> Result<Element, ClientError> {
+    pub async fn recv_matching(
+        &mut self,
+        wanted: impl Fn(&Element) -> bool,
+    ) -> Result<Element, ClientError> {
         if let Some(pos) = self.backlog.iter().position(&wanted) {
             if let Some(e) = self.backlog.remove(pos) {
                 return Ok(e);
@@ -162,10 +175,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Sends an `<iq type='get|set'>` with `payload` and waits for its result (RFC 6120 section 8.2.3).
     ///
     /// Errors: [`ClientError::IqError`] with the condition if the reply is `type='error'`.
-    pub async fn iq(&mut self, kind: &str, to: Option<&str>, payload: &str) -> Result<Element, ClientError> {
+    pub async fn iq(
+        &mut self,
+        kind: &str,
+        to: Option<&str>,
+        payload: &str,
+    ) -> Result<Element, ClientError> {
         let id = self.fresh_id();
-        let to = to.map(|t| format!(" to='{}'", escape(t))).unwrap_or_default();
-        self.send(&format!("<iq type='{kind}' id='{id}'{to}>{payload}</iq>")).await?;
+        let to = to
+            .map(|t| format!(" to='{}'", escape(t)))
+            .unwrap_or_default();
+        self.send(&format!("<iq type='{kind}' id='{id}'{to}>{payload}</iq>"))
+            .await?;
         let reply = self
             .recv_matching(|e| e.name == "iq" && e.attr("id") == Some(id.as_str()))
             .await?;
@@ -204,7 +225,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let offered: Vec<String> = self
             .features
             .child_ns("mechanisms", NS_SASL)
-            .map(|m| m.children.iter().map(|c| c.text.trim().to_owned()).collect())
+            .map(|m| {
+                m.children
+                    .iter()
+                    .map(|c| c.text.trim().to_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         let has = |name: &str| offered.iter().any(|o| o == name);
         let chosen = match mechanism {
@@ -217,18 +243,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             _ => None,
         };
         match chosen {
-            Some(Mechanism::ScramSha256) => self.scram(ScramHash::Sha256, username, password, cache).await?,
-            Some(Mechanism::ScramSha1) => self.scram(ScramHash::Sha1, username, password, cache).await?,
+            Some(Mechanism::ScramSha256) => {
+                self.scram(ScramHash::Sha256, username, password, cache)
+                    .await?
+            }
+            Some(Mechanism::ScramSha1) => {
+                self.scram(ScramHash::Sha1, username, password, cache)
+                    .await?
+            }
             Some(Mechanism::Plain) => {
                 let initial = B64.encode(plain_response(username, password));
-                self.send(&format!("<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{initial}</auth>"))
-                    .await?;
+                self.send(&format!(
+                    "<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{initial}</auth>"
+                ))
+                .await?;
                 let reply = self.sasl_reply().await?;
                 if reply.name != "success" {
-                    return Err(ClientError::Protocol(format!("unexpected SASL reply {}", reply.name)));
+                    return Err(ClientError::Protocol(format!(
+                        "unexpected SASL reply {}",
+                        reply.name
+                    )));
                 }
             }
-            _ => return Err(ClientError::NotOffered(format!("SASL mechanism ({})", offered.join(" ")))),
+            _ => {
+                return Err(ClientError::NotOffered(format!(
+                    "SASL mechanism ({})",
+                    offered.join(" ")
+                )));
+            }
         }
         self.restart().await
     }
@@ -249,12 +291,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         .await?;
         let challenge = self.sasl_reply().await?;
         if challenge.name != "challenge" {
-            return Err(ClientError::Protocol(format!("expected SASL challenge, got {}", challenge.name)));
+            return Err(ClientError::Protocol(format!(
+                "expected SASL challenge, got {}",
+                challenge.name
+            )));
         }
         let server_first = decode_sasl(&challenge.text)?;
         let client_final = scram.client_final(&server_first, cache)?;
-        self.send(&format!("<response xmlns='{NS_SASL}'>{}</response>", B64.encode(client_final)))
-            .await?;
+        self.send(&format!(
+            "<response xmlns='{NS_SASL}'>{}</response>",
+            B64.encode(client_final)
+        ))
+        .await?;
         let mut outcome = self.sasl_reply().await?;
         // RFC 6120 section 6.4.6: additional data may come in <success/> or in one more challenge.
         if outcome.name == "challenge" {
@@ -263,12 +311,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.send(&format!("<response xmlns='{NS_SASL}'/>")).await?;
             outcome = self.sasl_reply().await?;
             if outcome.name != "success" {
-                return Err(ClientError::Protocol(format!("expected SASL success, got {}", outcome.name)));
+                return Err(ClientError::Protocol(format!(
+                    "expected SASL success, got {}",
+                    outcome.name
+                )));
             }
             return Ok(());
         }
         if outcome.name != "success" {
-            return Err(ClientError::Protocol(format!("expected SASL success, got {}", outcome.name)));
+            return Err(ClientError::Protocol(format!(
+                "expected SASL success, got {}",
+                outcome.name
+            )));
         }
         scram.verify_server_final(&decode_sasl(&outcome.text)?)
     }
@@ -296,7 +350,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if self.features.child_ns("bind", NS_BIND).is_none() {
             return Err(ClientError::NotOffered("resource binding".into()));
         }
-        let payload = format!("<bind xmlns='{NS_BIND}'><resource>{}</resource></bind>", escape(resource));
+        let payload = format!(
+            "<bind xmlns='{NS_BIND}'><resource>{}</resource></bind>",
+            escape(resource)
+        );
         let reply = self.iq("set", None, &payload).await?;
         let jid = reply
             .child("bind")
@@ -308,7 +365,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .child_ns("session", NS_SESSION)
             .is_some_and(|s| s.child("optional").is_none());
         if session_required {
-            self.iq("set", None, &format!("<session xmlns='{NS_SESSION}'/>")).await?;
+            self.iq("set", None, &format!("<session xmlns='{NS_SESSION}'/>"))
+                .await?;
         }
         self.jid = Some(jid.clone());
         Ok(jid)
@@ -317,15 +375,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Enables XEP-0198 stream management; returns the resumption id if the server granted one.
     ///
     /// Errors: [`ClientError::NotOffered`] if `urn:xmpp:sm:3` is not advertised, or a `failed` reply.
-    pub async fn enable_stream_management(&mut self, resume: bool) -> Result<Option<String>, ClientError> {
+    pub async fn enable_stream_management(
+        &mut self,
+        resume: bool,
+    ) -> Result<Option<String>, ClientError> {
         if self.features.child_ns("sm", NS_SM).is_none() {
             return Err(ClientError::NotOffered("stream management".into()));
         }
-        self.send(&format!("<enable xmlns='{NS_SM}' resume='{resume}'/>")).await?;
+        self.send(&format!("<enable xmlns='{NS_SM}' resume='{resume}'/>"))
+            .await?;
         let reply = self.recv_matching(|e| e.xmlns() == Some(NS_SM)).await?;
         match reply.name.as_str() {
             "enabled" => Ok(reply.attr("id").map(str::to_owned)),
-            _ => Err(ClientError::Protocol(format!("stream management {}", error_condition(&reply)))),
+            _ => Err(ClientError::Protocol(format!(
+                "stream management {}",
+                error_condition(&reply)
+            ))),
         }
     }
 
@@ -344,7 +409,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 reader: self.reader,
                 backlog: self.backlog,
             },
-            SessionWriter { writer: self.writer },
+            SessionWriter {
+                writer: self.writer,
+            },
         )
     }
 
@@ -374,7 +441,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SessionReader<S> {
         match self.reader.next().await? {
             Incoming::Element(e) if e.name == "stream:error" => Err(stream_error_or(e, "")),
             Incoming::Element(e) => Ok(e),
-            Incoming::StreamHeader(_) => Err(ClientError::Protocol("unexpected stream header".into())),
+            Incoming::StreamHeader(_) => {
+                Err(ClientError::Protocol("unexpected stream header".into()))
+            }
         }
     }
 }
