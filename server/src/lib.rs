@@ -1,1 +1,142 @@
-//! Herald.
+//! Herald: an XMPP server with a built-in push relay.
+//!
+//! A stanza's journey: `net` accepts a socket and wraps TLS; `c2s::negotiation` runs STARTTLS, SASL and
+//! binding over `xmpp::stream::XmlStream` (bytes to elements, RFC 6120 section 11 restrictions); the
+//! `c2s::session` task stamps `from` and hands each stanza to `features`, which answer what is addressed
+//! to the server or the user's own account and pass the rest to `router::Router::route`. The router applies
+//! the RFC 6121 section 8 rules (`router::rules`, a pure function) and delivers to a session's channel,
+//! stores offline (`features::offline`, which wakes push devices through `features::push`), forwards to a
+//! component (`component`), or bounces an error. Storage is `herald_storage`, behind small traits.
+
+pub mod accounts;
+pub mod c2s;
+pub mod component;
+pub mod config;
+pub mod features;
+pub mod net;
+pub mod router;
+pub mod xmpp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+pub use config::Config;
+use features::push::PushWaker;
+use herald_storage::Storage;
+pub use net::shutdown::{Shutdown, ShutdownTrigger};
+use router::Router;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("TLS: {0}")]
+    Tls(#[from] net::tls::TlsSetupError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A started server: where it listens, its router (for tests and the CLI), and its tasks.
+pub struct Running {
+    pub c2s_address: SocketAddr,
+    pub direct_tls_address: Option<SocketAddr>,
+    pub component_address: Option<SocketAddr>,
+    pub router: Arc<Router>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Waits until every listener stopped (after shutdown was triggered).
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Binds every listener and starts serving; returns once listening. Ports may be 0 (tests read the bound
+/// addresses from [`Running`]). `push` wakes devices when messages are stored offline.
+pub async fn start(
+    config: Config,
+    storage: Storage,
+    push: Option<Arc<dyn PushWaker>>,
+    shutdown: Shutdown,
+) -> Result<Running, StartError> {
+    let tls = net::tls::TlsIdentity::load(&config)?;
+    let config = Arc::new(config);
+    let router = Router::new(config.clone(), storage, push);
+    let mut tasks = JoinSet::new();
+
+    let c2s = bind(config.c2s_listen).await?;
+    let c2s_address = local_address(&c2s, config.c2s_listen);
+    tasks.spawn(net::serve_c2s(
+        c2s,
+        router.clone(),
+        tls.clone(),
+        false,
+        shutdown.clone(),
+    ));
+
+    let direct_tls_address = match config.direct_tls_listen {
+        Some(address) => {
+            let listener = bind(address).await?;
+            let bound = local_address(&listener, address);
+            tasks.spawn(net::serve_c2s(
+                listener,
+                router.clone(),
+                tls.clone(),
+                true,
+                shutdown.clone(),
+            ));
+            Some(bound)
+        }
+        None => None,
+    };
+    let component_address = match config.component_listen {
+        Some(address) => {
+            let listener = bind(address).await?;
+            let bound = local_address(&listener, address);
+            tasks.spawn(component::serve(listener, router.clone(), shutdown.clone()));
+            Some(bound)
+        }
+        None => None,
+    };
+    tracing::info!(
+        domains = ?config.domains,
+        c2s = %c2s_address,
+        direct_tls = ?direct_tls_address,
+        storage = router.storage.backend,
+        "herald is serving"
+    );
+    Ok(Running {
+        c2s_address,
+        direct_tls_address,
+        component_address,
+        router,
+        tasks,
+    })
+}
+
+/// Starts the server and runs it until `shutdown` fires.
+pub async fn run(
+    config: Config,
+    storage: Storage,
+    push: Option<Arc<dyn PushWaker>>,
+    shutdown: Shutdown,
+) -> Result<(), StartError> {
+    start(config, storage, push, shutdown).await?.wait().await;
+    Ok(())
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Listen { address, source })
+}
+
+fn local_address(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(fallback)
+}

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 
 pub mod contract;
 mod postgres;
+mod rows;
 mod sqlite;
 
 /// Everything that can go wrong talking to a database.
@@ -123,12 +124,14 @@ pub struct RosterItem {
 /// Rosters with versioning (RFC 6121 section 2.6): every change bumps the owner's version.
 #[async_trait]
 pub trait Rosters: Send + Sync {
-    /// All items of `owner` (including not-in-roster items that only hold pending state) and the current
-    /// roster version (0 for an empty, never-changed roster).
+    /// All items of `owner` (including not-in-roster items that only hold pending state), sorted by
+    /// contact, and the current roster version (0 for an empty, never-changed roster). Both come from one
+    /// snapshot, so the version matches the items.
     async fn items(&self, owner: &str) -> StorageResult<(u64, Vec<RosterItem>)>;
     /// One item, or `None`.
     async fn item(&self, owner: &str, contact: &str) -> StorageResult<Option<RosterItem>>;
-    /// Inserts or replaces the item for `item.contact`; returns the new roster version.
+    /// Inserts or replaces the item for `item.contact`; returns the new roster version. Groups keep the
+    /// given order; a repeated group name is stored once.
     async fn upsert(&self, owner: &str, item: &RosterItem) -> StorageResult<u64>;
     /// Removes the item; returns the new version, or `None` if there was no such item.
     async fn remove(&self, owner: &str, contact: &str) -> StorageResult<Option<u64>>;

@@ -1,0 +1,104 @@
+//! Local accounts: creation, password changes and removal, shared by the CLI (`herald user ...`), XEP-0077
+//! and the relay's login check. Passwords are kept only as SCRAM keys (RFC 5802 section 3, RFC 7677).
+
+use xmpp_parsers::jid::BareJid;
+
+use crate::c2s::sasl;
+use herald_storage::{Storage, StorageError};
+
+/// Why an account operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("{0} is not a valid account address (user@domain)")]
+    InvalidJid(String),
+    #[error("the password is empty or cannot be prepared (RFC 4013 SASLprep)")]
+    UnacceptablePassword,
+    #[error("the account already exists")]
+    AlreadyExists,
+    #[error("no such account")]
+    NotFound,
+    #[error(transparent)]
+    Storage(StorageError),
+}
+
+impl From<StorageError> for AccountError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::AlreadyExists => AccountError::AlreadyExists,
+            other => AccountError::Storage(other),
+        }
+    }
+}
+
+/// Parses and normalises `user@domain` (RFC 7622 via the jid crate). Errors: not a bare JID with a local part.
+pub fn parse_account(jid: &str) -> Result<BareJid, AccountError> {
+    match BareJid::new(jid) {
+        Ok(bare) if bare.node().is_some() => Ok(bare),
+        _ => Err(AccountError::InvalidJid(jid.to_string())),
+    }
+}
+
+/// Creates an account. Errors: invalid password, [`AccountError::AlreadyExists`], storage.
+pub async fn create(storage: &Storage, jid: &BareJid, password: &str) -> Result<(), AccountError> {
+    let credentials = derive(password)?;
+    storage
+        .accounts
+        .create(&jid.to_string(), &credentials)
+        .await?;
+    Ok(())
+}
+
+/// Replaces an account's password. Errors: invalid password, [`AccountError::NotFound`], storage.
+pub async fn set_password(
+    storage: &Storage,
+    jid: &BareJid,
+    password: &str,
+) -> Result<(), AccountError> {
+    let credentials = derive(password)?;
+    if storage
+        .accounts
+        .set_credentials(&jid.to_string(), &credentials)
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(AccountError::NotFound)
+    }
+}
+
+/// Deletes an account and everything it owns. Errors: [`AccountError::NotFound`], storage.
+pub async fn delete(storage: &Storage, jid: &BareJid) -> Result<(), AccountError> {
+    if storage.accounts.delete(&jid.to_string()).await? {
+        Ok(())
+    } else {
+        Err(AccountError::NotFound)
+    }
+}
+
+fn derive(password: &str) -> Result<herald_storage::Credentials, AccountError> {
+    if password.is_empty() {
+        return Err(AccountError::UnacceptablePassword);
+    }
+    sasl::derive_credentials(password, sasl::DEFAULT_SCRAM_ITERATIONS)
+        .map_err(|_| AccountError::UnacceptablePassword)
+}
+
+/// Verifies a plaintext password against the stored SCRAM keys (for the relay's HTTP login). Returns the
+/// normalised bare JID on success. `username` may be a bare JID or a local part of the first domain.
+pub async fn verify_password(
+    storage: &Storage,
+    default_domain: &str,
+    username: &str,
+    password: &str,
+) -> Result<Option<String>, AccountError> {
+    let jid = if username.contains('@') {
+        parse_account(username)?
+    } else {
+        parse_account(&format!("{username}@{default_domain}"))?
+    };
+    let key = jid.to_string();
+    let Some(credentials) = storage.accounts.credentials(&key).await? else {
+        return Ok(None);
+    };
+    Ok(sasl::verify_plain(&credentials, password).then_some(key))
+}

@@ -1,0 +1,5 @@
+//! Client-to-server streams: negotiation (STARTTLS, SASL, bind) and the session task.
+
+pub mod negotiation;
+pub mod sasl;
+pub mod session;

@@ -1,0 +1,698 @@
+//! Client stream negotiation (RFC 6120 sections 4 to 7): stream header, STARTTLS, SASL, resource binding.
+//!
+//! Runs over any `AsyncRead + AsyncWrite` so it is tested over `tokio::io::duplex`. Everything before binding
+//! shares one deadline (`auth_timeout`): a stream that never authenticates gets `<connection-timeout/>`.
+//! Stanzas before authentication get `<not-authorized/>` (RFC 6120 section 6.4.? / ejabberd's negative tests),
+//! except XEP-0077 registration once the stream is secure.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use xmpp_parsers::jid::{BareJid, FullJid};
+use xmpp_parsers::minidom::Element;
+
+use super::sasl::{ChannelBindings, Mechanism, SaslExchange, SaslFailure, Step};
+use crate::features::iq::IqAnswer;
+use crate::net::channel_binding;
+use crate::net::tls::TlsIdentity;
+use crate::net::transport::Transport;
+use crate::router::envelope::set_attribute;
+use crate::router::{Router, SessionCommand, SessionHandle};
+use crate::xmpp::error::{StreamError, StreamErrorCondition};
+use crate::xmpp::stream::{Frame, StreamHeader, XmlStream};
+use crate::xmpp::{Limits, ns};
+
+/// A stream that finished negotiation: authenticated, bound, registered with the router.
+pub struct Bound<S> {
+    pub stream: XmlStream<Transport<S>>,
+    pub jid: FullJid,
+    pub handle: SessionHandle,
+    pub commands: tokio::sync::mpsc::Receiver<SessionCommand>,
+}
+
+enum Stage {
+    /// Before TLS.
+    Plain,
+    /// TLS is up (or not required): SASL and registration are possible.
+    Secured,
+    /// SASL succeeded: resource binding.
+    Authenticated(BareJid),
+}
+
+/// Why negotiation stopped without a bound session.
+enum Stop {
+    /// Send this stream error and close.
+    Error(StreamErrorCondition, Option<String>),
+    /// The peer closed or the socket failed: nothing more to send.
+    Gone,
+}
+
+impl From<StreamError> for Stop {
+    fn from(e: StreamError) -> Stop {
+        match e.condition() {
+            Some(condition) => Stop::Error(condition, None),
+            None => Stop::Gone,
+        }
+    }
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(_: std::io::Error) -> Stop {
+        Stop::Gone
+    }
+}
+
+type Step_<T> = Result<T, Stop>;
+
+/// Negotiates a client stream. Returns `None` when the stream ended (after sending any stream error due).
+pub async fn negotiate<S>(
+    router: &Arc<Router>,
+    tls: &TlsIdentity,
+    transport: Transport<S>,
+    peer: IpAddr,
+) -> Option<Bound<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let limits = Limits {
+        max_stanza_bytes: router.config.max_stanza_bytes,
+        max_depth: router.config.max_depth,
+    };
+    let mut negotiation = Negotiation {
+        router,
+        tls,
+        peer,
+        deadline: Instant::now() + router.config.auth_timeout,
+        domain: None,
+    };
+    let stream = XmlStream::new(transport, limits);
+    let (stream, outcome) = negotiation.run(stream).await;
+    let mut stream = stream?;
+    match outcome {
+        Ok(Some((jid, handle, commands))) => Some(Bound {
+            stream,
+            jid,
+            handle,
+            commands,
+        }),
+        Ok(None) => None,
+        Err(Stop::Error(condition, text)) => {
+            let _ = stream
+                .send_error(&StreamError::Condition { condition, text })
+                .await;
+            None
+        }
+        Err(Stop::Gone) => None,
+    }
+}
+
+struct Negotiation<'a> {
+    router: &'a Arc<Router>,
+    tls: &'a TlsIdentity,
+    peer: IpAddr,
+    deadline: Instant,
+    /// The domain named in the first stream header; restarts must name the same one.
+    domain: Option<String>,
+}
+
+type Binding = (
+    FullJid,
+    SessionHandle,
+    tokio::sync::mpsc::Receiver<SessionCommand>,
+);
+
+impl Negotiation<'_> {
+    /// Drives the stages. Returns the stream (unless STARTTLS consumed it and failed) and the outcome.
+    async fn run<S>(
+        &mut self,
+        mut stream: XmlStream<Transport<S>>,
+    ) -> (Option<XmlStream<Transport<S>>>, Step_<Option<Binding>>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let mut stage = if stream.get_ref().is_tls() || !self.router.config.require_tls {
+            Stage::Secured
+        } else {
+            Stage::Plain
+        };
+        loop {
+            if let Err(stop) = self.open_stream(&mut stream, &stage).await {
+                return (Some(stream), Err(stop));
+            }
+            stage = match stage {
+                Stage::Plain => {
+                    if let Err(stop) = self.await_starttls(&mut stream).await {
+                        return (Some(stream), Err(stop));
+                    }
+                    match self.start_tls(stream).await {
+                        Ok(secured) => stream = secured,
+                        Err(stop) => return (None, Err(stop)),
+                    }
+                    Stage::Secured
+                }
+                Stage::Secured => match self.authenticate(&mut stream).await {
+                    Ok(Some(account)) => Stage::Authenticated(account),
+                    Ok(None) => return (Some(stream), Ok(None)),
+                    Err(stop) => return (Some(stream), Err(stop)),
+                },
+                Stage::Authenticated(account) => {
+                    let outcome = self.bind(&mut stream, &account).await.map(Some);
+                    return (Some(stream), outcome);
+                }
+            };
+        }
+    }
+
+    async fn next<S>(&self, stream: &mut XmlStream<Transport<S>>) -> Step_<Element>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        match tokio::time::timeout_at(self.deadline, stream.next()).await {
+            Err(_) => Err(Stop::Error(StreamErrorCondition::ConnectionTimeout, None)),
+            Ok(Ok(Frame::Element(element))) => Ok(element),
+            Ok(Ok(Frame::End)) => {
+                let _ = stream.close().await;
+                Err(Stop::Gone)
+            }
+            Ok(Err(e)) => Err(e.into()),
+        }
+    }
+
+    /// Reads the client's stream header and answers with ours and the features of `stage` (RFC 6120 4.3).
+    async fn open_stream<S>(
+        &mut self,
+        stream: &mut XmlStream<Transport<S>>,
+        stage: &Stage,
+    ) -> Step_<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let header = match tokio::time::timeout_at(self.deadline, stream.read_header()).await {
+            Err(_) => return Err(Stop::Error(StreamErrorCondition::ConnectionTimeout, None)),
+            Ok(result) => result?,
+        };
+        let domain = match header.to.as_deref() {
+            Some(to) => to.to_ascii_lowercase(),
+            None => self
+                .router
+                .config
+                .domains
+                .first()
+                .cloned()
+                .unwrap_or_default(),
+        };
+        // Answer with a header first, so that any stream error is well-formed (RFC 6120 section 4.9.1.2).
+        let reply = StreamHeader {
+            to: None,
+            from: Some(domain.clone()),
+            id: Some(random_id()),
+            version: Some("1.0".into()),
+            lang: Some(header.lang.clone().unwrap_or_else(|| "en".into())),
+            default_ns: ns::CLIENT.into(),
+        };
+        stream.send_header(&reply).await?;
+        if header.default_ns != ns::CLIENT {
+            return Err(Stop::Error(StreamErrorCondition::InvalidNamespace, None));
+        }
+        if !self.router.config.is_local_domain(&domain) {
+            return Err(Stop::Error(StreamErrorCondition::HostUnknown, None));
+        }
+        if let Some(previous) = &self.domain
+            && previous != &domain
+        {
+            return Err(Stop::Error(StreamErrorCondition::HostUnknown, None));
+        }
+        self.domain = Some(domain);
+        // RFC 6120 section 4.7.5: without version 1.0 there are no stream features.
+        let major = header
+            .version
+            .as_deref()
+            .and_then(|v| v.split('.').next())
+            .and_then(|m| m.parse::<u32>().ok());
+        if major != Some(1) {
+            return Err(Stop::Error(StreamErrorCondition::UnsupportedVersion, None));
+        }
+        let features = self.features(stream, stage);
+        stream.send(&features).await?;
+        Ok(())
+    }
+
+    fn features<S>(&self, stream: &XmlStream<Transport<S>>, stage: &Stage) -> Element
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let config = &self.router.config;
+        let mut features = Element::builder("features", ns::STREAMS).build();
+        let limits = Limits {
+            max_stanza_bytes: config.max_stanza_bytes,
+            max_depth: config.max_depth,
+        };
+        match stage {
+            Stage::Plain => {
+                let mut starttls = Element::builder("starttls", ns::TLS).build();
+                if config.require_tls {
+                    starttls.append_child(Element::builder("required", ns::TLS).build());
+                }
+                features.append_child(starttls);
+            }
+            Stage::Secured => {
+                let bindings = self.bindings(stream);
+                let is_tls = stream.get_ref().is_tls();
+                let mut mechanisms = Element::builder("mechanisms", ns::SASL).build();
+                for mechanism in super::sasl::offered_mechanisms(is_tls, &bindings, true) {
+                    mechanisms.append_child(
+                        Element::builder("mechanism", ns::SASL)
+                            .append(mechanism.name())
+                            .build(),
+                    );
+                }
+                features.append_child(mechanisms);
+                // XEP-0440: which channel bindings the -PLUS mechanisms can use here.
+                let mut cb =
+                    Element::builder("sasl-channel-binding", ns::SASL_CHANNEL_BINDING).build();
+                for (kind, present) in [
+                    ("tls-exporter", bindings.tls_exporter.is_some()),
+                    (
+                        "tls-server-end-point",
+                        bindings.tls_server_end_point.is_some(),
+                    ),
+                ] {
+                    if present {
+                        let mut element =
+                            Element::builder("channel-binding", ns::SASL_CHANNEL_BINDING).build();
+                        set_attribute(&mut element, "type", kind);
+                        cb.append_child(element);
+                    }
+                }
+                features.append_child(cb);
+                if config.allow_in_band_registration {
+                    features
+                        .append_child(Element::builder("register", ns::REGISTER_FEATURE).build());
+                }
+            }
+            Stage::Authenticated(_) => {
+                features.append_child(Element::builder("bind", ns::BIND).build());
+                // RFC 6121 appendix E: advertise the legacy session as optional for old clients.
+                features.append_child(
+                    Element::builder("session", ns::SESSION)
+                        .append(Element::builder("optional", ns::SESSION).build())
+                        .build(),
+                );
+                features.append_child(Element::builder("ver", ns::ROSTER_VERSIONING).build());
+                features.append_child(Element::builder("sub", ns::PRE_APPROVAL).build());
+            }
+        }
+        // XEP-0478: tell the client the limits it must respect.
+        let idle = config.ping_interval.as_secs().min(u64::from(u32::MAX)) as u32;
+        features.append_child(crate::xmpp::stream_limits_feature(&limits, idle));
+        features
+    }
+
+    fn bindings<S>(&self, stream: &XmlStream<Transport<S>>) -> ChannelBindings
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let Some(connection) = stream.get_ref().tls_connection() else {
+            return ChannelBindings {
+                tls_exporter: None,
+                tls_server_end_point: None,
+            };
+        };
+        ChannelBindings {
+            tls_exporter: channel_binding::tls_exporter(connection),
+            tls_server_end_point: self
+                .tls
+                .leaf_certificate(connection.server_name())
+                .and_then(|der| channel_binding::tls_server_end_point(&der)),
+        }
+    }
+
+    /// RFC 6120 section 5.4.2: wait for `<starttls/>`, answer `<proceed/>`, and wrap the socket.
+    async fn await_starttls<S>(&mut self, stream: &mut XmlStream<Transport<S>>) -> Step_<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        loop {
+            let element = self.next(stream).await?;
+            if element.is("starttls", ns::TLS) {
+                break;
+            }
+            if element.is("auth", ns::SASL) {
+                // RFC 6120 section 6.4.? : TLS is mandatory here.
+                stream
+                    .send(&sasl_failure(SaslFailure::EncryptionRequired))
+                    .await?;
+                continue;
+            }
+            return Err(Stop::Error(StreamErrorCondition::NotAuthorized, None));
+        }
+        stream
+            .send(&Element::builder("proceed", ns::TLS).build())
+            .await?;
+        Ok(())
+    }
+
+    /// Wraps the socket in TLS after `<proceed/>` (RFC 6120 section 5.4.3.3).
+    async fn start_tls<S>(&self, stream: XmlStream<Transport<S>>) -> Step_<XmlStream<Transport<S>>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let limits = Limits {
+            max_stanza_bytes: self.router.config.max_stanza_bytes,
+            max_depth: self.router.config.max_depth,
+        };
+        // Bytes pipelined after <starttls/> would be plaintext injected into the TLS session: refuse.
+        let Ok(Transport::Plain(socket)) = stream.into_inner() else {
+            return Err(Stop::Gone);
+        };
+        match tokio::time::timeout_at(self.deadline, self.tls.starttls.accept(socket)).await {
+            Ok(Ok(tls)) => Ok(XmlStream::new(Transport::Tls(Box::new(tls)), limits)),
+            // RFC 6120 section 5.4.3.2: a failed handshake ends the TCP connection, no stream error.
+            _ => Err(Stop::Gone),
+        }
+    }
+
+    /// SASL (RFC 6120 section 6.4). Returns the authenticated account, or `None` if the peer left.
+    async fn authenticate<S>(
+        &mut self,
+        stream: &mut XmlStream<Transport<S>>,
+    ) -> Step_<Option<BareJid>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let domain = self.domain.clone().unwrap_or_default();
+        loop {
+            let element = self.next(stream).await?;
+            if element.is("iq", ns::CLIENT)
+                && let Some(query) = element.get_child("query", ns::REGISTER)
+            {
+                let is_set = element.attr("type") == Some("set");
+                let answer = crate::features::register::handle_unauthenticated(
+                    self.router,
+                    &domain,
+                    is_set,
+                    query,
+                )
+                .await;
+                stream.send(&unbound_iq_reply(&element, answer)).await?;
+                continue;
+            }
+            if !element.is("auth", ns::SASL) {
+                return Err(Stop::Error(StreamErrorCondition::NotAuthorized, None));
+            }
+            if let Some(account) = self.sasl_exchange(stream, &element, &domain).await? {
+                stream.reset();
+                return Ok(Some(account));
+            }
+        }
+    }
+
+    /// One SASL attempt, started by `auth`. `Ok(None)` means it failed and the client may try again.
+    async fn sasl_exchange<S>(
+        &mut self,
+        stream: &mut XmlStream<Transport<S>>,
+        auth: &Element,
+        domain: &str,
+    ) -> Step_<Option<BareJid>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let is_tls = stream.get_ref().is_tls();
+        let bindings = self.bindings(stream);
+        let offered = super::sasl::offered_mechanisms(is_tls, &bindings, true);
+        let Some(mechanism) = auth
+            .attr("mechanism")
+            .and_then(Mechanism::parse)
+            .filter(|m| offered.contains(m))
+        else {
+            stream
+                .send(&sasl_failure(SaslFailure::InvalidMechanism))
+                .await?;
+            return Ok(None);
+        };
+        if !self.throttle_allows(None) {
+            stream
+                .send(&sasl_failure(SaslFailure::TemporaryAuthFailure))
+                .await?;
+            return Ok(None);
+        }
+        let mut exchange = SaslExchange::start(mechanism, is_tls, bindings)
+            .with_domain(domain)
+            .with_unknown_user_secret(&self.router.unknown_user_secret);
+        let mut data = match decode(&auth.text()) {
+            Some(data) => data,
+            None => {
+                stream
+                    .send(&sasl_failure(SaslFailure::IncorrectEncoding))
+                    .await?;
+                return Ok(None);
+            }
+        };
+        let mut account: Option<BareJid> = None;
+        let mut step = exchange.step(&data);
+        loop {
+            match step {
+                Step::NeedCredentials { username } => {
+                    let jid = crate::accounts::parse_account(&format!("{username}@{domain}")).ok();
+                    let key = jid.as_ref().map(|j| j.to_string()).unwrap_or_default();
+                    if jid.is_some() && !self.throttle_allows(Some(&key)) {
+                        stream
+                            .send(&sasl_failure(SaslFailure::TemporaryAuthFailure))
+                            .await?;
+                        return Ok(None);
+                    }
+                    let credentials = match &jid {
+                        Some(_) => match self.router.storage.accounts.credentials(&key).await {
+                            Ok(credentials) => credentials,
+                            Err(e) => {
+                                tracing::error!(error = %e, "credential lookup failed");
+                                stream
+                                    .send(&sasl_failure(SaslFailure::TemporaryAuthFailure))
+                                    .await?;
+                                return Ok(None);
+                            }
+                        },
+                        None => None,
+                    };
+                    account = jid;
+                    step = exchange.provide_credentials(credentials.as_ref());
+                }
+                Step::Challenge(challenge) => {
+                    let mut element = Element::builder("challenge", ns::SASL).build();
+                    element.append_text_node(encode(&challenge));
+                    stream.send(&element).await?;
+                    let response = self.next(stream).await?;
+                    if response.is("abort", ns::SASL) {
+                        stream.send(&sasl_failure(SaslFailure::Aborted)).await?;
+                        return Ok(None);
+                    }
+                    if !response.is("response", ns::SASL) {
+                        return Err(Stop::Error(StreamErrorCondition::NotAuthorized, None));
+                    }
+                    data = match decode(&response.text()) {
+                        Some(data) => data,
+                        None => {
+                            stream
+                                .send(&sasl_failure(SaslFailure::IncorrectEncoding))
+                                .await?;
+                            return Ok(None);
+                        }
+                    };
+                    step = exchange.step(&data);
+                }
+                Step::Success {
+                    authenticated,
+                    additional_data,
+                } => {
+                    let jid = account.take().or_else(|| {
+                        crate::accounts::parse_account(&format!(
+                            "{}@{domain}",
+                            authenticated.username
+                        ))
+                        .ok()
+                    });
+                    let Some(jid) = jid else {
+                        stream
+                            .send(&sasl_failure(SaslFailure::NotAuthorized))
+                            .await?;
+                        return Ok(None);
+                    };
+                    self.throttle_success(&jid.to_string());
+                    let mut success = Element::builder("success", ns::SASL).build();
+                    if let Some(extra) = additional_data {
+                        success.append_text_node(encode(&extra));
+                    }
+                    stream.send(&success).await?;
+                    tracing::debug!(account = %jid, mechanism = mechanism.name(), "authenticated");
+                    return Ok(Some(jid));
+                }
+                Step::Failure(failure) => {
+                    let key = account.as_ref().map(|jid| jid.to_string());
+                    self.throttle_failure(key.as_deref());
+                    stream.send(&sasl_failure(failure)).await?;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Resource binding (RFC 6120 section 7).
+    async fn bind<S>(
+        &mut self,
+        stream: &mut XmlStream<Transport<S>>,
+        account: &BareJid,
+    ) -> Step_<Binding>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        loop {
+            let element = self.next(stream).await?;
+            let Some(bind) = element
+                .get_child("bind", ns::BIND)
+                .filter(|_| element.is("iq", ns::CLIENT) && element.attr("type") == Some("set"))
+            else {
+                if element.is("iq", ns::CLIENT) && element.attr("type") == Some("get") {
+                    // RFC 6120 section 7.? : only binding is possible before a resource is bound.
+                    let reply = unbound_iq_reply(
+                        &element,
+                        Err(crate::features::iq::IqError::new(
+                            xmpp_parsers::stanza_error::DefinedCondition::NotAllowed,
+                        )),
+                    );
+                    stream.send(&reply).await?;
+                    continue;
+                }
+                return Err(Stop::Error(StreamErrorCondition::NotAuthorized, None));
+            };
+            let requested = bind
+                .get_child("resource", ns::BIND)
+                .map(|r| r.text())
+                .filter(|r| !r.trim().is_empty());
+            let resource = requested.unwrap_or_else(random_id);
+            let Ok(jid) = FullJid::new(&format!("{account}/{resource}")) else {
+                // RFC 6120 section 7.7.2.1: a resource that cannot be prepared is a bad request.
+                let reply = unbound_iq_reply(
+                    &element,
+                    Err(crate::features::iq::IqError::new(
+                        xmpp_parsers::stanza_error::DefinedCondition::BadRequest,
+                    )),
+                );
+                stream.send(&reply).await?;
+                continue;
+            };
+            let (handle, commands) = self.router.sessions.new_session();
+            let bare = account.to_string();
+            if let Some(previous) =
+                self.router
+                    .sessions
+                    .bind(&bare, jid.resource().as_str(), handle.clone())
+            {
+                // RFC 6120 section 7.7.2.2: the newer session wins; the older one ends with <conflict/>.
+                previous.send(SessionCommand::Replaced);
+            }
+            let jid_element = Element::builder("jid", ns::BIND)
+                .append(jid.to_string())
+                .build();
+            let result = unbound_iq_reply(
+                &element,
+                Ok(Some(
+                    Element::builder("bind", ns::BIND)
+                        .append(jid_element)
+                        .build(),
+                )),
+            );
+            stream.send(&result).await?;
+            return Ok((jid, handle, commands));
+        }
+    }
+
+    fn throttle_allows(&self, account: Option<&str>) -> bool {
+        let throttle = self
+            .router
+            .auth_throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        throttle
+            .check(self.peer, account, std::time::Instant::now())
+            .is_ok()
+    }
+
+    fn throttle_failure(&self, account: Option<&str>) {
+        let mut throttle = self
+            .router
+            .auth_throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        throttle.record_failure(self.peer, account, std::time::Instant::now());
+    }
+
+    fn throttle_success(&self, account: &str) {
+        let mut throttle = self
+            .router
+            .auth_throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        throttle.record_success(account);
+    }
+}
+
+/// An IQ answer on a stream with no bound JID yet: no `to`/`from`, only the id (RFC 6120 section 7.6.1).
+fn unbound_iq_reply(request: &Element, answer: IqAnswer) -> Element {
+    let mut reply = match answer {
+        Ok(payload) => {
+            let mut iq = Element::builder("iq", ns::CLIENT).build();
+            set_attribute(&mut iq, "type", "result");
+            if let Some(payload) = payload {
+                iq.append_child(payload);
+            }
+            iq
+        }
+        Err(error) => crate::xmpp::stanza::error_reply(
+            request,
+            crate::router::envelope::error_type_for(&error.condition),
+            error.condition,
+            error.text.as_deref(),
+        )
+        .unwrap_or_else(|| Element::builder("iq", ns::CLIENT).build()),
+    };
+    crate::router::envelope::remove_attribute(&mut reply, "to");
+    crate::router::envelope::remove_attribute(&mut reply, "from");
+    if let Some(id) = request.attr("id") {
+        set_attribute(&mut reply, "id", id);
+    }
+    reply
+}
+
+fn sasl_failure(failure: SaslFailure) -> Element {
+    Element::builder("failure", ns::SASL)
+        .append(Element::builder(failure.as_str(), ns::SASL).build())
+        .build()
+}
+
+/// RFC 6120 section 6.4.2: "=" is an empty response; anything not base64 is incorrect-encoding.
+fn decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    if text.is_empty() || text == "=" {
+        return Some(Vec::new());
+    }
+    BASE64.decode(text).ok()
+}
+
+fn encode(data: &[u8]) -> String {
+    if data.is_empty() {
+        "=".into()
+    } else {
+        BASE64.encode(data)
+    }
+}
+
+/// A random identifier for stream ids and generated resources (RFC 6120 section 4.7.3: unpredictable).
+pub fn random_id() -> String {
+    use rand::Rng;
+    let bytes: [u8; 12] = rand::rng().random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}

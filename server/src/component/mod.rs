@@ -1,0 +1,181 @@
+//! XEP-0114: Jabber Component Protocol. Gateways and push app servers attach over TCP, prove the shared
+//! secret with the handshake (section 3), and then exchange stanzas for their domain through the router.
+
+use std::sync::Arc;
+
+use sha1::{Digest, Sha1};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use xmpp_parsers::minidom::Element;
+
+use crate::net::shutdown::Shutdown;
+use crate::router::envelope::to_client_namespace;
+use crate::router::{Envelope, Router};
+use crate::xmpp::error::{StreamError, StreamErrorCondition};
+use crate::xmpp::stream::{Frame, StreamHeader, XmlStream};
+use crate::xmpp::{Limits, ns};
+
+/// Stanzas queued for a component before it counts as stuck.
+const COMPONENT_QUEUE_LENGTH: usize = 8192;
+
+/// Accepts component connections until shutdown.
+pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: Shutdown) {
+    let mut stop = shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.wait() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((socket, peer)) = accepted else {
+            continue;
+        };
+        let router = router.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = run(socket, &router, shutdown).await {
+                tracing::info!(%peer, error = %e, "component stream ended");
+            }
+        });
+    }
+}
+
+/// Runs one component stream.
+pub async fn run<S>(io: S, router: &Arc<Router>, mut shutdown: Shutdown) -> Result<(), StreamError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let limits = Limits {
+        max_stanza_bytes: router.config.max_stanza_bytes,
+        max_depth: router.config.max_depth,
+    };
+    let mut stream = XmlStream::new(io, limits);
+    let header = stream.read_header().await?;
+    let domain = header.to.clone().unwrap_or_default().to_ascii_lowercase();
+    let stream_id = crate::c2s::negotiation::random_id();
+    stream
+        .send_header(&StreamHeader {
+            to: None,
+            from: Some(domain.clone()),
+            id: Some(stream_id.clone()),
+            version: None,
+            lang: None,
+            default_ns: ns::COMPONENT_ACCEPT.into(),
+        })
+        .await?;
+    let fail = |condition| StreamError::Condition {
+        condition,
+        text: None,
+    };
+    if header.default_ns != ns::COMPONENT_ACCEPT {
+        let error = fail(StreamErrorCondition::InvalidNamespace);
+        stream.send_error(&error).await?;
+        return Err(error);
+    }
+    let Some(secret) = router
+        .config
+        .components
+        .iter()
+        .find(|c| c.domain == domain)
+        .map(|c| c.secret.clone())
+    else {
+        let error = fail(StreamErrorCondition::HostUnknown);
+        stream.send_error(&error).await?;
+        return Err(error);
+    };
+    let handshake = match stream.next().await? {
+        Frame::Element(element) if element.is("handshake", ns::COMPONENT_ACCEPT) => element.text(),
+        _ => {
+            let error = fail(StreamErrorCondition::NotAuthorized);
+            stream.send_error(&error).await?;
+            return Err(error);
+        }
+    };
+    if !constant_time_eq(
+        handshake.trim().as_bytes(),
+        expected_handshake(&stream_id, &secret).as_bytes(),
+    ) {
+        let error = fail(StreamErrorCondition::NotAuthorized);
+        stream.send_error(&error).await?;
+        return Err(error);
+    }
+    let (tx, mut rx) = mpsc::channel::<Element>(COMPONENT_QUEUE_LENGTH);
+    if !router.attach_component(&domain, tx) {
+        let error = fail(StreamErrorCondition::Conflict);
+        stream.send_error(&error).await?;
+        return Err(error);
+    }
+    stream
+        .send(&Element::builder("handshake", ns::COMPONENT_ACCEPT).build())
+        .await?;
+    tracing::info!(%domain, "component attached");
+    let outcome = loop {
+        tokio::select! {
+            _ = shutdown.wait() => break Err(fail(StreamErrorCondition::SystemShutdown)),
+            outgoing = rx.recv() => match outgoing {
+                Some(element) => stream.send(&element).await?,
+                None => break Ok(()),
+            },
+            frame = stream.next() => match frame {
+                Ok(Frame::Element(element)) => {
+                    if let Err(condition) = accept_stanza(router, &domain, element).await {
+                        break Err(fail(condition));
+                    }
+                }
+                Ok(Frame::End) => break Ok(()),
+                Err(e) => break Err(e),
+            },
+        }
+    };
+    router.detach_component(&domain);
+    tracing::info!(%domain, "component detached");
+    if let Err(error) = &outcome
+        && error.condition().is_some()
+    {
+        let _ = stream.send_error(error).await;
+    }
+    outcome
+}
+
+/// Routes a stanza from the component; its `from` must be the component's domain or an address under it.
+async fn accept_stanza(
+    router: &Arc<Router>,
+    domain: &str,
+    element: Element,
+) -> Result<(), StreamErrorCondition> {
+    let element = to_client_namespace(element);
+    let envelope =
+        Envelope::parse(element).map_err(|_| StreamErrorCondition::UnsupportedStanzaType)?;
+    match &envelope.from {
+        Some(from) if from.domain().as_str() == domain => {}
+        _ => return Err(StreamErrorCondition::InvalidFrom),
+    }
+    if envelope.to.is_none() {
+        return Err(StreamErrorCondition::ImproperAddressing);
+    }
+    router.route(envelope).await;
+    Ok(())
+}
+
+/// XEP-0114 section 3: lowercase hex SHA-1 of the stream id followed by the secret.
+pub fn expected_handshake(stream_id: &str, secret: &str) -> String {
+    let digest = Sha1::digest(format!("{stream_id}{secret}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn handshake_is_hex_sha1_of_id_and_secret() {
+        // sha1("3BF96D32secret"), computed independently.
+        assert_eq!(
+            super::expected_handshake("3BF96D32", "secret"),
+            "b09ea9b3b7f586be8a08d0a3dd7466f110aeb136"
+        );
+    }
+}

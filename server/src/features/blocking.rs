@@ -1,0 +1,202 @@
+//! XEP-0191: Blocking Command. Users block JIDs (bare, full or whole domains); nothing from a blocked entity
+//! reaches them (section 3.3, enforced in the router) and they cannot send to one (section 3.4).
+//!
+//! Block lists are read on every delivery, so they are cached per owner and invalidated on change.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::stanza_error::DefinedCondition;
+
+use super::ClientSession;
+use super::iq::{IqAnswer, IqError, IqRequest};
+use crate::router::envelope::set_attribute;
+use crate::router::{Envelope, Router};
+use crate::xmpp::ns;
+use herald_storage::Storage;
+
+/// Block lists by owner, loaded on first use.
+#[derive(Debug, Default)]
+pub struct BlockListCache {
+    lists: RwLock<HashMap<String, Arc<Vec<String>>>>,
+}
+
+impl BlockListCache {
+    /// Whether `owner` blocked `other`. Items match as in XEP-0191 section 3.2 (via XEP-0016 section 2.1):
+    /// the full JID, the bare JID, the domain with the resource, or the domain alone. A storage failure counts
+    /// as not blocked, so an outage never silently eats messages.
+    pub async fn is_blocked(&self, storage: &Storage, owner: &str, other: &Jid) -> bool {
+        let list = match self.get(owner) {
+            Some(list) => list,
+            None => match storage.block_lists.list(owner).await {
+                Ok(list) => {
+                    let list = Arc::new(list);
+                    self.write().insert(owner.to_string(), list.clone());
+                    list
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "loading a block list failed");
+                    return false;
+                }
+            },
+        };
+        if list.is_empty() {
+            return false;
+        }
+        let domain = other.domain().as_str();
+        let mut candidates = vec![
+            other.to_string(),
+            other.to_bare().to_string(),
+            domain.to_string(),
+        ];
+        if let Some(resource) = other.resource() {
+            candidates.push(format!("{domain}/{resource}"));
+        }
+        candidates.iter().any(|c| list.iter().any(|item| item == c))
+    }
+
+    /// Forgets the cached list of `owner` (after a change).
+    pub fn invalidate(&self, owner: &str) {
+        self.write().remove(owner);
+    }
+
+    fn get(&self, owner: &str) -> Option<Arc<Vec<String>>> {
+        self.lists
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(owner)
+            .cloned()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Vec<String>>>> {
+        self.lists.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Whether the session's user blocked `to` (section 3.4).
+pub async fn is_blocked_by_sender(router: &Arc<Router>, session: &ClientSession, to: &Jid) -> bool {
+    router
+        .block_lists
+        .is_blocked(&router.storage, &session.bare, to)
+        .await
+}
+
+/// The error for a stanza sent to a blocked JID: `<not-acceptable/>` with `<blocked/>` (section 3.4).
+pub fn blocked_error_reply(envelope: &Envelope) -> Option<Element> {
+    let mut reply = envelope.error_reply(DefinedCondition::NotAcceptable, None)?;
+    if let Some(error) = reply.get_child_mut("error", ns::CLIENT) {
+        error.append_child(Element::builder("blocked", ns::BLOCKING_ERRORS).build());
+    }
+    Some(reply)
+}
+
+/// blocklist get, block and unblock sets (sections 3.1 to 3.5).
+pub async fn handle(
+    router: &Arc<Router>,
+    session: &ClientSession,
+    request: &IqRequest<'_>,
+) -> IqAnswer {
+    let payload = request.payload;
+    let storage = &router.storage.block_lists;
+    let internal = |e: herald_storage::StorageError| {
+        tracing::error!(error = %e, "block list storage failed");
+        IqError::new(DefinedCondition::InternalServerError)
+    };
+    match (request.is_set, payload.name()) {
+        (false, "blocklist") => {
+            let mut list = Element::builder("blocklist", ns::BLOCKING).build();
+            for jid in storage.list(&session.bare).await.map_err(internal)? {
+                list.append_child(item(&jid));
+            }
+            Ok(Some(list))
+        }
+        (true, "block") => {
+            let jids = item_jids(payload)?;
+            if jids.is_empty() {
+                // Section 3.3: a block without items is a bad request.
+                return Err(IqError::new(DefinedCondition::BadRequest));
+            }
+            storage
+                .block(&session.bare, &jids)
+                .await
+                .map_err(internal)?;
+            router.block_lists.invalidate(&session.bare);
+            push_change(router, session, payload);
+            send_unavailable_to(router, session, &jids);
+            Ok(None)
+        }
+        (true, "unblock") => {
+            let jids = item_jids(payload)?;
+            if jids.is_empty() {
+                storage.unblock_all(&session.bare).await.map_err(internal)?;
+            } else {
+                storage
+                    .unblock(&session.bare, &jids)
+                    .await
+                    .map_err(internal)?;
+            }
+            router.block_lists.invalidate(&session.bare);
+            push_change(router, session, payload);
+            Ok(None)
+        }
+        _ => Err(IqError::new(DefinedCondition::BadRequest)),
+    }
+}
+
+fn item(jid: &str) -> Element {
+    let mut item = Element::builder("item", ns::BLOCKING).build();
+    set_attribute(&mut item, "jid", jid);
+    item
+}
+
+fn item_jids(payload: &Element) -> Result<Vec<String>, IqError> {
+    payload
+        .children()
+        .filter(|c| c.is("item", ns::BLOCKING))
+        .map(|c| {
+            let raw = c
+                .attr("jid")
+                .ok_or_else(|| IqError::new(DefinedCondition::BadRequest))?;
+            Jid::new(raw)
+                .map(|jid| jid.to_string())
+                .map_err(|_| IqError::new(DefinedCondition::JidMalformed))
+        })
+        .collect()
+}
+
+/// Section 3.3 and 3.4: every resource of the user learns about the change.
+fn push_change(router: &Arc<Router>, session: &ClientSession, payload: &Element) {
+    for resource in router.sessions.resources(&session.bare) {
+        let mut push = Element::builder("iq", ns::CLIENT)
+            .append(payload.clone())
+            .build();
+        let to = format!("{}/{}", session.bare, resource.resource);
+        for (name, value) in [("type", "set"), ("id", "block-push"), ("to", to.as_str())] {
+            set_attribute(&mut push, name, value);
+        }
+        router.send_to_session(&session.bare, &resource.resource, push);
+    }
+}
+
+/// Section 3.3: a blocked contact stops seeing the user's presence.
+fn send_unavailable_to(router: &Arc<Router>, session: &ClientSession, jids: &[String]) {
+    for resource in router.sessions.resources(&session.bare) {
+        if !resource.view.is_available {
+            continue;
+        }
+        for jid in jids {
+            let mut presence = Element::builder("presence", ns::CLIENT).build();
+            let from = format!("{}/{}", session.bare, resource.resource);
+            for (name, value) in [
+                ("type", "unavailable"),
+                ("from", from.as_str()),
+                ("to", jid.as_str()),
+            ] {
+                set_attribute(&mut presence, name, value);
+            }
+            router.send_detached(presence);
+        }
+    }
+}

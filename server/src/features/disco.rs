@@ -1,0 +1,107 @@
+//! XEP-0030: Service Discovery. The server's features are derived from [`IqFeature::ALL`] plus the
+//! behaviours that have no IQ of their own, so what is advertised is exactly what is handled.
+
+use std::sync::Arc;
+
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::stanza_error::DefinedCondition;
+
+use super::iq::{IqAnswer, IqError, IqFeature, IqRequest};
+use crate::router::Router;
+use crate::router::envelope::set_attribute;
+use crate::xmpp::ns;
+
+/// Features that are behaviours rather than IQ payloads: XEP-0160 offline storage.
+const BEHAVIOUR_FEATURES: [&str; 1] = ["msgoffline"];
+
+/// Every feature the server's disco#info lists, sorted.
+pub fn server_features() -> Vec<&'static str> {
+    let mut features: Vec<&'static str> = IqFeature::ALL
+        .into_iter()
+        .filter(|f| f.is_advertised())
+        .map(IqFeature::namespace)
+        .chain(BEHAVIOUR_FEATURES)
+        .collect();
+    features.sort_unstable();
+    features.dedup();
+    features
+}
+
+/// disco#info on a hosted domain: identity server/im (XEP-0030 section 3.1, registry category "server").
+pub fn server_info(router: &Arc<Router>, request: &IqRequest<'_>) -> IqAnswer {
+    let _ = router;
+    reject_nodes(request)?;
+    Ok(Some(info(
+        "server",
+        "im",
+        Some("Herald"),
+        &server_features(),
+    )))
+}
+
+/// disco#items on a hosted domain: the attached components (section 4.1).
+pub fn server_items(router: &Arc<Router>, request: &IqRequest<'_>) -> IqAnswer {
+    reject_nodes(request)?;
+    let mut query = Element::builder("query", ns::DISCO_ITEMS).build();
+    for domain in router.component_domains() {
+        let mut item = Element::builder("item", ns::DISCO_ITEMS).build();
+        set_attribute(&mut item, "jid", &domain);
+        query.append_child(item);
+    }
+    Ok(Some(query))
+}
+
+/// disco#info on an account's bare JID: identity account/registered (section 3.1).
+pub fn account_info(request: &IqRequest<'_>) -> IqAnswer {
+    reject_nodes(request)?;
+    Ok(Some(info("account", "registered", None, &[ns::DISCO_INFO])))
+}
+
+/// disco#items on an account's bare JID: none yet (no PEP nodes).
+pub fn account_items(request: &IqRequest<'_>) -> IqAnswer {
+    reject_nodes(request)?;
+    Ok(Some(Element::builder("query", ns::DISCO_ITEMS).build()))
+}
+
+fn reject_nodes(request: &IqRequest<'_>) -> Result<(), IqError> {
+    if request.is_set {
+        return Err(IqError::new(DefinedCondition::BadRequest));
+    }
+    if request.payload.attr("node").is_some() {
+        return Err(IqError::new(DefinedCondition::ItemNotFound));
+    }
+    Ok(())
+}
+
+fn info(category: &str, kind: &str, name: Option<&str>, features: &[&str]) -> Element {
+    let mut identity = Element::builder("identity", ns::DISCO_INFO).build();
+    set_attribute(&mut identity, "category", category);
+    set_attribute(&mut identity, "type", kind);
+    if let Some(name) = name {
+        set_attribute(&mut identity, "name", name);
+    }
+    let mut query = Element::builder("query", ns::DISCO_INFO)
+        .append(identity)
+        .build();
+    for feature in features {
+        let mut element = Element::builder("feature", ns::DISCO_INFO).build();
+        set_attribute(&mut element, "var", feature);
+        query.append_child(element);
+    }
+    query
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_features_come_from_the_dispatch_table() {
+        let features = server_features();
+        for feature in IqFeature::ALL.into_iter().filter(|f| f.is_advertised()) {
+            assert!(features.contains(&feature.namespace()), "{feature:?}");
+        }
+        assert!(features.contains(&"msgoffline"));
+        assert!(!features.contains(&ns::ROSTER));
+    }
+}

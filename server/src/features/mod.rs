@@ -1,0 +1,138 @@
+//! Server features, one file per RFC or XEP, and the closed dispatch that reaches them.
+//!
+//! IQ payloads the server answers are listed once in [`IqFeature`]; disco#info features are derived from
+//! the same list ([`disco::server_features`]), so what is advertised and what is handled cannot drift.
+
+pub mod blocking;
+pub mod disco;
+pub mod iq;
+pub mod offline;
+pub mod ping;
+pub mod presence;
+pub mod push;
+pub mod register;
+pub mod roster;
+pub mod subscription;
+pub mod vcard;
+pub mod version;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use xmpp_parsers::jid::{BareJid, FullJid, Jid};
+use xmpp_parsers::stanza_error::DefinedCondition;
+
+use crate::router::rules::{PresenceKind, StanzaKind};
+use crate::router::{Bounce, Delivery, Envelope, Router};
+
+/// Per-session state the features keep for a bound client (RFC 6121 sections 4.2 to 4.6).
+#[derive(Debug)]
+pub struct ClientSession {
+    pub jid: FullJid,
+    /// `jid` without the resource, as the storage key.
+    pub bare: String,
+    /// Has sent initial presence and not gone unavailable (RFC 6121 section 4.2).
+    pub is_available: bool,
+    /// Entities this session sent directed presence to (RFC 6121 section 4.6); they get unavailable at the end.
+    pub directed_presence: HashSet<Jid>,
+}
+
+impl ClientSession {
+    pub fn new(jid: FullJid) -> ClientSession {
+        ClientSession {
+            bare: jid.to_bare().to_string(),
+            jid,
+            is_available: false,
+            directed_presence: HashSet::new(),
+        }
+    }
+
+    pub fn bare_jid(&self) -> BareJid {
+        self.jid.to_bare()
+    }
+}
+
+/// Why a session must end after a stanza was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The account was removed (XEP-0077 section 3.2).
+    AccountRemoved,
+}
+
+/// Handles a stanza a bound client sent, whose `from` has been stamped with the session's full JID.
+pub async fn from_client(
+    router: &Arc<Router>,
+    session: &mut ClientSession,
+    envelope: Envelope,
+) -> Result<(), SessionEnd> {
+    match envelope.kind {
+        StanzaKind::Presence(kind) => {
+            presence::from_client(router, session, envelope, kind).await;
+            Ok(())
+        }
+        StanzaKind::IqRequest if is_for_own_account(session, &envelope) => {
+            iq::from_own_client(router, session, envelope).await
+        }
+        StanzaKind::IqResponse if envelope.to.is_none() => {
+            // Answers to the server's own requests (pings, roster pushes): nothing to do.
+            Ok(())
+        }
+        _ => {
+            if let Some(to) = &envelope.to
+                && blocking::is_blocked_by_sender(router, session, to).await
+            {
+                // XEP-0191 section 3.4: the user blocked the recipient; tell them why it was not sent.
+                if let Some(reply) = blocking::blocked_error_reply(&envelope) {
+                    router.send(reply).await;
+                }
+                return Ok(());
+            }
+            router.route(envelope).await;
+            Ok(())
+        }
+    }
+}
+
+/// Whether an IQ from a client is for the server acting on its own account (no `to`, or its bare JID).
+fn is_for_own_account(session: &ClientSession, envelope: &Envelope) -> bool {
+    match &envelope.to {
+        None => true,
+        Some(to) => to.resource().is_none() && to.to_bare() == session.bare_jid(),
+    }
+}
+
+/// Handles a stanza addressed to one of our domains itself (`to='example.org'`).
+pub async fn server_handles(router: &Arc<Router>, envelope: Envelope) -> Result<Delivery, Bounce> {
+    match envelope.kind {
+        StanzaKind::IqRequest => iq::for_server(router, envelope).await,
+        StanzaKind::Presence(PresenceKind::Probe) | StanzaKind::Presence(_) => {
+            Ok(Delivery::Dropped)
+        }
+        StanzaKind::IqResponse => Ok(Delivery::Dropped),
+        StanzaKind::Message(_) => {
+            // RFC 6120 section 10.3.1 lets the server ignore messages to itself; answering keeps senders
+            // from waiting on something that will never be read.
+            Err(Bounce::new(envelope, DefinedCondition::ServiceUnavailable))
+        }
+    }
+}
+
+/// Handles a stanza the rules give to the server on behalf of a local user (RFC 6121 section 8.5.2.1.4:
+/// IQs to a bare JID; sections 3 and 4.3: subscriptions and probes).
+pub async fn user_handles(
+    router: &Arc<Router>,
+    user: &BareJid,
+    envelope: Envelope,
+) -> Result<Delivery, Bounce> {
+    match envelope.kind {
+        StanzaKind::IqRequest => iq::for_account(router, user, envelope).await,
+        StanzaKind::Presence(PresenceKind::Probe) => {
+            presence::answer_probe(router, user, &envelope).await;
+            Ok(Delivery::Handled)
+        }
+        StanzaKind::Presence(PresenceKind::Subscription) => {
+            presence::inbound_subscription(router, user, envelope).await
+        }
+        _ => Ok(Delivery::Dropped),
+    }
+}

@@ -1,0 +1,399 @@
+//! RFC 6121 sections 3 and 4: subscriptions and presence.
+//!
+//! Initial presence is broadcast to contacts with a `from`/`both` subscription and to the user's own
+//! resources, probes go to `to`/`both` contacts (4.2.2), pending subscription requests and offline messages
+//! follow (3.1.3, XEP-0160). Directed presence is remembered so the entity gets `unavailable` when the
+//! session ends (4.6.3). Subscription stanzas drive the pure state machine in [`super::subscription`].
+
+use std::sync::Arc;
+
+use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::minidom::Element;
+
+use super::ClientSession;
+use super::subscription::{self, SubscriptionEvent, SubscriptionState};
+use crate::router::envelope::set_attribute;
+use crate::router::rules::PresenceKind;
+use crate::router::{Bounce, Delivery, Envelope, Router};
+use crate::xmpp::ns;
+use herald_storage::{RosterItem, Subscription};
+
+/// A presence stanza from a bound client.
+pub async fn from_client(
+    router: &Arc<Router>,
+    session: &mut ClientSession,
+    envelope: Envelope,
+    kind: PresenceKind,
+) {
+    match (kind, envelope.to.clone()) {
+        (PresenceKind::Availability, None) => broadcast(router, session, envelope).await,
+        (PresenceKind::Availability, Some(to)) => {
+            // 4.6.2: directed presence; remembered unless the entity gets our broadcasts anyway.
+            if envelope.presence_type.as_deref() == Some("unavailable") {
+                session.directed_presence.remove(&to);
+            } else if session.is_available {
+                session.directed_presence.insert(to);
+            }
+            router.route(envelope).await;
+        }
+        (PresenceKind::Subscription, Some(to)) => {
+            outbound_subscription(router, session, envelope, to.to_bare()).await
+        }
+        // 4.3: probes are the server's business; clients' probes are ignored.
+        (PresenceKind::Probe, _) => {}
+        (PresenceKind::Error, Some(_)) => {
+            router.route(envelope).await;
+        }
+        _ => {}
+    }
+}
+
+/// 4.2 (initial), 4.4 (update) and 4.5 (unavailable) presence broadcast.
+async fn broadcast(router: &Arc<Router>, session: &mut ClientSession, envelope: Envelope) {
+    let is_unavailable = envelope.presence_type.as_deref() == Some("unavailable");
+    let is_initial = !session.is_available && !is_unavailable;
+    let resource = session.jid.resource().to_string();
+    if is_unavailable {
+        if !session.is_available {
+            return;
+        }
+        session.is_available = false;
+        router.sessions.set_presence(&session.bare, &resource, None);
+    } else {
+        session.is_available = true;
+        router.sessions.set_presence(
+            &session.bare,
+            &resource,
+            Some((envelope.element.clone(), priority(&envelope.element))),
+        );
+    }
+    let roster = contacts(router, &session.bare).await;
+    let from = session.jid.to_string();
+    for item in roster.iter().filter(|i| has_from(i.subscription)) {
+        send_copy(router, &envelope.element, &from, &item.contact).await;
+    }
+    // 4.2.2 / 4.4.2: the user's own available resources, including the sender.
+    for other in router.sessions.resources(&session.bare) {
+        if other.view.is_available || other.resource == resource {
+            let to = format!("{}/{}", session.bare, other.resource);
+            send_copy(router, &envelope.element, &from, &to).await;
+        }
+    }
+    if is_unavailable {
+        // 4.6.3: everyone who got directed presence learns we left.
+        let subscribers: Vec<&str> = roster
+            .iter()
+            .filter(|i| has_from(i.subscription))
+            .map(|i| i.contact.as_str())
+            .collect();
+        for target in std::mem::take(&mut session.directed_presence) {
+            if subscribers.contains(&target.to_bare().to_string().as_str()) {
+                continue;
+            }
+            send_copy(router, &envelope.element, &from, &target.to_string()).await;
+        }
+        return;
+    }
+    if is_initial {
+        for item in roster.iter().filter(|i| has_to(i.subscription)) {
+            let probe = presence("probe", &session.bare, &item.contact);
+            router.send(probe).await;
+        }
+        deliver_pending_requests(router, session, &roster);
+        super::offline::deliver(router, session).await;
+    }
+}
+
+/// Ends a session's presence: unavailable to contacts, own resources and directed-presence targets
+/// (4.5.2, 4.6.3). Called when the connection closes without an unavailable presence.
+pub async fn session_ended(router: &Arc<Router>, session: &mut ClientSession) {
+    if !session.is_available {
+        return;
+    }
+    let mut unavailable = presence("unavailable", &session.jid.to_string(), &session.bare);
+    crate::router::envelope::remove_attribute(&mut unavailable, "to");
+    if let Ok(envelope) = Envelope::parse(unavailable) {
+        broadcast(router, session, envelope).await;
+    }
+}
+
+/// 4.3.2: answers a probe for `user` if the prober is subscribed to the user's presence.
+pub async fn answer_probe(router: &Arc<Router>, user: &BareJid, probe: &Envelope) {
+    let Some(prober) = &probe.from else { return };
+    let prober_bare = prober.to_bare().to_string();
+    let user_key = user.to_string();
+    let subscribed = match router.storage.rosters.item(&user_key, &prober_bare).await {
+        Ok(Some(item)) => has_from(item.subscription),
+        _ => false,
+    };
+    if !subscribed {
+        return;
+    }
+    let available: Vec<_> = router
+        .sessions
+        .resources(&user_key)
+        .into_iter()
+        .filter_map(|r| r.presence.map(|p| (r.resource, p)))
+        .collect();
+    if available.is_empty() {
+        router
+            .send(presence("unavailable", &user_key, &prober.to_string()))
+            .await;
+        return;
+    }
+    for (resource, element) in available {
+        let from = format!("{user_key}/{resource}");
+        send_copy(router, &element, &from, &prober.to_string()).await;
+    }
+}
+
+/// A subscription stanza the user's client sent (3.1.2, 3.2.2, 3.3.2, 3.4).
+async fn outbound_subscription(
+    router: &Arc<Router>,
+    session: &ClientSession,
+    mut envelope: Envelope,
+    contact: BareJid,
+) {
+    let Some(event) = outbound_event(envelope.presence_type.as_deref()) else {
+        return;
+    };
+    // 3.1.2: the server stamps the user's bare JID and addresses the contact's bare JID.
+    envelope.set_from(&Jid::from(session.bare_jid()));
+    envelope.set_to(&Jid::from(contact.clone()));
+    let owner = session.bare.clone();
+    let Some(mut item) = load_item(router, &owner, &contact).await else {
+        return;
+    };
+    let transition = subscription::apply(state_of(&item), event);
+    if transition.state_changed || matches!(event, SubscriptionEvent::OutboundSubscribe) {
+        apply_state(&mut item, transition.state);
+        if matches!(
+            event,
+            SubscriptionEvent::OutboundSubscribe | SubscriptionEvent::OutboundSubscribed
+        ) {
+            item.in_roster = true;
+        }
+        save_and_push(router, &owner, &item).await;
+    }
+    if transition.route_to_contact {
+        router.send(envelope.element).await;
+        match event {
+            // 3.1.5: after approving, the contact gets our current presence.
+            SubscriptionEvent::OutboundSubscribed => {
+                send_current_presence(router, &owner, &contact).await
+            }
+            // 3.2.2: after cancelling, the contact sees us go offline.
+            SubscriptionEvent::OutboundUnsubscribed => {
+                send_unavailable(router, &owner, &contact).await
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A subscription stanza from a contact to a local user (3.1.3, 3.1.6, 3.2.3, 3.3.3).
+pub async fn inbound_subscription(
+    router: &Arc<Router>,
+    user: &BareJid,
+    mut envelope: Envelope,
+) -> Result<Delivery, Bounce> {
+    let Some(from) = envelope.from.clone() else {
+        return Ok(Delivery::Dropped);
+    };
+    let Some(event) = inbound_event(envelope.presence_type.as_deref()) else {
+        return Ok(Delivery::Dropped);
+    };
+    let contact = from.to_bare();
+    envelope.set_from(&Jid::from(contact.clone()));
+    envelope.set_to(&Jid::from(user.clone()));
+    let owner = user.to_string();
+    let Some(mut item) = load_item(router, &owner, &contact).await else {
+        return Ok(Delivery::Dropped);
+    };
+    let transition = subscription::apply(state_of(&item), event);
+    if transition.state_changed {
+        apply_state(&mut item, transition.state);
+        if item.in_roster || item.pending_in || item.subscription != Subscription::None {
+            save_and_push(router, &owner, &item).await;
+        } else if let Err(e) = router.storage.rosters.remove(&owner, &item.contact).await {
+            tracing::error!(error = %e, "dropping an empty roster entry failed");
+        }
+    }
+    if transition.auto_subscribed_reply {
+        router
+            .send(presence("subscribed", &owner, &contact.to_string()))
+            .await;
+        send_current_presence(router, &owner, &contact).await;
+    }
+    if matches!(event, SubscriptionEvent::InboundUnsubscribe) && transition.state_changed {
+        send_unavailable(router, &owner, &contact).await;
+    }
+    if !transition.route_to_contact {
+        return Ok(Delivery::Handled);
+    }
+    let mut delivered = false;
+    for resource in router.sessions.resources(&owner) {
+        if resource.view.is_available {
+            delivered |=
+                router.send_to_session(&owner, &resource.resource, envelope.element.clone());
+        }
+    }
+    // An undelivered subscribe stays pending-in and is redelivered at the next login (3.1.3).
+    Ok(if delivered {
+        Delivery::Delivered
+    } else {
+        Delivery::Handled
+    })
+}
+
+fn deliver_pending_requests(router: &Arc<Router>, session: &ClientSession, roster: &[RosterItem]) {
+    let resource = session.jid.resource().as_str();
+    for item in roster.iter().filter(|i| i.pending_in) {
+        let request = presence("subscribe", &item.contact, &session.bare);
+        router.send_to_session(&session.bare, resource, request);
+    }
+}
+
+async fn send_current_presence(router: &Arc<Router>, owner: &str, contact: &BareJid) {
+    for resource in router.sessions.resources(owner) {
+        if let Some(element) = resource.presence {
+            let from = format!("{owner}/{}", resource.resource);
+            send_copy(router, &element, &from, &contact.to_string()).await;
+        }
+    }
+}
+
+async fn send_unavailable(router: &Arc<Router>, owner: &str, contact: &BareJid) {
+    for resource in router.sessions.resources(owner) {
+        if resource.view.is_available {
+            let from = format!("{owner}/{}", resource.resource);
+            router
+                .send(presence("unavailable", &from, &contact.to_string()))
+                .await;
+        }
+    }
+}
+
+async fn load_item(router: &Arc<Router>, owner: &str, contact: &BareJid) -> Option<RosterItem> {
+    match router
+        .storage
+        .rosters
+        .item(owner, &contact.to_string())
+        .await
+    {
+        Ok(item) => Some(item.unwrap_or_else(|| RosterItem {
+            contact: contact.to_string(),
+            ..RosterItem::default()
+        })),
+        Err(e) => {
+            tracing::error!(error = %e, "loading a roster item failed");
+            None
+        }
+    }
+}
+
+async fn save_and_push(router: &Arc<Router>, owner: &str, item: &RosterItem) {
+    match router.storage.rosters.upsert(owner, item).await {
+        Ok(version) if item.in_roster => {
+            super::roster::push(router, owner, super::roster::item_element(item), version)
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "saving a roster item failed"),
+    }
+}
+
+async fn contacts(router: &Arc<Router>, owner: &str) -> Vec<RosterItem> {
+    match router.storage.rosters.items(owner).await {
+        Ok((_, items)) => items,
+        Err(e) => {
+            tracing::error!(error = %e, "loading a roster failed");
+            Vec::new()
+        }
+    }
+}
+
+async fn send_copy(router: &Arc<Router>, original: &Element, from: &str, to: &str) {
+    let mut copy = original.clone();
+    set_attribute(&mut copy, "from", from);
+    set_attribute(&mut copy, "to", to);
+    router.send(copy).await;
+}
+
+fn presence(kind: &str, from: &str, to: &str) -> Element {
+    let mut element = Element::builder("presence", ns::CLIENT).build();
+    for (name, value) in [("type", kind), ("from", from), ("to", to)] {
+        set_attribute(&mut element, name, value);
+    }
+    element
+}
+
+/// RFC 6121 section 4.7.2.3: priority is -128..127, default 0.
+fn priority(presence: &Element) -> i8 {
+    presence
+        .get_child("priority", ns::CLIENT)
+        .and_then(|p| p.text().trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn has_from(subscription: Subscription) -> bool {
+    matches!(subscription, Subscription::From | Subscription::Both)
+}
+
+fn has_to(subscription: Subscription) -> bool {
+    matches!(subscription, Subscription::To | Subscription::Both)
+}
+
+fn state_of(item: &RosterItem) -> SubscriptionState {
+    SubscriptionState {
+        subscription: item.subscription,
+        pending_out: item.pending_out,
+        pending_in: item.pending_in,
+        pre_approved: item.pre_approved,
+    }
+}
+
+fn apply_state(item: &mut RosterItem, state: SubscriptionState) {
+    item.subscription = state.subscription;
+    item.pending_out = state.pending_out;
+    item.pending_in = state.pending_in;
+    item.pre_approved = state.pre_approved;
+}
+
+fn outbound_event(kind: Option<&str>) -> Option<SubscriptionEvent> {
+    Some(match kind? {
+        "subscribe" => SubscriptionEvent::OutboundSubscribe,
+        "subscribed" => SubscriptionEvent::OutboundSubscribed,
+        "unsubscribe" => SubscriptionEvent::OutboundUnsubscribe,
+        "unsubscribed" => SubscriptionEvent::OutboundUnsubscribed,
+        _ => return None,
+    })
+}
+
+fn inbound_event(kind: Option<&str>) -> Option<SubscriptionEvent> {
+    Some(match kind? {
+        "subscribe" => SubscriptionEvent::InboundSubscribe,
+        "subscribed" => SubscriptionEvent::InboundSubscribed,
+        "unsubscribe" => SubscriptionEvent::InboundUnsubscribe,
+        "unsubscribed" => SubscriptionEvent::InboundUnsubscribed,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priority_defaults_and_clamps_to_the_wire_range() {
+        let p = |xml: &str| priority(&xml.parse::<Element>().unwrap());
+        assert_eq!(p("<presence xmlns='jabber:client'/>"), 0);
+        assert_eq!(
+            p("<presence xmlns='jabber:client'><priority>-5</priority></presence>"),
+            -5
+        );
+        assert_eq!(
+            p("<presence xmlns='jabber:client'><priority>900</priority></presence>"),
+            0
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! TLS for every listener (RFC 7590): one certificate per hosted domain, chosen by SNI, TLS 1.2 and 1.3 only.
+//!
+//! Without configured certificates a self-signed one is generated per domain with rcgen and kept in
+//! `data_dir/certs/`, so the first `herald serve` works and restarts keep the same key.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{CertificateFiles, Config};
+
+/// ALPN protocol id for direct-TLS client connections (XEP-0368 section 3).
+pub const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
+
+/// Problems setting TLS up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("generating a certificate for {domain}: {reason}")]
+    Generate { domain: String, reason: String },
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The certificates of every hosted domain and the acceptors built from them.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    certificates: Arc<CertificateStore>,
+    /// For STARTTLS on the c2s port: no ALPN.
+    pub starttls: TlsAcceptor,
+    /// For XEP-0368 direct TLS: ALPN `xmpp-client` offered (clients that send none are accepted too).
+    pub direct: TlsAcceptor,
+    /// For the relay's HTTP API: ALPN `h2` and `http/1.1`.
+    pub https: TlsAcceptor,
+}
+
+#[derive(Debug)]
+struct CertificateStore {
+    by_domain: HashMap<String, Arc<CertifiedKey>>,
+    default_domain: String,
+}
+
+impl CertificateStore {
+    fn pick(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let wanted = server_name.map(|n| n.trim_end_matches('.').to_ascii_lowercase());
+        wanted
+            .and_then(|n| self.by_domain.get(&n).cloned())
+            .or_else(|| self.by_domain.get(&self.default_domain).cloned())
+    }
+}
+
+impl ResolvesServerCert for CertificateStore {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.pick(client_hello.server_name())
+    }
+}
+
+impl TlsIdentity {
+    /// Loads configured certificates and generates self-signed ones for domains without.
+    /// Errors: unreadable or invalid PEM files, a key rustls cannot use, a failed generation.
+    pub fn load(config: &Config) -> Result<TlsIdentity, TlsSetupError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut by_domain = HashMap::new();
+        for domain in &config.domains {
+            let files = match config.certificates.iter().find(|c| &c.domain == domain) {
+                Some(files) => files.clone(),
+                None => self_signed_files(&config.data_dir, domain)?,
+            };
+            let key = load_certified_key(&files, &provider)?;
+            by_domain.insert(domain.clone(), Arc::new(key));
+        }
+        let store = Arc::new(CertificateStore {
+            by_domain,
+            default_domain: config.domains.first().cloned().unwrap_or_default(),
+        });
+        let build = |alpn: Vec<Vec<u8>>| -> Result<TlsAcceptor, TlsSetupError> {
+            let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+                .with_no_client_auth()
+                .with_cert_resolver(store.clone());
+            server.alpn_protocols = alpn;
+            Ok(TlsAcceptor::from(Arc::new(server)))
+        };
+        Ok(TlsIdentity {
+            starttls: build(Vec::new())?,
+            direct: build(vec![ALPN_XMPP_CLIENT.to_vec()])?,
+            https: build(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
+            certificates: store,
+        })
+    }
+
+    /// The DER of the leaf certificate served for `server_name` (for tls-server-end-point, RFC 5929).
+    pub fn leaf_certificate(&self, server_name: Option<&str>) -> Option<Vec<u8>> {
+        self.certificates
+            .pick(server_name)
+            .and_then(|key| key.cert.first().map(|c| c.as_ref().to_vec()))
+    }
+}
+
+fn load_certified_key(
+    files: &CertificateFiles,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<CertifiedKey, TlsSetupError> {
+    let file_error = |path: &Path, reason: String| TlsSetupError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| file_error(&files.cert, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_error(&files.cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(file_error(&files.cert, "no certificate in file".into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| file_error(&files.key, e.to_string()))?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| file_error(&files.key, e.to_string()))?;
+    Ok(CertifiedKey::new(chain, signing_key))
+}
+
+/// Returns the paths of a self-signed certificate for `domain` under `data_dir/certs`, creating it if needed.
+fn self_signed_files(data_dir: &Path, domain: &str) -> Result<CertificateFiles, TlsSetupError> {
+    let dir = data_dir.join("certs");
+    let files = CertificateFiles {
+        domain: domain.to_string(),
+        cert: dir.join(format!("{domain}.crt")),
+        key: dir.join(format!("{domain}.key")),
+    };
+    if files.cert.is_file() && files.key.is_file() {
+        return Ok(files);
+    }
+    let generate_error = |reason: String| TlsSetupError::Generate {
+        domain: domain.to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| generate_error(e.to_string()))?;
+    // RFC 6120 section 13.7.1.2: the domain itself as a DNS SAN; the wildcard covers conference./upload. hosts.
+    let names = vec![domain.to_string(), format!("*.{domain}")];
+    let generated =
+        rcgen::generate_simple_self_signed(names).map_err(|e| generate_error(e.to_string()))?;
+    write_private(&files.key, generated.signing_key.serialize_pem().as_bytes())
+        .map_err(|e| generate_error(e.to_string()))?;
+    std::fs::write(&files.cert, generated.cert.pem()).map_err(|e| generate_error(e.to_string()))?;
+    tracing::info!(domain, path = %files.cert.display(), "generated a self-signed certificate");
+    Ok(files)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RawConfig;
+
+    #[test]
+    fn generates_once_and_reuses_self_signed_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = vec![
+            (
+                "HERALD_SERVER__DATA_DIR".to_string(),
+                dir.path().display().to_string(),
+            ),
+            (
+                "HERALD_SERVER__DOMAINS".to_string(),
+                "[\"a.test\", \"b.test\"]".to_string(),
+            ),
+        ];
+        let config = Config::resolve(RawConfig::load(None, env).unwrap()).unwrap();
+        let first = TlsIdentity::load(&config).unwrap();
+        let a = first.leaf_certificate(Some("a.test")).unwrap();
+        let b = first.leaf_certificate(Some("B.TEST.")).unwrap();
+        assert_ne!(a, b, "each domain has its own certificate");
+        let again = TlsIdentity::load(&config).unwrap();
+        assert_eq!(again.leaf_certificate(Some("a.test")).unwrap(), a);
+        assert_eq!(
+            again.leaf_certificate(Some("unknown.test")).unwrap(),
+            a,
+            "unknown names fall back to the first domain"
+        );
+    }
+}

@@ -1,0 +1,56 @@
+//! PostgreSQL block lists (XEP-0191): the JIDs a user blocks, stored as given and deduplicated.
+
+use async_trait::async_trait;
+
+use super::Postgres;
+use crate::rows::db_error;
+use crate::{BlockLists, StorageResult};
+
+#[async_trait]
+impl BlockLists for Postgres {
+    async fn list(&self, owner: &str) -> StorageResult<Vec<String>> {
+        sqlx::query_scalar("SELECT jid FROM block_list WHERE owner = $1 ORDER BY jid")
+            .bind(owner)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn block(&self, owner: &str, jids: &[String]) -> StorageResult<()> {
+        // XEP-0191 section 3.3: one block request is all or nothing.
+        let mut tx = self.write().await?;
+        for jid in jids {
+            sqlx::query(
+                "INSERT INTO block_list (owner, jid) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(owner)
+            .bind(jid)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn unblock(&self, owner: &str, jids: &[String]) -> StorageResult<()> {
+        let mut tx = self.write().await?;
+        for jid in jids {
+            sqlx::query("DELETE FROM block_list WHERE owner = $1 AND jid = $2")
+                .bind(owner)
+                .bind(jid)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn unblock_all(&self, owner: &str) -> StorageResult<()> {
+        sqlx::query("DELETE FROM block_list WHERE owner = $1")
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}
