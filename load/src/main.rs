@@ -23,7 +23,9 @@ struct Cli {
 #[derive(Clone, Copy, ValueEnum)]
 enum Mech {
     Best,
+    #[value(name = "scram-sha-256")]
     ScramSha256,
+    #[value(name = "scram-sha-1")]
     ScramSha1,
     Plain,
 }

@@ -173,6 +173,7 @@ const METRICS: &[Metric] = &[
 fn fmt(v: Option<f64>) -> String {
     match v {
         None => "n/a".into(),
+        Some(x) if x.fract() == 0.0 => format!("{x:.0}"),
         Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
         Some(x) if x.abs() >= 10.0 => format!("{x:.1}"),
         Some(x) => format!("{x:.2}"),
