@@ -91,6 +91,8 @@ s2s_ports = {}
 http_ports = {}
 https_ports = {}
 c2s_require_encryption = true
+-- Same accept backlog as the others (Herald: tokio default 1024; ejabberd: set below).
+network_settings = { tcp_backlog = 1024 }
 allow_registration = true
 -- Registration throttles off: the benchmark registers thousands of accounts from loopback.
 min_seconds_between_registrations = 0
@@ -120,8 +122,8 @@ hosts: [localhost]
 loglevel: warning
 certfiles: ["$WORK/combined.pem"]
 listen:
-  - {port: $port, ip: "127.0.0.1", module: ejabberd_c2s, starttls_required: true, max_stanza_size: 262144, shaper: none, access: all}
-  - {port: $((port + 1)), ip: "127.0.0.1", module: ejabberd_c2s, tls: true, max_stanza_size: 262144, shaper: none, access: all}
+  - {port: $port, ip: "127.0.0.1", module: ejabberd_c2s, starttls_required: true, max_stanza_size: 262144, shaper: none, access: all, backlog: 1024}
+  - {port: $((port + 1)), ip: "127.0.0.1", module: ejabberd_c2s, tls: true, max_stanza_size: 262144, shaper: none, access: all, backlog: 1024}
 auth_method: internal
 auth_password_format: scram
 auth_scram_hash: sha

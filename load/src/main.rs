@@ -176,7 +176,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         source_ips,
         memory: args.pid.map(ProcessMemory::new),
     };
-    if args.chat_users > args.sessions {
+    if args.phases.contains(&PhaseName::Chat) && args.chat_users > args.sessions {
         bail!("--chat-users must not exceed --sessions (accounts are {{prefix}}0..sessions)");
     }
     let deadline = Duration::from_secs(args.phase_deadline_secs);

@@ -19,6 +19,8 @@ pub struct BatchOutcome<T> {
     pub latencies_us: Vec<u64>,
     /// Failures by kind; operations cut off by the deadline count as `deadline`.
     pub errors: ErrorCounts,
+    /// The message of the first error of each kind, for diagnosis.
+    pub first_errors: Vec<String>,
     /// From the first start to the last completion.
     pub elapsed: Duration,
 }
@@ -45,6 +47,7 @@ where
         attempted: 0,
         latencies_us: Vec::with_capacity(count),
         errors: ErrorCounts::default(),
+        first_errors: Vec::new(),
         elapsed: Duration::ZERO,
     };
     let mut next = 0usize;
@@ -67,7 +70,12 @@ where
                 out.values.push(value);
                 out.latencies_us.push(took.as_micros() as u64);
             }
-            Ok(Some(Ok((Err(e), _)))) => out.errors.add(e.kind()),
+            Ok(Some(Ok((Err(e), _)))) => {
+                if !out.errors.0.contains_key(e.kind()) {
+                    out.first_errors.push(e.to_string());
+                }
+                out.errors.add(e.kind());
+            }
             Ok(Some(Err(_join))) => out.errors.add("task-panicked"),
             Ok(None) => break,
             Err(_) => {

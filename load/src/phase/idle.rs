@@ -62,6 +62,9 @@ pub async fn run(
         ..PhaseReport::default()
     };
     report.set_elapsed(out.elapsed);
+    if !out.first_errors.is_empty() {
+        report.note.push_str(&format!(" (first errors: {})", out.first_errors.join("; ")));
+    }
     for _ in still_alive..established {
         report.errors.add("dropped-while-idle");
     }
