@@ -42,7 +42,7 @@ enum PhaseName {
 #[derive(Subcommand)]
 enum Command {
     /// Run the phases against one server and print (and optionally save) the JSON report.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the comparison table of saved reports (Herald runs are those labelled herald*).
     Table {
         /// JSON reports written by `run --json`.
@@ -127,7 +127,7 @@ struct RunArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
         Command::Table { reports } => {
             let mut runs = Vec::new();
             for path in reports {

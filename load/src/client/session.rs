@@ -152,10 +152,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         &mut self,
         wanted: impl Fn(&Element) -> bool,
     ) -> Result<Element, ClientError> {
-        if let Some(pos) = self.backlog.iter().position(&wanted) {
-            if let Some(e) = self.backlog.remove(pos) {
-                return Ok(e);
-            }
+        if let Some(e) = self
+            .backlog
+            .iter()
+            .position(&wanted)
+            .and_then(|pos| self.backlog.remove(pos))
+        {
+            return Ok(e);
         }
         loop {
             let e = self.recv_fresh().await?;

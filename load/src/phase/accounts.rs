@@ -34,7 +34,9 @@ pub async fn run(
     };
     report.set_elapsed(out.elapsed);
     if !out.first_errors.is_empty() {
-        report.note.push_str(&format!(" (first errors: {})", out.first_errors.join("; ")));
+        report
+            .note
+            .push_str(&format!(" (first errors: {})", out.first_errors.join("; ")));
     }
     report
 }

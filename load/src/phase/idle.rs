@@ -63,20 +63,23 @@ pub async fn run(
     };
     report.set_elapsed(out.elapsed);
     if !out.first_errors.is_empty() {
-        report.note.push_str(&format!(" (first errors: {})", out.first_errors.join("; ")));
+        report
+            .note
+            .push_str(&format!(" (first errors: {})", out.first_errors.join("; ")));
     }
     for _ in still_alive..established {
         report.errors.add("dropped-while-idle");
     }
-    if let (Some(before), Some(loaded)) = (memory_before, memory_loaded) {
-        if still_alive > 0 {
-            report.kib_per_session =
-                Some((loaded.rss_kib as f64 - before.rss_kib as f64) / still_alive as f64);
-        }
+    if let (Some(before), Some(loaded), true) = (memory_before, memory_loaded, still_alive > 0) {
+        report.kib_per_session =
+            Some((loaded.rss_kib as f64 - before.rss_kib as f64) / still_alive as f64);
     }
-    report.note = format!(
-        "{still_alive} of {established} sessions still up after holding {}s",
-        hold.as_secs()
+    report.note.insert_str(
+        0,
+        &format!(
+            "{still_alive} of {established} sessions still up after holding {}s",
+            hold.as_secs()
+        ),
     );
     // Ignore a send error: it only means every holder already ended.
     let _ = shutdown_tx.send(true);
