@@ -33,9 +33,11 @@ WORK=$(mktemp -d /tmp/herald-bench.XXXXXX)
 chmod 755 "$WORK"
 STARTED_PID=""
 STOP_CMD=""
+PG_STOP=""
 cleanup() {
     if [ -n "$STOP_CMD" ]; then eval "$STOP_CMD" >/dev/null 2>&1 || true; fi
     if [ -n "$STARTED_PID" ]; then kill "$STARTED_PID" 2>/dev/null || true; fi
+    if [ -n "$PG_STOP" ]; then eval "$PG_STOP" >/dev/null 2>&1 || true; fi
     if [ "$KEEP" = 0 ]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi
 }
 trap cleanup EXIT
@@ -204,7 +206,6 @@ stop_current() {
 REPORTS=()
 for server in $SERVERS; do
     echo "== $server" >&2
-    PG_STOP=""
     case $server in
         prosody) port=25222; start_prosody $port ;;
         ejabberd) port=26222; start_ejabberd $port ;;
@@ -216,7 +217,7 @@ for server in $SERVERS; do
         --json "$WORK/$server.json" "${EXTRA[@]}" >/dev/null
     REPORTS+=("$WORK/$server.json")
     stop_current
-    if [ -n "$PG_STOP" ]; then eval "$PG_STOP" || true; fi
+    if [ -n "$PG_STOP" ]; then eval "$PG_STOP" || true; PG_STOP=""; fi
 done
 
 TABLE=$("$LOAD" table "${REPORTS[@]}")
