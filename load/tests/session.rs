@@ -2,6 +2,8 @@
 //! PLAIN and SCRAM-SHA-1 (RFC 5802), stream restart, bind (RFC 6120 section 7), and that
 //! elements arriving during an IQ round trip are kept for later.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed step should panic with its value
+
 use std::time::Duration;
 
 use base64::Engine;
