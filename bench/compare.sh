@@ -100,6 +100,8 @@ allow_registration = true
 min_seconds_between_registrations = 0
 registration_throttle_max = 100000000
 authentication = "internal_hashed"
+-- Same SCRAM iteration count as Herald and ejabberd (Prosody 0.12 defaults to 10000).
+default_iteration_count = 4096
 storage = "internal"
 certificates = "$dir/certs"
 ssl = { certificate = "$WORK/cert.pem", key = "$WORK/key.pem" }
