@@ -108,14 +108,12 @@ ssl = { certificate = "$WORK/cert.pem", key = "$WORK/key.pem" }
 VirtualHost "localhost"
 EOF
     chown -R prosody "$dir"
-    runuser -u prosody -- prosody --config "$dir/prosody.cfg.lua" >"$dir/stdout.log" 2>&1 &
+    # setpriv, not runuser/su: PAM would reset the descriptor limit to 1024. It execs, so $! is Prosody.
+    setpriv --reuid=prosody --regid=prosody --init-groups \
+        prosody --config "$dir/prosody.cfg.lua" >"$dir/stdout.log" 2>&1 &
     PID=$!
     STARTED_PID=$PID
     wait_port "$port"
-    # runuser forks; measure the Lua process itself.
-    local child
-    child=$(pgrep -P "$PID" | head -1 || true)
-    [ -n "$child" ] && PID=$child
 }
 
 start_ejabberd() { # port -> sets PID
@@ -146,7 +144,9 @@ modules:
   mod_stream_mgmt: {}
 EOF
     chown -R ejabberd "$dir"
-    EJ="ejabberdctl --config-dir $dir --config $dir/ejabberd.yml --spool $dir/db --logs $dir/log --node herald_bench@localhost"
+    # As the ejabberd user via setpriv: ejabberdctl run by root would `su`, and PAM would reset the
+    # descriptor limit to 1024.
+    EJ="setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd ejabberdctl --config-dir $dir --config $dir/ejabberd.yml --spool $dir/db --logs $dir/log --node herald_bench@localhost"
     STOP_CMD="$EJ stop"
     $EJ start
     for _ in $(seq 1 120); do
@@ -159,7 +159,7 @@ EOF
 }
 
 start_postgres() { # -> sets PG_URL
-    local dir=$WORK/pg port=25432
+    local dir=$WORK/pg port=19832
     mkdir -p "$dir"
     chown postgres "$dir"
     runuser -u postgres -- initdb -D "$dir/data" -A trust -U postgres >/dev/null
@@ -205,14 +205,25 @@ stop_current() {
     fi
 }
 
+# Refuses to start a server on a port someone else already uses (other tests may run here).
+ensure_free() {
+    for p in "$@"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "port $p is already in use; stop whatever listens there or edit the ports" >&2
+            exit 1
+        fi
+    done
+}
+ensure_free 15822 15823 16822 16823 17822 17823 18822 18823 19832
+
 REPORTS=()
 for server in $SERVERS; do
     echo "== $server" >&2
     case $server in
-        prosody) port=25222; start_prosody $port ;;
-        ejabberd) port=26222; start_ejabberd $port ;;
-        herald-sqlite) port=27222; start_herald $port "" ;;
-        herald-postgres) port=28222; start_postgres; start_herald $port "$PG_URL" ;;
+        prosody) port=15822; start_prosody $port ;;
+        ejabberd) port=16822; start_ejabberd $port ;;
+        herald-sqlite) port=17822; start_herald $port "" ;;
+        herald-postgres) port=18822; start_postgres; start_herald $port "$PG_URL" ;;
         *) echo "unknown server $server" >&2; exit 2 ;;
     esac
     "$LOAD" run --name "$server" --port "$port" --pid "$PID" --mechanism scram-sha-1 \
