@@ -249,7 +249,7 @@ if [ -n "$WRITE" ]; then
         echo "$TABLE"
         echo "<!-- compare:end -->"
     } > "$WORK/section.md"
-    if [ -f "$WRITE" ] && grep -q "compare:begin" "$WRITE"; then
+    if [ -f "$WRITE" ] && grep -q "<!-- compare:begin" "$WRITE"; then
         python3 - "$WRITE" "$WORK/section.md" <<'PY'
 import re, sys
 doc, section = open(sys.argv[1]).read(), open(sys.argv[2]).read().rstrip("\n")

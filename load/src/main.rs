@@ -186,6 +186,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         domain: args.domain.clone(),
         mechanism: format!("{mechanism:?}"),
         phases: Vec::new(),
+        memory_end: None,
     };
     for name in &args.phases {
         let result = match name {
@@ -233,6 +234,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         report.phases.push(result);
     }
+    report.memory_end = target.sample_memory();
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(path) = &args.json {
         std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;

@@ -18,6 +18,9 @@ pub struct RunReport {
     pub mechanism: String,
     /// Phases in the order run.
     pub phases: Vec<PhaseReport>,
+    /// Server memory after the last phase (its `peak_kib` is the peak over the whole run).
+    #[serde(default)]
+    pub memory_end: Option<crate::stats::MemorySample>,
 }
 
 impl RunReport {
@@ -46,6 +49,11 @@ fn available(r: &RunReport, name: &str) -> Option<PhaseReport> {
 
 const METRICS: &[Metric] = &[
     Metric {
+        label: "accounts: in-band registrations /s",
+        better: Better::Higher,
+        value: |r| available(r, "accounts").map(|p| p.rate_per_s),
+    },
+    Metric {
         label: "idle: sessions established",
         better: Better::Higher,
         value: |r| available(r, "idle").map(|p| p.succeeded as f64),
@@ -70,12 +78,13 @@ const METRICS: &[Metric] = &[
         },
     },
     Metric {
-        label: "server peak RSS, whole run (MiB)",
+        label: "server peak RSS, VmHWM at the last sample (MiB)",
         better: Better::Lower,
         value: |r| {
             r.phases
                 .iter()
                 .filter_map(|p| p.memory_loaded.or(p.memory_before))
+                .chain(r.memory_end)
                 .map(|m| m.peak_kib as f64 / 1024.0)
                 .reduce(f64::max)
         },
@@ -114,7 +123,7 @@ const METRICS: &[Metric] = &[
         value: |r| available(r, "login").map(|p| p.errors.total() as f64),
     },
     Metric {
-        label: "chat: delivered msgs /s (best clean step)",
+        label: "chat: delivered msgs /s (best clean step; see notes)",
         better: Better::Higher,
         value: |r| available(r, "chat").map(|p| p.rate_per_s),
     },

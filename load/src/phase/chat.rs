@@ -112,7 +112,20 @@ pub async fn run(target: &Target, plan: &ChatPlan) -> PhaseReport {
     let mut best: Option<StepResult> = None;
     let mut notes = Vec::new();
     let mut rate = plan.start_rate;
-    let mut step_no = 0u64;
+    // A warm-up step at the start rate, not judged: the server may still be busy with the logins
+    // and presence of the chat users, which is not what the ramp measures.
+    let warm_up = run_step(target, plan, &inbox, &mut writers, 1, rate).await;
+    notes.push(format!(
+        "warm-up {:.0}/s: sent {} got {} p99 {}",
+        rate,
+        warm_up.sent,
+        warm_up.received,
+        warm_up
+            .latency
+            .map_or("-".into(), |l| format!("{:.1}ms", l.p99_ms))
+    ));
+    let mut first_failure: Option<StepResult> = None;
+    let mut step_no = 1u64;
     while rate <= plan.max_rate {
         step_no += 1;
         let result = run_step(target, plan, &inbox, &mut writers, step_no, rate).await;
@@ -139,6 +152,7 @@ pub async fn run(target: &Target, plan: &ChatPlan) -> PhaseReport {
         }
         if !passed {
             report.errors.merge(&result.errors);
+            first_failure = Some(result);
             break;
         }
         best = Some(result);
@@ -161,8 +175,20 @@ pub async fn run(target: &Target, plan: &ChatPlan) -> PhaseReport {
             b.rate,
             notes.join("; ")
         );
+    } else if let Some(f) = first_failure {
+        // Nothing met the criteria: report the lowest step as measured, and say so.
+        report.attempted = f.sent;
+        report.succeeded = f.received;
+        report.seconds = f.seconds;
+        report.rate_per_s = f.received as f64 / f.seconds;
+        report.latency = f.latency;
+        report.note = format!(
+            "NO step met the criteria; figures are the lowest step ({:.0}/s target); steps: {}",
+            f.rate,
+            notes.join("; ")
+        );
     } else {
-        report.note = format!("no step passed; steps: {}", notes.join("; "));
+        report.note = format!("no step ran; steps: {}", notes.join("; "));
     }
     report
 }
