@@ -1,8 +1,246 @@
-//! Herald push relay (placeholder until the relay branch lands).
+//! Herald push relay: accounts, devices, whitelist tokens, a ChatSecure-compatible HTTP API, a
+//! durable outbox and delivery backends (APNs, FCM HTTP v1, Web Push, UnifiedPush, relay-to-relay).
+//!
+//! The relay knows no XMPP: the server hands it a [`LocalAccounts`] to check XMPP passwords, serves
+//! [`Relay::router`], runs [`Relay::spawn_workers`], and calls [`Relay::wake_account`] when a message
+//! for an offline user is stored or [`Relay::submit`] for an XEP-0357 publish. See relay/README.md.
+//!
+//! Module map: `config` (the `[relay]` section), `accept` (token checks, limits, enqueue), `api/`
+//! (axum handlers), `outbox` (workers, retries, failure classes), `backends/` (vendors),
+//! `ratelimit`, `secrets`.
 
-/// The `[relay]` section of herald.toml.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RelayConfig {
-    pub enabled: bool,
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use herald_storage::{Storage, StorageError};
+use tokio::sync::Notify;
+
+mod accept;
+pub mod api;
+pub mod backends;
+pub mod config;
+pub mod outbox;
+pub mod ratelimit;
+pub mod secrets;
+
+pub use config::RelayConfig;
+
+/// Everything the relay can refuse or fail with. Each maps to one HTTP status in the API.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The whitelist token is unknown, expired or revoked (HTTP 404).
+    #[error("unknown, expired or revoked token")]
+    UnknownToken,
+    /// The token is bound to another sender (HTTP 403).
+    #[error("sender not allowed for this token")]
+    SenderNotAllowed,
+    /// A rate limit was hit (HTTP 429 with Retry-After).
+    #[error("rate limited, retry after {0:?}")]
+    RateLimited(Duration),
+    /// The request is malformed or a field is too long (HTTP 400).
+    #[error("bad input: {0}")]
+    BadInput(String),
+    /// Forwarding to this remote relay is not allowed by `[relay.federation]` (HTTP 403).
+    #[error("forwarding to that relay is not allowed")]
+    ForwardNotAllowed,
+    /// The configuration cannot be used (a missing key file, a bad URL).
+    #[error("relay configuration: {0}")]
+    Config(String),
+    /// The database failed (HTTP 500; the message is for logs only).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The server's local XMPP accounts as the relay sees them: every local account is a relay account
+/// that logs in with its XMPP password. The relay knows no SCRAM; the server verifies.
+#[async_trait]
+pub trait LocalAccounts: Send + Sync {
+    /// `Some(account id)` (the bare JID, e.g. `alice@example.org`) when `username` names a local
+    /// account and `password` is its password; `None` otherwise (unknown user or wrong password).
+    async fn verify_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<String>, RelayError>;
+}
+
+/// A [`LocalAccounts`] with no accounts, for a relay that serves no XMPP domain.
+pub struct NoLocalAccounts;
+
+#[async_trait]
+impl LocalAccounts for NoLocalAccounts {
+    async fn verify_password(&self, _: &str, _: &str) -> Result<Option<String>, RelayError> {
+        Ok(None)
+    }
+}
+
+/// How urgent a push is. `High` wakes the device now (APNs priority 10 alert, FCM HIGH, Web Push
+/// urgency high); `Low` is power-aware. ChatSecure dropped low pushes; Herald sends both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    High,
+    Low,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Low => "low",
+        }
+    }
+
+    /// `high` is high; anything else (ChatSecure: missing means low) is low.
+    pub fn parse(s: &str) -> Priority {
+        if s.eq_ignore_ascii_case("high") {
+            Priority::High
+        } else {
+            Priority::Low
+        }
+    }
+}
+
+/// A push to deliver: a whitelist token (issued here, or by the relay at `endpoint`) and what to
+/// wake its owner with.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    /// The whitelist token secret.
+    pub token: String,
+    /// The messages endpoint of the relay that issued the token; `None` (or this relay's own
+    /// endpoint) means a token of this relay. Another relay's endpoint forwards through the outbox.
+    pub endpoint: Option<String>,
+    pub priority: Priority,
+    /// Opaque data for the app (ChatSecure `data`, at most 100 characters); `None` by default.
+    pub data: Option<String>,
+    /// The authenticated sender (an XMPP server domain or a JID), checked against the token binding.
+    pub sender: Option<String>,
+    /// Where the request came from (client address), for rate limits and the audit trail when there
+    /// is no authenticated sender.
+    pub origin: Option<String>,
+}
+
+/// What [`Relay::submit`] accepted: the message id to query its delivery status with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub message_id: String,
+    /// Deliveries queued (devices, or 1 for a forward).
+    pub deliveries: usize,
+    /// Of those, how many joined a pending push for the same device.
+    pub collapsed: usize,
+}
+
+/// The push relay. Cheap to clone; every clone shares state.
+#[derive(Clone)]
+pub struct Relay {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) storage: Storage,
+    pub(crate) config: RelayConfig,
+    pub(crate) local: Arc<dyn LocalAccounts>,
+    pub(crate) limits: ratelimit::RateLimiters,
+    /// Signalled when work is queued, so idle workers wake at once.
+    pub(crate) queued: Notify,
+    pub(crate) backends: backends::Backends,
+}
+
+impl Relay {
+    /// Builds the relay: reads the key files named in `config`, builds the vendor clients.
+    /// Errors: [`RelayError::Config`] for unreadable or invalid key files and bad URLs.
+    pub fn new(
+        storage: Storage,
+        config: RelayConfig,
+        local_accounts: Arc<dyn LocalAccounts>,
+    ) -> Result<Relay, RelayError> {
+        let backends = backends::Backends::from_config(&config)?;
+        Ok(Relay {
+            inner: Arc::new(Inner {
+                storage,
+                config,
+                local: local_accounts,
+                limits: ratelimit::RateLimiters::default(),
+                queued: Notify::new(),
+                backends,
+            }),
+        })
+    }
+
+    /// Like [`Relay::new`] with explicit backends (tests and embedders with their own clients).
+    pub fn with_backends(
+        storage: Storage,
+        config: RelayConfig,
+        local_accounts: Arc<dyn LocalAccounts>,
+        backends: backends::Backends,
+    ) -> Relay {
+        Relay {
+            inner: Arc::new(Inner {
+                storage,
+                config,
+                local: local_accounts,
+                limits: ratelimit::RateLimiters::default(),
+                queued: Notify::new(),
+                backends,
+            }),
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &RelayConfig {
+        &self.inner.config
+    }
+
+    /// The HTTP API (see relay/openapi.json). The caller binds and serves it, with TLS if it likes;
+    /// serve it with `into_make_service_with_connect_info::<SocketAddr>()` so per-address limits see
+    /// the client address.
+    pub fn router(&self) -> axum::Router {
+        api::router(self.clone())
+    }
+
+    /// Starts the outbox workers: pending deliveries left by a previous run are picked up first.
+    /// They stop when `shutdown` is cancelled; the handle finishes once in-flight sends are done.
+    pub fn spawn_workers(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(outbox::run(self.clone(), shutdown))
+    }
+
+    /// Accepts a notification: checks the token (expiry, revocation, sender binding), the rate
+    /// limits, and persists the deliveries before returning. Errors: [`RelayError::UnknownToken`],
+    /// [`RelayError::SenderNotAllowed`], [`RelayError::RateLimited`], [`RelayError::BadInput`],
+    /// [`RelayError::ForwardNotAllowed`], [`RelayError::Storage`].
+    pub async fn submit(&self, notification: Notification) -> Result<Ticket, RelayError> {
+        accept::submit(self, notification).await
+    }
+
+    /// Wakes every active device of a local account (no sender, no text): the server calls this when
+    /// it stores a message for an offline user. Returns how many deliveries were queued (0 when the
+    /// account has no devices).
+    pub async fn wake_account(&self, account_id: &str) -> Result<usize, RelayError> {
+        accept::wake_account(self, account_id).await
+    }
+
+    /// Asks a peer relay whether it is up (`GET <base>/api/v1/health/`). `Ok(true)` when it answers
+    /// 2xx with `{"status":"ok"}`.
+    pub async fn check_peer(&self, base_url: &str) -> Result<bool, RelayError> {
+        self.inner.backends.forward.check_health(base_url).await
+    }
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("listen", &self.inner.config.listen)
+            .finish()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }

@@ -1,6 +1,9 @@
 //! Local accounts: creation, password changes and removal, shared by the CLI (`herald user ...`), XEP-0077
 //! and the relay's login check. Passwords are kept only as SCRAM keys (RFC 5802 section 3, RFC 7677).
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use xmpp_parsers::jid::BareJid;
 
 use crate::c2s::sasl;
@@ -101,4 +104,35 @@ pub async fn verify_password(
         return Ok(None);
     };
     Ok(sasl::verify_plain(&credentials, password).then_some(key))
+}
+
+/// The server's side of the relay's login check: local accounts log in to the relay API with their XMPP
+/// password, verified against the stored SCRAM keys.
+pub struct RelayLogin {
+    pub storage: Storage,
+    pub default_domain: String,
+}
+
+#[async_trait]
+impl herald_relay::LocalAccounts for RelayLogin {
+    async fn verify_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<String>, herald_relay::RelayError> {
+        match verify_password(&self.storage, &self.default_domain, username, password).await {
+            Ok(account) => Ok(account),
+            Err(AccountError::Storage(e)) => Err(herald_relay::RelayError::Storage(e)),
+            // Not an account address here, or a password that cannot be prepared: not ours.
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+/// The login checker handed to the relay.
+pub fn relay_login(storage: &Storage, default_domain: &str) -> Arc<RelayLogin> {
+    Arc::new(RelayLogin {
+        storage: storage.clone(),
+        default_domain: default_domain.to_string(),
+    })
 }

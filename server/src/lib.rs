@@ -14,6 +14,7 @@ pub mod component;
 pub mod config;
 pub mod features;
 pub mod net;
+pub mod relay_host;
 pub mod router;
 pub mod xmpp;
 
@@ -34,6 +35,10 @@ use router::Router;
 pub enum StartError {
     #[error("TLS: {0}")]
     Tls(#[from] net::tls::TlsSetupError),
+    #[error("relay: {0}")]
+    Relay(#[from] herald_relay::RelayError),
+    #[error("relay.listen: {0:?} is not an address like 127.0.0.1:5281")]
+    RelayAddress(String),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: SocketAddr,
@@ -46,6 +51,10 @@ pub struct Running {
     pub c2s_address: SocketAddr,
     pub direct_tls_address: Option<SocketAddr>,
     pub component_address: Option<SocketAddr>,
+    /// The relay's HTTP API, when `[relay] enabled`.
+    pub relay_address: Option<SocketAddr>,
+    /// The hosted relay, when enabled.
+    pub relay: Option<herald_relay::Relay>,
     pub router: Arc<Router>,
     tasks: JoinSet<()>,
 }
@@ -58,7 +67,8 @@ impl Running {
 }
 
 /// Binds every listener and starts serving; returns once listening. Ports may be 0 (tests read the bound
-/// addresses from [`Running`]). `push` wakes devices when messages are stored offline.
+/// addresses from [`Running`]). With `[relay] enabled` the push relay is hosted too (API listener, outbox
+/// workers) and wakes devices when messages are stored offline; otherwise `push`, if given, does.
 pub async fn start(
     config: Config,
     storage: Storage,
@@ -67,8 +77,39 @@ pub async fn start(
 ) -> Result<Running, StartError> {
     let tls = net::tls::TlsIdentity::load(&config)?;
     let config = Arc::new(config);
-    let router = Router::new(config.clone(), storage, push);
     let mut tasks = JoinSet::new();
+
+    let (relay, relay_address) = if config.relay.enabled {
+        let default_domain = config.domains.first().cloned().unwrap_or_default();
+        let relay = herald_relay::Relay::new(
+            storage.clone(),
+            config.relay.clone(),
+            accounts::relay_login(&storage, &default_domain),
+        )?;
+        let address: SocketAddr = config
+            .relay
+            .listen
+            .parse()
+            .map_err(|_| StartError::RelayAddress(config.relay.listen.clone()))?;
+        let listener = bind(address).await?;
+        let bound = local_address(&listener, address);
+        let api_tls = config.relay.tls.then(|| tls.clone());
+        tasks.spawn(relay_host::serve_api(
+            relay.clone(),
+            listener,
+            api_tls,
+            shutdown.clone(),
+        ));
+        tasks.spawn(relay_host::run_workers(relay.clone(), shutdown.clone()));
+        (Some(relay), Some(bound))
+    } else {
+        (None, None)
+    };
+    let push = match &relay {
+        Some(relay) => Some(Arc::new(relay.clone()) as Arc<dyn PushWaker>),
+        None => push,
+    };
+    let router = Router::new(config.clone(), storage, push);
 
     let c2s = bind(config.c2s_listen).await?;
     let c2s_address = local_address(&c2s, config.c2s_listen);
@@ -108,6 +149,7 @@ pub async fn start(
         domains = ?config.domains,
         c2s = %c2s_address,
         direct_tls = ?direct_tls_address,
+        relay = ?relay_address,
         storage = router.storage.backend,
         "herald is serving"
     );
@@ -115,6 +157,8 @@ pub async fn start(
         c2s_address,
         direct_tls_address,
         component_address,
+        relay_address,
+        relay,
         router,
         tasks,
     })

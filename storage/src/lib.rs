@@ -10,7 +10,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub mod contract;
+pub mod contract_relay;
 mod postgres;
+pub mod relay;
 mod rows;
 mod sqlite;
 
@@ -204,6 +206,12 @@ pub struct Storage {
     pub offline: Arc<dyn OfflineMessages>,
     pub vcards: Arc<dyn VCards>,
     pub block_lists: Arc<dyn BlockLists>,
+    /// Push relay areas (see [`relay`]).
+    pub relay_accounts: Arc<dyn relay::RelayAccounts>,
+    pub relay_devices: Arc<dyn relay::RelayDevices>,
+    pub whitelist_tokens: Arc<dyn relay::WhitelistTokens>,
+    pub push_outbox: Arc<dyn relay::PushOutbox>,
+    pub push_audit: Arc<dyn relay::PushAudit>,
     /// Which backend this is, for logs (`sqlite` or `postgres`).
     pub backend: &'static str,
 }
@@ -227,6 +235,8 @@ impl Storage {
 
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Storage").field("backend", &self.backend).finish()
+        f.debug_struct("Storage")
+            .field("backend", &self.backend)
+            .finish()
     }
 }

@@ -1,1 +1,52 @@
-//! Black-box tests live in tests/*.rs; this library holds the shared test client.
+//! Black-box test harness: Herald servers started in-process on port 0 ([`TestServer`]) and real XMPP
+//! clients over TCP, STARTTLS and direct TLS ([`TestClient`]). The tests themselves live in tests/*.rs.
+//!
+//! Synchronisation is always by awaiting an event with a timeout ([`TIMEOUT`]), never by sleeping. To
+//! assert that something did *not* arrive, a client sends a ping to the server and collects what comes
+//! before the answer ([`TestClient::barrier`]): a session's queue is first in, first out, and the server
+//! routes each stanza before it reads the next one from the same connection.
+
+// Tests may unwrap (working rules): a failure here is a test failure, reported with the panic message.
+#![allow(clippy::unwrap_used)]
+
+pub mod client;
+pub mod scram;
+pub mod server;
+pub mod xml;
+
+use std::time::Duration;
+
+pub use client::{Incoming, TestClient};
+pub use herald::xmpp::Element;
+pub use server::{Backend, TestServer, TestServerBuilder};
+
+/// How long any single await in a test may take before the test fails. Generous: the machine is slow
+/// and shared, and PBKDF2 in a debug build is not fast.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The domain every test server hosts.
+pub const DOMAIN: &str = "localhost";
+
+/// The password [`TestServer::add_user`] gives every account.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Runs `async fn scenario(backend: Backend)` as two tests, `scenario::sqlite` and `scenario::postgres`;
+/// the PostgreSQL one passes with a note when `HERALD_TEST_POSTGRES_URL` is not set.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($scenario:ident),+ $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$scenario($crate::Backend::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(backend) = $crate::Backend::postgres_from_env() {
+                    super::$scenario(backend).await;
+                }
+            }
+        }
+    )+};
+}

@@ -316,12 +316,19 @@ impl Negotiation<'_> {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        let Some(connection) = stream.get_ref().tls_connection() else {
-            return ChannelBindings {
-                tls_exporter: None,
-                tls_server_end_point: None,
-            };
+        let none = ChannelBindings {
+            tls_exporter: None,
+            tls_server_end_point: None,
         };
+        let Some(connection) = stream.get_ref().tls_connection() else {
+            return none;
+        };
+        // On TLS 1.2 clients expect `tls-unique` (RFC 5929), which rustls cannot provide; advertising -PLUS
+        // there makes such clients (slixmpp, for one) pick a binding we must refuse, so they could not log
+        // in at all. -PLUS is offered on TLS 1.3 only, where tls-exporter is defined (RFC 9266).
+        if connection.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+            return none;
+        }
         ChannelBindings {
             tls_exporter: channel_binding::tls_exporter(connection),
             tls_server_end_point: self

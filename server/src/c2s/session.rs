@@ -23,6 +23,9 @@ use crate::router::{Envelope, Router, SessionCommand};
 use crate::xmpp::error::{StreamError, StreamErrorCondition};
 use crate::xmpp::stream::Frame;
 
+/// Most stanzas written to the client in one go.
+const WRITE_BATCH_STANZAS: usize = 64;
+
 /// Runs a bound session until the client leaves, misbehaves, is replaced, or the server stops.
 pub async fn run<S>(router: Arc<Router>, bound: Bound<S>, mut shutdown: Shutdown)
 where
@@ -49,8 +52,26 @@ where
             _ = shutdown.wait() => break Some(StreamErrorCondition::SystemShutdown),
             command = commands.recv() => match command {
                 Some(SessionCommand::Stanza(element)) => {
-                    if stream.send(&element).await.is_err() {
+                    // Take whatever else is already queued, so a busy session writes in batches.
+                    let mut batch = vec![element];
+                    let mut then = None;
+                    while batch.len() < WRITE_BATCH_STANZAS {
+                        match commands.try_recv() {
+                            Ok(SessionCommand::Stanza(next)) => batch.push(next),
+                            Ok(other) => {
+                                then = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if stream.send_batch(&batch).await.is_err() {
                         break None;
+                    }
+                    match then {
+                        Some(SessionCommand::Replaced) => break Some(StreamErrorCondition::Conflict),
+                        Some(SessionCommand::Terminate) => break Some(StreamErrorCondition::NotAuthorized),
+                        _ => {}
                     }
                 }
                 Some(SessionCommand::Replaced) => break Some(StreamErrorCondition::Conflict),
@@ -101,7 +122,11 @@ where
             .await;
     }
     router.sessions.unbind(&session.bare, &resource, handle.id);
-    features::presence::session_ended(&router, &mut session).await;
+    // A replaced session's resource now belongs to its successor: announcing it unavailable would
+    // contradict the new session's presence (RFC 6120 section 7.7.2.2).
+    if end != Some(StreamErrorCondition::Conflict) {
+        features::presence::session_ended(&router, &mut session).await;
+    }
     tracing::debug!(%jid, ?end, "session ended");
 }
 
@@ -130,7 +155,7 @@ async fn handle_element(
     // RFC 6120 section 8.1.2.1: a client may only claim its own full or bare JID.
     if let Some(from) = &addressing.from
         && from != own_jid
-        && *from != Jid::from(session.bare_jid())
+        && !(from.resource().is_none() && from.to_bare() == session.bare_jid())
     {
         return Err(StreamErrorCondition::InvalidFrom);
     }

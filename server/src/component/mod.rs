@@ -50,7 +50,19 @@ where
         max_depth: router.config.max_depth,
     };
     let mut stream = XmlStream::new(io, limits);
-    let header = stream.read_header().await?;
+    // The handshake is bounded like client negotiation, so a silent peer cannot hold a task forever.
+    let deadline = tokio::time::Instant::now() + router.config.auth_timeout;
+    let timed_out = StreamError::Condition {
+        condition: StreamErrorCondition::ConnectionTimeout,
+        text: None,
+    };
+    let header = match tokio::time::timeout_at(deadline, stream.read_header()).await {
+        Ok(header) => header?,
+        Err(_) => {
+            stream.send_error(&timed_out).await?;
+            return Err(timed_out);
+        }
+    };
     let domain = header.to.clone().unwrap_or_default().to_ascii_lowercase();
     let stream_id = crate::c2s::negotiation::random_id();
     stream
@@ -83,7 +95,11 @@ where
         stream.send_error(&error).await?;
         return Err(error);
     };
-    let handshake = match stream.next().await? {
+    let Ok(frame) = tokio::time::timeout_at(deadline, stream.next()).await else {
+        stream.send_error(&timed_out).await?;
+        return Err(timed_out);
+    };
+    let handshake = match frame? {
         Frame::Element(element) if element.is("handshake", ns::COMPONENT_ACCEPT) => element.text(),
         _ => {
             let error = fail(StreamErrorCondition::NotAuthorized);

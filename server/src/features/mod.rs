@@ -67,6 +67,12 @@ pub async fn from_client(
 ) -> Result<(), SessionEnd> {
     match envelope.kind {
         StanzaKind::Presence(kind) => {
+            // XEP-0191 section 3.4: no presence, directed or subscription, goes to a JID the user blocked.
+            if let Some(to) = &envelope.to
+                && blocking::is_blocked_by_sender(router, session, to).await
+            {
+                return Ok(());
+            }
             presence::from_client(router, session, envelope, kind).await;
             Ok(())
         }
@@ -82,8 +88,10 @@ pub async fn from_client(
                 && blocking::is_blocked_by_sender(router, session, to).await
             {
                 // XEP-0191 section 3.4: the user blocked the recipient; tell them why it was not sent.
+                // Straight to this session: routed, the error would come "from" the blocked JID and be
+                // dropped by the user's own block list.
                 if let Some(reply) = blocking::blocked_error_reply(&envelope) {
-                    router.send(reply).await;
+                    router.send_to_session(&session.bare, session.jid.resource().as_str(), reply);
                 }
                 return Ok(());
             }

@@ -70,6 +70,10 @@ async fn broadcast(router: &Arc<Router>, session: &mut ClientSession, envelope: 
     let roster = contacts(router, &session.bare).await;
     let from = session.jid.to_string();
     for item in roster.iter().filter(|i| has_from(i.subscription)) {
+        // XEP-0191 section 3.3: a contact the user blocked gets no presence from the user.
+        if is_blocked(router, &session.bare, &item.contact).await {
+            continue;
+        }
         send_copy(router, &envelope.element, &from, &item.contact).await;
     }
     // 4.2.2 / 4.4.2: the user's own available resources, including the sender.
@@ -263,7 +267,8 @@ async fn send_current_presence(router: &Arc<Router>, owner: &str, contact: &Bare
     }
 }
 
-async fn send_unavailable(router: &Arc<Router>, owner: &str, contact: &BareJid) {
+/// Unavailable presence from each of `owner`'s available resources to `contact` (RFC 6121 section 3.2.2).
+pub(crate) async fn send_unavailable(router: &Arc<Router>, owner: &str, contact: &BareJid) {
     for resource in router.sessions.resources(owner) {
         if resource.view.is_available {
             let from = format!("{owner}/{}", resource.resource);
@@ -309,6 +314,18 @@ async fn contacts(router: &Arc<Router>, owner: &str) -> Vec<RosterItem> {
             tracing::error!(error = %e, "loading a roster failed");
             Vec::new()
         }
+    }
+}
+
+async fn is_blocked(router: &Arc<Router>, owner: &str, contact: &str) -> bool {
+    match Jid::new(contact) {
+        Ok(jid) => {
+            router
+                .block_lists
+                .is_blocked(&router.storage, owner, &jid)
+                .await
+        }
+        Err(_) => false,
     }
 }
 

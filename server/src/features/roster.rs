@@ -160,6 +160,10 @@ pub async fn remove(router: &Arc<Router>, owner: &BareJid, contact: &BareJid) ->
             set_attribute(&mut presence, name, value);
         }
         router.send(presence).await;
+        // 3.2.2: a cancelled subscriber sees the user go offline, as when the client sends 'unsubscribed'.
+        if kind == "unsubscribed" {
+            super::presence::send_unavailable(router, &owner_key, contact).await;
+        }
     }
     let mut removed = Element::builder("item", ns::ROSTER).build();
     set_attribute(&mut removed, "jid", &contact_key);

@@ -52,10 +52,16 @@ pub async fn serve_c2s(
         tokio::spawn(async move {
             let _permit = permit;
             let transport = if direct_tls {
-                match tls.direct.accept(socket).await {
-                    Ok(stream) => Transport::Tls(Box::new(stream)),
-                    Err(e) => {
+                // Bounded like the rest of negotiation, so a silent peer cannot hold a slot forever.
+                let handshake = tls.direct.accept(socket);
+                match tokio::time::timeout(router.config.auth_timeout, handshake).await {
+                    Ok(Ok(stream)) => Transport::Tls(Box::new(stream)),
+                    Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "direct TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "direct TLS handshake timed out");
                         return;
                     }
                 }

@@ -132,7 +132,9 @@ impl Router {
             match to.resource() {
                 None => Addressee::Bare { resources: &views },
                 Some(resource) => Addressee::Full {
-                    exact: online.iter().position(|(name, _, _)| name == resource.as_str()),
+                    exact: online
+                        .iter()
+                        .position(|(name, _, _)| name == resource.as_str()),
                     resources: &views,
                 },
             }

@@ -251,7 +251,11 @@ impl Framer {
                         ));
                     };
                     let raw = as_utf8(&bytes[9..bytes.len() - 3])?;
-                    parent.element.append_text(markup::decode_cdata(raw)?);
+                    let text = markup::decode_cdata(raw)?;
+                    // An empty section adds nothing; an empty text node would not survive re-serialisation.
+                    if !text.is_empty() {
+                        parent.element.append_text(text);
+                    }
                 }
                 TokenKind::StartTag => {
                     if self.open.len() >= self.limits.max_depth {

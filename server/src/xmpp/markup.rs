@@ -238,10 +238,10 @@ pub(crate) fn open_element(tag: &[u8], scope: &mut Scope) -> Result<Opened, Stre
         let attr = attr.map_err(|e| malformed(format!("bad attribute: {e}")))?;
         // quick-xml accepts `a='1'b='2'`; XML 1.0 section 3.1 requires whitespace between attributes.
         let value_end = (attr.value.as_ptr() as usize).wrapping_sub(base) + attr.value.len();
-        if let Some(&after_quote) = content.as_bytes().get(value_end + 1) {
-            if !is_xml_whitespace(after_quote) {
-                return Err(malformed("attributes must be separated by whitespace"));
-            }
+        if let Some(&after_quote) = content.as_bytes().get(value_end + 1)
+            && !is_xml_whitespace(after_quote)
+        {
+            return Err(malformed("attributes must be separated by whitespace"));
         }
         let key = as_utf8(attr.key.as_ref())?.to_owned();
         let value = decode_attr_value(as_utf8(&attr.value)?)?;

@@ -159,6 +159,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
         self.send_raw(&xml).await
     }
 
+    /// Serialise several elements into one write and one flush: on TLS that is one record and one system
+    /// call instead of one per stanza, which is what a busy session's queue needs.
+    pub async fn send_batch(&mut self, elements: &[Element]) -> std::io::Result<()> {
+        let out_ns = self.out_ns.as_deref().unwrap_or("");
+        let mut xml = String::new();
+        for element in elements {
+            xml.push_str(&writer::element(element, out_ns));
+        }
+        self.send_raw(&xml).await
+    }
+
     /// Write pre-serialised XML as is and flush. The caller vouches for it.
     pub async fn send_raw(&mut self, xml: &str) -> std::io::Result<()> {
         self.io.write_all(xml.as_bytes()).await?;

@@ -101,7 +101,13 @@ fn write(
         Some(alias) if own_ns == ns::CLIENT => (alias.to_owned(), Some(alias)),
         _ => (own_ns, None),
     };
-    let prefix = header_ns.and_then(|stream_ns| header_prefix(&namespace, stream_ns));
+    // The xml prefix is bound by definition and its namespace may never be declared (Namespaces in
+    // XML section 3), so an element in it can only be written with the prefix.
+    let prefix = if namespace == ns::XML {
+        Some("xml")
+    } else {
+        header_ns.and_then(|stream_ns| header_prefix(&namespace, stream_ns))
+    };
     out.push('<');
     if let Some(prefix) = prefix {
         out.push_str(prefix);

@@ -17,6 +17,7 @@ use crate::{Storage, StorageError, StorageResult};
 mod accounts;
 mod block_lists;
 mod offline;
+pub(crate) mod relay;
 mod rosters;
 mod vcards;
 
@@ -57,12 +58,20 @@ pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
         .map_err(|e| StorageError::Migration(e.to_string()))?;
     tracing::info!(backend = "postgres", "storage ready, migrations applied");
     let db = Postgres { pool };
+    let relay = Arc::new(relay::PgRelay {
+        pool: db.pool.clone(),
+    });
     Ok(Storage {
         accounts: Arc::new(db.clone()),
         rosters: Arc::new(db.clone()),
         offline: Arc::new(db.clone()),
         vcards: Arc::new(db.clone()),
-        block_lists: Arc::new(db),
+        block_lists: Arc::new(db.clone()),
+        relay_accounts: relay.clone(),
+        relay_devices: relay.clone(),
+        whitelist_tokens: relay.clone(),
+        push_outbox: relay.clone(),
+        push_audit: relay,
         backend: "postgres",
     })
 }

@@ -19,6 +19,7 @@ use crate::{Storage, StorageError, StorageResult};
 mod accounts;
 mod block_lists;
 mod offline;
+pub(crate) mod relay;
 mod rosters;
 mod vcards;
 
@@ -88,12 +89,20 @@ pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
         "storage ready, migrations applied"
     );
     let db = Sqlite { pool };
+    let relay = Arc::new(relay::SqliteRelay {
+        pool: db.pool.clone(),
+    });
     Ok(Storage {
         accounts: Arc::new(db.clone()),
         rosters: Arc::new(db.clone()),
         offline: Arc::new(db.clone()),
         vcards: Arc::new(db.clone()),
-        block_lists: Arc::new(db),
+        block_lists: Arc::new(db.clone()),
+        relay_accounts: relay.clone(),
+        relay_devices: relay.clone(),
+        whitelist_tokens: relay.clone(),
+        push_outbox: relay.clone(),
+        push_audit: relay,
         backend: "sqlite",
     })
 }

@@ -1,0 +1,317 @@
+"""Servers under test: a freshly configured Herald (SQLite or PostgreSQL) or Prosody, each in its own temp dir,
+listening on free ports, with the scenarios' accounts created before start and the process stopped after.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .client import Endpoint
+from .fcm import FcmStandIn, PushSetup
+from .pg import Database
+from .scenario import PUSH_RELAY
+
+DOMAIN = "localhost"
+HOST = "127.0.0.1"
+START_TIMEOUT = 60.0
+
+
+class TargetError(Exception):
+    """The server under test could not be prepared or started; every scenario fails with this reason."""
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel picks for port-0 binds, all held open at once so they are distinct."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((HOST, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _run(cmd: list[str], what: str, **kwargs) -> None:
+    try:
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120, **kwargs)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise TargetError(f"{what}: {err}") from err
+    if done.returncode != 0:
+        raise TargetError(f"{what}: exit {done.returncode}: {(done.stderr or done.stdout).strip()[-400:]}")
+
+
+class Target:
+    """Common lifecycle: prepare (config, accounts), start, wait for the c2s port, stop, clean up."""
+
+    label = "server"
+    # What the target offers beyond XMPP (see Scenario.requires); scenarios needing more are not applicable.
+    capabilities: frozenset[str] = frozenset()
+
+    def __init__(self, keep: bool = False) -> None:
+        self.keep = keep
+        self.dir = Path(tempfile.mkdtemp(prefix=f"conf-{self.label.replace('/', '-')}-"))
+        self.c2s_port, self.direct_tls_port, self.s2s_port, self.spare_port = free_ports(4)
+        self.log = self.dir / "server.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(DOMAIN, HOST, self.c2s_port, self.direct_tls_port)
+
+    @property
+    def push(self) -> PushSetup | None:
+        """The hosted push relay and the FCM stand-in it sends to, when the target has one."""
+        return None
+
+    # Subclasses: configure(), add_user(), command(), env().
+    def configure(self) -> None:
+        raise NotImplementedError
+
+    def add_user(self, user: str, password: str) -> None:
+        raise NotImplementedError
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def start(self, accounts: list[str], password: str) -> None:
+        self.configure()
+        for user in accounts:
+            self.add_user(user, password)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env(),
+                cwd=self.dir,
+                start_new_session=True,
+            )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise TargetError(f"{self.label} exited with {self.proc.returncode}:\n{_tail(self.log)}")
+            try:
+                with socket.create_connection((HOST, self.c2s_port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)  # polling a port that has no readiness event
+        raise TargetError(f"{self.label} did not accept on port {self.c2s_port} within {START_TIMEOUT:g}s")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s. Only the process this target started is signalled."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def cleanup(self) -> None:
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _tail(self.log, lines)
+
+
+class Herald(Target):
+    """Herald per CONTRACT.md: `herald --config F user add JID --password PW`, `herald --config F serve`.
+
+    Its built-in push relay is enabled on the spare port (plain HTTP on loopback), with FCM pointed at a
+    stand-in (conformance/xmppconf/fcm.py) started with the target and stopped at cleanup.
+    """
+
+    capabilities = frozenset({PUSH_RELAY})
+
+    def __init__(self, binary: str, db: str, keep: bool = False) -> None:
+        self.label = f"herald/{db}"
+        super().__init__(keep)
+        self.binary = str(Path(binary).resolve())
+        self.db_kind = db
+        self.database = Database() if db == "postgres" else None
+        self.config = self.dir / "herald.toml"
+        self.relay_port = self.spare_port
+        self.fcm = FcmStandIn(self.dir)
+
+    @property
+    def push(self) -> PushSetup:
+        return PushSetup(relay_url=f"http://{HOST}:{self.relay_port}", fcm=self.fcm)
+
+    def configure(self) -> None:
+        if not os.access(self.binary, os.X_OK):
+            raise TargetError(f"herald binary {self.binary} is not executable")
+        if self.database is not None:
+            try:
+                self.database.create()
+            except (OSError, subprocess.SubprocessError) as err:
+                raise TargetError(f"creating PostgreSQL database {self.database.name}: {err}") from err
+            url = self.database.url
+        else:
+            url = f"sqlite://{self.dir}/herald.db"
+        data = self.dir / "data"
+        data.mkdir()
+        try:
+            self.fcm.start()
+        except OSError as err:
+            raise TargetError(f"starting the FCM stand-in: {err}") from err
+        relay_url = self.push.relay_url
+        self.config.write_text(
+            "\n".join(
+                [
+                    "[server]",
+                    f'domains = ["{DOMAIN}"]',
+                    f'data_dir = "{data}"',
+                    "[storage]",
+                    f'url = "{url}"',
+                    "[c2s]",
+                    f'listen = "{HOST}:{self.c2s_port}"',
+                    f'direct_tls_listen = "{HOST}:{self.direct_tls_port}"',
+                    "require_tls = true",
+                    "[registration]",
+                    "allow_in_band = true",
+                    "[relay]",
+                    "enabled = true",
+                    f'listen = "{HOST}:{self.relay_port}"',
+                    f'public_url = "{relay_url}"',
+                    "[relay.fcm]",
+                    f'service_account_file = "{self.fcm.service_account_file}"',
+                    f'project_id = "{self.fcm.project_id}"',
+                    f'base_url = "{self.fcm.base_url}"',
+                    f'token_url = "{self.fcm.token_url}"',
+                    "",
+                ]
+            )
+        )
+        _run([self.binary, "--config", str(self.config), "check-config"], "herald check-config", cwd=self.dir)
+
+    def add_user(self, user: str, password: str) -> None:
+        _run(
+            [self.binary, "--config", str(self.config), "user", "add", f"{user}@{DOMAIN}", "--password", password],
+            f"herald user add {user}",
+            cwd=self.dir,
+            env=self.env(),
+        )
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", "info")
+        env.setdefault("NO_COLOR", "1")  # plain server.log
+        return env
+
+    def command(self) -> list[str]:
+        return [self.binary, "--config", str(self.config), "serve"]
+
+    def cleanup(self) -> None:
+        if self.database is not None:
+            try:
+                self.database.drop()
+            except (OSError, subprocess.SubprocessError):
+                pass
+        self.fcm.stop()
+        super().cleanup()
+
+
+class Prosody(Target):
+    """Prosody (Debian package) as a reference server that proves the scenarios themselves are right."""
+
+    label = "prosody"
+    MODULES = ("roster", "saslauth", "tls", "disco", "ping", "vcard", "blocklist", "offline", "register")
+
+    def __init__(self, keep: bool = False, without: tuple[str, ...] = ()) -> None:
+        super().__init__(keep)
+        self.config = self.dir / "prosody.cfg.lua"
+        # Dropping modules is how the scenarios are shown to fail (with a clear reason) when a feature is absent.
+        # modules_disabled too: some (offline) are auto-loaded by Prosody whether enabled or not.
+        self.modules = tuple(m for m in self.MODULES if m not in without)
+        self.disabled = ("s2s", *without)
+
+    def configure(self) -> None:
+        if shutil.which("prosody") is None:
+            raise TargetError("prosody is not installed (apt-get install prosody)")
+        key, crt = self.dir / "localhost.key", self.dir / "localhost.crt"
+        _run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                f"/CN={DOMAIN}",
+                "-addext",
+                f"subjectAltName=DNS:{DOMAIN}",
+                "-keyout",
+                str(key),
+                "-out",
+                str(crt),
+            ],
+            "openssl self-signed certificate",
+        )
+        (self.dir / "data").mkdir()
+        modules = ", ".join(f'"{m}"' for m in self.modules)
+        disabled = ", ".join(f'"{m}"' for m in self.disabled)
+        self.config.write_text(
+            f"""-- generated by conformance/run.py
+run_as_root = true
+daemonize = false
+pidfile = "{self.dir}/prosody.pid"
+data_path = "{self.dir}/data"
+log = {{ debug = "{self.dir}/prosody-debug.log", info = "*stdout" }}
+interfaces = {{ "{HOST}" }}
+local_interfaces = {{ "{HOST}" }}
+c2s_ports = {{ {self.c2s_port} }}
+c2s_direct_tls_ports = {{ {self.direct_tls_port} }}
+s2s_ports = {{ {self.s2s_port} }}
+http_ports = {{ }}
+https_ports = {{ }}
+admin_socket = "{self.dir}/admin.sock"
+modules_enabled = {{ {modules} }}
+modules_disabled = {{ {disabled} }}
+-- internal_plain: Prosody 0.12 derives SCRAM-SHA-256(-PLUS) only from a plaintext password (internal_hashed
+-- stores SHA-1 keys only), and this throwaway server must offer every mechanism the scenarios exercise.
+authentication = "internal_plain"
+storage = "internal"
+allow_registration = {"true" if "register" in self.modules else "false"}
+min_seconds_between_registrations = 0
+c2s_require_encryption = true
+ssl = {{ key = "{key}", certificate = "{crt}" }}
+VirtualHost "{DOMAIN}"
+"""
+        )
+
+    def add_user(self, user: str, password: str) -> None:
+        _run(
+            ["prosodyctl", "--config", str(self.config), "register", user, DOMAIN, password],
+            f"prosodyctl register {user}",
+        )
+
+    def command(self) -> list[str]:
+        return ["prosody", "--config", str(self.config), "-F"]

@@ -1,0 +1,213 @@
+//! Relay benchmark (a plain binary, `harness = false`): notifications accepted per second over HTTP
+//! (POST /api/v1/messages/ → 202, persisted in the outbox; SQLite file, workers running), and the
+//! latency from POST to arrival at a local UnifiedPush stand-in, p50/p99.
+//!
+//! Run: `cargo bench -p herald-relay --bench throughput` (env BENCH_MESSAGES, BENCH_CONCURRENCY,
+//! BENCH_LATENCY_SAMPLES, BENCH_DB=postgres://... to use PostgreSQL instead of a SQLite file).
+
+// A benchmark aborts on a failed setup step.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use herald_relay::{NoLocalAccounts, Relay, RelayConfig};
+use herald_storage::Storage;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn stand_in(
+    State(tx): State<mpsc::UnboundedSender<(String, Instant)>>,
+    uri: Uri,
+) -> StatusCode {
+    let _ = tx.send((uri.path().to_string(), Instant::now()));
+    StatusCode::CREATED
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() {
+    let messages = env_usize("BENCH_MESSAGES", 5_000);
+    let concurrency = env_usize("BENCH_CONCURRENCY", 32);
+    let samples = env_usize("BENCH_LATENCY_SAMPLES", 500);
+    let devices = 100;
+
+    // The stand-in push service.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_url = format!("http://{}", up.local_addr().unwrap());
+    let app = axum::Router::new().fallback(stand_in).with_state(tx);
+    tokio::spawn(async move { axum::serve(up, app).await.unwrap() });
+
+    // The relay.
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::env::var("BENCH_DB").unwrap_or_else(|_| {
+        format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("bench.db").display()
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = RelayConfig {
+        enabled: true,
+        allow_plain_http: true,
+        public_url: base.clone(),
+        collapse_window_ms: 0,
+        ..RelayConfig::default()
+    };
+    config.limits.per_token = 0;
+    config.limits.per_sender = 0;
+    config.limits.per_account = 0;
+    config.limits.account_attempts = 0;
+    let relay = Relay::new(
+        Storage::connect(&db).await.unwrap(),
+        config,
+        Arc::new(NoLocalAccounts),
+    )
+    .unwrap();
+    let app = relay
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let shutdown = CancellationToken::new();
+    let workers = relay.spawn_workers(shutdown.clone());
+
+    // One account per device, one token per account.
+    let http = reqwest::Client::new();
+    let mut tokens = Vec::new();
+    let run = uuid_like();
+    for i in 0..devices {
+        let r: Value = http
+            .post(format!("{base}/api/v1/accounts/"))
+            .json(&json!({"username": format!("b{run}{i}"), "password": "benchmark"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let key = r["token"].as_str().unwrap().to_string();
+        let auth = format!("Token {key}");
+        let s = http
+            .post(format!("{base}/api/v1/device/unifiedpush/"))
+            .header("Authorization", &auth)
+            .json(&json!({"endpoint": format!("{up_url}/up/{i}")}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(s, 201);
+        let t: Value = http
+            .post(format!("{base}/api/v1/tokens/"))
+            .header("Authorization", &auth)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tokens.push(t["token"].as_str().unwrap().to_string());
+    }
+
+    // 1. Accepted per second.
+    let tokens = Arc::new(tokens);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..concurrency {
+        let (http, base, tokens) = (http.clone(), base.clone(), tokens.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            let mut i = c;
+            while i < messages {
+                let r = http
+                    .post(format!("{base}/api/v1/messages/"))
+                    .json(&json!({"token": tokens[i % tokens.len()], "priority": "high"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202);
+                n += 1;
+                i += concurrency;
+            }
+            n
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += t.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "accepted: {accepted} notifications in {:.2} s = {:.0}/s ({concurrency} concurrent HTTP clients, {devices} devices, {})",
+        elapsed.as_secs_f64(),
+        accepted as f64 / elapsed.as_secs_f64(),
+        if db.starts_with("sqlite") {
+            "SQLite file"
+        } else {
+            "PostgreSQL"
+        }
+    );
+
+    // Let the outbox drain (collapse merges many of them), then empty the channel.
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(1500), rx.recv()).await {}
+
+    // 2. POST → stand-in latency, one message at a time.
+    let mut lat = Vec::with_capacity(samples);
+    for s in 0..samples {
+        let i = s % tokens.len();
+        let t0 = Instant::now();
+        let r = http
+            .post(format!("{base}/api/v1/messages/"))
+            .json(&json!({"token": tokens[i], "priority": "high"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let want = format!("/up/{i}");
+        loop {
+            let (path, at) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            if path == want {
+                lat.push(at - t0);
+                break;
+            }
+        }
+    }
+    lat.sort();
+    println!(
+        "latency POST -> stand-in over {samples} sequential messages: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&lat, 0.50).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        lat.last().unwrap().as_secs_f64() * 1e3
+    );
+    shutdown.cancel();
+    workers.await.unwrap();
+}
+
+/// A short run id so repeated runs on one PostgreSQL database do not collide on usernames.
+fn uuid_like() -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    format!("{:x}", n % 0xffffff)
+}

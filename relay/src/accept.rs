@@ -1,0 +1,348 @@
+//! Accepting a push: token lookup (hash), expiry and revocation enforced at send time, sender
+//! binding, rate limits per token / sender / account, then the message and its deliveries are
+//! persisted in the outbox before the caller answers 202. Also the server's `wake_account` path and
+//! forwarding of remote tokens. Each refusal of a known token is written to the audit trail.
+
+use std::time::Instant;
+
+use herald_storage::relay::{
+    AuditEntry, DeliveryTarget, Device, NewDelivery, PushMessage, WhitelistToken,
+};
+
+use crate::ratelimit::Refused;
+use crate::secrets::hash_secret;
+use crate::{Notification, Priority, Relay, RelayError, Ticket, now_ms};
+
+/// ChatSecure limits: token ≤ 200 characters, data ≤ 100.
+pub(crate) const MAX_TOKEN_CHARS: usize = 200;
+pub(crate) const MAX_DATA_CHARS: usize = 100;
+pub(crate) const MAX_SENDER_CHARS: usize = 1024;
+/// A remote messages endpoint (UnifiedPush caps endpoints at 1000 bytes).
+pub(crate) const MAX_ENDPOINT_BYTES: usize = 1000;
+
+pub(crate) async fn submit(relay: &Relay, n: Notification) -> Result<Ticket, RelayError> {
+    if n.token.is_empty() || n.token.chars().count() > MAX_TOKEN_CHARS {
+        return Err(RelayError::BadInput("token: 1 to 200 characters".into()));
+    }
+    if n.data
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > MAX_DATA_CHARS)
+    {
+        return Err(RelayError::BadInput("data: at most 100 characters".into()));
+    }
+    if n.sender
+        .as_ref()
+        .is_some_and(|s| s.len() > MAX_SENDER_CHARS)
+    {
+        return Err(RelayError::BadInput("sender too long".into()));
+    }
+    let own = relay.inner.config.messages_endpoint();
+    match n.endpoint.as_deref() {
+        Some(e) if !same_endpoint(e, &own) => forward(relay, &n, e).await,
+        _ => local(relay, &n).await,
+    }
+}
+
+fn same_endpoint(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// Whether `sender` may use a token bound to `binding`: the same JID, or a JID or domain under the
+/// bound domain (a binding without `@` is a domain).
+pub(crate) fn sender_matches(binding: &str, sender: Option<&str>) -> bool {
+    let Some(sender) = sender else { return false };
+    let sender = sender.to_ascii_lowercase();
+    let binding = binding.to_ascii_lowercase();
+    if binding.contains('@') {
+        // A bare JID binding also admits its full JIDs.
+        sender == binding || sender.split('/').next() == Some(binding.as_str())
+    } else {
+        let domain = sender
+            .split('/')
+            .next()
+            .map(|bare| bare.rsplit('@').next().unwrap_or(bare))
+            .unwrap_or("");
+        domain == binding
+    }
+}
+
+fn refused(r: Refused) -> RelayError {
+    RelayError::RateLimited(r.retry_after)
+}
+
+async fn audit(
+    relay: &Relay,
+    t: &WhitelistToken,
+    n: &Notification,
+    outcome: &str,
+    msg: Option<&str>,
+) {
+    let entry = AuditEntry {
+        id: 0,
+        account_id: t.account_id.clone(),
+        at_ms: now_ms(),
+        token_id: Some(t.id.clone()),
+        sender: n.sender.clone().or_else(|| n.origin.clone()),
+        message_id: msg.map(str::to_string),
+        outcome: outcome.to_string(),
+    };
+    // The audit trail must not turn a refusal into a 500: a failed write is logged, not returned.
+    if let Err(e) = relay.inner.storage.push_audit.record(&entry).await {
+        tracing::warn!(error = %e, "audit write failed");
+    }
+}
+
+async fn local(relay: &Relay, n: &Notification) -> Result<Ticket, RelayError> {
+    let inner = &relay.inner;
+    let Some(t) = inner
+        .storage
+        .whitelist_tokens
+        .by_hash(&hash_secret(&n.token))
+        .await?
+    else {
+        return Err(RelayError::UnknownToken);
+    };
+    let now = now_ms();
+    if t.revoked_at_ms.is_some() {
+        audit(relay, &t, n, "revoked", None).await;
+        return Err(RelayError::UnknownToken);
+    }
+    if t.expires_at_ms.is_some_and(|e| e <= now) {
+        audit(relay, &t, n, "expired", None).await;
+        return Err(RelayError::UnknownToken);
+    }
+    if let Some(binding) = &t.sender
+        && !sender_matches(binding, n.sender.as_deref())
+    {
+        audit(relay, &t, n, "sender-mismatch", None).await;
+        return Err(RelayError::SenderNotAllowed);
+    }
+    let limits = &inner.config.limits;
+    let clock = Instant::now();
+    let sender_key = n
+        .sender
+        .as_deref()
+        .or(n.origin.as_deref())
+        .unwrap_or("anonymous");
+    let checks = inner
+        .limits
+        .token
+        .check(&t.id, t.rate_per_minute.unwrap_or(limits.per_token), clock)
+        .and_then(|()| {
+            inner
+                .limits
+                .sender
+                .check(sender_key, limits.per_sender, clock)
+        })
+        .and_then(|()| {
+            inner
+                .limits
+                .account
+                .check(&t.account_id, limits.per_account, clock)
+        });
+    if let Err(r) = checks {
+        if r.first {
+            audit(relay, &t, n, "rate-limited", None).await;
+        }
+        return Err(refused(r));
+    }
+    let devices: Vec<Device> = inner
+        .storage
+        .relay_devices
+        .list(&t.account_id, None)
+        .await?
+        .into_iter()
+        .filter(|d| d.active && (t.device_ids.is_empty() || t.device_ids.contains(&d.id)))
+        .collect();
+    if devices.is_empty() && !t.device_ids.is_empty() {
+        // Every device this token was scoped to is gone (removed, or reported dead by its push
+        // network): the token is dead, and 404 tells the sender's server to drop the registration.
+        audit(relay, &t, n, "devices-gone", None).await;
+        return Err(RelayError::UnknownToken);
+    }
+    let message = PushMessage {
+        id: uuid::Uuid::new_v4().to_string(),
+        account_id: Some(t.account_id.clone()),
+        token_id: Some(t.id.clone()),
+        sender: n.sender.clone(),
+        priority: n.priority.as_str().to_string(),
+        created_at_ms: now,
+    };
+    let ticket = enqueue_devices(relay, &message, &devices, n.data.clone()).await?;
+    audit(relay, &t, n, "accepted", Some(&message.id)).await;
+    Ok(ticket)
+}
+
+async fn enqueue_devices(
+    relay: &Relay,
+    message: &PushMessage,
+    devices: &[Device],
+    data: Option<String>,
+) -> Result<Ticket, RelayError> {
+    let deliveries: Vec<NewDelivery> = devices
+        .iter()
+        .map(|d| NewDelivery {
+            target: DeliveryTarget::Device(d.id.clone()),
+            collapse_key: format!("device:{}", d.id),
+            priority: message.priority.clone(),
+            data: data.clone(),
+        })
+        .collect();
+    let window = i64::try_from(relay.inner.config.collapse_window_ms).unwrap_or(i64::MAX);
+    let done = relay
+        .inner
+        .storage
+        .push_outbox
+        .enqueue(message, &deliveries, window, message.created_at_ms)
+        .await?;
+    relay.inner.queued.notify_one();
+    Ok(Ticket {
+        message_id: message.id.clone(),
+        deliveries: deliveries.len(),
+        collapsed: done.collapsed,
+    })
+}
+
+/// Whether this relay may forward to `endpoint` (`[relay.federation]`).
+pub(crate) fn forward_allowed(relay: &Relay, endpoint: &str) -> bool {
+    let config = &relay.inner.config;
+    let scheme_ok = endpoint.starts_with("https://")
+        || (config.allow_plain_http && endpoint.starts_with("http://"));
+    scheme_ok
+        && (config.federation.forward_to_any
+            || config
+                .federation
+                .peers
+                .iter()
+                .any(|p| endpoint.starts_with(p.as_str())))
+}
+
+async fn forward(relay: &Relay, n: &Notification, endpoint: &str) -> Result<Ticket, RelayError> {
+    if endpoint.len() > MAX_ENDPOINT_BYTES {
+        return Err(RelayError::BadInput("endpoint too long".into()));
+    }
+    if !forward_allowed(relay, endpoint) {
+        return Err(RelayError::ForwardNotAllowed);
+    }
+    let inner = &relay.inner;
+    let limits = &inner.config.limits;
+    let clock = Instant::now();
+    let remote_key = format!(
+        "remote:{}",
+        hash_secret(&format!("{endpoint}\n{}", n.token))
+    );
+    let sender_key = n
+        .sender
+        .as_deref()
+        .or(n.origin.as_deref())
+        .unwrap_or("anonymous");
+    inner
+        .limits
+        .token
+        .check(&remote_key, limits.per_token, clock)
+        .and_then(|()| {
+            inner
+                .limits
+                .sender
+                .check(sender_key, limits.per_sender, clock)
+        })
+        .map_err(refused)?;
+    let now = now_ms();
+    let message = PushMessage {
+        id: uuid::Uuid::new_v4().to_string(),
+        account_id: None,
+        token_id: None,
+        sender: n.sender.clone(),
+        priority: n.priority.as_str().to_string(),
+        created_at_ms: now,
+    };
+    let delivery = NewDelivery {
+        target: DeliveryTarget::Remote {
+            endpoint: endpoint.to_string(),
+            token: n.token.clone(),
+        },
+        collapse_key: remote_key,
+        priority: message.priority.clone(),
+        data: n.data.clone(),
+    };
+    let window = i64::try_from(inner.config.collapse_window_ms).unwrap_or(i64::MAX);
+    let done = inner
+        .storage
+        .push_outbox
+        .enqueue(&message, &[delivery], window, now)
+        .await?;
+    inner.queued.notify_one();
+    Ok(Ticket {
+        message_id: message.id,
+        deliveries: 1,
+        collapsed: done.collapsed,
+    })
+}
+
+pub(crate) async fn wake_account(relay: &Relay, account_id: &str) -> Result<usize, RelayError> {
+    let inner = &relay.inner;
+    let devices: Vec<Device> = inner
+        .storage
+        .relay_devices
+        .list(account_id, None)
+        .await?
+        .into_iter()
+        .filter(|d| d.active)
+        .collect();
+    if devices.is_empty() {
+        return Ok(0);
+    }
+    let message = PushMessage {
+        id: uuid::Uuid::new_v4().to_string(),
+        account_id: Some(account_id.to_string()),
+        token_id: None,
+        sender: None,
+        priority: Priority::High.as_str().to_string(),
+        created_at_ms: now_ms(),
+    };
+    let ticket = enqueue_devices(relay, &message, &devices, None).await?;
+    let entry = AuditEntry {
+        id: 0,
+        account_id: account_id.to_string(),
+        at_ms: message.created_at_ms,
+        token_id: None,
+        sender: Some("server".into()),
+        message_id: Some(message.id.clone()),
+        outcome: "accepted".into(),
+    };
+    if let Err(e) = inner.storage.push_audit.record(&entry).await {
+        tracing::warn!(error = %e, "audit write failed");
+    }
+    Ok(ticket.deliveries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sender_matches;
+
+    #[test]
+    fn sender_binding() {
+        assert!(sender_matches("example.org", Some("example.org")));
+        assert!(sender_matches(
+            "example.org",
+            Some("alice@example.org/phone")
+        ));
+        assert!(sender_matches("Example.ORG", Some("example.org")));
+        assert!(!sender_matches("example.org", Some("evil.example")));
+        assert!(!sender_matches("example.org", Some("example.org.evil")));
+        assert!(!sender_matches("example.org", None));
+        assert!(sender_matches(
+            "alice@example.org",
+            Some("alice@example.org")
+        ));
+        assert!(sender_matches(
+            "alice@example.org",
+            Some("alice@example.org/res")
+        ));
+        assert!(!sender_matches(
+            "alice@example.org",
+            Some("bob@example.org")
+        ));
+        assert!(!sender_matches("alice@example.org", Some("example.org")));
+    }
+}

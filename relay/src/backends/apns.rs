@@ -1,0 +1,316 @@
+//! APNs backend through a2 (reference push.md section 7): token (.p8 JWT) or certificate (PEM) auth,
+//! one client per environment (a device carries its own sandbox flag), `apns-push-type` matching the
+//! payload (alert + priority 10 for high, background + priority 5 + content-available for low),
+//! absolute `apns-expiration`, `apns-collapse-id`, topic per device or the configured default.
+//! a2 cannot target a local server, so payload building and error mapping are unit-tested here.
+
+use std::time::Duration;
+
+use a2::request::notification::{
+    DefaultNotificationBuilder, NotificationBuilder, NotificationOptions,
+};
+use a2::request::payload::Payload;
+use a2::{
+    Client, ClientConfig, CollapseId, Endpoint, ErrorReason, Priority as ApnsPriority, PushType,
+};
+use async_trait::async_trait;
+use herald_storage::relay::Device;
+
+use super::{Push, PushBackend, SendOutcome};
+use crate::{Priority, RelayConfig, RelayError};
+
+/// The visible text of a high-priority push: fixed, never the message (ChatSecure/Prosody default).
+pub const ALERT_BODY: &str = "New Message!";
+
+/// Sends to APNs.
+pub struct ApnsBackend {
+    production: Client,
+    sandbox: Client,
+    default_topic: String,
+}
+
+fn client(config: &RelayConfig, endpoint: Endpoint) -> Result<Client, RelayError> {
+    let apns = &config.apns;
+    let cfg = ClientConfig {
+        endpoint,
+        request_timeout_secs: Some(config.request_timeout_ms.div_ceil(1000)),
+        pool_idle_timeout_secs: Some(600),
+    };
+    let read = |path: &str| {
+        std::fs::read(path).map_err(|e| RelayError::Config(format!("apns key file {path}: {e}")))
+    };
+    if !apns.key_file.is_empty() {
+        let pem = read(&apns.key_file)?;
+        Client::token(
+            pem.as_slice(),
+            apns.key_id.clone(),
+            apns.team_id.clone(),
+            cfg,
+        )
+        .map_err(|e| RelayError::Config(format!("apns token key: {e}")))
+    } else {
+        let cert = read(&apns.certificate_file)?;
+        let key = read(&apns.certificate_key_file)?;
+        Client::certificate_parts(&cert, &key, cfg)
+            .map_err(|e| RelayError::Config(format!("apns certificate: {e}")))
+    }
+}
+
+impl ApnsBackend {
+    /// `None` when neither a token key nor a certificate is configured.
+    pub fn from_config(config: &RelayConfig) -> Result<Option<ApnsBackend>, RelayError> {
+        let apns = &config.apns;
+        if apns.key_file.is_empty() && apns.certificate_file.is_empty() {
+            return Ok(None);
+        }
+        if !apns.key_file.is_empty() && (apns.key_id.is_empty() || apns.team_id.is_empty()) {
+            return Err(RelayError::Config(
+                "apns.key_file needs apns.key_id and apns.team_id".into(),
+            ));
+        }
+        Ok(Some(ApnsBackend {
+            production: client(config, Endpoint::Production)?,
+            sandbox: client(config, Endpoint::Sandbox)?,
+            default_topic: apns.topic.clone(),
+        }))
+    }
+}
+
+/// Builds the APNs request for one device. Content-free: a fixed alert for high priority (iOS 13+
+/// drops silent pushes that claim to be alerts), a background push for low; the app data, if any, in
+/// a top-level `message.data`.
+pub fn build_payload<'a>(
+    device_token: &'a str,
+    topic: &'a str,
+    push: &'a Push,
+    now_secs: u64,
+) -> Result<Payload<'a>, SendOutcome> {
+    let options = NotificationOptions {
+        apns_push_type: Some(if push.priority == Priority::High {
+            PushType::Alert
+        } else {
+            PushType::Background
+        }),
+        apns_priority: Some(if push.priority == Priority::High {
+            ApnsPriority::High
+        } else {
+            ApnsPriority::Normal
+        }),
+        // Absolute epoch seconds (push.md section 12 pitfall 1).
+        apns_expiration: Some(now_secs + push.ttl_secs),
+        apns_topic: Some(topic),
+        apns_collapse_id: Some(
+            CollapseId::new(&push.collapse_id)
+                .map_err(|e| SendOutcome::Rejected(format!("collapse id: {e}")))?,
+        ),
+        apns_id: None,
+    };
+    let builder = DefaultNotificationBuilder::new();
+    let builder = if push.priority == Priority::High {
+        builder
+            .set_body(ALERT_BODY)
+            .set_sound("default")
+            .set_mutable_content()
+    } else {
+        builder.set_content_available()
+    };
+    let mut payload = builder.build(device_token, options);
+    payload
+        .add_custom_data("message", &serde_json::json!({"data": push.data}))
+        .map_err(|e| SendOutcome::Rejected(format!("payload: {e}")))?;
+    Ok(payload)
+}
+
+/// Maps an APNs answer (status and reason) to its class (push.md section 7 table).
+pub fn classify(status: u16, reason: Option<&ErrorReason>) -> SendOutcome {
+    use ErrorReason::*;
+    let text = format!(
+        "apns {status} {}",
+        reason
+            .map(|r| format!("{r:?}"))
+            .unwrap_or_else(|| "-".into())
+    );
+    match (status, reason) {
+        (200, _) => SendOutcome::Sent,
+        (410, _) | (_, Some(Unregistered | BadDeviceToken | DeviceTokenNotForTopic)) => {
+            SendOutcome::Gone(text)
+        }
+        (_, Some(IdleTimeout)) => SendOutcome::Retry {
+            after: Some(Duration::from_secs(1)),
+            reason: text,
+        },
+        // a2 re-signs its JWT; the next attempt carries a fresh one.
+        (_, Some(ExpiredProviderToken)) => SendOutcome::Retry {
+            after: Some(Duration::from_secs(1)),
+            reason: text,
+        },
+        (
+            _,
+            Some(
+                TooManyRequests
+                | TooManyProviderTokenUpdates
+                | InternalServerError
+                | ServiceUnavailable
+                | Shutdown,
+            ),
+        )
+        | (429 | 500..=599, _) => SendOutcome::Retry {
+            after: None,
+            reason: text,
+        },
+        _ => SendOutcome::Rejected(text),
+    }
+}
+
+/// Maps an a2 error to its class.
+pub fn classify_error(e: &a2::Error) -> SendOutcome {
+    match e {
+        a2::Error::ResponseError(r) => classify(r.code, r.error.as_ref().map(|b| &b.reason)),
+        a2::Error::ConnectionError(_)
+        | a2::Error::ClientError(_)
+        | a2::Error::RequestTimeout(_) => SendOutcome::Retry {
+            after: None,
+            reason: "apns connection".into(),
+        },
+        other => SendOutcome::Rejected(format!("apns: {other}")),
+    }
+}
+
+#[async_trait]
+impl PushBackend for ApnsBackend {
+    async fn send(&self, device: &Device, push: &Push) -> SendOutcome {
+        let topic = device.apns_topic.as_deref().unwrap_or(&self.default_topic);
+        if topic.is_empty() {
+            return SendOutcome::Rejected("no APNs topic for this device".into());
+        }
+        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+        let payload = match build_payload(&device.token, topic, push, now) {
+            Ok(p) => p,
+            Err(outcome) => return outcome,
+        };
+        let client = if device.apns_sandbox {
+            &self.sandbox
+        } else {
+            &self.production
+        };
+        match client.send(payload).await {
+            Ok(r) if r.code == 200 => SendOutcome::Sent,
+            Ok(r) => classify(r.code, r.error.as_ref().map(|b| &b.reason)),
+            Err(e) => classify_error(&e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use a2::request::payload::PayloadLike;
+
+    fn push(priority: Priority) -> Push {
+        Push {
+            priority,
+            data: None,
+            collapse_id: "herald-wake".into(),
+            ttl_secs: 3600,
+        }
+    }
+
+    #[test]
+    fn high_is_a_fixed_alert() {
+        let p = push(Priority::High);
+        let payload = build_payload("abcd", "org.example.app", &p, 1_700_000_000).unwrap();
+        assert!(matches!(
+            payload.options.apns_push_type,
+            Some(PushType::Alert)
+        ));
+        assert!(matches!(
+            payload.options.apns_priority,
+            Some(ApnsPriority::High)
+        ));
+        assert_eq!(payload.options.apns_expiration, Some(1_700_003_600));
+        assert_eq!(payload.options.apns_topic, Some("org.example.app"));
+        let json: serde_json::Value =
+            serde_json::from_str(&payload.to_json_string().unwrap()).unwrap();
+        // a2 writes a body-only alert as a plain string.
+        assert_eq!(json["aps"]["alert"], ALERT_BODY);
+        assert_eq!(json["aps"]["sound"], "default");
+        assert_eq!(json["aps"]["mutable-content"], 1);
+        assert_eq!(json["message"], serde_json::json!({"data": null}));
+        // No sender, no text beyond the fixed alert.
+        assert!(!json.to_string().contains("@"));
+    }
+
+    #[test]
+    fn low_is_background_priority_5() {
+        let p = push(Priority::Low);
+        let payload = build_payload("abcd", "org.example.app", &p, 10).unwrap();
+        assert!(matches!(
+            payload.options.apns_push_type,
+            Some(PushType::Background)
+        ));
+        assert!(matches!(
+            payload.options.apns_priority,
+            Some(ApnsPriority::Normal)
+        ));
+        let json: serde_json::Value =
+            serde_json::from_str(&payload.to_json_string().unwrap()).unwrap();
+        assert_eq!(json["aps"]["content-available"], 1);
+        assert!(json["aps"].get("alert").is_none());
+    }
+
+    #[test]
+    fn collapse_id_over_64_bytes_is_rejected() {
+        let mut p = push(Priority::High);
+        p.collapse_id = "x".repeat(65);
+        assert!(matches!(
+            build_payload("abcd", "t", &p, 0),
+            Err(SendOutcome::Rejected(_))
+        ));
+    }
+
+    #[test]
+    fn error_table() {
+        assert_eq!(classify(200, None), SendOutcome::Sent);
+        assert!(matches!(
+            classify(410, Some(&ErrorReason::Unregistered)),
+            SendOutcome::Gone(_)
+        ));
+        assert!(matches!(
+            classify(400, Some(&ErrorReason::BadDeviceToken)),
+            SendOutcome::Gone(_)
+        ));
+        assert!(matches!(
+            classify(400, Some(&ErrorReason::DeviceTokenNotForTopic)),
+            SendOutcome::Gone(_)
+        ));
+        assert!(matches!(
+            classify(429, Some(&ErrorReason::TooManyRequests)),
+            SendOutcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify(503, Some(&ErrorReason::ServiceUnavailable)),
+            SendOutcome::Retry { .. }
+        ));
+        assert!(matches!(classify(500, None), SendOutcome::Retry { .. }));
+        assert!(matches!(
+            classify(400, Some(&ErrorReason::IdleTimeout)),
+            SendOutcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify(400, Some(&ErrorReason::BadTopic)),
+            SendOutcome::Rejected(_)
+        ));
+        assert!(matches!(
+            classify(413, Some(&ErrorReason::PayloadTooLarge)),
+            SendOutcome::Rejected(_)
+        ));
+        assert!(matches!(
+            classify(403, Some(&ErrorReason::Forbidden)),
+            SendOutcome::Rejected(_)
+        ));
+        assert!(matches!(
+            classify_error(&a2::Error::RequestTimeout(20)),
+            SendOutcome::Retry { .. }
+        ));
+    }
+}

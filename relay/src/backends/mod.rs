@@ -1,0 +1,230 @@
+//! Delivery backends behind one trait, [`PushBackend`]: APNs (a2), FCM HTTP v1 (reqwest + OAuth2
+//! service account), Web Push (RFC 8030/8291/8292), UnifiedPush, plus relay-to-relay forwarding.
+//! Every backend reduces a vendor answer to one [`SendOutcome`] class; the outbox owns the action
+//! for each class (reference push.md sections 7-9).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use herald_storage::relay::{Device, DeviceKind};
+
+use crate::{Priority, RelayConfig, RelayError};
+
+pub mod apns;
+pub mod ece;
+pub mod fcm;
+pub mod forward;
+pub mod oauth;
+pub mod unifiedpush;
+pub mod vapid;
+pub mod webpush;
+
+/// What to send to one device. Content-free by default: no sender, no message text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    pub priority: Priority,
+    /// Opaque app data (ChatSecure `data`), `None` by default.
+    pub data: Option<String>,
+    /// Vendor collapse id (APNs `apns-collapse-id`, FCM `collapse_key`, Web Push `Topic`).
+    pub collapse_id: String,
+    /// How long the vendor may hold the push, in seconds.
+    pub ttl_secs: u64,
+}
+
+/// The one failure class of a send attempt (DESIGN.md "each failure class has exactly one action").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Accepted by the vendor or the peer relay.
+    Sent,
+    /// The device (or remote token) is gone for good: APNs 410/BadDeviceToken, FCM
+    /// UNREGISTERED/SENDER_ID_MISMATCH, Web Push 404/410. The device is removed.
+    Gone(String),
+    /// Rate-limited or transient (429, 5xx, timeouts, connection errors): retried with backoff,
+    /// never sooner than `after` (Retry-After).
+    Retry {
+        after: Option<Duration>,
+        reason: String,
+    },
+    /// Refused as malformed or unauthorised: recorded with its reason, not retried.
+    Rejected(String),
+}
+
+/// A push network.
+#[async_trait]
+pub trait PushBackend: Send + Sync {
+    /// Sends one push to one device and classifies the answer. Never logs the device token.
+    async fn send(&self, device: &Device, push: &Push) -> SendOutcome;
+}
+
+/// The backends this relay has, one per device kind (`None` = not configured: deliveries to such
+/// devices fail with "backend not configured").
+#[derive(Clone)]
+pub struct Backends {
+    pub apns: Option<Arc<dyn PushBackend>>,
+    pub fcm: Option<Arc<dyn PushBackend>>,
+    pub webpush: Option<Arc<dyn PushBackend>>,
+    pub unifiedpush: Option<Arc<dyn PushBackend>>,
+    pub forward: forward::Forwarder,
+    /// The VAPID public key (base64url, uncompressed) browsers subscribe with
+    /// (`applicationServerKey`); `None` without a VAPID key.
+    pub vapid_public_key: Option<String>,
+}
+
+impl Backends {
+    /// Builds every backend the configuration enables.
+    pub fn from_config(config: &RelayConfig) -> Result<Backends, RelayError> {
+        let http = http_client(config)?;
+        let apns =
+            apns::ApnsBackend::from_config(config)?.map(|b| Arc::new(b) as Arc<dyn PushBackend>);
+        let fcm = fcm::FcmBackend::from_config(config, http.clone())?
+            .map(|b| Arc::new(b) as Arc<dyn PushBackend>);
+        let vapid = vapid::VapidKey::from_config(config)?;
+        let webpush = vapid.clone().map(|v| {
+            Arc::new(webpush::WebPushBackend::new(http.clone(), v)) as Arc<dyn PushBackend>
+        });
+        let unifiedpush = Some(Arc::new(unifiedpush::UnifiedPushBackend::new(
+            http.clone(),
+            vapid.clone(),
+        )) as Arc<dyn PushBackend>);
+        Ok(Backends {
+            apns,
+            fcm,
+            webpush,
+            unifiedpush,
+            forward: forward::Forwarder::new(http),
+            vapid_public_key: vapid.map(|v| v.public_key_b64().to_string()),
+        })
+    }
+
+    /// The backend for a device kind.
+    pub fn for_kind(&self, kind: DeviceKind) -> Option<&Arc<dyn PushBackend>> {
+        match kind {
+            DeviceKind::Apns => self.apns.as_ref(),
+            DeviceKind::Fcm => self.fcm.as_ref(),
+            DeviceKind::WebPush => self.webpush.as_ref(),
+            DeviceKind::UnifiedPush => self.unifiedpush.as_ref(),
+        }
+    }
+}
+
+/// The HTTP client every reqwest backend shares: pooled, timeouts, no redirects (UnifiedPush server
+/// spec: a push server never redirects, and following one would reflect requests elsewhere).
+pub fn http_client(config: &RelayConfig) -> Result<reqwest::Client, RelayError> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_millis(config.request_timeout_ms))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("herald-relay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| RelayError::Config(format!("http client: {e}")))
+}
+
+/// Parses `Retry-After`: delta seconds or an HTTP-date (RFC 9110 section 10.2.3).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let secs = when.timestamp() - chrono::Utc::now().timestamp();
+    Some(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+}
+
+/// The class of a plain HTTP push answer (Web Push RFC 8030 section 5, UnifiedPush server spec,
+/// relay forwarding): 2xx sent; 404/410 gone; 429 and 5xx retried; everything else rejected.
+pub fn classify_status(status: u16, retry: Option<Duration>) -> SendOutcome {
+    match status {
+        200..=299 => SendOutcome::Sent,
+        404 | 410 => SendOutcome::Gone(format!("http {status}")),
+        408 | 425 | 429 | 500..=599 => SendOutcome::Retry {
+            after: retry,
+            reason: format!("http {status}"),
+        },
+        _ => SendOutcome::Rejected(format!("http {status}")),
+    }
+}
+
+/// The class of a transport error (timeouts and connection failures are transient).
+pub fn classify_transport(e: &reqwest::Error) -> SendOutcome {
+    let what = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_redirect() {
+        return SendOutcome::Rejected("redirect refused".into());
+    } else {
+        "transport error"
+    };
+    SendOutcome::Retry {
+        after: None,
+        reason: what.into(),
+    }
+}
+
+/// The content-free body sent to Web Push and UnifiedPush endpoints: a wake-up marker, the priority,
+/// and the opaque app data if the poster gave any. Never a sender or message text.
+pub fn wake_body(push: &Push) -> Vec<u8> {
+    let mut v = serde_json::json!({"type": "wake", "priority": push.priority.as_str()});
+    if let Some(d) = &push.data {
+        v["data"] = serde_json::Value::String(d.clone());
+    }
+    v.to_string().into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(classify_status(201, None), SendOutcome::Sent);
+        assert!(matches!(classify_status(410, None), SendOutcome::Gone(_)));
+        assert!(matches!(classify_status(404, None), SendOutcome::Gone(_)));
+        assert!(matches!(
+            classify_status(429, Some(Duration::from_secs(3))),
+            SendOutcome::Retry { after: Some(d), .. } if d == Duration::from_secs(3)
+        ));
+        assert!(matches!(
+            classify_status(503, None),
+            SendOutcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify_status(413, None),
+            SendOutcome::Rejected(_)
+        ));
+        assert!(matches!(
+            classify_status(400, None),
+            SendOutcome::Rejected(_)
+        ));
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            "retry-after",
+            "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn wake_body_has_no_content() {
+        let p = Push {
+            priority: Priority::High,
+            data: None,
+            collapse_id: "x".into(),
+            ttl_secs: 60,
+        };
+        let v: serde_json::Value = serde_json::from_slice(&wake_body(&p)).unwrap();
+        assert_eq!(v, serde_json::json!({"type": "wake", "priority": "high"}));
+    }
+}

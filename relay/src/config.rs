@@ -1,0 +1,214 @@
+//! `[relay]` configuration: the section the server embeds as-is in herald.toml. Every field has a
+//! default, unknown keys are rejected, and secrets are named by file path only (never inlined).
+//! Every URL that reaches the network (FCM, OAuth2 token exchange) can be overridden, so tests point
+//! the relay at local stand-ins.
+
+use serde::Deserialize;
+
+/// The relay's configuration (`[relay]` in herald.toml).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Whether the server starts the relay at all.
+    pub enabled: bool,
+    /// Where the server binds the HTTP API (`Relay::router`).
+    pub listen: String,
+    /// Whether the server serves the API over TLS with its domains' certificates (otherwise plain HTTP,
+    /// for a reverse proxy in front or a loopback-only listener).
+    pub tls: bool,
+    /// The public base URL of this relay, e.g. `https://push.example.org`. Tokens issued here are
+    /// handed out with `<public_url>/api/v1/messages/` as their endpoint.
+    pub public_url: String,
+    /// The XMPP push service JID answered by `GET /api/v1/pubsub/`.
+    pub pubsub_jid: String,
+    /// Whether people without a local XMPP account may register relay-only accounts.
+    pub allow_registration: bool,
+    /// Default lifetime of a whitelist token, in seconds (ChatSecure used 30 days); 0 = no expiry.
+    pub token_ttl_secs: u64,
+    /// Notifications for one device within this window collapse into one push.
+    pub collapse_window_ms: u64,
+    /// Outbox workers sending concurrently.
+    pub workers: usize,
+    /// Delivery attempts before a transient failure becomes final.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt up to `retry_max_ms` (plus jitter), unless the peer
+    /// sent a longer Retry-After.
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    /// HTTP timeout for every outgoing request, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Time-to-live of a push at the vendor, in seconds.
+    pub push_ttl_secs: u64,
+    /// Finished outbox rows and audit entries are deleted after this many days.
+    pub retention_days: u64,
+    /// Accept `http://` device endpoints and peers (tests, private networks). Off: https only.
+    pub allow_plain_http: bool,
+    pub limits: RateLimits,
+    pub apns: ApnsConfig,
+    pub fcm: FcmConfig,
+    pub webpush: WebPushConfig,
+    pub federation: FederationConfig,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            enabled: false,
+            listen: "127.0.0.1:5281".into(),
+            tls: false,
+            public_url: "http://127.0.0.1:5281".into(),
+            pubsub_jid: String::new(),
+            allow_registration: true,
+            token_ttl_secs: 30 * 24 * 3600,
+            collapse_window_ms: 2_000,
+            workers: 16,
+            max_attempts: 12,
+            retry_base_ms: 1_000,
+            retry_max_ms: 15 * 60 * 1000,
+            request_timeout_ms: 20_000,
+            push_ttl_secs: 4 * 3600,
+            retention_days: 30,
+            allow_plain_http: false,
+            limits: RateLimits::default(),
+            apns: ApnsConfig::default(),
+            fcm: FcmConfig::default(),
+            webpush: WebPushConfig::default(),
+            federation: FederationConfig::default(),
+        }
+    }
+}
+
+/// Rate limits, in requests per minute (token buckets; the burst equals the per-minute figure).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    /// Messages per whitelist token (a token's own `rate_per_minute` overrides it).
+    pub per_token: u32,
+    /// Messages per sender (bound JID/domain, or the client address for anonymous posts).
+    pub per_sender: u32,
+    /// Messages per receiving account, all tokens together.
+    pub per_account: u32,
+    /// Account creation and login attempts per client address.
+    pub account_attempts: u32,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Devices and live tokens an account may hold.
+    pub max_devices_per_account: usize,
+    pub max_tokens_per_account: usize,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            per_token: 60,
+            per_sender: 600,
+            per_account: 300,
+            account_attempts: 30,
+            max_body_bytes: 16 * 1024,
+            max_devices_per_account: 20,
+            max_tokens_per_account: 200,
+        }
+    }
+}
+
+/// APNs (Apple) settings. Token auth (`key_file` + `key_id` + `team_id`) or certificate auth
+/// (`certificate_file` + `certificate_key_file`, PEM).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApnsConfig {
+    /// The .p8 signing key (PKCS#8 PEM).
+    pub key_file: String,
+    pub key_id: String,
+    pub team_id: String,
+    pub certificate_file: String,
+    pub certificate_key_file: String,
+    /// Default topic (bundle id) for devices registered without one.
+    pub topic: String,
+    /// Default environment for devices registered without one.
+    pub sandbox: bool,
+}
+
+/// FCM HTTP v1 settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FcmConfig {
+    /// The Google service-account JSON file.
+    pub service_account_file: String,
+    /// Defaults to the service account's `project_id`.
+    pub project_id: String,
+    pub base_url: String,
+    /// Defaults to the service account's `token_uri`.
+    pub token_url: String,
+}
+
+impl Default for FcmConfig {
+    fn default() -> Self {
+        FcmConfig {
+            service_account_file: String::new(),
+            project_id: String::new(),
+            base_url: "https://fcm.googleapis.com".into(),
+            token_url: String::new(),
+        }
+    }
+}
+
+/// Web Push (RFC 8030/8291/8292) and UnifiedPush settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebPushConfig {
+    /// The VAPID P-256 private key (PKCS#8 or SEC1 PEM). Without it Web Push devices are refused.
+    pub vapid_private_key_file: String,
+    /// The VAPID `sub` claim (RFC 8292 section 2.1): `mailto:` or `https:` contact.
+    pub vapid_subject: String,
+}
+
+impl Default for WebPushConfig {
+    fn default() -> Self {
+        WebPushConfig {
+            vapid_private_key_file: String::new(),
+            vapid_subject: "mailto:postmaster@localhost".into(),
+        }
+    }
+}
+
+/// Relay-to-relay forwarding.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Messages endpoints (URL prefixes) of peer relays this relay forwards to. Empty = no forwarding
+    /// unless `forward_to_any` (an open forwarder is an HTTP reflector, so it is off by default).
+    pub peers: Vec<String>,
+    pub forward_to_any: bool,
+}
+
+impl RelayConfig {
+    /// The messages endpoint of this relay, as handed out with tokens.
+    pub fn messages_endpoint(&self) -> String {
+        format!("{}/api/v1/messages/", self.public_url.trim_end_matches('/'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct File {
+        relay: RelayConfig,
+    }
+
+    /// relay/relay.example.toml lists every key with its default, so it cannot rot.
+    #[test]
+    fn example_parses_to_the_defaults() {
+        let f: File = toml::from_str(include_str!("../relay.example.toml")).unwrap();
+        assert_eq!(f.relay, RelayConfig::default());
+    }
+
+    #[test]
+    fn empty_section_is_all_defaults_and_unknown_keys_are_rejected() {
+        let f: File = toml::from_str("[relay]\n").unwrap();
+        assert_eq!(f.relay, RelayConfig::default());
+        assert!(toml::from_str::<File>("[relay]\nenable = true\n").is_err());
+        assert!(toml::from_str::<File>("[relay.fcm]\napi_key = \"x\"\n").is_err());
+    }
+}

@@ -1,0 +1,244 @@
+//! Outbox workers: claim due deliveries from storage, send them through the backend for the device
+//! kind (or forward to a peer relay), and apply the one action of each failure class: sent → done;
+//! gone → remove the device and fail its pending deliveries; retry → back to pending after an
+//! exponential backoff with jitter, never sooner than Retry-After, until `max_attempts`; rejected →
+//! failed with its reason. At start, deliveries a stopped process left in flight go back to pending.
+
+use std::time::Duration;
+
+use herald_storage::relay::{DeliveryTarget, OutboxEntry};
+use rand::Rng;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::backends::{Push, SendOutcome};
+use crate::{Priority, Relay, now_ms};
+
+/// How long an idle worker sleeps before looking again, in case another process (sharing a
+/// PostgreSQL database) queued work it was not told about.
+const IDLE_POLL: Duration = Duration::from_secs(5);
+/// Back off this long after a database error.
+const DB_ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// Delete finished deliveries and old audit entries this often.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The delay before attempt `attempts + 1`: `base * 2^attempts` capped at `max`, plus up to 20 %
+/// jitter, and never less than the peer's Retry-After.
+pub fn backoff(
+    attempts: u32,
+    base_ms: u64,
+    max_ms: u64,
+    retry_after: Option<Duration>,
+) -> Duration {
+    let exp = base_ms.saturating_mul(1u64 << attempts.min(30)).min(max_ms);
+    let jitter = if exp > 0 {
+        rand::rng().random_range(0..=exp / 5)
+    } else {
+        0
+    };
+    let computed = Duration::from_millis(exp + jitter);
+    match retry_after {
+        // Honour the peer's Retry-After as given (plus a little jitter so retries do not stampede).
+        Some(after) => after + Duration::from_millis(jitter.min(1000)),
+        None => computed,
+    }
+}
+
+/// The worker loop; returns once `shutdown` is cancelled and in-flight sends finished.
+pub async fn run(relay: Relay, shutdown: CancellationToken) {
+    let inner = &relay.inner;
+    match inner.storage.push_outbox.recover().await {
+        Ok(n) if n > 0 => tracing::info!(deliveries = n, "resuming deliveries left in flight"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "outbox recover failed"),
+    }
+    let workers = inner.config.workers.max(1);
+    // In-flight sends live in this set: if the loop's task is aborted they are aborted with it (their
+    // entries stay claimed and are recovered at the next start), as after a crash.
+    let mut tasks = JoinSet::new();
+    let mut last_purge = tokio::time::Instant::now();
+    loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        while tasks.try_join_next().is_some() {}
+        if last_purge.elapsed() >= PURGE_EVERY {
+            purge(&relay).await;
+            last_purge = tokio::time::Instant::now();
+        }
+        let free = workers.saturating_sub(tasks.len());
+        if free == 0 {
+            tokio::select! {
+                _ = tasks.join_next() => continue,
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        let claimed = match inner.storage.push_outbox.claim_due(now_ms(), free).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox claim failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(DB_ERROR_PAUSE) => continue,
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        };
+        if claimed.is_empty() {
+            let wait = match inner.storage.push_outbox.next_due_at().await {
+                Ok(Some(due)) => {
+                    Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0)).min(IDLE_POLL)
+                }
+                _ => IDLE_POLL,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = inner.queued.notified() => {}
+                _ = shutdown.cancelled() => break,
+            }
+            continue;
+        }
+        for entry in claimed {
+            let relay = relay.clone();
+            tasks.spawn(async move { deliver(&relay, entry).await });
+        }
+    }
+    // Let in-flight sends finish so their outcome is recorded.
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn purge(relay: &Relay) {
+    let keep_ms = i64::try_from(relay.inner.config.retention_days * 86_400_000).unwrap_or(i64::MAX);
+    let before = now_ms().saturating_sub(keep_ms);
+    if let Err(e) = relay.inner.storage.push_outbox.purge_finished(before).await {
+        tracing::warn!(error = %e, "outbox purge failed");
+    }
+    if let Err(e) = relay.inner.storage.push_audit.purge(before).await {
+        tracing::warn!(error = %e, "audit purge failed");
+    }
+}
+
+/// Sends one delivery and records its outcome.
+pub(crate) async fn deliver(relay: &Relay, entry: OutboxEntry) {
+    let inner = &relay.inner;
+    let push = Push {
+        priority: Priority::parse(&entry.priority),
+        data: entry.data.clone(),
+        collapse_id: "herald-wake".into(),
+        ttl_secs: inner.config.push_ttl_secs,
+    };
+    let (outcome, device_id) = match &entry.target {
+        DeliveryTarget::Device(id) => {
+            let device = match inner.storage.relay_devices.get(id).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "device lookup failed");
+                    record(
+                        relay,
+                        &entry,
+                        SendOutcome::Retry {
+                            after: None,
+                            reason: "database".into(),
+                        },
+                        None,
+                    )
+                    .await;
+                    return;
+                }
+            };
+            match device {
+                None => (SendOutcome::Rejected("device removed".into()), None),
+                Some(d) if !d.active => (SendOutcome::Rejected("device inactive".into()), None),
+                Some(d) => match inner.backends.for_kind(d.kind) {
+                    None => (
+                        SendOutcome::Rejected(format!(
+                            "{} backend not configured",
+                            d.kind.as_str()
+                        )),
+                        None,
+                    ),
+                    Some(b) => (b.send(&d, &push).await, Some(d.id.clone())),
+                },
+            }
+        }
+        DeliveryTarget::Remote { endpoint, token } => {
+            let outcome = inner
+                .backends
+                .forward
+                .forward(endpoint, token, push.priority, push.data.as_deref())
+                .await;
+            (outcome, None)
+        }
+    };
+    record(relay, &entry, outcome, device_id).await;
+}
+
+async fn record(
+    relay: &Relay,
+    entry: &OutboxEntry,
+    outcome: SendOutcome,
+    device_id: Option<String>,
+) {
+    let inner = &relay.inner;
+    let outbox = &inner.storage.push_outbox;
+    let now = now_ms();
+    let result = match outcome {
+        SendOutcome::Sent => outbox.mark_sent(entry.id, now).await,
+        SendOutcome::Gone(reason) => {
+            let reason = format!("gone: {reason}");
+            if let Some(id) = device_id {
+                tracing::info!(device = %id, "removing device the push network reports gone");
+                if let Err(e) = inner.storage.relay_devices.delete(&id).await {
+                    tracing::warn!(error = %e, "device removal failed");
+                }
+                if let Err(e) = outbox.fail_device(&id, "device gone", now).await {
+                    tracing::warn!(error = %e, "failing deliveries of gone device failed");
+                }
+            }
+            outbox.mark_failed(entry.id, &reason, now).await
+        }
+        SendOutcome::Retry { after, reason } => {
+            if entry.attempts + 1 >= inner.config.max_attempts {
+                outbox
+                    .mark_failed(entry.id, &format!("gave up: {reason}"), now)
+                    .await
+            } else {
+                let delay = backoff(
+                    entry.attempts,
+                    inner.config.retry_base_ms,
+                    inner.config.retry_max_ms,
+                    after,
+                );
+                let at = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+                let r = outbox.retry_at(entry.id, at, &reason, now).await;
+                // Wake the loop so it re-arms its timer for this entry.
+                inner.queued.notify_one();
+                r
+            }
+        }
+        SendOutcome::Rejected(reason) => {
+            outbox
+                .mark_failed(entry.id, &format!("rejected: {reason}"), now)
+                .await
+        }
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, outbox_id = entry.id, "recording delivery outcome failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_honours_retry_after() {
+        let d0 = backoff(0, 1000, 60_000, None);
+        assert!(d0 >= Duration::from_millis(1000) && d0 <= Duration::from_millis(1200));
+        let d3 = backoff(3, 1000, 60_000, None);
+        assert!(d3 >= Duration::from_millis(8000) && d3 <= Duration::from_millis(9600));
+        let capped = backoff(20, 1000, 60_000, None);
+        assert!(capped >= Duration::from_millis(60_000) && capped <= Duration::from_millis(72_000));
+        let ra = backoff(0, 1000, 60_000, Some(Duration::from_secs(30)));
+        assert!(ra >= Duration::from_secs(30) && ra <= Duration::from_millis(31_000));
+    }
+}

@@ -1,0 +1,479 @@
+//! The relay part of the contract suite (storage/src/relay): what every backend must do for relay
+//! accounts, devices, whitelist tokens, the outbox (collapse, claim, retry, recover) and the audit
+//! trail. Cases create their own uniquely named rows, so they can run on a database that is reused.
+
+// Contract checks panic on the first difference, like the assertions they are.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::relay::*;
+use crate::{Storage, StorageError};
+
+/// A prefix unique to this call, so that cases never collide on a reused PostgreSQL database.
+fn unique(tag: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{tag}-{nanos:x}-{}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn account(id: &str) -> RelayAccount {
+    RelayAccount {
+        id: id.to_string(),
+        username: format!("u{id}"),
+        email: None,
+        password_hash: Some("$argon2id$fake".into()),
+        is_local: false,
+        created_at_ms: 1_000,
+    }
+}
+
+fn device(id: &str, account_id: &str, kind: DeviceKind, at: i64) -> Device {
+    Device {
+        id: id.to_string(),
+        account_id: account_id.to_string(),
+        kind,
+        name: "phone".into(),
+        device_id: String::new(),
+        active: true,
+        token: format!("tok-{id}"),
+        apns_topic: None,
+        apns_sandbox: false,
+        webpush_p256dh: None,
+        webpush_auth: None,
+        created_at_ms: at,
+    }
+}
+
+/// Runs every relay case against `storage`. Panics on the first failure.
+pub async fn run(storage: &Storage) {
+    accounts_and_keys(storage).await;
+    devices(storage).await;
+    tokens(storage).await;
+    outbox_collapse_and_lifecycle(storage).await;
+    outbox_recover_and_fail_device(storage).await;
+    audit(storage).await;
+    account_delete_cascades(storage).await;
+}
+
+pub async fn accounts_and_keys(s: &Storage) {
+    let id = unique("acct");
+    let mut a = account(&id);
+    a.email = Some(format!("{id}@mail.example"));
+    s.relay_accounts.create(&a).await.unwrap();
+    assert!(matches!(
+        s.relay_accounts.create(&a).await,
+        Err(StorageError::AlreadyExists)
+    ));
+    let mut dup_email = account(&unique("acct"));
+    dup_email.email = a.email.clone();
+    assert!(matches!(
+        s.relay_accounts.create(&dup_email).await,
+        Err(StorageError::AlreadyExists)
+    ));
+    assert_eq!(s.relay_accounts.by_id(&id).await.unwrap(), Some(a.clone()));
+    assert_eq!(
+        s.relay_accounts.by_username(&a.username).await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        s.relay_accounts
+            .by_email(a.email.as_deref().unwrap())
+            .await
+            .unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(s.relay_accounts.by_id(&unique("none")).await.unwrap(), None);
+
+    let k1 = unique("k1");
+    let k2 = unique("k2");
+    let k3 = unique("k3");
+    s.relay_accounts.add_api_key(&id, &k1, 10, 2).await.unwrap();
+    s.relay_accounts.add_api_key(&id, &k2, 20, 2).await.unwrap();
+    assert_eq!(
+        s.relay_accounts.by_api_key(&k1).await.unwrap(),
+        Some(a.clone())
+    );
+    // A third key with keep = 2 evicts the oldest.
+    s.relay_accounts.add_api_key(&id, &k3, 30, 2).await.unwrap();
+    assert_eq!(s.relay_accounts.by_api_key(&k1).await.unwrap(), None);
+    assert_eq!(
+        s.relay_accounts.by_api_key(&k2).await.unwrap(),
+        Some(a.clone())
+    );
+    let k4 = unique("k4");
+    s.relay_accounts
+        .replace_api_keys(&id, &k4, 40)
+        .await
+        .unwrap();
+    assert_eq!(s.relay_accounts.by_api_key(&k2).await.unwrap(), None);
+    assert_eq!(s.relay_accounts.by_api_key(&k3).await.unwrap(), None);
+    assert_eq!(s.relay_accounts.by_api_key(&k4).await.unwrap(), Some(a));
+}
+
+pub async fn devices(s: &Storage) {
+    let acct = unique("acct");
+    s.relay_accounts.create(&account(&acct)).await.unwrap();
+    let d1 = device(&unique("d"), &acct, DeviceKind::Apns, 1);
+    let mut d2 = device(&unique("d"), &acct, DeviceKind::WebPush, 2);
+    d2.webpush_p256dh = Some("BPk".into());
+    d2.webpush_auth = Some("au".into());
+    s.relay_devices.create(&d1).await.unwrap();
+    s.relay_devices.create(&d2).await.unwrap();
+    assert!(matches!(
+        s.relay_devices.create(&d1).await,
+        Err(StorageError::AlreadyExists)
+    ));
+    assert_eq!(s.relay_devices.get(&d2.id).await.unwrap(), Some(d2.clone()));
+    assert_eq!(
+        s.relay_devices.list(&acct, None).await.unwrap(),
+        vec![d1.clone(), d2.clone()]
+    );
+    assert_eq!(
+        s.relay_devices
+            .list(&acct, Some(DeviceKind::Apns))
+            .await
+            .unwrap(),
+        vec![d1.clone()]
+    );
+    assert!(
+        s.relay_devices
+            .list(&acct, Some(DeviceKind::Fcm))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut d1b = d1.clone();
+    d1b.token = "newtoken".into();
+    d1b.apns_sandbox = true;
+    d1b.apns_topic = Some("org.example.app".into());
+    d1b.active = false;
+    assert!(s.relay_devices.update(&d1b).await.unwrap());
+    assert_eq!(s.relay_devices.get(&d1.id).await.unwrap(), Some(d1b));
+    assert!(s.relay_devices.delete(&d1.id).await.unwrap());
+    assert!(!s.relay_devices.delete(&d1.id).await.unwrap());
+    assert_eq!(s.relay_devices.list(&acct, None).await.unwrap(), vec![d2]);
+}
+
+pub async fn tokens(s: &Storage) {
+    let acct = unique("acct");
+    s.relay_accounts.create(&account(&acct)).await.unwrap();
+    let t = WhitelistToken {
+        id: unique("t"),
+        token_hash: unique("hash"),
+        account_id: acct.clone(),
+        name: Some("server".into()),
+        device_ids: vec!["a".into(), "b".into()],
+        sender: Some("example.org".into()),
+        rate_per_minute: Some(7),
+        created_at_ms: 5,
+        expires_at_ms: Some(100),
+        revoked_at_ms: None,
+    };
+    s.whitelist_tokens.create(&t).await.unwrap();
+    assert!(matches!(
+        s.whitelist_tokens.create(&t).await,
+        Err(StorageError::AlreadyExists)
+    ));
+    assert_eq!(
+        s.whitelist_tokens.by_hash(&t.token_hash).await.unwrap(),
+        Some(t.clone())
+    );
+    assert_eq!(
+        s.whitelist_tokens.get(&t.id).await.unwrap(),
+        Some(t.clone())
+    );
+    let all = WhitelistToken {
+        id: unique("t"),
+        token_hash: unique("hash"),
+        device_ids: vec![],
+        sender: None,
+        rate_per_minute: None,
+        expires_at_ms: None,
+        name: None,
+        created_at_ms: 6,
+        ..t.clone()
+    };
+    s.whitelist_tokens.create(&all).await.unwrap();
+    assert_eq!(
+        s.whitelist_tokens.list(&acct).await.unwrap(),
+        vec![t.clone(), all.clone()]
+    );
+    let mut t2 = t.clone();
+    t2.name = None;
+    t2.device_ids = vec!["c".into()];
+    t2.expires_at_ms = None;
+    assert!(s.whitelist_tokens.update(&t2).await.unwrap());
+    assert_eq!(
+        s.whitelist_tokens.get(&t.id).await.unwrap(),
+        Some(t2.clone())
+    );
+    assert!(s.whitelist_tokens.revoke(&t.id, 50).await.unwrap());
+    assert!(!s.whitelist_tokens.revoke(&t.id, 60).await.unwrap());
+    let revoked = s.whitelist_tokens.get(&t.id).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at_ms, Some(50));
+}
+
+fn message(id: &str, acct: Option<&str>, at: i64) -> PushMessage {
+    PushMessage {
+        id: id.to_string(),
+        account_id: acct.map(str::to_string),
+        token_id: None,
+        sender: Some("example.org".into()),
+        priority: "low".into(),
+        created_at_ms: at,
+    }
+}
+
+fn to_device(id: &str, priority: &str) -> NewDelivery {
+    NewDelivery {
+        target: DeliveryTarget::Device(id.to_string()),
+        collapse_key: format!("device:{id}"),
+        priority: priority.into(),
+        data: None,
+    }
+}
+
+pub async fn outbox_collapse_and_lifecycle(s: &Storage) {
+    let acct = unique("acct");
+    s.relay_accounts.create(&account(&acct)).await.unwrap();
+    let dev = unique("dev");
+    let window = 1_000;
+    // Times far in the future so rows of other cases sharing the database are never due here.
+    let t0 = 4_000_000_000_000_i64 + (std::process::id() as i64) * 100_000;
+
+    let m1 = message(&unique("m"), Some(&acct), t0);
+    let e1 = s
+        .push_outbox
+        .enqueue(&m1, &[to_device(&dev, "low")], window, t0)
+        .await
+        .unwrap();
+    assert_eq!(e1.collapsed, 0);
+    // A second notification while the first is pending joins it, and raises its priority.
+    let m2 = message(&unique("m"), Some(&acct), t0 + 10);
+    let e2 = s
+        .push_outbox
+        .enqueue(&m2, &[to_device(&dev, "high")], window, t0 + 10)
+        .await
+        .unwrap();
+    assert_eq!(e2.collapsed, 1);
+    assert_eq!(e2.outbox_ids, e1.outbox_ids);
+    let d = s.push_outbox.deliveries(&m2.id).await.unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].priority, "high");
+    assert_eq!(d[0].status, DeliveryStatus::Pending);
+    assert_eq!(
+        s.push_outbox.message(&m1.id).await.unwrap(),
+        Some(m1.clone())
+    );
+
+    // Claim: nothing before it is due; then exactly the entry.
+    assert!(
+        s.push_outbox
+            .claim_due(t0 - 1, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.collapse_key != format!("device:{dev}"))
+    );
+    let claimed = s.push_outbox.claim_due(t0 + 20, 1000).await.unwrap();
+    let mine: Vec<_> = claimed
+        .iter()
+        .filter(|e| e.collapse_key == format!("device:{dev}"))
+        .collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].status, DeliveryStatus::Sending);
+    assert_eq!(mine[0].target, DeliveryTarget::Device(dev.clone()));
+    let id = mine[0].id;
+    // Claimed entries are not claimed twice.
+    assert!(
+        s.push_outbox
+            .claim_due(t0 + 20, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.id != id)
+    );
+
+    // While sending, a new notification does not join it: it gets its own entry, delayed to the end of
+    // the collapse window of the first.
+    let m3 = message(&unique("m"), Some(&acct), t0 + 30);
+    let e3 = s
+        .push_outbox
+        .enqueue(&m3, &[to_device(&dev, "low")], window, t0 + 30)
+        .await
+        .unwrap();
+    assert_eq!(e3.collapsed, 0);
+    assert_ne!(e3.outbox_ids[0], id);
+    let d3 = s.push_outbox.deliveries(&m3.id).await.unwrap();
+    assert_eq!(d3[0].next_attempt_at_ms, t0 + window);
+
+    // Retry then send.
+    s.push_outbox
+        .retry_at(id, t0 + 500, "http 503", t0 + 40)
+        .await
+        .unwrap();
+    let d = s.push_outbox.deliveries(&m1.id).await.unwrap();
+    assert_eq!(
+        (d[0].status, d[0].attempts, d[0].next_attempt_at_ms),
+        (DeliveryStatus::Pending, 1, t0 + 500)
+    );
+    assert_eq!(d[0].reason.as_deref(), Some("http 503"));
+    let again = s.push_outbox.claim_due(t0 + 500, 1000).await.unwrap();
+    assert!(again.iter().any(|e| e.id == id));
+    s.push_outbox.mark_sent(id, t0 + 510).await.unwrap();
+    let d = s.push_outbox.deliveries(&m1.id).await.unwrap();
+    assert_eq!((d[0].status, d[0].attempts), (DeliveryStatus::Sent, 2));
+
+    let e3id = e3.outbox_ids[0];
+    let claimed = s.push_outbox.claim_due(t0 + window, 1000).await.unwrap();
+    assert!(claimed.iter().any(|e| e.id == e3id));
+    s.push_outbox
+        .mark_failed(e3id, "rejected: BadTopic", t0 + window)
+        .await
+        .unwrap();
+    let d = s.push_outbox.deliveries(&m3.id).await.unwrap();
+    assert_eq!(d[0].status, DeliveryStatus::Failed);
+    assert_eq!(d[0].reason.as_deref(), Some("rejected: BadTopic"));
+
+    // Remote targets keep their endpoint and token until done.
+    let m4 = message(&unique("m"), None, t0 + 50);
+    let remote = NewDelivery {
+        target: DeliveryTarget::Remote {
+            endpoint: "https://relay.example/api/v1/messages/".into(),
+            token: "secret".into(),
+        },
+        collapse_key: unique("remote"),
+        priority: "high".into(),
+        data: Some("x".into()),
+    };
+    s.push_outbox
+        .enqueue(&m4, std::slice::from_ref(&remote), window, t0 + 50)
+        .await
+        .unwrap();
+    let d = s.push_outbox.deliveries(&m4.id).await.unwrap();
+    assert_eq!(d[0].target, remote.target);
+    assert_eq!(d[0].data.as_deref(), Some("x"));
+    assert_eq!(s.push_outbox.message(&unique("none")).await.unwrap(), None);
+}
+
+pub async fn outbox_recover_and_fail_device(s: &Storage) {
+    let acct = unique("acct");
+    s.relay_accounts.create(&account(&acct)).await.unwrap();
+    let dev = unique("dev");
+    let t0 = 5_000_000_000_000_i64 + (std::process::id() as i64) * 100_000;
+    let m = message(&unique("m"), Some(&acct), t0);
+    let e = s
+        .push_outbox
+        .enqueue(&m, &[to_device(&dev, "low")], 0, t0)
+        .await
+        .unwrap();
+    let id = e.outbox_ids[0];
+    assert!(
+        s.push_outbox
+            .next_due_at()
+            .await
+            .unwrap()
+            .is_some_and(|t| t <= t0)
+    );
+    assert!(
+        s.push_outbox
+            .claim_due(t0, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.id == id)
+    );
+    // A restart puts sending entries back.
+    assert!(s.push_outbox.recover().await.unwrap() >= 1);
+    let d = s.push_outbox.deliveries(&m.id).await.unwrap();
+    assert_eq!(d[0].status, DeliveryStatus::Pending);
+    assert_eq!(
+        s.push_outbox
+            .fail_device(&dev, "device gone", t0 + 1)
+            .await
+            .unwrap(),
+        1
+    );
+    let d = s.push_outbox.deliveries(&m.id).await.unwrap();
+    assert_eq!(d[0].status, DeliveryStatus::Failed);
+    assert_eq!(d[0].reason.as_deref(), Some("device gone"));
+    // Purging finished entries removes the entry and the message it no longer serves.
+    assert!(s.push_outbox.purge_finished(t0 + 2).await.unwrap() >= 1);
+    assert!(s.push_outbox.deliveries(&m.id).await.unwrap().is_empty());
+    assert_eq!(s.push_outbox.message(&m.id).await.unwrap(), None);
+}
+
+pub async fn audit(s: &Storage) {
+    let acct = unique("acct");
+    s.relay_accounts.create(&account(&acct)).await.unwrap();
+    for (i, outcome) in ["accepted", "rate-limited", "revoked"].iter().enumerate() {
+        s.push_audit
+            .record(&AuditEntry {
+                id: 0,
+                account_id: acct.clone(),
+                at_ms: 100 + i as i64,
+                token_id: Some("t1".into()),
+                sender: Some("example.org".into()),
+                message_id: None,
+                outcome: outcome.to_string(),
+            })
+            .await
+            .unwrap();
+    }
+    let all = s.push_audit.list(&acct, None, 10).await.unwrap();
+    let outcomes: Vec<_> = all.iter().map(|e| e.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["revoked", "rate-limited", "accepted"]);
+    let page = s.push_audit.list(&acct, Some(all[0].id), 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].outcome, "rate-limited");
+    assert!(
+        s.push_audit
+            .list(&unique("other"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn account_delete_cascades(s: &Storage) {
+    let acct = unique("acct");
+    s.relay_accounts.create(&account(&acct)).await.unwrap();
+    let key = unique("key");
+    s.relay_accounts
+        .add_api_key(&acct, &key, 1, 5)
+        .await
+        .unwrap();
+    let d = device(&unique("d"), &acct, DeviceKind::Fcm, 1);
+    s.relay_devices.create(&d).await.unwrap();
+    let t = WhitelistToken {
+        id: unique("t"),
+        token_hash: unique("h"),
+        account_id: acct.clone(),
+        name: None,
+        device_ids: vec![],
+        sender: None,
+        rate_per_minute: None,
+        created_at_ms: 1,
+        expires_at_ms: None,
+        revoked_at_ms: None,
+    };
+    s.whitelist_tokens.create(&t).await.unwrap();
+    let m = message(&unique("m"), Some(&acct), 1);
+    s.push_outbox
+        .enqueue(&m, &[to_device(&d.id, "low")], 0, 1)
+        .await
+        .unwrap();
+    assert!(s.relay_accounts.delete(&acct).await.unwrap());
+    assert!(!s.relay_accounts.delete(&acct).await.unwrap());
+    assert_eq!(s.relay_accounts.by_api_key(&key).await.unwrap(), None);
+    assert_eq!(s.relay_devices.get(&d.id).await.unwrap(), None);
+    assert_eq!(s.whitelist_tokens.get(&t.id).await.unwrap(), None);
+    assert_eq!(s.push_outbox.message(&m.id).await.unwrap(), None);
+}

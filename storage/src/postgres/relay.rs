@@ -1,0 +1,12 @@
+//! PostgreSQL implementation of the relay traits (storage/src/relay): the shared SQL from
+//! [`crate::relay::sql`] stamped out for `PgPool`.
+
+use sqlx::PgPool;
+
+/// The relay tables on a PostgreSQL pool.
+#[derive(Clone)]
+pub(crate) struct PgRelay {
+    pub(crate) pool: PgPool,
+}
+
+crate::relay::sql::relay_sql_impl!(PgRelay, sqlx::Postgres, "BEGIN", " FOR UPDATE SKIP LOCKED");

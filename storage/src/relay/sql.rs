@@ -1,0 +1,287 @@
+//! The relay's SQL, written once for SQLite and PostgreSQL: the queries use only syntax both accept
+//! (`$N` placeholders in order of first use, `RETURNING`, `ON CONFLICT`), and [`relay_sql_impl`]
+//! stamps the trait implementations out for each pool type. The contract suite checks both.
+
+use crate::StorageError;
+
+/// Maps a sqlx error: unique violations become [`StorageError::AlreadyExists`].
+pub(crate) fn db_err(e: sqlx::Error) -> StorageError {
+    if let sqlx::Error::Database(d) = &e
+        && d.is_unique_violation()
+    {
+        return StorageError::AlreadyExists;
+    }
+    StorageError::Database(e.to_string())
+}
+
+/// Implements the relay traits for `$store` (a struct with a `pool: $pool` field).
+/// `$begin` starts the enqueue transaction (SQLite takes the write lock up front with
+/// `BEGIN IMMEDIATE`, so two writers never deadlock on lock upgrade); `$skip_locked` is appended to
+/// the claim sub-select (PostgreSQL `FOR UPDATE SKIP LOCKED` lets several workers claim at once).
+macro_rules! relay_sql_impl {
+    ($store:ident, $db:ty, $begin:literal, $skip_locked:literal) => {
+        mod relay_sql_generated {
+            use super::$store;
+            use async_trait::async_trait;
+            use $crate::StorageResult;
+            use $crate::relay::rows::{
+                AccountRow, AuditRow, DeviceRow, MessageRow, OutboxRow, TokenRow, join_ids, limit,
+            };
+            use $crate::relay::sql::db_err;
+            use $crate::relay::*;
+
+
+            #[async_trait]
+            impl RelayAccounts for $store {
+                async fn create(&self, a: &RelayAccount) -> StorageResult<()> {
+                    sqlx::query::<$db>("INSERT INTO relay_accounts (id, username, email, password_hash, is_local, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)")
+                        .bind(&a.id).bind(&a.username).bind(&a.email).bind(&a.password_hash)
+                        .bind(a.is_local).bind(a.created_at_ms)
+                        .execute(&self.pool).await.map_err(db_err)?;
+                    Ok(())
+                }
+                async fn by_id(&self, id: &str) -> StorageResult<Option<RelayAccount>> {
+                    let r = sqlx::query_as::<$db, AccountRow>("SELECT id, username, email, password_hash, is_local, created_at_ms FROM relay_accounts WHERE id = $1")
+                        .bind(id).fetch_optional(&self.pool).await.map_err(db_err)?;
+                    Ok(r.map(Into::into))
+                }
+                async fn by_username(&self, username: &str) -> StorageResult<Option<RelayAccount>> {
+                    let r = sqlx::query_as::<$db, AccountRow>("SELECT id, username, email, password_hash, is_local, created_at_ms FROM relay_accounts WHERE username = $1")
+                        .bind(username).fetch_optional(&self.pool).await.map_err(db_err)?;
+                    Ok(r.map(Into::into))
+                }
+                async fn by_email(&self, email: &str) -> StorageResult<Option<RelayAccount>> {
+                    let r = sqlx::query_as::<$db, AccountRow>("SELECT id, username, email, password_hash, is_local, created_at_ms FROM relay_accounts WHERE email = $1")
+                        .bind(email).fetch_optional(&self.pool).await.map_err(db_err)?;
+                    Ok(r.map(Into::into))
+                }
+                async fn delete(&self, id: &str) -> StorageResult<bool> {
+                    // Foreign keys cascade to keys, devices, tokens, messages and audit entries.
+                    let r = sqlx::query::<$db>("DELETE FROM relay_accounts WHERE id = $1")
+                        .bind(id).execute(&self.pool).await.map_err(db_err)?;
+                    Ok(r.rows_affected() > 0)
+                }
+                async fn add_api_key(&self, account_id: &str, key_hash: &str, now_ms: i64, keep: usize) -> StorageResult<()> {
+                    sqlx::query::<$db>("INSERT INTO relay_api_keys (key_hash, account_id, created_at_ms) VALUES ($1, $2, $3)")
+                        .bind(key_hash).bind(account_id).bind(now_ms)
+                        .execute(&self.pool).await.map_err(db_err)?;
+                    sqlx::query::<$db>("DELETE FROM relay_api_keys WHERE account_id = $1 AND key_hash NOT IN (SELECT key_hash FROM relay_api_keys WHERE account_id = $1 ORDER BY created_at_ms DESC, key_hash LIMIT $2)")
+                        .bind(account_id).bind(limit(keep))
+                        .execute(&self.pool).await.map_err(db_err)?;
+                    Ok(())
+                }
+                async fn replace_api_keys(&self, account_id: &str, key_hash: &str, now_ms: i64) -> StorageResult<()> {
+                    let mut tx = self.pool.begin().await.map_err(db_err)?;
+                    sqlx::query::<$db>("DELETE FROM relay_api_keys WHERE account_id = $1")
+                        .bind(account_id).execute(&mut *tx).await.map_err(db_err)?;
+                    sqlx::query::<$db>("INSERT INTO relay_api_keys (key_hash, account_id, created_at_ms) VALUES ($1, $2, $3)")
+                        .bind(key_hash).bind(account_id).bind(now_ms)
+                        .execute(&mut *tx).await.map_err(db_err)?;
+                    tx.commit().await.map_err(db_err)
+                }
+                async fn by_api_key(&self, key_hash: &str) -> StorageResult<Option<RelayAccount>> {
+                    let r = sqlx::query_as::<$db, AccountRow>("SELECT a.id, a.username, a.email, a.password_hash, a.is_local, a.created_at_ms FROM relay_accounts a JOIN relay_api_keys k ON k.account_id = a.id WHERE k.key_hash = $1")
+                        .bind(key_hash).fetch_optional(&self.pool).await.map_err(db_err)?;
+                    Ok(r.map(Into::into))
+                }
+            }
+
+            #[async_trait]
+            impl RelayDevices for $store {
+                async fn create(&self, d: &Device) -> StorageResult<()> {
+                    sqlx::query::<$db>("INSERT INTO relay_devices (id, account_id, kind, name, device_id, active, token, apns_topic, apns_sandbox, webpush_p256dh, webpush_auth, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+                        .bind(&d.id).bind(&d.account_id).bind(d.kind.as_str()).bind(&d.name)
+                        .bind(&d.device_id).bind(d.active).bind(&d.token).bind(&d.apns_topic)
+                        .bind(d.apns_sandbox).bind(&d.webpush_p256dh).bind(&d.webpush_auth)
+                        .bind(d.created_at_ms)
+                        .execute(&self.pool).await.map_err(db_err)?;
+                    Ok(())
+                }
+                async fn get(&self, id: &str) -> StorageResult<Option<Device>> {
+                    let r = sqlx::query_as::<$db, DeviceRow>("SELECT * FROM relay_devices WHERE id = $1")
+                        .bind(id).fetch_optional(&self.pool).await.map_err(db_err)?;
+                    r.map(Device::try_from).transpose()
+                }
+                async fn list(&self, account_id: &str, kind: Option<DeviceKind>) -> StorageResult<Vec<Device>> {
+                    let rows = sqlx::query_as::<$db, DeviceRow>("SELECT * FROM relay_devices WHERE account_id = $1 AND ($2 IS NULL OR kind = $2) ORDER BY created_at_ms, id")
+                        .bind(account_id).bind(kind.map(DeviceKind::as_str))
+                        .fetch_all(&self.pool).await.map_err(db_err)?;
+                    rows.into_iter().map(Device::try_from).collect()
+                }
+                async fn update(&self, d: &Device) -> StorageResult<bool> {
+                    let r = sqlx::query::<$db>("UPDATE relay_devices SET kind = $1, name = $2, device_id = $3, active = $4, token = $5, apns_topic = $6, apns_sandbox = $7, webpush_p256dh = $8, webpush_auth = $9 WHERE id = $10")
+                        .bind(d.kind.as_str()).bind(&d.name).bind(&d.device_id).bind(d.active)
+                        .bind(&d.token).bind(&d.apns_topic).bind(d.apns_sandbox)
+                        .bind(&d.webpush_p256dh).bind(&d.webpush_auth).bind(&d.id)
+                        .execute(&self.pool).await.map_err(db_err)?;
+                    Ok(r.rows_affected() > 0)
+                }
+                async fn delete(&self, id: &str) -> StorageResult<bool> {
+                    let r = sqlx::query::<$db>("DELETE FROM relay_devices WHERE id = $1")
+                        .bind(id).execute(&self.pool).await.map_err(db_err)?;
+                    Ok(r.rows_affected() > 0)
+                }
+            }
+
+            #[async_trait]
+            impl WhitelistTokens for $store {
+                async fn create(&self, t: &WhitelistToken) -> StorageResult<()> {
+                    sqlx::query::<$db>("INSERT INTO relay_tokens (id, token_hash, account_id, name, device_ids, sender, rate_per_minute, created_at_ms, expires_at_ms, revoked_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+                        .bind(&t.id).bind(&t.token_hash).bind(&t.account_id).bind(&t.name)
+                        .bind(join_ids(&t.device_ids)).bind(&t.sender)
+                        .bind(t.rate_per_minute.map(i64::from)).bind(t.created_at_ms)
+                        .bind(t.expires_at_ms).bind(t.revoked_at_ms)
+                        .execute(&self.pool).await.map_err(db_err)?;
+                    Ok(())
+                }
+                async fn by_hash(&self, token_hash: &str) -> StorageResult<Option<WhitelistToken>> {
+                    let r = sqlx::query_as::<$db, TokenRow>("SELECT * FROM relay_tokens WHERE token_hash = $1")
+                        .bind(token_hash).fetch_optional(&self.pool).await.map_err(db_err)?;
+                    Ok(r.map(Into::into))
+                }
+                async fn get(&self, id: &str) -> StorageResult<Option<WhitelistToken>> {
+                    let r = sqlx::query_as::<$db, TokenRow>("SELECT * FROM relay_tokens WHERE id = $1")
+                        .bind(id).fetch_optional(&self.pool).await.map_err(db_err)?;
+                    Ok(r.map(Into::into))
+                }
+                async fn list(&self, account_id: &str) -> StorageResult<Vec<WhitelistToken>> {
+                    let rows = sqlx::query_as::<$db, TokenRow>("SELECT * FROM relay_tokens WHERE account_id = $1 ORDER BY created_at_ms, id")
+                        .bind(account_id).fetch_all(&self.pool).await.map_err(db_err)?;
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+                async fn update(&self, t: &WhitelistToken) -> StorageResult<bool> {
+                    let r = sqlx::query::<$db>("UPDATE relay_tokens SET name = $1, device_ids = $2, sender = $3, rate_per_minute = $4, expires_at_ms = $5 WHERE id = $6")
+                        .bind(&t.name).bind(join_ids(&t.device_ids)).bind(&t.sender)
+                        .bind(t.rate_per_minute.map(i64::from)).bind(t.expires_at_ms).bind(&t.id)
+                        .execute(&self.pool).await.map_err(db_err)?;
+                    Ok(r.rows_affected() > 0)
+                }
+                async fn revoke(&self, id: &str, now_ms: i64) -> StorageResult<bool> {
+                    let r = sqlx::query::<$db>("UPDATE relay_tokens SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL")
+                        .bind(now_ms).bind(id).execute(&self.pool).await.map_err(db_err)?;
+                    Ok(r.rows_affected() > 0)
+                }
+            }
+
+            #[async_trait]
+            impl PushOutbox for $store {
+                async fn enqueue(&self, m: &PushMessage, deliveries: &[NewDelivery], window_ms: i64, now_ms: i64) -> StorageResult<Enqueued> {
+                    let mut tx = self.pool.begin_with($begin).await.map_err(db_err)?;
+                    sqlx::query::<$db>("INSERT INTO relay_messages (id, account_id, token_id, sender, priority, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)")
+                        .bind(&m.id).bind(&m.account_id).bind(&m.token_id).bind(&m.sender)
+                        .bind(&m.priority).bind(m.created_at_ms)
+                        .execute(&mut *tx).await.map_err(db_err)?;
+                    let mut out = Enqueued::default();
+                    for d in deliveries {
+                        let pending: Option<(i64,)> = sqlx::query_as::<$db, (i64,)>("SELECT id FROM relay_outbox WHERE collapse_key = $1 AND status = 'pending' ORDER BY id DESC LIMIT 1")
+                            .bind(&d.collapse_key).fetch_optional(&mut *tx).await.map_err(db_err)?;
+                        let outbox_id = if let Some((id,)) = pending {
+                            out.collapsed += 1;
+                            if d.priority == "high" {
+                                sqlx::query::<$db>("UPDATE relay_outbox SET priority = 'high' WHERE id = $1")
+                                    .bind(id).execute(&mut *tx).await.map_err(db_err)?;
+                            }
+                            id
+                        } else {
+                            let (last,): (Option<i64>,) = sqlx::query_as::<$db, (Option<i64>,)>("SELECT MAX(created_at_ms) FROM relay_outbox WHERE collapse_key = $1 AND created_at_ms > $2")
+                                .bind(&d.collapse_key).bind(now_ms - window_ms)
+                                .fetch_one(&mut *tx).await.map_err(db_err)?;
+                            let due = last.map_or(now_ms, |l| (l + window_ms).max(now_ms));
+                            let (device, endpoint, token) = match &d.target {
+                                DeliveryTarget::Device(id) => (Some(id.as_str()), None, None),
+                                DeliveryTarget::Remote { endpoint, token } => (None, Some(endpoint.as_str()), Some(token.as_str())),
+                            };
+                            let (id,): (i64,) = sqlx::query_as::<$db, (i64,)>("INSERT INTO relay_outbox (device_id, remote_endpoint, remote_token, collapse_key, priority, data, status, attempts, next_attempt_at_ms, reason, created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, NULL, $8, $8) RETURNING id")
+                                .bind(device).bind(endpoint).bind(token).bind(&d.collapse_key)
+                                .bind(&d.priority).bind(&d.data).bind(due).bind(now_ms)
+                                .fetch_one(&mut *tx).await.map_err(db_err)?;
+                            id
+                        };
+                        sqlx::query::<$db>("INSERT INTO relay_message_deliveries (message_id, outbox_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                            .bind(&m.id).bind(outbox_id).execute(&mut *tx).await.map_err(db_err)?;
+                        out.outbox_ids.push(outbox_id);
+                    }
+                    tx.commit().await.map_err(db_err)?;
+                    Ok(out)
+                }
+                async fn claim_due(&self, now_ms: i64, n: usize) -> StorageResult<Vec<OutboxEntry>> {
+                    let rows = sqlx::query_as::<$db, OutboxRow>(concat!("UPDATE relay_outbox SET status = 'sending', updated_at_ms = $1 WHERE id IN (SELECT id FROM relay_outbox WHERE status = 'pending' AND next_attempt_at_ms <= $1 ORDER BY next_attempt_at_ms, id LIMIT $2", $skip_locked, ") RETURNING id, device_id, remote_endpoint, remote_token, collapse_key, priority, data, status, attempts, next_attempt_at_ms, reason, created_at_ms"))
+                        .bind(now_ms).bind(limit(n)).fetch_all(&self.pool).await.map_err(db_err)?;
+                    let mut v = rows.into_iter().map(OutboxEntry::try_from).collect::<StorageResult<Vec<_>>>()?;
+                    v.sort_by_key(|e| (e.next_attempt_at_ms, e.id));
+                    Ok(v)
+                }
+                async fn next_due_at(&self) -> StorageResult<Option<i64>> {
+                    let (v,): (Option<i64>,) = sqlx::query_as::<$db, (Option<i64>,)>("SELECT MIN(next_attempt_at_ms) FROM relay_outbox WHERE status = 'pending'")
+                        .fetch_one(&self.pool).await.map_err(db_err)?;
+                    Ok(v)
+                }
+                async fn mark_sent(&self, id: i64, now_ms: i64) -> StorageResult<()> {
+                    sqlx::query::<$db>("UPDATE relay_outbox SET status = 'sent', attempts = attempts + 1, reason = NULL, remote_token = CASE WHEN remote_token IS NULL THEN NULL ELSE '' END, updated_at_ms = $1 WHERE id = $2")
+                        .bind(now_ms).bind(id).execute(&self.pool).await.map_err(db_err)?;
+                    Ok(())
+                }
+                async fn mark_failed(&self, id: i64, reason: &str, now_ms: i64) -> StorageResult<()> {
+                    sqlx::query::<$db>("UPDATE relay_outbox SET status = 'failed', attempts = attempts + 1, reason = $1, remote_token = CASE WHEN remote_token IS NULL THEN NULL ELSE '' END, updated_at_ms = $2 WHERE id = $3")
+                        .bind(reason).bind(now_ms).bind(id).execute(&self.pool).await.map_err(db_err)?;
+                    Ok(())
+                }
+                async fn retry_at(&self, id: i64, next_ms: i64, reason: &str, now_ms: i64) -> StorageResult<()> {
+                    sqlx::query::<$db>("UPDATE relay_outbox SET status = 'pending', attempts = attempts + 1, next_attempt_at_ms = $1, reason = $2, updated_at_ms = $3 WHERE id = $4")
+                        .bind(next_ms).bind(reason).bind(now_ms).bind(id).execute(&self.pool).await.map_err(db_err)?;
+                    Ok(())
+                }
+                async fn fail_device(&self, device_id: &str, reason: &str, now_ms: i64) -> StorageResult<u64> {
+                    let r = sqlx::query::<$db>("UPDATE relay_outbox SET status = 'failed', reason = $1, updated_at_ms = $2 WHERE device_id = $3 AND status = 'pending'")
+                        .bind(reason).bind(now_ms).bind(device_id).execute(&self.pool).await.map_err(db_err)?;
+                    Ok(r.rows_affected())
+                }
+                async fn recover(&self) -> StorageResult<u64> {
+                    let r = sqlx::query::<$db>("UPDATE relay_outbox SET status = 'pending' WHERE status = 'sending'")
+                        .execute(&self.pool).await.map_err(db_err)?;
+                    Ok(r.rows_affected())
+                }
+                async fn message(&self, id: &str) -> StorageResult<Option<PushMessage>> {
+                    let r = sqlx::query_as::<$db, MessageRow>("SELECT id, account_id, token_id, sender, priority, created_at_ms FROM relay_messages WHERE id = $1")
+                        .bind(id).fetch_optional(&self.pool).await.map_err(db_err)?;
+                    Ok(r.map(Into::into))
+                }
+                async fn deliveries(&self, message_id: &str) -> StorageResult<Vec<OutboxEntry>> {
+                    let rows = sqlx::query_as::<$db, OutboxRow>("SELECT o.id, o.device_id, o.remote_endpoint, o.remote_token, o.collapse_key, o.priority, o.data, o.status, o.attempts, o.next_attempt_at_ms, o.reason, o.created_at_ms FROM relay_outbox o JOIN relay_message_deliveries d ON d.outbox_id = o.id WHERE d.message_id = $1 ORDER BY o.id")
+                        .bind(message_id).fetch_all(&self.pool).await.map_err(db_err)?;
+                    rows.into_iter().map(OutboxEntry::try_from).collect()
+                }
+                async fn purge_finished(&self, before_ms: i64) -> StorageResult<u64> {
+                    let r = sqlx::query::<$db>("DELETE FROM relay_outbox WHERE status IN ('sent', 'failed') AND updated_at_ms < $1")
+                        .bind(before_ms).execute(&self.pool).await.map_err(db_err)?;
+                    sqlx::query::<$db>("DELETE FROM relay_messages WHERE created_at_ms < $1 AND NOT EXISTS (SELECT 1 FROM relay_message_deliveries d WHERE d.message_id = relay_messages.id)")
+                        .bind(before_ms).execute(&self.pool).await.map_err(db_err)?;
+                    Ok(r.rows_affected())
+                }
+            }
+
+            #[async_trait]
+            impl PushAudit for $store {
+                async fn record(&self, e: &AuditEntry) -> StorageResult<()> {
+                    sqlx::query::<$db>("INSERT INTO relay_audit (account_id, at_ms, token_id, sender, message_id, outcome) VALUES ($1, $2, $3, $4, $5, $6)")
+                        .bind(&e.account_id).bind(e.at_ms).bind(&e.token_id).bind(&e.sender)
+                        .bind(&e.message_id).bind(&e.outcome)
+                        .execute(&self.pool).await.map_err(db_err)?;
+                    Ok(())
+                }
+                async fn list(&self, account_id: &str, before_id: Option<i64>, n: usize) -> StorageResult<Vec<AuditEntry>> {
+                    let rows = sqlx::query_as::<$db, AuditRow>("SELECT id, account_id, at_ms, token_id, sender, message_id, outcome FROM relay_audit WHERE account_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3")
+                        .bind(account_id).bind(before_id).bind(limit(n))
+                        .fetch_all(&self.pool).await.map_err(db_err)?;
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+                async fn purge(&self, before_ms: i64) -> StorageResult<u64> {
+                    let r = sqlx::query::<$db>("DELETE FROM relay_audit WHERE at_ms < $1")
+                        .bind(before_ms).execute(&self.pool).await.map_err(db_err)?;
+                    Ok(r.rows_affected())
+                }
+            }
+        }
+    };
+}
+pub(crate) use relay_sql_impl;

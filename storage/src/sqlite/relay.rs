@@ -1,0 +1,12 @@
+//! SQLite implementation of the relay traits (storage/src/relay): the shared SQL from
+//! [`crate::relay::sql`] stamped out for `SqlitePool`.
+
+use sqlx::SqlitePool;
+
+/// The relay tables on a SQLite pool.
+#[derive(Clone)]
+pub(crate) struct SqliteRelay {
+    pub(crate) pool: SqlitePool,
+}
+
+crate::relay::sql::relay_sql_impl!(SqliteRelay, sqlx::Sqlite, "BEGIN IMMEDIATE", "");

@@ -1,0 +1,375 @@
+//! `TestServer`: one Herald started in-process with `herald::start` on 127.0.0.1 port 0, with its own
+//! temporary data folder and database (a SQLite file there, or a fresh PostgreSQL database when the
+//! backend is [`Backend::Postgres`]). It can be stopped and started again on the same data for
+//! persistence tests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use herald::config::{Config, RawConfig};
+use herald::features::push::PushWaker;
+use herald::router::Router;
+use herald::{Running, Shutdown, ShutdownTrigger};
+use herald_storage::{RosterItem, Storage, Subscription};
+use sqlx::Connection;
+
+use crate::client::TestClient;
+use crate::{DOMAIN, PASSWORD, TIMEOUT};
+
+/// Where a test server keeps its data.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A SQLite file in the server's data folder (the default).
+    Sqlite,
+    /// A database of its own, created on the PostgreSQL server at this admin URL and dropped afterwards.
+    Postgres { admin_url: String },
+}
+
+impl Backend {
+    /// PostgreSQL if `HERALD_TEST_POSTGRES_URL` is set. `None` means the caller should skip, saying so.
+    pub fn postgres_from_env() -> Option<Backend> {
+        match std::env::var("HERALD_TEST_POSTGRES_URL") {
+            Ok(admin_url) if !admin_url.is_empty() => Some(Backend::Postgres { admin_url }),
+            _ => {
+                eprintln!("HERALD_TEST_POSTGRES_URL not set: PostgreSQL variant skipped");
+                None
+            }
+        }
+    }
+}
+
+/// Builds a [`TestServer`]: extra `HERALD_*` overrides, an optional herald.toml, a push waker, a backend.
+pub struct TestServerBuilder {
+    env: Vec<(String, String)>,
+    toml: Option<String>,
+    files: Vec<(String, String)>,
+    push: Option<Arc<dyn PushWaker>>,
+    backend: Backend,
+}
+
+impl TestServerBuilder {
+    /// Writes a file into the data folder before the configuration is read (e.g. a component secret).
+    pub fn file(mut self, name: &str, contents: &str) -> Self {
+        self.files.push((name.to_string(), contents.to_string()));
+        self
+    }
+
+    /// Adds an environment override such as `("HERALD_LIMITS__OFFLINE_QUOTA", "2")`.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// The text of a herald.toml written into the data folder and loaded. `{dir}` is replaced by the data
+    /// folder's path (for secret files written there before the server starts).
+    pub fn toml(mut self, text: &str) -> Self {
+        self.toml = Some(text.to_string());
+        self
+    }
+
+    pub fn push(mut self, waker: Arc<dyn PushWaker>) -> Self {
+        self.push = Some(waker);
+        self
+    }
+
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Creates the data folder (and database) and starts the server.
+    pub async fn start(self) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = match &self.backend {
+            Backend::Sqlite => None,
+            Backend::Postgres { admin_url } => Some(ScratchDatabase::create(admin_url).await),
+        };
+        let mut pairs = vec![
+            env("HERALD_SERVER__DATA_DIR", &dir.path().display().to_string()),
+            env("HERALD_C2S__LISTEN", "127.0.0.1:0"),
+            env("HERALD_C2S__DIRECT_TLS_LISTEN", "127.0.0.1:0"),
+        ];
+        if let Some(scratch) = &scratch {
+            pairs.push(env("HERALD_STORAGE__URL", &scratch.url));
+        }
+        pairs.extend(self.env);
+        for (name, contents) in &self.files {
+            std::fs::write(dir.path().join(name), contents).unwrap();
+        }
+        let config_file = self.toml.map(|text| {
+            let path = dir.path().join("herald.toml");
+            let text = text.replace("{dir}", &dir.path().display().to_string());
+            std::fs::write(&path, text).unwrap();
+            path
+        });
+        let config =
+            Config::resolve(RawConfig::load(config_file.as_deref(), pairs).unwrap()).unwrap();
+        let storage = Storage::connect(&config.storage_url).await.unwrap();
+        let expected = if scratch.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        assert_eq!(storage.backend, expected, "the backend asked for");
+        let mut server = TestServer {
+            dir,
+            config,
+            storage,
+            push: self.push,
+            live: None,
+            scratch,
+        };
+        server.start_again().await;
+        server
+    }
+}
+
+fn env(key: &str, value: &str) -> (String, String) {
+    (key.to_string(), value.to_string())
+}
+
+/// A running (or stopped) in-process server.
+pub struct TestServer {
+    dir: tempfile::TempDir,
+    config: Config,
+    /// A handle on the server's database, for test setup.
+    pub storage: Storage,
+    push: Option<Arc<dyn PushWaker>>,
+    live: Option<(Running, ShutdownTrigger)>,
+    scratch: Option<ScratchDatabase>,
+}
+
+impl TestServer {
+    /// A default server on SQLite.
+    pub async fn start() -> TestServer {
+        Self::builder().start().await
+    }
+
+    pub fn builder() -> TestServerBuilder {
+        TestServerBuilder {
+            env: Vec::new(),
+            toml: None,
+            files: Vec::new(),
+            push: None,
+            backend: Backend::Sqlite,
+        }
+    }
+
+    fn running(&self) -> &Running {
+        &self.live.as_ref().expect("server is stopped").0
+    }
+
+    pub fn c2s_address(&self) -> SocketAddr {
+        self.running().c2s_address
+    }
+
+    pub fn direct_tls_address(&self) -> SocketAddr {
+        self.running()
+            .direct_tls_address
+            .expect("direct TLS is configured")
+    }
+
+    pub fn component_address(&self) -> SocketAddr {
+        self.running()
+            .component_address
+            .expect("[component] listen is configured")
+    }
+
+    pub fn router(&self) -> &Arc<Router> {
+        &self.running().router
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The self-signed certificate the server generated for [`DOMAIN`], which clients trust.
+    pub fn certificate(&self) -> PathBuf {
+        self.data_dir().join("certs").join(format!("{DOMAIN}.crt"))
+    }
+
+    /// Stops the server: every session ends with `<system-shutdown/>` and the listeners close.
+    pub async fn stop(&mut self) {
+        if let Some((running, trigger)) = self.live.take() {
+            trigger.trigger();
+            tokio::time::timeout(TIMEOUT, running.wait())
+                .await
+                .expect("server stops in time");
+        }
+    }
+
+    /// Starts a stopped server again on the same data folder and database (new ports).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.storage = Storage::connect(&self.config.storage_url).await.unwrap();
+        self.start_again().await;
+    }
+
+    async fn start_again(&mut self) {
+        let (trigger, shutdown) = Shutdown::new();
+        let running = herald::start(
+            self.config.clone(),
+            self.storage.clone(),
+            self.push.clone(),
+            shutdown,
+        )
+        .await
+        .unwrap();
+        self.live = Some((running, trigger));
+    }
+
+    /// Creates `name@localhost` with [`PASSWORD`].
+    pub async fn add_user(&self, name: &str) {
+        self.add_user_with_password(name, PASSWORD).await;
+    }
+
+    pub async fn add_user_with_password(&self, name: &str, password: &str) {
+        let jid = herald::accounts::parse_account(&format!("{name}@{DOMAIN}")).unwrap();
+        herald::accounts::create(&self.storage, &jid, password)
+            .await
+            .unwrap();
+    }
+
+    /// Test setup: makes `a` and `b` contacts with a mutual (`both`) subscription, straight in storage.
+    pub async fn befriend(&self, a: &str, b: &str) {
+        for (owner, contact) in [(a, b), (b, a)] {
+            let item = RosterItem {
+                contact: format!("{contact}@{DOMAIN}"),
+                subscription: Subscription::Both,
+                in_roster: true,
+                ..RosterItem::default()
+            };
+            self.storage
+                .rosters
+                .upsert(&format!("{owner}@{DOMAIN}"), &item)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// A client logged in as `user` (over STARTTLS, PLAIN, [`PASSWORD`]) with `resource` bound, no presence.
+    pub async fn login(&self, user: &str, resource: &str) -> TestClient {
+        let mut client = TestClient::connect_starttls(self).await;
+        client.auth_plain(user, PASSWORD).await.unwrap();
+        client.bind(Some(resource)).await;
+        client
+    }
+
+    /// Like [`Self::login`], then requests the roster (so it gets roster pushes) and sends initial presence.
+    pub async fn online(&self, user: &str, resource: &str) -> TestClient {
+        let mut client = self.login(user, resource).await;
+        client.roster_get().await;
+        client.available(None).await;
+        client
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some((_, trigger)) = &self.live {
+            trigger.trigger();
+        }
+        if let Some(scratch) = self.scratch.take() {
+            // Drop runs inside the test's runtime; the database is dropped from a thread of its own.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(scratch.drop_it());
+            })
+            .join();
+        }
+    }
+}
+
+/// A database of its own on the PostgreSQL server, like storage/tests/contract.rs makes.
+struct ScratchDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl ScratchDatabase {
+    async fn create(admin_url: &str) -> ScratchDatabase {
+        static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!(
+            "herald_blackbox_{}_{}_{}",
+            std::process::id(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed),
+            nanos
+        );
+        let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        ScratchDatabase {
+            admin_url: admin_url.to_string(),
+            url: with_database(admin_url, &name),
+            name,
+        }
+    }
+
+    async fn drop_it(self) {
+        let Ok(mut admin) = sqlx::PgConnection::connect(&self.admin_url).await else {
+            eprintln!("could not drop scratch database {}", self.name);
+            return;
+        };
+        // FORCE: the server's pool may still hold connections.
+        let dropped = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut admin)
+        .await;
+        if let Err(e) = dropped {
+            eprintln!("could not drop scratch database {}: {e}", self.name);
+        }
+        let _ = admin.close().await;
+    }
+}
+
+/// `url` with its database (the path) replaced by `name`, keeping any `?query`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    let mut out = format!("{}/{name}", &base[..path_start]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_is_replaced_in_postgres_urls() {
+        assert_eq!(
+            super::with_database("postgres://postgres@127.0.0.1/postgres", "x"),
+            "postgres://postgres@127.0.0.1/x"
+        );
+        assert_eq!(
+            super::with_database("postgres://u:p@h:5432/db?sslmode=disable", "x"),
+            "postgres://u:p@h:5432/x?sslmode=disable"
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! XEP-0114 external components over a real socket: the handshake (section 3: lowercase hex SHA-1 of the
+//! stream id and the shared secret), stanzas in both directions through the router, and refusals.
+#![allow(clippy::unwrap_used)]
+
+use herald::xmpp::stream::{Frame, StreamHeader, XmlStream};
+use herald::xmpp::{Limits, ns};
+use herald_tests::xml::{self, is_error};
+use herald_tests::{DOMAIN, Element, TIMEOUT, TestServer};
+use sha1::{Digest, Sha1};
+use tokio::net::TcpStream;
+
+const COMPONENT: &str = "bot.localhost";
+const SECRET: &str = "s3cret shared with the bot";
+
+async fn server_with_component() -> TestServer {
+    TestServer::builder()
+        .file("component.secret", &format!("{SECRET}\n"))
+        .toml(
+            "[component]\nlisten = \"127.0.0.1:0\"\n\n[[component.components]]\n\
+             domain = \"bot.localhost\"\nsecret_file = \"{dir}/component.secret\"\n",
+        )
+        .start()
+        .await
+}
+
+/// A component connection as a gateway would open it.
+struct Component {
+    stream: XmlStream<TcpStream>,
+    stream_id: String,
+}
+
+impl Component {
+    /// Connects and exchanges stream headers for `domain`.
+    async fn open(server: &TestServer, domain: &str) -> Component {
+        let socket = TcpStream::connect(server.component_address())
+            .await
+            .unwrap();
+        let mut stream = XmlStream::new(socket, Limits::default());
+        stream
+            .send_raw(&format!(
+                "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='{domain}'>"
+            ))
+            .await
+            .unwrap();
+        let header: StreamHeader = tokio::time::timeout(TIMEOUT, stream.read_header())
+            .await
+            .expect("component stream header in time")
+            .unwrap();
+        assert_eq!(header.default_ns, ns::COMPONENT_ACCEPT);
+        Component {
+            stream,
+            stream_id: header.id.expect("a stream id"),
+        }
+    }
+
+    async fn handshake(&mut self, secret: &str) {
+        let digest = Sha1::digest(format!("{}{secret}", self.stream_id).as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        self.stream
+            .send_raw(&format!("<handshake>{hex}</handshake>"))
+            .await
+            .unwrap();
+    }
+
+    async fn next(&mut self) -> Frame {
+        tokio::time::timeout(TIMEOUT, self.stream.next())
+            .await
+            .expect("something from the server in time")
+            .unwrap()
+    }
+
+    async fn expect_element(&mut self) -> Element {
+        match self.next().await {
+            Frame::Element(e) => e,
+            Frame::End => panic!("component stream ended"),
+        }
+    }
+
+    async fn expect_stream_error(&mut self, condition: &str) {
+        let error = self.expect_element().await;
+        assert!(error.is("error", ns::STREAMS), "{}", xml::show(&error));
+        assert_eq!(
+            xml::stream_error_condition(&error).as_deref(),
+            Some(condition)
+        );
+        assert_eq!(self.next().await, Frame::End);
+    }
+}
+
+#[tokio::test]
+async fn component_handshake_then_messages_both_ways() {
+    let server = server_with_component().await;
+    server.add_user("alice").await;
+    let mut component = Component::open(&server, COMPONENT).await;
+    component.handshake(SECRET).await;
+    let ack = component.expect_element().await;
+    assert!(
+        ack.is("handshake", ns::COMPONENT_ACCEPT),
+        "{}",
+        xml::show(&ack)
+    );
+
+    let mut alice = server.online("alice", "r").await;
+    // XEP-0030: the attached component is listed among the server's items.
+    let items = alice
+        .iq_result(
+            "get",
+            Some(DOMAIN),
+            "<query xmlns='http://jabber.org/protocol/disco#items'/>",
+        )
+        .await;
+    let listed = items
+        .get_child("query", ns::DISCO_ITEMS)
+        .is_some_and(|q| q.children().any(|i| i.attr("jid") == Some(COMPONENT)));
+    assert!(listed, "{}", xml::show(&items));
+
+    alice.chat("echo@bot.localhost", "hello bot").await;
+    let message = component.expect_element().await;
+    assert!(
+        message.is("message", ns::COMPONENT_ACCEPT),
+        "{}",
+        xml::show(&message)
+    );
+    assert_eq!(message.attr("from"), Some("alice@localhost/r"));
+    assert_eq!(message.attr("to"), Some("echo@bot.localhost"));
+    let body = message
+        .get_child("body", ns::COMPONENT_ACCEPT)
+        .map(Element::text);
+    assert_eq!(body.as_deref(), Some("hello bot"));
+
+    component
+        .stream
+        .send_raw("<message from='echo@bot.localhost' to='alice@localhost/r' type='chat'><body>hello alice</body></message>")
+        .await
+        .unwrap();
+    alice
+        .expect("the component's reply", |e| {
+            xml::is_message(e, "echo@bot.localhost", "hello alice")
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn wrong_component_secret_is_not_authorized() {
+    let server = server_with_component().await;
+    server.add_user("alice").await;
+    let mut impostor = Component::open(&server, COMPONENT).await;
+    impostor.handshake("a guess").await;
+    impostor.expect_stream_error("not-authorized").await;
+    // Nothing was attached: the domain is still unreachable, and the right secret still works.
+    let mut alice = server.online("alice", "r").await;
+    alice
+        .send("<message to='echo@bot.localhost' type='chat' id='c1'><body>anyone?</body></message>")
+        .await;
+    let error = alice.expect("bounce", |e| e.attr("id") == Some("c1")).await;
+    assert!(
+        is_error(&error, "message", "remote-server-not-found"),
+        "{}",
+        xml::show(&error)
+    );
+    let mut component = Component::open(&server, COMPONENT).await;
+    component.handshake(SECRET).await;
+    assert!(
+        component
+            .expect_element()
+            .await
+            .is("handshake", ns::COMPONENT_ACCEPT)
+    );
+}
+
+#[tokio::test]
+async fn unknown_component_domain_is_host_unknown() {
+    let server = server_with_component().await;
+    let mut stranger = Component::open(&server, "other.localhost").await;
+    stranger.expect_stream_error("host-unknown").await;
+}
+
+#[tokio::test]
+async fn component_that_never_completes_the_handshake_is_timed_out() {
+    let server = TestServer::builder()
+        .env("HERALD_C2S__AUTH_TIMEOUT_SECONDS", "1")
+        .file("component.secret", SECRET)
+        .toml(
+            "[component]\nlisten = \"127.0.0.1:0\"\n\n[[component.components]]\n\
+             domain = \"bot.localhost\"\nsecret_file = \"{dir}/component.secret\"\n",
+        )
+        .start()
+        .await;
+    let mut slow = Component::open(&server, COMPONENT).await;
+    slow.expect_stream_error("connection-timeout").await;
+    // A connection that sends nothing at all is closed too.
+    let mut silent = TcpStream::connect(server.component_address())
+        .await
+        .unwrap();
+    let mut everything = Vec::new();
+    let read = tokio::time::timeout(
+        TIMEOUT,
+        tokio::io::AsyncReadExt::read_to_end(&mut silent, &mut everything),
+    )
+    .await
+    .expect("the server closes a silent component connection");
+    assert!(read.is_ok());
+    assert!(String::from_utf8_lossy(&everything).contains("connection-timeout"));
+}
+
+#[tokio::test]
+async fn component_cannot_send_from_another_domain() {
+    let server = server_with_component().await;
+    server.add_user("alice").await;
+    let mut alice = server.online("alice", "r").await;
+    let mut component = Component::open(&server, COMPONENT).await;
+    component.handshake(SECRET).await;
+    assert!(
+        component
+            .expect_element()
+            .await
+            .is("handshake", ns::COMPONENT_ACCEPT)
+    );
+    component
+        .stream
+        .send_raw("<message from='admin@localhost' to='alice@localhost/r' type='chat'><body>forged</body></message>")
+        .await
+        .unwrap();
+    component.expect_stream_error("invalid-from").await;
+    alice
+        .assert_none("a forged message", |e| xml::has_body(e, "forged"))
+        .await;
+}
