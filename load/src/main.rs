@@ -119,6 +119,12 @@ struct RunArgs {
     /// Per-step timeout waiting for the server, seconds.
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
+    /// Herald's relay API base URL (http://127.0.0.1:PORT); without it the push phase is skipped.
+    #[arg(long)]
+    relay_url: Option<String>,
+    /// Offline users with a push device (the last accounts, {prefix}{sessions-N}..).
+    #[arg(long, default_value_t = 1_000)]
+    push_users: usize,
     /// Also write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -219,7 +225,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 };
                 phase::chat::run(&target, &plan).await
             }
-            PhaseName::Push => phase::push::run().await,
+            PhaseName::Push => {
+                let count = args.push_users.min(args.sessions.saturating_sub(1));
+                let first = args.sessions - count;
+                let wait = Duration::from_secs(args.timeout_secs);
+                phase::push::run(&target, args.relay_url.as_deref(), first, count, 0, wait).await
+            }
         };
         eprintln!(
             "[{}] {}: {}/{} ok in {:.1}s ({:.1}/s) errors {} {}",

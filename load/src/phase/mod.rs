@@ -7,6 +7,7 @@ pub mod batch;
 pub mod chat;
 pub mod idle;
 pub mod login;
+pub mod provider;
 pub mod push;
 
 use std::net::{IpAddr, Ipv4Addr};
