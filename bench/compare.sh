@@ -185,6 +185,16 @@ direct_tls_listen = "127.0.0.1:$((port + 1))"
 allow_in_band = true
 [limits]
 max_connections = 100000
+[relay]
+enabled = true
+listen = "127.0.0.1:$((port + 59))"
+public_url = "http://127.0.0.1:$((port + 59))"
+# The push phase's stand-in provider is a plain-http loopback endpoint.
+allow_plain_http = true
+[relay.limits]
+# 1,000 device registrations from a few loopback addresses within seconds.
+account_attempts = 1000000
+per_account = 100000
 [[tls.certificates]]
 domain = "localhost"
 cert = "$WORK/cert.pem"
@@ -214,7 +224,7 @@ ensure_free() {
         fi
     done
 }
-ensure_free 15822 15823 16822 16823 17822 17823 18822 18823 19832
+ensure_free 15822 15823 16822 16823 17822 17823 17881 18822 18823 18881 19832
 
 REPORTS=()
 for server in $SERVERS; do
@@ -226,8 +236,10 @@ for server in $SERVERS; do
         herald-postgres) port=18822; start_postgres; start_herald $port "$PG_URL" ;;
         *) echo "unknown server $server" >&2; exit 2 ;;
     esac
+    RELAY=()
+    case $server in herald-*) RELAY=(--relay-url "http://127.0.0.1:$((port + 59))") ;; esac
     "$LOAD" run --name "$server" --port "$port" --pid "$PID" --mechanism scram-sha-1 \
-        --json "$WORK/$server.json" "${EXTRA[@]}" >/dev/null
+        --json "$WORK/$server.json" "${RELAY[@]}" "${EXTRA[@]}" >/dev/null
     REPORTS+=("$WORK/$server.json")
     stop_current
     if [ -n "$PG_STOP" ]; then eval "$PG_STOP" || true; PG_STOP=""; fi
