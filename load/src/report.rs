@@ -160,6 +160,11 @@ const METRICS: &[Metric] = &[
         value: |r| available(r, "chat").map(|p| p.errors.total() as f64),
     },
     Metric {
+        label: "push: offline users woken",
+        better: Better::Higher,
+        value: |r| available(r, "push").map(|p| p.succeeded as f64),
+    },
+    Metric {
         label: "push: send-to-provider p50 (ms)",
         better: Better::Lower,
         value: |r| {
@@ -176,6 +181,11 @@ const METRICS: &[Metric] = &[
                 .and_then(|p| p.latency)
                 .map(|l| l.p99_ms)
         },
+    Metric {
+        label: "push: send-to-provider max (ms)",
+        better: Better::Lower,
+        value: |r| available(r, "push").and_then(|p| p.latency).map(|l| l.max_ms),
+    },
     },
 ];
 

@@ -12,6 +12,11 @@ use super::{PhaseReport, Target};
 use crate::client::{ClientError, escape};
 use crate::stats::Latency;
 
+/// Messages per sending session.
+const SENDS_PER_SENDER: usize = 100;
+/// Pace of each sending session (100/s).
+const SEND_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Why the phase did not run without a relay.
 pub const NOT_AVAILABLE: &str =
     "not available: needs a server with Herald's built-in push relay (--relay-url)";
@@ -63,26 +68,41 @@ pub async fn run(
         serving.abort();
         return report;
     }
+    // Several senders, each paced well under a per-session stanza rate limit (Herald's default is
+    // 200/s), so that the latency measured is the push path's and not a sender's throttling.
+    let slices: Vec<Vec<usize>> = registered
+        .values
+        .chunks(SENDS_PER_SENDER)
+        .map(<[usize]>::to_vec)
+        .collect();
+    let mut senders = Vec::with_capacity(slices.len());
+    for (k, slice) in slices.into_iter().enumerate() {
+        let target = target.clone();
+        senders.push(tokio::spawn(async move {
+            send_slice(&target, sender + k, first, slice).await
+        }));
+    }
     let mut sent_at = vec![None; count];
-    match target.login(sender, "push-sender").await {
-        Ok(mut session) => {
-            for &n in &registered.values {
-                let to = escape(&target.bare_jid(first + n));
-                let xml = format!(
-                    "<message to='{to}' type='chat' id='p{n}'><body>wake {n}</body></message>"
-                );
-                sent_at[n] = Some(Instant::now());
-                if let Err(e) = session.send(&xml).await {
-                    report.errors.add(e.kind());
-                    break;
+    let mut sessions = Vec::new();
+    for task in senders {
+        match task.await {
+            Ok(Ok((session, times))) => {
+                for (n, at) in times {
+                    sent_at[n] = Some(at);
                 }
+                sessions.push(session);
             }
-            let deadline = tokio::time::Instant::now() + wait;
-            provider.wait_for(devices, deadline).await;
-            // Best effort: the measurement is over.
-            let _ = session.close().await;
+            Ok(Err(e)) => report.errors.add(e.kind()),
+            Err(_) => report.errors.add("task-panicked"),
         }
-        Err(e) => report.errors.add(e.kind()),
+    }
+    let expected = sent_at.iter().flatten().count();
+    provider
+        .wait_for(expected, tokio::time::Instant::now() + wait)
+        .await;
+    for session in sessions {
+        // Best effort: the measurement is over.
+        let _ = session.close().await;
     }
     let arrivals = provider.arrivals();
     serving.abort();
@@ -109,6 +129,28 @@ pub async fn run(
          one message each while offline; latency = send to stand-in receipt"
     );
     report
+}
+
+/// Sends one message to each user in `slice` (numbers relative to `first`) from user `sender`,
+/// one every [`SEND_INTERVAL`]; returns the session (to close later) and the send times.
+async fn send_slice(
+    target: &Target,
+    sender: usize,
+    first: usize,
+    slice: Vec<usize>,
+) -> Result<(crate::client::TlsSession, Vec<(usize, Instant)>), ClientError> {
+    let mut session = target.login(sender, "push-sender").await?;
+    let mut ticks = tokio::time::interval(SEND_INTERVAL);
+    let mut times = Vec::with_capacity(slice.len());
+    for n in slice {
+        ticks.tick().await;
+        let to = escape(&target.bare_jid(first + n));
+        let xml =
+            format!("<message to='{to}' type='chat' id='p{n}'><body>wake {n}</body></message>");
+        times.push((n, Instant::now()));
+        session.send(&xml).await?;
+    }
+    Ok((session, times))
 }
 
 /// Relay API login with the XMPP credentials, then a UnifiedPush device pointing at `endpoint`.
