@@ -181,11 +181,15 @@ const METRICS: &[Metric] = &[
                 .and_then(|p| p.latency)
                 .map(|l| l.p99_ms)
         },
+    },
     Metric {
         label: "push: send-to-provider max (ms)",
         better: Better::Lower,
-        value: |r| available(r, "push").and_then(|p| p.latency).map(|l| l.max_ms),
-    },
+        value: |r| {
+            available(r, "push")
+                .and_then(|p| p.latency)
+                .map(|l| l.max_ms)
+        },
     },
 ];
 
