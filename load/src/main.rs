@@ -1,1 +1,255 @@
-fn main() {}
+//! The `herald-load` command: `run` measures one server phase by phase and writes a JSON report;
+//! `table` turns several reports into the comparison table.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use herald_load::client::{Connector, Mechanism, ScramCache, TlsMode};
+use herald_load::phase::{self, Target, chat::ChatPlan};
+use herald_load::report::{RunReport, comparison_table};
+use herald_load::stats::ProcessMemory;
+
+#[derive(Parser)]
+#[command(about = "XMPP load generator: the same phases against Herald, Prosody or ejabberd")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mech {
+    Best,
+    #[value(name = "scram-sha-256")]
+    ScramSha256,
+    #[value(name = "scram-sha-1")]
+    ScramSha1,
+    Plain,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PhaseName {
+    Accounts,
+    Idle,
+    Login,
+    Chat,
+    Push,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the phases against one server and print (and optionally save) the JSON report.
+    Run(Box<RunArgs>),
+    /// Print the comparison table of saved reports (Herald runs are those labelled herald*).
+    Table {
+        /// JSON reports written by `run --json`.
+        reports: Vec<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Label of the server in reports (herald-sqlite, prosody, ...).
+    #[arg(long)]
+    name: String,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 5222)]
+    port: u16,
+    /// XMPP domain served.
+    #[arg(long, default_value = "localhost")]
+    domain: String,
+    /// Direct TLS (XEP-0368) instead of STARTTLS.
+    #[arg(long)]
+    direct_tls: bool,
+    /// Server process id, for memory from /proc/<pid>/status.
+    #[arg(long)]
+    pid: Option<u32>,
+    #[arg(long, value_enum, default_value = "best")]
+    mechanism: Mech,
+    /// Localpart prefix; users are {prefix}0, {prefix}1, ...
+    #[arg(long, default_value = "load")]
+    prefix: String,
+    #[arg(long, default_value = "load-password")]
+    password: String,
+    /// Phases to run, in this order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "accounts,idle,login,chat,push"
+    )]
+    phases: Vec<PhaseName>,
+    /// Idle sessions (and accounts created).
+    #[arg(long, default_value_t = 10_000)]
+    sessions: usize,
+    /// Connections in flight while creating accounts and idle sessions.
+    #[arg(long, default_value_t = 100)]
+    concurrency: usize,
+    /// Seconds to hold the idle sessions before sampling memory.
+    #[arg(long, default_value_t = 5)]
+    idle_hold_secs: u64,
+    /// Logins in the storm.
+    #[arg(long, default_value_t = 5_000)]
+    logins: usize,
+    /// Logins in flight during the storm.
+    #[arg(long, default_value_t = 100)]
+    login_concurrency: usize,
+    /// Online chat users (pairs).
+    #[arg(long, default_value_t = 1_000)]
+    chat_users: usize,
+    #[arg(long, default_value_t = 500.0)]
+    chat_start_rate: f64,
+    #[arg(long, default_value_t = 64_000.0)]
+    chat_max_rate: f64,
+    #[arg(long, default_value_t = 5)]
+    chat_step_secs: u64,
+    /// A chat step fails when its p99 delivery latency exceeds this.
+    #[arg(long, default_value_t = 500)]
+    chat_max_p99_ms: u64,
+    /// Upper bound of each of the account, idle and login phases, seconds.
+    #[arg(long, default_value_t = 120)]
+    phase_deadline_secs: u64,
+    /// Spread connections over this many source addresses 127.0.0.2... (0: kernel's choice).
+    #[arg(long, default_value_t = 16)]
+    source_ips: usize,
+    /// Per-step timeout waiting for the server, seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout_secs: u64,
+    /// Herald's relay API base URL (http://127.0.0.1:PORT); without it the push phase is skipped.
+    #[arg(long)]
+    relay_url: Option<String>,
+    /// Offline users with a push device (the last accounts, {prefix}{sessions-N}..).
+    #[arg(long, default_value_t = 1_000)]
+    push_users: usize,
+    /// Also write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run(args) => run(*args).await,
+        Command::Table { reports } => {
+            let mut runs = Vec::new();
+            for path in reports {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                runs.push(
+                    serde_json::from_str::<RunReport>(&text)
+                        .with_context(|| format!("parsing {}", path.display()))?,
+                );
+            }
+            print!("{}", comparison_table(&runs));
+            Ok(())
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let addr: SocketAddr = (args.host.as_str(), args.port)
+        .to_socket_addrs()?
+        .next()
+        .context("host did not resolve")?;
+    let mode = if args.direct_tls {
+        TlsMode::Direct
+    } else {
+        TlsMode::StartTls
+    };
+    let mut connector = Connector::new(addr, &args.domain, mode)?;
+    connector.timeout = Duration::from_secs(args.timeout_secs);
+    let source_ips = if addr.ip().is_loopback() && addr.is_ipv4() {
+        phase::loopback_sources(args.source_ips)
+    } else {
+        Vec::new()
+    };
+    let mechanism = match args.mechanism {
+        Mech::Best => Mechanism::Best,
+        Mech::ScramSha256 => Mechanism::ScramSha256,
+        Mech::ScramSha1 => Mechanism::ScramSha1,
+        Mech::Plain => Mechanism::Plain,
+    };
+    let target = Target {
+        connector,
+        prefix: args.prefix.clone(),
+        password: args.password.clone(),
+        mechanism,
+        cache: ScramCache::default(),
+        source_ips,
+        memory: args.pid.map(ProcessMemory::new),
+    };
+    if args.phases.contains(&PhaseName::Chat) && args.chat_users > args.sessions {
+        bail!("--chat-users must not exceed --sessions (accounts are {{prefix}}0..sessions)");
+    }
+    let deadline = Duration::from_secs(args.phase_deadline_secs);
+    let mut report = RunReport {
+        server: args.name.clone(),
+        address: addr.to_string(),
+        domain: args.domain.clone(),
+        mechanism: format!("{mechanism:?}"),
+        phases: Vec::new(),
+        memory_end: None,
+    };
+    for name in &args.phases {
+        let result = match name {
+            PhaseName::Accounts => {
+                phase::accounts::run(&target, args.sessions, args.concurrency, deadline).await
+            }
+            PhaseName::Idle => {
+                let hold = Duration::from_secs(args.idle_hold_secs);
+                phase::idle::run(&target, args.sessions, args.concurrency, deadline, hold).await
+            }
+            PhaseName::Login => {
+                phase::login::run(
+                    &target,
+                    args.logins,
+                    args.sessions,
+                    args.login_concurrency,
+                    deadline,
+                )
+                .await
+            }
+            PhaseName::Chat => {
+                let plan = ChatPlan {
+                    users: args.chat_users,
+                    start_rate: args.chat_start_rate,
+                    max_rate: args.chat_max_rate,
+                    step: Duration::from_secs(args.chat_step_secs),
+                    max_p99: Duration::from_millis(args.chat_max_p99_ms),
+                    drain: Duration::from_secs(3),
+                    login_concurrency: args.concurrency,
+                };
+                phase::chat::run(&target, &plan).await
+            }
+            PhaseName::Push => {
+                let count = args.push_users.min(args.sessions.saturating_sub(1));
+                let first = args.sessions - count;
+                let wait = Duration::from_secs(args.timeout_secs);
+                phase::push::run(&target, args.relay_url.as_deref(), first, count, 0, wait).await
+            }
+        };
+        eprintln!(
+            "[{}] {}: {}/{} ok in {:.1}s ({:.1}/s) errors {} {}",
+            args.name,
+            result.name,
+            result.succeeded,
+            result.attempted,
+            result.seconds,
+            result.rate_per_s,
+            result.errors.total(),
+            result.note
+        );
+        report.phases.push(result);
+    }
+    report.memory_end = target.sample_memory();
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{json}");
+    Ok(())
+}

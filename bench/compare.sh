@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# Starts Herald (SQLite, PostgreSQL), Prosody and ejabberd one after another, each from scratch in a
+# temporary directory on non-default loopback ports, runs the same herald-load phases against each,
+# and prints one table with Herald's figures as ratios to each peer's.
+#
+# Usage: bench/compare.sh [--servers "herald-sqlite herald-postgres prosody ejabberd"]
+#                         [--write BENCHMARKS.md] [--keep] [-- extra herald-load run arguments]
+# Env:   HERALD_BIN, HERALD_LOAD_BIN: prebuilt binaries (default: release builds made here).
+# Needs: prosody and ejabberd from Debian (apt-get install -y prosody ejabberd), PostgreSQL binaries
+#        (initdb, pg_ctl) for herald-postgres, openssl. Run as root (ejabberd and PostgreSQL are started
+#        as their own system users).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SERVERS="herald-sqlite herald-postgres prosody ejabberd"
+WRITE=""
+KEEP=0
+EXTRA=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --servers) SERVERS=$2; shift 2 ;;
+        --write) WRITE=$2; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        --) shift; EXTRA=("$@"); break ;;
+        *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+# 10,000 idle sessions need far more descriptors than the usual 1024: take the hard limit.
+ulimit -n "$(ulimit -Hn)"
+
+WORK=$(mktemp -d /tmp/herald-bench.XXXXXX)
+chmod 755 "$WORK"
+STARTED_PID=""
+STOP_CMD=""
+PG_STOP=""
+cleanup() {
+    if [ -n "$STOP_CMD" ]; then eval "$STOP_CMD" >/dev/null 2>&1 || true; fi
+    if [ -n "$STARTED_PID" ]; then kill "$STARTED_PID" 2>/dev/null || true; fi
+    if [ -n "$PG_STOP" ]; then eval "$PG_STOP" >/dev/null 2>&1 || true; fi
+    if [ "$KEEP" = 0 ]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi
+}
+trap cleanup EXIT
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ -z "${HERALD_LOAD_BIN:-}" ]; then
+    (cd "$ROOT" && cargo build --release -p herald-load >&2)
+    HERALD_LOAD_BIN=$CARGO_TARGET_DIR/release/herald-load
+fi
+cp "$HERALD_LOAD_BIN" "$WORK/herald-load"
+LOAD=$WORK/herald-load
+case " $SERVERS " in *" herald-"*)
+    if [ -z "${HERALD_BIN:-}" ]; then
+        (cd "$ROOT" && cargo build --release -p herald >&2)
+        HERALD_BIN=$CARGO_TARGET_DIR/release/herald
+    fi
+    cp "$HERALD_BIN" "$WORK/herald" ;;
+esac
+
+# One self-signed ECDSA P-256 certificate for every server, so TLS costs the same everywhere.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+cat "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/combined.pem"
+chmod 644 "$WORK"/*.pem
+
+# Waits (bounded) until something listens on 127.0.0.1:$1.
+wait_port() {
+    for _ in $(seq 1 120); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.5
+    done
+    echo "nothing listening on port $1 after 60s" >&2
+    return 1
+}
+
+start_prosody() { # port -> sets PID
+    local dir=$WORK/prosody port=$1
+    mkdir -p "$dir/data"
+    cat > "$dir/prosody.cfg.lua" <<EOF
+pidfile = "$dir/prosody.pid"
+daemonize = false
+data_path = "$dir/data"
+plugin_paths = {}
+admins = {}
+log = { warn = "$dir/prosody.log" }
+modules_enabled = { "roster", "saslauth", "tls", "disco", "register", "offline", "smacks", "ping", "presence", "message", "iq" }
+modules_disabled = { "s2s" }
+c2s_ports = { $port }
+c2s_direct_tls_ports = { $((port + 1)) }
+c2s_interfaces = { "127.0.0.1" }
+s2s_ports = {}
+http_ports = {}
+https_ports = {}
+c2s_require_encryption = true
+-- Same accept backlog as the others (Herald: tokio default 1024; ejabberd: set below).
+network_settings = { tcp_backlog = 1024 }
+allow_registration = true
+-- Registration throttles off: the benchmark registers thousands of accounts from loopback.
+min_seconds_between_registrations = 0
+registration_throttle_max = 100000000
+authentication = "internal_hashed"
+-- Same SCRAM iteration count as Herald and ejabberd (Prosody 0.12 defaults to 10000).
+default_iteration_count = 4096
+storage = "internal"
+certificates = "$dir/certs"
+ssl = { certificate = "$WORK/cert.pem", key = "$WORK/key.pem" }
+VirtualHost "localhost"
+EOF
+    chown -R prosody "$dir"
+    # setpriv, not runuser/su: PAM would reset the descriptor limit to 1024. It execs, so $! is Prosody.
+    setpriv --reuid=prosody --regid=prosody --init-groups \
+        prosody --config "$dir/prosody.cfg.lua" >"$dir/stdout.log" 2>&1 &
+    PID=$!
+    STARTED_PID=$PID
+    wait_port "$port"
+}
+
+start_ejabberd() { # port -> sets PID
+    local dir=$WORK/ejabberd port=$1
+    mkdir -p "$dir/db" "$dir/log"
+    cat > "$dir/ejabberd.yml" <<EOF
+hosts: [localhost]
+loglevel: warning
+certfiles: ["$WORK/combined.pem"]
+listen:
+  - {port: $port, ip: "127.0.0.1", module: ejabberd_c2s, starttls_required: true, max_stanza_size: 262144, shaper: none, access: all, backlog: 1024}
+  - {port: $((port + 1)), ip: "127.0.0.1", module: ejabberd_c2s, tls: true, max_stanza_size: 262144, shaper: none, access: all, backlog: 1024}
+auth_method: internal
+auth_password_format: scram
+auth_scram_hash: sha
+registration_timeout: infinity
+s2s_access: none
+acl:
+  local: {user_regexp: ""}
+access_rules:
+  register: {allow: all}
+modules:
+  mod_disco: {}
+  mod_offline: {}
+  mod_ping: {}
+  mod_register: {access: register, ip_access: all}
+  mod_roster: {}
+  mod_stream_mgmt: {}
+EOF
+    chown -R ejabberd "$dir"
+    # As the ejabberd user via setpriv: ejabberdctl run by root would `su`, and PAM would reset the
+    # descriptor limit to 1024.
+    EJ="setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd ejabberdctl --config-dir $dir --config $dir/ejabberd.yml --spool $dir/db --logs $dir/log --node herald_bench@localhost"
+    STOP_CMD="$EJ stop"
+    $EJ start
+    for _ in $(seq 1 120); do
+        if $EJ status >/dev/null 2>&1; then break; fi
+        sleep 0.5
+    done
+    wait_port "$port"
+    PID=$(pgrep -f -- "herald_bench@localhost" | while read -r p; do
+        if [ "$(cat /proc/"$p"/comm 2>/dev/null)" = "beam.smp" ]; then echo "$p"; fi; done | head -1)
+}
+
+start_postgres() { # -> sets PG_URL
+    local dir=$WORK/pg port=19832
+    mkdir -p "$dir"
+    chown postgres "$dir"
+    runuser -u postgres -- initdb -D "$dir/data" -A trust -U postgres >/dev/null
+    runuser -u postgres -- pg_ctl -D "$dir/data" -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" -l "$dir/pg.log" -w start >/dev/null
+    runuser -u postgres -- createdb -h 127.0.0.1 -p $port -U postgres herald
+    PG_STOP="runuser -u postgres -- pg_ctl -D $dir/data -m fast stop"
+    PG_URL="postgres://postgres@127.0.0.1:$port/herald"
+}
+
+start_herald() { # port storage-url -> sets PID
+    local dir=$WORK/herald-$RANDOM port=$1 url=$2
+    mkdir -p "$dir"
+    cat > "$dir/herald.toml" <<EOF
+[server]
+domains = ["localhost"]
+data_dir = "$dir/data"
+[storage]
+url = "$url"
+[c2s]
+listen = "127.0.0.1:$port"
+direct_tls_listen = "127.0.0.1:$((port + 1))"
+[registration]
+allow_in_band = true
+[limits]
+max_connections = 100000
+[relay]
+enabled = true
+listen = "127.0.0.1:$((port + 59))"
+public_url = "http://127.0.0.1:$((port + 59))"
+# The push phase's stand-in provider is a plain-http loopback endpoint.
+allow_plain_http = true
+[relay.limits]
+# 1,000 device registrations from a few loopback addresses within seconds.
+account_attempts = 1000000
+per_account = 100000
+[[tls.certificates]]
+domain = "localhost"
+cert = "$WORK/cert.pem"
+key = "$WORK/key.pem"
+EOF
+    "$WORK/herald" --config "$dir/herald.toml" serve >"$dir/herald.log" 2>&1 &
+    PID=$!
+    STARTED_PID=$PID
+    wait_port "$port"
+}
+
+stop_current() {
+    if [ -n "$STOP_CMD" ]; then eval "$STOP_CMD" >/dev/null 2>&1 || true; STOP_CMD=""; fi
+    if [ -n "$STARTED_PID" ]; then
+        kill "$STARTED_PID" 2>/dev/null || true
+        wait "$STARTED_PID" 2>/dev/null || true
+        STARTED_PID=""
+    fi
+}
+
+# Refuses to start a server on a port someone else already uses (other tests may run here).
+ensure_free() {
+    for p in "$@"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "port $p is already in use; stop whatever listens there or edit the ports" >&2
+            exit 1
+        fi
+    done
+}
+ensure_free 15822 15823 16822 16823 17822 17823 17881 18822 18823 18881 19832
+
+REPORTS=()
+for server in $SERVERS; do
+    echo "== $server" >&2
+    case $server in
+        prosody) port=15822; start_prosody $port ;;
+        ejabberd) port=16822; start_ejabberd $port ;;
+        herald-sqlite) port=17822; start_herald $port "" ;;
+        herald-postgres) port=18822; start_postgres; start_herald $port "$PG_URL" ;;
+        *) echo "unknown server $server" >&2; exit 2 ;;
+    esac
+    RELAY=()
+    case $server in herald-*) RELAY=(--relay-url "http://127.0.0.1:$((port + 59))") ;; esac
+    "$LOAD" run --name "$server" --port "$port" --pid "$PID" --mechanism scram-sha-1 \
+        --json "$WORK/$server.json" "${RELAY[@]}" "${EXTRA[@]}" >/dev/null
+    REPORTS+=("$WORK/$server.json")
+    stop_current
+    if [ -n "$PG_STOP" ]; then eval "$PG_STOP" || true; PG_STOP=""; fi
+done
+
+TABLE=$("$LOAD" table "${REPORTS[@]}")
+echo "$TABLE"
+if [ "$KEEP" = 1 ]; then echo "JSON reports in $WORK" >&2; fi
+
+if [ -n "$WRITE" ]; then
+    {
+        echo "<!-- compare:begin (generated by bench/compare.sh; do not edit by hand) -->"
+        echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'),"
+        echo "$(free -h | awk '/Mem:/ {print $2}') RAM. Servers: prosody $(dpkg-query -W -f '${Version}' prosody 2>/dev/null),"
+        echo "ejabberd $(dpkg-query -W -f '${Version}' ejabberd 2>/dev/null), Herald $(cd "$ROOT" && git rev-parse --short HEAD)."
+        echo
+        echo "Command: \`bench/compare.sh --servers \"$SERVERS\" --write $WRITE${EXTRA:+ -- ${EXTRA[*]}}\`"
+        echo
+        echo "$TABLE"
+        echo "<!-- compare:end -->"
+    } > "$WORK/section.md"
+    if [ -f "$WRITE" ] && grep -q "<!-- compare:begin" "$WRITE"; then
+        python3 - "$WRITE" "$WORK/section.md" <<'PY'
+import re, sys
+doc, section = open(sys.argv[1]).read(), open(sys.argv[2]).read().rstrip("\n")
+doc = re.sub(r"<!-- compare:begin.*?<!-- compare:end -->", lambda _: section, doc, flags=re.S)
+open(sys.argv[1], "w").write(doc)
+PY
+    else
+        cat "$WORK/section.md" >> "$WRITE"
+    fi
+    echo "wrote the table into $WRITE" >&2
+fi

@@ -1,0 +1,13 @@
+//! herald-load: a load generator that speaks real XMPP over TLS (RFC 6120, RFC 6121) to any server,
+//! so Herald, Prosody and ejabberd are measured by the same code.
+//!
+//! - [`client`]: a small async XMPP client (TLS, SASL SCRAM/PLAIN, bind, raw XML in/out), reused by
+//!   the black-box tests.
+//! - [`phase`]: the bounded load phases (accounts, idle sessions, login storm, chat, push).
+//! - [`stats`]: latency percentiles, error counts and server memory from `/proc/<pid>/status`.
+//! - [`report`]: the per-run JSON report and the comparison table.
+
+pub mod client;
+pub mod phase;
+pub mod report;
+pub mod stats;

@@ -1,0 +1,198 @@
+//! Push to offline users (push.md section 2: a message stored offline wakes the account's devices):
+//! each push user logs in to Herald's relay API with its XMPP credentials and registers a
+//! UnifiedPush-style device whose endpoint is a local stand-in provider; while the user is offline
+//! an online user sends it a message, and the phase measures the time from sending to the stand-in
+//! receiving the push. Herald only: it needs the built-in relay (`--relay-url`).
+
+use std::time::{Duration, Instant};
+
+use super::batch::run_batch;
+use super::provider::{StandInProvider, post_json};
+use super::{PhaseReport, Target};
+use crate::client::{ClientError, escape};
+use crate::stats::Latency;
+
+/// Messages per sending session.
+const SENDS_PER_SENDER: usize = 100;
+/// Pace of each sending session (100/s).
+const SEND_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Why the phase did not run without a relay.
+pub const NOT_AVAILABLE: &str =
+    "not available: needs a server with Herald's built-in push relay (--relay-url)";
+
+/// Registers a device for users `first..first+count` and wakes each with one message sent by user
+/// `sender`. `relay_url` is the relay API's base URL (`http://127.0.0.1:port`).
+pub async fn run(
+    target: &Target,
+    relay_url: Option<&str>,
+    first: usize,
+    count: usize,
+    sender: usize,
+    wait: Duration,
+) -> PhaseReport {
+    let Some(relay_url) = relay_url else {
+        return PhaseReport::unavailable("push", NOT_AVAILABLE);
+    };
+    let mut report = PhaseReport {
+        name: "push".into(),
+        available: true,
+        ..PhaseReport::default()
+    };
+    let (provider, serving) = match StandInProvider::start().await {
+        Ok(p) => p,
+        Err(e) => {
+            report.errors.add("provider-bind");
+            report.note = format!("stand-in provider: {e}");
+            return report;
+        }
+    };
+    let registered = run_batch(count, 50, wait * 4, target.connector.timeout, |n| {
+        let target = target.clone();
+        let relay_url = relay_url.to_owned();
+        let endpoint = provider.endpoint(n);
+        async move {
+            register_device(&target, &relay_url, first + n, &endpoint)
+                .await
+                .map(|()| n)
+        }
+    })
+    .await;
+    let devices = registered.values.len();
+    report.errors.merge(&registered.errors);
+    if devices == 0 {
+        report.note = format!(
+            "no device could be registered ({})",
+            registered.first_errors.join("; ")
+        );
+        serving.abort();
+        return report;
+    }
+    // Several senders, each paced well under a per-session stanza rate limit (Herald's default is
+    // 200/s), so that the latency measured is the push path's and not a sender's throttling.
+    let slices: Vec<Vec<usize>> = registered
+        .values
+        .chunks(SENDS_PER_SENDER)
+        .map(<[usize]>::to_vec)
+        .collect();
+    let mut senders = Vec::with_capacity(slices.len());
+    for (k, slice) in slices.into_iter().enumerate() {
+        let target = target.clone();
+        senders.push(tokio::spawn(async move {
+            send_slice(&target, sender + k, first, slice).await
+        }));
+    }
+    let mut sent_at = vec![None; count];
+    let mut sessions = Vec::new();
+    for task in senders {
+        match task.await {
+            Ok(Ok((session, times))) => {
+                for (n, at) in times {
+                    sent_at[n] = Some(at);
+                }
+                sessions.push(session);
+            }
+            Ok(Err(e)) => report.errors.add(e.kind()),
+            Err(_) => report.errors.add("task-panicked"),
+        }
+    }
+    let expected = sent_at.iter().flatten().count();
+    provider
+        .wait_for(expected, tokio::time::Instant::now() + wait)
+        .await;
+    for session in sessions {
+        // Best effort: the measurement is over.
+        let _ = session.close().await;
+    }
+    let arrivals = provider.arrivals();
+    serving.abort();
+    let start = sent_at.iter().flatten().min().copied();
+    let mut latencies = Vec::new();
+    let mut last = start;
+    for (n, at) in &arrivals {
+        if let Some(sent) = sent_at.get(*n).copied().flatten() {
+            latencies.push(at.saturating_duration_since(sent).as_micros() as u64);
+            last = last.max(Some(*at));
+        }
+    }
+    report.attempted = devices as u64;
+    report.succeeded = latencies.len() as u64;
+    for _ in latencies.len()..devices {
+        report.errors.add("push-not-received");
+    }
+    report.latency = Latency::from_micros(latencies);
+    if let (Some(s), Some(l)) = (start, last) {
+        report.set_elapsed(l.saturating_duration_since(s));
+    }
+    report.note = format!(
+        "{devices} of {count} devices registered (relay API, UnifiedPush endpoint on a local stand-in); \
+         one message each while offline; latency = send to stand-in receipt"
+    );
+    report
+}
+
+/// Sends one message to each user in `slice` (numbers relative to `first`) from user `sender`,
+/// one every [`SEND_INTERVAL`]; returns the session (to close later) and the send times.
+async fn send_slice(
+    target: &Target,
+    sender: usize,
+    first: usize,
+    slice: Vec<usize>,
+) -> Result<(crate::client::TlsSession, Vec<(usize, Instant)>), ClientError> {
+    let mut session = target.login(sender, "push-sender").await?;
+    let mut ticks = tokio::time::interval(SEND_INTERVAL);
+    let mut times = Vec::with_capacity(slice.len());
+    for n in slice {
+        ticks.tick().await;
+        let to = escape(&target.bare_jid(first + n));
+        let xml =
+            format!("<message to='{to}' type='chat' id='p{n}'><body>wake {n}</body></message>");
+        times.push((n, Instant::now()));
+        session.send(&xml).await?;
+    }
+    Ok((session, times))
+}
+
+/// Relay API login with the XMPP credentials, then a UnifiedPush device pointing at `endpoint`.
+async fn register_device(
+    target: &Target,
+    relay_url: &str,
+    index: usize,
+    endpoint: &str,
+) -> Result<(), ClientError> {
+    let timeout = target.connector.timeout;
+    let account =
+        serde_json::json!({"username": target.bare_jid(index), "password": target.password});
+    let (status, body) = post_json(
+        &format!("{relay_url}/api/v1/accounts/"),
+        None,
+        &account.to_string(),
+        timeout,
+    )
+    .await
+    .map_err(|e| ClientError::Protocol(format!("relay login: {e}")))?;
+    if !(200..300).contains(&status) {
+        return Err(ClientError::Protocol(format!(
+            "relay login: HTTP {status} {body}"
+        )));
+    }
+    let token = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("token").and_then(|t| t.as_str()).map(str::to_owned))
+        .ok_or_else(|| ClientError::Protocol("relay login: no token".into()))?;
+    let device = serde_json::json!({"name": "herald-load", "endpoint": endpoint});
+    let (status, body) = post_json(
+        &format!("{relay_url}/api/v1/device/unifiedpush/"),
+        Some(&token),
+        &device.to_string(),
+        timeout,
+    )
+    .await
+    .map_err(|e| ClientError::Protocol(format!("relay device: {e}")))?;
+    if !(200..300).contains(&status) {
+        return Err(ClientError::Protocol(format!(
+            "relay device: HTTP {status} {body}"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! Reports: one JSON document per run against one server, and a Markdown table comparing runs with
+//! Herald's figures as ratios to each peer's.
+
+use serde::{Deserialize, Serialize};
+
+use crate::phase::PhaseReport;
+
+/// Everything measured in one run against one server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunReport {
+    /// Label of the server, e.g. `prosody`, `herald-sqlite`.
+    pub server: String,
+    /// Where it listened.
+    pub address: String,
+    /// XMPP domain.
+    pub domain: String,
+    /// SASL mechanism used.
+    pub mechanism: String,
+    /// Phases in the order run.
+    pub phases: Vec<PhaseReport>,
+    /// Server memory after the last phase (its `peak_kib` is the peak over the whole run).
+    #[serde(default)]
+    pub memory_end: Option<crate::stats::MemorySample>,
+}
+
+impl RunReport {
+    /// The phase called `name`, if it ran.
+    pub fn phase(&self, name: &str) -> Option<&PhaseReport> {
+        self.phases.iter().find(|p| p.name == name)
+    }
+}
+
+/// Whether a bigger figure is better, for reading ratios.
+#[derive(Clone, Copy)]
+enum Better {
+    Higher,
+    Lower,
+}
+
+struct Metric {
+    label: &'static str,
+    better: Better,
+    value: fn(&RunReport) -> Option<f64>,
+}
+
+fn available(r: &RunReport, name: &str) -> Option<PhaseReport> {
+    r.phase(name).filter(|p| p.available).cloned()
+}
+
+const METRICS: &[Metric] = &[
+    Metric {
+        label: "accounts: in-band registrations /s",
+        better: Better::Higher,
+        value: |r| available(r, "accounts").map(|p| p.rate_per_s),
+    },
+    Metric {
+        label: "idle: sessions established",
+        better: Better::Higher,
+        value: |r| available(r, "idle").map(|p| p.succeeded as f64),
+    },
+    Metric {
+        label: "idle: sessions set up /s",
+        better: Better::Higher,
+        value: |r| available(r, "idle").map(|p| p.rate_per_s),
+    },
+    Metric {
+        label: "idle: server RSS per session (KiB)",
+        better: Better::Lower,
+        value: |r| available(r, "idle").and_then(|p| p.kib_per_session),
+    },
+    Metric {
+        label: "idle: server RSS with all sessions (MiB)",
+        better: Better::Lower,
+        value: |r| {
+            available(r, "idle")
+                .and_then(|p| p.memory_loaded)
+                .map(|m| m.rss_kib as f64 / 1024.0)
+        },
+    },
+    Metric {
+        label: "server peak RSS, VmHWM at the last sample (MiB)",
+        better: Better::Lower,
+        value: |r| {
+            r.phases
+                .iter()
+                .filter_map(|p| p.memory_loaded.or(p.memory_before))
+                .chain(r.memory_end)
+                .map(|m| m.peak_kib as f64 / 1024.0)
+                .reduce(f64::max)
+        },
+    },
+    Metric {
+        label: "idle: errors",
+        better: Better::Lower,
+        value: |r| available(r, "idle").map(|p| p.errors.total() as f64),
+    },
+    Metric {
+        label: "login storm: logins /s",
+        better: Better::Higher,
+        value: |r| available(r, "login").map(|p| p.rate_per_s),
+    },
+    Metric {
+        label: "login storm: login p50 (ms)",
+        better: Better::Lower,
+        value: |r| {
+            available(r, "login")
+                .and_then(|p| p.latency)
+                .map(|l| l.p50_ms)
+        },
+    },
+    Metric {
+        label: "login storm: login p99 (ms)",
+        better: Better::Lower,
+        value: |r| {
+            available(r, "login")
+                .and_then(|p| p.latency)
+                .map(|l| l.p99_ms)
+        },
+    },
+    Metric {
+        label: "login storm: errors",
+        better: Better::Lower,
+        value: |r| available(r, "login").map(|p| p.errors.total() as f64),
+    },
+    Metric {
+        label: "chat: delivered msgs /s (best clean step; see notes)",
+        better: Better::Higher,
+        value: |r| available(r, "chat").map(|p| p.rate_per_s),
+    },
+    Metric {
+        label: "chat: delivery p50 (ms)",
+        better: Better::Lower,
+        value: |r| {
+            available(r, "chat")
+                .and_then(|p| p.latency)
+                .map(|l| l.p50_ms)
+        },
+    },
+    Metric {
+        label: "chat: delivery p99 (ms)",
+        better: Better::Lower,
+        value: |r| {
+            available(r, "chat")
+                .and_then(|p| p.latency)
+                .map(|l| l.p99_ms)
+        },
+    },
+    Metric {
+        label: "chat: delivery max (ms)",
+        better: Better::Lower,
+        value: |r| {
+            available(r, "chat")
+                .and_then(|p| p.latency)
+                .map(|l| l.max_ms)
+        },
+    },
+    Metric {
+        label: "chat: errors at the failing step",
+        better: Better::Lower,
+        value: |r| available(r, "chat").map(|p| p.errors.total() as f64),
+    },
+    Metric {
+        label: "push: offline users woken",
+        better: Better::Higher,
+        value: |r| available(r, "push").map(|p| p.succeeded as f64),
+    },
+    Metric {
+        label: "push: send-to-provider p50 (ms)",
+        better: Better::Lower,
+        value: |r| {
+            available(r, "push")
+                .and_then(|p| p.latency)
+                .map(|l| l.p50_ms)
+        },
+    },
+    Metric {
+        label: "push: send-to-provider p99 (ms)",
+        better: Better::Lower,
+        value: |r| {
+            available(r, "push")
+                .and_then(|p| p.latency)
+                .map(|l| l.p99_ms)
+        },
+    },
+    Metric {
+        label: "push: send-to-provider max (ms)",
+        better: Better::Lower,
+        value: |r| {
+            available(r, "push")
+                .and_then(|p| p.latency)
+                .map(|l| l.max_ms)
+        },
+    },
+];
+
+fn fmt(v: Option<f64>) -> String {
+    match v {
+        None => "n/a".into(),
+        Some(x) if x.fract() == 0.0 => format!("{x:.0}"),
+        Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
+        Some(x) if x.abs() >= 10.0 => format!("{x:.1}"),
+        Some(x) => format!("{x:.2}"),
+    }
+}
+
+/// A Markdown table: one row per metric, one column per run, then one ratio column for every
+/// (Herald run, peer run) pair. Runs whose label starts with `herald` are Herald; the others peers.
+pub fn comparison_table(runs: &[RunReport]) -> String {
+    let heralds: Vec<&RunReport> = runs
+        .iter()
+        .filter(|r| r.server.starts_with("herald"))
+        .collect();
+    let peers: Vec<&RunReport> = runs
+        .iter()
+        .filter(|r| !r.server.starts_with("herald"))
+        .collect();
+    let mut header = vec!["metric".to_owned()];
+    header.extend(runs.iter().map(|r| r.server.clone()));
+    for h in &heralds {
+        for p in &peers {
+            header.push(format!("{} / {}", h.server, p.server));
+        }
+    }
+    let mut out = String::new();
+    out.push_str(&format!("| {} |\n", header.join(" | ")));
+    out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
+    for m in METRICS {
+        let arrow = match m.better {
+            Better::Higher => "↑",
+            Better::Lower => "↓",
+        };
+        let mut row = vec![format!("{} {arrow}", m.label)];
+        row.extend(runs.iter().map(|r| fmt((m.value)(r))));
+        for h in &heralds {
+            for p in &peers {
+                let ratio = match ((m.value)(h), (m.value)(p)) {
+                    (Some(a), Some(b)) if b != 0.0 => Some(a / b),
+                    _ => None,
+                };
+                row.push(ratio.map_or("n/a".into(), |x| format!("{x:.2}×")));
+            }
+        }
+        out.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    out.push_str("\n↑ higher is better, ↓ lower is better; ratios are Herald ÷ peer.\n");
+    for r in runs {
+        for p in &r.phases {
+            if !p.note.is_empty() {
+                out.push_str(&format!("\n- {} / {}: {}", r.server, p.name, p.note));
+            }
+            if p.errors.total() > 0 {
+                let kinds: Vec<String> =
+                    p.errors.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                out.push_str(&format!(" (errors: {})", kinds.join(", ")));
+            }
+        }
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Latency;
+
+    fn run(server: &str, logins: f64) -> RunReport {
+        RunReport {
+            server: server.into(),
+            phases: vec![PhaseReport {
+                name: "login".into(),
+                available: true,
+                rate_per_s: logins,
+                latency: Latency::from_micros(vec![1000, 3000]),
+                ..PhaseReport::default()
+            }],
+            ..RunReport::default()
+        }
+    }
+
+    #[test]
+    fn ratios_are_herald_over_peer_and_missing_is_na() {
+        let t = comparison_table(&[run("herald-sqlite", 300.0), run("prosody", 100.0)]);
+        assert!(
+            t.contains("| metric | herald-sqlite | prosody | herald-sqlite / prosody |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| login storm: logins /s ↑ | 300 | 100 | 3.00× |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| idle: sessions established ↑ | n/a | n/a | n/a |"),
+            "{t}"
+        );
+    }
+}
