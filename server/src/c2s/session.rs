@@ -53,11 +53,11 @@ where
             command = commands.recv() => match command {
                 Some(SessionCommand::Stanza(element)) => {
                     // Take whatever else is already queued, so a busy session writes in batches.
-                    let mut batch = vec![element];
+                    let mut batch = vec![*element];
                     let mut then = None;
                     while batch.len() < WRITE_BATCH_STANZAS {
                         match commands.try_recv() {
-                            Ok(SessionCommand::Stanza(next)) => batch.push(next),
+                            Ok(SessionCommand::Stanza(next)) => batch.push(*next),
                             Ok(other) => {
                                 then = Some(other);
                                 break;

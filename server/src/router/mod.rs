@@ -146,7 +146,7 @@ impl Router {
                 let mut delivered = false;
                 for index in indices {
                     if let Some((_, handle, _)) = online.get(index) {
-                        delivered |= handle.send(SessionCommand::Stanza(envelope.element.clone()));
+                        delivered |= handle.send(SessionCommand::Stanza(Box::new(envelope.element.clone())));
                     }
                 }
                 if delivered {
@@ -227,7 +227,7 @@ impl Router {
     /// Writes a stanza straight to one session (for replies to that session's own requests).
     pub fn send_to_session(&self, bare: &str, resource: &str, element: Element) -> bool {
         match self.sessions.handle(bare, resource) {
-            Some(handle) => handle.send(SessionCommand::Stanza(element)),
+            Some(handle) => handle.send(SessionCommand::Stanza(Box::new(element))),
             None => false,
         }
     }

@@ -15,8 +15,9 @@ use super::rules::ResourceView;
 /// What a session task can be told to do.
 #[derive(Debug)]
 pub enum SessionCommand {
-    /// Write this stanza to the client.
-    Stanza(Element),
+    /// Write this stanza to the client. Boxed: the channel allocates its slots in blocks, and an idle
+    /// session should hold blocks of pointers, not of whole elements.
+    Stanza(Box<Element>),
     /// Another login took this resource (RFC 6120 section 7.7.2.2): end with `<conflict/>`.
     Replaced,
     /// The account was deleted or the session must go: end with `<not-authorized/>`.

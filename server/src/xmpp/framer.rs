@@ -80,6 +80,15 @@ impl Framer {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Frees the buffer once everything in it was consumed, so an idle stream holds no receive buffer
+    /// (memory per idle session is what decides how many sessions a small machine carries).
+    pub(crate) fn release_if_drained(&mut self) {
+        if self.pos == self.buf.len() && self.buf.capacity() > 0 {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
+    }
+
     /// Called before reading more: everything complete has been consumed, so the buffered bytes all
     /// belong to the element (or header) in progress, which must stay within the limit. This keeps
     /// the buffer under `max_stanza_bytes` plus one read.

@@ -12,8 +12,9 @@ use super::markup::{Opened, Scope};
 use super::token::is_xml_whitespace;
 use super::{Element, Limits, ns, writer};
 
-/// Bytes requested from the transport per read.
-const READ_CHUNK_BYTES: usize = 4096;
+/// Bytes requested from the transport per read. The chunk lives in the reading future, which an idle
+/// session keeps waiting forever, so it is kept small; TLS already buffers whole records below us.
+const READ_CHUNK_BYTES: usize = 1024;
 
 /// The attributes of a `<stream:stream>` open tag (RFC 6120 section 4.7).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -130,6 +131,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
 
     async fn fill(&mut self) -> Result<(), StreamError> {
         self.framer.check_room()?;
+        self.framer.release_if_drained();
         let mut chunk = [0u8; READ_CHUNK_BYTES];
         let read = self.io.read(&mut chunk).await?;
         if read == 0 {
