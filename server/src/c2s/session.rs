@@ -85,8 +85,10 @@ where
                     if !flood.allows(last_heard) {
                         break Some(StreamErrorCondition::PolicyViolation);
                     }
+                    // Boxed: the features' nested futures are large, and an idle session should
+                    // only hold them while a stanza is being handled.
                     if let Err(condition) =
-                        handle_element(&router, &mut session, &own_jid, element).await
+                        Box::pin(handle_element(&router, &mut session, &own_jid, element)).await
                     {
                         break Some(condition);
                     }

@@ -53,7 +53,7 @@ pub async fn serve_c2s(
             let _permit = permit;
             let transport = if direct_tls {
                 // Bounded like the rest of negotiation, so a silent peer cannot hold a slot forever.
-                let handshake = tls.direct.accept(socket);
+                let handshake = Box::pin(tls.direct.accept(socket));
                 match tokio::time::timeout(router.config.auth_timeout, handshake).await {
                     Ok(Ok(stream)) => Transport::Tls(Box::new(stream)),
                     Ok(Err(e)) => {
@@ -68,10 +68,12 @@ pub async fn serve_c2s(
             } else {
                 Transport::Plain(socket)
             };
-            if let Some(bound) =
-                crate::c2s::negotiation::negotiate(&router, &tls, transport, peer.ip()).await
-            {
-                crate::c2s::session::run(router, bound, shutdown).await;
+            // Each phase is boxed: a task's allocation is sized for its largest state, and an idle
+            // session must not keep paying for the negotiation's (TLS handshake, SASL) state.
+            let negotiation =
+                Box::pin(crate::c2s::negotiation::negotiate(&router, &tls, transport, peer.ip()));
+            if let Some(bound) = negotiation.await {
+                Box::pin(crate::c2s::session::run(router, bound, shutdown)).await;
             }
         });
     }
