@@ -70,8 +70,12 @@ pub async fn serve_c2s(
             };
             // Each phase is boxed: a task's allocation is sized for its largest state, and an idle
             // session must not keep paying for the negotiation's (TLS handshake, SASL) state.
-            let negotiation =
-                Box::pin(crate::c2s::negotiation::negotiate(&router, &tls, transport, peer.ip()));
+            let negotiation = Box::pin(crate::c2s::negotiation::negotiate(
+                &router,
+                &tls,
+                transport,
+                peer.ip(),
+            ));
             if let Some(bound) = negotiation.await {
                 Box::pin(crate::c2s::session::run(router, bound, shutdown)).await;
             }

@@ -146,7 +146,8 @@ impl Router {
                 let mut delivered = false;
                 for index in indices {
                     if let Some((_, handle, _)) = online.get(index) {
-                        delivered |= handle.send(SessionCommand::Stanza(Box::new(envelope.element.clone())));
+                        delivered |=
+                            handle.send(SessionCommand::Stanza(Box::new(envelope.element.clone())));
                     }
                 }
                 if delivered {
