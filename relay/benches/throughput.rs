@@ -8,7 +8,8 @@
 //! `BENCH_MODE=wake` measures the server's path instead: `Relay::wake_account` for BENCH_WAKE_USERS
 //! (1000) accounts with one UnifiedPush device each, called by ten senders at BENCH_WAKE_RATE (1000)
 //! per second in total, default relay configuration (collapse window, limits); latency is from the
-//! call to the stand-in receiving the POST, p50/p99/max.
+//! call to the stand-in receiving the POST, p50/p99/max. BENCH_PROVIDER_DELAY_MS makes the stand-in
+//! answer that late (a vendor's response time); BENCH_WORKERS overrides `workers`.
 
 // A benchmark aborts on a failed setup step.
 #![allow(clippy::unwrap_used)]
@@ -231,7 +232,16 @@ async fn wake_bench() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let up_url = format!("http://{}", up.local_addr().unwrap());
-    let app = axum::Router::new().fallback(stand_in).with_state(tx);
+    // A provider that answers after BENCH_PROVIDER_DELAY_MS (real vendors answer in tens of ms).
+    let delay = Duration::from_millis(env_usize("BENCH_PROVIDER_DELAY_MS", 0) as u64);
+    let app = axum::Router::new().fallback(move |uri: Uri| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send((uri.path().to_string(), Instant::now()));
+            tokio::time::sleep(delay).await;
+            StatusCode::CREATED
+        }
+    });
     tokio::spawn(async move { axum::serve(up, app).await.unwrap() });
 
     let dir = tempfile::tempdir().unwrap();
