@@ -4,6 +4,12 @@
 //!
 //! Run: `cargo bench -p herald-relay --bench throughput` (env BENCH_MESSAGES, BENCH_CONCURRENCY,
 //! BENCH_LATENCY_SAMPLES, BENCH_DB=postgres://... to use PostgreSQL instead of a SQLite file).
+//!
+//! `BENCH_MODE=wake` measures the server's path instead: `Relay::wake_account` for BENCH_WAKE_USERS
+//! (1000) accounts with one UnifiedPush device each, called by ten senders at BENCH_WAKE_RATE (1000)
+//! per second in total, default relay configuration (collapse window, limits); latency is from the
+//! call to the stand-in receiving the POST, p50/p99/max. BENCH_PROVIDER_DELAY_MS makes the stand-in
+//! answer that late (a vendor's response time); BENCH_WORKERS overrides `workers`.
 
 // A benchmark aborts on a failed setup step.
 #![allow(clippy::unwrap_used)]
@@ -42,6 +48,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
+    if std::env::var("BENCH_MODE").as_deref() == Ok("wake") {
+        wake_bench().await;
+        return;
+    }
     let messages = env_usize("BENCH_MESSAGES", 5_000);
     let concurrency = env_usize("BENCH_CONCURRENCY", 32);
     let samples = env_usize("BENCH_LATENCY_SAMPLES", 500);
@@ -210,4 +220,137 @@ fn uuid_like() -> String {
         .unwrap()
         .as_millis();
     format!("{:x}", n % 0xffffff)
+}
+
+/// `BENCH_MODE=wake`: the offline-message path, `wake_account` → outbox → UnifiedPush stand-in.
+async fn wake_bench() {
+    use herald_storage::relay::{Device, DeviceKind, RelayAccount};
+    let users = env_usize("BENCH_WAKE_USERS", 1_000);
+    let rate = env_usize("BENCH_WAKE_RATE", 1_000).max(1);
+    let senders = 10;
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_url = format!("http://{}", up.local_addr().unwrap());
+    // A provider that answers after BENCH_PROVIDER_DELAY_MS (real vendors answer in tens of ms).
+    let delay = Duration::from_millis(env_usize("BENCH_PROVIDER_DELAY_MS", 0) as u64);
+    let app = axum::Router::new().fallback(move |uri: Uri| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send((uri.path().to_string(), Instant::now()));
+            tokio::time::sleep(delay).await;
+            StatusCode::CREATED
+        }
+    });
+    tokio::spawn(async move { axum::serve(up, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::env::var("BENCH_DB")
+        .unwrap_or_else(|_| format!("sqlite://{}?mode=rwc", dir.path().join("wake.db").display()));
+    let storage = Storage::connect(&db).await.unwrap();
+    let mut config = RelayConfig {
+        enabled: true,
+        allow_plain_http: true,
+        ..RelayConfig::default()
+    };
+    if let Ok(w) = std::env::var("BENCH_WORKERS") {
+        config.workers = w.parse().unwrap();
+    }
+    let relay = Relay::new(storage.clone(), config, Arc::new(NoLocalAccounts)).unwrap();
+    let shutdown = CancellationToken::new();
+    let workers = relay.spawn_workers(shutdown.clone());
+
+    let run = uuid_like();
+    let mut accounts = Vec::with_capacity(users);
+    for i in 0..users {
+        let id = format!("w{run}-{i}@bench.example");
+        storage
+            .relay_accounts
+            .create(&RelayAccount {
+                id: id.clone(),
+                username: id.clone(),
+                email: None,
+                password_hash: None,
+                is_local: true,
+                created_at_ms: 0,
+            })
+            .await
+            .unwrap();
+        storage
+            .relay_devices
+            .create(&Device {
+                id: format!("d{run}-{i}"),
+                account_id: id.clone(),
+                kind: DeviceKind::UnifiedPush,
+                name: "bench".into(),
+                device_id: String::new(),
+                active: true,
+                token: format!("{up_url}/up/{i}"),
+                apns_topic: None,
+                apns_sandbox: false,
+                webpush_p256dh: None,
+                webpush_auth: None,
+                created_at_ms: 0,
+            })
+            .await
+            .unwrap();
+        accounts.push(id);
+    }
+    let accounts = Arc::new(accounts);
+
+    // Sender s wakes accounts s, s + senders, ... each at its slot on a common schedule.
+    let start = tokio::time::Instant::now() + Duration::from_millis(100);
+    let period = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut tasks = Vec::new();
+    for s in 0..senders {
+        let (relay, accounts) = (relay.clone(), accounts.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut sent = Vec::new();
+            let mut i = s;
+            while i < accounts.len() {
+                tokio::time::sleep_until(start + period * i as u32).await;
+                let t0 = Instant::now();
+                assert_eq!(relay.wake_account(&accounts[i]).await.unwrap(), 1);
+                sent.push((i, t0, t0.elapsed()));
+                i += senders;
+            }
+            sent
+        }));
+    }
+    let mut sent_at = vec![None; users];
+    let mut call = Vec::with_capacity(users);
+    for t in tasks {
+        for (i, t0, took) in t.await.unwrap() {
+            sent_at[i] = Some(t0);
+            call.push(took);
+        }
+    }
+    let mut lat = Vec::with_capacity(users);
+    while lat.len() < users {
+        let (path, at) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let i: usize = path.trim_start_matches("/up/").parse().unwrap();
+        lat.push(at - sent_at[i].unwrap());
+    }
+    lat.sort();
+    call.sort();
+    let elapsed = start.elapsed();
+    println!(
+        "wake_account: {users} accounts at {rate}/s by {senders} senders ({}), {:.2} s; call p50 {:.2} ms, p99 {:.2} ms; call -> stand-in p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        if db.starts_with("sqlite") {
+            "SQLite file"
+        } else {
+            "PostgreSQL"
+        },
+        elapsed.as_secs_f64(),
+        percentile(&call, 0.50).as_secs_f64() * 1e3,
+        percentile(&call, 0.99).as_secs_f64() * 1e3,
+        percentile(&lat, 0.50).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        lat.last().unwrap().as_secs_f64() * 1e3
+    );
+    shutdown.cancel();
+    workers.await.unwrap();
 }

@@ -27,7 +27,11 @@ pub struct RelayConfig {
     pub token_ttl_secs: u64,
     /// Notifications for one device within this window collapse into one push.
     pub collapse_window_ms: u64,
-    /// Outbox workers sending concurrently.
+    /// Deliveries in flight at once (each holds its slot from claim through the vendor's answer to
+    /// recording the outcome). By Little's law the sustained rate is at most `workers / time per
+    /// delivery`: at 1,000 pushes/s and a vendor answering in 100 ms that is 100 in flight, so the
+    /// default leaves headroom; too few slots queue deliveries behind each other and the latency from
+    /// enqueue to send grows with the backlog.
     pub workers: usize,
     /// Delivery attempts before a transient failure becomes final.
     pub max_attempts: u32,
@@ -61,7 +65,7 @@ impl Default for RelayConfig {
             allow_registration: true,
             token_ttl_secs: 30 * 24 * 3600,
             collapse_window_ms: 2_000,
-            workers: 16,
+            workers: 256,
             max_attempts: 12,
             retry_base_ms: 1_000,
             retry_max_ms: 15 * 60 * 1000,
