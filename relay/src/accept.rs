@@ -1,7 +1,7 @@
 //! Accepting a push: token lookup (hash), expiry and revocation enforced at send time, sender
 //! binding, rate limits per token / sender / account, then the message and its deliveries are
-//! persisted in the outbox before the caller answers 202. Also the server's `wake_account` path and
-//! forwarding of remote tokens. Each refusal of a known token is written to the audit trail.
+//! persisted in the outbox before the caller answers 202. Also forwarding of remote tokens (the
+//! server's wake-ups are in `wake.rs`). Each refusal of a known token is written to the audit trail.
 
 use std::time::Instant;
 
@@ -11,7 +11,7 @@ use herald_storage::relay::{
 
 use crate::ratelimit::Refused;
 use crate::secrets::hash_secret;
-use crate::{Notification, Priority, Relay, RelayError, Ticket, now_ms};
+use crate::{Notification, Relay, RelayError, Ticket, now_ms};
 
 /// ChatSecure limits: token ≤ 200 characters, data ≤ 100.
 pub(crate) const MAX_TOKEN_CHARS: usize = 200;
@@ -181,12 +181,7 @@ async fn enqueue_devices(
 ) -> Result<Ticket, RelayError> {
     let deliveries: Vec<NewDelivery> = devices
         .iter()
-        .map(|d| NewDelivery {
-            target: DeliveryTarget::Device(d.id.clone()),
-            collapse_key: format!("device:{}", d.id),
-            priority: message.priority.clone(),
-            data: data.clone(),
-        })
+        .map(|d| device_delivery(d, &message.priority, data.clone()))
         .collect();
     let window = i64::try_from(relay.inner.config.collapse_window_ms).unwrap_or(i64::MAX);
     let done = relay
@@ -201,6 +196,21 @@ async fn enqueue_devices(
         deliveries: deliveries.len(),
         collapsed: done.collapsed,
     })
+}
+
+/// The delivery of a message to one device; one collapse key per device, so a device gets at most
+/// one pending push however many messages want to wake it.
+pub(crate) fn device_delivery(
+    device: &Device,
+    priority: &str,
+    data: Option<String>,
+) -> NewDelivery {
+    NewDelivery {
+        target: DeliveryTarget::Device(device.id.clone()),
+        collapse_key: format!("device:{}", device.id),
+        priority: priority.to_string(),
+        data,
+    }
 }
 
 /// Whether this relay may forward to `endpoint` (`[relay.federation]`).
@@ -277,43 +287,6 @@ async fn forward(relay: &Relay, n: &Notification, endpoint: &str) -> Result<Tick
         deliveries: 1,
         collapsed: done.collapsed,
     })
-}
-
-pub(crate) async fn wake_account(relay: &Relay, account_id: &str) -> Result<usize, RelayError> {
-    let inner = &relay.inner;
-    let devices: Vec<Device> = inner
-        .storage
-        .relay_devices
-        .list(account_id, None)
-        .await?
-        .into_iter()
-        .filter(|d| d.active)
-        .collect();
-    if devices.is_empty() {
-        return Ok(0);
-    }
-    let message = PushMessage {
-        id: uuid::Uuid::new_v4().to_string(),
-        account_id: Some(account_id.to_string()),
-        token_id: None,
-        sender: None,
-        priority: Priority::High.as_str().to_string(),
-        created_at_ms: now_ms(),
-    };
-    let ticket = enqueue_devices(relay, &message, &devices, None).await?;
-    let entry = AuditEntry {
-        id: 0,
-        account_id: account_id.to_string(),
-        at_ms: message.created_at_ms,
-        token_id: None,
-        sender: Some("server".into()),
-        message_id: Some(message.id.clone()),
-        outcome: "accepted".into(),
-    };
-    if let Err(e) = inner.storage.push_audit.record(&entry).await {
-        tracing::warn!(error = %e, "audit write failed");
-    }
-    Ok(ticket.deliveries)
 }
 
 #[cfg(test)]

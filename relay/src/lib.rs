@@ -19,10 +19,12 @@ use tokio::sync::Notify;
 mod accept;
 pub mod api;
 pub mod backends;
+mod batch;
 pub mod config;
 pub mod outbox;
 pub mod ratelimit;
 pub mod secrets;
+mod wake;
 
 pub use config::RelayConfig;
 
@@ -144,6 +146,10 @@ pub(crate) struct Inner {
     /// Signalled when work is queued, so idle workers wake at once.
     pub(crate) queued: Notify,
     pub(crate) backends: backends::Backends,
+    /// Wake-ups waiting to be written together (see `wake.rs`).
+    pub(crate) wakes: Arc<batch::Batcher<String, wake::WakeResult>>,
+    /// Sent deliveries waiting to be marked together (see `outbox.rs`).
+    pub(crate) sent: Arc<batch::Batcher<i64, Result<(), String>>>,
 }
 
 impl Relay {
@@ -163,6 +169,8 @@ impl Relay {
                 limits: ratelimit::RateLimiters::default(),
                 queued: Notify::new(),
                 backends,
+                wakes: Arc::new(batch::Batcher::new(wake::MAX_WAKE_BATCH)),
+                sent: Arc::new(batch::Batcher::new(outbox::MAX_SENT_BATCH)),
             }),
         })
     }
@@ -182,6 +190,8 @@ impl Relay {
                 limits: ratelimit::RateLimiters::default(),
                 queued: Notify::new(),
                 backends,
+                wakes: Arc::new(batch::Batcher::new(wake::MAX_WAKE_BATCH)),
+                sent: Arc::new(batch::Batcher::new(outbox::MAX_SENT_BATCH)),
             }),
         }
     }
@@ -219,7 +229,7 @@ impl Relay {
     /// it stores a message for an offline user. Returns how many deliveries were queued (0 when the
     /// account has no devices).
     pub async fn wake_account(&self, account_id: &str) -> Result<usize, RelayError> {
-        accept::wake_account(self, account_id).await
+        wake::wake_account(self, account_id).await
     }
 
     /// Asks a peer relay whether it is up (`GET <base>/api/v1/health/`). `Ok(true)` when it answers

@@ -4,9 +4,11 @@
 //! exponential backoff with jitter, never sooner than Retry-After, until `max_attempts`; rejected →
 //! failed with its reason. At start, deliveries a stopped process left in flight go back to pending.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use herald_storage::relay::{DeliveryTarget, OutboxEntry};
+use herald_storage::relay::{DeliveryTarget, Device, OutboxEntry};
+use herald_storage::{StorageError, StorageResult};
 use rand::Rng;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +23,8 @@ const IDLE_POLL: Duration = Duration::from_secs(5);
 const DB_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// Delete finished deliveries and old audit entries this often.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// Sent deliveries marked in one statement at most (see `batch.rs`).
+pub(crate) const MAX_SENT_BATCH: usize = 256;
 
 /// The delay before attempt `attempts + 1`: `base * 2^attempts` capped at `max`, plus up to 20 %
 /// jitter, and never less than the peer's Retry-After.
@@ -97,9 +101,16 @@ pub async fn run(relay: Relay, shutdown: CancellationToken) {
             }
             continue;
         }
+        // One query for the devices of the whole claim rather than one per delivery.
+        let devices = prefetch_devices(&relay, &claimed).await;
         for entry in claimed {
             let relay = relay.clone();
-            tasks.spawn(async move { deliver(&relay, entry).await });
+            let device = match (&entry.target, &devices) {
+                (DeliveryTarget::Device(id), Ok(found)) => Ok(found.get(id).cloned()),
+                (DeliveryTarget::Device(_), Err(_)) => Err(LookupFailed),
+                (DeliveryTarget::Remote { .. }, _) => Ok(None),
+            };
+            tasks.spawn(async move { deliver(&relay, entry, device).await });
         }
     }
     // Let in-flight sends finish so their outcome is recorded.
@@ -117,8 +128,34 @@ async fn purge(relay: &Relay) {
     }
 }
 
+/// The devices the claimed entries target, by id; devices removed since are absent.
+async fn prefetch_devices(
+    relay: &Relay,
+    claimed: &[OutboxEntry],
+) -> StorageResult<HashMap<String, Device>> {
+    let ids: Vec<String> = claimed
+        .iter()
+        .filter_map(|e| match &e.target {
+            DeliveryTarget::Device(id) => Some(id.clone()),
+            DeliveryTarget::Remote { .. } => None,
+        })
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let devices = relay.inner.storage.relay_devices.get_many(&ids).await?;
+    Ok(devices.into_iter().map(|d| (d.id.clone(), d)).collect())
+}
+
+/// A delivery's device as looked up for its claim: the device, or `None` if it was removed; an error
+/// when the database failed (the delivery is retried later).
+type DeviceLookup = Result<Option<Device>, LookupFailed>;
+
+/// The device lookup for a claim failed.
+struct LookupFailed;
+
 /// Sends one delivery and records its outcome.
-pub(crate) async fn deliver(relay: &Relay, entry: OutboxEntry) {
+async fn deliver(relay: &Relay, entry: OutboxEntry, device: DeviceLookup) {
     let inner = &relay.inner;
     let push = Push {
         priority: Priority::parse(&entry.priority),
@@ -127,11 +164,11 @@ pub(crate) async fn deliver(relay: &Relay, entry: OutboxEntry) {
         ttl_secs: inner.config.push_ttl_secs,
     };
     let (outcome, device_id) = match &entry.target {
-        DeliveryTarget::Device(id) => {
-            let device = match inner.storage.relay_devices.get(id).await {
+        DeliveryTarget::Device(_) => {
+            let device = match device {
                 Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(error = %e, "device lookup failed");
+                Err(LookupFailed) => {
+                    tracing::warn!("device lookup failed");
                     record(
                         relay,
                         &entry,
@@ -182,7 +219,7 @@ async fn record(
     let outbox = &inner.storage.push_outbox;
     let now = now_ms();
     let result = match outcome {
-        SendOutcome::Sent => outbox.mark_sent(entry.id, now).await,
+        SendOutcome::Sent => mark_sent(relay, entry.id).await,
         SendOutcome::Gone(reason) => {
             let reason = format!("gone: {reason}");
             if let Some(id) = device_id {
@@ -223,6 +260,35 @@ async fn record(
     };
     if let Err(e) = result {
         tracing::warn!(error = %e, outbox_id = entry.id, "recording delivery outcome failed");
+    }
+}
+
+/// Marks a delivery sent together with the others that finished meanwhile (one statement a batch).
+async fn mark_sent(relay: &Relay, id: i64) -> StorageResult<()> {
+    let flushing = relay.clone();
+    let result = relay
+        .inner
+        .sent
+        .submit(id, move |ids: Vec<i64>| {
+            let relay = flushing.clone();
+            async move {
+                let outcome = relay
+                    .inner
+                    .storage
+                    .push_outbox
+                    .mark_sent_many(&ids, now_ms())
+                    .await
+                    .map_err(|e| e.to_string());
+                vec![outcome; ids.len()]
+            }
+        })
+        .await;
+    match result {
+        Some(Ok(())) => Ok(()),
+        Some(Err(reason)) => Err(StorageError::Database(reason)),
+        None => Err(StorageError::Database(
+            "the sent batch ended without an answer".into(),
+        )),
     }
 }
 

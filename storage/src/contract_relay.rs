@@ -58,6 +58,7 @@ pub async fn run(storage: &Storage) {
     tokens(storage).await;
     outbox_collapse_and_lifecycle(storage).await;
     outbox_recover_and_fail_device(storage).await;
+    outbox_batches(storage).await;
     audit(storage).await;
     account_delete_cascades(storage).await;
 }
@@ -408,6 +409,188 @@ pub async fn outbox_recover_and_fail_device(s: &Storage) {
     assert!(s.push_outbox.purge_finished(t0 + 2).await.unwrap() >= 1);
     assert!(s.push_outbox.deliveries(&m.id).await.unwrap().is_empty());
     assert_eq!(s.push_outbox.message(&m.id).await.unwrap(), None);
+}
+
+/// The batch operations behave like their one-at-a-time forms: `enqueue_batch` collapses within the
+/// batch and against pending entries, writes the audit lines; device lookups and `mark_sent_many`
+/// touch exactly what they name.
+pub async fn outbox_batches(s: &Storage) {
+    let alice = unique("alice");
+    let bob = unique("bob");
+    let nobody = unique("nobody");
+    for a in [&alice, &bob] {
+        s.relay_accounts.create(&account(a)).await.unwrap();
+    }
+    let (a1, a2, b1) = (unique("a1"), unique("a2"), unique("b1"));
+    s.relay_devices
+        .create(&device(&a1, &alice, DeviceKind::Fcm, 1))
+        .await
+        .unwrap();
+    s.relay_devices
+        .create(&device(&a2, &alice, DeviceKind::Apns, 2))
+        .await
+        .unwrap();
+    s.relay_devices
+        .create(&device(&b1, &bob, DeviceKind::WebPush, 1))
+        .await
+        .unwrap();
+
+    let listed = s
+        .relay_devices
+        .list_for_accounts(&[alice.clone(), bob.clone(), nobody.clone()])
+        .await
+        .unwrap();
+    let mut ids: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|d| (d.account_id.as_str(), d.id.as_str()))
+        .collect();
+    ids.sort_unstable();
+    let mut want = vec![
+        (alice.as_str(), a1.as_str()),
+        (alice.as_str(), a2.as_str()),
+        (bob.as_str(), b1.as_str()),
+    ];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    let alices: Vec<&str> = listed
+        .iter()
+        .filter(|d| d.account_id == alice)
+        .map(|d| d.id.as_str())
+        .collect();
+    assert_eq!(
+        alices,
+        [a1.as_str(), a2.as_str()],
+        "each account's oldest first"
+    );
+    let mut got: Vec<String> = s
+        .relay_devices
+        .get_many(&[b1.clone(), unique("missing"), a2.clone()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    got.sort_unstable();
+    let mut want = vec![b1.clone(), a2.clone()];
+    want.sort_unstable();
+    assert_eq!(got, want);
+    assert!(s.relay_devices.get_many(&[]).await.unwrap().is_empty());
+
+    let window = 1_000;
+    let t0 = 4_100_000_000_000_i64 + (std::process::id() as i64) * 100_000;
+    // An entry already pending for b1 before the batch.
+    let before = message(&unique("m"), Some(&bob), t0);
+    let pending = s
+        .push_outbox
+        .enqueue(&before, &[to_device(&b1, "low")], window, t0)
+        .await
+        .unwrap();
+    let audit_for = |acct: &str, m: &PushMessage| AuditEntry {
+        id: 0,
+        account_id: acct.to_string(),
+        at_ms: t0 + 5,
+        token_id: None,
+        sender: Some("server".into()),
+        message_id: Some(m.id.clone()),
+        outcome: "accepted".into(),
+    };
+    let m1 = message(&unique("m"), Some(&alice), t0 + 5);
+    let m2 = message(&unique("m"), Some(&bob), t0 + 5);
+    let m3 = message(&unique("m"), Some(&alice), t0 + 5);
+    let requests = vec![
+        EnqueueRequest {
+            message: m1.clone(),
+            deliveries: vec![to_device(&a1, "low"), to_device(&a2, "low")],
+            audit: Some(audit_for(&alice, &m1)),
+        },
+        EnqueueRequest {
+            message: m2.clone(),
+            deliveries: vec![to_device(&b1, "high")],
+            audit: Some(audit_for(&bob, &m2)),
+        },
+        // Same devices as m1 later in the same batch: joins m1's new entries, raising a2's priority.
+        EnqueueRequest {
+            message: m3.clone(),
+            deliveries: vec![to_device(&a2, "high"), to_device(&a1, "low")],
+            audit: None,
+        },
+    ];
+    let done = s
+        .push_outbox
+        .enqueue_batch(&requests, window, t0 + 5)
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 3);
+    assert_eq!(done[0].collapsed, 0);
+    assert_eq!(done[0].outbox_ids.len(), 2);
+    assert_eq!(
+        done[1].collapsed, 1,
+        "joins the entry pending before the batch"
+    );
+    assert_eq!(done[1].outbox_ids, pending.outbox_ids);
+    assert_eq!(done[2].collapsed, 2);
+    assert_eq!(
+        done[2].outbox_ids,
+        [done[0].outbox_ids[1], done[0].outbox_ids[0]]
+    );
+    assert_eq!(
+        s.push_outbox.message(&m1.id).await.unwrap(),
+        Some(m1.clone())
+    );
+    let d1 = s.push_outbox.deliveries(&m1.id).await.unwrap();
+    let priorities: Vec<(&DeliveryTarget, &str, i64)> = d1
+        .iter()
+        .map(|e| (&e.target, e.priority.as_str(), e.next_attempt_at_ms))
+        .collect();
+    assert_eq!(
+        priorities,
+        [
+            (&DeliveryTarget::Device(a1.clone()), "low", t0 + 5),
+            (&DeliveryTarget::Device(a2.clone()), "high", t0 + 5)
+        ]
+    );
+    assert_eq!(s.push_outbox.deliveries(&m3.id).await.unwrap(), d1);
+    let b = s.push_outbox.deliveries(&m2.id).await.unwrap();
+    assert_eq!((b.len(), b[0].priority.as_str()), (1, "high"));
+    let audited = s.push_audit.list(&alice, None, 10).await.unwrap();
+    assert_eq!(audited.len(), 1);
+    assert_eq!(audited[0].message_id.as_deref(), Some(m1.id.as_str()));
+    assert_eq!(s.push_audit.list(&bob, None, 10).await.unwrap().len(), 1);
+    assert!(
+        s.push_outbox
+            .enqueue_batch(&[], window, t0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // mark_sent_many marks exactly the ids named.
+    let claimed: Vec<i64> = s
+        .push_outbox
+        .claim_due(t0 + 5, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .filter(|id| d1.iter().any(|e| e.id == *id) || b.iter().any(|e| e.id == *id))
+        .collect();
+    assert_eq!(claimed.len(), 3);
+    s.push_outbox
+        .mark_sent_many(&[d1[0].id, b[0].id], t0 + 6)
+        .await
+        .unwrap();
+    let statuses = |entries: Vec<OutboxEntry>| -> Vec<DeliveryStatus> {
+        entries.into_iter().map(|e| e.status).collect()
+    };
+    assert_eq!(
+        statuses(s.push_outbox.deliveries(&m1.id).await.unwrap()),
+        [DeliveryStatus::Sent, DeliveryStatus::Sending]
+    );
+    assert_eq!(
+        statuses(s.push_outbox.deliveries(&m2.id).await.unwrap()),
+        [DeliveryStatus::Sent]
+    );
+    s.push_outbox.mark_sent_many(&[], t0 + 6).await.unwrap();
 }
 
 pub async fn audit(s: &Storage) {

@@ -117,8 +117,14 @@ pub trait RelayDevices: Send + Sync {
     /// Errors: [`crate::StorageError::AlreadyExists`] if the id is taken.
     async fn create(&self, device: &Device) -> StorageResult<()>;
     async fn get(&self, id: &str) -> StorageResult<Option<Device>>;
+    /// The devices among `ids` that exist, in no particular order (one query for a batch of outbox
+    /// entries).
+    async fn get_many(&self, ids: &[String]) -> StorageResult<Vec<Device>>;
     /// Devices of the account, oldest first; only those of `kind` when given.
     async fn list(&self, account_id: &str, kind: Option<DeviceKind>) -> StorageResult<Vec<Device>>;
+    /// Devices of every account in `account_ids`, each account's oldest first (one query for a batch
+    /// of wake-ups).
+    async fn list_for_accounts(&self, account_ids: &[String]) -> StorageResult<Vec<Device>>;
     /// Replaces every field but `id`, `account_id` and `created_at_ms`; `false` if absent.
     async fn update(&self, device: &Device) -> StorageResult<bool>;
     async fn delete(&self, id: &str) -> StorageResult<bool>;
@@ -241,6 +247,15 @@ pub struct NewDelivery {
     pub data: Option<String>,
 }
 
+/// One message for [`PushOutbox::enqueue_batch`]: the message, its deliveries and, when given, the
+/// audit line recording it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnqueueRequest {
+    pub message: PushMessage,
+    pub deliveries: Vec<NewDelivery>,
+    pub audit: Option<AuditEntry>,
+}
+
 /// What [`PushOutbox::enqueue`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Enqueued {
@@ -263,13 +278,38 @@ pub trait PushOutbox: Send + Sync {
         deliveries: &[NewDelivery],
         collapse_window_ms: i64,
         now_ms: i64,
-    ) -> StorageResult<Enqueued>;
+    ) -> StorageResult<Enqueued> {
+        let request = EnqueueRequest {
+            message: message.clone(),
+            deliveries: deliveries.to_vec(),
+            audit: None,
+        };
+        let mut done = self
+            .enqueue_batch(std::slice::from_ref(&request), collapse_window_ms, now_ms)
+            .await?;
+        done.pop()
+            .ok_or_else(|| crate::StorageError::Database("enqueue_batch returned nothing".into()))
+    }
+    /// [`PushOutbox::enqueue`] for many messages in one transaction, each with its audit line when
+    /// given; a few statements for the whole batch, whatever its size, so a burst of wake-ups costs
+    /// the database little more than one. Deliveries are considered in order, so a later one in the
+    /// batch collapses into an earlier one with the same key. Returns one [`Enqueued`] per request.
+    async fn enqueue_batch(
+        &self,
+        requests: &[EnqueueRequest],
+        collapse_window_ms: i64,
+        now_ms: i64,
+    ) -> StorageResult<Vec<Enqueued>>;
     /// Claims up to `limit` pending entries due at `now_ms` (status becomes sending), earliest first.
     async fn claim_due(&self, now_ms: i64, limit: usize) -> StorageResult<Vec<OutboxEntry>>;
     /// When the earliest pending entry is due, if any.
     async fn next_due_at(&self) -> StorageResult<Option<i64>>;
     /// Marks an entry sent.
-    async fn mark_sent(&self, id: i64, now_ms: i64) -> StorageResult<()>;
+    async fn mark_sent(&self, id: i64, now_ms: i64) -> StorageResult<()> {
+        self.mark_sent_many(&[id], now_ms).await
+    }
+    /// Marks entries sent, in one statement.
+    async fn mark_sent_many(&self, ids: &[i64], now_ms: i64) -> StorageResult<()>;
     /// Marks an entry failed for good with its reason.
     async fn mark_failed(&self, id: i64, reason: &str, now_ms: i64) -> StorageResult<()>;
     /// Puts an entry back to pending for another attempt at `next_attempt_at_ms` (attempts + 1).

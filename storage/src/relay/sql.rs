@@ -14,6 +14,10 @@ pub(crate) fn db_err(e: sqlx::Error) -> StorageError {
     StorageError::Database(e.to_string())
 }
 
+/// Rows (or list items) per statement in the batch operations: far below SQLite's 32,766 and
+/// PostgreSQL's 65,535 bound parameters even at a dozen columns a row.
+pub(crate) const ROWS_PER_STATEMENT: usize = 500;
+
 /// Implements the relay traits for `$store` (a struct with a `pool: $pool` field).
 /// `$begin` starts the enqueue transaction (SQLite takes the write lock up front with
 /// `BEGIN IMMEDIATE`, so two writers never deadlock on lock upgrade); `$skip_locked` is appended to
@@ -27,8 +31,10 @@ macro_rules! relay_sql_impl {
             use $crate::relay::rows::{
                 AccountRow, AuditRow, DeviceRow, MessageRow, OutboxRow, TokenRow, join_ids, limit,
             };
-            use $crate::relay::sql::db_err;
+            use $crate::relay::sql::{ROWS_PER_STATEMENT, db_err};
             use $crate::relay::*;
+            use sqlx::QueryBuilder;
+            use std::collections::HashMap;
 
 
             #[async_trait]
@@ -102,6 +108,30 @@ macro_rules! relay_sql_impl {
                         .bind(id).fetch_optional(&self.pool).await.map_err(db_err)?;
                     r.map(Device::try_from).transpose()
                 }
+                async fn get_many(&self, ids: &[String]) -> StorageResult<Vec<Device>> {
+                    let mut devices = Vec::with_capacity(ids.len());
+                    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                        let mut q = QueryBuilder::<$db>::new("SELECT * FROM relay_devices WHERE id IN (");
+                        let mut list = q.separated(", ");
+                        for id in chunk { list.push_bind(id.clone()); }
+                        q.push(")");
+                        let rows = q.build_query_as::<DeviceRow>().fetch_all(&self.pool).await.map_err(db_err)?;
+                        for row in rows { devices.push(Device::try_from(row)?); }
+                    }
+                    Ok(devices)
+                }
+                async fn list_for_accounts(&self, account_ids: &[String]) -> StorageResult<Vec<Device>> {
+                    let mut devices = Vec::new();
+                    for chunk in account_ids.chunks(ROWS_PER_STATEMENT) {
+                        let mut q = QueryBuilder::<$db>::new("SELECT * FROM relay_devices WHERE account_id IN (");
+                        let mut list = q.separated(", ");
+                        for id in chunk { list.push_bind(id.clone()); }
+                        q.push(") ORDER BY account_id, created_at_ms, id");
+                        let rows = q.build_query_as::<DeviceRow>().fetch_all(&self.pool).await.map_err(db_err)?;
+                        for row in rows { devices.push(Device::try_from(row)?); }
+                    }
+                    Ok(devices)
+                }
                 async fn list(&self, account_id: &str, kind: Option<DeviceKind>) -> StorageResult<Vec<Device>> {
                     let rows = sqlx::query_as::<$db, DeviceRow>("SELECT * FROM relay_devices WHERE account_id = $1 AND ($2 IS NULL OR kind = $2) ORDER BY created_at_ms, id")
                         .bind(account_id).bind(kind.map(DeviceKind::as_str))
@@ -165,41 +195,123 @@ macro_rules! relay_sql_impl {
 
             #[async_trait]
             impl PushOutbox for $store {
-                async fn enqueue(&self, m: &PushMessage, deliveries: &[NewDelivery], window_ms: i64, now_ms: i64) -> StorageResult<Enqueued> {
+                async fn enqueue_batch(&self, requests: &[EnqueueRequest], window_ms: i64, now_ms: i64) -> StorageResult<Vec<Enqueued>> {
+                    if requests.is_empty() {
+                        return Ok(Vec::new());
+                    }
                     let mut tx = self.pool.begin_with($begin).await.map_err(db_err)?;
-                    sqlx::query::<$db>("INSERT INTO relay_messages (id, account_id, token_id, sender, priority, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)")
-                        .bind(&m.id).bind(&m.account_id).bind(&m.token_id).bind(&m.sender)
-                        .bind(&m.priority).bind(m.created_at_ms)
-                        .execute(&mut *tx).await.map_err(db_err)?;
-                    let mut out = Enqueued::default();
-                    for d in deliveries {
-                        let pending: Option<(i64,)> = sqlx::query_as::<$db, (i64,)>("SELECT id FROM relay_outbox WHERE collapse_key = $1 AND status = 'pending' ORDER BY id DESC LIMIT 1")
-                            .bind(&d.collapse_key).fetch_optional(&mut *tx).await.map_err(db_err)?;
-                        let outbox_id = if let Some((id,)) = pending {
-                            out.collapsed += 1;
-                            if d.priority == "high" {
-                                sqlx::query::<$db>("UPDATE relay_outbox SET priority = 'high' WHERE id = $1")
-                                    .bind(id).execute(&mut *tx).await.map_err(db_err)?;
+                    for chunk in requests.chunks(ROWS_PER_STATEMENT) {
+                        let mut q = QueryBuilder::<$db>::new("INSERT INTO relay_messages (id, account_id, token_id, sender, priority, created_at_ms) ");
+                        q.push_values(chunk, |mut row, r| {
+                            let m = &r.message;
+                            row.push_bind(m.id.clone()).push_bind(m.account_id.clone()).push_bind(m.token_id.clone())
+                                .push_bind(m.sender.clone()).push_bind(m.priority.clone()).push_bind(m.created_at_ms);
+                        });
+                        q.build().execute(&mut *tx).await.map_err(db_err)?;
+                    }
+                    // What the outbox holds for each collapse key of the batch: its pending entry, and
+                    // when the newest entry within the window was created.
+                    let mut keys: Vec<&str> = requests.iter().flat_map(|r| r.deliveries.iter().map(|d| d.collapse_key.as_str())).collect();
+                    keys.sort_unstable();
+                    keys.dedup();
+                    let mut pending: HashMap<String, i64> = HashMap::new();
+                    let mut newest: HashMap<String, i64> = HashMap::new();
+                    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+                        let mut q = QueryBuilder::<$db>::new("SELECT collapse_key, MAX(id) FROM relay_outbox WHERE status = 'pending' AND collapse_key IN (");
+                        let mut list = q.separated(", ");
+                        for k in chunk { list.push_bind(k.to_string()); }
+                        q.push(") GROUP BY collapse_key");
+                        pending.extend(q.build_query_as::<(String, i64)>().fetch_all(&mut *tx).await.map_err(db_err)?);
+                        let mut q = QueryBuilder::<$db>::new("SELECT collapse_key, MAX(created_at_ms) FROM relay_outbox WHERE created_at_ms > ");
+                        q.push_bind(now_ms - window_ms).push(" AND collapse_key IN (");
+                        let mut list = q.separated(", ");
+                        for k in chunk { list.push_bind(k.to_string()); }
+                        q.push(") GROUP BY collapse_key");
+                        newest.extend(q.build_query_as::<(String, i64)>().fetch_all(&mut *tx).await.map_err(db_err)?);
+                    }
+                    // Plan every delivery in order: join a pending entry, join a new entry planned
+                    // earlier in this batch, or plan a new one.
+                    enum Slot { Existing(i64), Planned(String) }
+                    let mut planned: Vec<(&NewDelivery, String, i64)> = Vec::new();
+                    let mut planned_by_key: HashMap<String, usize> = HashMap::new();
+                    let mut raise: Vec<i64> = Vec::new();
+                    let mut slots: Vec<Vec<Slot>> = Vec::with_capacity(requests.len());
+                    let mut out: Vec<Enqueued> = Vec::with_capacity(requests.len());
+                    for r in requests {
+                        let mut done = Enqueued::default();
+                        let mut these = Vec::with_capacity(r.deliveries.len());
+                        for d in &r.deliveries {
+                            let key = &d.collapse_key;
+                            if let Some(&id) = pending.get(key) {
+                                done.collapsed += 1;
+                                if d.priority == "high" { raise.push(id); }
+                                these.push(Slot::Existing(id));
+                            } else if let Some(&i) = planned_by_key.get(key) {
+                                done.collapsed += 1;
+                                if d.priority == "high" { planned[i].1 = "high".into(); }
+                                these.push(Slot::Planned(key.clone()));
+                            } else {
+                                let due = newest.get(key).map_or(now_ms, |&last| (last + window_ms).max(now_ms));
+                                planned_by_key.insert(key.clone(), planned.len());
+                                planned.push((d, d.priority.clone(), due));
+                                these.push(Slot::Planned(key.clone()));
                             }
-                            id
-                        } else {
-                            let (last,): (Option<i64>,) = sqlx::query_as::<$db, (Option<i64>,)>("SELECT MAX(created_at_ms) FROM relay_outbox WHERE collapse_key = $1 AND created_at_ms > $2")
-                                .bind(&d.collapse_key).bind(now_ms - window_ms)
-                                .fetch_one(&mut *tx).await.map_err(db_err)?;
-                            let due = last.map_or(now_ms, |l| (l + window_ms).max(now_ms));
+                        }
+                        slots.push(these);
+                        out.push(done);
+                    }
+                    // Collapse keys are unique among the planned entries, so they name the new ids.
+                    let mut created: HashMap<String, i64> = HashMap::new();
+                    for chunk in planned.chunks(ROWS_PER_STATEMENT) {
+                        let mut q = QueryBuilder::<$db>::new("INSERT INTO relay_outbox (device_id, remote_endpoint, remote_token, collapse_key, priority, data, status, attempts, next_attempt_at_ms, reason, created_at_ms, updated_at_ms) ");
+                        q.push_values(chunk, |mut row, (d, priority, due)| {
                             let (device, endpoint, token) = match &d.target {
-                                DeliveryTarget::Device(id) => (Some(id.as_str()), None, None),
-                                DeliveryTarget::Remote { endpoint, token } => (None, Some(endpoint.as_str()), Some(token.as_str())),
+                                DeliveryTarget::Device(id) => (Some(id.clone()), None, None),
+                                DeliveryTarget::Remote { endpoint, token } => (None, Some(endpoint.clone()), Some(token.clone())),
                             };
-                            let (id,): (i64,) = sqlx::query_as::<$db, (i64,)>("INSERT INTO relay_outbox (device_id, remote_endpoint, remote_token, collapse_key, priority, data, status, attempts, next_attempt_at_ms, reason, created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, NULL, $8, $8) RETURNING id")
-                                .bind(device).bind(endpoint).bind(token).bind(&d.collapse_key)
-                                .bind(&d.priority).bind(&d.data).bind(due).bind(now_ms)
-                                .fetch_one(&mut *tx).await.map_err(db_err)?;
-                            id
-                        };
-                        sqlx::query::<$db>("INSERT INTO relay_message_deliveries (message_id, outbox_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                            .bind(&m.id).bind(outbox_id).execute(&mut *tx).await.map_err(db_err)?;
-                        out.outbox_ids.push(outbox_id);
+                            row.push_bind(device).push_bind(endpoint).push_bind(token).push_bind(d.collapse_key.clone())
+                                .push_bind(priority.clone()).push_bind(d.data.clone()).push("'pending'").push("0")
+                                .push_bind(*due).push("NULL").push_bind(now_ms).push_bind(now_ms);
+                        });
+                        q.push(" RETURNING collapse_key, id");
+                        created.extend(q.build_query_as::<(String, i64)>().fetch_all(&mut *tx).await.map_err(db_err)?);
+                    }
+                    raise.sort_unstable();
+                    raise.dedup();
+                    for chunk in raise.chunks(ROWS_PER_STATEMENT) {
+                        let mut q = QueryBuilder::<$db>::new("UPDATE relay_outbox SET priority = 'high' WHERE id IN (");
+                        let mut list = q.separated(", ");
+                        for id in chunk { list.push_bind(*id); }
+                        q.push(")");
+                        q.build().execute(&mut *tx).await.map_err(db_err)?;
+                    }
+                    let mut links: Vec<(&str, i64)> = Vec::new();
+                    for ((r, these), done) in requests.iter().zip(slots).zip(out.iter_mut()) {
+                        for slot in these {
+                            let id = match slot {
+                                Slot::Existing(id) => id,
+                                Slot::Planned(key) => *created.get(&key).ok_or_else(|| $crate::StorageError::Database(format!("no outbox id returned for {key}")))?,
+                            };
+                            links.push((r.message.id.as_str(), id));
+                            done.outbox_ids.push(id);
+                        }
+                    }
+                    for chunk in links.chunks(ROWS_PER_STATEMENT) {
+                        let mut q = QueryBuilder::<$db>::new("INSERT INTO relay_message_deliveries (message_id, outbox_id) ");
+                        q.push_values(chunk, |mut row, (message, outbox)| {
+                            row.push_bind(message.to_string()).push_bind(*outbox);
+                        });
+                        q.push(" ON CONFLICT DO NOTHING");
+                        q.build().execute(&mut *tx).await.map_err(db_err)?;
+                    }
+                    let audits: Vec<&AuditEntry> = requests.iter().filter_map(|r| r.audit.as_ref()).collect();
+                    for chunk in audits.chunks(ROWS_PER_STATEMENT) {
+                        let mut q = QueryBuilder::<$db>::new("INSERT INTO relay_audit (account_id, at_ms, token_id, sender, message_id, outcome) ");
+                        q.push_values(chunk, |mut row, e| {
+                            row.push_bind(e.account_id.clone()).push_bind(e.at_ms).push_bind(e.token_id.clone())
+                                .push_bind(e.sender.clone()).push_bind(e.message_id.clone()).push_bind(e.outcome.clone());
+                        });
+                        q.build().execute(&mut *tx).await.map_err(db_err)?;
                     }
                     tx.commit().await.map_err(db_err)?;
                     Ok(out)
@@ -216,9 +328,15 @@ macro_rules! relay_sql_impl {
                         .fetch_one(&self.pool).await.map_err(db_err)?;
                     Ok(v)
                 }
-                async fn mark_sent(&self, id: i64, now_ms: i64) -> StorageResult<()> {
-                    sqlx::query::<$db>("UPDATE relay_outbox SET status = 'sent', attempts = attempts + 1, reason = NULL, remote_token = CASE WHEN remote_token IS NULL THEN NULL ELSE '' END, updated_at_ms = $1 WHERE id = $2")
-                        .bind(now_ms).bind(id).execute(&self.pool).await.map_err(db_err)?;
+                async fn mark_sent_many(&self, ids: &[i64], now_ms: i64) -> StorageResult<()> {
+                    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                        let mut q = QueryBuilder::<$db>::new("UPDATE relay_outbox SET status = 'sent', attempts = attempts + 1, reason = NULL, remote_token = CASE WHEN remote_token IS NULL THEN NULL ELSE '' END, updated_at_ms = ");
+                        q.push_bind(now_ms).push(" WHERE id IN (");
+                        let mut list = q.separated(", ");
+                        for id in chunk { list.push_bind(*id); }
+                        q.push(")");
+                        q.build().execute(&self.pool).await.map_err(db_err)?;
+                    }
                     Ok(())
                 }
                 async fn mark_failed(&self, id: i64, reason: &str, now_ms: i64) -> StorageResult<()> {

@@ -26,7 +26,8 @@ pub(crate) use vcards::vcards_sql;
 ///   version plus items).
 /// - `offline_owner_lock`: an optional statement, binding the owner as `$1`, run first in the offline
 ///   store transaction so that the quota count and the insert cannot race another store for the same
-///   owner; `[]` when `write` already excludes every other writer.
+///   owner; `[]` where a write statement holds the database write lock from its start (SQLite), and
+///   the store is then one conditional `INSERT` without a transaction.
 macro_rules! xmpp_sql_impl {
     (
         $store:ident,

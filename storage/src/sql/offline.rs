@@ -21,18 +21,39 @@ macro_rules! offline_sql {
                     quota: usize,
                 ) -> StorageResult<OfflineStore> {
                     // The count and the insert must not interleave with another store for the same
-                    // owner, or both could see room for one more. `$write` and `$owner_lock` together
-                    // prevent that: on SQLite `BEGIN IMMEDIATE` holds the database write lock from the
-                    // start; on PostgreSQL the per-owner advisory lock (released at commit) serialises
-                    // stores for this owner only.
+                    // owner, or both could see room for one more.
+                    let owner_lock: &[&str] = &[$($owner_lock)?];
+                    if owner_lock.is_empty() {
+                        // SQLite: a write statement takes the database write lock when it starts, so
+                        // one conditional INSERT counts and inserts atomically, in one round trip (the
+                        // hot path of every message to an offline user).
+                        let done = sqlx::query(
+                            "INSERT INTO offline_messages (owner, stanza, stored_at_ms) SELECT $1, $2, $3 WHERE (SELECT COUNT(*) FROM offline_messages WHERE owner = $1) < $4",
+                        )
+                        .bind(owner)
+                        .bind(stanza)
+                        .bind(stored_at_ms)
+                        .bind(quota_i64(quota))
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db_error)?;
+                        return Ok(if done.rows_affected() == 0 {
+                            OfflineStore::QuotaExceeded
+                        } else {
+                            OfflineStore::Stored
+                        });
+                    }
+                    // PostgreSQL: under READ COMMITTED a statement's subquery could miss a concurrent
+                    // insert, so `$write` opens a transaction and the per-owner lock (released at
+                    // commit) serialises stores for this owner only.
                     let mut tx = self.pool.begin_with($write).await.map_err(db_error)?;
-                    $(
-                        sqlx::query($owner_lock)
+                    for lock in owner_lock {
+                        sqlx::query(*lock)
                             .bind(owner)
                             .execute(&mut *tx)
                             .await
                             .map_err(db_error)?;
-                    )?
+                    }
                     let waiting: i64 =
                         sqlx::query_scalar("SELECT COUNT(*) FROM offline_messages WHERE owner = $1")
                             .bind(owner)

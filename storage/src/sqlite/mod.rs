@@ -36,7 +36,8 @@ crate::sql::xmpp_sql_impl!(
     write = "BEGIN IMMEDIATE",
     // A deferred transaction: in WAL mode its reads all come from the snapshot of its first read.
     snapshot = "BEGIN",
-    // None needed: `BEGIN IMMEDIATE` already excludes every other writer until commit.
+    // None needed: a write statement holds the write lock from its start, so the offline store is one
+    // conditional INSERT.
     offline_owner_lock = [],
 );
 

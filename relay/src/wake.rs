@@ -1,0 +1,116 @@
+//! The server's wake-ups: when a message for a local user is stored offline, every active device of
+//! theirs gets a push with no sender and no text (push.md section 2). Wake-ups are grouped
+//! ([`crate::batch`]): one device query and one outbox transaction, with the audit lines, for all
+//! wake-ups that arrive while the previous batch is being written.
+
+use std::collections::HashMap;
+
+use herald_storage::StorageError;
+use herald_storage::relay::{AuditEntry, Device, EnqueueRequest, PushMessage};
+
+use crate::accept::device_delivery;
+use crate::{Priority, Relay, RelayError, now_ms};
+
+/// Wake-ups written in one transaction at most.
+pub(crate) const MAX_WAKE_BATCH: usize = 256;
+
+/// The result of one wake-up: deliveries queued, or why the batch failed (the same for every job of a
+/// failed batch, so a `String` rather than the error itself).
+pub(crate) type WakeResult = Result<usize, String>;
+
+/// Queues a wake-up for `account_id` and waits until it is stored in the outbox.
+pub(crate) async fn wake_account(relay: &Relay, account_id: &str) -> Result<usize, RelayError> {
+    let flushing = relay.clone();
+    let result = relay
+        .inner
+        .wakes
+        .submit(account_id.to_string(), move |accounts| {
+            let relay = flushing.clone();
+            async move { wake_batch(&relay, &accounts).await }
+        })
+        .await;
+    match result {
+        Some(Ok(deliveries)) => Ok(deliveries),
+        Some(Err(reason)) => Err(RelayError::Storage(StorageError::Database(reason))),
+        None => Err(RelayError::Storage(StorageError::Database(
+            "the wake-up batch ended without an answer".into(),
+        ))),
+    }
+}
+
+async fn wake_batch(relay: &Relay, accounts: &[String]) -> Vec<WakeResult> {
+    match enqueue_wakes(relay, accounts).await {
+        Ok(counts) => counts.into_iter().map(Ok).collect(),
+        Err(error) => {
+            tracing::warn!(%error, wake_ups = accounts.len(), "storing wake-ups failed");
+            accounts.iter().map(|_| Err(error.to_string())).collect()
+        }
+    }
+}
+
+/// Stores one message per wake-up with a delivery per active device and an audit line; returns the
+/// deliveries per wake-up, in order.
+async fn enqueue_wakes(relay: &Relay, accounts: &[String]) -> Result<Vec<usize>, RelayError> {
+    let inner = &relay.inner;
+    let mut distinct = accounts.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let devices = inner
+        .storage
+        .relay_devices
+        .list_for_accounts(&distinct)
+        .await?;
+    let mut by_account: HashMap<&str, Vec<&Device>> = HashMap::new();
+    for device in devices.iter().filter(|d| d.active) {
+        by_account
+            .entry(device.account_id.as_str())
+            .or_default()
+            .push(device);
+    }
+    let now = now_ms();
+    let priority = Priority::High.as_str();
+    let mut counts = Vec::with_capacity(accounts.len());
+    let mut requests = Vec::new();
+    for account in accounts {
+        let Some(devices) = by_account.get(account.as_str()) else {
+            counts.push(0);
+            continue;
+        };
+        let message = PushMessage {
+            id: uuid::Uuid::new_v4().to_string(),
+            account_id: Some(account.clone()),
+            token_id: None,
+            sender: None,
+            priority: priority.to_string(),
+            created_at_ms: now,
+        };
+        let audit = AuditEntry {
+            id: 0,
+            account_id: account.clone(),
+            at_ms: now,
+            token_id: None,
+            sender: Some("server".into()),
+            message_id: Some(message.id.clone()),
+            outcome: "accepted".into(),
+        };
+        counts.push(devices.len());
+        requests.push(EnqueueRequest {
+            message,
+            deliveries: devices
+                .iter()
+                .map(|d| device_delivery(d, priority, None))
+                .collect(),
+            audit: Some(audit),
+        });
+    }
+    if !requests.is_empty() {
+        let window = i64::try_from(inner.config.collapse_window_ms).unwrap_or(i64::MAX);
+        inner
+            .storage
+            .push_outbox
+            .enqueue_batch(&requests, window, now)
+            .await?;
+        inner.queued.notify_one();
+    }
+    Ok(counts)
+}
