@@ -649,3 +649,82 @@ async fn secrets_never_reach_the_logs() {
         );
     }
 }
+
+/// Wake-ups arriving together are written in batches (`wake.rs`): each caller still gets its own
+/// count, and every device of every account is woken exactly once.
+#[tokio::test]
+async fn concurrent_wake_ups_each_get_their_own_answer_and_every_device_is_woken() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = StandIn::start(Reply::status(201)).await;
+    let users: Vec<String> = (0..40).map(|i| format!("user{i}@example.org")).collect();
+    let local = TestAccounts(
+        users
+            .iter()
+            .map(|u| (u.clone(), "pw".to_string()))
+            .collect(),
+    );
+    // 40 accounts from one address within a second.
+    let h = Arc::new(
+        Harness::start(&sqlite_url(&dir), Arc::new(local), true, |c| {
+            c.limits.account_attempts = 1000;
+        })
+        .await,
+    );
+    for (i, user) in users.iter().enumerate() {
+        let r = h
+            .http
+            .post(h.url("/api/v1/accounts/"))
+            .json(&json!({"username": user, "password": "pw"}))
+            .send()
+            .await
+            .unwrap();
+        let key = r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // Even users have two devices, odd users one.
+        up_device(&h, &key, &up, &format!("/up/{i}/a")).await;
+        if i % 2 == 0 {
+            up_device(&h, &key, &up, &format!("/up/{i}/b")).await;
+        }
+    }
+    let mut waking = Vec::new();
+    for user in users
+        .iter()
+        .cloned()
+        .chain(["nobody@example.org".to_string()])
+    {
+        let h = Arc::clone(&h);
+        waking.push(tokio::spawn(async move {
+            (user.clone(), h.relay.wake_account(&user).await.unwrap())
+        }));
+    }
+    for handle in waking {
+        let (user, devices) = handle.await.unwrap();
+        let want = match user
+            .strip_prefix("user")
+            .and_then(|rest| rest.split('@').next())
+        {
+            Some(n) if n.parse::<usize>().unwrap() % 2 == 0 => 2,
+            Some(_) => 1,
+            None => 0,
+        };
+        assert_eq!(devices, want, "{user}");
+    }
+    let mut paths = Vec::new();
+    for _ in 0..60 {
+        paths.push(up.next().await.path);
+    }
+    paths.sort();
+    let mut want: Vec<String> = (0..40)
+        .flat_map(|i| {
+            let mut p = vec![format!("/up/{i}/a")];
+            if i % 2 == 0 {
+                p.push(format!("/up/{i}/b"));
+            }
+            p
+        })
+        .collect();
+    want.sort();
+    assert_eq!(paths, want);
+}
