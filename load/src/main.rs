@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use herald_load::client::{Connector, Mechanism, ScramCache, TlsMode};
 use herald_load::phase::{self, Target, chat::ChatPlan};
 use herald_load::report::{RunReport, comparison_table};
-use herald_load::stats::ProcessMemory;
+use herald_load::stats::{ProcessMemory, own_cpu_seconds};
 
 #[derive(Parser)]
 #[command(about = "XMPP load generator: the same phases against Herald, Prosody or ejabberd")]
@@ -195,7 +195,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         memory_end: None,
     };
     for name in &args.phases {
-        let result = match name {
+        let cpu_before = (target.server_cpu_seconds(), own_cpu_seconds());
+        let mut result = match name {
             PhaseName::Accounts => {
                 phase::accounts::run(&target, args.sessions, args.concurrency, deadline).await
             }
@@ -232,6 +233,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 phase::push::run(&target, args.relay_url.as_deref(), first, count, 0, wait).await
             }
         };
+        let cpu_after = (target.server_cpu_seconds(), own_cpu_seconds());
+        result.server_cpu_s = cpu_before.0.zip(cpu_after.0).map(|(b, a)| a - b);
+        result.client_cpu_s = cpu_before.1.zip(cpu_after.1).map(|(b, a)| a - b);
         eprintln!(
             "[{}] {}: {}/{} ok in {:.1}s ({:.1}/s) errors {} {}",
             args.name,

@@ -43,6 +43,12 @@ struct Metric {
     value: fn(&RunReport) -> Option<f64>,
 }
 
+/// CPU milliseconds per successful operation of a phase.
+fn cpu_ms_per_op(phase: &PhaseReport, cpu_s: Option<f64>) -> Option<f64> {
+    (phase.succeeded > 0).then_some(())?;
+    cpu_s.map(|s| s * 1000.0 / phase.succeeded as f64)
+}
+
 fn available(r: &RunReport, name: &str) -> Option<PhaseReport> {
     r.phase(name).filter(|p| p.available).cloned()
 }
@@ -121,6 +127,16 @@ const METRICS: &[Metric] = &[
         label: "login storm: errors",
         better: Better::Lower,
         value: |r| available(r, "login").map(|p| p.errors.total() as f64),
+    },
+    Metric {
+        label: "login storm: server CPU ms per login",
+        better: Better::Lower,
+        value: |r| available(r, "login").and_then(|p| cpu_ms_per_op(&p, p.server_cpu_s)),
+    },
+    Metric {
+        label: "login storm: load generator CPU ms per login",
+        better: Better::Lower,
+        value: |r| available(r, "login").and_then(|p| cpu_ms_per_op(&p, p.client_cpu_s)),
     },
     Metric {
         label: "chat: delivered msgs /s (best clean step; see notes)",

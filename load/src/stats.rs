@@ -63,10 +63,11 @@ impl ErrorCounts {
     }
 }
 
-/// A server process whose memory is sampled.
+/// A server process whose memory (and CPU time) is sampled.
 #[derive(Debug, Clone)]
 pub struct ProcessMemory {
     status: PathBuf,
+    stat: PathBuf,
 }
 
 /// One memory sample in KiB.
@@ -83,7 +84,13 @@ impl ProcessMemory {
     pub fn new(pid: u32) -> Self {
         ProcessMemory {
             status: PathBuf::from(format!("/proc/{pid}/status")),
+            stat: PathBuf::from(format!("/proc/{pid}/stat")),
         }
+    }
+
+    /// CPU time the process has used so far, user plus system, all threads, in seconds.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        cpu_seconds_at(&self.stat)
     }
 
     /// Reads the current sample; `None` if the process is gone or the file is unreadable.
@@ -91,6 +98,28 @@ impl ProcessMemory {
         let text = std::fs::read_to_string(&self.status).ok()?;
         parse_status(&text)
     }
+}
+
+/// CPU time this process (the load generator) has used so far, in seconds.
+pub fn own_cpu_seconds() -> Option<f64> {
+    cpu_seconds_at(std::path::Path::new("/proc/self/stat"))
+}
+
+fn cpu_seconds_at(stat: &std::path::Path) -> Option<f64> {
+    parse_stat_cpu(&std::fs::read_to_string(stat).ok()?)
+}
+
+/// `utime + stime` from a `/proc/<pid>/stat` line (proc(5) fields 14 and 15), in seconds. The values
+/// are in USER_HZ, which Linux fixes at 100 for what it reports to user space whatever the kernel's
+/// own tick. The command name (field 2) may hold spaces and parentheses, so fields are counted from
+/// the last `)`.
+fn parse_stat_cpu(text: &str) -> Option<f64> {
+    const USER_HZ: f64 = 100.0;
+    let after_name = &text[text.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
 }
 
 fn parse_status(text: &str) -> Option<MemorySample> {
@@ -139,6 +168,15 @@ mod tests {
     fn own_process_can_be_sampled() {
         let m = ProcessMemory::new(std::process::id()).sample().unwrap();
         assert!(m.rss_kib > 0 && m.peak_kib >= m.rss_kib);
+    }
+
+    #[test]
+    fn cpu_time_is_read_after_the_command_name() {
+        let line =
+            "4242 (a (weird) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 130 0 0 20 0 3 0";
+        assert_eq!(parse_stat_cpu(line), Some(3.8));
+        assert_eq!(parse_stat_cpu("4242 (x) S 1"), None);
+        assert!(own_cpu_seconds().is_some());
     }
 
     #[test]

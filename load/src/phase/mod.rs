@@ -57,6 +57,11 @@ impl Target {
         }
     }
 
+    /// The server's CPU seconds so far, if a pid was given.
+    pub fn server_cpu_seconds(&self) -> Option<f64> {
+        self.memory.as_ref().and_then(ProcessMemory::cpu_seconds)
+    }
+
     /// Samples the server's memory, if a pid was given.
     pub fn sample_memory(&self) -> Option<MemorySample> {
         self.memory.as_ref().and_then(ProcessMemory::sample)
@@ -116,6 +121,11 @@ pub struct PhaseReport {
     pub memory_loaded: Option<MemorySample>,
     /// (loaded - before) resident KiB divided by the sessions held (idle phase only).
     pub kib_per_session: Option<f64>,
+    /// CPU seconds (user + system) the server used during the phase, when its pid is known.
+    pub server_cpu_s: Option<f64>,
+    /// CPU seconds the load generator itself used during the phase: on one machine the two share
+    /// the cores, so a rate can be capped by the client rather than the server.
+    pub client_cpu_s: Option<f64>,
     /// Anything the reader needs to interpret the figures.
     pub note: String,
 }

@@ -205,7 +205,8 @@ impl Negotiation<'_> {
                 .cloned()
                 .unwrap_or_default(),
         };
-        // Answer with a header first, so that any stream error is well-formed (RFC 6120 section 4.9.1.2).
+        // Answer with a header first, so that any stream error is well-formed (RFC 6120 section 4.9.1.2);
+        // it is written together with the features or the error that follows.
         let reply = StreamHeader {
             to: None,
             from: Some(domain.clone()),
@@ -214,7 +215,7 @@ impl Negotiation<'_> {
             lang: Some(header.lang.clone().unwrap_or_else(|| "en".into())),
             default_ns: ns::CLIENT.into(),
         };
-        stream.send_header(&reply).await?;
+        stream.queue_header(&reply);
         if header.default_ns != ns::CLIENT {
             return Err(Stop::Error(StreamErrorCondition::InvalidNamespace, None));
         }

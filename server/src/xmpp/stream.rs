@@ -82,6 +82,8 @@ pub struct XmlStream<S> {
     /// The default namespace the peer declared, used if we must open a stream only to send an error.
     peer_ns: Option<String>,
     header_sent: bool,
+    /// A header queued by [`XmlStream::queue_header`], written with the next element.
+    unsent_header: Option<String>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
@@ -93,6 +95,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
             out_ns: None,
             peer_ns: None,
             header_sent: false,
+            unsent_header: None,
         }
     }
 
@@ -152,6 +155,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
         self.send_raw(&xml).await
     }
 
+    /// Like [`XmlStream::send_header`], but the header goes out with the next write (the features or
+    /// the stream error that always follow it): one TLS record and one system call per stream
+    /// (re)start instead of two. Until then it counts as sent, so an error is written after it.
+    pub fn queue_header(&mut self, header: &StreamHeader) {
+        self.unsent_header = Some(writer::stream_header(header));
+        self.out_ns = Some(header.default_ns.clone());
+        self.header_sent = true;
+    }
+
     /// Serialise one element and flush. Elements in the stream's default namespace are written
     /// without `xmlns`, elements in the stream namespace with the `stream:` prefix; on `jabber:server`
     /// and `jabber:component:accept` streams, `jabber:client` stanzas are written in the stream's
@@ -174,7 +186,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
 
     /// Write pre-serialised XML as is and flush. The caller vouches for it.
     pub async fn send_raw(&mut self, xml: &str) -> std::io::Result<()> {
-        self.io.write_all(xml.as_bytes()).await?;
+        match self.unsent_header.take() {
+            Some(mut header) => {
+                header.push_str(xml);
+                self.io.write_all(header.as_bytes()).await?;
+            }
+            None => self.io.write_all(xml.as_bytes()).await?,
+        }
         self.io.flush().await
     }
 

@@ -192,3 +192,79 @@ fn elements_in_the_xml_namespace_keep_the_xml_prefix() {
         assert_eq!(reparse(&el, stream_ns), el);
     }
 }
+
+/// Records every write it is given, so a test can see how the output was split.
+#[derive(Default)]
+struct WriteLog {
+    writes: Vec<String>,
+}
+
+impl tokio::io::AsyncRead for WriteLog {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for WriteLog {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.writes.push(String::from_utf8_lossy(buf).into_owned());
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn a_queued_header_goes_out_in_one_write_with_what_follows() {
+    let mut stream = XmlStream::new(WriteLog::default(), Limits::default());
+    stream.queue_header(&client_out_header());
+    assert!(stream.get_ref().writes.is_empty(), "nothing written yet");
+    stream
+        .send(&Element::builder("features", ns::STREAMS).build())
+        .await
+        .unwrap();
+    stream.send(&element("<message id='m2'/>")).await.unwrap();
+    let writes = &stream.get_ref().writes;
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert!(
+        writes[0].starts_with("<?xml version='1.0'?><stream:stream xmlns='jabber:client'")
+            && writes[0].ends_with("xml:lang='en'><stream:features/>"),
+        "{writes:?}"
+    );
+    assert_eq!(writes[1], "<message id='m2'/>");
+}
+
+#[tokio::test]
+async fn an_error_after_a_queued_header_follows_it() {
+    let (mut stream, mut peer) = duplex_with(b"").await;
+    stream.queue_header(&client_out_header());
+    let error = StreamError::new(StreamErrorCondition::HostUnknown, "");
+    stream.send_error(&error).await.unwrap();
+    drop(stream);
+    let out = written(&mut peer).await;
+    assert_eq!(out.matches("<stream:stream").count(), 1, "{out}");
+    assert!(
+        out.starts_with("<?xml version='1.0'?><stream:stream")
+            && out.contains("<host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>")
+            && out.ends_with("</stream:stream>"),
+        "{out}"
+    );
+}
