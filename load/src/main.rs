@@ -65,6 +65,11 @@ struct RunArgs {
     /// Direct TLS (XEP-0368) instead of STARTTLS.
     #[arg(long)]
     direct_tls: bool,
+    /// Resume TLS sessions (tickets / session ids) across connections, as reconnecting clients do.
+    /// Off by default so every login is a full handshake on every server: a server that issues
+    /// tickets would otherwise do less work per login than one that does not.
+    #[arg(long)]
+    tls_resumption: bool,
     /// Server process id, for memory from /proc/<pid>/status.
     #[arg(long)]
     pid: Option<u32>,
@@ -161,6 +166,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         TlsMode::StartTls
     };
     let mut connector = Connector::new(addr, &args.domain, mode)?;
+    if !args.tls_resumption {
+        connector = connector.without_tls_resumption()?;
+    }
     connector.timeout = Duration::from_secs(args.timeout_secs);
     let source_ips = if addr.ip().is_loopback() && addr.is_ipv4() {
         phase::loopback_sources(args.source_ips)

@@ -21,6 +21,7 @@ mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustls::ClientConfig;
@@ -60,6 +61,10 @@ pub struct Connector {
     pub timeout: Duration,
     /// Largest top-level element accepted from the server.
     pub max_element_bytes: usize,
+    /// TLS handshakes done, and how many of them resumed an earlier session (RFC 8446 section
+    /// 2.2): rustls clients resume by default, so a server issuing tickets does less work per
+    /// login; the report says how often that happened.
+    handshakes: Arc<(AtomicU64, AtomicU64)>,
 }
 
 impl Connector {
@@ -75,7 +80,26 @@ impl Connector {
             tls: TlsConnector::from(config),
             timeout: Duration::from_secs(30),
             max_element_bytes: 1 << 20,
+            handshakes: Arc::default(),
         })
+    }
+
+    /// The same connector with TLS session resumption off: every connection does a full handshake.
+    ///
+    /// Errors: [`ClientError::Tls`] if the TLS configuration cannot be built.
+    pub fn without_tls_resumption(mut self) -> Result<Self, ClientError> {
+        let mut config = insecure_client_config(self.mode == TlsMode::Direct)?;
+        Arc::make_mut(&mut config).resumption = rustls::client::Resumption::disabled();
+        self.tls = TlsConnector::from(config);
+        Ok(self)
+    }
+
+    /// TLS handshakes completed so far, and how many of those resumed a session.
+    pub fn handshake_counts(&self) -> (u64, u64) {
+        (
+            self.handshakes.0.load(Ordering::Relaxed),
+            self.handshakes.1.load(Ordering::Relaxed),
+        )
     }
 
     /// The XMPP domain.
@@ -122,6 +146,10 @@ impl Connector {
         let tls = tokio::time::timeout(self.timeout, self.tls.connect(name, tcp))
             .await
             .map_err(|_| ClientError::Timeout("tls handshake"))??;
+        self.handshakes.0.fetch_add(1, Ordering::Relaxed);
+        if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            self.handshakes.1.fetch_add(1, Ordering::Relaxed);
+        }
         Session::open(tls, &self.domain, self.timeout, self.max_element_bytes).await
     }
 

@@ -18,6 +18,7 @@ pub async fn run(
     deadline: Duration,
 ) -> PhaseReport {
     let users = users.max(1);
+    let (handshakes_before, resumed_before) = target.connector.handshake_counts();
     let out = run_batch(
         count,
         concurrency,
@@ -43,6 +44,12 @@ pub async fn run(
         ..PhaseReport::default()
     };
     report.set_elapsed(out.elapsed);
+    let (handshakes, resumed) = target.connector.handshake_counts();
+    report.note.push_str(&format!(
+        "; TLS sessions resumed in {} of {} handshakes",
+        resumed - resumed_before,
+        handshakes - handshakes_before
+    ));
     if !out.first_errors.is_empty() {
         report
             .note
