@@ -35,8 +35,8 @@ pub async fn store(
         .await;
     match outcome {
         Ok(OfflineStore::Stored) => {
-            let notified = super::push::on_stored_offline(router.push.as_deref(), &owner).await;
-            Ok(Delivery::StoredOffline { notified })
+            let waking = super::push::on_stored_offline(router.push.as_ref(), owner).await;
+            Ok(Delivery::StoredOffline { waking })
         }
         Ok(OfflineStore::QuotaExceeded) => Err(Bounce::new(
             envelope.clone(),

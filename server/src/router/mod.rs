@@ -33,8 +33,9 @@ pub enum Delivery {
     Delivered,
     /// Handed to an external component (XEP-0114).
     Forwarded,
-    /// Kept for the user's next login; `notified` tells whether their push devices were woken.
-    StoredOffline { notified: bool },
+    /// Kept for the user's next login; `waking` tells whether a wake-up of their push devices was
+    /// started (the relay wakes whatever devices they registered).
+    StoredOffline { waking: bool },
     /// Processed by the server itself (IQ answered, subscription handled, probe answered).
     Handled,
     /// An error went back to the sender.
@@ -49,7 +50,7 @@ pub struct Router {
     pub storage: Storage,
     pub sessions: Registry,
     pub auth_throttle: std::sync::Mutex<AuthThrottle>,
-    pub push: Option<Arc<dyn features::push::PushWaker>>,
+    pub push: Option<features::push::OfflineWaker>,
     pub block_lists: features::blocking::BlockListCache,
     /// Random bytes made at start that key the fake SCRAM salts of unknown users, so they cannot be told
     /// apart from real ones (RFC 5802 section 9 leaves enumeration resistance to the server).
@@ -77,7 +78,7 @@ impl Router {
             storage,
             sessions: Registry::default(),
             auth_throttle: std::sync::Mutex::new(AuthThrottle::new(Default::default())),
-            push,
+            push: push.map(features::push::OfflineWaker::new),
             block_lists: features::blocking::BlockListCache::default(),
             unknown_user_secret: rand::random(),
             components: RwLock::new(HashMap::new()),

@@ -21,6 +21,8 @@ const POOL_SIZE: u32 = 10;
 #[derive(Clone)]
 pub(crate) struct Postgres {
     pool: PgPool,
+    /// The same pool: writers need no queue of their own on PostgreSQL (see the SQLite backend).
+    writer: PgPool,
 }
 
 crate::sql::xmpp_sql_impl!(
@@ -49,6 +51,14 @@ pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
         .await
         .map_err(|e| StorageError::Migration(e.to_string()))?;
     tracing::info!(backend = "postgres", "storage ready, migrations applied");
-    let relay = relay::PgRelay { pool: pool.clone() };
-    Ok(Storage::from_backend(Postgres { pool }, relay, "postgres"))
+    let relay = relay::PgRelay {
+        pool: pool.clone(),
+        writer: pool.clone(),
+    };
+    let writer = pool.clone();
+    Ok(Storage::from_backend(
+        Postgres { pool, writer },
+        relay,
+        "postgres",
+    ))
 }

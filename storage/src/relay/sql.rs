@@ -18,7 +18,7 @@ pub(crate) fn db_err(e: sqlx::Error) -> StorageError {
 /// PostgreSQL's 65,535 bound parameters even at a dozen columns a row.
 pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
-/// Implements the relay traits for `$store` (a struct with a `pool: $pool` field).
+/// Implements the relay traits for `$store` (a struct with `pool` (reads) and `writer` (writes) fields).
 /// `$begin` starts the enqueue transaction (SQLite takes the write lock up front with
 /// `BEGIN IMMEDIATE`, so two writers never deadlock on lock upgrade); `$skip_locked` is appended to
 /// the claim sub-select (PostgreSQL `FOR UPDATE SKIP LOCKED` lets several workers claim at once).
@@ -43,7 +43,7 @@ macro_rules! relay_sql_impl {
                     sqlx::query::<$db>("INSERT INTO relay_accounts (id, username, email, password_hash, is_local, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)")
                         .bind(&a.id).bind(&a.username).bind(&a.email).bind(&a.password_hash)
                         .bind(a.is_local).bind(a.created_at_ms)
-                        .execute(&self.pool).await.map_err(db_err)?;
+                        .execute(&self.writer).await.map_err(db_err)?;
                     Ok(())
                 }
                 async fn by_id(&self, id: &str) -> StorageResult<Option<RelayAccount>> {
@@ -64,20 +64,20 @@ macro_rules! relay_sql_impl {
                 async fn delete(&self, id: &str) -> StorageResult<bool> {
                     // Foreign keys cascade to keys, devices, tokens, messages and audit entries.
                     let r = sqlx::query::<$db>("DELETE FROM relay_accounts WHERE id = $1")
-                        .bind(id).execute(&self.pool).await.map_err(db_err)?;
+                        .bind(id).execute(&self.writer).await.map_err(db_err)?;
                     Ok(r.rows_affected() > 0)
                 }
                 async fn add_api_key(&self, account_id: &str, key_hash: &str, now_ms: i64, keep: usize) -> StorageResult<()> {
                     sqlx::query::<$db>("INSERT INTO relay_api_keys (key_hash, account_id, created_at_ms) VALUES ($1, $2, $3)")
                         .bind(key_hash).bind(account_id).bind(now_ms)
-                        .execute(&self.pool).await.map_err(db_err)?;
+                        .execute(&self.writer).await.map_err(db_err)?;
                     sqlx::query::<$db>("DELETE FROM relay_api_keys WHERE account_id = $1 AND key_hash NOT IN (SELECT key_hash FROM relay_api_keys WHERE account_id = $1 ORDER BY created_at_ms DESC, key_hash LIMIT $2)")
                         .bind(account_id).bind(limit(keep))
-                        .execute(&self.pool).await.map_err(db_err)?;
+                        .execute(&self.writer).await.map_err(db_err)?;
                     Ok(())
                 }
                 async fn replace_api_keys(&self, account_id: &str, key_hash: &str, now_ms: i64) -> StorageResult<()> {
-                    let mut tx = self.pool.begin().await.map_err(db_err)?;
+                    let mut tx = self.writer.begin().await.map_err(db_err)?;
                     sqlx::query::<$db>("DELETE FROM relay_api_keys WHERE account_id = $1")
                         .bind(account_id).execute(&mut *tx).await.map_err(db_err)?;
                     sqlx::query::<$db>("INSERT INTO relay_api_keys (key_hash, account_id, created_at_ms) VALUES ($1, $2, $3)")
@@ -100,7 +100,7 @@ macro_rules! relay_sql_impl {
                         .bind(&d.device_id).bind(d.active).bind(&d.token).bind(&d.apns_topic)
                         .bind(d.apns_sandbox).bind(&d.webpush_p256dh).bind(&d.webpush_auth)
                         .bind(d.created_at_ms)
-                        .execute(&self.pool).await.map_err(db_err)?;
+                        .execute(&self.writer).await.map_err(db_err)?;
                     Ok(())
                 }
                 async fn get(&self, id: &str) -> StorageResult<Option<Device>> {
@@ -143,12 +143,12 @@ macro_rules! relay_sql_impl {
                         .bind(d.kind.as_str()).bind(&d.name).bind(&d.device_id).bind(d.active)
                         .bind(&d.token).bind(&d.apns_topic).bind(d.apns_sandbox)
                         .bind(&d.webpush_p256dh).bind(&d.webpush_auth).bind(&d.id)
-                        .execute(&self.pool).await.map_err(db_err)?;
+                        .execute(&self.writer).await.map_err(db_err)?;
                     Ok(r.rows_affected() > 0)
                 }
                 async fn delete(&self, id: &str) -> StorageResult<bool> {
                     let r = sqlx::query::<$db>("DELETE FROM relay_devices WHERE id = $1")
-                        .bind(id).execute(&self.pool).await.map_err(db_err)?;
+                        .bind(id).execute(&self.writer).await.map_err(db_err)?;
                     Ok(r.rows_affected() > 0)
                 }
             }
@@ -161,7 +161,7 @@ macro_rules! relay_sql_impl {
                         .bind(join_ids(&t.device_ids)).bind(&t.sender)
                         .bind(t.rate_per_minute.map(i64::from)).bind(t.created_at_ms)
                         .bind(t.expires_at_ms).bind(t.revoked_at_ms)
-                        .execute(&self.pool).await.map_err(db_err)?;
+                        .execute(&self.writer).await.map_err(db_err)?;
                     Ok(())
                 }
                 async fn by_hash(&self, token_hash: &str) -> StorageResult<Option<WhitelistToken>> {
@@ -183,12 +183,12 @@ macro_rules! relay_sql_impl {
                     let r = sqlx::query::<$db>("UPDATE relay_tokens SET name = $1, device_ids = $2, sender = $3, rate_per_minute = $4, expires_at_ms = $5 WHERE id = $6")
                         .bind(&t.name).bind(join_ids(&t.device_ids)).bind(&t.sender)
                         .bind(t.rate_per_minute.map(i64::from)).bind(t.expires_at_ms).bind(&t.id)
-                        .execute(&self.pool).await.map_err(db_err)?;
+                        .execute(&self.writer).await.map_err(db_err)?;
                     Ok(r.rows_affected() > 0)
                 }
                 async fn revoke(&self, id: &str, now_ms: i64) -> StorageResult<bool> {
                     let r = sqlx::query::<$db>("UPDATE relay_tokens SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL")
-                        .bind(now_ms).bind(id).execute(&self.pool).await.map_err(db_err)?;
+                        .bind(now_ms).bind(id).execute(&self.writer).await.map_err(db_err)?;
                     Ok(r.rows_affected() > 0)
                 }
             }
@@ -199,7 +199,7 @@ macro_rules! relay_sql_impl {
                     if requests.is_empty() {
                         return Ok(Vec::new());
                     }
-                    let mut tx = self.pool.begin_with($begin).await.map_err(db_err)?;
+                    let mut tx = self.writer.begin_with($begin).await.map_err(db_err)?;
                     for chunk in requests.chunks(ROWS_PER_STATEMENT) {
                         let mut q = QueryBuilder::<$db>::new("INSERT INTO relay_messages (id, account_id, token_id, sender, priority, created_at_ms) ");
                         q.push_values(chunk, |mut row, r| {
@@ -318,7 +318,7 @@ macro_rules! relay_sql_impl {
                 }
                 async fn claim_due(&self, now_ms: i64, n: usize) -> StorageResult<Vec<OutboxEntry>> {
                     let rows = sqlx::query_as::<$db, OutboxRow>(concat!("UPDATE relay_outbox SET status = 'sending', updated_at_ms = $1 WHERE id IN (SELECT id FROM relay_outbox WHERE status = 'pending' AND next_attempt_at_ms <= $1 ORDER BY next_attempt_at_ms, id LIMIT $2", $skip_locked, ") RETURNING id, device_id, remote_endpoint, remote_token, collapse_key, priority, data, status, attempts, next_attempt_at_ms, reason, created_at_ms"))
-                        .bind(now_ms).bind(limit(n)).fetch_all(&self.pool).await.map_err(db_err)?;
+                        .bind(now_ms).bind(limit(n)).fetch_all(&self.writer).await.map_err(db_err)?;
                     let mut v = rows.into_iter().map(OutboxEntry::try_from).collect::<StorageResult<Vec<_>>>()?;
                     v.sort_by_key(|e| (e.next_attempt_at_ms, e.id));
                     Ok(v)
@@ -335,28 +335,28 @@ macro_rules! relay_sql_impl {
                         let mut list = q.separated(", ");
                         for id in chunk { list.push_bind(*id); }
                         q.push(")");
-                        q.build().execute(&self.pool).await.map_err(db_err)?;
+                        q.build().execute(&self.writer).await.map_err(db_err)?;
                     }
                     Ok(())
                 }
                 async fn mark_failed(&self, id: i64, reason: &str, now_ms: i64) -> StorageResult<()> {
                     sqlx::query::<$db>("UPDATE relay_outbox SET status = 'failed', attempts = attempts + 1, reason = $1, remote_token = CASE WHEN remote_token IS NULL THEN NULL ELSE '' END, updated_at_ms = $2 WHERE id = $3")
-                        .bind(reason).bind(now_ms).bind(id).execute(&self.pool).await.map_err(db_err)?;
+                        .bind(reason).bind(now_ms).bind(id).execute(&self.writer).await.map_err(db_err)?;
                     Ok(())
                 }
                 async fn retry_at(&self, id: i64, next_ms: i64, reason: &str, now_ms: i64) -> StorageResult<()> {
                     sqlx::query::<$db>("UPDATE relay_outbox SET status = 'pending', attempts = attempts + 1, next_attempt_at_ms = $1, reason = $2, updated_at_ms = $3 WHERE id = $4")
-                        .bind(next_ms).bind(reason).bind(now_ms).bind(id).execute(&self.pool).await.map_err(db_err)?;
+                        .bind(next_ms).bind(reason).bind(now_ms).bind(id).execute(&self.writer).await.map_err(db_err)?;
                     Ok(())
                 }
                 async fn fail_device(&self, device_id: &str, reason: &str, now_ms: i64) -> StorageResult<u64> {
                     let r = sqlx::query::<$db>("UPDATE relay_outbox SET status = 'failed', reason = $1, updated_at_ms = $2 WHERE device_id = $3 AND status = 'pending'")
-                        .bind(reason).bind(now_ms).bind(device_id).execute(&self.pool).await.map_err(db_err)?;
+                        .bind(reason).bind(now_ms).bind(device_id).execute(&self.writer).await.map_err(db_err)?;
                     Ok(r.rows_affected())
                 }
                 async fn recover(&self) -> StorageResult<u64> {
                     let r = sqlx::query::<$db>("UPDATE relay_outbox SET status = 'pending' WHERE status = 'sending'")
-                        .execute(&self.pool).await.map_err(db_err)?;
+                        .execute(&self.writer).await.map_err(db_err)?;
                     Ok(r.rows_affected())
                 }
                 async fn message(&self, id: &str) -> StorageResult<Option<PushMessage>> {
@@ -371,9 +371,9 @@ macro_rules! relay_sql_impl {
                 }
                 async fn purge_finished(&self, before_ms: i64) -> StorageResult<u64> {
                     let r = sqlx::query::<$db>("DELETE FROM relay_outbox WHERE status IN ('sent', 'failed') AND updated_at_ms < $1")
-                        .bind(before_ms).execute(&self.pool).await.map_err(db_err)?;
+                        .bind(before_ms).execute(&self.writer).await.map_err(db_err)?;
                     sqlx::query::<$db>("DELETE FROM relay_messages WHERE created_at_ms < $1 AND NOT EXISTS (SELECT 1 FROM relay_message_deliveries d WHERE d.message_id = relay_messages.id)")
-                        .bind(before_ms).execute(&self.pool).await.map_err(db_err)?;
+                        .bind(before_ms).execute(&self.writer).await.map_err(db_err)?;
                     Ok(r.rows_affected())
                 }
             }
@@ -384,7 +384,7 @@ macro_rules! relay_sql_impl {
                     sqlx::query::<$db>("INSERT INTO relay_audit (account_id, at_ms, token_id, sender, message_id, outcome) VALUES ($1, $2, $3, $4, $5, $6)")
                         .bind(&e.account_id).bind(e.at_ms).bind(&e.token_id).bind(&e.sender)
                         .bind(&e.message_id).bind(&e.outcome)
-                        .execute(&self.pool).await.map_err(db_err)?;
+                        .execute(&self.writer).await.map_err(db_err)?;
                     Ok(())
                 }
                 async fn list(&self, account_id: &str, before_id: Option<i64>, n: usize) -> StorageResult<Vec<AuditEntry>> {
@@ -395,7 +395,7 @@ macro_rules! relay_sql_impl {
                 }
                 async fn purge(&self, before_ms: i64) -> StorageResult<u64> {
                     let r = sqlx::query::<$db>("DELETE FROM relay_audit WHERE at_ms < $1")
-                        .bind(before_ms).execute(&self.pool).await.map_err(db_err)?;
+                        .bind(before_ms).execute(&self.writer).await.map_err(db_err)?;
                     Ok(r.rows_affected())
                 }
             }

@@ -1,7 +1,7 @@
 //! XMPP SCRAM credentials per bare JID (RFC 5802 section 3, RFC 7677).
 //! The SQL for both backends, stamped out by [`accounts_sql`] (see [`crate::sql`]).
 
-/// Implements [`crate::Accounts`] for `$store` (a struct with a `pool` field of database `$db`).
+/// Implements [`crate::Accounts`] for `$store` (a struct with `pool` (reads) and `writer` (writes) fields of database `$db`).
 macro_rules! accounts_sql {
     ($store:ident, $db:ty, write = $write:literal) => {
         mod accounts_impl {
@@ -40,7 +40,7 @@ macro_rules! accounts_sql {
                     .bind(domain_of(jid))
                     .bind(now_ms());
                     bind_keys(query, credentials)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await
                         .map_err(db_error)?;
                     Ok(())
@@ -68,7 +68,7 @@ macro_rules! accounts_sql {
                     )
                     .bind(jid);
                     let done = bind_keys(query, credentials)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await
                         .map_err(db_error)?;
                     Ok(done.rows_affected() > 0)
@@ -77,7 +77,7 @@ macro_rules! accounts_sql {
                 async fn delete(&self, jid: &str) -> StorageResult<bool> {
                     // One transaction, so a crash cannot leave a half-deleted account. Owned rows go even
                     // when the account row is already gone: nothing may outlive the account.
-                    let mut tx = self.pool.begin_with($write).await.map_err(db_error)?;
+                    let mut tx = self.writer.begin_with($write).await.map_err(db_error)?;
                     let existed = sqlx::query("DELETE FROM accounts WHERE jid = $1")
                         .bind(jid)
                         .execute(&mut *tx)

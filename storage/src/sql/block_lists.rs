@@ -1,7 +1,7 @@
 //! XMPP block lists (XEP-0191): the JIDs a user blocks, stored as given and deduplicated.
 //! The SQL for both backends, stamped out by [`block_lists_sql`] (see [`crate::sql`]).
 
-/// Implements [`crate::BlockLists`] for `$store` (a struct with a `pool` field).
+/// Implements [`crate::BlockLists`] for `$store` (a struct with `pool` (reads) and `writer` (writes) fields).
 macro_rules! block_lists_sql {
     ($store:ident, write = $write:literal) => {
         mod block_lists_impl {
@@ -23,7 +23,7 @@ macro_rules! block_lists_sql {
 
                 async fn block(&self, owner: &str, jids: &[String]) -> StorageResult<()> {
                     // XEP-0191 section 3.3: one block request is all or nothing.
-                    let mut tx = self.pool.begin_with($write).await.map_err(db_error)?;
+                    let mut tx = self.writer.begin_with($write).await.map_err(db_error)?;
                     for jid in jids {
                         sqlx::query(
                             "INSERT INTO block_list (owner, jid) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -38,7 +38,7 @@ macro_rules! block_lists_sql {
                 }
 
                 async fn unblock(&self, owner: &str, jids: &[String]) -> StorageResult<()> {
-                    let mut tx = self.pool.begin_with($write).await.map_err(db_error)?;
+                    let mut tx = self.writer.begin_with($write).await.map_err(db_error)?;
                     for jid in jids {
                         sqlx::query("DELETE FROM block_list WHERE owner = $1 AND jid = $2")
                             .bind(owner)
@@ -53,7 +53,7 @@ macro_rules! block_lists_sql {
                 async fn unblock_all(&self, owner: &str) -> StorageResult<()> {
                     sqlx::query("DELETE FROM block_list WHERE owner = $1")
                         .bind(owner)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await
                         .map_err(db_error)?;
                     Ok(())

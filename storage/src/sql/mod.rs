@@ -18,7 +18,7 @@ pub(crate) use rosters::rosters_sql;
 pub(crate) use vcards::vcards_sql;
 
 /// Implements [`crate::Accounts`], [`crate::Rosters`], [`crate::OfflineMessages`], [`crate::VCards`]
-/// and [`crate::BlockLists`] for `$store`, a struct with a `pool` field of database `$db`.
+/// and [`crate::BlockLists`] for `$store`, a struct with `pool` (reads) and `writer` (writes) fields of database `$db`.
 ///
 /// - `write`: the statement that begins a read-then-write transaction (account deletion, roster
 ///   changes with their version bump, offline store, block and unblock).

@@ -1,7 +1,7 @@
 //! XMPP offline message storage (XEP-0160): per-owner queue, ordered by id, with a quota.
 //! The SQL for both backends, stamped out by [`offline_sql`] (see [`crate::sql`]).
 
-/// Implements [`crate::OfflineMessages`] for `$store` (a struct with a `pool` field).
+/// Implements [`crate::OfflineMessages`] for `$store` (a struct with `pool` (reads) and `writer` (writes) fields).
 macro_rules! offline_sql {
     ($store:ident, write = $write:literal, owner_lock = [$($owner_lock:literal)?]) => {
         mod offline_impl {
@@ -34,7 +34,7 @@ macro_rules! offline_sql {
                         .bind(stanza)
                         .bind(stored_at_ms)
                         .bind(quota_i64(quota))
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await
                         .map_err(db_error)?;
                         return Ok(if done.rows_affected() == 0 {
@@ -46,7 +46,7 @@ macro_rules! offline_sql {
                     // PostgreSQL: under READ COMMITTED a statement's subquery could miss a concurrent
                     // insert, so `$write` opens a transaction and the per-owner lock (released at
                     // commit) serialises stores for this owner only.
-                    let mut tx = self.pool.begin_with($write).await.map_err(db_error)?;
+                    let mut tx = self.writer.begin_with($write).await.map_err(db_error)?;
                     for lock in owner_lock {
                         sqlx::query(*lock)
                             .bind(owner)
@@ -92,7 +92,7 @@ macro_rules! offline_sql {
                     let done = sqlx::query("DELETE FROM offline_messages WHERE owner = $1 AND id <= $2")
                         .bind(owner)
                         .bind(last_id)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await
                         .map_err(db_error)?;
                     Ok(done.rows_affected())

@@ -1,7 +1,7 @@
 //! XMPP rosters with versioning (RFC 6121 sections 2.6 and 3, appendix A).
 //! The SQL for both backends, stamped out by [`rosters_sql`] (see [`crate::sql`]).
 
-/// Implements [`crate::Rosters`] for `$store` (a struct with a `pool` field of database `$db`).
+/// Implements [`crate::Rosters`] for `$store` (a struct with `pool` (reads) and `writer` (writes) fields of database `$db`).
 macro_rules! rosters_sql {
     ($store:ident, $db:ty, write = $write:literal, snapshot = $snapshot:literal) => {
         mod rosters_impl {
@@ -90,7 +90,7 @@ macro_rules! rosters_sql {
                 }
 
                 async fn upsert(&self, owner: &str, item: &RosterItem) -> StorageResult<u64> {
-                    let mut tx = self.pool.begin_with($write).await.map_err(db_error)?;
+                    let mut tx = self.writer.begin_with($write).await.map_err(db_error)?;
                     sqlx::query(
                         "INSERT INTO roster_items \
                            (owner, contact, name, subscription, pending_out, pending_in, pre_approved, in_roster) \
@@ -135,7 +135,7 @@ macro_rules! rosters_sql {
                 }
 
                 async fn remove(&self, owner: &str, contact: &str) -> StorageResult<Option<u64>> {
-                    let mut tx = self.pool.begin_with($write).await.map_err(db_error)?;
+                    let mut tx = self.writer.begin_with($write).await.map_err(db_error)?;
                     // roster_groups follow by ON DELETE CASCADE.
                     let removed = sqlx::query("DELETE FROM roster_items WHERE owner = $1 AND contact = $2")
                         .bind(owner)

@@ -1,7 +1,7 @@
 //! XMPP vcard-temp storage (XEP-0054): one opaque XML document per account.
 //! The SQL for both backends, stamped out by [`vcards_sql`] (see [`crate::sql`]).
 
-/// Implements [`crate::VCards`] for `$store` (a struct with a `pool` field).
+/// Implements [`crate::VCards`] for `$store` (a struct with `pool` (reads) and `writer` (writes) fields).
 macro_rules! vcards_sql {
     ($store:ident) => {
         mod vcards_impl {
@@ -29,7 +29,7 @@ macro_rules! vcards_sql {
                     )
                     .bind(owner)
                     .bind(vcard_xml)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(db_error)?;
                     Ok(())

@@ -3,10 +3,12 @@
 
 use sqlx::SqlitePool;
 
-/// The relay tables on a SQLite pool.
+/// The relay tables on a SQLite database: reads on `pool`, writes on `writer` (see the module comment
+/// of the SQLite backend).
 #[derive(Clone)]
 pub(crate) struct SqliteRelay {
     pub(crate) pool: SqlitePool,
+    pub(crate) writer: SqlitePool,
 }
 
 crate::relay::sql::relay_sql_impl!(SqliteRelay, sqlx::Sqlite, "BEGIN IMMEDIATE", "");
