@@ -31,7 +31,7 @@ pub struct Bound<S> {
     pub stream: XmlStream<Transport<S>>,
     pub jid: FullJid,
     pub handle: SessionHandle,
-    pub commands: tokio::sync::mpsc::Receiver<SessionCommand>,
+    pub commands: crate::router::mailbox::Mailbox<SessionCommand>,
 }
 
 enum Stage {
@@ -122,7 +122,7 @@ struct Negotiation<'a> {
 type Binding = (
     FullJid,
     SessionHandle,
-    tokio::sync::mpsc::Receiver<SessionCommand>,
+    crate::router::mailbox::Mailbox<SessionCommand>,
 );
 
 impl Negotiation<'_> {

@@ -16,105 +16,76 @@ use xmpp_parsers::stanza_error::DefinedCondition;
 
 use super::negotiation::{Bound, random_id};
 use crate::features::{self, ClientSession};
-use crate::net::shutdown::Shutdown;
+use crate::net::transport::Transport;
 use crate::router::envelope::{Addressing, EnvelopeError};
+use crate::router::mailbox::Mailbox;
 use crate::router::rules::StanzaKind;
 use crate::router::{Envelope, Router, SessionCommand};
 use crate::xmpp::error::{StreamError, StreamErrorCondition};
-use crate::xmpp::stream::Frame;
+use crate::xmpp::stream::{Frame, XmlStream};
 
 /// Most stanzas written to the client in one go.
 const WRITE_BATCH_STANZAS: usize = 64;
 
 /// Runs a bound session until the client leaves, misbehaves, is replaced, or the server stops.
-pub async fn run<S>(router: Arc<Router>, bound: Bound<S>, mut shutdown: Shutdown)
+///
+/// This future is what an idle session is made of, so it only waits; whatever woke it is handled in a
+/// boxed future. A future is as large as its largest await, and the writes, the stanza handling and the
+/// end of the session would otherwise be paid for by every idle session all the time.
+///
+/// A plain function returning an `async move` block rather than an `async fn`: an async fn moves each
+/// argument into a local at its start and keeps both slots (rustc issue 62958), which held the stream
+/// twice. For the same reason `bound` is used field by field, never destructured into new locals.
+#[allow(clippy::manual_async_fn)] // deliberate: see above
+pub fn run<S>(router: Arc<Router>, mut bound: Bound<S>) -> impl Future<Output = ()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let Bound {
-        mut stream,
-        jid,
-        handle,
-        mut commands,
-    } = bound;
-    let mut session = ClientSession::new(jid.clone());
-    let resource = jid.resource().to_string();
-    let domain = jid.domain().to_string();
-    let own_jid = Jid::from(jid.clone());
-    let mut flood = FloodGuard::new(router.config.stanzas_per_second);
-    let ping_interval = router.config.ping_interval;
-    let mut ping_timer = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
-    let mut last_heard = Instant::now();
-    let mut pending_ping: Option<String> = None;
+    async move {
+        let ping_interval = router.config.ping_interval;
+        let mut ping_timer =
+            tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+        let mut live = Live {
+            session: ClientSession::new(bound.jid),
+            flood: FloodGuard::new(router.config.stanzas_per_second),
+            ping_interval,
+            last_heard: Instant::now(),
+            pending_ping: None,
+        };
 
-    let end: Option<StreamErrorCondition> = loop {
-        tokio::select! {
-            _ = shutdown.wait() => break Some(StreamErrorCondition::SystemShutdown),
-            command = commands.recv() => match command {
-                Some(SessionCommand::Stanza(element)) => {
-                    // Take whatever else is already queued, so a busy session writes in batches.
-                    let mut batch = vec![*element];
-                    let mut then = None;
-                    while batch.len() < WRITE_BATCH_STANZAS {
-                        match commands.try_recv() {
-                            Ok(SessionCommand::Stanza(next)) => batch.push(*next),
-                            Ok(other) => {
-                                then = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    if stream.send_batch(&batch).await.is_err() {
-                        break None;
-                    }
-                    match then {
-                        Some(SessionCommand::Replaced) => break Some(StreamErrorCondition::Conflict),
-                        Some(SessionCommand::Terminate) => break Some(StreamErrorCondition::NotAuthorized),
-                        _ => {}
-                    }
-                }
-                Some(SessionCommand::Replaced) => break Some(StreamErrorCondition::Conflict),
-                Some(SessionCommand::Terminate) => break Some(StreamErrorCondition::NotAuthorized),
-                None => break None,
-            },
-            frame = stream.next() => match frame {
-                Ok(Frame::Element(element)) => {
-                    last_heard = Instant::now();
-                    pending_ping = None;
-                    if !flood.allows(last_heard) {
-                        break Some(StreamErrorCondition::PolicyViolation);
-                    }
-                    // Boxed: the features' nested futures are large, and an idle session should
-                    // only hold them while a stanza is being handled.
-                    if let Err(condition) =
-                        Box::pin(handle_element(&router, &mut session, &own_jid, element)).await
-                    {
-                        break Some(condition);
-                    }
-                }
-                Ok(Frame::End) => {
-                    let _ = stream.close().await;
-                    break None;
-                }
-                Err(e) => break e.condition(),
-            },
-            _ = ping_timer.tick() => {
-                if last_heard.elapsed() < ping_interval {
-                    continue;
-                }
-                if pending_ping.is_some() {
-                    break Some(StreamErrorCondition::ConnectionTimeout);
-                }
-                let id = random_id();
-                let ping = features::ping::request(&id, &domain, &jid.to_string());
-                if stream.send(&ping).await.is_err() {
-                    break None;
-                }
-                pending_ping = Some(id);
+        let end: Option<StreamErrorCondition> = loop {
+            let wake = tokio::select! {
+                command = bound.commands.recv() => Wake::Command(command),
+                frame = bound.stream.next() => Wake::Frame(frame),
+                _ = ping_timer.tick() => Wake::PingDue,
+            };
+            let step =
+                Box::pin(live.act(&router, &mut bound.stream, &mut bound.commands, wake)).await;
+            if let Some(end) = step {
+                break end;
             }
-        }
-    };
+        };
+        Box::pin(finish(
+            router,
+            &mut bound.stream,
+            bound.handle.id,
+            live.session,
+            end,
+        ))
+        .await;
+    }
+}
+
+/// Ends the session: the stream error if there is one, unbinding, unavailable presence.
+async fn finish<S>(
+    router: Arc<Router>,
+    stream: &mut XmlStream<Transport<S>>,
+    session_id: u64,
+    mut session: ClientSession,
+    end: Option<StreamErrorCondition>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     if let Some(condition) = end {
         let _ = stream
             .send_error(&StreamError::Condition {
@@ -123,13 +94,106 @@ where
             })
             .await;
     }
-    router.sessions.unbind(&session.bare, &resource, handle.id);
+    router
+        .sessions
+        .unbind(&session.bare, session.jid.resource().as_str(), session_id);
     // A replaced session's resource now belongs to its successor: announcing it unavailable would
     // contradict the new session's presence (RFC 6120 section 7.7.2.2).
     if end != Some(StreamErrorCondition::Conflict) {
         features::presence::session_ended(&router, &mut session).await;
     }
-    tracing::debug!(%jid, ?end, "session ended");
+    tracing::debug!(jid = %session.jid, ?end, "session ended");
+}
+
+/// What woke the session's wait. Server shutdown arrives as a command too ([`SessionCommand::Shutdown`]),
+/// so an idle session does not hold a future waiting for it (160 bytes each).
+enum Wake {
+    Command(Option<SessionCommand>),
+    Frame(Result<Frame, StreamError>),
+    PingDue,
+}
+
+/// The state a session keeps between wakes.
+struct Live {
+    session: ClientSession,
+    flood: FloodGuard,
+    ping_interval: Duration,
+    last_heard: Instant,
+    /// The id of our unanswered ping, if any.
+    pending_ping: Option<String>,
+}
+
+impl Live {
+    /// Handles one wake. `Some(end)` ends the session, with that stream error if there is one.
+    async fn act<S>(
+        &mut self,
+        router: &Arc<Router>,
+        stream: &mut XmlStream<Transport<S>>,
+        commands: &mut Mailbox<SessionCommand>,
+        wake: Wake,
+    ) -> Option<Option<StreamErrorCondition>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        match wake {
+            Wake::Command(Some(SessionCommand::Stanza(element))) => {
+                // Take whatever else is already queued, so a busy session writes in batches.
+                let mut batch = vec![*element];
+                let mut then = None;
+                while batch.len() < WRITE_BATCH_STANZAS {
+                    match commands.try_recv() {
+                        Some(SessionCommand::Stanza(next)) => batch.push(*next),
+                        Some(other) => {
+                            then = Some(other);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                if stream.send_batch(&batch).await.is_err() {
+                    return Some(None);
+                }
+                then.and_then(ending)
+            }
+            Wake::Command(Some(command)) => ending(command),
+            Wake::Command(None) => Some(None),
+            Wake::Frame(Ok(Frame::Element(element))) => {
+                self.last_heard = Instant::now();
+                self.pending_ping = None;
+                if !self.flood.allows(self.last_heard) {
+                    return Some(Some(StreamErrorCondition::PolicyViolation));
+                }
+                let own_jid = Jid::from(self.session.jid.clone());
+                // Boxed again: the features' nested futures are large, and a session writing a batch
+                // should not hold them.
+                match Box::pin(handle_element(router, &mut self.session, &own_jid, element)).await {
+                    Ok(()) => None,
+                    Err(condition) => Some(Some(condition)),
+                }
+            }
+            Wake::Frame(Ok(Frame::End)) => {
+                let _ = stream.close().await;
+                Some(None)
+            }
+            Wake::Frame(Err(e)) => Some(e.condition()),
+            Wake::PingDue => {
+                if self.last_heard.elapsed() < self.ping_interval {
+                    return None;
+                }
+                if self.pending_ping.is_some() {
+                    return Some(Some(StreamErrorCondition::ConnectionTimeout));
+                }
+                let id = random_id();
+                let jid = &self.session.jid;
+                let ping = features::ping::request(&id, jid.domain().as_str(), &jid.to_string());
+                if stream.send(&ping).await.is_err() {
+                    return Some(None);
+                }
+                self.pending_ping = Some(id);
+                None
+            }
+        }
+    }
 }
 
 /// Checks one element from the client and passes it on. `Err` ends the stream with that condition.
@@ -184,6 +248,16 @@ fn answer_error(
         crate::router::envelope::remove_attribute(&mut reply, "from");
         crate::router::envelope::set_attribute(&mut reply, "to", &session.jid.to_string());
         router.send_to_session(&session.bare, session.jid.resource().as_str(), reply);
+    }
+}
+
+/// The end a command other than a stanza asks for.
+fn ending(command: SessionCommand) -> Option<Option<StreamErrorCondition>> {
+    match command {
+        SessionCommand::Stanza(_) => None,
+        SessionCommand::Replaced => Some(Some(StreamErrorCondition::Conflict)),
+        SessionCommand::Terminate => Some(Some(StreamErrorCondition::NotAuthorized)),
+        SessionCommand::Shutdown => Some(Some(StreamErrorCondition::SystemShutdown)),
     }
 }
 

@@ -21,6 +21,9 @@ use herald_storage::Storage;
 #[derive(Debug, Default)]
 pub struct BlockListCache {
     lists: RwLock<HashMap<String, Arc<Vec<String>>>>,
+    /// Shared by every owner without blocked JIDs (nearly all of them), so caching their lists costs a
+    /// map entry each and no allocation of its own.
+    empty: Arc<Vec<String>>,
 }
 
 impl BlockListCache {
@@ -32,7 +35,11 @@ impl BlockListCache {
             Some(list) => list,
             None => match storage.block_lists.list(owner).await {
                 Ok(list) => {
-                    let list = Arc::new(list);
+                    let list = if list.is_empty() {
+                        self.empty.clone()
+                    } else {
+                        Arc::new(list)
+                    };
                     self.write().insert(owner.to_string(), list.clone());
                     list
                 }

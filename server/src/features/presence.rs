@@ -137,7 +137,7 @@ pub async fn answer_probe(router: &Arc<Router>, user: &BareJid, probe: &Envelope
         .sessions
         .resources(&user_key)
         .into_iter()
-        .filter_map(|r| r.presence.map(|p| (r.resource, p)))
+        .filter_map(|r| Some((r.resource, r.presence?.unpack()?)))
         .collect();
     if available.is_empty() {
         router
@@ -260,7 +260,7 @@ fn deliver_pending_requests(router: &Arc<Router>, session: &ClientSession, roste
 
 async fn send_current_presence(router: &Arc<Router>, owner: &str, contact: &BareJid) {
     for resource in router.sessions.resources(owner) {
-        if let Some(element) = resource.presence {
+        if let Some(element) = resource.presence.and_then(|p| p.unpack()) {
             let from = format!("{owner}/{}", resource.resource);
             send_copy(router, &element, &from, &contact.to_string()).await;
         }

@@ -5,18 +5,22 @@ pub mod shutdown;
 pub mod tls;
 pub mod transport;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::c2s::negotiation::Bound;
 use crate::net::shutdown::Shutdown;
 use crate::net::tls::TlsIdentity;
 use crate::net::transport::Transport;
 use crate::router::Router;
 
 /// Accepts client connections until shutdown. `direct_tls` selects XEP-0368 (TLS first) over STARTTLS.
-/// At most `max_connections` run at once; further ones wait in the kernel backlog.
+/// At most `max_connections` run at once; further ones wait in the kernel backlog. At shutdown every bound
+/// session is told to end through its mailbox (sessions do not each wait on `shutdown`, which would cost
+/// every idle session a waiting future).
 pub async fn serve_c2s(
     listener: TcpListener,
     router: Arc<Router>,
@@ -27,14 +31,14 @@ pub async fn serve_c2s(
     let slots = Arc::new(Semaphore::new(router.config.max_connections.max(1)));
     loop {
         let permit = tokio::select! {
-            _ = shutdown.wait() => return,
+            _ = shutdown.wait() => return router.sessions.shut_down(),
             permit = slots.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => return,
             },
         };
         let (socket, peer) = tokio::select! {
-            _ = shutdown.wait() => return,
+            _ = shutdown.wait() => return router.sessions.shut_down(),
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -47,38 +51,52 @@ pub async fn serve_c2s(
         };
         let _ = socket.set_nodelay(true);
         let router = router.clone();
-        let tls = tls.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        // The task holds only what the session needs for its whole life: the handshake and negotiation run
+        // in their own box, made here so that their arguments are not captured by the task, and freed once
+        // the session is bound. A task's allocation is sized for its largest state and kept until it ends.
+        let negotiation = Box::pin(accept(
+            router.clone(),
+            tls.clone(),
+            socket,
+            peer,
+            direct_tls,
+        ));
+        let task = async move {
             let _permit = permit;
-            let transport = if direct_tls {
-                // Bounded like the rest of negotiation, so a silent peer cannot hold a slot forever.
-                let handshake = Box::pin(tls.direct.accept(socket));
-                match tokio::time::timeout(router.config.auth_timeout, handshake).await {
-                    Ok(Ok(stream)) => Transport::Tls(Box::new(stream)),
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "direct TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "direct TLS handshake timed out");
-                        return;
-                    }
-                }
-            } else {
-                Transport::Plain(socket)
+            let Some(bound) = negotiation.await else {
+                return;
             };
-            // Each phase is boxed: a task's allocation is sized for its largest state, and an idle
-            // session must not keep paying for the negotiation's (TLS handshake, SASL) state.
-            let negotiation = Box::pin(crate::c2s::negotiation::negotiate(
-                &router,
-                &tls,
-                transport,
-                peer.ip(),
-            ));
-            if let Some(bound) = negotiation.await {
-                Box::pin(crate::c2s::session::run(router, bound, shutdown)).await;
-            }
-        });
+            Box::pin(crate::c2s::session::run(router, bound)).await;
+        };
+        tokio::spawn(task);
     }
+}
+
+/// TLS first for XEP-0368 direct TLS, then stream negotiation. `None` when the connection ended before a
+/// session was bound.
+async fn accept(
+    router: Arc<Router>,
+    tls: TlsIdentity,
+    socket: TcpStream,
+    peer: SocketAddr,
+    direct_tls: bool,
+) -> Option<Bound<TcpStream>> {
+    let transport = if direct_tls {
+        // Bounded like the rest of negotiation, so a silent peer cannot hold a slot forever.
+        let handshake = Box::pin(tls.direct.accept(socket));
+        match tokio::time::timeout(router.config.auth_timeout, handshake).await {
+            Ok(Ok(stream)) => Transport::Tls(Box::new(stream)),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "direct TLS handshake failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "direct TLS handshake timed out");
+                return None;
+            }
+        }
+    } else {
+        Transport::Plain(socket)
+    };
+    crate::c2s::negotiation::negotiate(&router, &tls, transport, peer.ip()).await
 }

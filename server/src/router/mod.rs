@@ -6,6 +6,7 @@
 //! [`Delivery`] so callers and tests can see what happened.
 
 pub mod envelope;
+pub mod mailbox;
 pub mod registry;
 pub mod rules;
 

@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use tokio::sync::mpsc;
 use xmpp_parsers::minidom::Element;
 
+use super::mailbox::{Mailbox, MailboxSender, mailbox};
 use super::rules::ResourceView;
+use crate::xmpp::PackedElement;
 
 /// What a session task can be told to do.
 #[derive(Debug)]
@@ -22,13 +23,15 @@ pub enum SessionCommand {
     Replaced,
     /// The account was deleted or the session must go: end with `<not-authorized/>`.
     Terminate,
+    /// The server is stopping: end with `<system-shutdown/>` (RFC 6120 section 4.9.3.20).
+    Shutdown,
 }
 
 /// A way to reach one session.
 #[derive(Debug, Clone)]
 pub struct SessionHandle {
     pub id: u64,
-    tx: mpsc::Sender<SessionCommand>,
+    tx: MailboxSender<SessionCommand>,
 }
 
 /// Commands a session may have queued before it is considered stuck and is disconnected.
@@ -48,8 +51,9 @@ pub struct OnlineResource {
     pub resource: String,
     pub handle: SessionHandle,
     pub view: ResourceView,
-    /// The last available presence broadcast by this resource, for probes (RFC 6121 section 4.3.2).
-    pub presence: Option<Element>,
+    /// The last available presence broadcast by this resource, for probes (RFC 6121 section 4.3.2). Kept
+    /// serialised: a parsed element costs about 1 KiB for every online resource, and is read only on probes.
+    pub presence: Option<PackedElement>,
     /// Requested the roster, so it receives roster pushes (RFC 6121 section 2.1.6).
     pub is_interested: bool,
 }
@@ -59,12 +63,15 @@ pub struct OnlineResource {
 pub struct Registry {
     accounts: RwLock<HashMap<String, Vec<OnlineResource>>>,
     next_session_id: AtomicU64,
+    /// Set by [`Registry::shut_down`]; read and written only under the `accounts` write lock, so a session
+    /// binding during shutdown is either told by `shut_down` or sees the flag in `bind`.
+    is_shut_down: AtomicBool,
 }
 
 impl Registry {
     /// A handle for a new session, and the receiver its task reads.
-    pub fn new_session(&self) -> (SessionHandle, mpsc::Receiver<SessionCommand>) {
-        let (tx, rx) = mpsc::channel(SESSION_QUEUE_LENGTH);
+    pub fn new_session(&self) -> (SessionHandle, Mailbox<SessionCommand>) {
+        let (tx, rx) = mailbox(SESSION_QUEUE_LENGTH);
         let id = self.next_session_id.fetch_add(1, Ordering::Relaxed);
         (SessionHandle { id, tx }, rx)
     }
@@ -72,6 +79,10 @@ impl Registry {
     /// Binds `resource` for `bare`. Returns the session it replaces, if that resource was already bound.
     pub fn bind(&self, bare: &str, resource: &str, handle: SessionHandle) -> Option<SessionHandle> {
         let mut accounts = self.write();
+        if self.is_shut_down.load(Ordering::Relaxed) {
+            // Err only when the session task already ended: nothing left to stop.
+            let _ = handle.tx.send_first(SessionCommand::Shutdown);
+        }
         let resources = accounts.entry(bare.to_string()).or_default();
         let entry = OnlineResource {
             resource: resource.to_string(),
@@ -86,9 +97,21 @@ impl Registry {
         match resources.iter_mut().find(|r| r.resource == resource) {
             Some(existing) => Some(std::mem::replace(existing, entry).handle),
             None => {
+                // Most accounts have one resource online: grow one slot at a time, not by four.
+                resources.reserve_exact(1);
                 resources.push(entry);
                 None
             }
+        }
+    }
+
+    /// Tells every bound session, and every one bound from now on, to end with `<system-shutdown/>`.
+    /// The command overtakes queued stanzas and ignores the queue bound. Calling it again does no harm.
+    pub fn shut_down(&self) {
+        let accounts = self.write();
+        self.is_shut_down.store(true, Ordering::Relaxed);
+        for resource in accounts.values().flatten() {
+            let _ = resource.handle.tx.send_first(SessionCommand::Shutdown);
         }
     }
 
@@ -119,7 +142,7 @@ impl Registry {
                         is_available: true,
                         priority,
                     };
-                    entry.presence = Some(element);
+                    entry.presence = Some(PackedElement::pack(&element));
                 }
                 None => {
                     entry.view.is_available = false;
@@ -203,5 +226,27 @@ mod tests {
         assert_eq!(registry.resources("a@b").len(), 1);
         assert!(registry.unbind("a@b", "phone", second.id).is_some());
         assert!(!registry.is_online("a@b"));
+    }
+
+    #[tokio::test]
+    async fn shutdown_reaches_bound_sessions_ahead_of_stanzas_and_later_ones_too() {
+        let registry = Registry::default();
+        let (before, mut before_rx) = registry.new_session();
+        registry.bind("a@b", "phone", before.clone());
+        assert!(before.send(SessionCommand::Stanza(Box::new(Element::bare(
+            "message",
+            "jabber:client"
+        )))));
+        registry.shut_down();
+        assert!(matches!(
+            before_rx.recv().await,
+            Some(SessionCommand::Shutdown)
+        ));
+        let (after, mut after_rx) = registry.new_session();
+        registry.bind("a@b", "laptop", after);
+        assert!(matches!(
+            after_rx.recv().await,
+            Some(SessionCommand::Shutdown)
+        ));
     }
 }

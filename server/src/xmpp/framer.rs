@@ -5,6 +5,8 @@
 //! anything: constructs that are complete are consumed and folded into the element under
 //! construction; an incomplete construct stays in the buffer and its scan position is remembered.
 
+use std::borrow::Cow;
+
 use super::Limits;
 use super::error::{StreamError, StreamErrorCondition};
 use super::markup::{self, Opened, Scope, as_utf8};
@@ -40,7 +42,7 @@ pub(crate) struct Framer {
     /// Bindings of the stream header and of the elements under construction.
     scope: Scope,
     /// The header's tag name as written, which `</stream:stream>` must repeat.
-    header_qname: String,
+    header_qname: Cow<'static, str>,
     /// The first-level element under construction and its open descendants.
     open: Vec<Opened>,
     /// Bytes consumed so far by the first-level element under construction.
@@ -60,7 +62,7 @@ impl Framer {
             scanner: Scanner::default(),
             phase: Phase::Prolog { decl_allowed: true },
             scope: Scope::default(),
-            header_qname: String::new(),
+            header_qname: Cow::Borrowed(""),
             open: Vec::new(),
             stanza_bytes: 0,
         }
@@ -86,6 +88,14 @@ impl Framer {
         if self.pos == self.buf.len() && self.buf.capacity() > 0 {
             self.buf = Vec::new();
             self.pos = 0;
+        }
+        // Between first-level elements nothing is open, yet the vectors keep the capacity the deepest
+        // element so far needed (about 600 bytes after resource binding), for as long as the stream lives.
+        if self.open.is_empty() {
+            if self.open.capacity() > 0 {
+                self.open = Vec::new();
+            }
+            self.scope.shrink_to_fit();
         }
     }
 
@@ -191,7 +201,13 @@ impl Framer {
                 TokenKind::StartTag => {
                     let opened = markup::open_element(&self.buf[token], &mut self.scope)?;
                     let header = StreamHeader::from_opened(&opened, &self.scope)?;
-                    self.header_qname = opened.qname;
+                    // Nearly every peer writes `stream:stream`; keeping that without an allocation saves one
+                    // per stream for its whole life.
+                    self.header_qname = if opened.qname == "stream:stream" {
+                        Cow::Borrowed("stream:stream")
+                    } else {
+                        Cow::Owned(opened.qname)
+                    };
                     self.phase = Phase::Stream;
                     return Ok(Some(header));
                 }

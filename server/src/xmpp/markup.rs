@@ -152,6 +152,11 @@ impl Scope {
         self.bindings.len()
     }
 
+    /// Gives back capacity beyond the bindings in force (the stream header's, between stanzas).
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.bindings.shrink_to_fit();
+    }
+
     pub(crate) fn truncate(&mut self, marker: usize) {
         self.bindings.truncate(marker);
     }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod limits;
 pub mod ns;
+pub mod packed;
 pub mod stanza;
 pub mod stream;
 
@@ -29,6 +30,7 @@ mod tests;
 
 pub use error::{StreamError, StreamErrorCondition};
 pub use limits::stream_limits_feature;
+pub use packed::PackedElement;
 pub use stanza::{Stanza, StanzaParseError, error_reply};
 pub use stream::{Frame, StreamHeader, XmlStream};
 pub use xmpp_parsers::jid::{BareJid, FullJid, Jid};

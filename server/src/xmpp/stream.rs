@@ -4,7 +4,13 @@
 //! The transport is any `AsyncRead + AsyncWrite`; nothing is spawned. Reading is cancel-safe (see
 //! [`XmlStream::next`]); writing serialises with `writer`, which escapes all character data.
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::borrow::Cow;
+use std::future::poll_fn;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::error::{StreamError, StreamErrorCondition};
 use super::framer::Framer;
@@ -12,9 +18,20 @@ use super::markup::{Opened, Scope};
 use super::token::is_xml_whitespace;
 use super::{Element, Limits, ns, writer};
 
-/// Bytes requested from the transport per read. The chunk lives in the reading future, which an idle
-/// session keeps waiting forever, so it is kept small; TLS already buffers whole records below us.
-const READ_CHUNK_BYTES: usize = 1024;
+/// Bytes requested from the transport per read. The chunk lives on the stack only while the read is
+/// polled (see `fill`), so its size costs nothing per idle stream.
+const READ_CHUNK_BYTES: usize = 4096;
+
+/// A stream's namespace without an allocation when it is one of the usual three: every stream keeps two
+/// (ours and the peer's) for its whole life.
+fn known_or_owned(namespace: &str) -> Cow<'static, str> {
+    match namespace {
+        ns::CLIENT => Cow::Borrowed(ns::CLIENT),
+        ns::SERVER => Cow::Borrowed(ns::SERVER),
+        ns::COMPONENT_ACCEPT => Cow::Borrowed(ns::COMPONENT_ACCEPT),
+        other => Cow::Owned(other.to_owned()),
+    }
+}
 
 /// The attributes of a `<stream:stream>` open tag (RFC 6120 section 4.7).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,9 +95,9 @@ pub struct XmlStream<S> {
     io: S,
     framer: Framer,
     /// The default namespace of the header we sent, so stanzas in it are written without `xmlns`.
-    out_ns: Option<String>,
+    out_ns: Option<Cow<'static, str>>,
     /// The default namespace the peer declared, used if we must open a stream only to send an error.
-    peer_ns: Option<String>,
+    peer_ns: Option<Cow<'static, str>>,
     header_sent: bool,
     /// A header queued by [`XmlStream::queue_header`], written with the next element.
     unsent_header: Option<String>,
@@ -109,7 +126,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
     pub async fn read_header(&mut self) -> Result<StreamHeader, StreamError> {
         loop {
             if let Some(header) = self.framer.poll_header()? {
-                self.peer_ns = Some(header.default_ns.clone());
+                self.peer_ns = Some(known_or_owned(&header.default_ns));
                 return Ok(header);
             }
             self.fill().await?;
@@ -135,12 +152,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
     async fn fill(&mut self) -> Result<(), StreamError> {
         self.framer.check_room()?;
         self.framer.release_if_drained();
-        let mut chunk = [0u8; READ_CHUNK_BYTES];
-        let read = self.io.read(&mut chunk).await?;
+        let (io, framer) = (&mut self.io, &mut self.framer);
+        let read = poll_fn(|cx| {
+            // The chunk is a local of the poll, not of the future: a waiting read (an idle session waits
+            // forever) holds no buffer, and the chunk can be large enough for whole TLS records.
+            let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK_BYTES];
+            let mut buf = ReadBuf::uninit(&mut chunk);
+            ready!(Pin::new(&mut *io).poll_read(cx, &mut buf))?;
+            framer.push(buf.filled());
+            Poll::Ready(Ok::<_, std::io::Error>(buf.filled().len()))
+        })
+        .await?;
         if read == 0 {
             return Err(StreamError::Closed);
         }
-        self.framer.push(&chunk[..read]);
         Ok(())
     }
 
@@ -150,7 +175,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
     /// advertises dialback (XEP-0220 section 2.1).
     pub async fn send_header(&mut self, header: &StreamHeader) -> std::io::Result<()> {
         let xml = writer::stream_header(header);
-        self.out_ns = Some(header.default_ns.clone());
+        self.out_ns = Some(known_or_owned(&header.default_ns));
         self.header_sent = true;
         self.send_raw(&xml).await
     }
@@ -207,10 +232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
         if !self.header_sent {
             let header = StreamHeader {
                 version: Some("1.0".to_owned()),
-                default_ns: self
-                    .peer_ns
-                    .clone()
-                    .unwrap_or_else(|| ns::CLIENT.to_owned()),
+                default_ns: self.peer_ns.as_deref().unwrap_or(ns::CLIENT).to_owned(),
                 ..StreamHeader::default()
             };
             self.send_header(&header).await?;
