@@ -185,7 +185,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
     /// (re)start instead of two. Until then it counts as sent, so an error is written after it.
     pub fn queue_header(&mut self, header: &StreamHeader) {
         self.unsent_header = Some(writer::stream_header(header));
-        self.out_ns = Some(header.default_ns.clone());
+        self.out_ns = Some(known_or_owned(&header.default_ns));
         self.header_sent = true;
     }
 
