@@ -10,7 +10,20 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use herald_storage::{StorageError, StorageResult};
 use tokio::sync::oneshot;
+
+/// A database write's answer from a batch: the flush reports one error for the whole batch as text
+/// (the same for every job), and `None` (no answer) becomes an error too.
+pub(crate) fn storage_answer<T>(answer: Option<Result<T, String>>, what: &str) -> StorageResult<T> {
+    match answer {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(reason)) => Err(StorageError::Database(reason)),
+        None => Err(StorageError::Database(format!(
+            "the {what} batch ended without an answer"
+        ))),
+    }
+}
 
 /// A queue of jobs of type `J` answered with `R`, flushed by `flush` (see the module comment).
 pub(crate) struct Batcher<J, R> {

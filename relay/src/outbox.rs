@@ -7,13 +7,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use herald_storage::StorageResult;
 use herald_storage::relay::{DeliveryTarget, Device, OutboxEntry};
-use herald_storage::{StorageError, StorageResult};
 use rand::Rng;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::backends::{Push, SendOutcome};
+use crate::batch::storage_answer;
 use crate::{Priority, Relay, now_ms};
 
 /// How long an idle worker sleeps before looking again, in case another process (sharing a
@@ -266,7 +267,7 @@ async fn record(
 /// Marks a delivery sent together with the others that finished meanwhile (one statement a batch).
 async fn mark_sent(relay: &Relay, id: i64) -> StorageResult<()> {
     let flushing = relay.clone();
-    let result = relay
+    let answer = relay
         .inner
         .sent
         .submit(id, move |ids: Vec<i64>| {
@@ -283,13 +284,7 @@ async fn mark_sent(relay: &Relay, id: i64) -> StorageResult<()> {
             }
         })
         .await;
-    match result {
-        Some(Ok(())) => Ok(()),
-        Some(Err(reason)) => Err(StorageError::Database(reason)),
-        None => Err(StorageError::Database(
-            "the sent batch ended without an answer".into(),
-        )),
-    }
+    storage_answer(answer, "sent")
 }
 
 #[cfg(test)]

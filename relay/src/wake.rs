@@ -5,10 +5,10 @@
 
 use std::collections::HashMap;
 
-use herald_storage::StorageError;
 use herald_storage::relay::{AuditEntry, Device, EnqueueRequest, PushMessage};
 
 use crate::accept::device_delivery;
+use crate::batch::storage_answer;
 use crate::{Priority, Relay, RelayError, now_ms};
 
 /// Wake-ups written in one transaction at most.
@@ -21,7 +21,7 @@ pub(crate) type WakeResult = Result<usize, String>;
 /// Queues a wake-up for `account_id` and waits until it is stored in the outbox.
 pub(crate) async fn wake_account(relay: &Relay, account_id: &str) -> Result<usize, RelayError> {
     let flushing = relay.clone();
-    let result = relay
+    let answer = relay
         .inner
         .wakes
         .submit(account_id.to_string(), move |accounts| {
@@ -29,13 +29,7 @@ pub(crate) async fn wake_account(relay: &Relay, account_id: &str) -> Result<usiz
             async move { wake_batch(&relay, &accounts).await }
         })
         .await;
-    match result {
-        Some(Ok(deliveries)) => Ok(deliveries),
-        Some(Err(reason)) => Err(RelayError::Storage(StorageError::Database(reason))),
-        None => Err(RelayError::Storage(StorageError::Database(
-            "the wake-up batch ended without an answer".into(),
-        ))),
-    }
+    Ok(storage_answer(answer, "wake-up")?)
 }
 
 async fn wake_batch(relay: &Relay, accounts: &[String]) -> Vec<WakeResult> {

@@ -484,17 +484,7 @@ async fn wake_account_wakes_a_local_users_devices_without_content() {
         "pw".to_string(),
     )]));
     let h = Harness::start(&sqlite_url(&dir), Arc::new(local), true, |_| {}).await;
-    let r = h
-        .http
-        .post(h.url("/api/v1/accounts/"))
-        .json(&json!({"username": "alice@example.org", "password": "pw"}))
-        .send()
-        .await
-        .unwrap();
-    let key = r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = h.account_with_password("alice@example.org", "pw").await;
     up_device(&h, &key, &up, "/up/alice").await;
     assert_eq!(h.relay.wake_account("alice@example.org").await.unwrap(), 1);
     let got = up.next().await;
@@ -671,17 +661,7 @@ async fn concurrent_wake_ups_each_get_their_own_answer_and_every_device_is_woken
         .await,
     );
     for (i, user) in users.iter().enumerate() {
-        let r = h
-            .http
-            .post(h.url("/api/v1/accounts/"))
-            .json(&json!({"username": user, "password": "pw"}))
-            .send()
-            .await
-            .unwrap();
-        let key = r.json::<Value>().await.unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let key = h.account_with_password(user, "pw").await;
         // Even users have two devices, odd users one.
         up_device(&h, &key, &up, &format!("/up/{i}/a")).await;
         if i % 2 == 0 {

@@ -268,10 +268,15 @@ impl Harness {
 
     /// Creates a relay-only account; returns its API key.
     pub async fn account(&self, username: &str) -> String {
+        self.account_with_password(username, "pw-123456").await
+    }
+
+    /// Creates (or, for a local XMPP account, logs in to) the account; returns its API key.
+    pub async fn account_with_password(&self, username: &str, password: &str) -> String {
         let r = self
             .http
             .post(self.url("/api/v1/accounts/"))
-            .json(&json!({"username": username, "password": "pw-123456"}))
+            .json(&json!({"username": username, "password": password}))
             .send()
             .await
             .unwrap();
