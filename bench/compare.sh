@@ -4,7 +4,11 @@
 # and prints one table with Herald's figures as ratios to each peer's.
 #
 # Usage: bench/compare.sh [--servers "herald-sqlite herald-postgres prosody ejabberd"]
-#                         [--write BENCHMARKS.md] [--keep] [-- extra herald-load run arguments]
+#                         [--write BENCHMARKS.md] [--keep] [--shared-cpus]
+#                         [-- extra herald-load run arguments]
+# By default each server (with its database) runs on CPU 0 and the load generator on CPU 1, so every
+# server is measured on one core of its own and the generator never takes CPU time from it; with
+# --shared-cpus both float over every CPU, as before.
 # Env:   HERALD_BIN, HERALD_LOAD_BIN: prebuilt binaries (default: release builds made here).
 # Needs: prosody and ejabberd from Debian (apt-get install -y prosody ejabberd), PostgreSQL binaries
 #        (initdb, pg_ctl) for herald-postgres, openssl. Run as root (ejabberd and PostgreSQL are started
@@ -15,16 +19,30 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SERVERS="herald-sqlite herald-postgres prosody ejabberd"
 WRITE=""
 KEEP=0
+PIN=1
 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --servers) SERVERS=$2; shift 2 ;;
         --write) WRITE=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
+        --shared-cpus) PIN=0; shift ;;
         --) shift; EXTRA=("$@"); break ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
+
+# CPU placement: the server under test on CPU 0, the load generator on CPU 1 (see the usage).
+SERVER_CPU=()
+LOAD_CPU=()
+if [ "$PIN" = 1 ]; then
+    if [ "$(nproc)" -lt 2 ]; then
+        echo "pinning needs 2 CPUs; use --shared-cpus" >&2
+        exit 2
+    fi
+    SERVER_CPU=(taskset -c 0)
+    LOAD_CPU=(taskset -c 1)
+fi
 
 # 10,000 idle sessions need far more descriptors than the usual 1024: take the hard limit.
 ulimit -n "$(ulimit -Hn)"
@@ -109,7 +127,7 @@ VirtualHost "localhost"
 EOF
     chown -R prosody "$dir"
     # setpriv, not runuser/su: PAM would reset the descriptor limit to 1024. It execs, so $! is Prosody.
-    setpriv --reuid=prosody --regid=prosody --init-groups \
+    "${SERVER_CPU[@]}" setpriv --reuid=prosody --regid=prosody --init-groups \
         prosody --config "$dir/prosody.cfg.lua" >"$dir/stdout.log" 2>&1 &
     PID=$!
     STARTED_PID=$PID
@@ -146,7 +164,7 @@ EOF
     chown -R ejabberd "$dir"
     # As the ejabberd user via setpriv: ejabberdctl run by root would `su`, and PAM would reset the
     # descriptor limit to 1024.
-    EJ="setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd ejabberdctl --config-dir $dir --config $dir/ejabberd.yml --spool $dir/db --logs $dir/log --node herald_bench@localhost"
+    EJ="${SERVER_CPU[*]} setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd ejabberdctl --config-dir $dir --config $dir/ejabberd.yml --spool $dir/db --logs $dir/log --node herald_bench@localhost"
     STOP_CMD="$EJ stop"
     $EJ start
     for _ in $(seq 1 120); do
@@ -163,7 +181,7 @@ start_postgres() { # -> sets PG_URL
     mkdir -p "$dir"
     chown postgres "$dir"
     runuser -u postgres -- initdb -D "$dir/data" -A trust -U postgres >/dev/null
-    runuser -u postgres -- pg_ctl -D "$dir/data" -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" -l "$dir/pg.log" -w start >/dev/null
+    "${SERVER_CPU[@]}" runuser -u postgres -- pg_ctl -D "$dir/data" -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" -l "$dir/pg.log" -w start >/dev/null
     runuser -u postgres -- createdb -h 127.0.0.1 -p $port -U postgres herald
     PG_STOP="runuser -u postgres -- pg_ctl -D $dir/data -m fast stop"
     PG_URL="postgres://postgres@127.0.0.1:$port/herald"
@@ -200,7 +218,7 @@ domain = "localhost"
 cert = "$WORK/cert.pem"
 key = "$WORK/key.pem"
 EOF
-    "$WORK/herald" --config "$dir/herald.toml" serve >"$dir/herald.log" 2>&1 &
+    "${SERVER_CPU[@]}" "$WORK/herald" --config "$dir/herald.toml" serve >"$dir/herald.log" 2>&1 &
     PID=$!
     STARTED_PID=$PID
     wait_port "$port"
@@ -238,7 +256,7 @@ for server in $SERVERS; do
     esac
     RELAY=()
     case $server in herald-*) RELAY=(--relay-url "http://127.0.0.1:$((port + 59))") ;; esac
-    "$LOAD" run --name "$server" --port "$port" --pid "$PID" --mechanism scram-sha-1 \
+    "${LOAD_CPU[@]}" "$LOAD" run --name "$server" --port "$port" --pid "$PID" --mechanism scram-sha-1 \
         --json "$WORK/$server.json" "${RELAY[@]}" "${EXTRA[@]}" >/dev/null
     REPORTS+=("$WORK/$server.json")
     stop_current
@@ -256,7 +274,15 @@ if [ -n "$WRITE" ]; then
         echo "$(free -h | awk '/Mem:/ {print $2}') RAM. Servers: prosody $(dpkg-query -W -f '${Version}' prosody 2>/dev/null),"
         echo "ejabberd $(dpkg-query -W -f '${Version}' ejabberd 2>/dev/null), Herald $(cd "$ROOT" && git rev-parse --short HEAD)."
         echo
-        echo "Command: \`bench/compare.sh --servers \"$SERVERS\" --write $WRITE${EXTRA:+ -- ${EXTRA[*]}}\`"
+        if [ "$PIN" = 1 ]; then
+            echo "CPUs: each server (and its database) pinned to CPU 0, the load generator to CPU 1."
+            SHARED_FLAG=""
+        else
+            echo "CPUs: servers and the load generator share every CPU."
+            SHARED_FLAG=" --shared-cpus"
+        fi
+        echo
+        echo "Command: \`bench/compare.sh --servers \"$SERVERS\" --write $WRITE$SHARED_FLAG${EXTRA:+ -- ${EXTRA[*]}}\`"
         echo
         echo "$TABLE"
         echo "<!-- compare:end -->"

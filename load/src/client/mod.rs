@@ -65,6 +65,8 @@ pub struct Connector {
     /// 2.2): rustls clients resume by default, so a server issuing tickets does less work per
     /// login; the report says how often that happened.
     handshakes: Arc<(AtomicU64, AtomicU64)>,
+    /// Whether the server's handshake signature is verified (see [`Connector::with_tls`]).
+    pub checks_signatures: bool,
 }
 
 impl Connector {
@@ -72,7 +74,7 @@ impl Connector {
     ///
     /// Errors: [`ClientError::Tls`] if the TLS configuration cannot be built.
     pub fn new(addr: SocketAddr, domain: &str, mode: TlsMode) -> Result<Self, ClientError> {
-        let config: Arc<ClientConfig> = insecure_client_config(mode == TlsMode::Direct)?;
+        let config: Arc<ClientConfig> = insecure_client_config(mode == TlsMode::Direct, true)?;
         Ok(Connector {
             addr,
             domain: domain.to_owned(),
@@ -81,16 +83,26 @@ impl Connector {
             timeout: Duration::from_secs(30),
             max_element_bytes: 1 << 20,
             handshakes: Arc::default(),
+            checks_signatures: true,
         })
     }
 
-    /// The same connector with TLS session resumption off: every connection does a full handshake.
+    /// The same connector with the given TLS settings: `resumption` off makes every connection a
+    /// full handshake; `check_signatures` off skips verifying the server's handshake signature,
+    /// which proves nothing when any certificate is trusted (see the `tls` module).
     ///
     /// Errors: [`ClientError::Tls`] if the TLS configuration cannot be built.
-    pub fn without_tls_resumption(mut self) -> Result<Self, ClientError> {
-        let mut config = insecure_client_config(self.mode == TlsMode::Direct)?;
-        Arc::make_mut(&mut config).resumption = rustls::client::Resumption::disabled();
+    pub fn with_tls(
+        mut self,
+        resumption: bool,
+        check_signatures: bool,
+    ) -> Result<Self, ClientError> {
+        let mut config = insecure_client_config(self.mode == TlsMode::Direct, check_signatures)?;
+        if !resumption {
+            Arc::make_mut(&mut config).resumption = rustls::client::Resumption::disabled();
+        }
         self.tls = TlsConnector::from(config);
+        self.checks_signatures = check_signatures;
         Ok(self)
     }
 

@@ -46,9 +46,14 @@ pub async fn run(
     report.set_elapsed(out.elapsed);
     let (handshakes, resumed) = target.connector.handshake_counts();
     report.note.push_str(&format!(
-        "; TLS sessions resumed in {} of {} handshakes",
+        "; TLS sessions resumed in {} of {} handshakes; the client {} the server's handshake signature",
         resumed - resumed_before,
-        handshakes - handshakes_before
+        handshakes - handshakes_before,
+        if target.connector.checks_signatures {
+            "verified"
+        } else {
+            "did not verify"
+        }
     ));
     if !out.first_errors.is_empty() {
         report

@@ -3,3 +3,4 @@
 pub mod negotiation;
 pub mod sasl;
 pub mod session;
+pub mod stream_features;

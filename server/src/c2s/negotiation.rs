@@ -16,6 +16,7 @@ use xmpp_parsers::jid::{BareJid, FullJid};
 use xmpp_parsers::minidom::Element;
 
 use super::sasl::{ChannelBindings, Mechanism, SaslExchange, SaslFailure, Step};
+use super::stream_features::{Offer, StreamFeatures};
 use crate::features::iq::IqAnswer;
 use crate::net::channel_binding;
 use crate::net::tls::TlsIdentity;
@@ -72,6 +73,7 @@ type Step_<T> = Result<T, Stop>;
 pub async fn negotiate<S>(
     router: &Arc<Router>,
     tls: &TlsIdentity,
+    features: &StreamFeatures,
     transport: Transport<S>,
     peer: IpAddr,
 ) -> Option<Bound<S>>
@@ -85,6 +87,7 @@ where
     let mut negotiation = Negotiation {
         router,
         tls,
+        features,
         peer,
         deadline: Instant::now() + router.config.auth_timeout,
         domain: None,
@@ -113,6 +116,7 @@ where
 struct Negotiation<'a> {
     router: &'a Arc<Router>,
     tls: &'a TlsIdentity,
+    features: &'a StreamFeatures,
     peer: IpAddr,
     deadline: Instant,
     /// The domain named in the first stream header; restarts must name the same one.
@@ -237,82 +241,55 @@ impl Negotiation<'_> {
         if major != Some(1) {
             return Err(Stop::Error(StreamErrorCondition::UnsupportedVersion, None));
         }
-        let features = self.features(stream, stage);
-        stream.send(&features).await?;
+        let offer = self.offer(stream, stage);
+        stream.send_raw(self.features.text(offer)).await?;
         Ok(())
     }
 
-    fn features<S>(&self, stream: &XmlStream<Transport<S>>, stage: &Stage) -> Element
+    /// Which features to offer at `stage` on this connection.
+    fn offer<S>(&self, stream: &XmlStream<Transport<S>>, stage: &Stage) -> Offer
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        let config = &self.router.config;
-        let mut features = Element::builder("features", ns::STREAMS).build();
-        let limits = Limits {
-            max_stanza_bytes: config.max_stanza_bytes,
-            max_depth: config.max_depth,
-        };
         match stage {
-            Stage::Plain => {
-                let mut starttls = Element::builder("starttls", ns::TLS).build();
-                if config.require_tls {
-                    starttls.append_child(Element::builder("required", ns::TLS).build());
-                }
-                features.append_child(starttls);
-            }
+            Stage::Plain => Offer::Plain,
+            Stage::Authenticated(_) => Offer::Authenticated,
             Stage::Secured => {
-                let bindings = self.bindings(stream);
-                let is_tls = stream.get_ref().is_tls();
-                let mut mechanisms = Element::builder("mechanisms", ns::SASL).build();
-                for mechanism in super::sasl::offered_mechanisms(is_tls, &bindings, true) {
-                    mechanisms.append_child(
-                        Element::builder("mechanism", ns::SASL)
-                            .append(mechanism.name())
-                            .build(),
-                    );
+                let (tls_exporter, tls_server_end_point) = self.binding_kinds(stream);
+                Offer::Secured {
+                    is_tls: stream.get_ref().is_tls(),
+                    tls_exporter,
+                    tls_server_end_point,
                 }
-                features.append_child(mechanisms);
-                // XEP-0440: which channel bindings the -PLUS mechanisms can use here.
-                let mut cb =
-                    Element::builder("sasl-channel-binding", ns::SASL_CHANNEL_BINDING).build();
-                for (kind, present) in [
-                    ("tls-exporter", bindings.tls_exporter.is_some()),
-                    (
-                        "tls-server-end-point",
-                        bindings.tls_server_end_point.is_some(),
-                    ),
-                ] {
-                    if present {
-                        let mut element =
-                            Element::builder("channel-binding", ns::SASL_CHANNEL_BINDING).build();
-                        set_attribute(&mut element, "type", kind);
-                        cb.append_child(element);
-                    }
-                }
-                features.append_child(cb);
-                if config.allow_in_band_registration {
-                    features
-                        .append_child(Element::builder("register", ns::REGISTER_FEATURE).build());
-                }
-            }
-            Stage::Authenticated(_) => {
-                features.append_child(Element::builder("bind", ns::BIND).build());
-                // RFC 6121 appendix E: advertise the legacy session as optional for old clients.
-                features.append_child(
-                    Element::builder("session", ns::SESSION)
-                        .append(Element::builder("optional", ns::SESSION).build())
-                        .build(),
-                );
-                features.append_child(Element::builder("ver", ns::ROSTER_VERSIONING).build());
-                features.append_child(Element::builder("sub", ns::PRE_APPROVAL).build());
             }
         }
-        // XEP-0478: tell the client the limits it must respect.
-        let idle = config.ping_interval.as_secs().min(u64::from(u32::MAX)) as u32;
-        features.append_child(crate::xmpp::stream_limits_feature(&limits, idle));
-        features
     }
 
+    /// Which channel bindings this connection has: (`tls-exporter`, `tls-server-end-point`).
+    ///
+    /// On TLS 1.2 clients expect `tls-unique` (RFC 5929), which rustls cannot provide; advertising -PLUS
+    /// there makes such clients (slixmpp, for one) pick a binding we must refuse, so they could not log
+    /// in at all. -PLUS is offered on TLS 1.3 only, where tls-exporter is defined (RFC 9266).
+    fn binding_kinds<S>(&self, stream: &XmlStream<Transport<S>>) -> (bool, bool)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        match stream.get_ref().tls_connection() {
+            Some(connection)
+                if connection.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
+                    && !connection.is_handshaking() =>
+            {
+                let end_point = self
+                    .tls
+                    .end_point_binding(connection.server_name())
+                    .is_some();
+                (true, end_point)
+            }
+            _ => (false, false),
+        }
+    }
+
+    /// The channel-binding data a -PLUS exchange checks the client's against (see [`Self::binding_kinds`]).
     fn bindings<S>(&self, stream: &XmlStream<Transport<S>>) -> ChannelBindings
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -324,9 +301,6 @@ impl Negotiation<'_> {
         let Some(connection) = stream.get_ref().tls_connection() else {
             return none;
         };
-        // On TLS 1.2 clients expect `tls-unique` (RFC 5929), which rustls cannot provide; advertising -PLUS
-        // there makes such clients (slixmpp, for one) pick a binding we must refuse, so they could not log
-        // in at all. -PLUS is offered on TLS 1.3 only, where tls-exporter is defined (RFC 9266).
         if connection.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
             return none;
         }
@@ -334,8 +308,8 @@ impl Negotiation<'_> {
             tls_exporter: channel_binding::tls_exporter(connection),
             tls_server_end_point: self
                 .tls
-                .leaf_certificate(connection.server_name())
-                .and_then(|der| channel_binding::tls_server_end_point(&der)),
+                .end_point_binding(connection.server_name())
+                .map(<[u8]>::to_vec),
         }
     }
 
@@ -431,7 +405,7 @@ impl Negotiation<'_> {
     {
         let is_tls = stream.get_ref().is_tls();
         let bindings = self.bindings(stream);
-        let offered = super::sasl::offered_mechanisms(is_tls, &bindings, true);
+        let offered = super::sasl::offered_mechanisms(is_tls, bindings.any(), true);
         let Some(mechanism) = auth
             .attr("mechanism")
             .and_then(Mechanism::parse)

@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::c2s::negotiation::Bound;
+use crate::c2s::stream_features::StreamFeatures;
 use crate::net::shutdown::Shutdown;
 use crate::net::tls::TlsIdentity;
 use crate::net::transport::Transport;
@@ -29,6 +30,7 @@ pub async fn serve_c2s(
     mut shutdown: Shutdown,
 ) {
     let slots = Arc::new(Semaphore::new(router.config.max_connections.max(1)));
+    let features = Arc::new(StreamFeatures::new(&router.config));
     loop {
         let permit = tokio::select! {
             _ = shutdown.wait() => return router.sessions.shut_down(),
@@ -57,6 +59,7 @@ pub async fn serve_c2s(
         let negotiation = Box::pin(accept(
             router.clone(),
             tls.clone(),
+            features.clone(),
             socket,
             peer,
             direct_tls,
@@ -77,6 +80,7 @@ pub async fn serve_c2s(
 async fn accept(
     router: Arc<Router>,
     tls: TlsIdentity,
+    features: Arc<StreamFeatures>,
     socket: TcpStream,
     peer: SocketAddr,
     direct_tls: bool,
@@ -98,5 +102,5 @@ async fn accept(
     } else {
         Transport::Plain(socket)
     };
-    crate::c2s::negotiation::negotiate(&router, &tls, transport, peer.ip()).await
+    crate::c2s::negotiation::negotiate(&router, &tls, &features, transport, peer.ip()).await
 }

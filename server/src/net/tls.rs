@@ -14,6 +14,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{CertificateFiles, Config};
+use crate::net::channel_binding;
 
 /// ALPN protocol id for direct-TLS client connections (XEP-0368 section 3).
 pub const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
@@ -43,22 +44,32 @@ pub struct TlsIdentity {
 
 #[derive(Debug)]
 struct CertificateStore {
-    by_domain: HashMap<String, Arc<CertifiedKey>>,
+    by_domain: HashMap<String, Served>,
     default_domain: String,
 }
 
+/// One domain's certificate and what channel binding needs of it.
+#[derive(Debug)]
+struct Served {
+    key: Arc<CertifiedKey>,
+    /// RFC 5929 `tls-server-end-point` of the leaf, hashed once here rather than parsed and hashed on
+    /// every login; `None` when the certificate's signature algorithm defines no hash for it.
+    end_point: Option<Vec<u8>>,
+}
+
 impl CertificateStore {
-    fn pick(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+    fn pick(&self, server_name: Option<&str>) -> Option<&Served> {
         let wanted = server_name.map(|n| n.trim_end_matches('.').to_ascii_lowercase());
         wanted
-            .and_then(|n| self.by_domain.get(&n).cloned())
-            .or_else(|| self.by_domain.get(&self.default_domain).cloned())
+            .and_then(|n| self.by_domain.get(&n))
+            .or_else(|| self.by_domain.get(&self.default_domain))
     }
 }
 
 impl ResolvesServerCert for CertificateStore {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.pick(client_hello.server_name())
+            .map(|served| served.key.clone())
     }
 }
 
@@ -74,18 +85,32 @@ impl TlsIdentity {
                 None => self_signed_files(&config.data_dir, domain)?,
             };
             let key = load_certified_key(&files, &provider)?;
-            by_domain.insert(domain.clone(), Arc::new(key));
+            let end_point = key
+                .cert
+                .first()
+                .and_then(|leaf| channel_binding::tls_server_end_point(leaf.as_ref()));
+            let key = Arc::new(key);
+            by_domain.insert(domain.clone(), Served { key, end_point });
         }
         let store = Arc::new(CertificateStore {
             by_domain,
             default_domain: config.domains.first().cloned().unwrap_or_default(),
         });
+        // Stateless tickets (RFC 5077, RFC 8446 section 4.6.1): any number of clients can resume without
+        // the server keeping a cache of sessions, which at 256 entries by default would forget most of a
+        // community's phones between their reconnections.
+        let ticketer = rustls::crypto::ring::Ticketer::new()?;
         let build = |alpn: Vec<Vec<u8>>| -> Result<TlsAcceptor, TlsSetupError> {
             let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
                 .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
                 .with_no_client_auth()
                 .with_cert_resolver(store.clone());
             server.alpn_protocols = alpn;
+            server.ticketer = ticketer.clone();
+            // One TLS 1.3 ticket per handshake, not rustls's two: an XMPP client holds one connection
+            // and resumes the next one with it; the second ticket is only of use for parallel
+            // connections (RFC 8446 section C.4), and costs every login an encryption and a record.
+            server.send_tls13_tickets = 1;
             Ok(TlsAcceptor::from(Arc::new(server)))
         };
         Ok(TlsIdentity {
@@ -96,11 +121,18 @@ impl TlsIdentity {
         })
     }
 
-    /// The DER of the leaf certificate served for `server_name` (for tls-server-end-point, RFC 5929).
+    /// The DER of the leaf certificate served for `server_name`.
     pub fn leaf_certificate(&self, server_name: Option<&str>) -> Option<Vec<u8>> {
         self.certificates
             .pick(server_name)
-            .and_then(|key| key.cert.first().map(|c| c.as_ref().to_vec()))
+            .and_then(|served| served.key.cert.first().map(|c| c.as_ref().to_vec()))
+    }
+
+    /// RFC 5929 `tls-server-end-point` channel-binding data of the certificate served for `server_name`.
+    pub fn end_point_binding(&self, server_name: Option<&str>) -> Option<&[u8]> {
+        self.certificates
+            .pick(server_name)
+            .and_then(|served| served.end_point.as_deref())
     }
 }
 

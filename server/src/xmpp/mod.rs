@@ -23,7 +23,7 @@ pub mod stream;
 mod framer;
 mod markup;
 mod token;
-mod writer;
+pub(crate) mod writer;
 
 #[cfg(test)]
 mod tests;

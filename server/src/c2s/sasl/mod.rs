@@ -106,17 +106,13 @@ impl ChannelBindings {
     }
 }
 
-/// The mechanisms to advertise, strongest first. -PLUS only over TLS with a channel binding available;
-/// PLAIN only over TLS (RFC 6120 section 13.8) and only if `allow_plain`.
-pub fn offered_mechanisms(
-    is_tls: bool,
-    bindings: &ChannelBindings,
-    allow_plain: bool,
-) -> Vec<Mechanism> {
+/// The mechanisms to advertise, strongest first. -PLUS only over TLS with a channel binding available
+/// (`plus_possible`); PLAIN only over TLS (RFC 6120 section 13.8) and only if `allow_plain`.
+pub fn offered_mechanisms(is_tls: bool, plus_possible: bool, allow_plain: bool) -> Vec<Mechanism> {
     Mechanism::ALL
         .into_iter()
         .filter(|m| match m {
-            Mechanism::ScramSha256Plus | Mechanism::ScramSha1Plus => is_tls && bindings.any(),
+            Mechanism::ScramSha256Plus | Mechanism::ScramSha1Plus => is_tls && plus_possible,
             Mechanism::ScramSha256 | Mechanism::ScramSha1 => true,
             Mechanism::Plain => is_tls && allow_plain,
         })
