@@ -98,6 +98,10 @@ async fn hold_session(
             _ = shutdown.changed() => {
                 // Best effort: the phase is over either way.
                 let _ = writer.close().await;
+                // Then wait for the server to end its side (RFC 6120 section 4.4; `close_all` bounds
+                // the wait), so that its work tearing these sessions down is counted in this phase
+                // and not in the CPU time and rate of the next one.
+                while reader.recv().await.is_ok() {}
                 break;
             }
             next = reader.recv() => match next {
