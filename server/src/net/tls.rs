@@ -229,5 +229,93 @@ mod tests {
             a,
             "unknown names fall back to the first domain"
         );
+        assert_eq!(
+            first.end_point_binding(Some("a.test")),
+            Some(
+                <sha2::Sha256 as sha2::Digest>::digest(&a)
+                    .as_slice()
+                    .to_vec()
+            )
+            .as_deref(),
+            "rcgen signs with ECDSA P-256 and SHA-256 (RFC 5929 section 4.1)"
+        );
+    }
+
+    fn identity(dir: &Path) -> TlsIdentity {
+        let env = vec![
+            (
+                "HERALD_SERVER__DATA_DIR".to_string(),
+                dir.display().to_string(),
+            ),
+            (
+                "HERALD_SERVER__DOMAINS".to_string(),
+                "[\"a.test\"]".to_string(),
+            ),
+        ];
+        TlsIdentity::load(&Config::resolve(RawConfig::load(None, env).unwrap()).unwrap()).unwrap()
+    }
+
+    /// Runs one in-memory TLS 1.3 handshake and the client's first read, which takes the tickets.
+    /// Returns how it went and how many tickets the client received.
+    fn connect(
+        server_config: &Arc<rustls::ServerConfig>,
+        client_config: &Arc<rustls::ClientConfig>,
+    ) -> (rustls::HandshakeKind, usize) {
+        let mut client =
+            rustls::ClientConnection::new(client_config.clone(), "a.test".try_into().unwrap())
+                .unwrap();
+        let mut server = rustls::ServerConnection::new(server_config.clone()).unwrap();
+        // Until the client has read everything the server sends after its Finished (the tickets).
+        for _ in 0..4 {
+            let mut buf = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut buf).unwrap();
+            }
+            server.read_tls(&mut buf.as_slice()).unwrap();
+            server.process_new_packets().unwrap();
+            let mut buf = Vec::new();
+            while server.wants_write() {
+                server.write_tls(&mut buf).unwrap();
+            }
+            client.read_tls(&mut buf.as_slice()).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        assert!(!client.is_handshaking() && !server.is_handshaking());
+        (
+            client.handshake_kind().unwrap(),
+            client.tls13_tickets_received() as usize,
+        )
+    }
+
+    #[test]
+    fn one_stateless_ticket_per_handshake_resumes_the_next_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = identity(dir.path());
+        let leaf = tls.leaf_certificate(Some("a.test")).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(leaf)).unwrap();
+        let client_config = Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+        );
+        let server_config = tls.starttls.config().clone();
+        // rustls's default ticketer makes none and falls back to its 256-entry session cache.
+        assert!(server_config.ticketer.enabled(), "tickets are stateless");
+        assert_eq!(
+            connect(&server_config, &client_config),
+            (rustls::HandshakeKind::Full, 1)
+        );
+        let (kind, _) = connect(&server_config, &client_config);
+        assert_eq!(kind, rustls::HandshakeKind::Resumed);
+        // The ticket key lives in the process: after a restart (a new identity) the client falls
+        // back to a full handshake instead of failing.
+        let other = identity(dir.path()).starttls.config().clone();
+        let (kind, _) = connect(&other, &client_config);
+        assert_eq!(kind, rustls::HandshakeKind::Full);
     }
 }
