@@ -27,6 +27,11 @@ pub(crate) mod relay;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reader connections to a database file (the writer has its own).
 const FILE_POOL_SIZE: u32 = 8;
+/// Page cache of each reader connection, in KiB (SQLite's default is 2,000 KiB per connection). Every
+/// connection keeps a private copy of the pages it read, so eight readers held up to eight copies of
+/// the same hot pages (16 MB with 10,000 accounts), which the kernel's page cache already holds once.
+/// A miss costs a `pread` from that cache. The writer keeps the default.
+const READER_CACHE_KIB: i64 = 512;
 
 /// The pools every area shares: `pool` for reads, `writer` (one connection) for writes.
 #[derive(Clone)]
@@ -47,6 +52,12 @@ crate::sql::xmpp_sql_impl!(
     // conditional INSERT.
     offline_owner_lock = [],
 );
+
+/// The reader connections' options: a smaller page cache (see [`READER_CACHE_KIB`]).
+fn reader_options(options: SqliteConnectOptions) -> SqliteConnectOptions {
+    // A negative cache_size is in KiB (https://sqlite.org/pragma.html#pragma_cache_size).
+    options.pragma("cache_size", format!("-{READER_CACHE_KIB}"))
+}
 
 fn is_in_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
@@ -82,10 +93,12 @@ pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
             .synchronous(SqliteSynchronous::Normal);
         SqlitePoolOptions::new().max_connections(FILE_POOL_SIZE)
     };
-    let pool = pool_options
-        .connect_with(options.clone())
-        .await
-        .map_err(db_error)?;
+    let readers = if in_memory {
+        options.clone()
+    } else {
+        reader_options(options.clone())
+    };
+    let pool = pool_options.connect_with(readers).await.map_err(db_error)?;
     sqlx::migrate!("./migrations/sqlite")
         .run(&pool)
         .await
@@ -114,4 +127,32 @@ pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
         relay,
         "sqlite",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::{ConnectOptions, Row};
+
+    #[tokio::test]
+    async fn readers_keep_a_smaller_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("cache.db"))
+            .create_if_missing(true);
+        let mut reader = reader_options(options.clone()).connect().await.unwrap();
+        let size: i64 = sqlx::query("PRAGMA cache_size")
+            .fetch_one(&mut reader)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(size, -READER_CACHE_KIB);
+        let mut writer = options.connect().await.unwrap();
+        let size: i64 = sqlx::query("PRAGMA cache_size")
+            .fetch_one(&mut writer)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(size, -2000, "the writer keeps SQLite's default");
+    }
 }
