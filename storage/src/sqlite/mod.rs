@@ -29,8 +29,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const FILE_POOL_SIZE: u32 = 8;
 /// Page cache of each reader connection, in KiB (SQLite's default is 2,000 KiB per connection). Every
 /// connection keeps a private copy of the pages it read, so eight readers held up to eight copies of
-/// the same hot pages (16 MB with 10,000 accounts), which the kernel's page cache already holds once.
-/// A miss costs a `pread` from that cache. The writer keeps the default.
+/// the same hot pages, which the kernel's page cache already holds once (measured: 1.2 KiB less RSS
+/// per idle session with 10,000 accounts; BENCHMARKS.md). A miss costs a `pread` from that cache.
+/// The writer keeps the default.
 const READER_CACHE_KIB: i64 = 512;
 
 /// The pools every area shares: `pool` for reads, `writer` (one connection) for writes.
