@@ -266,26 +266,18 @@ impl Negotiation<'_> {
     }
 
     /// Which channel bindings this connection has: (`tls-exporter`, `tls-server-end-point`).
-    ///
-    /// On TLS 1.2 clients expect `tls-unique` (RFC 5929), which rustls cannot provide; advertising -PLUS
-    /// there makes such clients (slixmpp, for one) pick a binding we must refuse, so they could not log
-    /// in at all. -PLUS is offered on TLS 1.3 only, where tls-exporter is defined (RFC 9266).
     fn binding_kinds<S>(&self, stream: &XmlStream<Transport<S>>) -> (bool, bool)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        match stream.get_ref().tls_connection() {
-            Some(connection)
-                if connection.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
-                    && !connection.is_handshaking() =>
-            {
-                let end_point = self
-                    .tls
+        match binding_connection(stream) {
+            Some(connection) => (
+                true,
+                self.tls
                     .end_point_binding(connection.server_name())
-                    .is_some();
-                (true, end_point)
-            }
-            _ => (false, false),
+                    .is_some(),
+            ),
+            None => (false, false),
         }
     }
 
@@ -294,22 +286,18 @@ impl Negotiation<'_> {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        let none = ChannelBindings {
-            tls_exporter: None,
-            tls_server_end_point: None,
-        };
-        let Some(connection) = stream.get_ref().tls_connection() else {
-            return none;
-        };
-        if connection.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
-            return none;
-        }
-        ChannelBindings {
-            tls_exporter: channel_binding::tls_exporter(connection),
-            tls_server_end_point: self
-                .tls
-                .end_point_binding(connection.server_name())
-                .map(<[u8]>::to_vec),
+        match binding_connection(stream) {
+            Some(connection) => ChannelBindings {
+                tls_exporter: channel_binding::tls_exporter(connection),
+                tls_server_end_point: self
+                    .tls
+                    .end_point_binding(connection.server_name())
+                    .map(<[u8]>::to_vec),
+            },
+            None => ChannelBindings {
+                tls_exporter: None,
+                tls_server_end_point: None,
+            },
         }
     }
 
@@ -620,6 +608,21 @@ impl Negotiation<'_> {
             .unwrap_or_else(|e| e.into_inner());
         throttle.record_success(account);
     }
+}
+
+/// The TLS connection when channel binding is offered on it: TLS 1.3 once the handshake is done.
+///
+/// On TLS 1.2 clients expect `tls-unique` (RFC 5929), which rustls cannot provide; advertising -PLUS
+/// there makes such clients (slixmpp, for one) pick a binding we must refuse, so they could not log
+/// in at all. -PLUS is offered on TLS 1.3 only, where tls-exporter is defined (RFC 9266).
+fn binding_connection<S>(stream: &XmlStream<Transport<S>>) -> Option<&rustls::ServerConnection>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    stream.get_ref().tls_connection().filter(|connection| {
+        connection.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
+            && !connection.is_handshaking()
+    })
 }
 
 /// An IQ answer on a stream with no bound JID yet: no `to`/`from`, only the id (RFC 6120 section 7.6.1).

@@ -125,18 +125,7 @@ mod tests {
             "no exporter before the handshake"
         );
         while client.is_handshaking() || server.is_handshaking() {
-            let mut buf = Vec::new();
-            while client.wants_write() {
-                client.write_tls(&mut buf).unwrap();
-            }
-            server.read_tls(&mut buf.as_slice()).unwrap();
-            server.process_new_packets().unwrap();
-            let mut buf = Vec::new();
-            while server.wants_write() {
-                server.write_tls(&mut buf).unwrap();
-            }
-            client.read_tls(&mut buf.as_slice()).unwrap();
-            client.process_new_packets().unwrap();
+            crate::net::memory_tls::transfer(&mut client, &mut server);
         }
         (cert_der, client, server)
     }

@@ -104,3 +104,27 @@ async fn accept(
     };
     crate::c2s::negotiation::negotiate(&router, &tls, &features, transport, peer.ip()).await
 }
+
+/// Test support: TLS connections driven in memory.
+#[cfg(test)]
+pub(crate) mod memory_tls {
+    /// One round trip of TLS records: everything the client has to send goes to the server, then
+    /// everything the server has to send goes to the client.
+    pub(crate) fn transfer(
+        client: &mut rustls::ClientConnection,
+        server: &mut rustls::ServerConnection,
+    ) {
+        let mut buf = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut buf).unwrap();
+        }
+        server.read_tls(&mut buf.as_slice()).unwrap();
+        server.process_new_packets().unwrap();
+        let mut buf = Vec::new();
+        while server.wants_write() {
+            server.write_tls(&mut buf).unwrap();
+        }
+        client.read_tls(&mut buf.as_slice()).unwrap();
+        client.process_new_packets().unwrap();
+    }
+}
