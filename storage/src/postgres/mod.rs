@@ -2,9 +2,9 @@
 //!
 //! Transactions run at READ COMMITTED. Writes that must not race take a lock first: the roster version
 //! bump is an `INSERT .. ON CONFLICT DO UPDATE` (row lock on the owner's version), and an offline store
-//! takes a transaction-scoped advisory lock on the owner before counting. Reads that must be consistent
-//! (version plus items) use a REPEATABLE READ snapshot. Every text column is `COLLATE "C"`, so sorting is
-//! byte order as on SQLite.
+//! (one call of the function `herald_store_offline`) takes a transaction-scoped advisory lock on the
+//! owner before counting. Reads that must be consistent (version plus items) use a REPEATABLE READ
+//! snapshot. Every text column is `COLLATE "C"`, so sorting is byte order as on SQLite.
 
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -29,14 +29,13 @@ crate::sql::xmpp_sql_impl!(
     Postgres,
     sqlx::Postgres,
     // READ COMMITTED; callers lock what they read-then-write (the roster version bump locks its row
-    // through `ON CONFLICT DO UPDATE`, the offline store takes `offline_owner_lock`).
+    // through `ON CONFLICT DO UPDATE`, the offline store an advisory lock on its owner).
     write = "BEGIN",
     // One snapshot for the whole transaction, so the roster version and items agree.
     snapshot = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-    // A transaction-scoped advisory lock per owner (released at commit) serialises offline stores for
-    // one owner across the quota count and the insert. The two-key form, with 20294 = 0x4f46 ("OF") as
-    // the class key, keeps Herald's locks apart from the one-key space the migrator uses.
-    offline_owner_lock = ["SELECT pg_advisory_xact_lock(20294, hashtext($1))"],
+    // The function (migration 0003) takes a transaction-scoped advisory lock on the owner, counts and
+    // inserts: one round trip instead of five for BEGIN, lock, count, INSERT and COMMIT.
+    offline_store = "SELECT 1 WHERE herald_store_offline($1, $2, $3, $4)",
 );
 
 pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {

@@ -2,7 +2,7 @@
 //! SQLite and PostgreSQL. As in [`crate::relay::sql`], the queries use only syntax both accept (`$N`
 //! placeholders, `RETURNING`, `ON CONFLICT`), and [`xmpp_sql_impl`] stamps the trait implementations
 //! out for each backend's pool type. What genuinely differs between the backends (how a transaction
-//! begins, and how an offline store is serialised per owner) is passed in as named arguments. The
+//! begins, and how an offline store counts and inserts atomically) is passed in as named arguments. The
 //! contract suite (`crate::contract`) runs on both.
 
 mod accounts;
@@ -24,21 +24,20 @@ pub(crate) use vcards::vcards_sql;
 ///   changes with their version bump, offline store, block and unblock).
 /// - `snapshot`: the statement that begins a read-only transaction whose reads must agree (roster
 ///   version plus items).
-/// - `offline_owner_lock`: an optional statement, binding the owner as `$1`, run first in the offline
-///   store transaction so that the quota count and the insert cannot race another store for the same
-///   owner; `[]` where a write statement holds the database write lock from its start (SQLite), and
-///   the store is then one conditional `INSERT` without a transaction.
+/// - `offline_store`: one statement that stores an offline message (`$1` owner, `$2` stanza, `$3`
+///   stored_at_ms) unless the owner already has `$4` (the quota) waiting, counting and inserting
+///   atomically, and returns a row only when it stored.
 macro_rules! xmpp_sql_impl {
     (
         $store:ident,
         $db:ty,
         write = $write:literal,
         snapshot = $snapshot:literal,
-        offline_owner_lock = [$($offline_owner_lock:literal)?] $(,)?
+        offline_store = $offline_store:literal $(,)?
     ) => {
         $crate::sql::accounts_sql!($store, $db, write = $write);
         $crate::sql::rosters_sql!($store, $db, write = $write, snapshot = $snapshot);
-        $crate::sql::offline_sql!($store, write = $write, owner_lock = [$($offline_owner_lock)?]);
+        $crate::sql::offline_sql!($store, store_statement = $offline_store);
         $crate::sql::vcards_sql!($store);
         $crate::sql::block_lists_sql!($store, write = $write);
     };

@@ -49,9 +49,9 @@ crate::sql::xmpp_sql_impl!(
     write = "BEGIN IMMEDIATE",
     // A deferred transaction: in WAL mode its reads all come from the snapshot of its first read.
     snapshot = "BEGIN",
-    // None needed: a write statement holds the write lock from its start, so the offline store is one
-    // conditional INSERT.
-    offline_owner_lock = [],
+    // A write statement holds the database write lock from its start, so one conditional INSERT
+    // counts and inserts atomically.
+    offline_store = "INSERT INTO offline_messages (owner, stanza, stored_at_ms) SELECT $1, $2, $3 WHERE (SELECT COUNT(*) FROM offline_messages WHERE owner = $1) < $4 RETURNING id",
 );
 
 /// The reader connections' options: a smaller page cache (see [`READER_CACHE_KIB`]).
