@@ -228,6 +228,35 @@ pub async fn block_lists(storage: &Storage) {
         strings(&["x.example"]),
         "other owners untouched"
     );
+    block_lists_of_accounts(storage).await;
+}
+
+/// `list_of_account`: `None` without an account (even when block rows exist for the JID), the list
+/// (possibly empty) with one.
+async fn block_lists_of_accounts(storage: &Storage) {
+    let blocks = &storage.block_lists;
+    let carol = "carol@blocks.example";
+    let nobody = "nobody@blocks.example";
+    blocks
+        .block(nobody, &strings(&["x.example"]))
+        .await
+        .expect("block without an account");
+    assert_eq!(blocks.list_of_account(nobody).await.expect("list"), None);
+    storage
+        .accounts
+        .create(carol, &credentials(7))
+        .await
+        .expect("create");
+    assert_eq!(
+        blocks.list_of_account(carol).await.expect("list"),
+        Some(Vec::new())
+    );
+    let jids = ["z.example", "romeo@x.example", "a.example"];
+    blocks.block(carol, &strings(&jids)).await.expect("block");
+    assert_eq!(
+        blocks.list_of_account(carol).await.expect("list"),
+        Some(sorted(&jids))
+    );
 }
 
 /// Deleting an account deletes everything it owns, and nothing of anyone else.

@@ -193,6 +193,9 @@ pub trait VCards: Send + Sync {
 pub trait BlockLists: Send + Sync {
     /// The blocked JIDs, sorted.
     async fn list(&self, owner: &str) -> StorageResult<Vec<String>>;
+    /// The blocked JIDs of an account, sorted, or `None` when there is no account `owner`: what the
+    /// router needs before delivering to a user with no session, in one round trip instead of two.
+    async fn list_of_account(&self, owner: &str) -> StorageResult<Option<Vec<String>>>;
     /// Adds JIDs (already-blocked ones are ignored).
     async fn block(&self, owner: &str, jids: &[String]) -> StorageResult<()>;
     /// Removes JIDs (unknown ones are ignored).

@@ -92,6 +92,7 @@ pub async fn handle_for_user(
     if payload.has_child("remove", ns::REGISTER) {
         return match accounts::delete(&router.storage, &user).await {
             Ok(()) => {
+                router.block_lists.invalidate(&user.to_string());
                 tracing::info!(account = %user, "account removed in-band");
                 (Ok(None), true)
             }

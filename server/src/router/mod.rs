@@ -113,11 +113,9 @@ impl Router {
     async fn route_to_user(self: &Arc<Self>, envelope: Envelope, to: &Jid) -> Delivery {
         let bare = to.to_bare();
         let bare_str = bare.to_string();
+        let recipient = self.block_lists.recipient(&self.storage, &bare_str).await;
         if let Some(from) = &envelope.from
-            && self
-                .block_lists
-                .is_blocked(&self.storage, &bare_str, from)
-                .await
+            && recipient.blocks(from)
         {
             // XEP-0191 section 3.3: nothing from a blocked entity reaches the user; messages and IQ requests
             // are answered with service-unavailable, so the blocker is not revealed beyond that.
@@ -130,7 +128,13 @@ impl Router {
         }
         let online = self.sessions.routes(&bare_str);
         let views: Vec<_> = online.iter().map(|(_, _, view)| *view).collect();
-        let addressee = if !online.is_empty() || self.account_exists(&bare_str).await {
+        // Reading the block list may already have told whether the account exists.
+        let exists = !online.is_empty()
+            || match recipient.account_exists {
+                Some(known) => known,
+                None => self.account_exists(&bare_str).await,
+            };
+        let addressee = if exists {
             match to.resource() {
                 None => Addressee::Bare { resources: &views },
                 Some(resource) => Addressee::Full {

@@ -21,6 +21,21 @@ macro_rules! block_lists_sql {
                         .map_err(db_error)
                 }
 
+                async fn list_of_account(&self, owner: &str) -> StorageResult<Option<Vec<String>>> {
+                    // No row: no account. One row with NULL: an account that blocks nobody.
+                    let rows: Vec<Option<String>> = sqlx::query_scalar(
+                        "SELECT b.jid FROM accounts a LEFT JOIN block_list b ON b.owner = a.jid WHERE a.jid = $1 ORDER BY b.jid",
+                    )
+                    .bind(owner)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_error)?;
+                    if rows.is_empty() {
+                        return Ok(None);
+                    }
+                    Ok(Some(rows.into_iter().flatten().collect()))
+                }
+
                 async fn block(&self, owner: &str, jids: &[String]) -> StorageResult<()> {
                     // XEP-0191 section 3.3: one block request is all or nothing.
                     let mut tx = self.writer.begin_with($write).await.map_err(db_error)?;
