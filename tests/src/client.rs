@@ -383,6 +383,22 @@ impl TestClient {
         }
     }
 
+    /// Sends our closing tag and asserts the server answers with its own (RFC 6120 section 4.4),
+    /// skipping whatever stanzas it still writes before it.
+    pub async fn close_and_wait_for_end(mut self) {
+        let _ = self.stream().send_raw("</stream:stream>").await;
+        loop {
+            match self.next_within(TIMEOUT).await {
+                Some(Incoming::End) => return,
+                Some(Incoming::Element(_)) => {}
+                other => panic!(
+                    "{}: expected the server's closing tag, got {other:?}",
+                    self.jid
+                ),
+            }
+        }
+    }
+
     /// Closes our side of the stream politely (`</stream:stream>`).
     pub async fn close(mut self) {
         let _ = self.stream().send_raw("</stream:stream>").await;

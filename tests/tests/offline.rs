@@ -10,6 +10,7 @@ on_every_backend!(
     offline_messages_arrive_in_order_with_delay_after_initial_presence,
     offline_quota_bounces_with_resource_constraint,
     subscription_request_to_an_offline_user_arrives_at_next_login,
+    a_message_sent_once_the_close_is_answered_is_stored,
 );
 
 fn bodies(elements: &[Element]) -> Vec<String> {
@@ -164,4 +165,33 @@ async fn messages_stored_while_unavailable_come_with_the_next_available_presence
     assert!(bodies(&alice.barrier().await).is_empty());
     alice.available(None).await;
     assert_eq!(bodies(&alice.barrier().await), ["while away"]);
+}
+
+/// The server answers a client's closing tag only once the session is unbound (RFC 6120 section 4.4),
+/// so a message sent to the user after that is stored offline rather than written to the closing stream.
+async fn a_message_sent_once_the_close_is_answered_is_stored(backend: Backend) {
+    let server = TestServer::builder().backend(backend).start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut bob = server.online("bob", "r").await;
+    for round in 0..5 {
+        let alice = server.online("alice", "r").await;
+        alice.close_and_wait_for_end().await;
+        bob.chat("alice@localhost/r", &format!("after close {round}"))
+            .await;
+        let at_bob = bob.barrier().await;
+        assert!(
+            !any(&at_bob, |e| e.attr("type") == Some("error")),
+            "stored, not bounced: {at_bob:?}"
+        );
+        let mut again = server.login("alice", "r").await;
+        again.available(None).await;
+        let got = again.barrier().await;
+        assert_eq!(
+            bodies(&got),
+            [format!("after close {round}")],
+            "round {round}"
+        );
+        again.close_and_wait_for_end().await;
+    }
 }

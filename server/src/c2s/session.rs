@@ -51,6 +51,7 @@ where
             ping_interval,
             last_heard: Instant::now(),
             pending_ping: None,
+            peer_closed: false,
         };
 
         let end: Option<StreamErrorCondition> = loop {
@@ -65,24 +66,30 @@ where
                 break end;
             }
         };
+        let close = live.peer_closed;
         Box::pin(finish(
             router,
             &mut bound.stream,
             bound.handle.id,
             live.session,
             end,
+            close,
         ))
         .await;
     }
 }
 
-/// Ends the session: the stream error if there is one, unbinding, unavailable presence.
+/// Ends the session: the stream error if there is one, unbinding, unavailable presence, and then, when
+/// the client closed its stream, our closing tag. Closing last means that once the client has read it,
+/// the session is gone from the router (what is sent to the user from then on is stored offline, not
+/// written to a stream that is closing) and its contacts were told it is unavailable.
 async fn finish<S>(
     router: Arc<Router>,
     stream: &mut XmlStream<Transport<S>>,
     session_id: u64,
     mut session: ClientSession,
     end: Option<StreamErrorCondition>,
+    close: bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -101,6 +108,10 @@ async fn finish<S>(
     // contradict the new session's presence (RFC 6120 section 7.7.2.2).
     if end != Some(StreamErrorCondition::Conflict) {
         features::presence::session_ended(&router, &mut session).await;
+    }
+    if close {
+        // RFC 6120 section 4.4: answer the client's closing tag with ours.
+        let _ = stream.close().await;
     }
     tracing::debug!(jid = %session.jid, ?end, "session ended");
 }
@@ -121,6 +132,8 @@ struct Live {
     last_heard: Instant,
     /// The id of our unanswered ping, if any.
     pending_ping: Option<String>,
+    /// The client sent its closing tag; ours is sent once the session is finished.
+    peer_closed: bool,
 }
 
 impl Live {
@@ -172,7 +185,7 @@ impl Live {
                 }
             }
             Wake::Frame(Ok(Frame::End)) => {
-                let _ = stream.close().await;
+                self.peer_closed = true;
                 Some(None)
             }
             Wake::Frame(Err(e)) => Some(e.condition()),
