@@ -51,10 +51,9 @@ where
             ping_interval,
             last_heard: Instant::now(),
             pending_ping: None,
-            peer_closed: false,
         };
 
-        let end: Option<StreamErrorCondition> = loop {
+        let end: Ending = loop {
             let wake = tokio::select! {
                 command = bound.commands.recv() => Wake::Command(command),
                 frame = bound.stream.next() => Wake::Frame(frame),
@@ -66,17 +65,26 @@ where
                 break end;
             }
         };
-        let close = live.peer_closed;
         Box::pin(finish(
             router,
             &mut bound.stream,
             bound.handle.id,
             live.session,
             end,
-            close,
         ))
         .await;
     }
+}
+
+/// Why a session ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The client sent its closing tag; ours answers it once the session is finished.
+    PeerClosed,
+    /// The connection failed or the session's mailbox closed: there is nothing more to write.
+    Gone,
+    /// We end the stream with this error.
+    Error(StreamErrorCondition),
 }
 
 /// Ends the session: the stream error if there is one, unbinding, unavailable presence, and then, when
@@ -88,12 +96,11 @@ async fn finish<S>(
     stream: &mut XmlStream<Transport<S>>,
     session_id: u64,
     mut session: ClientSession,
-    end: Option<StreamErrorCondition>,
-    close: bool,
+    end: Ending,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    if let Some(condition) = end {
+    if let Ending::Error(condition) = end {
         let _ = stream
             .send_error(&StreamError::Condition {
                 condition,
@@ -106,10 +113,10 @@ async fn finish<S>(
         .unbind(&session.bare, session.jid.resource().as_str(), session_id);
     // A replaced session's resource now belongs to its successor: announcing it unavailable would
     // contradict the new session's presence (RFC 6120 section 7.7.2.2).
-    if end != Some(StreamErrorCondition::Conflict) {
+    if end != Ending::Error(StreamErrorCondition::Conflict) {
         features::presence::session_ended(&router, &mut session).await;
     }
-    if close {
+    if end == Ending::PeerClosed {
         // RFC 6120 section 4.4: answer the client's closing tag with ours.
         let _ = stream.close().await;
     }
@@ -132,19 +139,17 @@ struct Live {
     last_heard: Instant,
     /// The id of our unanswered ping, if any.
     pending_ping: Option<String>,
-    /// The client sent its closing tag; ours is sent once the session is finished.
-    peer_closed: bool,
 }
 
 impl Live {
-    /// Handles one wake. `Some(end)` ends the session, with that stream error if there is one.
+    /// Handles one wake. `Some(end)` ends the session.
     async fn act<S>(
         &mut self,
         router: &Arc<Router>,
         stream: &mut XmlStream<Transport<S>>,
         commands: &mut Mailbox<SessionCommand>,
         wake: Wake,
-    ) -> Option<Option<StreamErrorCondition>>
+    ) -> Option<Ending>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
@@ -164,43 +169,40 @@ impl Live {
                     }
                 }
                 if stream.send_batch(&batch).await.is_err() {
-                    return Some(None);
+                    return Some(Ending::Gone);
                 }
                 then.and_then(ending)
             }
             Wake::Command(Some(command)) => ending(command),
-            Wake::Command(None) => Some(None),
+            Wake::Command(None) => Some(Ending::Gone),
             Wake::Frame(Ok(Frame::Element(element))) => {
                 self.last_heard = Instant::now();
                 self.pending_ping = None;
                 if !self.flood.allows(self.last_heard) {
-                    return Some(Some(StreamErrorCondition::PolicyViolation));
+                    return Some(Ending::Error(StreamErrorCondition::PolicyViolation));
                 }
                 let own_jid = Jid::from(self.session.jid.clone());
                 // Boxed again: the features' nested futures are large, and a session writing a batch
                 // should not hold them.
                 match Box::pin(handle_element(router, &mut self.session, &own_jid, element)).await {
                     Ok(()) => None,
-                    Err(condition) => Some(Some(condition)),
+                    Err(condition) => Some(Ending::Error(condition)),
                 }
             }
-            Wake::Frame(Ok(Frame::End)) => {
-                self.peer_closed = true;
-                Some(None)
-            }
-            Wake::Frame(Err(e)) => Some(e.condition()),
+            Wake::Frame(Ok(Frame::End)) => Some(Ending::PeerClosed),
+            Wake::Frame(Err(e)) => Some(e.condition().map_or(Ending::Gone, Ending::Error)),
             Wake::PingDue => {
                 if self.last_heard.elapsed() < self.ping_interval {
                     return None;
                 }
                 if self.pending_ping.is_some() {
-                    return Some(Some(StreamErrorCondition::ConnectionTimeout));
+                    return Some(Ending::Error(StreamErrorCondition::ConnectionTimeout));
                 }
                 let id = random_id();
                 let jid = &self.session.jid;
                 let ping = features::ping::request(&id, jid.domain().as_str(), &jid.to_string());
                 if stream.send(&ping).await.is_err() {
-                    return Some(None);
+                    return Some(Ending::Gone);
                 }
                 self.pending_ping = Some(id);
                 None
@@ -265,13 +267,14 @@ fn answer_error(
 }
 
 /// The end a command other than a stanza asks for.
-fn ending(command: SessionCommand) -> Option<Option<StreamErrorCondition>> {
-    match command {
-        SessionCommand::Stanza(_) => None,
-        SessionCommand::Replaced => Some(Some(StreamErrorCondition::Conflict)),
-        SessionCommand::Terminate => Some(Some(StreamErrorCondition::NotAuthorized)),
-        SessionCommand::Shutdown => Some(Some(StreamErrorCondition::SystemShutdown)),
-    }
+fn ending(command: SessionCommand) -> Option<Ending> {
+    let condition = match command {
+        SessionCommand::Stanza(_) => return None,
+        SessionCommand::Replaced => StreamErrorCondition::Conflict,
+        SessionCommand::Terminate => StreamErrorCondition::NotAuthorized,
+        SessionCommand::Shutdown => StreamErrorCondition::SystemShutdown,
+    };
+    Some(Ending::Error(condition))
 }
 
 /// A token bucket over stanzas: `rate` per second with bursts of twice that.
