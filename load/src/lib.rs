@@ -6,7 +6,10 @@
 //! - [`phase`]: the bounded load phases (accounts, idle sessions, login storm, chat, push).
 //! - [`stats`]: latency percentiles, error counts and server memory from `/proc/<pid>/status`.
 //! - [`report`]: the per-run JSON report and the comparison table.
+//! - [`abuse`]: the abuse run (normal users chatting while the server is abused), its report and
+//!   table.
 
+pub mod abuse;
 pub mod client;
 pub mod phase;
 pub mod report;

@@ -1,9 +1,12 @@
 //! The `herald-load` command: `run` measures one server phase by phase and writes a JSON report;
-//! `table` turns several reports into the comparison table.
+//! `table` turns several reports into the comparison table; `abuse` runs the abuse run (see
+//! `herald_load::abuse`).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
+
+mod abuse_cli;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -43,6 +46,9 @@ enum PhaseName {
 enum Command {
     /// Run the phases against one server and print (and optionally save) the JSON report.
     Run(Box<RunArgs>),
+    /// The abuse run: normal users chat while unauthenticated connections, held TLS handshakes
+    /// and a revoked-token relay flood abuse the server; prints a table, writes JSON with --json.
+    Abuse(Box<abuse_cli::AbuseArgs>),
     /// Print the comparison table of saved reports (Herald runs are those labelled herald*).
     Table {
         /// JSON reports written by `run --json`.
@@ -144,6 +150,7 @@ struct RunArgs {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run(*args).await,
+        Command::Abuse(args) => abuse_cli::abuse(*args).await,
         Command::Table { reports } => {
             let mut runs = Vec::new();
             for path in reports {

@@ -36,28 +36,52 @@ pub async fn post_json(
     body: &str,
     timeout: Duration,
 ) -> Result<(u16, String), HttpError> {
-    tokio::time::timeout(timeout, post_json_inner(url, auth, body))
+    http_request("POST", url, auth, body, timeout).await
+}
+
+/// Sends one `method` request (JSON body, `Authorization: Token <auth>` when given) to
+/// `http://host:port/path` on a fresh connection and returns (status, body).
+///
+/// Errors: [`HttpError`] on transport failure, a non-`http://` URL, or a malformed response.
+pub async fn http_request(
+    method: &str,
+    url: &str,
+    auth: Option<&str>,
+    body: &str,
+    timeout: Duration,
+) -> Result<(u16, String), HttpError> {
+    tokio::time::timeout(timeout, request_inner(method, url, auth, body))
         .await
         .map_err(|_| HttpError::Timeout)?
 }
 
-async fn post_json_inner(
+/// Splits `http://host:port/path` into (`host:port`, `/path`).
+///
+/// Errors: [`HttpError::Bad`] for any other scheme.
+pub fn split_http_url(url: &str) -> Result<(String, String), HttpError> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| HttpError::Bad(format!("only http:// URLs: {url}")))?;
+    Ok(rest
+        .split_once('/')
+        .map_or((rest.to_owned(), "/".to_owned()), |(h, p)| {
+            (h.to_owned(), format!("/{p}"))
+        }))
+}
+
+async fn request_inner(
+    method: &str,
     url: &str,
     auth: Option<&str>,
     body: &str,
 ) -> Result<(u16, String), HttpError> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| HttpError::Bad(format!("only http:// URLs: {url}")))?;
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
-    let mut stream = TcpStream::connect(host).await?;
+    let (host, path) = split_http_url(url)?;
+    let mut stream = TcpStream::connect(&host).await?;
     let auth = auth
         .map(|a| format!("Authorization: Token {a}\r\n"))
         .unwrap_or_default();
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{auth}\
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{auth}\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
