@@ -1,13 +1,16 @@
 //! Accepting a push: token lookup (hash), expiry and revocation enforced at send time, sender
 //! binding, rate limits per token / sender / account, then the message and its deliveries are
 //! persisted in the outbox before the caller answers 202. Also forwarding of remote tokens (the
-//! server's wake-ups are in `wake.rs`). Each refusal of a known token is written to the audit trail.
+//! server's wake-ups are in `wake.rs`). Refusals of a known token are rate limited before anything
+//! is written, and audited once a minute per token and outcome.
 
 use std::time::Instant;
 
 use herald_storage::relay::{
     AuditEntry, DeliveryTarget, Device, NewDelivery, PushMessage, WhitelistToken,
 };
+
+use reqwest::Url;
 
 use crate::ratelimit::Refused;
 use crate::secrets::hash_secret;
@@ -70,6 +73,18 @@ fn refused(r: Refused) -> RelayError {
     RelayError::RateLimited(r.retry_after)
 }
 
+/// Audit lines per minute for the refusals of one token with one outcome.
+const REFUSAL_AUDITS_PER_MINUTE: u32 = 1;
+
+/// The key a notification's sender is rate limited by: the verified sender, else the client
+/// address, else one bucket for every anonymous caller.
+fn sender_key(n: &Notification) -> &str {
+    n.sender
+        .as_deref()
+        .or(n.origin.as_deref())
+        .unwrap_or("anonymous")
+}
+
 async fn audit(
     relay: &Relay,
     t: &WhitelistToken,
@@ -92,6 +107,72 @@ async fn audit(
     }
 }
 
+/// Audits a refusal unless the same token was refused with the same outcome within the last
+/// minute: a flood of refusals writes one line a minute, not one a request.
+async fn audit_refusal(relay: &Relay, t: &WhitelistToken, n: &Notification, outcome: &str) {
+    let key = format!("{}:{outcome}", t.id);
+    let coalesced = relay
+        .inner
+        .limits
+        .refusal_audits
+        .check(&key, REFUSAL_AUDITS_PER_MINUTE, Instant::now())
+        .is_err();
+    if !coalesced {
+        audit(relay, t, n, outcome, None).await;
+    }
+}
+
+/// Why a known token cannot be used now, if it cannot.
+fn refusal(t: &WhitelistToken, n: &Notification, now: i64) -> Option<(&'static str, RelayError)> {
+    if t.revoked_at_ms.is_some() {
+        return Some(("revoked", RelayError::UnknownToken));
+    }
+    if t.expires_at_ms.is_some_and(|e| e <= now) {
+        return Some(("expired", RelayError::UnknownToken));
+    }
+    if let Some(binding) = &t.sender
+        && !sender_matches(binding, n.sender.as_deref())
+    {
+        return Some(("sender-mismatch", RelayError::SenderNotAllowed));
+    }
+    None
+}
+
+/// Refuses a post of a known token. Refusals are rate limited (per token in a budget of their own,
+/// and per sender) before anything is written, and their audit lines are coalesced, so whoever
+/// holds a dead token (anyone can make and revoke one) cannot turn requests into database writes.
+async fn refuse(
+    relay: &Relay,
+    t: &WhitelistToken,
+    n: &Notification,
+    outcome: &str,
+    error: RelayError,
+) -> RelayError {
+    let inner = &relay.inner;
+    let limits = &inner.config.limits;
+    let clock = Instant::now();
+    let metered = inner
+        .limits
+        .refusals
+        .check(&t.id, limits.per_token, clock)
+        .and_then(|()| {
+            inner
+                .limits
+                .sender
+                .check(sender_key(n), limits.per_sender, clock)
+        });
+    match metered {
+        Ok(()) => {
+            audit_refusal(relay, t, n, outcome).await;
+            error
+        }
+        Err(r) => {
+            audit_refusal(relay, t, n, "rate-limited").await;
+            refused(r)
+        }
+    }
+}
+
 async fn local(relay: &Relay, n: &Notification) -> Result<Ticket, RelayError> {
     let inner = &relay.inner;
     let Some(t) = inner
@@ -103,27 +184,11 @@ async fn local(relay: &Relay, n: &Notification) -> Result<Ticket, RelayError> {
         return Err(RelayError::UnknownToken);
     };
     let now = now_ms();
-    if t.revoked_at_ms.is_some() {
-        audit(relay, &t, n, "revoked", None).await;
-        return Err(RelayError::UnknownToken);
-    }
-    if t.expires_at_ms.is_some_and(|e| e <= now) {
-        audit(relay, &t, n, "expired", None).await;
-        return Err(RelayError::UnknownToken);
-    }
-    if let Some(binding) = &t.sender
-        && !sender_matches(binding, n.sender.as_deref())
-    {
-        audit(relay, &t, n, "sender-mismatch", None).await;
-        return Err(RelayError::SenderNotAllowed);
+    if let Some((outcome, error)) = refusal(&t, n, now) {
+        return Err(refuse(relay, &t, n, outcome, error).await);
     }
     let limits = &inner.config.limits;
     let clock = Instant::now();
-    let sender_key = n
-        .sender
-        .as_deref()
-        .or(n.origin.as_deref())
-        .unwrap_or("anonymous");
     let checks = inner
         .limits
         .token
@@ -132,7 +197,7 @@ async fn local(relay: &Relay, n: &Notification) -> Result<Ticket, RelayError> {
             inner
                 .limits
                 .sender
-                .check(sender_key, limits.per_sender, clock)
+                .check(sender_key(n), limits.per_sender, clock)
         })
         .and_then(|()| {
             inner
@@ -141,9 +206,7 @@ async fn local(relay: &Relay, n: &Notification) -> Result<Ticket, RelayError> {
                 .check(&t.account_id, limits.per_account, clock)
         });
     if let Err(r) = checks {
-        if r.first {
-            audit(relay, &t, n, "rate-limited", None).await;
-        }
+        audit_refusal(relay, &t, n, "rate-limited").await;
         return Err(refused(r));
     }
     let devices: Vec<Device> = inner
@@ -157,7 +220,7 @@ async fn local(relay: &Relay, n: &Notification) -> Result<Ticket, RelayError> {
     if devices.is_empty() && !t.device_ids.is_empty() {
         // Every device this token was scoped to is gone (removed, or reported dead by its push
         // network): the token is dead, and 404 tells the sender's server to drop the registration.
-        audit(relay, &t, n, "devices-gone", None).await;
+        audit_refusal(relay, &t, n, "devices-gone").await;
         return Err(RelayError::UnknownToken);
     }
     let message = PushMessage {
@@ -216,15 +279,41 @@ pub(crate) fn device_delivery(
 /// Whether this relay may forward to `endpoint` (`[relay.federation]`).
 pub(crate) fn forward_allowed(relay: &Relay, endpoint: &str) -> bool {
     let config = &relay.inner.config;
-    let scheme_ok = endpoint.starts_with("https://")
-        || (config.allow_plain_http && endpoint.starts_with("http://"));
+    let Ok(url) = Url::parse(endpoint) else {
+        return false;
+    };
+    let scheme_ok = url.scheme() == "https" || (config.allow_plain_http && url.scheme() == "http");
     scheme_ok
         && (config.federation.forward_to_any
             || config
                 .federation
                 .peers
                 .iter()
-                .any(|p| endpoint.starts_with(p.as_str())))
+                .any(|p| under_peer(p, endpoint)))
+}
+
+/// Whether `endpoint` belongs to the configured `peer`: the same origin (scheme, host and port
+/// after parsing, RFC 6454 section 4), and a path equal to or under the peer's, segment by
+/// segment. A string prefix would let `https://peer.example` admit `https://peer.example.evil/`
+/// and `https://peer.example@evil.example/`. A peer that does not parse admits nothing.
+fn under_peer(peer: &str, endpoint: &str) -> bool {
+    let (Ok(peer), Ok(endpoint)) = (Url::parse(peer), Url::parse(endpoint)) else {
+        return false;
+    };
+    let same_origin = peer.scheme() == endpoint.scheme()
+        && peer.host_str().is_some()
+        && peer.host_str() == endpoint.host_str()
+        && peer.port_or_known_default() == endpoint.port_or_known_default();
+    if !same_origin {
+        return false;
+    }
+    let base = peer.path().trim_end_matches('/');
+    let path = endpoint.path();
+    base.is_empty()
+        || path.trim_end_matches('/') == base
+        || path
+            .strip_prefix(base)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 async fn forward(relay: &Relay, n: &Notification, endpoint: &str) -> Result<Ticket, RelayError> {
@@ -241,11 +330,6 @@ async fn forward(relay: &Relay, n: &Notification, endpoint: &str) -> Result<Tick
         "remote:{}",
         hash_secret(&format!("{endpoint}\n{}", n.token))
     );
-    let sender_key = n
-        .sender
-        .as_deref()
-        .or(n.origin.as_deref())
-        .unwrap_or("anonymous");
     inner
         .limits
         .token
@@ -254,7 +338,7 @@ async fn forward(relay: &Relay, n: &Notification, endpoint: &str) -> Result<Tick
             inner
                 .limits
                 .sender
-                .check(sender_key, limits.per_sender, clock)
+                .check(sender_key(n), limits.per_sender, clock)
         })
         .map_err(refused)?;
     let now = now_ms();
@@ -291,7 +375,48 @@ async fn forward(relay: &Relay, n: &Notification, endpoint: &str) -> Result<Tick
 
 #[cfg(test)]
 mod tests {
-    use super::sender_matches;
+    use super::{sender_matches, under_peer};
+
+    /// Finding: the peer check was a string prefix, so `https://peer.example` admitted
+    /// `https://peer.example.evil/` and `https://peer.example@evil.example/`.
+    #[test]
+    fn a_peer_is_matched_by_origin_not_by_prefix() {
+        let peer = "https://peer.example";
+        assert!(!under_peer(
+            peer,
+            "https://peer.example.evil/api/v1/messages/"
+        ));
+        assert!(!under_peer(
+            peer,
+            "https://peer.example@evil.example/api/v1/messages/"
+        ));
+        assert!(under_peer(peer, "https://peer.example/api/v1/messages/"));
+        assert!(under_peer(
+            peer,
+            "https://PEER.example:443/api/v1/messages/"
+        ));
+        assert!(!under_peer(
+            peer,
+            "https://peer.example:8443/api/v1/messages/"
+        ));
+        assert!(!under_peer(peer, "http://peer.example/api/v1/messages/"));
+        // A peer given with a path admits that path and what is under it, segment by segment.
+        let peer = "https://relay.example/push/api/v1/messages/";
+        assert!(under_peer(
+            peer,
+            "https://relay.example/push/api/v1/messages/"
+        ));
+        assert!(under_peer(
+            peer,
+            "https://relay.example/push/api/v1/messages"
+        ));
+        assert!(!under_peer(
+            peer,
+            "https://relay.example/push/api/v1/messages-evil/"
+        ));
+        assert!(!under_peer(peer, "https://relay.example/other/"));
+        assert!(!under_peer("not a url", "https://relay.example/"));
+    }
 
     #[test]
     fn sender_binding() {

@@ -7,9 +7,11 @@
 //! them all. Covers RFC 6121 section 2.6 (roster versions), XEP-0160 (offline order and quota), XEP-0054
 //! (vCard replace) and XEP-0191 (block list semantics) as far as storage is concerned.
 
+mod account_removal;
 mod offline;
 mod rosters;
 
+pub use account_removal::account_delete_takes_relay_data;
 pub use offline::{concurrent_offline_quota, offline_messages};
 pub use rosters::{concurrent_roster_versions, rosters};
 
@@ -24,6 +26,7 @@ pub async fn run_all(storage: &Storage) {
     vcards(storage).await;
     block_lists(storage).await;
     account_delete_cascades(storage).await;
+    account_delete_takes_relay_data(storage).await;
     concurrent_offline_quota(storage).await;
     concurrent_roster_versions(storage).await;
 }

@@ -659,4 +659,10 @@ pub async fn account_delete_cascades(s: &Storage) {
     assert_eq!(s.relay_devices.get(&d.id).await.unwrap(), None);
     assert_eq!(s.whitelist_tokens.get(&t.id).await.unwrap(), None);
     assert_eq!(s.push_outbox.message(&m.id).await.unwrap(), None);
+    // `fail_device` counts the device's pending deliveries: none may be left to send.
+    assert_eq!(
+        s.push_outbox.fail_device(&d.id, "probe", 2).await.unwrap(),
+        0,
+        "a pending push for a deleted device is left in the outbox"
+    );
 }

@@ -64,7 +64,9 @@ pub trait Accounts: Send + Sync {
     async fn credentials(&self, jid: &str) -> StorageResult<Option<Credentials>>;
     /// Replaces the credentials; returns `false` if there is no such account.
     async fn set_credentials(&self, jid: &str, credentials: &Credentials) -> StorageResult<bool>;
-    /// Deletes the account and everything it owns (roster, offline messages, vCard, block list, ...).
+    /// Deletes the account and everything it owns (roster, offline messages, vCard, block list, and
+    /// its push relay account, whose id is the bare JID, with that account's API keys, devices,
+    /// tokens, messages, outbox entries and audit trail), in one transaction.
     /// Returns `false` if there was no such account.
     async fn delete(&self, jid: &str) -> StorageResult<bool>;
     /// Bare JIDs of all accounts on `domain`, sorted.

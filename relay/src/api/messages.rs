@@ -1,7 +1,9 @@
 //! `/api/v1/messages/`: anyone holding a whitelist token POSTs `{token, data?, priority?}` (push.md
 //! section 5.1 row 13). 202 echoes ChatSecure's fields plus the message `id`, once the deliveries are
 //! persisted; 404 unknown/expired/revoked token; 429 with Retry-After; 400 bad input. A poster that
-//! authenticates with `Authorization: Token` is the sender (its account name) for token bindings.
+//! authenticates with `Authorization: Token` as a local XMPP account is the sender (its bare JID,
+//! verified by the server) for token bindings; a relay-only account's name is no JID or domain
+//! (it may look like one: `example.org` is a valid name), so it satisfies no binding.
 //! `GET /api/v1/messages/{id}/` reports delivery status to whoever holds the id (the poster).
 
 use axum::Json;
@@ -39,7 +41,7 @@ pub async fn post(
             endpoint: None,
             priority,
             data: data.clone(),
-            sender: caller.map(|a| a.username),
+            sender: caller.filter(|a| a.is_local).map(|a| a.username),
             origin: addr,
         })
         .await?;

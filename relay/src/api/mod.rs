@@ -165,7 +165,9 @@ impl FromRequestParts<Relay> for MaybeCaller {
     }
 }
 
-/// The client address when the server serves with connect info (for per-address limits).
+/// The client address when the server serves with connect info, as the per-address limits key it
+/// ([`crate::ratelimit::address_key`]: an IPv6 client is its /64), so every limit and audit line
+/// that names the client sees the same key.
 pub struct ClientAddr(pub Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
@@ -175,7 +177,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string()),
+                .map(|c| crate::ratelimit::address_key(c.0.ip())),
         ))
     }
 }

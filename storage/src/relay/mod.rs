@@ -36,7 +36,8 @@ pub trait RelayAccounts: Send + Sync {
     async fn by_id(&self, id: &str) -> StorageResult<Option<RelayAccount>>;
     async fn by_username(&self, username: &str) -> StorageResult<Option<RelayAccount>>;
     async fn by_email(&self, email: &str) -> StorageResult<Option<RelayAccount>>;
-    /// Deletes the account with its keys, devices, tokens, messages and audit entries; `false` if absent.
+    /// Deletes the account with its keys, devices, tokens, messages, the outbox entries of its devices
+    /// and its audit entries, in one transaction; `false` if absent.
     async fn delete(&self, id: &str) -> StorageResult<bool>;
     /// Adds an API key hash to the account, then keeps only the `keep` newest keys.
     async fn add_api_key(

@@ -18,6 +18,23 @@ pub(crate) fn db_err(e: sqlx::Error) -> StorageError {
 /// PostgreSQL's 65,535 bound parameters even at a dozen columns a row.
 pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
+/// Deletes a relay account and everything it owns, each statement binding the account id as `$1`;
+/// run in this order in one transaction. Deliveries are keyed by device, not by account, so the
+/// outbox rows of the account's devices go first, explicitly (a pending push must not outlive the
+/// device it wakes); the rest is listed too rather than left to `ON DELETE CASCADE`, so the
+/// deletion does not depend on SQLite's `foreign_keys` pragma. The last statement deletes the
+/// account row: its row count says whether the account existed.
+pub(crate) const RELAY_ACCOUNT_DELETES: [&str; 7] = [
+    "DELETE FROM relay_outbox WHERE device_id IN (SELECT id FROM relay_devices WHERE account_id = $1)",
+    "DELETE FROM relay_audit WHERE account_id = $1",
+    // Their delivery links follow by ON DELETE CASCADE from both sides.
+    "DELETE FROM relay_messages WHERE account_id = $1",
+    "DELETE FROM relay_tokens WHERE account_id = $1",
+    "DELETE FROM relay_devices WHERE account_id = $1",
+    "DELETE FROM relay_api_keys WHERE account_id = $1",
+    "DELETE FROM relay_accounts WHERE id = $1",
+];
+
 /// Implements the relay traits for `$store` (a struct with `pool` (reads) and `writer` (writes) fields).
 /// `$begin` starts the enqueue transaction (SQLite takes the write lock up front with
 /// `BEGIN IMMEDIATE`, so two writers never deadlock on lock upgrade); `$skip_locked` is appended to
@@ -31,7 +48,7 @@ macro_rules! relay_sql_impl {
             use $crate::relay::rows::{
                 AccountRow, AuditRow, DeviceRow, MessageRow, OutboxRow, TokenRow, join_ids, limit,
             };
-            use $crate::relay::sql::{ROWS_PER_STATEMENT, db_err};
+            use $crate::relay::sql::{RELAY_ACCOUNT_DELETES, ROWS_PER_STATEMENT, db_err};
             use $crate::relay::*;
             use sqlx::QueryBuilder;
             use std::collections::HashMap;
@@ -62,10 +79,14 @@ macro_rules! relay_sql_impl {
                     Ok(r.map(Into::into))
                 }
                 async fn delete(&self, id: &str) -> StorageResult<bool> {
-                    // Foreign keys cascade to keys, devices, tokens, messages and audit entries.
-                    let r = sqlx::query::<$db>("DELETE FROM relay_accounts WHERE id = $1")
-                        .bind(id).execute(&self.writer).await.map_err(db_err)?;
-                    Ok(r.rows_affected() > 0)
+                    let mut tx = self.writer.begin_with($begin).await.map_err(db_err)?;
+                    let mut existed = false;
+                    for statement in RELAY_ACCOUNT_DELETES {
+                        let r = sqlx::query::<$db>(statement).bind(id).execute(&mut *tx).await.map_err(db_err)?;
+                        existed = r.rows_affected() > 0;
+                    }
+                    tx.commit().await.map_err(db_err)?;
+                    Ok(existed)
                 }
                 async fn add_api_key(&self, account_id: &str, key_hash: &str, now_ms: i64, keep: usize) -> StorageResult<()> {
                     sqlx::query::<$db>("INSERT INTO relay_api_keys (key_hash, account_id, created_at_ms) VALUES ($1, $2, $3)")

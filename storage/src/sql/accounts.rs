@@ -76,7 +76,8 @@ macro_rules! accounts_sql {
 
                 async fn delete(&self, jid: &str) -> StorageResult<bool> {
                     // One transaction, so a crash cannot leave a half-deleted account. Owned rows go even
-                    // when the account row is already gone: nothing may outlive the account.
+                    // when the account row is already gone: nothing may outlive the account, in the
+                    // push relay's tables neither.
                     let mut tx = self.writer.begin_with($write).await.map_err(db_error)?;
                     let existed = sqlx::query("DELETE FROM accounts WHERE jid = $1")
                         .bind(jid)
@@ -92,7 +93,12 @@ macro_rules! accounts_sql {
                         "DELETE FROM offline_messages WHERE owner = $1",
                         "DELETE FROM vcards WHERE owner = $1",
                         "DELETE FROM block_list WHERE owner = $1",
-                    ] {
+                    ]
+                    .into_iter()
+                    // A local account's relay account has the bare JID as its id: its API keys,
+                    // devices and tokens must not pass to whoever registers the JID next.
+                    .chain($crate::relay::sql::RELAY_ACCOUNT_DELETES)
+                    {
                         sqlx::query(statement)
                             .bind(jid)
                             .execute(&mut *tx)
