@@ -207,8 +207,9 @@ max_connections = 100000
 enabled = true
 listen = "127.0.0.1:$((port + 59))"
 public_url = "http://127.0.0.1:$((port + 59))"
-# The push phase's stand-in provider is a plain-http loopback endpoint.
+# The push phase's stand-in provider is a plain-http loopback endpoint (loopback is refused by default).
 allow_plain_http = true
+allowed_endpoint_networks = ["127.0.0.0/8"]
 [relay.limits]
 # 1,000 device registrations from a few loopback addresses within seconds.
 account_attempts = 1000000

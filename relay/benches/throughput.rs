@@ -77,6 +77,8 @@ async fn main() {
     let mut config = RelayConfig {
         enabled: true,
         allow_plain_http: true,
+        // The stand-in push service is on loopback (refused by default: SSRF).
+        allowed_endpoint_networks: vec!["127.0.0.0/8".into()],
         public_url: base.clone(),
         collapse_window_ms: 0,
         ..RelayConfig::default()
@@ -251,6 +253,8 @@ async fn wake_bench() {
     let mut config = RelayConfig {
         enabled: true,
         allow_plain_http: true,
+        // The stand-in push service is on loopback (refused by default: SSRF).
+        allowed_endpoint_networks: vec!["127.0.0.0/8".into()],
         ..RelayConfig::default()
     };
     if let Ok(w) = std::env::var("BENCH_WORKERS") {

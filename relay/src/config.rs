@@ -47,7 +47,12 @@ pub struct RelayConfig {
     pub retention_days: u64,
     /// Accept `http://` device endpoints and peers (tests, private networks). Off: https only.
     pub allow_plain_http: bool,
+    /// Networks (CIDR) that user-supplied endpoints (Web Push, UnifiedPush, forwarding) may reach
+    /// although they are not public: loopback, private, link-local... are refused otherwise (SSRF).
+    /// For tests (`127.0.0.0/8`) and LAN setups.
+    pub allowed_endpoint_networks: Vec<String>,
     pub limits: RateLimits,
+    pub http: HttpServerConfig,
     pub apns: ApnsConfig,
     pub fcm: FcmConfig,
     pub webpush: WebPushConfig,
@@ -73,7 +78,9 @@ impl Default for RelayConfig {
             push_ttl_secs: 4 * 3600,
             retention_days: 30,
             allow_plain_http: false,
+            allowed_endpoint_networks: Vec::new(),
             limits: RateLimits::default(),
+            http: HttpServerConfig::default(),
             apns: ApnsConfig::default(),
             fcm: FcmConfig::default(),
             webpush: WebPushConfig::default(),
@@ -114,6 +121,36 @@ impl Default for RateLimits {
         }
     }
 }
+
+/// The API's HTTP server (served by the server process): what one client can hold.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpServerConfig {
+    /// A request's headers must arrive complete within this time, and a keep-alive connection must
+    /// start its next request within it; otherwise the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// A connection on which nothing is read or written for this long is closed (HTTP/2 included).
+    pub idle_timeout_ms: u64,
+    /// Connections served at once; further ones wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// Connections from one client address at once; further ones are closed at once. Behind a
+    /// reverse proxy every connection comes from the proxy: raise it to `max_connections` there.
+    pub max_connections_per_address: usize,
+}
+
+impl Default for HttpServerConfig {
+    fn default() -> Self {
+        HttpServerConfig {
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 1024,
+            max_connections_per_address: 128,
+        }
+    }
+}
+
+/// The longest timeout `[relay.http]` accepts: a day.
+const MAX_HTTP_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
 
 /// APNs (Apple) settings. Token auth (`key_file` + `key_id` + `team_id`) or certificate auth
 /// (`certificate_file` + `certificate_key_file`, PEM).
@@ -186,6 +223,35 @@ pub struct FederationConfig {
 }
 
 impl RelayConfig {
+    /// Every problem with the values (not the files they name), each starting with the key, for the
+    /// server's configuration check to report with the others.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for network in &self.allowed_endpoint_networks {
+            if let Err(e) = network.parse::<crate::backends::address_policy::Cidr>() {
+                problems.push(format!("allowed_endpoint_networks: {e}"));
+            }
+        }
+        let http = &self.http;
+        for (key, ms) in [
+            ("http.header_read_timeout_ms", http.header_read_timeout_ms),
+            ("http.idle_timeout_ms", http.idle_timeout_ms),
+        ] {
+            if ms == 0 || ms > MAX_HTTP_TIMEOUT_MS {
+                problems.push(format!(
+                    "{key}: must be between 1 and {MAX_HTTP_TIMEOUT_MS}"
+                ));
+            }
+        }
+        if http.max_connections == 0 {
+            problems.push("http.max_connections: must be positive".into());
+        }
+        if http.max_connections_per_address == 0 {
+            problems.push("http.max_connections_per_address: must be positive".into());
+        }
+        problems
+    }
+
     /// The messages endpoint of this relay, as handed out with tokens.
     pub fn messages_endpoint(&self) -> String {
         format!("{}/api/v1/messages/", self.public_url.trim_end_matches('/'))
@@ -214,5 +280,21 @@ mod tests {
         assert_eq!(f.relay, RelayConfig::default());
         assert!(toml::from_str::<File>("[relay]\nenable = true\n").is_err());
         assert!(toml::from_str::<File>("[relay.fcm]\napi_key = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn problems_name_their_key() {
+        assert!(RelayConfig::default().problems().is_empty());
+        let mut c = RelayConfig {
+            allowed_endpoint_networks: vec!["127.0.0.0/8".into(), "10.0.0.0/40".into()],
+            ..RelayConfig::default()
+        };
+        c.http.header_read_timeout_ms = 0;
+        c.http.max_connections = 0;
+        let problems = c.problems();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("allowed_endpoint_networks:"));
+        assert!(problems[1].starts_with("http.header_read_timeout_ms:"));
+        assert!(problems[2].starts_with("http.max_connections:"));
     }
 }

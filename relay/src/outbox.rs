@@ -28,7 +28,9 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 pub(crate) const MAX_SENT_BATCH: usize = 256;
 
 /// The delay before attempt `attempts + 1`: `base * 2^attempts` capped at `max`, plus up to 20 %
-/// jitter, and never less than the peer's Retry-After.
+/// jitter; a peer's Retry-After replaces it but is capped at `max` too, so a peer cannot park a
+/// delivery for longer than the operator's retry maximum (nor overflow the arithmetic with a huge
+/// value: RFC 9110 section 10.2.3 sets no upper bound on delay-seconds).
 pub fn backoff(
     attempts: u32,
     base_ms: u64,
@@ -43,8 +45,10 @@ pub fn backoff(
     };
     let computed = Duration::from_millis(exp + jitter);
     match retry_after {
-        // Honour the peer's Retry-After as given (plus a little jitter so retries do not stampede).
-        Some(after) => after + Duration::from_millis(jitter.min(1000)),
+        // Honour the peer's Retry-After (plus a little jitter so retries do not stampede), up to `max`.
+        Some(after) => after
+            .saturating_add(Duration::from_millis(jitter.min(1000)))
+            .min(Duration::from_millis(max_ms)),
         None => computed,
     }
 }
@@ -301,5 +305,19 @@ mod tests {
         assert!(capped >= Duration::from_millis(60_000) && capped <= Duration::from_millis(72_000));
         let ra = backoff(0, 1000, 60_000, Some(Duration::from_secs(30)));
         assert!(ra >= Duration::from_secs(30) && ra <= Duration::from_millis(31_000));
+    }
+
+    /// A peer's `Retry-After: 18446744073709551615` (u64::MAX seconds) once overflowed the addition
+    /// and panicked the delivery task, leaving the delivery claimed until restart.
+    #[test]
+    fn huge_retry_after_saturates_at_the_retry_maximum() {
+        for huge in [Duration::MAX, Duration::from_secs(u64::MAX)] {
+            for attempts in [40, 5, 0] {
+                let d = backoff(attempts, 1000, 60_000, Some(huge));
+                assert_eq!(d, Duration::from_millis(60_000), "attempt {attempts}");
+            }
+        }
+        let long = backoff(0, 1000, 60_000, Some(Duration::from_secs(3600)));
+        assert_eq!(long, Duration::from_millis(60_000));
     }
 }

@@ -47,10 +47,15 @@ struct Fcm {
 }
 
 async fn fcm_relay() -> Fcm {
+    fcm_relay_with_token_lifetime(3600).await
+}
+
+/// An FCM relay whose OAuth stand-in grants tokens for `expires_in` seconds.
+async fn fcm_relay_with_token_lifetime(expires_in: u64) -> Fcm {
     let dir = tempfile::tempdir().unwrap();
     let oauth = StandIn::start(Reply::json(
         200,
-        json!({"access_token": "at-123", "expires_in": 3600, "token_type": "Bearer"}),
+        json!({"access_token": "at-123", "expires_in": expires_in, "token_type": "Bearer"}),
     ))
     .await;
     let fcm = StandIn::start(Reply::json(
@@ -152,6 +157,25 @@ async fn fcm_end_to_end_with_oauth_exchange() {
     oauth.none_within(Duration::from_millis(200)).await;
 }
 
+/// A token endpoint answering `expires_in: 18446744073709551615` once overflowed `Instant + Duration`
+/// and panicked the delivery task, leaving the delivery pending until restart.
+#[tokio::test]
+async fn fcm_huge_token_lifetime_still_delivers() {
+    let Fcm {
+        h,
+        oauth: _o,
+        mut fcm,
+        _dir,
+    } = fcm_relay_with_token_lifetime(u64::MAX).await;
+    let key = h.account("forever").await;
+    h.device(&key, "gcm", json!({"registration_id": "fcm-reg-2"}))
+        .await;
+    let token = h.token(&key, json!({})).await;
+    let id = h.accepted(&token).await;
+    fcm.next().await;
+    h.wait_status(&id, "sent").await;
+}
+
 #[tokio::test]
 async fn fcm_unregistered_removes_the_device() {
     let Fcm {
@@ -250,7 +274,10 @@ async fn transient_failures_give_up_after_max_attempts() {
     let token = h.token(&key, json!({})).await;
     let id = h.accepted(&token).await;
     let status = h.wait_status(&id, "failed").await;
-    assert_eq!(status["deliveries"][0]["reason"], "gave up: http 500");
+    assert_eq!(
+        status["deliveries"][0]["reason"],
+        "gave up: endpoint unavailable"
+    );
     assert_eq!(status["deliveries"][0]["attempts"], 2);
 }
 

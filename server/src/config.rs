@@ -345,6 +345,12 @@ impl Config {
                 ));
             }
         }
+        problems.extend(
+            raw.relay
+                .problems()
+                .into_iter()
+                .map(|p| format!("relay.{p}")),
+        );
         if !problems.is_empty() {
             return Err(ConfigErrors { problems });
         }

@@ -136,6 +136,19 @@ fn apply(relay: &Relay, d: &mut Device, fields: &Fields, partial: bool) -> Resul
                 if !(https || http_ok) || reqwest::Url::parse(&endpoint).is_err() {
                     return Err(ApiError::field("endpoint", "An https URL is required."));
                 }
+                // An address literal is judged now; a host name when it is resolved, at delivery.
+                if relay
+                    .inner
+                    .backends
+                    .endpoint_policy
+                    .check_url(&endpoint)
+                    .is_err()
+                {
+                    return Err(ApiError::field(
+                        "endpoint",
+                        "The endpoint's address is not a public one.",
+                    ));
+                }
                 d.token = endpoint;
             } else if !partial {
                 return Err(ApiError::field("endpoint", "This field is required."));

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use herald_storage::relay::{Device, DeviceKind};
 
 use crate::{Priority, RelayConfig, RelayError};
+use address_policy::{AddressPolicy, EndpointRefused, PublicResolver};
 
+pub mod address_policy;
 pub mod apns;
 pub mod ece;
 pub mod fcm;
@@ -66,6 +68,8 @@ pub struct Backends {
     pub webpush: Option<Arc<dyn PushBackend>>,
     pub unifiedpush: Option<Arc<dyn PushBackend>>,
     pub forward: forward::Forwarder,
+    /// The addresses user-supplied endpoints (Web Push, UnifiedPush, forwarding) may reach.
+    pub endpoint_policy: Arc<AddressPolicy>,
     /// The VAPID public key (base64url, uncompressed) browsers subscribe with
     /// (`applicationServerKey`); `None` without a VAPID key.
     pub vapid_public_key: Option<String>,
@@ -73,18 +77,30 @@ pub struct Backends {
 
 impl Backends {
     /// Builds every backend the configuration enables.
+    /// Errors: [`RelayError::Config`] for unreadable key files and an invalid
+    /// `allowed_endpoint_networks` entry.
     pub fn from_config(config: &RelayConfig) -> Result<Backends, RelayError> {
+        // FCM, its token exchange and APNs go to hosts the operator configured (vendor hosts, or
+        // local stand-ins in tests): not user input, so not filtered.
         let http = http_client(config)?;
+        let endpoint_policy = Arc::new(
+            AddressPolicy::new(&config.allowed_endpoint_networks)
+                .map_err(|e| RelayError::Config(format!("allowed_endpoint_networks: {e}")))?,
+        );
+        let guarded = Guarded {
+            http: endpoint_client(config, &endpoint_policy)?,
+            policy: endpoint_policy.clone(),
+        };
         let apns =
             apns::ApnsBackend::from_config(config)?.map(|b| Arc::new(b) as Arc<dyn PushBackend>);
         let fcm = fcm::FcmBackend::from_config(config, http.clone())?
             .map(|b| Arc::new(b) as Arc<dyn PushBackend>);
         let vapid = vapid::VapidKey::from_config(config)?;
         let webpush = vapid.clone().map(|v| {
-            Arc::new(webpush::WebPushBackend::new(http.clone(), v)) as Arc<dyn PushBackend>
+            Arc::new(webpush::WebPushBackend::new(guarded.clone(), v)) as Arc<dyn PushBackend>
         });
         let unifiedpush = Some(Arc::new(unifiedpush::UnifiedPushBackend::new(
-            http.clone(),
+            guarded.clone(),
             vapid.clone(),
         )) as Arc<dyn PushBackend>);
         Ok(Backends {
@@ -92,7 +108,8 @@ impl Backends {
             fcm,
             webpush,
             unifiedpush,
-            forward: forward::Forwarder::new(http),
+            forward: forward::Forwarder::new(guarded),
+            endpoint_policy,
             vapid_public_key: vapid.map(|v| v.public_key_b64().to_string()),
         })
     }
@@ -119,6 +136,66 @@ pub fn http_client(config: &RelayConfig) -> Result<reqwest::Client, RelayError> 
         .map_err(|e| RelayError::Config(format!("http client: {e}")))
 }
 
+/// The client for user-supplied endpoints: like [`http_client`], but host names resolve only to
+/// addresses `policy` permits, checked when connecting (so DNS rebinding gets no further).
+pub fn endpoint_client(
+    config: &RelayConfig,
+    policy: &Arc<AddressPolicy>,
+) -> Result<reqwest::Client, RelayError> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_millis(config.request_timeout_ms))
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(PublicResolver::new(policy.clone())))
+        .user_agent(concat!("herald-relay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| RelayError::Config(format!("http client: {e}")))
+}
+
+/// A client for user-supplied endpoints with the policy it enforces. Every request starts with
+/// [`Guarded::post`] or [`Guarded::get`], which refuse IP-literal hosts the policy does not permit
+/// (a resolver is never asked about those); host names are filtered by the client's resolver.
+#[derive(Clone)]
+pub struct Guarded {
+    http: reqwest::Client,
+    policy: Arc<AddressPolicy>,
+}
+
+impl Guarded {
+    /// A POST to `url`. Errors: the [`SendOutcome`] for a refused or invalid URL.
+    pub fn post(&self, url: &str) -> Result<reqwest::RequestBuilder, SendOutcome> {
+        self.check(url)?;
+        Ok(self.http.post(url))
+    }
+
+    /// A GET to `url`. Errors: as for [`Guarded::post`].
+    pub fn get(&self, url: &str) -> Result<reqwest::RequestBuilder, SendOutcome> {
+        self.check(url)?;
+        Ok(self.http.get(url))
+    }
+
+    fn check(&self, url: &str) -> Result<(), SendOutcome> {
+        self.policy.check_url(url).map_err(|e| {
+            tracing::info!(error = %e, "push endpoint refused by address policy");
+            refused_outcome(&e)
+        })
+    }
+}
+
+fn refused_outcome(e: &EndpointRefused) -> SendOutcome {
+    SendOutcome::Rejected(match e {
+        EndpointRefused::NotPublic => ENDPOINT_NOT_ALLOWED.into(),
+        EndpointRefused::BadUrl => "endpoint URL invalid".into(),
+    })
+}
+
+/// The reasons a poster reads in the message status (`GET /api/v1/messages/{id}/`) for plain HTTP
+/// endpoints. Deliberately coarse: the status codes, connection errors and timeouts behind them
+/// would let a poster map a network through the relay; the operator's log has the detail.
+pub const ENDPOINT_GONE: &str = "endpoint gone";
+pub const ENDPOINT_UNAVAILABLE: &str = "endpoint unavailable";
+pub const ENDPOINT_REFUSED: &str = "endpoint refused the push";
+pub const ENDPOINT_NOT_ALLOWED: &str = "endpoint address not allowed";
+
 /// Parses `Retry-After`: delta seconds or an HTTP-date (RFC 9110 section 10.2.3).
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = headers
@@ -136,32 +213,48 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 /// The class of a plain HTTP push answer (Web Push RFC 8030 section 5, UnifiedPush server spec,
 /// relay forwarding): 2xx sent; 404/410 gone; 429 and 5xx retried; everything else rejected.
+/// The reason recorded is coarse (see [`ENDPOINT_UNAVAILABLE`]); the status goes to the log.
 pub fn classify_status(status: u16, retry: Option<Duration>) -> SendOutcome {
+    if !(200..=299).contains(&status) {
+        tracing::info!(status, "push endpoint answered with an error");
+    }
     match status {
         200..=299 => SendOutcome::Sent,
-        404 | 410 => SendOutcome::Gone(format!("http {status}")),
+        404 | 410 => SendOutcome::Gone(ENDPOINT_GONE.into()),
         408 | 425 | 429 | 500..=599 => SendOutcome::Retry {
             after: retry,
-            reason: format!("http {status}"),
+            reason: ENDPOINT_UNAVAILABLE.into(),
         },
-        _ => SendOutcome::Rejected(format!("http {status}")),
+        _ => SendOutcome::Rejected(ENDPOINT_REFUSED.into()),
     }
 }
 
-/// The class of a transport error (timeouts and connection failures are transient).
+/// The class of a transport error: an address the policy refused is rejected; timeouts, connection
+/// failures and the rest are transient. The reason recorded is coarse: a closed port, a refused
+/// connection and a timeout all read "endpoint unavailable"; which one it was goes to the log.
 pub fn classify_transport(e: &reqwest::Error) -> SendOutcome {
+    if address_policy::is_refusal(e) {
+        tracing::info!("push endpoint refused by address policy");
+        return refused_outcome(&EndpointRefused::NotPublic);
+    }
     let what = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
         "connection failed"
     } else if e.is_redirect() {
-        return SendOutcome::Rejected("redirect refused".into());
+        "redirect"
     } else {
         "transport error"
     };
+    // The innermost cause (e.g. "Connection refused"), without the URL: it is the device token.
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    tracing::info!(what, cause = %cause, "push endpoint unreachable");
     SendOutcome::Retry {
         after: None,
-        reason: what.into(),
+        reason: ENDPOINT_UNAVAILABLE.into(),
     }
 }
 

@@ -17,6 +17,8 @@ use crate::RelayError;
 pub const FCM_SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 /// Lifetime asked for in the assertion (Google's maximum).
 const ASSERTION_LIFETIME_SECS: i64 = 3600;
+/// An access token is cached at most this long, whatever `expires_in` says.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(ASSERTION_LIFETIME_SECS as u64);
 /// Refresh this long before the token expires.
 const EARLY_REFRESH: Duration = Duration::from_secs(60);
 
@@ -147,7 +149,11 @@ impl TokenSource {
             .json()
             .await
             .map_err(|e| TokenError::Http(e.without_url().to_string()))?;
-        let lifetime = Duration::from_secs(answer.expires_in).saturating_sub(EARLY_REFRESH);
+        // `expires_in` is the token endpoint's (RFC 6749 section 5.1, unbounded): cap it at the lifetime
+        // asked for, so a huge value neither overflows the Instant nor pins a token forever.
+        let lifetime = Duration::from_secs(answer.expires_in)
+            .min(MAX_TOKEN_LIFETIME)
+            .saturating_sub(EARLY_REFRESH);
         *cached = Some((answer.access_token.clone(), Instant::now() + lifetime));
         Ok(answer.access_token)
     }

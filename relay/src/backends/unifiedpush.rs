@@ -8,17 +8,18 @@ use herald_storage::relay::Device;
 use super::vapid::VapidKey;
 use super::webpush::encrypted_request;
 use super::{
-    Push, PushBackend, SendOutcome, classify_status, classify_transport, retry_after, wake_body,
+    Guarded, Push, PushBackend, SendOutcome, classify_status, classify_transport, retry_after,
+    wake_body,
 };
 
 /// Sends UnifiedPush messages.
 pub struct UnifiedPushBackend {
-    http: reqwest::Client,
+    http: Guarded,
     vapid: Option<VapidKey>,
 }
 
 impl UnifiedPushBackend {
-    pub fn new(http: reqwest::Client, vapid: Option<VapidKey>) -> UnifiedPushBackend {
+    pub fn new(http: Guarded, vapid: Option<VapidKey>) -> UnifiedPushBackend {
         UnifiedPushBackend { http, vapid }
     }
 }
@@ -32,11 +33,13 @@ impl PushBackend for UnifiedPushBackend {
                 Err(outcome) => return outcome,
             }
         } else {
-            self.http
-                .post(&device.token)
-                .header("TTL", push.ttl_secs.to_string())
-                .header("Content-Type", "application/json")
-                .body(wake_body(push))
+            match self.http.post(&device.token) {
+                Ok(r) => r
+                    .header("TTL", push.ttl_secs.to_string())
+                    .header("Content-Type", "application/json")
+                    .body(wake_body(push)),
+                Err(outcome) => return outcome,
+            }
         };
         match req.send().await {
             Ok(resp) => classify_status(resp.status().as_u16(), retry_after(resp.headers())),

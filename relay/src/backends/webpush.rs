@@ -10,18 +10,19 @@ use sha2::{Digest, Sha256};
 
 use super::vapid::VapidKey;
 use super::{
-    Push, PushBackend, SendOutcome, classify_status, classify_transport, retry_after, wake_body,
+    Guarded, Push, PushBackend, SendOutcome, classify_status, classify_transport, retry_after,
+    wake_body,
 };
 use crate::Priority;
 
 /// Sends Web Push messages.
 pub struct WebPushBackend {
-    http: reqwest::Client,
+    http: Guarded,
     vapid: VapidKey,
 }
 
 impl WebPushBackend {
-    pub fn new(http: reqwest::Client, vapid: VapidKey) -> WebPushBackend {
+    pub fn new(http: Guarded, vapid: VapidKey) -> WebPushBackend {
         WebPushBackend { http, vapid }
     }
 }
@@ -38,9 +39,10 @@ pub fn key_bytes(v: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(v.trim_end_matches('=')).ok()
 }
 
-/// Encrypts the wake body for a device with Web Push keys, and builds the request.
+/// Encrypts the wake body for a device with Web Push keys, and builds the request. Errors: the
+/// outcome for missing keys or an endpoint the address policy refuses.
 pub(crate) fn encrypted_request(
-    http: &reqwest::Client,
+    http: &Guarded,
     device: &Device,
     push: &Push,
     vapid: Option<&VapidKey>,
@@ -56,7 +58,7 @@ pub(crate) fn encrypted_request(
     let body = super::ece::encrypt(&p256dh, &auth, &wake_body(push))
         .map_err(|e| SendOutcome::Rejected(format!("encryption: {e}")))?;
     let mut req = http
-        .post(&device.token)
+        .post(&device.token)?
         .header("TTL", push.ttl_secs.to_string())
         .header("Content-Encoding", "aes128gcm")
         .header("Content-Type", "application/octet-stream")

@@ -207,6 +207,8 @@ pub fn test_config() -> RelayConfig {
     RelayConfig {
         enabled: true,
         allow_plain_http: true,
+        // The stand-ins listen on loopback, which endpoints may not reach by default (SSRF).
+        allowed_endpoint_networks: vec!["127.0.0.0/8".into(), "::1".into()],
         retry_base_ms: 200,
         retry_max_ms: 2_000,
         request_timeout_ms: 5_000,

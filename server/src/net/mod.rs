@@ -1,6 +1,7 @@
 //! Listeners, TLS, transports and shutdown: everything between a TCP socket and a negotiated XML stream.
 
 pub mod channel_binding;
+pub mod idle;
 pub mod shutdown;
 pub mod tls;
 pub mod transport;
