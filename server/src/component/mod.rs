@@ -13,8 +13,8 @@ use crate::net::shutdown::Shutdown;
 use crate::router::envelope::to_client_namespace;
 use crate::router::{Envelope, Router};
 use crate::xmpp::error::{StreamError, StreamErrorCondition};
+use crate::xmpp::ns;
 use crate::xmpp::stream::{Frame, StreamHeader, XmlStream};
-use crate::xmpp::{Limits, ns};
 
 /// Stanzas queued for a component before it counts as stuck.
 const COMPONENT_QUEUE_LENGTH: usize = 8192;
@@ -45,11 +45,8 @@ pub async fn run<S>(io: S, router: &Arc<Router>, mut shutdown: Shutdown) -> Resu
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let limits = Limits {
-        max_stanza_bytes: router.config.max_stanza_bytes,
-        max_depth: router.config.max_depth,
-    };
-    let mut stream = XmlStream::new(io, limits);
+    // RFC 6120 section 13.12: the small pre-authentication limits until the handshake proves the secret.
+    let mut stream = XmlStream::new(io, router.config.stream_limits().before_auth());
     // The handshake is bounded like client negotiation, so a silent peer cannot hold a task forever.
     let deadline = tokio::time::Instant::now() + router.config.auth_timeout;
     let timed_out = StreamError::Condition {
@@ -124,6 +121,7 @@ where
     stream
         .send(&Element::builder("handshake", ns::COMPONENT_ACCEPT).build())
         .await?;
+    stream.set_limits(router.config.stream_limits());
     tracing::info!(%domain, "component attached");
     let outcome = loop {
         tokio::select! {
