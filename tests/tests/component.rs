@@ -169,6 +169,41 @@ async fn wrong_component_secret_is_not_authorized() {
 }
 
 #[tokio::test]
+async fn a_bulky_handshake_is_refused_under_the_pre_authentication_limits() {
+    // RFC 6120 section 13.12 (issue 10, finding 1): before the secret is proven, a component is as
+    // anonymous as any client, so the small pre-authentication limits apply: a handshake element with
+    // 200 children is a policy violation, not a tree held in memory and checked.
+    let server = server_with_component().await;
+    let mut bulky = Component::open(&server, COMPONENT).await;
+    bulky
+        .stream
+        .send_raw(&format!("<handshake>{}</handshake>", "<a/>".repeat(200)))
+        .await
+        .unwrap();
+    bulky.expect_stream_error("policy-violation").await;
+    // After the handshake the full limits apply: a 200-child stanza is read and answered.
+    let mut component = Component::open(&server, COMPONENT).await;
+    component.handshake(SECRET).await;
+    assert!(
+        component
+            .expect_element()
+            .await
+            .is("handshake", ns::COMPONENT_ACCEPT)
+    );
+    component
+        .stream
+        .send_raw(&format!(
+            "<iq type='get' from='echo@bot.localhost' to='localhost' id='m1'><query xmlns='urn:x:unknown'>{}</query></iq>",
+            "<a/>".repeat(200)
+        ))
+        .await
+        .unwrap();
+    // RFC 6120 section 8.4: an IQ for an unknown namespace is answered with an error.
+    let answer = component.expect_element().await;
+    assert_eq!(answer.attr("id"), Some("m1"), "{}", xml::show(&answer));
+}
+
+#[tokio::test]
 async fn unknown_component_domain_is_host_unknown() {
     let server = server_with_component().await;
     let mut stranger = Component::open(&server, "other.localhost").await;

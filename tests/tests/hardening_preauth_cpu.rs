@@ -36,7 +36,9 @@ async fn send_and_measure(client: &mut TestClient, header: &str) -> (Duration, O
     let _ = client.try_send_bytes(header.as_bytes()).await;
     client.read_header().await;
     let answer = client.next_within(Duration::from_secs(10)).await;
-    (cpu_time().saturating_sub(before), answer)
+    let spent = cpu_time().saturating_sub(before);
+    eprintln!("CPU time until the answer: {spent:?}");
+    (spent, answer)
 }
 
 fn assert_policy_violation(answer: Option<Incoming>) {

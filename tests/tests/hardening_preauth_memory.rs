@@ -47,6 +47,7 @@ async fn unfinished_stanzas_with_many_children_cost_what_was_received() {
     }
     // Every connection is still open on our side here, so whatever the server holds for them is counted.
     let growth = rss_bytes().saturating_sub(baseline);
+    eprintln!("RSS grew by {} KiB", growth >> 10);
     assert!(
         growth < MAX_GROWTH_BYTES,
         "RSS grew by {} MiB with {CONNECTIONS} connections holding {CHILDREN} children each (bound {} MiB)",

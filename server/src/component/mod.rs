@@ -54,7 +54,12 @@ where
         text: None,
     };
     let header = match tokio::time::timeout_at(deadline, stream.read_header()).await {
-        Ok(header) => header?,
+        Ok(Ok(header)) => header,
+        // Bad input gets its stream error (RFC 6120 section 4.9.1.2: after a header of ours).
+        Ok(Err(error)) => {
+            let _ = stream.send_error(&error).await;
+            return Err(error);
+        }
         Err(_) => {
             stream.send_error(&timed_out).await?;
             return Err(timed_out);
@@ -96,8 +101,14 @@ where
         stream.send_error(&timed_out).await?;
         return Err(timed_out);
     };
-    let handshake = match frame? {
-        Frame::Element(element) if element.is("handshake", ns::COMPONENT_ACCEPT) => element.text(),
+    let handshake = match frame {
+        Ok(Frame::Element(element)) if element.is("handshake", ns::COMPONENT_ACCEPT) => {
+            element.text()
+        }
+        Err(error) => {
+            let _ = stream.send_error(&error).await;
+            return Err(error);
+        }
         _ => {
             let error = fail(StreamErrorCondition::NotAuthorized);
             stream.send_error(&error).await?;

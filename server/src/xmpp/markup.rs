@@ -293,6 +293,14 @@ pub(crate) fn open_element(
             scope.declare(Some(prefix), value.clone())?;
         }
     }
+    // Every element and prefixed attribute looks its namespace up among the declarations in scope, so
+    // their number multiplies the cost of each lookup: bound it like the attributes of one element.
+    if scope.depth_marker() > max_attributes {
+        return Err(StreamError::new(
+            StreamErrorCondition::PolicyViolation,
+            format!("more than {max_attributes} namespace declarations in scope"),
+        ));
+    }
     if prefix == Some("xmlns") {
         return Err(malformed("element names cannot use the xmlns prefix"));
     }

@@ -51,7 +51,8 @@ pub struct Limits {
     pub max_depth: usize,
     /// Most elements in one first-level element, itself included.
     pub max_elements: usize,
-    /// Most attributes on one element, namespace declarations included (the stream header too).
+    /// Most attributes on one element, namespace declarations included (the stream header too); also the
+    /// most namespace declarations in scope at once.
     pub max_attributes: usize,
     /// Largest estimated size of one first-level element's parsed tree, in bytes.
     pub max_parsed_bytes: usize,

@@ -229,3 +229,29 @@ fn limits_raised_after_authentication_apply_to_the_restarted_stream() {
         assert_eq!(iq.children().count(), 999);
     });
 }
+
+#[test]
+fn namespace_declarations_in_scope_are_bounded() {
+    // Each element and each prefixed attribute looks its namespace up among the declarations in scope, so
+    // thousands of them in scope (64 per element, 32 levels deep) made every lookup slow: CPU quadratic in
+    // the input. They count against `max_attributes` in all.
+    let level = |depth: usize| -> String {
+        let declarations: String = (0..10)
+            .map(|i| format!(" xmlns:p{depth}x{i}='urn:{depth}:{i}'"))
+            .collect();
+        format!("<a{declarations}>")
+    };
+    let open: String = (0..20).map(level).collect();
+    let body = format!(
+        "<message>{open}<b p0x0:c=''/>{}</message>",
+        "</a>".repeat(20)
+    );
+    assert_eq!(
+        outcome(&body, Limits::default()),
+        Some(StreamErrorCondition::PolicyViolation)
+    );
+    // A realistic handful is fine.
+    let few: String = (0..6).map(level).collect();
+    let body = format!("<message>{few}<b p0x0:c=''/>{}</message>", "</a>".repeat(6));
+    assert_eq!(outcome(&body, Limits::default()), None);
+}
