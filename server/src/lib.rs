@@ -149,7 +149,12 @@ pub async fn start(
         Some(address) => {
             let listener = bind(address).await?;
             let bound = local_address(&listener, address);
-            tasks.spawn(component::serve(listener, router.clone(), shutdown.clone()));
+            tasks.spawn(component::serve(
+                listener,
+                router.clone(),
+                unauthenticated.clone(),
+                shutdown.clone(),
+            ));
             Some(bound)
         }
         None => None,

@@ -204,6 +204,34 @@ async fn a_bulky_handshake_is_refused_under_the_pre_authentication_limits() {
 }
 
 #[tokio::test]
+async fn unauthenticated_component_connections_are_capped_per_address() {
+    // RFC 6120 section 13.12 (issue 10, finding 1): a component before its handshake is as anonymous as a
+    // client before SASL, so it counts among the unauthenticated connections.
+    let server = TestServer::builder()
+        .env("HERALD_LIMITS__MAX_UNAUTHENTICATED_PER_ADDRESS", "2")
+        .file("component.secret", &format!("{SECRET}\n"))
+        .toml(
+            "[component]\nlisten = \"127.0.0.1:0\"\n\n[[component.components]]\n\
+             domain = \"bot.localhost\"\nsecret_file = \"{dir}/component.secret\"\n",
+        )
+        .start()
+        .await;
+    // A component whose handshake succeeded no longer holds a slot.
+    let mut attached = Component::open(&server, COMPONENT).await;
+    attached.handshake(SECRET).await;
+    assert!(
+        attached
+            .expect_element()
+            .await
+            .is("handshake", ns::COMPONENT_ACCEPT)
+    );
+    let _first = Component::open(&server, COMPONENT).await;
+    let _second = Component::open(&server, COMPONENT).await;
+    let mut third = Component::open(&server, COMPONENT).await;
+    third.expect_stream_error("policy-violation").await;
+}
+
+#[tokio::test]
 async fn unknown_component_domain_is_host_unknown() {
     let server = server_with_component().await;
     let mut stranger = Component::open(&server, "other.localhost").await;
