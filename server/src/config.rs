@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::xmpp::Limits;
+
 /// The file as written by the admin. Every section and key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -87,16 +89,35 @@ pub struct RawLimits {
     /// Stanzas per second one session may send before it is disconnected with policy-violation.
     pub stanzas_per_second: u32,
     pub max_connections: usize,
+    /// Most elements in one stanza once authenticated (before, a fixed 100: `Limits::PRE_AUTH`).
+    pub max_elements: usize,
+    /// Most attributes on one element once authenticated (before, a fixed 16).
+    pub max_attributes: usize,
+    /// Largest estimated size of one stanza's parsed tree once authenticated, bytes (before, a fixed 64 KiB).
+    pub max_parsed_bytes: usize,
+    /// Client connections that have not authenticated yet (TLS handshakes included), in all.
+    pub max_unauthenticated: usize,
+    /// Client connections that have not authenticated yet from one IPv4 address or IPv6 /64.
+    pub max_unauthenticated_per_address: usize,
 }
 
 impl Default for RawLimits {
     fn default() -> Self {
         RawLimits {
-            max_stanza_bytes: 262_144,
-            max_depth: 32,
+            max_stanza_bytes: Limits::DEFAULT_MAX_STANZA_BYTES,
+            max_depth: Limits::DEFAULT_MAX_DEPTH,
             offline_quota: 1000,
             stanzas_per_second: 200,
             max_connections: 100_000,
+            max_elements: Limits::DEFAULT_MAX_ELEMENTS,
+            max_attributes: Limits::DEFAULT_MAX_ATTRIBUTES,
+            max_parsed_bytes: Limits::DEFAULT_MAX_PARSED_BYTES,
+            // A login holds its slot for the TLS handshake and SASL, well under a second, so 1024 admits a
+            // storm of over a thousand logins a second; at the pre-authentication limits each costs at most
+            // about 100 KiB (receive buffer, parse budget, TLS state), about 100 MiB in all.
+            max_unauthenticated: 1024,
+            // Enough for a NAT with dozens of people logging in at the same moment.
+            max_unauthenticated_per_address: 32,
         }
     }
 }
@@ -148,6 +169,11 @@ pub struct Config {
     pub offline_quota: usize,
     pub stanzas_per_second: u32,
     pub max_connections: usize,
+    pub max_elements: usize,
+    pub max_attributes: usize,
+    pub max_parsed_bytes: usize,
+    pub max_unauthenticated: usize,
+    pub max_unauthenticated_per_address: usize,
     pub certificates: Vec<CertificateFiles>,
     pub component_listen: Option<SocketAddr>,
     pub components: Vec<ComponentSecret>,
@@ -293,6 +319,31 @@ impl Config {
         if limits.stanzas_per_second == 0 {
             problems.push("limits.stanzas_per_second: must be positive".into());
         }
+        // Below the pre-authentication limits, what a client may send before login would be refused after.
+        let pre_auth = Limits::PRE_AUTH;
+        if limits.max_elements < pre_auth.max_elements {
+            problems.push(format!(
+                "limits.max_elements: must be at least {}",
+                pre_auth.max_elements
+            ));
+        }
+        if limits.max_attributes < pre_auth.max_attributes {
+            problems.push(format!(
+                "limits.max_attributes: must be at least {}",
+                pre_auth.max_attributes
+            ));
+        }
+        // A stanza of plain text parses to about its own size.
+        if limits.max_parsed_bytes < limits.max_stanza_bytes {
+            problems
+                .push("limits.max_parsed_bytes: must be at least limits.max_stanza_bytes".into());
+        }
+        if limits.max_unauthenticated == 0 {
+            problems.push("limits.max_unauthenticated: must be positive".into());
+        }
+        if limits.max_unauthenticated_per_address == 0 {
+            problems.push("limits.max_unauthenticated_per_address: must be positive".into());
+        }
         let mut certificates = Vec::new();
         for cert in &raw.tls.certificates {
             let files = CertificateFiles {
@@ -369,11 +420,28 @@ impl Config {
             offline_quota: limits.offline_quota,
             stanzas_per_second: limits.stanzas_per_second,
             max_connections: limits.max_connections,
+            max_elements: limits.max_elements,
+            max_attributes: limits.max_attributes,
+            max_parsed_bytes: limits.max_parsed_bytes,
+            max_unauthenticated: limits.max_unauthenticated,
+            max_unauthenticated_per_address: limits.max_unauthenticated_per_address,
             certificates,
             component_listen,
             components,
             relay: raw.relay,
         })
+    }
+
+    /// The limits on what an authenticated peer may send on one stream; [`Limits::before_auth`] gives the
+    /// ones before authentication.
+    pub fn stream_limits(&self) -> Limits {
+        Limits {
+            max_stanza_bytes: self.max_stanza_bytes,
+            max_depth: self.max_depth,
+            max_elements: self.max_elements,
+            max_attributes: self.max_attributes,
+            max_parsed_bytes: self.max_parsed_bytes,
+        }
     }
 
     /// Whether `domain` is one this server hosts users for.
@@ -449,7 +517,8 @@ mod tests {
         std::fs::write(
             &path,
             "[server]\ndomains = [\"bad domain@@\"]\n[c2s]\nlisten = \"nowhere\"\n\
-             [storage]\nurl = \"mysql://x\"\n[limits]\nmax_stanza_bytes = 5\n\
+             [storage]\nurl = \"mysql://x\"\n[limits]\nmax_stanza_bytes = 5\nmax_elements = 3\n\
+             max_attributes = 2\nmax_unauthenticated = 0\nmax_unauthenticated_per_address = 0\n\
              [[tls.certificates]]\ndomain = \"other.org\"\ncert = \"/nonexistent.pem\"\nkey = \"/nonexistent.key\"\n",
         )
         .unwrap();
@@ -460,6 +529,10 @@ mod tests {
             "c2s.listen",
             "storage.url",
             "limits.max_stanza_bytes",
+            "limits.max_elements",
+            "limits.max_attributes",
+            "limits.max_unauthenticated:",
+            "limits.max_unauthenticated_per_address",
             "tls.certificates[other.org].cert",
             "tls.certificates[other.org].key",
             "is not one of server.domains",

@@ -13,6 +13,8 @@ pub mod c2s;
 pub mod component;
 pub mod config;
 pub mod features;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod net;
 pub mod relay_host;
 pub mod router;
@@ -111,6 +113,11 @@ pub async fn start(
     };
     let router = Router::new(config.clone(), storage, push);
 
+    // One count of unauthenticated connections for both client listeners (RFC 6120 section 13.12).
+    let unauthenticated = net::unauthenticated::UnauthenticatedSlots::new(
+        config.max_unauthenticated,
+        config.max_unauthenticated_per_address,
+    );
     let c2s = bind(config.c2s_listen).await?;
     let c2s_address = local_address(&c2s, config.c2s_listen);
     tasks.spawn(net::serve_c2s(
@@ -118,6 +125,7 @@ pub async fn start(
         router.clone(),
         tls.clone(),
         false,
+        unauthenticated.clone(),
         shutdown.clone(),
     ));
 
@@ -130,6 +138,7 @@ pub async fn start(
                 router.clone(),
                 tls.clone(),
                 true,
+                unauthenticated.clone(),
                 shutdown.clone(),
             ));
             Some(bound)
@@ -140,7 +149,12 @@ pub async fn start(
         Some(address) => {
             let listener = bind(address).await?;
             let bound = local_address(&listener, address);
-            tasks.spawn(component::serve(listener, router.clone(), shutdown.clone()));
+            tasks.spawn(component::serve(
+                listener,
+                router.clone(),
+                unauthenticated.clone(),
+                shutdown.clone(),
+            ));
             Some(bound)
         }
         None => None,

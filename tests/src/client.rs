@@ -3,6 +3,7 @@
 //! binding, then raw XML out and parsed elements in, always with a timeout. The server's stream is parsed
 //! with Herald's own `XmlStream`.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use herald::xmpp::{Limits, StreamError, ns};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::server::TestServer;
 use crate::xml;
@@ -60,6 +61,20 @@ impl TestClient {
             .await
             .unwrap();
         TestClient::over(Box::new(socket), &server.certificate())
+    }
+
+    /// A TCP connection to the c2s port from the local address `source` (such as 127.0.0.2, so a test can
+    /// stand for several peers), with nothing sent yet.
+    pub async fn tcp_from(server: &TestServer, source: IpAddr) -> TestClient {
+        let socket = connect_from(server.c2s_address(), source).await;
+        TestClient::over(Box::new(socket), &server.certificate())
+    }
+
+    /// [`TestClient::tcp_from`], then the first stream opened (its features are in `features`).
+    pub async fn connect_plain_from(server: &TestServer, source: IpAddr) -> TestClient {
+        let mut client = TestClient::tcp_from(server, source).await;
+        client.open_stream().await;
+        client
     }
 
     /// TCP, then the first stream opened (its features are in `features`).
@@ -192,6 +207,12 @@ impl TestClient {
         Ok(data)
     }
 
+    /// Forgets the server's stream state after a SASL success without opening the new stream, for tests
+    /// that write the restarted stream's header themselves (RFC 6120 section 6.4.6).
+    pub fn reset_stream(&mut self) {
+        self.stream().reset();
+    }
+
     /// Resource binding (RFC 6120 section 7). `None` asks the server to generate the resource.
     pub async fn bind(&mut self, resource: Option<&str>) -> String {
         let payload = match resource {
@@ -224,6 +245,14 @@ impl TestClient {
         let io = self.stream().get_mut();
         io.write_all(bytes).await.unwrap();
         io.flush().await.unwrap();
+    }
+
+    /// Writes raw bytes and reports how the write went instead of panicking: for peers the server may cut
+    /// off in the middle of what they send.
+    pub async fn try_send_bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let io = self.stream().get_mut();
+        io.write_all(bytes).await?;
+        io.flush().await
     }
 
     /// Sends a chat message with `body` to `to`.
@@ -444,11 +473,25 @@ async fn tls_handshake(
     (Box::new(tls), alpn, exporter)
 }
 
+/// A TCP connection to `server` from the local address `source` (any of 127.0.0.0/8 works on Linux).
+pub async fn connect_from(server: SocketAddr, source: IpAddr) -> TcpStream {
+    let socket = match source {
+        IpAddr::V4(_) => TcpSocket::new_v4(),
+        IpAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    within("TCP connect", socket.connect(server)).await.unwrap()
+}
+
 /// The client accepts more than the server so that the server's own limits are what is tested.
 fn client_limits() -> Limits {
     Limits {
         max_stanza_bytes: 16 * 1024 * 1024,
         max_depth: 256,
+        max_elements: usize::MAX,
+        max_attributes: usize::MAX,
+        max_parsed_bytes: usize::MAX,
     }
 }
 

@@ -94,7 +94,9 @@ async fn features_advertised_at_each_stage() {
         .start()
         .await;
     server.add_user("alice").await;
+    // Before authentication the smaller pre-authentication stanza size is announced (8192 bytes).
     let expected_limits = ("20000".to_string(), "120".to_string());
+    let expected_limits_before_auth = ("8192".to_string(), "120".to_string());
 
     // Before TLS: STARTTLS, required; no SASL at all, so no PLAIN in the clear.
     let mut client = TestClient::connect_plain(&server).await;
@@ -108,7 +110,7 @@ async fn features_advertised_at_each_stage() {
         "no mechanisms before TLS"
     );
     assert!(client.features.get_child("bind", ns::BIND).is_none());
-    assert_eq!(limits(&client.features), expected_limits);
+    assert_eq!(limits(&client.features), expected_limits_before_auth);
 
     // After TLS: SASL mechanisms including channel binding and PLAIN; no STARTTLS again.
     client.starttls().await;
@@ -121,7 +123,7 @@ async fn features_advertised_at_each_stage() {
     }
     assert!(client.features.get_child("starttls", ns::TLS).is_none());
     assert!(client.features.get_child("bind", ns::BIND).is_none());
-    assert_eq!(limits(&client.features), expected_limits);
+    assert_eq!(limits(&client.features), expected_limits_before_auth);
 
     // After SASL: bind, optional legacy session, roster versioning, pre-approval; no more SASL.
     client.auth_plain("alice", PASSWORD).await.unwrap();

@@ -169,6 +169,69 @@ async fn wrong_component_secret_is_not_authorized() {
 }
 
 #[tokio::test]
+async fn a_bulky_handshake_is_refused_under_the_pre_authentication_limits() {
+    // RFC 6120 section 13.12 (issue 10, finding 1): before the secret is proven, a component is as
+    // anonymous as any client, so the small pre-authentication limits apply: a handshake element with
+    // 200 children is a policy violation, not a tree held in memory and checked.
+    let server = server_with_component().await;
+    let mut bulky = Component::open(&server, COMPONENT).await;
+    bulky
+        .stream
+        .send_raw(&format!("<handshake>{}</handshake>", "<a/>".repeat(200)))
+        .await
+        .unwrap();
+    bulky.expect_stream_error("policy-violation").await;
+    // After the handshake the full limits apply: a 200-child stanza is read and answered.
+    let mut component = Component::open(&server, COMPONENT).await;
+    component.handshake(SECRET).await;
+    assert!(
+        component
+            .expect_element()
+            .await
+            .is("handshake", ns::COMPONENT_ACCEPT)
+    );
+    component
+        .stream
+        .send_raw(&format!(
+            "<iq type='get' from='echo@bot.localhost' to='localhost' id='m1'><query xmlns='urn:x:unknown'>{}</query></iq>",
+            "<a/>".repeat(200)
+        ))
+        .await
+        .unwrap();
+    // RFC 6120 section 8.4: an IQ for an unknown namespace is answered with an error.
+    let answer = component.expect_element().await;
+    assert_eq!(answer.attr("id"), Some("m1"), "{}", xml::show(&answer));
+}
+
+#[tokio::test]
+async fn unauthenticated_component_connections_are_capped_per_address() {
+    // RFC 6120 section 13.12 (issue 10, finding 1): a component before its handshake is as anonymous as a
+    // client before SASL, so it counts among the unauthenticated connections.
+    let server = TestServer::builder()
+        .env("HERALD_LIMITS__MAX_UNAUTHENTICATED_PER_ADDRESS", "2")
+        .file("component.secret", &format!("{SECRET}\n"))
+        .toml(
+            "[component]\nlisten = \"127.0.0.1:0\"\n\n[[component.components]]\n\
+             domain = \"bot.localhost\"\nsecret_file = \"{dir}/component.secret\"\n",
+        )
+        .start()
+        .await;
+    // A component whose handshake succeeded no longer holds a slot.
+    let mut attached = Component::open(&server, COMPONENT).await;
+    attached.handshake(SECRET).await;
+    assert!(
+        attached
+            .expect_element()
+            .await
+            .is("handshake", ns::COMPONENT_ACCEPT)
+    );
+    let _first = Component::open(&server, COMPONENT).await;
+    let _second = Component::open(&server, COMPONENT).await;
+    let mut third = Component::open(&server, COMPONENT).await;
+    third.expect_stream_error("policy-violation").await;
+}
+
+#[tokio::test]
 async fn unknown_component_domain_is_host_unknown() {
     let server = server_with_component().await;
     let mut stranger = Component::open(&server, "other.localhost").await;

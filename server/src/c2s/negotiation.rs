@@ -21,11 +21,12 @@ use crate::features::iq::IqAnswer;
 use crate::net::channel_binding;
 use crate::net::tls::TlsIdentity;
 use crate::net::transport::Transport;
+use crate::net::unauthenticated::UnauthenticatedSlot;
 use crate::router::envelope::set_attribute;
 use crate::router::{Router, SessionCommand, SessionHandle};
 use crate::xmpp::error::{StreamError, StreamErrorCondition};
+use crate::xmpp::ns;
 use crate::xmpp::stream::{Frame, StreamHeader, XmlStream};
-use crate::xmpp::{Limits, ns};
 
 /// A stream that finished negotiation: authenticated, bound, registered with the router.
 pub struct Bound<S> {
@@ -76,14 +77,11 @@ pub async fn negotiate<S>(
     features: &StreamFeatures,
     transport: Transport<S>,
     peer: IpAddr,
+    unauthenticated: UnauthenticatedSlot,
 ) -> Option<Bound<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let limits = Limits {
-        max_stanza_bytes: router.config.max_stanza_bytes,
-        max_depth: router.config.max_depth,
-    };
     let mut negotiation = Negotiation {
         router,
         tls,
@@ -91,8 +89,10 @@ where
         peer,
         deadline: Instant::now() + router.config.auth_timeout,
         domain: None,
+        unauthenticated: Some(unauthenticated),
     };
-    let stream = XmlStream::new(transport, limits);
+    // RFC 6120 section 13.12: much smaller limits until the peer has authenticated.
+    let stream = XmlStream::new(transport, router.config.stream_limits().before_auth());
     let (stream, outcome) = negotiation.run(stream).await;
     let mut stream = stream?;
     match outcome {
@@ -121,6 +121,8 @@ struct Negotiation<'a> {
     deadline: Instant,
     /// The domain named in the first stream header; restarts must name the same one.
     domain: Option<String>,
+    /// Counts this connection as unauthenticated until SASL succeeds.
+    unauthenticated: Option<UnauthenticatedSlot>,
 }
 
 type Binding = (
@@ -159,7 +161,13 @@ impl Negotiation<'_> {
                     Stage::Secured
                 }
                 Stage::Secured => match self.authenticate(&mut stream).await {
-                    Ok(Some(account)) => Stage::Authenticated(account),
+                    Ok(Some(account)) => {
+                        // Authenticated: the full limits from the restarted stream's header on, and the
+                        // slot among unauthenticated connections is free for the next peer.
+                        stream.set_limits(self.router.config.stream_limits());
+                        self.unauthenticated = None;
+                        Stage::Authenticated(account)
+                    }
                     Ok(None) => return (Some(stream), Ok(None)),
                     Err(stop) => return (Some(stream), Err(stop)),
                 },
@@ -331,10 +339,7 @@ impl Negotiation<'_> {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        let limits = Limits {
-            max_stanza_bytes: self.router.config.max_stanza_bytes,
-            max_depth: self.router.config.max_depth,
-        };
+        let limits = self.router.config.stream_limits().before_auth();
         // Bytes pipelined after <starttls/> would be plaintext injected into the TLS session: refuse.
         let Ok(Transport::Plain(socket)) = stream.into_inner() else {
             return Err(Stop::Gone);

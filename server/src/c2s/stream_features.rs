@@ -7,7 +7,7 @@ use xmpp_parsers::minidom::Element;
 use super::sasl::{self, Mechanism};
 use crate::config::Config;
 use crate::router::envelope::set_attribute;
-use crate::xmpp::{Limits, ns, writer};
+use crate::xmpp::{ns, writer};
 
 /// What decides the features of one stream opening.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,10 +131,11 @@ fn build(config: &Config, offer: Offer) -> Element {
             features.append_child(Element::builder("sub", ns::PRE_APPROVAL).build());
         }
     }
-    // XEP-0478: tell the client the limits it must respect.
-    let limits = Limits {
-        max_stanza_bytes: config.max_stanza_bytes,
-        max_depth: config.max_depth,
+    // XEP-0478: tell the client the limits it must respect on this stream. Limits are announced per stream,
+    // so the smaller ones before authentication are announced until the restart after SASL.
+    let limits = match offer {
+        Offer::Authenticated => config.stream_limits(),
+        Offer::Plain | Offer::Secured { .. } => config.stream_limits().before_auth(),
     };
     let idle = config.ping_interval.as_secs().min(u64::from(u32::MAX)) as u32;
     features.append_child(crate::xmpp::stream_limits_feature(&limits, idle));

@@ -2,14 +2,16 @@
 //! secret with the handshake (section 3), and then exchange stanzas for their domain through the router.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use xmpp_parsers::minidom::Element;
 
 use crate::net::shutdown::Shutdown;
+use crate::net::unauthenticated::{Refusal, UnauthenticatedSlot, UnauthenticatedSlots};
 use crate::router::envelope::to_client_namespace;
 use crate::router::{Envelope, Router};
 use crate::xmpp::error::{StreamError, StreamErrorCondition};
@@ -19,8 +21,17 @@ use crate::xmpp::{Limits, ns};
 /// Stanzas queued for a component before it counts as stuck.
 const COMPONENT_QUEUE_LENGTH: usize = 8192;
 
-/// Accepts component connections until shutdown.
-pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: Shutdown) {
+/// How long writing the refusal to a connection over an unauthenticated cap may take.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Accepts component connections until shutdown. Until its handshake succeeds a connection counts in
+/// `unauthenticated` like a client's; one over the caps gets `policy-violation` without being read.
+pub async fn serve(
+    listener: TcpListener,
+    router: Arc<Router>,
+    unauthenticated: Arc<UnauthenticatedSlots>,
+    shutdown: Shutdown,
+) {
     let mut stop = shutdown.clone();
     loop {
         let accepted = tokio::select! {
@@ -30,26 +41,49 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: Shutdow
         let Ok((socket, peer)) = accepted else {
             continue;
         };
+        let slot = match unauthenticated.try_acquire(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                tracing::debug!(%peer, %refusal, "component connection refused");
+                tokio::spawn(refuse(socket, refusal));
+                continue;
+            }
+        };
         let router = router.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = run(socket, &router, shutdown).await {
+            if let Err(e) = run(socket, &router, slot, shutdown).await {
                 tracing::info!(%peer, error = %e, "component stream ended");
             }
         });
     }
 }
 
-/// Runs one component stream.
-pub async fn run<S>(io: S, router: &Arc<Router>, mut shutdown: Shutdown) -> Result<(), StreamError>
+/// A `policy-violation` stream error (RFC 6120 section 4.9.3.18) after a header of ours, written without
+/// reading anything from the peer.
+async fn refuse(socket: TcpStream, refusal: Refusal) {
+    let mut stream = XmlStream::new(socket, Limits::PRE_AUTH);
+    stream.queue_header(&StreamHeader {
+        id: Some(crate::c2s::negotiation::random_id()),
+        default_ns: ns::COMPONENT_ACCEPT.into(),
+        ..StreamHeader::default()
+    });
+    let error = StreamError::new(StreamErrorCondition::PolicyViolation, refusal.to_string());
+    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, stream.send_error(&error)).await;
+}
+
+/// Runs one component stream. `slot` counts it as unauthenticated until the handshake succeeds.
+pub async fn run<S>(
+    io: S,
+    router: &Arc<Router>,
+    slot: UnauthenticatedSlot,
+    mut shutdown: Shutdown,
+) -> Result<(), StreamError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let limits = Limits {
-        max_stanza_bytes: router.config.max_stanza_bytes,
-        max_depth: router.config.max_depth,
-    };
-    let mut stream = XmlStream::new(io, limits);
+    // RFC 6120 section 13.12: the small pre-authentication limits until the handshake proves the secret.
+    let mut stream = XmlStream::new(io, router.config.stream_limits().before_auth());
     // The handshake is bounded like client negotiation, so a silent peer cannot hold a task forever.
     let deadline = tokio::time::Instant::now() + router.config.auth_timeout;
     let timed_out = StreamError::Condition {
@@ -57,7 +91,12 @@ where
         text: None,
     };
     let header = match tokio::time::timeout_at(deadline, stream.read_header()).await {
-        Ok(header) => header?,
+        Ok(Ok(header)) => header,
+        // Bad input gets its stream error (RFC 6120 section 4.9.1.2: after a header of ours).
+        Ok(Err(error)) => {
+            let _ = stream.send_error(&error).await;
+            return Err(error);
+        }
         Err(_) => {
             stream.send_error(&timed_out).await?;
             return Err(timed_out);
@@ -99,8 +138,14 @@ where
         stream.send_error(&timed_out).await?;
         return Err(timed_out);
     };
-    let handshake = match frame? {
-        Frame::Element(element) if element.is("handshake", ns::COMPONENT_ACCEPT) => element.text(),
+    let handshake = match frame {
+        Ok(Frame::Element(element)) if element.is("handshake", ns::COMPONENT_ACCEPT) => {
+            element.text()
+        }
+        Err(error) => {
+            let _ = stream.send_error(&error).await;
+            return Err(error);
+        }
         _ => {
             let error = fail(StreamErrorCondition::NotAuthorized);
             stream.send_error(&error).await?;
@@ -124,6 +169,8 @@ where
     stream
         .send(&Element::builder("handshake", ns::COMPONENT_ACCEPT).build())
         .await?;
+    stream.set_limits(router.config.stream_limits());
+    drop(slot);
     tracing::info!(%domain, "component attached");
     let outcome = loop {
         tokio::select! {

@@ -5,9 +5,11 @@ pub mod idle;
 pub mod shutdown;
 pub mod tls;
 pub mod transport;
+pub mod unauthenticated;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -17,17 +19,25 @@ use crate::c2s::stream_features::StreamFeatures;
 use crate::net::shutdown::Shutdown;
 use crate::net::tls::TlsIdentity;
 use crate::net::transport::Transport;
+use crate::net::unauthenticated::{Refusal, UnauthenticatedSlot, UnauthenticatedSlots};
 use crate::router::Router;
+use crate::xmpp::{Limits, StreamError, StreamErrorCondition, XmlStream};
+
+/// How long writing the refusal to a connection over an unauthenticated cap may take: a few hundred bytes,
+/// which fit the socket's send buffer unless the peer stopped reading long ago.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts client connections until shutdown. `direct_tls` selects XEP-0368 (TLS first) over STARTTLS.
-/// At most `max_connections` run at once; further ones wait in the kernel backlog. At shutdown every bound
-/// session is told to end through its mailbox (sessions do not each wait on `shutdown`, which would cost
-/// every idle session a waiting future).
+/// At most `max_connections` run at once; further ones wait in the kernel backlog. A connection counts
+/// in `unauthenticated` (shared by every client listener) from `accept` until it authenticates; one over
+/// its caps is refused at once. At shutdown every bound session is told to end through its mailbox
+/// (sessions do not each wait on `shutdown`, which would cost every idle session a waiting future).
 pub async fn serve_c2s(
     listener: TcpListener,
     router: Arc<Router>,
     tls: TlsIdentity,
     direct_tls: bool,
+    unauthenticated: Arc<UnauthenticatedSlots>,
     mut shutdown: Shutdown,
 ) {
     let slots = Arc::new(Semaphore::new(router.config.max_connections.max(1)));
@@ -53,6 +63,14 @@ pub async fn serve_c2s(
             },
         };
         let _ = socket.set_nodelay(true);
+        let slot = match unauthenticated.try_acquire(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                tracing::debug!(%peer, %refusal, "connection refused");
+                tokio::spawn(refuse(socket, direct_tls, refusal));
+                continue;
+            }
+        };
         let router = router.clone();
         // The task holds only what the session needs for its whole life: the handshake and negotiation run
         // in their own box, made here so that their arguments are not captured by the task, and freed once
@@ -64,6 +82,7 @@ pub async fn serve_c2s(
             socket,
             peer,
             direct_tls,
+            slot,
         ));
         let task = async move {
             let _permit = permit;
@@ -76,8 +95,20 @@ pub async fn serve_c2s(
     }
 }
 
+/// Ends a connection over an unauthenticated cap without reading from it: on the STARTTLS port with a
+/// `policy-violation` stream error (RFC 6120 section 4.9.3.18, after a stream header of ours as section
+/// 4.9.1.2 requires), on the direct-TLS port, where nothing can be said before a handshake, by closing it.
+async fn refuse(socket: TcpStream, direct_tls: bool, refusal: Refusal) {
+    if direct_tls {
+        return;
+    }
+    let mut stream = XmlStream::new(socket, Limits::PRE_AUTH);
+    let error = StreamError::new(StreamErrorCondition::PolicyViolation, refusal.to_string());
+    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, stream.send_error(&error)).await;
+}
+
 /// TLS first for XEP-0368 direct TLS, then stream negotiation. `None` when the connection ended before a
-/// session was bound.
+/// session was bound. `slot` counts the connection as unauthenticated until negotiation gives it back.
 async fn accept(
     router: Arc<Router>,
     tls: TlsIdentity,
@@ -85,6 +116,7 @@ async fn accept(
     socket: TcpStream,
     peer: SocketAddr,
     direct_tls: bool,
+    slot: UnauthenticatedSlot,
 ) -> Option<Bound<TcpStream>> {
     let transport = if direct_tls {
         // Bounded like the rest of negotiation, so a silent peer cannot hold a slot forever.
@@ -103,7 +135,7 @@ async fn accept(
     } else {
         Transport::Plain(socket)
     };
-    crate::c2s::negotiation::negotiate(&router, &tls, &features, transport, peer.ip()).await
+    crate::c2s::negotiation::negotiate(&router, &tls, &features, transport, peer.ip(), slot).await
 }
 
 /// Test support: TLS connections driven in memory.

@@ -47,6 +47,10 @@ pub(crate) struct Framer {
     open: Vec<Opened>,
     /// Bytes consumed so far by the first-level element under construction.
     stanza_bytes: usize,
+    /// Elements opened so far in the first-level element under construction, itself included.
+    stanza_elements: usize,
+    /// Estimated bytes the first-level element under construction holds as a parsed tree so far.
+    stanza_parsed_bytes: usize,
 }
 
 fn policy(text: &str) -> StreamError {
@@ -65,7 +69,24 @@ impl Framer {
             header_qname: Cow::Borrowed(""),
             open: Vec::new(),
             stanza_bytes: 0,
+            stanza_elements: 0,
+            stanza_parsed_bytes: 0,
         }
+    }
+
+    /// New limits from the next construct on (RFC 6120 section 13.12: tighter before authentication).
+    pub(crate) fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Adds `bytes` of parsed tree to the element under construction; the budget is checked as the tree
+    /// grows, so it never holds more than `max_parsed_bytes` plus one construct.
+    fn charge(&mut self, bytes: usize) -> Result<(), StreamError> {
+        self.stanza_parsed_bytes = self.stanza_parsed_bytes.saturating_add(bytes);
+        if self.stanza_parsed_bytes > self.limits.max_parsed_bytes {
+            return Err(policy("stanza too large once parsed"));
+        }
+        Ok(())
     }
 
     /// Bytes received but not yet consumed.
@@ -199,7 +220,11 @@ impl Framer {
                     };
                 }
                 TokenKind::StartTag => {
-                    let opened = markup::open_element(&self.buf[token], &mut self.scope)?;
+                    let opened = markup::open_element(
+                        &self.buf[token],
+                        &mut self.scope,
+                        self.limits.max_attributes,
+                    )?;
                     let header = StreamHeader::from_opened(&opened, &self.scope)?;
                     // Nearly every peer writes `stream:stream`; keeping that without an allocation saves one
                     // per stream for its whole life.
@@ -264,32 +289,44 @@ impl Framer {
             match kind {
                 TokenKind::Text => {
                     let text = markup::decode_text(as_utf8(bytes)?)?;
+                    if !self.open.is_empty() {
+                        self.charge(markup::TEXT_OVERHEAD_BYTES + text.len())?;
+                    }
                     if let Some(parent) = self.open.last_mut() {
                         parent.element.append_text(text);
                     }
                 }
                 TokenKind::CData => {
-                    let Some(parent) = self.open.last_mut() else {
+                    if self.open.is_empty() {
                         return Err(StreamError::new(
                             StreamErrorCondition::BadFormat,
                             "CDATA between stanzas",
                         ));
-                    };
+                    }
                     let raw = as_utf8(&bytes[9..bytes.len() - 3])?;
                     let text = markup::decode_cdata(raw)?;
                     // An empty section adds nothing; an empty text node would not survive re-serialisation.
                     if !text.is_empty() {
-                        parent.element.append_text(text);
+                        self.charge(markup::TEXT_OVERHEAD_BYTES + text.len())?;
+                        if let Some(parent) = self.open.last_mut() {
+                            parent.element.append_text(text);
+                        }
                     }
                 }
                 TokenKind::StartTag => {
                     if self.open.len() >= self.limits.max_depth {
                         return Err(policy("elements nested too deeply"));
                     }
-                    let opened = markup::open_element(bytes, &mut self.scope)?;
+                    self.stanza_elements += 1;
+                    if self.stanza_elements > self.limits.max_elements {
+                        return Err(policy("too many elements in one stanza"));
+                    }
+                    let opened =
+                        markup::open_element(bytes, &mut self.scope, self.limits.max_attributes)?;
                     if self.open.is_empty() {
                         check_first_level(&opened)?;
                     }
+                    self.charge(opened.parsed_bytes)?;
                     if opened.is_empty {
                         if let Some(frame) = self.close(opened) {
                             return Ok(Some(frame));
@@ -340,6 +377,8 @@ impl Framer {
             }
             None => {
                 self.stanza_bytes = 0;
+                self.stanza_elements = 0;
+                self.stanza_parsed_bytes = 0;
                 Some(Frame::Element(opened.element))
             }
         }

@@ -1,7 +1,7 @@
-//! Entry points for the fuzz targets in `server/fuzz` and for the corpus replay test, kept here so that
-//! `cargo test` exercises exactly what the fuzzers call. Not a stable API.
+//! Pieces of the XML layer for the fuzz entry points (`crate::fuzzing`) and for tests: an in-memory peer
+//! that controls how bytes are split, and the serialise-and-parse-again invariants. Not a stable API.
 //!
-//! Both entry points panic only when an invariant breaks: a stream error is an expected outcome.
+//! The checks panic only when an invariant breaks.
 
 use std::io;
 use std::pin::Pin;
@@ -10,12 +10,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::framer::Framer;
-use super::stanza::{Stanza, error_reply};
-use super::stream::{Frame, StreamHeader, XmlStream};
+use super::stream::{Frame, StreamHeader};
 use super::{Element, Limits, ns, writer};
-
-/// At most this many frames are examined per input, to keep each fuzz run short.
-const MAX_FRAMES: usize = 64;
 
 /// An in-memory peer: serves its data in the given chunks, one chunk per read (so the framer sees
 /// every kind of split), and swallows writes. Never returns `Pending`, so it runs under `block_on`.
@@ -86,89 +82,38 @@ impl AsyncWrite for ScriptedPeer {
     }
 }
 
-/// Small limits so the fuzzer reaches the size and depth checks.
-fn fuzz_limits() -> Limits {
-    Limits {
-        max_stanza_bytes: 4096,
-        max_depth: 8,
-    }
-}
-
-/// Fuzz target `framing`: the first byte picks the read size, the rest is what a peer sends from the
-/// very first byte of the connection (header included).
-pub fn framing(data: &[u8]) {
-    let Some((&chunk, rest)) = data.split_first() else {
-        return;
-    };
-    run_stream(rest.to_vec(), usize::from(chunk).max(1));
-}
-
-/// Fuzz target `stanza`: the bytes follow a fixed `jabber:client` stream header, so the fuzzer spends
-/// its time inside stanzas. Every element is run through `Stanza::parse` and `error_reply`.
-pub fn stanza(data: &[u8]) {
-    let mut input = writer::stream_header(&StreamHeader {
-        default_ns: ns::CLIENT.to_owned(),
-        ..StreamHeader::default()
-    })
-    .into_bytes();
-    input.extend_from_slice(data);
-    run_stream(input, 4096);
-}
-
-fn run_stream(data: Vec<u8>, chunk: usize) {
-    let peer = ScriptedPeer::chunked(&data, chunk);
-    futures::executor::block_on(async move {
-        let mut stream = XmlStream::new(peer, fuzz_limits());
-        let Ok(header) = stream.read_header().await else {
-            return;
-        };
-        for _ in 0..MAX_FRAMES {
-            match stream.next().await {
-                Ok(Frame::Element(element)) => check_element(element, &header.default_ns),
-                Ok(Frame::End) | Err(_) => return,
-            }
-        }
-    });
-}
-
-/// Invariants for every element the framer produces.
-fn check_element(element: Element, stream_ns: &str) {
-    // Serialising and parsing again yields the same element, with and without a stream context.
+/// Invariants of the XML layer for every element the framer produces: serialising and parsing again yields
+/// the same element, with and without a stream context.
+pub fn check_round_trip(element: &Element, stream_ns: &str) {
     let aliased = matches!(stream_ns, ns::SERVER | ns::COMPONENT_ACCEPT);
     for context in [stream_ns, ""] {
         if !(aliased && context == stream_ns) {
             assert_eq!(
-                reparse(&element, context),
-                element,
+                reparse(element, context),
+                *element,
                 "round trip in {context:?}"
             );
         }
     }
-    // Stanza parsing, serialisation and error replies never panic, and replies are never errors answered.
-    let reply = error_reply(
-        &element,
-        xmpp_parsers::stanza_error::ErrorType::Cancel,
-        xmpp_parsers::stanza_error::DefinedCondition::BadRequest,
-        Some("fuzz <&>"),
-    );
-    if let Some(reply) = &reply {
-        assert_ne!(element.attr("type"), Some("error"));
+}
+
+/// Invariants of an error reply (RFC 6120 section 8.3.1): errors are never answered, a reply is an error,
+/// and it round-trips.
+pub fn check_error_reply(original: &Element, reply: Option<&Element>) {
+    if let Some(reply) = reply {
+        assert_ne!(original.attr("type"), Some("error"));
         assert_eq!(reply.attr("type"), Some("error"));
         assert_eq!(reparse(reply, ""), *reply);
     }
-    match Stanza::parse(element) {
-        Ok(stanza) => {
-            let out = stanza.to_element();
-            let _ = writer::element(&out, ns::SERVER);
-        }
-        Err(e) => {
-            let _ = e.condition();
-        }
-    }
+}
+
+/// Our own serialisation of `element` on a stream in `stream_ns`, as a session writes it.
+pub fn serialise(element: &Element, stream_ns: &str) -> String {
+    writer::element(element, stream_ns)
 }
 
 /// Serialise `element` for a stream in `stream_ns` and parse it back with a fresh framer.
-pub(crate) fn reparse(element: &Element, stream_ns: &str) -> Element {
+pub fn reparse(element: &Element, stream_ns: &str) -> Element {
     let header = StreamHeader {
         default_ns: stream_ns.to_owned(),
         ..StreamHeader::default()
@@ -176,6 +121,9 @@ pub(crate) fn reparse(element: &Element, stream_ns: &str) -> Element {
     let mut framer = Framer::new(Limits {
         max_stanza_bytes: usize::MAX,
         max_depth: usize::MAX,
+        max_elements: usize::MAX,
+        max_attributes: usize::MAX,
+        max_parsed_bytes: usize::MAX,
     });
     framer.push(writer::stream_header(&header).as_bytes());
     framer.push(writer::element(element, stream_ns).as_bytes());

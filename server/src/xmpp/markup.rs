@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use quick_xml::escape::{EscapeError, unescape_with};
 use quick_xml::events::BytesStart;
+use xmpp_parsers::minidom::Node;
 use xmpp_parsers::minidom::rxml::{Namespace, NcName};
 
 use super::Element;
@@ -207,6 +208,23 @@ impl Scope {
     }
 }
 
+/// What one element costs in the parsed tree besides its strings: its `Node` slot in the parent's
+/// children (a vector that grows by doubling, so up to two slots), and the allocations holding its name
+/// and namespace name, with allocator overhead. An estimate for the budget in [`super::Limits`], on the
+/// high side.
+pub(crate) const ELEMENT_OVERHEAD_BYTES: usize = 2 * size_of::<Node>() + 64;
+/// What one attribute costs besides its name, value and namespace name: its map entry and allocations.
+pub(crate) const ATTRIBUTE_OVERHEAD_BYTES: usize = 96;
+/// What one text node costs besides its characters.
+pub(crate) const TEXT_OVERHEAD_BYTES: usize = 2 * size_of::<Node>();
+
+fn too_many_attributes(max_attributes: usize) -> StreamError {
+    StreamError::new(
+        StreamErrorCondition::PolicyViolation,
+        format!("more than {max_attributes} attributes on one element"),
+    )
+}
+
 /// An element opened by a start tag, before its children arrive.
 #[derive(Debug)]
 pub(crate) struct Opened {
@@ -217,10 +235,20 @@ pub(crate) struct Opened {
     pub(crate) is_empty: bool,
     /// `scope` marker from before this element's declarations, restored when it closes.
     pub(crate) scope_marker: usize,
+    /// Estimated bytes this element holds in the parsed tree: name, namespace name (each element keeps a
+    /// copy of it, however long), attributes, and the overheads above.
+    pub(crate) parsed_bytes: usize,
 }
 
 /// Decode a complete start tag (`<` to `>` inclusive), pushing its namespace declarations onto `scope`.
-pub(crate) fn open_element(tag: &[u8], scope: &mut Scope) -> Result<Opened, StreamError> {
+///
+/// Errors: `policy-violation` past `max_attributes` attributes, counted before any is decoded further,
+/// so the duplicate-attribute check (quadratic in the count) stays small; otherwise as the XML is wrong.
+pub(crate) fn open_element(
+    tag: &[u8],
+    scope: &mut Scope,
+    max_attributes: usize,
+) -> Result<Opened, StreamError> {
     let tag = as_utf8(tag)?;
     let inner = tag.get(1..tag.len().saturating_sub(1)).unwrap_or_default();
     let (content, is_empty) = match inner.strip_suffix('/') {
@@ -240,6 +268,9 @@ pub(crate) fn open_element(tag: &[u8], scope: &mut Scope) -> Result<Opened, Stre
     let mut iter = start.attributes();
     iter.with_checks(true);
     for attr in iter {
+        if attributes.len() == max_attributes {
+            return Err(too_many_attributes(max_attributes));
+        }
         let attr = attr.map_err(|e| malformed(format!("bad attribute: {e}")))?;
         // quick-xml accepts `a='1'b='2'`; XML 1.0 section 3.1 requires whitespace between attributes.
         let value_end = (attr.value.as_ptr() as usize).wrapping_sub(base) + attr.value.len();
@@ -262,10 +293,19 @@ pub(crate) fn open_element(tag: &[u8], scope: &mut Scope) -> Result<Opened, Stre
             scope.declare(Some(prefix), value.clone())?;
         }
     }
+    // Every element and prefixed attribute looks its namespace up among the declarations in scope, so
+    // their number multiplies the cost of each lookup: bound it like the attributes of one element.
+    if scope.depth_marker() > max_attributes {
+        return Err(StreamError::new(
+            StreamErrorCondition::PolicyViolation,
+            format!("more than {max_attributes} namespace declarations in scope"),
+        ));
+    }
     if prefix == Some("xmlns") {
         return Err(malformed("element names cannot use the xmlns prefix"));
     }
     let namespace = scope.resolve(prefix, false)?;
+    let mut parsed_bytes = ELEMENT_OVERHEAD_BYTES + local.len() + namespace.len();
     let mut element = Element::bare(local, namespace);
     for (key, value) in attributes {
         if key == "xmlns" || key.starts_with("xmlns:") {
@@ -277,6 +317,7 @@ pub(crate) fn open_element(tag: &[u8], scope: &mut Scope) -> Result<Opened, Stre
         if element.attr_ns(namespace.as_str(), local).is_some() {
             return Err(malformed(format!("duplicate attribute {key:?}")));
         }
+        parsed_bytes += ATTRIBUTE_OVERHEAD_BYTES + key.len() + value.len() + namespace.len();
         let name =
             NcName::try_from(local).map_err(|_| malformed(format!("invalid name {key:?}")))?;
         let namespace = if namespace.is_empty() {
@@ -291,6 +332,7 @@ pub(crate) fn open_element(tag: &[u8], scope: &mut Scope) -> Result<Opened, Stre
         qname: qname.to_owned(),
         is_empty,
         scope_marker,
+        parsed_bytes,
     })
 }
 
@@ -368,6 +410,7 @@ mod tests {
         let opened = open_element(
             b"<p:x xmlns='d' xmlns:p='urn:p' a='1' p:b=\"2\" xml:lang='en'/>",
             &mut scope,
+            64,
         )
         .unwrap();
         assert!(opened.is_empty);
@@ -384,7 +427,7 @@ mod tests {
     #[test]
     fn start_tag_errors() {
         let mut scope = Scope::default();
-        let mut open = |tag: &str| open_element(tag.as_bytes(), &mut scope).map(|o| o.element);
+        let mut open = |tag: &str| open_element(tag.as_bytes(), &mut scope, 64).map(|o| o.element);
         assert_eq!(
             cond(open("<q:x>")),
             StreamErrorCondition::BadNamespacePrefix
@@ -421,8 +464,30 @@ mod tests {
             StreamErrorCondition::RestrictedXml
         );
         assert_eq!(
-            cond(open_element(b"<x a='\xff'>", &mut Scope::default())),
+            cond(open_element(b"<x a='\xff'>", &mut Scope::default(), 64)),
             StreamErrorCondition::NotWellFormed
+        );
+    }
+
+    #[test]
+    fn attributes_are_counted_before_they_are_checked() {
+        let tag = |n: usize| {
+            let attributes: String = (0..n).map(|i| format!(" a{i}='1'")).collect();
+            format!("<x{attributes}/>")
+        };
+        assert!(open_element(tag(3).as_bytes(), &mut Scope::default(), 3).is_ok());
+        assert_eq!(
+            cond(open_element(tag(4).as_bytes(), &mut Scope::default(), 3)),
+            StreamErrorCondition::PolicyViolation
+        );
+        // Declarations count too; a duplicate past the cap is refused for the count, unread.
+        assert_eq!(
+            cond(open_element(
+                b"<x xmlns='a' xmlns:p='b' a='1' a='1'/>",
+                &mut Scope::default(),
+                3
+            )),
+            StreamErrorCondition::PolicyViolation
         );
     }
 

@@ -38,7 +38,10 @@ pub use xmpp_parsers::minidom::Element;
 
 /// Bounds on what a peer may send on one stream (RFC 6120 section 13.12 asks servers to limit resources).
 ///
-/// Exceeding either bound is a `policy-violation` stream error.
+/// Memory is bounded by what was received, not by what it parses into: besides the wire size, each
+/// first-level element has a budget of elements and of parsed bytes (names, namespaces, attributes and text
+/// as the tree holds them, with a fixed overhead per node), counted while it is parsed. Exceeding any bound
+/// is a `policy-violation` stream error (RFC 6120 section 4.9.3.18) and the stream ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest first-level element (stanza or nonza), in bytes as received, including its markup.
@@ -46,6 +49,13 @@ pub struct Limits {
     pub max_stanza_bytes: usize,
     /// Deepest element nesting inside the stream, counting the first-level element as depth 1.
     pub max_depth: usize,
+    /// Most elements in one first-level element, itself included.
+    pub max_elements: usize,
+    /// Most attributes on one element, namespace declarations included (the stream header too); also the
+    /// most namespace declarations in scope at once.
+    pub max_attributes: usize,
+    /// Largest estimated size of one first-level element's parsed tree, in bytes.
+    pub max_parsed_bytes: usize,
 }
 
 impl Limits {
@@ -53,6 +63,43 @@ impl Limits {
     pub const DEFAULT_MAX_STANZA_BYTES: usize = 262_144;
     /// Default deepest nesting.
     pub const DEFAULT_MAX_DEPTH: usize = 32;
+    /// Default most elements per stanza: a disco#items result or a XEP-0191 block list with a few thousand
+    /// items, or an OMEMO bundle (about 100 to 200 pre-keys), fit with room to spare; 8192 empty elements
+    /// are 32 KB of input.
+    pub const DEFAULT_MAX_ELEMENTS: usize = 8192;
+    /// Default most attributes per element: real elements carry fewer than 15 (a Jingle candidate has about
+    /// ten); 64 keeps the duplicate-attribute check, which is quadratic, at a few thousand comparisons.
+    pub const DEFAULT_MAX_ATTRIBUTES: usize = 64;
+    /// Default parsed-size budget: 16 times the default stanza size. A 4,000-item XEP-0191 block list
+    /// (170 KB of input) is estimated at about 2 MiB, and passes; 60,000 empty children made 12 MiB.
+    pub const DEFAULT_MAX_PARSED_BYTES: usize = 4 << 20;
+
+    /// Before authentication (RFC 6120 sections 5 and 6): the stream header, `<starttls/>`, SASL
+    /// `<auth/>` and `<response/>` (a few hundred bytes of base64) and XEP-0077 registration forms are all a
+    /// peer may send, and they are tiny. An unauthenticated peer costs nothing to create, so these bounds are
+    /// what a thousand of them can make the server hold.
+    pub const PRE_AUTH: Limits = Limits {
+        // 8 KiB: a SCRAM exchange is under 1 KiB, a registration form under 2 KiB.
+        max_stanza_bytes: 8192,
+        max_depth: 8,
+        // A registration form with a XEP-0004 data form has a few dozen elements.
+        max_elements: 100,
+        // The stream header has seven (xmlns, xmlns:stream, to, from, version, xml:lang, id).
+        max_attributes: 16,
+        max_parsed_bytes: 64 * 1024,
+    };
+
+    /// These limits for an unauthenticated stream: [`Limits::PRE_AUTH`], but never above `self`.
+    pub fn before_auth(&self) -> Limits {
+        let pre = Self::PRE_AUTH;
+        Limits {
+            max_stanza_bytes: pre.max_stanza_bytes.min(self.max_stanza_bytes),
+            max_depth: pre.max_depth.min(self.max_depth),
+            max_elements: pre.max_elements.min(self.max_elements),
+            max_attributes: pre.max_attributes.min(self.max_attributes),
+            max_parsed_bytes: pre.max_parsed_bytes.min(self.max_parsed_bytes),
+        }
+    }
 }
 
 impl Default for Limits {
@@ -60,6 +107,9 @@ impl Default for Limits {
         Self {
             max_stanza_bytes: Self::DEFAULT_MAX_STANZA_BYTES,
             max_depth: Self::DEFAULT_MAX_DEPTH,
+            max_elements: Self::DEFAULT_MAX_ELEMENTS,
+            max_attributes: Self::DEFAULT_MAX_ATTRIBUTES,
+            max_parsed_bytes: Self::DEFAULT_MAX_PARSED_BYTES,
         }
     }
 }

@@ -24,9 +24,14 @@ impl PackedElement {
             ..StreamHeader::default()
         };
         let header = writer::stream_header(&header);
+        // Our own serialisation of an element the stream limits already admitted: the writer may add
+        // namespace declarations, so the per-element limits would not hold; only the length is known.
         let mut framer = Framer::new(Limits {
             max_stanza_bytes: header.len() + self.0.len(),
-            ..Limits::default()
+            max_depth: usize::MAX,
+            max_elements: usize::MAX,
+            max_attributes: usize::MAX,
+            max_parsed_bytes: usize::MAX,
         });
         framer.push(header.as_bytes());
         framer.push(self.0.as_bytes());

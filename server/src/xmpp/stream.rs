@@ -264,6 +264,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
         self.framer.has_ended()
     }
 
+    /// Applies `limits` from the next construct read on. Negotiation starts a stream with
+    /// [`Limits::before_auth`] and raises them once the peer has authenticated (RFC 6120 section 13.12).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.framer.set_limits(limits);
+    }
+
     /// Bytes received and not yet parsed.
     pub fn buffered(&self) -> &[u8] {
         self.framer.buffered()

@@ -365,7 +365,10 @@ fn default_limits() {
         Limits::default(),
         Limits {
             max_stanza_bytes: 262_144,
-            max_depth: 32
+            max_depth: 32,
+            max_elements: 8192,
+            max_attributes: 64,
+            max_parsed_bytes: 4 << 20,
         }
     );
 }

@@ -2,7 +2,7 @@
 //! serialisation and stanzas (RFC 6120 sections 4, 5.4.3.3, 6.4.6, 8 and 11), over in-memory
 //! transports (`tokio::io::duplex` and a scripted reader that controls how bytes are split).
 
-mod corpus;
+mod budget;
 mod framing;
 mod restricted;
 mod serialize;

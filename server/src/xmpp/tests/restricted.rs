@@ -105,7 +105,7 @@ fn malformed_xml_is_not_well_formed() {
 fn oversize_stanza_is_a_policy_violation_and_buffering_is_bounded() {
     let limits = Limits {
         max_stanza_bytes: 1000,
-        max_depth: 32,
+        ..Limits::default()
     };
     let header = client_header();
     // A stanza that never ends: the framer must stop reading once the limit is passed.
@@ -148,7 +148,7 @@ fn stanza_just_under_the_limit_passes_and_the_count_restarts_per_stanza() {
     let stanza = format!("<message><body>{}</body></message>", "y".repeat(900));
     let limits = Limits {
         max_stanza_bytes: stanza.len(),
-        max_depth: 32,
+        ..Limits::default()
     };
     let input = format!(
         "{}{stanza}{stanza}{stanza}</stream:stream>",
@@ -182,6 +182,7 @@ fn deep_nesting_is_a_policy_violation() {
     let limits = Limits {
         max_stanza_bytes: 1 << 20,
         max_depth: 32,
+        ..Limits::default()
     };
     let ok = run_chunked(
         format!("{}{}", client_header(), nest(32)).as_bytes(),
