@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use xmpp_parsers::minidom::Element;
 
 use crate::net::shutdown::Shutdown;
+use crate::net::write_deadline::WriteDeadline;
 use crate::router::envelope::to_client_namespace;
 use crate::router::{Envelope, Router};
 use crate::xmpp::error::{StreamError, StreamErrorCondition};
@@ -33,6 +34,8 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: Shutdow
         let router = router.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            // A component that stops reading is cut off like a client (see `net::write_deadline`).
+            let socket = WriteDeadline::new(socket, router.config.write_timeout);
             if let Err(e) = run(socket, &router, shutdown).await {
                 tracing::info!(%peer, error = %e, "component stream ended");
             }

@@ -4,6 +4,7 @@ pub mod channel_binding;
 pub mod shutdown;
 pub mod tls;
 pub mod transport;
+pub mod write_deadline;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::c2s::stream_features::StreamFeatures;
 use crate::net::shutdown::Shutdown;
 use crate::net::tls::TlsIdentity;
 use crate::net::transport::Transport;
+use crate::net::write_deadline::WriteDeadline;
 use crate::router::Router;
 
 /// Accepts client connections until shutdown. `direct_tls` selects XEP-0368 (TLS first) over STARTTLS.
@@ -84,7 +86,10 @@ async fn accept(
     socket: TcpStream,
     peer: SocketAddr,
     direct_tls: bool,
-) -> Option<Bound<TcpStream>> {
+) -> Option<Bound<WriteDeadline<TcpStream>>> {
+    // Every write on this connection, from the TLS handshake to the last stream error, must make progress
+    // within the deadline: a client that stops reading cannot park its task in a write.
+    let socket = WriteDeadline::new(socket, router.config.write_timeout);
     let transport = if direct_tls {
         // Bounded like the rest of negotiation, so a silent peer cannot hold a slot forever.
         let handshake = Box::pin(tls.direct.accept(socket));

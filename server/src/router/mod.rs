@@ -74,10 +74,11 @@ impl Router {
         storage: Storage,
         push: Option<Arc<dyn features::push::PushWaker>>,
     ) -> Arc<Router> {
+        let sessions = Registry::new(config.session_queue_bytes);
         Arc::new(Router {
             config,
             storage,
-            sessions: Registry::default(),
+            sessions,
             auth_throttle: std::sync::Mutex::new(AuthThrottle::new(Default::default())),
             push: push.map(features::push::OfflineWaker::new),
             block_lists: features::blocking::BlockListCache::default(),
@@ -150,10 +151,11 @@ impl Router {
         match rules::decide(envelope.kind, addressee) {
             Decision::DeliverTo(indices) => {
                 let mut delivered = false;
+                // Serialised once for every resource it goes to.
+                let stanza = crate::xmpp::WireStanza::for_client_stream(&envelope.element);
                 for index in indices {
                     if let Some((_, handle, _)) = online.get(index) {
-                        delivered |=
-                            handle.send(SessionCommand::Stanza(Box::new(envelope.element.clone())));
+                        delivered |= handle.send(SessionCommand::Stanza(stanza.clone()));
                     }
                 }
                 if delivered {
@@ -234,7 +236,7 @@ impl Router {
     /// Writes a stanza straight to one session (for replies to that session's own requests).
     pub fn send_to_session(&self, bare: &str, resource: &str, element: Element) -> bool {
         match self.sessions.handle(bare, resource) {
-            Some(handle) => handle.send(SessionCommand::Stanza(Box::new(element))),
+            Some(handle) => handle.send_stanza(&element),
             None => false,
         }
     }
