@@ -295,11 +295,21 @@ mod tests {
         message.append_text_node("x".repeat(6_000));
         assert!(handle.send_stanza(&message));
         assert!(!handle.send_stanza(&message), "past the byte bound");
-        assert!(
-            handle.send(SessionCommand::Replaced),
-            "the session must still learn it is replaced"
-        );
+        assert!(handle.send(SessionCommand::Replaced), "the session must still learn it is replaced");
         assert!(matches!(rx.try_recv(), Some(SessionCommand::Stanza(_))));
         assert!(matches!(rx.try_recv(), Some(SessionCommand::Replaced)));
+    }
+
+    #[test]
+    fn a_queue_full_of_entries_still_takes_the_command_that_ends_the_session() {
+        let registry = Registry::default();
+        let (handle, _rx) = registry.new_session();
+        let small = Element::bare("presence", "jabber:client");
+        for _ in 0..SESSION_QUEUE_LENGTH {
+            assert!(handle.send_stanza(&small));
+        }
+        assert!(!handle.send_stanza(&small), "full");
+        assert!(handle.send(SessionCommand::Terminate), "account deletion must reach it");
+        assert!(handle.send(SessionCommand::Replaced), "a newer login must reach it");
     }
 }
