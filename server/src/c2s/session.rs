@@ -151,9 +151,9 @@ async fn finish<S>(
 
 /// Routes again, in order, stanzas that were queued for this session and not written, now that it is
 /// unbound: the rules of RFC 6121 section 8.5.3.2 for a full JID with no such resource then apply (a
-/// `chat` or `normal` message goes to the account's other resources or offline storage, 8.5.3.2.1; a
-/// presence is dropped, 8.5.3.2.2; an IQ request is answered `service-unavailable` and an IQ response
-/// dropped, 8.5.3.2.3); one sent to the bare JID is delivered as such again (8.5.2). A batch whose write
+/// `chat` or `normal` message goes to the account's other resources or offline storage; a presence is
+/// dropped; an IQ request is answered `service-unavailable` and an IQ response dropped); one sent to the
+/// bare JID is delivered as such again (RFC 6121 section 8.5.2). A batch whose write
 /// failed may have partly reached the client: it is routed again whole, so a message may arrive twice but
 /// is never lost.
 async fn reroute(router: &Arc<Router>, stanzas: impl Iterator<Item = WireStanza>) {

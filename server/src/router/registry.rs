@@ -295,7 +295,10 @@ mod tests {
         message.append_text_node("x".repeat(6_000));
         assert!(handle.send_stanza(&message));
         assert!(!handle.send_stanza(&message), "past the byte bound");
-        assert!(handle.send(SessionCommand::Replaced), "the session must still learn it is replaced");
+        assert!(
+            handle.send(SessionCommand::Replaced),
+            "the session must still learn it is replaced"
+        );
         assert!(matches!(rx.try_recv(), Some(SessionCommand::Stanza(_))));
         assert!(matches!(rx.try_recv(), Some(SessionCommand::Replaced)));
     }
@@ -309,7 +312,13 @@ mod tests {
             assert!(handle.send_stanza(&small));
         }
         assert!(!handle.send_stanza(&small), "full");
-        assert!(handle.send(SessionCommand::Terminate), "account deletion must reach it");
-        assert!(handle.send(SessionCommand::Replaced), "a newer login must reach it");
+        assert!(
+            handle.send(SessionCommand::Terminate),
+            "account deletion must reach it"
+        );
+        assert!(
+            handle.send(SessionCommand::Replaced),
+            "a newer login must reach it"
+        );
     }
 }
