@@ -124,15 +124,27 @@ where
         stream.send_error(&error).await?;
         return Err(error);
     }
-    stream
+    let acknowledged = stream
         .send(&Element::builder("handshake", ns::COMPONENT_ACCEPT).build())
-        .await?;
+        .await;
+    if let Err(e) = acknowledged {
+        // Attached a moment ago: detach before leaving, or the domain would stay bound to a dead queue.
+        router.detach_component(&domain);
+        return Err(StreamError::from(e));
+    }
     tracing::info!(%domain, "component attached");
     let outcome = loop {
         tokio::select! {
             _ = shutdown.wait() => break Err(fail(StreamErrorCondition::SystemShutdown)),
             outgoing = rx.recv() => match outgoing {
-                Some(element) => stream.send(&element).await?,
+                Some(element) => {
+                    // A failed write (or one past the write deadline) ends the stream, but through the
+                    // detach below: returning early left the domain attached to a dead queue, bouncing
+                    // everything with remote-server-timeout and refusing the component's reconnection.
+                    if let Err(e) = stream.send(&element).await {
+                        break Err(StreamError::from(e));
+                    }
+                }
                 None => break Ok(()),
             },
             frame = stream.next() => match frame {
