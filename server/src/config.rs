@@ -59,6 +59,9 @@ pub struct RawC2s {
     pub auth_timeout_seconds: u64,
     /// Seconds of silence before the server pings a session (XEP-0199 section 4.2) to find dead connections.
     pub ping_interval_seconds: u64,
+    /// Seconds a write to a client may make no progress before the connection is ended (the client stopped
+    /// reading); what was queued for it is then routed as if it had gone offline (RFC 6121 section 8.5).
+    pub write_timeout_seconds: u64,
 }
 
 impl Default for RawC2s {
@@ -69,6 +72,7 @@ impl Default for RawC2s {
             require_tls: true,
             auth_timeout_seconds: 60,
             ping_interval_seconds: 300,
+            write_timeout_seconds: 30,
         }
     }
 }
@@ -99,6 +103,9 @@ pub struct RawLimits {
     pub max_unauthenticated: usize,
     /// Client connections that have not authenticated yet from one IPv4 address or IPv6 /64.
     pub max_unauthenticated_per_address: usize,
+    /// Bytes of stanzas (as serialised for the wire) one session may have queued for writing; beyond it a
+    /// stanza is handled as if that resource were unavailable.
+    pub session_queue_bytes: usize,
 }
 
 impl Default for RawLimits {
@@ -118,6 +125,7 @@ impl Default for RawLimits {
             max_unauthenticated: 1024,
             // Enough for a NAT with dozens of people logging in at the same moment.
             max_unauthenticated_per_address: 32,
+            session_queue_bytes: 2 * 1024 * 1024,
         }
     }
 }
@@ -163,6 +171,7 @@ pub struct Config {
     pub require_tls: bool,
     pub auth_timeout: std::time::Duration,
     pub ping_interval: std::time::Duration,
+    pub write_timeout: std::time::Duration,
     pub allow_in_band_registration: bool,
     pub max_stanza_bytes: usize,
     pub max_depth: usize,
@@ -174,6 +183,7 @@ pub struct Config {
     pub max_parsed_bytes: usize,
     pub max_unauthenticated: usize,
     pub max_unauthenticated_per_address: usize,
+    pub session_queue_bytes: usize,
     pub certificates: Vec<CertificateFiles>,
     pub component_listen: Option<SocketAddr>,
     pub components: Vec<ComponentSecret>,
@@ -316,6 +326,16 @@ impl Config {
         if limits.max_depth < 4 {
             problems.push("limits.max_depth: must be at least 4".into());
         }
+        if limits.session_queue_bytes < limits.max_stanza_bytes {
+            problems.push(
+                "limits.session_queue_bytes: must be at least limits.max_stanza_bytes, so that any stanza \
+                 a client may send can be queued for another"
+                    .into(),
+            );
+        }
+        if raw.c2s.write_timeout_seconds == 0 {
+            problems.push("c2s.write_timeout_seconds: must be positive".into());
+        }
         if limits.stanzas_per_second == 0 {
             problems.push("limits.stanzas_per_second: must be positive".into());
         }
@@ -414,6 +434,7 @@ impl Config {
             require_tls: raw.c2s.require_tls,
             auth_timeout: std::time::Duration::from_secs(raw.c2s.auth_timeout_seconds.max(1)),
             ping_interval: std::time::Duration::from_secs(raw.c2s.ping_interval_seconds.max(1)),
+            write_timeout: std::time::Duration::from_secs(raw.c2s.write_timeout_seconds),
             allow_in_band_registration: raw.registration.allow_in_band,
             max_stanza_bytes: limits.max_stanza_bytes,
             max_depth: limits.max_depth,
@@ -425,6 +446,7 @@ impl Config {
             max_parsed_bytes: limits.max_parsed_bytes,
             max_unauthenticated: limits.max_unauthenticated,
             max_unauthenticated_per_address: limits.max_unauthenticated_per_address,
+            session_queue_bytes: limits.session_queue_bytes,
             certificates,
             component_listen,
             components,
@@ -539,5 +561,26 @@ mod tests {
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
+    }
+
+    #[test]
+    fn session_queue_and_write_deadline_are_checked() {
+        let env = vec![
+            (
+                "HERALD_LIMITS__SESSION_QUEUE_BYTES".to_string(),
+                "1000".to_string(),
+            ),
+            (
+                "HERALD_C2S__WRITE_TIMEOUT_SECONDS".to_string(),
+                "0".to_string(),
+            ),
+        ];
+        let err = Config::resolve(RawConfig::load(None, env).unwrap()).unwrap_err();
+        let all = err.problems.join("\n");
+        assert!(all.contains("limits.session_queue_bytes"), "{all}");
+        assert!(all.contains("c2s.write_timeout_seconds"), "{all}");
+        let defaults = Config::resolve(RawConfig::load(None, Vec::new()).unwrap()).unwrap();
+        assert_eq!(defaults.session_queue_bytes, 2 * 1024 * 1024);
+        assert_eq!(defaults.write_timeout, std::time::Duration::from_secs(30));
     }
 }

@@ -289,3 +289,75 @@ async fn component_cannot_send_from_another_domain() {
         .assert_none("a forged message", |e| xml::has_body(e, "forged"))
         .await;
 }
+
+/// Issue 10, finding 2 (the same class): a component that stops reading held its task in a write forever,
+/// attached, while its queue grew. Now its writes have the same deadline as a client's, after which it is
+/// detached and its domain is unreachable again (RFC 6120 section 8.3.3.15 remote-server-not-found).
+#[tokio::test]
+async fn component_that_stops_reading_is_detached_after_the_write_deadline() {
+    let server = TestServer::builder()
+        .env("HERALD_C2S__WRITE_TIMEOUT_SECONDS", "1")
+        .env("HERALD_LIMITS__STANZAS_PER_SECOND", "1000000")
+        .file("component.secret", SECRET)
+        .toml(
+            "[component]\nlisten = \"127.0.0.1:0\"\n\n[[component.components]]\n\
+             domain = \"bot.localhost\"\nsecret_file = \"{dir}/component.secret\"\n",
+        )
+        .start()
+        .await;
+    server.add_user("alice").await;
+    let mut component = Component::open(&server, COMPONENT).await;
+    component.handshake(SECRET).await;
+    assert!(
+        component
+            .expect_element()
+            .await
+            .is("handshake", ns::COMPONENT_ACCEPT)
+    );
+    // From here on the component reads nothing. 9.6 MB is more than the socket buffers hold.
+    let mut alice = server.login("alice", "r").await;
+    let text = "z".repeat(32 * 1024);
+    for _ in 0..300 {
+        alice
+            .send(&format!(
+                "<message to='echo@bot.localhost' type='chat'><body>{text}</body></message>"
+            ))
+            .await;
+    }
+    // Each probe is routed before the barrier answers, so every round trip tells whether the component is
+    // still attached (the probe is forwarded) or was detached (the probe bounces). Bounded in time.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let mut probes = 0;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still attached after {probes} probes"
+        );
+        probes += 1;
+        let id = format!("probe{probes}");
+        alice
+            .send(&format!(
+                "<message to='echo@bot.localhost' type='chat' id='{id}'><body>there?</body></message>"
+            ))
+            .await;
+        let before = alice.barrier().await;
+        if let Some(bounce) = before.iter().find(|e| e.attr("id") == Some(id.as_str())) {
+            assert!(
+                is_error(bounce, "message", "remote-server-not-found"),
+                "{}",
+                xml::show(bounce)
+            );
+            break;
+        }
+    }
+    drop(component);
+    // Detached, not left behind: the component can attach again.
+    let mut again = Component::open(&server, COMPONENT).await;
+    again.handshake(SECRET).await;
+    assert!(
+        again
+            .expect_element()
+            .await
+            .is("handshake", ns::COMPONENT_ACCEPT)
+    );
+}

@@ -3,7 +3,10 @@
 //!
 //! One task owns the socket; the router reaches it only through its channel. Idle sessions are pinged
 //! (XEP-0199 section 4.2) and closed if they stay silent; a session sending faster than the configured rate
-//! is closed with `<policy-violation/>`; both end only this stream.
+//! is closed with `<policy-violation/>`; both end only this stream. A client that stops reading is ended by
+//! the socket's write deadline (`[c2s] write_timeout_seconds`, see `net::write_deadline`), and whatever was
+//! queued for it and not written is routed again once it is gone, as for any resource that went offline
+//! (RFC 6121 section 8.5.3.2).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +24,15 @@ use crate::router::envelope::{Addressing, EnvelopeError};
 use crate::router::mailbox::Mailbox;
 use crate::router::rules::StanzaKind;
 use crate::router::{Envelope, Router, SessionCommand};
+use crate::xmpp::WireStanza;
 use crate::xmpp::error::{StreamError, StreamErrorCondition};
 use crate::xmpp::stream::{Frame, XmlStream};
 
 /// Most stanzas written to the client in one go.
 const WRITE_BATCH_STANZAS: usize = 64;
+/// A batch stops growing once it holds this many bytes: each write must make progress within the write
+/// deadline, and a smaller write is one a slow but live client can take in time.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
 /// Runs a bound session until the client leaves, misbehaves, is replaced, or the server stops.
 ///
@@ -51,6 +58,7 @@ where
             ping_interval,
             last_heard: Instant::now(),
             pending_ping: None,
+            unwritten: Vec::new(),
         };
 
         let end: Ending = loop {
@@ -68,8 +76,9 @@ where
         Box::pin(finish(
             router,
             &mut bound.stream,
+            &mut bound.commands,
             bound.handle.id,
-            live.session,
+            live,
             end,
         ))
         .await;
@@ -87,19 +96,26 @@ enum Ending {
     Error(StreamErrorCondition),
 }
 
-/// Ends the session: the stream error if there is one, unbinding, unavailable presence, and then, when
-/// the client closed its stream, our closing tag. Closing last means that once the client has read it,
-/// the session is gone from the router (what is sent to the user from then on is stored offline, not
-/// written to a stream that is closing) and its contacts were told it is unavailable.
+/// Ends the session: the stream error if there is one, unbinding, routing again what was queued and not
+/// written, unavailable presence, and then, when the client closed its stream, our closing tag. Closing
+/// last means that once the client has read it, the session is gone from the router (what is sent to the
+/// user from then on is stored offline, not written to a stream that is closing) and its contacts were told
+/// it is unavailable. Every write here is bounded by the socket's write deadline.
 async fn finish<S>(
     router: Arc<Router>,
     stream: &mut XmlStream<Transport<S>>,
+    commands: &mut Mailbox<SessionCommand>,
     session_id: u64,
-    mut session: ClientSession,
+    live: Live,
     end: Ending,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    let Live {
+        mut session,
+        unwritten,
+        ..
+    } = live;
     if let Ending::Error(condition) = end {
         let _ = stream
             .send_error(&StreamError::Condition {
@@ -111,6 +127,16 @@ async fn finish<S>(
     router
         .sessions
         .unbind(&session.bare, session.jid.resource().as_str(), session_id);
+    // Closed after unbinding: a sender that still found this session is refused from here on and takes
+    // the offline path itself, and what it queued before is in `queued`. Nothing falls in between.
+    let queued = commands
+        .close()
+        .into_iter()
+        .filter_map(|command| match command {
+            SessionCommand::Stanza(stanza) => Some(stanza),
+            _ => None,
+        });
+    reroute(&router, unwritten.into_iter().chain(queued)).await;
     // A replaced session's resource now belongs to its successor: announcing it unavailable would
     // contradict the new session's presence (RFC 6120 section 7.7.2.2).
     if end != Ending::Error(StreamErrorCondition::Conflict) {
@@ -121,6 +147,27 @@ async fn finish<S>(
         let _ = stream.close().await;
     }
     tracing::debug!(jid = %session.jid, ?end, "session ended");
+}
+
+/// Routes again, in order, stanzas that were queued for this session and not written, now that it is
+/// unbound: the rules of RFC 6121 section 8.5.3.2 for a full JID with no such resource then apply (a
+/// `chat` or `normal` message goes to the account's other resources or offline storage; a presence is
+/// dropped; an IQ request is answered `service-unavailable` and an IQ response dropped); one sent to the
+/// bare JID is delivered as such again (RFC 6121 section 8.5.2). A batch whose write
+/// failed may have partly reached the client: it is routed again whole, so a message may arrive twice but
+/// is never lost.
+async fn reroute(router: &Arc<Router>, stanzas: impl Iterator<Item = WireStanza>) {
+    for stanza in stanzas {
+        let Some(element) = stanza.unpack() else {
+            continue;
+        };
+        match Envelope::parse(element) {
+            Ok(envelope) => {
+                Box::pin(router.route(envelope)).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "a queued stanza could not be routed again"),
+        }
+    }
 }
 
 /// What woke the session's wait. Server shutdown arrives as a command too ([`SessionCommand::Shutdown`]),
@@ -139,6 +186,8 @@ struct Live {
     last_heard: Instant,
     /// The id of our unanswered ping, if any.
     pending_ping: Option<String>,
+    /// The batch whose write failed, to be routed again when the session ends.
+    unwritten: Vec<WireStanza>,
 }
 
 impl Live {
@@ -154,13 +203,17 @@ impl Live {
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         match wake {
-            Wake::Command(Some(SessionCommand::Stanza(element))) => {
+            Wake::Command(Some(SessionCommand::Stanza(first))) => {
                 // Take whatever else is already queued, so a busy session writes in batches.
-                let mut batch = vec![*element];
+                let mut bytes = first.wire_bytes();
+                let mut batch = vec![first];
                 let mut then = None;
-                while batch.len() < WRITE_BATCH_STANZAS {
+                while batch.len() < WRITE_BATCH_STANZAS && bytes < WRITE_BATCH_BYTES {
                     match commands.try_recv() {
-                        Some(SessionCommand::Stanza(next)) => batch.push(*next),
+                        Some(SessionCommand::Stanza(next)) => {
+                            bytes += next.wire_bytes();
+                            batch.push(next);
+                        }
                         Some(other) => {
                             then = Some(other);
                             break;
@@ -168,7 +221,10 @@ impl Live {
                         None => break,
                     }
                 }
-                if stream.send_batch(&batch).await.is_err() {
+                if stream.send_wire(&batch).await.is_err() {
+                    // Failed or past the write deadline: the client is not reading. What did not reach it
+                    // is routed elsewhere once the session is unbound (see `finish`).
+                    self.unwritten = batch;
                     return Some(Ending::Gone);
                 }
                 then.and_then(ending)

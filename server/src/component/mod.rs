@@ -12,6 +12,7 @@ use xmpp_parsers::minidom::Element;
 
 use crate::net::shutdown::Shutdown;
 use crate::net::unauthenticated::{Refusal, UnauthenticatedSlot, UnauthenticatedSlots};
+use crate::net::write_deadline::WriteDeadline;
 use crate::router::envelope::to_client_namespace;
 use crate::router::{Envelope, Router};
 use crate::xmpp::error::{StreamError, StreamErrorCondition};
@@ -52,6 +53,8 @@ pub async fn serve(
         let router = router.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            // A component that stops reading is cut off like a client (see `net::write_deadline`).
+            let socket = WriteDeadline::new(socket, router.config.write_timeout);
             if let Err(e) = run(socket, &router, slot, shutdown).await {
                 tracing::info!(%peer, error = %e, "component stream ended");
             }
@@ -166,9 +169,14 @@ where
         stream.send_error(&error).await?;
         return Err(error);
     }
-    stream
+    let acknowledged = stream
         .send(&Element::builder("handshake", ns::COMPONENT_ACCEPT).build())
-        .await?;
+        .await;
+    if let Err(e) = acknowledged {
+        // Attached a moment ago: detach before leaving, or the domain would stay bound to a dead queue.
+        router.detach_component(&domain);
+        return Err(StreamError::from(e));
+    }
     stream.set_limits(router.config.stream_limits());
     drop(slot);
     tracing::info!(%domain, "component attached");
@@ -176,7 +184,14 @@ where
         tokio::select! {
             _ = shutdown.wait() => break Err(fail(StreamErrorCondition::SystemShutdown)),
             outgoing = rx.recv() => match outgoing {
-                Some(element) => stream.send(&element).await?,
+                Some(element) => {
+                    // A failed write (or one past the write deadline) ends the stream, but through the
+                    // detach below: returning early left the domain attached to a dead queue, bouncing
+                    // everything with remote-server-timeout and refusing the component's reconnection.
+                    if let Err(e) = stream.send(&element).await {
+                        break Err(StreamError::from(e));
+                    }
+                }
                 None => break Ok(()),
             },
             frame = stream.next() => match frame {

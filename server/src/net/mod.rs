@@ -6,6 +6,7 @@ pub mod shutdown;
 pub mod tls;
 pub mod transport;
 pub mod unauthenticated;
+pub mod write_deadline;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::net::shutdown::Shutdown;
 use crate::net::tls::TlsIdentity;
 use crate::net::transport::Transport;
 use crate::net::unauthenticated::{Refusal, UnauthenticatedSlot, UnauthenticatedSlots};
+use crate::net::write_deadline::WriteDeadline;
 use crate::router::Router;
 use crate::xmpp::{Limits, StreamError, StreamErrorCondition, XmlStream};
 
@@ -117,7 +119,10 @@ async fn accept(
     peer: SocketAddr,
     direct_tls: bool,
     slot: UnauthenticatedSlot,
-) -> Option<Bound<TcpStream>> {
+) -> Option<Bound<WriteDeadline<TcpStream>>> {
+    // Every write on this connection, from the TLS handshake to the last stream error, must make progress
+    // within the deadline: a client that stops reading cannot park its task in a write.
+    let socket = WriteDeadline::new(socket, router.config.write_timeout);
     let transport = if direct_tls {
         // Bounded like the rest of negotiation, so a silent peer cannot hold a slot forever.
         let handshake = Box::pin(tls.direct.accept(socket));

@@ -74,10 +74,11 @@ impl Router {
         storage: Storage,
         push: Option<Arc<dyn features::push::PushWaker>>,
     ) -> Arc<Router> {
+        let sessions = Registry::new(config.session_queue_bytes);
         Arc::new(Router {
             config,
             storage,
-            sessions: Registry::default(),
+            sessions,
             auth_throttle: std::sync::Mutex::new(AuthThrottle::new(Default::default())),
             push: push.map(features::push::OfflineWaker::new),
             block_lists: features::blocking::BlockListCache::default(),
@@ -150,10 +151,11 @@ impl Router {
         match rules::decide(envelope.kind, addressee) {
             Decision::DeliverTo(indices) => {
                 let mut delivered = false;
+                // Serialised once for every resource it goes to.
+                let stanza = crate::xmpp::WireStanza::for_client_stream(&envelope.element);
                 for index in indices {
                     if let Some((_, handle, _)) = online.get(index) {
-                        delivered |=
-                            handle.send(SessionCommand::Stanza(Box::new(envelope.element.clone())));
+                        delivered |= handle.send(SessionCommand::Stanza(stanza.clone()));
                     }
                 }
                 if delivered {
@@ -161,6 +163,11 @@ impl Router {
                 } else if matches!(envelope.kind, StanzaKind::Message(_)) {
                     // Every chosen session vanished or is stuck: keep the message rather than lose it.
                     self.bounce_or(features::offline::store(self, &bare, &envelope).await)
+                } else if envelope.kind == StanzaKind::IqRequest {
+                    // The resource cannot take it (gone, or its queue is full): as for a full JID with no
+                    // such resource, the requester gets service-unavailable rather than waiting forever
+                    // (RFC 6121 section 8.5.3.2).
+                    self.bounce(&envelope, DefinedCondition::ServiceUnavailable)
                 } else {
                     Delivery::Dropped
                 }
@@ -234,7 +241,7 @@ impl Router {
     /// Writes a stanza straight to one session (for replies to that session's own requests).
     pub fn send_to_session(&self, bare: &str, resource: &str, element: Element) -> bool {
         match self.sessions.handle(bare, resource) {
-            Some(handle) => handle.send(SessionCommand::Stanza(Box::new(element))),
+            Some(handle) => handle.send_stanza(&element),
             None => false,
         }
     }
@@ -318,5 +325,46 @@ impl Bounce {
     pub fn with_text(mut self, text: &str) -> Bounce {
         self.text = Some(text.to_string());
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RawConfig;
+
+    /// A router on an in-memory database whose sessions queue at most 10,000 bytes.
+    async fn router_with_small_queues() -> Arc<Router> {
+        let mut raw = RawConfig::default();
+        raw.limits.max_stanza_bytes = 10_000;
+        raw.limits.session_queue_bytes = 10_000;
+        let config = Config::resolve(raw).expect("config");
+        let storage = Storage::connect("sqlite::memory:").await.expect("storage");
+        let alice = crate::accounts::parse_account("alice@localhost").expect("jid");
+        crate::accounts::create(&storage, &alice, "secret")
+            .await
+            .expect("create");
+        Router::new(Arc::new(config), storage, None)
+    }
+
+    #[tokio::test]
+    async fn an_iq_to_a_resource_whose_queue_is_full_is_answered_service_unavailable() {
+        let router = router_with_small_queues().await;
+        let (handle, _commands) = router.sessions.new_session();
+        router
+            .sessions
+            .bind("alice@localhost", "phone", handle.clone());
+        let mut backlog = Element::bare("message", crate::xmpp::ns::CLIENT);
+        backlog.append_text_node("x".repeat(10_000));
+        assert!(handle.send_stanza(&backlog), "the queue is now full");
+        let iq: Element = "<iq xmlns='jabber:client' type='get' id='v1' from='bob@localhost/r' \
+                           to='alice@localhost/phone'><query xmlns='jabber:iq:version'/></iq>"
+            .parse()
+            .expect("iq");
+        let delivery = router.route(Envelope::parse(iq).expect("envelope")).await;
+        assert_eq!(
+            delivery,
+            Delivery::Bounced(DefinedCondition::ServiceUnavailable)
+        );
     }
 }

@@ -11,14 +11,14 @@ use xmpp_parsers::minidom::Element;
 
 use super::mailbox::{Mailbox, MailboxSender, mailbox};
 use super::rules::ResourceView;
-use crate::xmpp::PackedElement;
+use crate::xmpp::{PackedElement, WireStanza};
 
 /// What a session task can be told to do.
 #[derive(Debug)]
 pub enum SessionCommand {
-    /// Write this stanza to the client. Boxed: the channel allocates its slots in blocks, and an idle
-    /// session should hold blocks of pointers, not of whole elements.
-    Stanza(Box<Element>),
+    /// Write this stanza to the client. Serialised when queued: it is written as is, and while it waits it
+    /// costs its length, not the tens of times more a parsed element costs.
+    Stanza(WireStanza),
     /// Another login took this resource (RFC 6120 section 7.7.2.2): end with `<conflict/>`.
     Replaced,
     /// The account was deleted or the session must go: end with `<not-authorized/>`.
@@ -34,14 +34,36 @@ pub struct SessionHandle {
     tx: MailboxSender<SessionCommand>,
 }
 
-/// Commands a session may have queued before it is considered stuck and is disconnected.
+/// Stanzas a session may have queued; beyond it (or beyond `[limits] session_queue_bytes`) further
+/// stanzas are refused.
 pub const SESSION_QUEUE_LENGTH: usize = 4096;
 
+/// The byte bound of a session's queue when none is configured (`[limits] session_queue_bytes`).
+pub const DEFAULT_SESSION_QUEUE_BYTES: usize = 2 * 1024 * 1024;
+
 impl SessionHandle {
-    /// Queues a command without waiting. Returns `false` if the session is gone or its queue is full; a full
-    /// queue means the client does not read, so the caller treats the stanza as undeliverable.
+    /// Queues a command without waiting. Returns `false` if the session is gone or, for a stanza, if its
+    /// queue is full in entries or bytes. A full queue means the client does not read as fast as it is
+    /// written to, so the caller handles the stanza as if that resource were unavailable (RFC 6121 section
+    /// 8.5.3.2: messages go to another resource or offline storage); the sender cannot grow the queue past
+    /// its bound. Commands that end the session are never refused for a full queue.
     pub fn send(&self, command: SessionCommand) -> bool {
-        self.tx.try_send(command).is_ok()
+        match command {
+            SessionCommand::Stanza(stanza) => {
+                let bytes = stanza.wire_bytes();
+                self.tx
+                    .try_send(SessionCommand::Stanza(stanza), bytes)
+                    .is_ok()
+            }
+            ending => self.tx.send_unbounded(ending).is_ok(),
+        }
+    }
+
+    /// Queues a stanza for the client (see [`SessionHandle::send`]).
+    pub fn send_stanza(&self, element: &Element) -> bool {
+        self.send(SessionCommand::Stanza(WireStanza::for_client_stream(
+            element,
+        )))
     }
 }
 
@@ -59,19 +81,37 @@ pub struct OnlineResource {
 }
 
 /// Every online resource, by bare JID.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
     accounts: RwLock<HashMap<String, Vec<OnlineResource>>>,
+    /// The byte bound of every session's queue.
+    session_queue_bytes: usize,
     next_session_id: AtomicU64,
     /// Set by [`Registry::shut_down`]; read and written only under the `accounts` write lock, so a session
     /// binding during shutdown is either told by `shut_down` or sees the flag in `bind`.
     is_shut_down: AtomicBool,
 }
 
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new(DEFAULT_SESSION_QUEUE_BYTES)
+    }
+}
+
 impl Registry {
+    /// An empty registry whose sessions queue at most `session_queue_bytes` of stanzas each.
+    pub fn new(session_queue_bytes: usize) -> Registry {
+        Registry {
+            accounts: RwLock::default(),
+            session_queue_bytes,
+            next_session_id: AtomicU64::default(),
+            is_shut_down: AtomicBool::default(),
+        }
+    }
+
     /// A handle for a new session, and the receiver its task reads.
     pub fn new_session(&self) -> (SessionHandle, Mailbox<SessionCommand>) {
-        let (tx, rx) = mailbox(SESSION_QUEUE_LENGTH);
+        let (tx, rx) = mailbox(SESSION_QUEUE_LENGTH, self.session_queue_bytes);
         let id = self.next_session_id.fetch_add(1, Ordering::Relaxed);
         (SessionHandle { id, tx }, rx)
     }
@@ -233,10 +273,7 @@ mod tests {
         let registry = Registry::default();
         let (before, mut before_rx) = registry.new_session();
         registry.bind("a@b", "phone", before.clone());
-        assert!(before.send(SessionCommand::Stanza(Box::new(Element::bare(
-            "message",
-            "jabber:client"
-        )))));
+        assert!(before.send_stanza(&Element::bare("message", "jabber:client")));
         registry.shut_down();
         assert!(matches!(
             before_rx.recv().await,
@@ -248,5 +285,40 @@ mod tests {
             after_rx.recv().await,
             Some(SessionCommand::Shutdown)
         ));
+    }
+
+    #[test]
+    fn a_full_queue_refuses_stanzas_by_bytes_but_not_the_command_that_ends_the_session() {
+        let registry = Registry::new(10_000);
+        let (handle, mut rx) = registry.new_session();
+        let mut message = Element::bare("message", "jabber:client");
+        message.append_text_node("x".repeat(6_000));
+        assert!(handle.send_stanza(&message));
+        assert!(!handle.send_stanza(&message), "past the byte bound");
+        assert!(
+            handle.send(SessionCommand::Replaced),
+            "the session must still learn it is replaced"
+        );
+        assert!(matches!(rx.try_recv(), Some(SessionCommand::Stanza(_))));
+        assert!(matches!(rx.try_recv(), Some(SessionCommand::Replaced)));
+    }
+
+    #[test]
+    fn a_queue_full_of_entries_still_takes_the_command_that_ends_the_session() {
+        let registry = Registry::default();
+        let (handle, _rx) = registry.new_session();
+        let small = Element::bare("presence", "jabber:client");
+        for _ in 0..SESSION_QUEUE_LENGTH {
+            assert!(handle.send_stanza(&small));
+        }
+        assert!(!handle.send_stanza(&small), "full");
+        assert!(
+            handle.send(SessionCommand::Terminate),
+            "account deletion must reach it"
+        );
+        assert!(
+            handle.send(SessionCommand::Replaced),
+            "a newer login must reach it"
+        );
     }
 }

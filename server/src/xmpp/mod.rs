@@ -30,7 +30,7 @@ mod tests;
 
 pub use error::{StreamError, StreamErrorCondition};
 pub use limits::stream_limits_feature;
-pub use packed::PackedElement;
+pub use packed::{PackedElement, WireStanza};
 pub use stanza::{Stanza, StanzaParseError, error_reply};
 pub use stream::{Frame, StreamHeader, XmlStream};
 pub use xmpp_parsers::jid::{BareJid, FullJid, Jid};

@@ -19,32 +19,67 @@ impl PackedElement {
     /// Parse the element back. `None` only if it does not parse, which the writer rules out for elements
     /// it serialised; callers treat that like having nothing stored.
     pub fn unpack(&self) -> Option<Element> {
-        let header = StreamHeader {
-            default_ns: ns::CLIENT.to_owned(),
-            ..StreamHeader::default()
-        };
-        let header = writer::stream_header(&header);
-        // Our own serialisation of an element the stream limits already admitted: the writer may add
-        // namespace declarations, so the per-element limits would not hold; only the length is known.
-        let mut framer = Framer::new(Limits {
-            max_stanza_bytes: header.len() + self.0.len(),
-            max_depth: usize::MAX,
-            max_elements: usize::MAX,
-            max_attributes: usize::MAX,
-            max_parsed_bytes: usize::MAX,
-        });
-        framer.push(header.as_bytes());
-        framer.push(self.0.as_bytes());
-        framer.poll_header().ok()??;
-        match framer.poll_frame() {
-            Ok(Some(Frame::Element(element))) => Some(element),
-            _ => None,
-        }
+        parse_on_client_stream(&self.0)
     }
 
     /// The serialised XML.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A stanza serialised once, exactly as it is written on a `jabber:client` stream: stanzas in the content
+/// namespace carry no `xmlns` (RFC 6120 section 4.8.3). Queued for a session in this form, it costs its
+/// length in bytes, where a parsed element costs tens of times that; the session writes it as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireStanza(Box<str>);
+
+impl WireStanza {
+    /// Serialise `element` for a `jabber:client` stream.
+    pub fn for_client_stream(element: &Element) -> WireStanza {
+        WireStanza(writer::element(element, ns::CLIENT).into_boxed_str())
+    }
+
+    /// Its size in bytes, which is also what it holds in memory.
+    pub fn wire_bytes(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The serialised XML, valid only inside a stream whose default namespace is `jabber:client`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Parse the element back (to route it elsewhere). `None` only if it does not parse, which the writer
+    /// rules out for elements it serialised.
+    pub fn unpack(&self) -> Option<Element> {
+        parse_on_client_stream(&self.0)
+    }
+}
+
+/// Parses one element as if it came on a stream whose header declared `jabber:client` and the `stream:`
+/// prefix, which is what both forms above assume.
+fn parse_on_client_stream(xml: &str) -> Option<Element> {
+    let header = StreamHeader {
+        default_ns: ns::CLIENT.to_owned(),
+        ..StreamHeader::default()
+    };
+    let header = writer::stream_header(&header);
+    // Our own serialisation of an element the stream limits already admitted: the writer may add
+    // namespace declarations, so the per-element limits would not hold; only the length is known.
+    let mut framer = Framer::new(Limits {
+        max_stanza_bytes: header.len() + xml.len(),
+        max_depth: usize::MAX,
+        max_elements: usize::MAX,
+        max_attributes: usize::MAX,
+        max_parsed_bytes: usize::MAX,
+    });
+    framer.push(header.as_bytes());
+    framer.push(xml.as_bytes());
+    framer.poll_header().ok()??;
+    match framer.poll_frame() {
+        Ok(Some(Frame::Element(element))) => Some(element),
+        _ => None,
     }
 }
 
@@ -67,5 +102,23 @@ mod tests {
         let packed = PackedElement::pack(&presence);
         assert!(packed.as_str().len() < 300, "{}", packed.as_str());
         assert_eq!(packed.unpack(), Some(presence));
+    }
+
+    #[test]
+    fn a_wire_stanza_is_what_the_client_stream_writes_and_parses_back() {
+        let message: Element =
+            "<message xmlns='jabber:client' to='a@b/c' type='chat'><body>x &amp; y</body>\
+            <x xmlns='urn:example'/></message>"
+                .parse()
+                .unwrap();
+        let wire = WireStanza::for_client_stream(&message);
+        assert_eq!(wire.as_str(), writer::element(&message, ns::CLIENT));
+        assert!(
+            !wire.as_str().contains("jabber:client"),
+            "{}",
+            wire.as_str()
+        );
+        assert_eq!(wire.wire_bytes(), wire.as_str().len());
+        assert_eq!(wire.unpack(), Some(message));
     }
 }

@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use super::error::{StreamError, StreamErrorCondition};
 use super::framer::Framer;
 use super::markup::{Opened, Scope};
+use super::packed::WireStanza;
 use super::token::is_xml_whitespace;
 use super::{Element, Limits, ns, writer};
 
@@ -205,6 +206,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
         let mut xml = String::new();
         for element in elements {
             xml.push_str(&writer::element(element, out_ns));
+        }
+        self.send_raw(&xml).await
+    }
+
+    /// Write stanzas serialised by [`WireStanza::for_client_stream`] in one write and one flush. On a
+    /// stream whose default namespace is not `jabber:client` they are serialised again for it.
+    pub async fn send_wire(&mut self, stanzas: &[WireStanza]) -> std::io::Result<()> {
+        let out_ns = self.out_ns.as_deref().unwrap_or("");
+        let mut xml = String::with_capacity(stanzas.iter().map(WireStanza::wire_bytes).sum());
+        for stanza in stanzas {
+            if out_ns == ns::CLIENT {
+                xml.push_str(stanza.as_str());
+            } else if let Some(element) = stanza.unpack() {
+                xml.push_str(&writer::element(&element, out_ns));
+            }
         }
         self.send_raw(&xml).await
     }
