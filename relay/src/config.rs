@@ -47,6 +47,11 @@ pub struct RelayConfig {
     pub retention_days: u64,
     /// Accept `http://` device endpoints and peers (tests, private networks). Off: https only.
     pub allow_plain_http: bool,
+    /// Reverse proxies (addresses or blocks like `127.0.0.1/32`, `10.0.0.0/8`, `::1`) whose
+    /// `client_address_header` names the real client. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
+    /// The header a trusted proxy puts the client address in; the right-most untrusted entry is used.
+    pub client_address_header: String,
     pub limits: RateLimits,
     pub apns: ApnsConfig,
     pub fcm: FcmConfig,
@@ -73,6 +78,8 @@ impl Default for RelayConfig {
             push_ttl_secs: 4 * 3600,
             retention_days: 30,
             allow_plain_http: false,
+            trusted_proxies: Vec::new(),
+            client_address_header: "X-Forwarded-For".into(),
             limits: RateLimits::default(),
             apns: ApnsConfig::default(),
             fcm: FcmConfig::default(),
@@ -92,7 +99,8 @@ pub struct RateLimits {
     pub per_sender: u32,
     /// Messages per receiving account, all tokens together.
     pub per_account: u32,
-    /// Account creation and login attempts per client address.
+    /// Account creations per client address (IPv6: per /64). Logins are limited by the failed-login
+    /// throttle shared with XMPP instead.
     pub account_attempts: u32,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
@@ -186,6 +194,21 @@ pub struct FederationConfig {
 }
 
 impl RelayConfig {
+    /// Every problem with the values (the server reports them with its own at `check-config`).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(bad) = crate::api::client_addr::parse_blocks(&self.trusted_proxies) {
+            problems.extend(bad.into_iter().map(|p| format!("relay.trusted_proxies: {p}")));
+        }
+        if axum::http::HeaderName::from_bytes(self.client_address_header.as_bytes()).is_err() {
+            problems.push(format!(
+                "relay.client_address_header: {:?} is not a header name",
+                self.client_address_header
+            ));
+        }
+        problems
+    }
+
     /// The messages endpoint of this relay, as handed out with tokens.
     pub fn messages_endpoint(&self) -> String {
         format!("{}/api/v1/messages/", self.public_url.trim_end_matches('/'))
@@ -214,5 +237,16 @@ mod tests {
         assert_eq!(f.relay, RelayConfig::default());
         assert!(toml::from_str::<File>("[relay]\nenable = true\n").is_err());
         assert!(toml::from_str::<File>("[relay.fcm]\napi_key = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_and_header_are_checked() {
+        assert!(RelayConfig::default().problems().is_empty());
+        let config = RelayConfig {
+            trusted_proxies: vec!["127.0.0.1/32".into(), "10.0.0.0/40".into(), "proxy".into()],
+            client_address_header: "Bad Header".into(),
+            ..RelayConfig::default()
+        };
+        assert_eq!(config.problems().len(), 3, "{:?}", config.problems());
     }
 }

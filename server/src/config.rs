@@ -345,6 +345,7 @@ impl Config {
                 ));
             }
         }
+        problems.extend(raw.relay.problems());
         if !problems.is_empty() {
             return Err(ConfigErrors { problems });
         }

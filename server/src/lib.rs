@@ -109,7 +109,11 @@ pub async fn start(
         Some(relay) => Some(Arc::new(relay.clone()) as Arc<dyn PushWaker>),
         None => push,
     };
-    let router = Router::new(config.clone(), storage, push);
+    let login_throttle = relay
+        .as_ref()
+        .map(herald_relay::Relay::login_throttle)
+        .unwrap_or_default();
+    let router = Router::with_login_throttle(config.clone(), storage, push, login_throttle);
 
     let c2s = bind(config.c2s_listen).await?;
     let c2s_address = local_address(&c2s, config.c2s_listen);

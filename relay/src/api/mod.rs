@@ -23,6 +23,7 @@ use crate::secrets::hash_secret;
 use crate::{Relay, RelayError};
 
 mod accounts;
+pub mod client_addr;
 mod devices;
 mod fields;
 mod info;
@@ -165,17 +166,33 @@ impl FromRequestParts<Relay> for MaybeCaller {
     }
 }
 
-/// The client address when the server serves with connect info (for per-address limits).
+/// The client address when the server serves with connect info (for per-address limits): the TCP
+/// peer, or what a trusted proxy says (see `client_addr.rs`).
 pub struct ClientAddr(pub Option<String>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl ClientAddr {
+    /// The address as an IP address, if there is one.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        self.0.as_deref().and_then(|a| a.parse().ok())
+    }
+}
+
+impl FromRequestParts<Relay> for ClientAddr {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, relay: &Relay) -> Result<Self, Self::Rejection> {
         Ok(ClientAddr(
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string()),
+                .map(|c| {
+                    client_addr::client_address(
+                        c.0.ip(),
+                        &parts.headers,
+                        &relay.inner.config.client_address_header,
+                        &relay.inner.trusted_proxies,
+                    )
+                    .to_string()
+                }),
         ))
     }
 }
