@@ -180,6 +180,13 @@ impl TestServer {
             .expect("[component] listen is configured")
     }
 
+    /// The hosted relay's HTTP API (plain HTTP unless `[relay] tls`).
+    pub fn relay_address(&self) -> SocketAddr {
+        self.running()
+            .relay_address
+            .expect("[relay] enabled is configured")
+    }
+
     pub fn router(&self) -> &Arc<Router> {
         &self.running().router
     }

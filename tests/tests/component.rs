@@ -226,3 +226,18 @@ async fn component_cannot_send_from_another_domain() {
         .assert_none("a forged message", |e| xml::has_body(e, "forged"))
         .await;
 }
+
+/// XEP-0114 handshakes are password checks too: after 20 wrong ones from an address (the failed-login
+/// throttle's address limit), even the right secret is refused for a while (RFC 6120 section 13.5).
+#[tokio::test]
+async fn repeated_wrong_handshakes_are_throttled() {
+    let server = server_with_component().await;
+    for _ in 0..20 {
+        let mut guesser = Component::open(&server, COMPONENT).await;
+        guesser.handshake("wrong secret").await;
+        guesser.expect_stream_error("not-authorized").await;
+    }
+    let mut late = Component::open(&server, COMPONENT).await;
+    late.handshake(SECRET).await;
+    late.expect_stream_error("policy-violation").await;
+}

@@ -366,6 +366,7 @@ impl Negotiation<'_> {
                 let answer = crate::features::register::handle_unauthenticated(
                     self.router,
                     &domain,
+                    self.peer,
                     is_set,
                     query,
                 )

@@ -1,7 +1,9 @@
 //! XEP-0114: Jabber Component Protocol. Gateways and push app servers attach over TCP, prove the shared
 //! secret with the handshake (section 3), and then exchange stanzas for their domain through the router.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -33,15 +35,20 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: Shutdow
         let router = router.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = run(socket, &router, shutdown).await {
+            if let Err(e) = run(socket, peer.ip(), &router, shutdown).await {
                 tracing::info!(%peer, error = %e, "component stream ended");
             }
         });
     }
 }
 
-/// Runs one component stream.
-pub async fn run<S>(io: S, router: &Arc<Router>, mut shutdown: Shutdown) -> Result<(), StreamError>
+/// Runs one component stream from `peer`.
+pub async fn run<S>(
+    io: S,
+    peer: IpAddr,
+    router: &Arc<Router>,
+    mut shutdown: Shutdown,
+) -> Result<(), StreamError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -107,14 +114,40 @@ where
             return Err(error);
         }
     };
+    // The shared secret is a password: its guesses go through the process's failed-login throttle,
+    // counted per client address (RFC 6120 section 13.5). Not per component domain, so a guesser cannot
+    // lock the real component out.
+    let attempt = match router.login_throttle.reserve(peer, None, Instant::now()) {
+        Ok(attempt) => attempt,
+        Err(refused) => {
+            tracing::warn!(
+                target: "herald::auth",
+                client = %peer,
+                component = %domain,
+                retry_after_secs = refused.retry_after.as_secs(),
+                "component handshake refused: too many failed logins"
+            );
+            let error = fail(StreamErrorCondition::PolicyViolation);
+            stream.send_error(&error).await?;
+            return Err(error);
+        }
+    };
     if !constant_time_eq(
         handshake.trim().as_bytes(),
         expected_handshake(&stream_id, &secret).as_bytes(),
     ) {
+        attempt.failed(Instant::now());
+        tracing::info!(
+            target: "herald::auth",
+            client = %peer,
+            component = %domain,
+            "component handshake failed: wrong secret"
+        );
         let error = fail(StreamErrorCondition::NotAuthorized);
         stream.send_error(&error).await?;
         return Err(error);
     }
+    attempt.succeeded();
     let (tx, mut rx) = mpsc::channel::<Element>(COMPONENT_QUEUE_LENGTH);
     if !router.attach_component(&domain, tx) {
         let error = fail(StreamErrorCondition::Conflict);

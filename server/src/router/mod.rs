@@ -52,6 +52,8 @@ pub struct Router {
     pub sessions: Registry,
     /// Failed password checks (SASL, component handshakes), shared with the hosted relay's HTTP login.
     pub login_throttle: LoginThrottle,
+    /// XEP-0077 account creation attempts per client address.
+    pub registrations: features::register::RegistrationLimit,
     pub push: Option<features::push::OfflineWaker>,
     pub block_lists: features::blocking::BlockListCache,
     /// Random bytes made at start that key the fake SCRAM salts of unknown users, so they cannot be told
@@ -88,6 +90,9 @@ impl Router {
         login_throttle: LoginThrottle,
     ) -> Arc<Router> {
         Arc::new(Router {
+            registrations: features::register::RegistrationLimit::new(
+                config.registrations_per_address_per_hour,
+            ),
             config,
             storage,
             sessions: Registry::default(),
