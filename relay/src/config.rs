@@ -198,7 +198,10 @@ impl RelayConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if let Err(bad) = crate::api::client_addr::parse_blocks(&self.trusted_proxies) {
-            problems.extend(bad.into_iter().map(|p| format!("relay.trusted_proxies: {p}")));
+            problems.extend(
+                bad.into_iter()
+                    .map(|p| format!("relay.trusted_proxies: {p}")),
+            );
         }
         if axum::http::HeaderName::from_bytes(self.client_address_header.as_bytes()).is_err() {
             problems.push(format!(

@@ -200,8 +200,11 @@ impl Counters {
         let over = |window: Option<&Window>, limit: u32| {
             window.and_then(|w| {
                 let live = live_failures(w, now, self.limits.window);
-                (live.saturating_add(w.pending) >= limit)
-                    .then(|| self.limits.window.saturating_sub(now.duration_since(w.started)))
+                (live.saturating_add(w.pending) >= limit).then(|| {
+                    self.limits
+                        .window
+                        .saturating_sub(now.duration_since(w.started))
+                })
             })
         };
         if let Some(retry_after) = over(
@@ -213,9 +216,9 @@ impl Counters {
                 retry_after,
             });
         }
-        if let Some(retry_after) = account.and_then(|a| {
-            over(self.accounts.get(a), self.limits.failures_per_account)
-        }) {
+        if let Some(retry_after) =
+            account.and_then(|a| over(self.accounts.get(a), self.limits.failures_per_account))
+        {
             return Err(Refused {
                 key: RefusedKey::Account,
                 retry_after,

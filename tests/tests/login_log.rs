@@ -70,7 +70,11 @@ async fn refused_logins_are_logged_with_address_and_account() {
     let failed = captured.lines("XMPP login failed");
     assert_eq!(failed.len(), 5, "{}", captured.text());
     assert!(failed[0].contains("client=127.0.0.1"), "{}", failed[0]);
-    assert!(failed[0].contains("account=alice@localhost"), "{}", failed[0]);
+    assert!(
+        failed[0].contains("account=alice@localhost"),
+        "{}",
+        failed[0]
+    );
     assert!(failed[0].contains("INFO") || failed[0].contains("WARN"));
 
     assert_eq!(
@@ -82,7 +86,10 @@ async fn refused_logins_are_logged_with_address_and_account() {
     assert!(throttled[0].contains("client=127.0.0.1") && throttled[0].contains("alice@localhost"));
 
     let status = reqwest::Client::new()
-        .post(format!("http://{}/api/v1/accounts/", server.relay_address()))
+        .post(format!(
+            "http://{}/api/v1/accounts/",
+            server.relay_address()
+        ))
         .json(&json!({"username": "bob@localhost", "password": "hunter2-guess"}))
         .send()
         .await

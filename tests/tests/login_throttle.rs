@@ -87,7 +87,11 @@ impl HeldExchange {
         let without_proof = format!("c={},r={}", BASE64.encode("n,,"), field("r="));
         let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
         let signature = hmac(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(k, s)| k ^ s).collect();
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
         self.client
             .send(&format!(
                 "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
@@ -175,13 +179,20 @@ async fn refusals_that_check_no_password_do_not_count() {
                 outcome.is("failure", ns::SASL),
                 "login {login}: {mechanism} {gs2} was not refused"
             );
-            assert_ne!(condition(&outcome), "temporary-auth-failure", "login {login}");
+            assert_ne!(
+                condition(&outcome),
+                "temporary-auth-failure",
+                "login {login}"
+            );
         }
         // A mechanism we do not offer at all is refused without counting either.
         client
             .send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='DIGEST-MD5'/>")
             .await;
-        assert_eq!(condition(&sasl_outcome(&mut client).await), "invalid-mechanism");
+        assert_eq!(
+            condition(&sasl_outcome(&mut client).await),
+            "invalid-mechanism"
+        );
         assert_eq!(
             client.auth_plain("alice", PASSWORD).await,
             Ok(()),

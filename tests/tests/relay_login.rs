@@ -18,7 +18,10 @@ async fn server_with_relay() -> TestServer {
 
 async fn relay_login(server: &TestServer, username: &str, password: &str) -> u16 {
     reqwest::Client::new()
-        .post(format!("http://{}/api/v1/accounts/", server.relay_address()))
+        .post(format!(
+            "http://{}/api/v1/accounts/",
+            server.relay_address()
+        ))
         .json(&json!({"username": username, "password": password}))
         .send()
         .await

@@ -148,7 +148,11 @@ mod tests {
         let host = AddressBlock::parse("::1").unwrap();
         assert!(host.contains(ip("::1")));
         assert!(!host.contains(ip("::2")));
-        assert!(AddressBlock::parse("2001:db8::/33").unwrap().contains(ip("2001:db8:7fff::1")));
+        assert!(
+            AddressBlock::parse("2001:db8::/33")
+                .unwrap()
+                .contains(ip("2001:db8:7fff::1"))
+        );
         assert!(AddressBlock::parse("10.0.0.0/33").is_err());
         assert!(AddressBlock::parse("localhost").is_err());
         assert_eq!(
@@ -196,7 +200,12 @@ mod tests {
         );
         // No header: the proxy itself.
         assert_eq!(
-            client_address(ip("127.0.0.1"), &HeaderMap::new(), "x-forwarded-for", &trusted),
+            client_address(
+                ip("127.0.0.1"),
+                &HeaderMap::new(),
+                "x-forwarded-for",
+                &trusted
+            ),
             ip("127.0.0.1")
         );
     }

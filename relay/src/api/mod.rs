@@ -181,18 +181,15 @@ impl FromRequestParts<Relay> for ClientAddr {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, relay: &Relay) -> Result<Self, Self::Rejection> {
         Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| {
-                    client_addr::client_address(
-                        c.0.ip(),
-                        &parts.headers,
-                        &relay.inner.config.client_address_header,
-                        &relay.inner.trusted_proxies,
-                    )
-                    .to_string()
-                }),
+            parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
+                client_addr::client_address(
+                    c.0.ip(),
+                    &parts.headers,
+                    &relay.inner.config.client_address_header,
+                    &relay.inner.trusted_proxies,
+                )
+                .to_string()
+            }),
         ))
     }
 }

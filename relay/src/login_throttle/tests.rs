@@ -28,7 +28,12 @@ fn account_is_refused_after_limit_until_window_passes() {
     let t0 = Instant::now();
     for i in 0..3 {
         // Different addresses so only the account limit applies.
-        fail(&throttle, &format!("192.0.2.{}", 10 + i), Some("juliet"), t0);
+        fail(
+            &throttle,
+            &format!("192.0.2.{}", 10 + i),
+            Some("juliet"),
+            t0,
+        );
     }
     let refused = throttle
         .reserve(ip("192.0.2.1"), Some("juliet"), t0)
@@ -37,7 +42,11 @@ fn account_is_refused_after_limit_until_window_passes() {
     assert_eq!(refused.retry_after, Duration::from_secs(60));
     assert!(throttle.reserve(ip("192.0.2.1"), Some("romeo"), t0).is_ok());
     let t59 = t0 + Duration::from_secs(59);
-    assert!(throttle.check(ip("192.0.2.1"), Some("juliet"), t59).is_err());
+    assert!(
+        throttle
+            .check(ip("192.0.2.1"), Some("juliet"), t59)
+            .is_err()
+    );
     let t60 = t0 + Duration::from_secs(60);
     assert_eq!(throttle.check(ip("192.0.2.1"), Some("juliet"), t60), Ok(()));
     // A failure after the window starts a new count.
@@ -53,7 +62,10 @@ fn address_is_refused_after_its_own_limit() {
         fail(&throttle, "198.51.100.7", None, t0);
     }
     assert_eq!(
-        throttle.check(ip("198.51.100.7"), None, t0).unwrap_err().key,
+        throttle
+            .check(ip("198.51.100.7"), None, t0)
+            .unwrap_err()
+            .key,
         RefusedKey::Address
     );
     assert_eq!(throttle.check(ip("198.51.100.8"), None, t0), Ok(()));
@@ -87,7 +99,9 @@ fn a_reservation_released_without_a_verdict_is_not_counted() {
     let throttle = LoginThrottle::new(limits());
     let t0 = Instant::now();
     for _ in 0..100 {
-        let attempt = throttle.reserve(ip("192.0.2.1"), Some("juliet"), t0).unwrap();
+        let attempt = throttle
+            .reserve(ip("192.0.2.1"), Some("juliet"), t0)
+            .unwrap();
         drop(attempt);
     }
     assert_eq!(throttle.check(ip("192.0.2.1"), Some("juliet"), t0), Ok(()));

@@ -52,7 +52,10 @@ impl RegistrationLimit {
         if !attempts.contains_key(&key) && attempts.len() >= MAX_TRACKED_ADDRESSES {
             attempts.retain(|_, (started, _)| now.duration_since(*started) < REGISTRATION_WINDOW);
             if attempts.len() >= MAX_TRACKED_ADDRESSES {
-                let oldest = attempts.iter().min_by_key(|(_, (t, _))| *t).map(|(k, _)| *k);
+                let oldest = attempts
+                    .iter()
+                    .min_by_key(|(_, (t, _))| *t)
+                    .map(|(k, _)| *k);
                 if let Some(oldest) = oldest {
                     attempts.remove(&oldest);
                 }
