@@ -51,6 +51,11 @@ pub struct RelayConfig {
     /// although they are not public: loopback, private, link-local... are refused otherwise (SSRF).
     /// For tests (`127.0.0.0/8`) and LAN setups.
     pub allowed_endpoint_networks: Vec<String>,
+    /// Reverse proxies (addresses or blocks like `127.0.0.1/32`, `10.0.0.0/8`, `::1`) whose
+    /// `client_address_header` names the real client. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
+    /// The header a trusted proxy puts the client address in; the right-most untrusted entry is used.
+    pub client_address_header: String,
     pub limits: RateLimits,
     pub http: HttpServerConfig,
     pub apns: ApnsConfig,
@@ -79,6 +84,8 @@ impl Default for RelayConfig {
             retention_days: 30,
             allow_plain_http: false,
             allowed_endpoint_networks: Vec::new(),
+            trusted_proxies: Vec::new(),
+            client_address_header: "X-Forwarded-For".into(),
             limits: RateLimits::default(),
             http: HttpServerConfig::default(),
             apns: ApnsConfig::default(),
@@ -99,7 +106,8 @@ pub struct RateLimits {
     pub per_sender: u32,
     /// Messages per receiving account, all tokens together.
     pub per_account: u32,
-    /// Account creation and login attempts per client address.
+    /// Account creations per client address (IPv6: per /64). Logins are limited by the failed-login
+    /// throttle shared with XMPP instead.
     pub account_attempts: u32,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
@@ -249,6 +257,18 @@ impl RelayConfig {
         if http.max_connections_per_address == 0 {
             problems.push("http.max_connections_per_address: must be positive".into());
         }
+        if let Err(bad) = crate::api::client_addr::parse_blocks(&self.trusted_proxies) {
+            problems.extend(
+                bad.into_iter()
+                    .map(|p| format!("trusted_proxies: {p}")),
+            );
+        }
+        if axum::http::HeaderName::from_bytes(self.client_address_header.as_bytes()).is_err() {
+            problems.push(format!(
+                "client_address_header: {:?} is not a header name",
+                self.client_address_header
+            ));
+        }
         problems
     }
 
@@ -296,5 +316,16 @@ mod tests {
         assert!(problems[0].starts_with("allowed_endpoint_networks:"));
         assert!(problems[1].starts_with("http.header_read_timeout_ms:"));
         assert!(problems[2].starts_with("http.max_connections:"));
+    }
+
+    #[test]
+    fn trusted_proxies_and_header_are_checked() {
+        assert!(RelayConfig::default().problems().is_empty());
+        let config = RelayConfig {
+            trusted_proxies: vec!["127.0.0.1/32".into(), "10.0.0.0/40".into(), "proxy".into()],
+            client_address_header: "Bad Header".into(),
+            ..RelayConfig::default()
+        };
+        assert_eq!(config.problems().len(), 3, "{:?}", config.problems());
     }
 }

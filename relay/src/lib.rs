@@ -7,7 +7,7 @@
 //!
 //! Module map: `config` (the `[relay]` section), `accept` (token checks, limits, enqueue), `api/`
 //! (axum handlers), `outbox` (workers, retries, failure classes), `backends/` (vendors),
-//! `ratelimit`, `secrets`.
+//! `login_throttle` (the process's one failed-login throttle), `ratelimit`, `secrets`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,7 @@ pub mod api;
 pub mod backends;
 mod batch;
 pub mod config;
+pub mod login_throttle;
 pub mod outbox;
 pub mod ratelimit;
 pub mod secrets;
@@ -65,6 +66,13 @@ pub trait LocalAccounts: Send + Sync {
         username: &str,
         password: &str,
     ) -> Result<Option<String>, RelayError>;
+
+    /// The name failed logins for `username` are counted under in the shared login throttle: the
+    /// server's normalised account id, so `Alice@Example.org` and `alice@example.org` share one count
+    /// with XMPP SASL. By default the name as given.
+    fn throttle_key(&self, username: &str) -> String {
+        username.to_owned()
+    }
 }
 
 /// A [`LocalAccounts`] with no accounts, for a relay that serves no XMPP domain.
@@ -143,6 +151,10 @@ pub(crate) struct Inner {
     pub(crate) config: RelayConfig,
     pub(crate) local: Arc<dyn LocalAccounts>,
     pub(crate) limits: ratelimit::RateLimiters,
+    /// `config.trusted_proxies`, parsed.
+    pub(crate) trusted_proxies: Vec<api::client_addr::AddressBlock>,
+    /// Failed password checks, shared with the hosting server's SASL (see `login_throttle.rs`).
+    pub(crate) login_throttle: login_throttle::LoginThrottle,
     /// Signalled when work is queued, so idle workers wake at once.
     pub(crate) queued: Notify,
     pub(crate) backends: backends::Backends,
@@ -154,25 +166,24 @@ pub(crate) struct Inner {
 
 impl Relay {
     /// Builds the relay: reads the key files named in `config`, builds the vendor clients.
-    /// Errors: [`RelayError::Config`] for unreadable or invalid key files and bad URLs.
+    /// Errors: [`RelayError::Config`] for unreadable or invalid key files, bad URLs, and the problems of
+    /// [`RelayConfig::problems`].
     pub fn new(
         storage: Storage,
         config: RelayConfig,
         local_accounts: Arc<dyn LocalAccounts>,
     ) -> Result<Relay, RelayError> {
+        let problems = config.problems();
+        if !problems.is_empty() {
+            return Err(RelayError::Config(problems.join("; ")));
+        }
         let backends = backends::Backends::from_config(&config)?;
-        Ok(Relay {
-            inner: Arc::new(Inner {
-                storage,
-                config,
-                local: local_accounts,
-                limits: ratelimit::RateLimiters::default(),
-                queued: Notify::new(),
-                backends,
-                wakes: Arc::new(batch::Batcher::new(wake::MAX_WAKE_BATCH)),
-                sent: Arc::new(batch::Batcher::new(outbox::MAX_SENT_BATCH)),
-            }),
-        })
+        Ok(Relay::with_backends(
+            storage,
+            config,
+            local_accounts,
+            backends,
+        ))
     }
 
     /// Like [`Relay::new`] with explicit backends (tests and embedders with their own clients).
@@ -182,12 +193,20 @@ impl Relay {
         local_accounts: Arc<dyn LocalAccounts>,
         backends: backends::Backends,
     ) -> Relay {
+        // Relay::new refuses bad entries; here (tests, embedders) they are skipped.
+        let trusted_proxies = config
+            .trusted_proxies
+            .iter()
+            .filter_map(|entry| api::client_addr::AddressBlock::parse(entry).ok())
+            .collect();
         Relay {
             inner: Arc::new(Inner {
+                trusted_proxies,
                 storage,
                 config,
                 local: local_accounts,
                 limits: ratelimit::RateLimiters::default(),
+                login_throttle: login_throttle::LoginThrottle::default(),
                 queued: Notify::new(),
                 backends,
                 wakes: Arc::new(batch::Batcher::new(wake::MAX_WAKE_BATCH)),
@@ -199,6 +218,12 @@ impl Relay {
     /// The configuration in use.
     pub fn config(&self) -> &RelayConfig {
         &self.inner.config
+    }
+
+    /// The failed-login throttle of this relay. A server hosting the relay uses this same throttle for its
+    /// own password checks, so failures on either path count against both (one throttle per process).
+    pub fn login_throttle(&self) -> login_throttle::LoginThrottle {
+        self.inner.login_throttle.clone()
     }
 
     /// The HTTP API (see relay/openapi.json). The caller binds and serves it, with TLS if it likes;

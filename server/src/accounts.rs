@@ -87,23 +87,35 @@ fn derive(password: &str) -> Result<herald_storage::Credentials, AccountError> {
 }
 
 /// Verifies a plaintext password against the stored SCRAM keys (for the relay's HTTP login). Returns the
-/// normalised bare JID on success. `username` may be a bare JID or a local part of the first domain.
+/// normalised bare JID on success. `username` may be a bare JID or a local part of the first domain. A
+/// missing account costs the same key derivation as a wrong password (no enumeration by timing).
 pub async fn verify_password(
     storage: &Storage,
     default_domain: &str,
     username: &str,
     password: &str,
 ) -> Result<Option<String>, AccountError> {
-    let jid = if username.contains('@') {
-        parse_account(username)?
-    } else {
-        parse_account(&format!("{username}@{default_domain}"))?
-    };
+    let jid = account_for_login(default_domain, username)?;
     let key = jid.to_string();
-    let Some(credentials) = storage.accounts.credentials(&key).await? else {
-        return Ok(None);
-    };
-    Ok(sasl::verify_plain(&credentials, password).then_some(key))
+    let credentials = storage.accounts.credentials(&key).await?;
+    let node = jid.node().map(|n| n.to_string()).unwrap_or_default();
+    Ok(
+        sasl::verify_plain(credentials.as_ref(), &node, password, UNKNOWN_USER_SALT_KEY)
+            .then_some(key),
+    )
+}
+
+/// Keys the fake salt of the relay login's missing accounts. Unlike SASL, the salt is never shown here,
+/// so it need not be secret: only the work done matters.
+const UNKNOWN_USER_SALT_KEY: &[u8] = b"herald relay login";
+
+/// The account a login names: a bare JID, or a local part of `default_domain`.
+fn account_for_login(default_domain: &str, username: &str) -> Result<BareJid, AccountError> {
+    if username.contains('@') {
+        parse_account(username)
+    } else {
+        parse_account(&format!("{username}@{default_domain}"))
+    }
 }
 
 /// The server's side of the relay's login check: local accounts log in to the relay API with their XMPP
@@ -127,6 +139,13 @@ impl herald_relay::LocalAccounts for RelayLogin {
             Err(_) => Ok(None),
         }
     }
+
+    /// The normalised bare JID, the key XMPP SASL counts failures under.
+    fn throttle_key(&self, username: &str) -> String {
+        account_for_login(&self.default_domain, username)
+            .map(|jid| jid.to_string())
+            .unwrap_or_else(|_| username.to_owned())
+    }
 }
 
 /// The login checker handed to the relay.
@@ -135,4 +154,29 @@ pub fn relay_login(storage: &Storage, default_domain: &str) -> Arc<RelayLogin> {
         storage: storage.clone(),
         default_domain: default_domain.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding 10: a missing account must cost the same key derivation as a wrong password, or the
+    /// relay's login tells which accounts exist by its answer time.
+    #[tokio::test]
+    async fn a_missing_account_costs_the_same_derivation_as_a_wrong_password() {
+        let storage = Storage::connect("sqlite::memory:").await.expect("storage");
+        let alice = parse_account("alice@localhost").expect("jid");
+        create(&storage, &alice, "right").await.expect("create");
+        let check = async |username: &str| {
+            let before = sasl::derivations_on_this_thread();
+            let verdict = verify_password(&storage, "localhost", username, "wrong")
+                .await
+                .expect("verify");
+            (verdict, sasl::derivations_on_this_thread() - before)
+        };
+        let (verdict, wrong_password) = check("alice@localhost").await;
+        assert_eq!(verdict, None);
+        assert!(wrong_password > 0);
+        assert_eq!(check("nobody@localhost").await, (None, wrong_password));
+    }
 }

@@ -77,11 +77,22 @@ impl Default for RawC2s {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawRegistration {
     /// XEP-0077 account creation by anyone who can connect. Password change and account removal always work.
     pub allow_in_band: bool,
+    /// In-band registration attempts per client address (IPv6: per /64) per hour; 0 means no limit.
+    pub per_address_per_hour: u32,
+}
+
+impl Default for RawRegistration {
+    fn default() -> Self {
+        RawRegistration {
+            allow_in_band: false,
+            per_address_per_hour: 5,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +184,8 @@ pub struct Config {
     pub ping_interval: std::time::Duration,
     pub write_timeout: std::time::Duration,
     pub allow_in_band_registration: bool,
+    /// In-band registration attempts per client address per hour (0: no limit).
+    pub registrations_per_address_per_hour: u32,
     pub max_stanza_bytes: usize,
     pub max_depth: usize,
     pub offline_quota: usize,
@@ -436,6 +449,7 @@ impl Config {
             ping_interval: std::time::Duration::from_secs(raw.c2s.ping_interval_seconds.max(1)),
             write_timeout: std::time::Duration::from_secs(raw.c2s.write_timeout_seconds),
             allow_in_band_registration: raw.registration.allow_in_band,
+            registrations_per_address_per_hour: raw.registration.per_address_per_hour,
             max_stanza_bytes: limits.max_stanza_bytes,
             max_depth: limits.max_depth,
             offline_quota: limits.offline_quota,

@@ -111,7 +111,11 @@ pub async fn start(
         Some(relay) => Some(Arc::new(relay.clone()) as Arc<dyn PushWaker>),
         None => push,
     };
-    let router = Router::new(config.clone(), storage, push);
+    let login_throttle = relay
+        .as_ref()
+        .map(herald_relay::Relay::login_throttle)
+        .unwrap_or_default();
+    let router = Router::with_login_throttle(config.clone(), storage, push, login_throttle);
 
     // One count of unauthenticated connections for both client listeners (RFC 6120 section 13.12).
     let unauthenticated = net::unauthenticated::UnauthenticatedSlots::new(

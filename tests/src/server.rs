@@ -180,7 +180,7 @@ impl TestServer {
             .expect("[component] listen is configured")
     }
 
-    /// The push relay's HTTP API address (`[relay] enabled` with `listen` on port 0).
+    /// The hosted relay's HTTP API (plain HTTP unless `[relay] tls`).
     pub fn relay_address(&self) -> SocketAddr {
         self.running()
             .relay_address

@@ -361,3 +361,18 @@ async fn component_that_stops_reading_is_detached_after_the_write_deadline() {
             .is("handshake", ns::COMPONENT_ACCEPT)
     );
 }
+
+/// XEP-0114 handshakes are password checks too: after 20 wrong ones from an address (the failed-login
+/// throttle's address limit), even the right secret is refused for a while (RFC 6120 section 13.5).
+#[tokio::test]
+async fn repeated_wrong_handshakes_are_throttled() {
+    let server = server_with_component().await;
+    for _ in 0..20 {
+        let mut guesser = Component::open(&server, COMPONENT).await;
+        guesser.handshake("wrong secret").await;
+        guesser.expect_stream_error("not-authorized").await;
+    }
+    let mut late = Component::open(&server, COMPONENT).await;
+    late.handshake(SECRET).await;
+    late.expect_stream_error("policy-violation").await;
+}

@@ -420,3 +420,29 @@ async fn message_to_the_server_itself_is_service_unavailable() {
         xml::show(&error)
     );
 }
+
+/// In-band registration is limited per client address (5 attempts an hour by default), so an open
+/// server cannot be filled with accounts from one place (XEP-0077 section 9 leaves this to the server).
+#[tokio::test]
+async fn in_band_registration_is_limited_per_address() {
+    let server = TestServer::builder()
+        .env("HERALD_REGISTRATION__ALLOW_IN_BAND", "true")
+        .start()
+        .await;
+    let mut client = TestClient::connect_starttls(&server).await;
+    for i in 0..5 {
+        client
+            .iq_result("set", None, &register_form(&format!("user{i}"), "pw"))
+            .await;
+    }
+    let refused = client.iq("set", None, &register_form("user5", "pw")).await;
+    assert!(
+        is_error(&refused, "iq", "policy-violation"),
+        "{}",
+        xml::show(&refused)
+    );
+    // Another connection from the same address is refused too.
+    let mut other = TestClient::connect_starttls(&server).await;
+    let refused = other.iq("set", None, &register_form("user6", "pw")).await;
+    assert!(is_error(&refused, "iq", "policy-violation"));
+}

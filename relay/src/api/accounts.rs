@@ -3,6 +3,7 @@
 //! and tokens), and API key rotation. Local XMPP accounts log in with their XMPP password through
 //! [`crate::LocalAccounts`]; relay-only accounts use argon2 and names without `@`.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use axum::Json;
@@ -13,6 +14,7 @@ use herald_storage::relay::RelayAccount;
 use serde_json::{Value, json};
 
 use super::{ApiError, Caller, ClientAddr, Fields};
+use crate::login_throttle::{Attempt, address_key};
 use crate::secrets::{hash_password, hash_secret, new_secret, verify_password};
 use crate::{Relay, now_ms};
 
@@ -61,35 +63,66 @@ fn invalid_credentials() -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "Invalid credentials")
 }
 
+/// Reserves a password check in the shared failed-login throttle. Errors: 429 with Retry-After
+/// (logged) while the address or the account is over its limit.
+fn reserve(relay: &Relay, address: IpAddr, account: &str) -> Result<Attempt, ApiError> {
+    relay
+        .inner
+        .login_throttle
+        .reserve(address, Some(account), Instant::now())
+        .map_err(|refused| {
+            tracing::warn!(
+                target: "herald::auth",
+                client = %address,
+                %account,
+                limit = ?refused.key,
+                retry_after_secs = refused.retry_after.as_secs(),
+                "relay login refused: too many failed logins"
+            );
+            ApiError::from(crate::RelayError::RateLimited(refused.retry_after))
+        })
+}
+
+/// One line per wrong password, shown by default, for the admin and fail2ban (never the password).
+fn log_failed(address: IpAddr, account: &str) {
+    tracing::info!(
+        target: "herald::auth",
+        client = %address,
+        %account,
+        "relay login failed: wrong password"
+    );
+}
+
 /// `POST /api/v1/accounts/`: log in (existing account, right password) or create a relay-only account.
+/// Every password check goes through the process's one failed-login throttle (shared with XMPP SASL):
+/// 429 with Retry-After while the client address or the account is over its limit.
 pub async fn create_or_login(
     State(relay): State<Relay>,
-    ClientAddr(addr): ClientAddr,
+    client: ClientAddr,
     fields: Fields,
 ) -> Result<Json<Value>, ApiError> {
     let username = fields.required("username", MAX_JID)?;
     let password = fields.required("password", MAX_LOCAL_PASSWORD)?;
     let email = fields.limited("email", MAX_EMAIL)?;
     let inner = &relay.inner;
-    let key = format!("accounts:{}", addr.as_deref().unwrap_or("unknown"));
-    inner
-        .limits
-        .attempts
-        .check(&key, inner.config.limits.account_attempts, Instant::now())
-        .map_err(|r| ApiError::from(crate::RelayError::RateLimited(r.retry_after)))?;
+    let address = client.ip().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let accounts = &inner.storage.relay_accounts;
 
     // Local accounts are bare JIDs; names without `@` never reach the server's password check.
-    let local = if username.contains('@') {
-        inner
+    if username.contains('@') {
+        let attempt = reserve(&relay, address, &inner.local.throttle_key(&username))?;
+        let local = inner
             .local
             .verify_password(&username, &password)
             .await
-            .map_err(ApiError::from)?
-    } else {
-        None
-    };
-    if let Some(id) = local {
+            .map_err(ApiError::from)?;
+        let Some(id) = local else {
+            attempt.failed(Instant::now());
+            log_failed(address, &username);
+            // Names with `@` belong to local XMPP accounts.
+            return Err(invalid_credentials());
+        };
+        attempt.succeeded();
         let account = match accounts.by_id(&id).await? {
             Some(a) => a,
             None => {
@@ -113,21 +146,28 @@ pub async fn create_or_login(
         };
         return issue_key(&relay, &account).await;
     }
-    if username.contains('@') {
-        // Names with `@` belong to local XMPP accounts, verified above.
-        return Err(invalid_credentials());
-    }
     if let Some(existing) = accounts.by_username(&username).await? {
+        let attempt = reserve(&relay, address, &username)?;
         let ok = match existing.password_hash.clone() {
             Some(phc) => check_password(password, phc).await,
             None => false,
         };
         return if ok {
+            attempt.succeeded();
             issue_key(&relay, &existing).await
         } else {
+            attempt.failed(Instant::now());
+            log_failed(address, &username);
             Err(invalid_credentials())
         };
     }
+    // Creating accounts has its own budget per client address (IPv6: per /64).
+    let key = format!("accounts:{}", address_key(address));
+    inner
+        .limits
+        .attempts
+        .check(&key, inner.config.limits.account_attempts, Instant::now())
+        .map_err(|r| ApiError::from(crate::RelayError::RateLimited(r.retry_after)))?;
     if !inner.config.allow_registration {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -19,7 +19,7 @@ use crate::{Notification, Priority, Relay};
 pub async fn post(
     State(relay): State<Relay>,
     MaybeCaller(caller): MaybeCaller,
-    ClientAddr(addr): ClientAddr,
+    ClientAddr(addr, _): ClientAddr,
     fields: Fields,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let token = fields.required("token", crate::accept::MAX_TOKEN_CHARS)?;

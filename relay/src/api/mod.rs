@@ -23,6 +23,7 @@ use crate::secrets::hash_secret;
 use crate::{Relay, RelayError};
 
 mod accounts;
+pub mod client_addr;
 mod devices;
 mod fields;
 mod info;
@@ -165,20 +166,30 @@ impl FromRequestParts<Relay> for MaybeCaller {
     }
 }
 
-/// The client address when the server serves with connect info, as the per-address limits key it
-/// ([`crate::ratelimit::address_key`]: an IPv6 client is its /64), so every limit and audit line
-/// that names the client sees the same key.
-pub struct ClientAddr(pub Option<String>);
+/// The client address when the server serves with connect info: the TCP peer, or what a trusted proxy
+/// says (see `client_addr.rs`), as the per-address limits key it ([`crate::ratelimit::address_key`]: an
+/// IPv6 client is its /64), so every limit and audit line that names the client sees the same key.
+pub struct ClientAddr(pub Option<String>, Option<std::net::IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl ClientAddr {
+    /// The client's own address (not grouped), if there is one.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        self.1
+    }
+}
+
+impl FromRequestParts<Relay> for ClientAddr {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| crate::ratelimit::address_key(c.0.ip())),
-        ))
+    async fn from_request_parts(parts: &mut Parts, relay: &Relay) -> Result<Self, Self::Rejection> {
+        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
+            client_addr::client_address(
+                c.0.ip(),
+                &parts.headers,
+                &relay.inner.config.client_address_header,
+                &relay.inner.trusted_proxies,
+            )
+        });
+        Ok(ClientAddr(ip.map(crate::ratelimit::address_key), ip))
     }
 }
 

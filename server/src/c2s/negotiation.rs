@@ -15,6 +15,8 @@ use tokio::time::Instant;
 use xmpp_parsers::jid::{BareJid, FullJid};
 use xmpp_parsers::minidom::Element;
 
+use herald_relay::login_throttle::{Attempt, Refused};
+
 use super::sasl::{ChannelBindings, Mechanism, SaslExchange, SaslFailure, Step};
 use super::stream_features::{Offer, StreamFeatures};
 use crate::features::iq::IqAnswer;
@@ -369,6 +371,7 @@ impl Negotiation<'_> {
                 let answer = crate::features::register::handle_unauthenticated(
                     self.router,
                     &domain,
+                    self.peer,
                     is_set,
                     query,
                 )
@@ -409,7 +412,9 @@ impl Negotiation<'_> {
                 .await?;
             return Ok(None);
         };
-        if !self.throttle_allows(None) {
+        // An address already at its limit is refused before any work (RFC 6120 section 13.5).
+        if let Err(refused) = self.throttle_check(None) {
+            self.log_throttled(None, mechanism, &refused);
             stream
                 .send(&sasl_failure(SaslFailure::TemporaryAuthFailure))
                 .await?;
@@ -428,20 +433,23 @@ impl Negotiation<'_> {
             }
         };
         let mut account: Option<BareJid> = None;
+        // The reservation for the one password or proof check of this exchange (see `reserve`).
+        let mut attempt: Option<Attempt> = None;
         let mut step = exchange.step(&data);
         loop {
             match step {
                 Step::NeedCredentials { username } => {
                     let jid = crate::accounts::parse_account(&format!("{username}@{domain}")).ok();
-                    let key = jid.as_ref().map(|j| j.to_string()).unwrap_or_default();
-                    if jid.is_some() && !self.throttle_allows(Some(&key)) {
+                    let key = jid.as_ref().map(|j| j.to_string());
+                    if let Err(refused) = self.throttle_check(key.as_deref()) {
+                        self.log_throttled(key.as_deref(), mechanism, &refused);
                         stream
                             .send(&sasl_failure(SaslFailure::TemporaryAuthFailure))
                             .await?;
                         return Ok(None);
                     }
-                    let credentials = match &jid {
-                        Some(_) => match self.router.storage.accounts.credentials(&key).await {
+                    let credentials = match &key {
+                        Some(key) => match self.router.storage.accounts.credentials(key).await {
                             Ok(credentials) => credentials,
                             Err(e) => {
                                 tracing::error!(error = %e, "credential lookup failed");
@@ -454,6 +462,18 @@ impl Negotiation<'_> {
                         None => None,
                     };
                     account = jid;
+                    if exchange.checks_credentials_next() {
+                        // PLAIN: the password is checked right now.
+                        match self.reserve(account.as_ref(), mechanism) {
+                            Ok(reserved) => attempt = Some(reserved),
+                            Err(()) => {
+                                stream
+                                    .send(&sasl_failure(SaslFailure::TemporaryAuthFailure))
+                                    .await?;
+                                return Ok(None);
+                            }
+                        }
+                    }
                     step = exchange.provide_credentials(credentials.as_ref());
                 }
                 Step::Challenge(challenge) => {
@@ -477,6 +497,21 @@ impl Negotiation<'_> {
                             return Ok(None);
                         }
                     };
+                    if exchange.checks_credentials_next() {
+                        // SCRAM client-final: the proof is checked now. Reserving here, not at the
+                        // first challenge, means exchanges held open cannot all verify a guess before
+                        // the first failure is counted, while honest clients behind one address are not
+                        // limited in how many log in at once.
+                        match self.reserve(account.as_ref(), mechanism) {
+                            Ok(reserved) => attempt = Some(reserved),
+                            Err(()) => {
+                                stream
+                                    .send(&sasl_failure(SaslFailure::TemporaryAuthFailure))
+                                    .await?;
+                                return Ok(None);
+                            }
+                        }
+                    }
                     step = exchange.step(&data);
                 }
                 Step::Success {
@@ -496,7 +531,9 @@ impl Negotiation<'_> {
                             .await?;
                         return Ok(None);
                     };
-                    self.throttle_success(&jid.to_string());
+                    if let Some(attempt) = attempt.take() {
+                        attempt.succeeded();
+                    }
                     let mut success = Element::builder("success", ns::SASL).build();
                     if let Some(extra) = additional_data {
                         success.append_text_node(encode(&extra));
@@ -506,8 +543,14 @@ impl Negotiation<'_> {
                     return Ok(Some(jid));
                 }
                 Step::Failure(failure) => {
-                    let key = account.as_ref().map(|jid| jid.to_string());
-                    self.throttle_failure(key.as_deref());
+                    // Only a checked, wrong password or proof counts as a guess; any other failure
+                    // releases the reservation uncounted (RFC 6120 section 13.5).
+                    if let Some(attempt) = attempt.take()
+                        && exchange.rejected_credentials()
+                    {
+                        attempt.failed(std::time::Instant::now());
+                        self.log_rejected(account.as_ref(), mechanism);
+                    }
                     stream.send(&sasl_failure(failure)).await?;
                     return Ok(None);
                 }
@@ -585,33 +628,46 @@ impl Negotiation<'_> {
         }
     }
 
-    fn throttle_allows(&self, account: Option<&str>) -> bool {
-        let throttle = self
-            .router
-            .auth_throttle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        throttle
+    /// Whether the throttle would refuse this address (and account) now; refuses early, reserves nothing.
+    fn throttle_check(&self, account: Option<&str>) -> Result<(), Refused> {
+        self.router
+            .login_throttle
             .check(self.peer, account, std::time::Instant::now())
-            .is_ok()
     }
 
-    fn throttle_failure(&self, account: Option<&str>) {
-        let mut throttle = self
-            .router
-            .auth_throttle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        throttle.record_failure(self.peer, account, std::time::Instant::now());
+    /// Reserves the throttle attempt for the password or proof check about to run. `Err` (already
+    /// logged) when the address or account is at its limit.
+    fn reserve(&self, account: Option<&BareJid>, mechanism: Mechanism) -> Result<Attempt, ()> {
+        let key = account.map(ToString::to_string);
+        self.router
+            .login_throttle
+            .reserve(self.peer, key.as_deref(), std::time::Instant::now())
+            .map_err(|refused| self.log_throttled(key.as_deref(), mechanism, &refused))
     }
 
-    fn throttle_success(&self, account: &str) {
-        let mut throttle = self
-            .router
-            .auth_throttle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        throttle.record_success(account);
+    /// One line per refused guess, shown by default, for the admin and fail2ban (never the password).
+    fn log_rejected(&self, account: Option<&BareJid>, mechanism: Mechanism) {
+        let account = account.map(ToString::to_string).unwrap_or_default();
+        tracing::info!(
+            target: "herald::auth",
+            client = %self.peer,
+            %account,
+            mechanism = mechanism.name(),
+            "XMPP login failed: wrong password"
+        );
+    }
+
+    /// One line per attempt the throttle refused.
+    fn log_throttled(&self, account: Option<&str>, mechanism: Mechanism, refused: &Refused) {
+        tracing::warn!(
+            target: "herald::auth",
+            client = %self.peer,
+            account = account.unwrap_or_default(),
+            mechanism = mechanism.name(),
+            limit = ?refused.key,
+            retry_after_secs = refused.retry_after.as_secs(),
+            "XMPP login refused: too many failed logins"
+        );
     }
 }
 

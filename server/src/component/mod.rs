@@ -1,8 +1,9 @@
 //! XEP-0114: Jabber Component Protocol. Gateways and push app servers attach over TCP, prove the shared
 //! secret with the handshake (section 3), and then exchange stanzas for their domain through the router.
 
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -55,7 +56,7 @@ pub async fn serve(
         tokio::spawn(async move {
             // A component that stops reading is cut off like a client (see `net::write_deadline`).
             let socket = WriteDeadline::new(socket, router.config.write_timeout);
-            if let Err(e) = run(socket, &router, slot, shutdown).await {
+            if let Err(e) = run(socket, peer.ip(), &router, slot, shutdown).await {
                 tracing::info!(%peer, error = %e, "component stream ended");
             }
         });
@@ -75,9 +76,11 @@ async fn refuse(socket: TcpStream, refusal: Refusal) {
     let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, stream.send_error(&error)).await;
 }
 
-/// Runs one component stream. `slot` counts it as unauthenticated until the handshake succeeds.
+/// Runs one component stream from `peer`. `slot` counts it as unauthenticated until the handshake
+/// succeeds.
 pub async fn run<S>(
     io: S,
+    peer: IpAddr,
     router: &Arc<Router>,
     slot: UnauthenticatedSlot,
     mut shutdown: Shutdown,
@@ -155,14 +158,40 @@ where
             return Err(error);
         }
     };
+    // The shared secret is a password: its guesses go through the process's failed-login throttle,
+    // counted per client address (RFC 6120 section 13.5). Not per component domain, so a guesser cannot
+    // lock the real component out.
+    let attempt = match router.login_throttle.reserve(peer, None, Instant::now()) {
+        Ok(attempt) => attempt,
+        Err(refused) => {
+            tracing::warn!(
+                target: "herald::auth",
+                client = %peer,
+                component = %domain,
+                retry_after_secs = refused.retry_after.as_secs(),
+                "component handshake refused: too many failed logins"
+            );
+            let error = fail(StreamErrorCondition::PolicyViolation);
+            stream.send_error(&error).await?;
+            return Err(error);
+        }
+    };
     if !constant_time_eq(
         handshake.trim().as_bytes(),
         expected_handshake(&stream_id, &secret).as_bytes(),
     ) {
+        attempt.failed(Instant::now());
+        tracing::info!(
+            target: "herald::auth",
+            client = %peer,
+            component = %domain,
+            "component handshake failed: wrong secret"
+        );
         let error = fail(StreamErrorCondition::NotAuthorized);
         stream.send_error(&error).await?;
         return Err(error);
     }
+    attempt.succeeded();
     let (tx, mut rx) = mpsc::channel::<Element>(COMPONENT_QUEUE_LENGTH);
     if !router.attach_component(&domain, tx) {
         let error = fail(StreamErrorCondition::Conflict);

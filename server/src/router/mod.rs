@@ -22,9 +22,9 @@ pub use envelope::Envelope;
 pub use registry::{Registry, SessionCommand, SessionHandle};
 use rules::{Addressee, Decision, StanzaKind};
 
-use crate::c2s::sasl::AuthThrottle;
 use crate::config::Config;
 use crate::features;
+use herald_relay::login_throttle::LoginThrottle;
 use herald_storage::Storage;
 
 /// What happened to a routed stanza.
@@ -50,7 +50,10 @@ pub struct Router {
     pub config: Arc<Config>,
     pub storage: Storage,
     pub sessions: Registry,
-    pub auth_throttle: std::sync::Mutex<AuthThrottle>,
+    /// Failed password checks (SASL, component handshakes), shared with the hosted relay's HTTP login.
+    pub login_throttle: LoginThrottle,
+    /// XEP-0077 account creation attempts per client address.
+    pub registrations: features::register::RegistrationLimit,
     pub push: Option<features::push::OfflineWaker>,
     pub block_lists: features::blocking::BlockListCache,
     /// Random bytes made at start that key the fake SCRAM salts of unknown users, so they cannot be told
@@ -69,17 +72,31 @@ impl std::fmt::Debug for Router {
 }
 
 impl Router {
+    /// A router with a throttle of its own (no relay hosted, or tests).
     pub fn new(
         config: Arc<Config>,
         storage: Storage,
         push: Option<Arc<dyn features::push::PushWaker>>,
     ) -> Arc<Router> {
-        let sessions = Registry::new(config.session_queue_bytes);
+        Router::with_login_throttle(config, storage, push, LoginThrottle::default())
+    }
+
+    /// A router counting failed logins in `login_throttle` (the hosted relay's, so that one throttle
+    /// covers every place a password is checked).
+    pub fn with_login_throttle(
+        config: Arc<Config>,
+        storage: Storage,
+        push: Option<Arc<dyn features::push::PushWaker>>,
+        login_throttle: LoginThrottle,
+    ) -> Arc<Router> {
         Arc::new(Router {
+            registrations: features::register::RegistrationLimit::new(
+                config.registrations_per_address_per_hour,
+            ),
+            sessions: Registry::new(config.session_queue_bytes),
             config,
             storage,
-            sessions,
-            auth_throttle: std::sync::Mutex::new(AuthThrottle::new(Default::default())),
+            login_throttle,
             push: push.map(features::push::OfflineWaker::new),
             block_lists: features::blocking::BlockListCache::default(),
             unknown_user_secret: rand::random(),

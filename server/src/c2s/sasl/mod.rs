@@ -13,9 +13,11 @@ mod credentials;
 mod plain;
 mod scram;
 mod scram_message;
-pub mod throttle;
 mod verify;
 pub use verify::verify_plain;
+
+#[cfg(test)]
+pub(crate) use scram::derivations_on_this_thread;
 
 #[cfg(test)]
 mod tests;
@@ -23,11 +25,10 @@ mod tests;
 pub use credentials::{
     CredentialError, DEFAULT_SCRAM_ITERATIONS, MIN_SCRAM_ITERATIONS, derive_credentials,
 };
-pub use throttle::{AuthThrottle, ThrottleLimits};
 
 use herald_storage::Credentials;
 
-use scram::{ScramHash, ScramServer};
+use scram::{Rejection, ScramHash, ScramServer};
 
 /// A SASL mechanism this server implements, strongest first in declaration order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -197,6 +198,8 @@ pub struct SaslExchange {
     domain: Option<String>,
     unknown_user_secret: Vec<u8>,
     state: State,
+    /// Set when the exchange ended because a password or proof was checked and is wrong.
+    rejected_credentials: bool,
 }
 
 enum State {
@@ -235,6 +238,7 @@ impl SaslExchange {
             state: State::Start {
                 sent_empty_challenge: false,
             },
+            rejected_credentials: false,
         }
     }
 
@@ -257,6 +261,22 @@ impl SaslExchange {
     /// The mechanism this exchange runs.
     pub fn mechanism(&self) -> Mechanism {
         self.mechanism
+    }
+
+    /// Whether the next [`step`](Self::step) or [`provide_credentials`](Self::provide_credentials) will
+    /// check a password or proof: the moment to reserve a failed-login throttle attempt.
+    pub fn checks_credentials_next(&self) -> bool {
+        matches!(
+            self.state,
+            State::ScramAwaitingFinal(_) | State::PlainAwaitingCredentials(_)
+        )
+    }
+
+    /// Whether the exchange failed because a password or proof was checked and is wrong (including an
+    /// unknown user). Other failures (a binding type we do not offer, the `y` flag refusal, bad syntax)
+    /// say nothing about the password and must not count as a guess (RFC 6120 section 13.5).
+    pub fn rejected_credentials(&self) -> bool {
+        self.rejected_credentials
     }
 
     /// Feeds the initial response or a later response. Call again only after a [`Step::Challenge`].
@@ -286,7 +306,11 @@ impl SaslExchange {
                     authenticated: Authenticated { username },
                     additional_data: Some(server_final),
                 },
-                Err(failure) => Step::Failure(failure),
+                Err(Rejection::Refused(failure)) => Step::Failure(failure),
+                Err(Rejection::WrongProof) => {
+                    self.rejected_credentials = true;
+                    Step::Failure(SaslFailure::NotAuthorized)
+                }
             },
             // Data while we wait for the caller's lookup, or after the end, is a protocol error.
             State::ScramAwaitingCredentials(_)
@@ -333,7 +357,10 @@ impl SaslExchange {
                         authenticated: Authenticated { username },
                         additional_data: None,
                     },
-                    Err(failure) => Step::Failure(failure),
+                    Err(failure) => {
+                        self.rejected_credentials = failure == SaslFailure::NotAuthorized;
+                        Step::Failure(failure)
+                    }
                 }
             }
             _ => Step::Failure(SaslFailure::MalformedRequest),

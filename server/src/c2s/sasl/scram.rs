@@ -60,6 +60,8 @@ impl ScramHash {
 
     /// `SaltedPassword := Hi(Normalize(password), salt, i)`; `password` is already SASLprep'd.
     pub(super) fn salted_password(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
+        #[cfg(test)]
+        DERIVATIONS.with(|d| d.set(d.get() + 1));
         let mut out = vec![0u8; self.output_len()];
         match self {
             ScramHash::Sha1 => pbkdf2::pbkdf2_hmac::<Sha1>(password, salt, iterations, &mut out),
@@ -94,6 +96,18 @@ impl ScramHash {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Key derivations run on this thread, so tests can check that two paths do the same work.
+    static DERIVATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many key derivations (`Hi()`) ran on this thread so far.
+#[cfg(test)]
+pub(crate) fn derivations_on_this_thread() -> u64 {
+    DERIVATIONS.with(std::cell::Cell::get)
+}
+
 /// A fresh server nonce: printable, without `,` (base64 has neither `,` nor control characters).
 pub(super) fn random_nonce() -> String {
     let mut bytes = [0u8; SERVER_NONCE_BYTES];
@@ -111,6 +125,16 @@ pub(super) fn fake_salt(hash: ScramHash, username: &str, secret: &[u8]) -> Vec<u
     let mut salt = ScramHash::Sha256.hmac(secret, &input);
     salt.truncate(SALT_BYTES);
     salt
+}
+
+/// Why client-final was not accepted. Only a checked proof says anything about the password, so only
+/// [`Rejection::WrongProof`] counts as a failed guess (RFC 6120 section 13.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rejection {
+    /// A protocol fault; no proof was checked.
+    Refused(SaslFailure),
+    /// The proof was checked and does not match (or the user does not exist): `not-authorized`.
+    WrongProof,
 }
 
 /// The server after sending server-first, waiting for client-final.
@@ -193,20 +217,21 @@ impl ScramServer {
     }
 
     /// Checks client-final; returns the username and server-final (`v=...`).
-    /// Errors: `malformed-request` for bad syntax; `not-authorized` for a channel-binding or nonce mismatch,
-    /// a wrong proof, or an unknown user.
-    pub(super) fn finish(&self, client_data: &[u8]) -> Result<(String, Vec<u8>), SaslFailure> {
-        let client_final = ClientFinal::parse(client_data)?;
+    /// Errors: [`Rejection::Refused`] with `malformed-request` for bad syntax or `not-authorized` for a
+    /// channel-binding, nonce or proof-length mismatch (no proof was checked); [`Rejection::WrongProof`]
+    /// for a proof that was checked and is wrong, or an unknown user.
+    pub(super) fn finish(&self, client_data: &[u8]) -> Result<(String, Vec<u8>), Rejection> {
+        let client_final = ClientFinal::parse(client_data).map_err(Rejection::Refused)?;
         let binding_ok: bool = client_final
             .channel_binding
             .ct_eq(&self.expected_channel_binding)
             .into();
         if !binding_ok || client_final.nonce != self.combined_nonce {
-            return Err(SaslFailure::NotAuthorized);
+            return Err(Rejection::Refused(SaslFailure::NotAuthorized));
         }
         let keys = &self.keys;
         if client_final.proof.len() != self.hash.output_len() {
-            return Err(SaslFailure::NotAuthorized);
+            return Err(Rejection::Refused(SaslFailure::NotAuthorized));
         }
         let auth_message = format!(
             "{},{}",
@@ -223,7 +248,7 @@ impl ScramServer {
         let proof_ok: bool = self.hash.hash(&client_key).ct_eq(&keys.stored_key).into();
         // An unknown user goes through the same computation, so the failure takes as long.
         if !proof_ok || !self.is_known_user {
-            return Err(SaslFailure::NotAuthorized);
+            return Err(Rejection::WrongProof);
         }
         let server_signature = self.hash.hmac(&keys.server_key, auth_message.as_bytes());
         let server_final = format!("v={}", BASE64.encode(server_signature)).into_bytes();
