@@ -227,12 +227,17 @@ async fn outbound_subscription(
         return;
     };
     let transition = subscription::apply(state_of(&item), event);
-    if transition.state_changed || matches!(event, SubscriptionEvent::OutboundSubscribe) {
-        apply_state(&mut item, transition.state);
-        if matches!(
+    // 3.1.2 and 3.4: asking or pre-approving puts the contact in the roster. Only a change is stored and
+    // pushed: a request to a contact already subscribed to leaves the roster as it was, and a roster
+    // push (2.1.6) with nothing changed is noise to every interested resource.
+    let joins_roster = !item.in_roster
+        && matches!(
             event,
             SubscriptionEvent::OutboundSubscribe | SubscriptionEvent::OutboundSubscribed
-        ) {
+        );
+    if transition.state_changed || joins_roster {
+        apply_state(&mut item, transition.state);
+        if joins_roster {
             item.in_roster = true;
         }
         if save_and_push(router, &owner, &item).await.is_err() {
