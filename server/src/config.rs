@@ -87,6 +87,10 @@ pub struct RawLimits {
     /// Stanzas per second one session may send before it is disconnected with policy-violation.
     pub stanzas_per_second: u32,
     pub max_connections: usize,
+    /// Items one roster may hold, pending subscription requests included (RFC 6121 section 2).
+    pub max_roster_items: usize,
+    /// JIDs one block list may hold (XEP-0191).
+    pub max_block_list_items: usize,
 }
 
 impl Default for RawLimits {
@@ -97,6 +101,8 @@ impl Default for RawLimits {
             offline_quota: 1000,
             stanzas_per_second: 200,
             max_connections: 100_000,
+            max_roster_items: 1000,
+            max_block_list_items: 1000,
         }
     }
 }
@@ -148,6 +154,10 @@ pub struct Config {
     pub offline_quota: usize,
     pub stanzas_per_second: u32,
     pub max_connections: usize,
+    /// Most items in one roster, hidden pending-in items included.
+    pub max_roster_items: usize,
+    /// Most JIDs in one block list.
+    pub max_block_list_items: usize,
     pub certificates: Vec<CertificateFiles>,
     pub component_listen: Option<SocketAddr>,
     pub components: Vec<ComponentSecret>,
@@ -293,6 +303,12 @@ impl Config {
         if limits.stanzas_per_second == 0 {
             problems.push("limits.stanzas_per_second: must be positive".into());
         }
+        if limits.max_roster_items == 0 {
+            problems.push("limits.max_roster_items: must be positive".into());
+        }
+        if limits.max_block_list_items == 0 {
+            problems.push("limits.max_block_list_items: must be positive".into());
+        }
         let mut certificates = Vec::new();
         for cert in &raw.tls.certificates {
             let files = CertificateFiles {
@@ -363,6 +379,8 @@ impl Config {
             offline_quota: limits.offline_quota,
             stanzas_per_second: limits.stanzas_per_second,
             max_connections: limits.max_connections,
+            max_roster_items: limits.max_roster_items,
+            max_block_list_items: limits.max_block_list_items,
             certificates,
             component_listen,
             components,
@@ -443,7 +461,7 @@ mod tests {
         std::fs::write(
             &path,
             "[server]\ndomains = [\"bad domain@@\"]\n[c2s]\nlisten = \"nowhere\"\n\
-             [storage]\nurl = \"mysql://x\"\n[limits]\nmax_stanza_bytes = 5\n\
+             [storage]\nurl = \"mysql://x\"\n[limits]\nmax_stanza_bytes = 5\nmax_roster_items = 0\n\
              [[tls.certificates]]\ndomain = \"other.org\"\ncert = \"/nonexistent.pem\"\nkey = \"/nonexistent.key\"\n",
         )
         .unwrap();
@@ -454,6 +472,7 @@ mod tests {
             "c2s.listen",
             "storage.url",
             "limits.max_stanza_bytes",
+            "limits.max_roster_items",
             "tls.certificates[other.org].cert",
             "tls.certificates[other.org].key",
             "is not one of server.domains",

@@ -11,7 +11,7 @@ mod offline;
 mod rosters;
 
 pub use offline::{concurrent_offline_quota, offline_messages};
-pub use rosters::{concurrent_roster_versions, rosters};
+pub use rosters::{concurrent_roster_versions, roster_count, rosters};
 
 use crate::{Credentials, ScramKeys, Storage, StorageError};
 use rosters::item;
@@ -20,6 +20,7 @@ use rosters::item;
 pub async fn run_all(storage: &Storage) {
     accounts(storage).await;
     rosters(storage).await;
+    roster_count(storage).await;
     offline_messages(storage).await;
     vcards(storage).await;
     block_lists(storage).await;

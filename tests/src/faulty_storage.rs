@@ -105,6 +105,10 @@ impl Rosters for FaultyStorage {
         self.faults.check(owner)?;
         self.inner.rosters.remove(owner, contact).await
     }
+    async fn count(&self, owner: &str) -> StorageResult<u64> {
+        self.faults.check(owner)?;
+        self.inner.rosters.count(owner).await
+    }
 }
 
 #[async_trait]

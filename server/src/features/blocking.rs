@@ -177,6 +177,23 @@ pub async fn handle(
                 // Section 3.3: a block without items is a bad request.
                 return Err(IqError::new(DefinedCondition::BadRequest));
             }
+            // `[limits] max_block_list_items`: XEP-0191 names no condition for a full list; a block
+            // that would pass the limit is refused whole with `<not-acceptable/>` (type `modify`:
+            // fewer items may fit), nothing of it stored. Counted before the write, so concurrent
+            // blocks from two resources may pass the limit by what races.
+            let current = storage.list(&session.bare).await.map_err(internal)?;
+            let mut added: Vec<&String> = jids.iter().filter(|j| !current.contains(j)).collect();
+            added.sort_unstable();
+            added.dedup();
+            if current.len() + added.len() > router.config.max_block_list_items {
+                return Err(IqError::with_text(
+                    DefinedCondition::NotAcceptable,
+                    &format!(
+                        "The block list is full (at most {} items)",
+                        router.config.max_block_list_items
+                    ),
+                ));
+            }
             storage
                 .block(&session.bare, &jids)
                 .await

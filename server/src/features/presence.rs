@@ -222,7 +222,7 @@ async fn outbound_subscription(
     let owner = session.bare.clone();
     // A storage failure ends here with an error to the client (type `wait`): routing the stanza
     // without the state change stored would leave the two rosters disagreeing.
-    let Ok(mut item) = load_item(router, &owner, &contact).await else {
+    let Ok((mut item, is_stored)) = load_item(router, &owner, &contact).await else {
         super::reply_storage_failure(router, session, &envelope);
         return;
     };
@@ -236,6 +236,26 @@ async fn outbound_subscription(
             SubscriptionEvent::OutboundSubscribe | SubscriptionEvent::OutboundSubscribed
         );
     if transition.state_changed || joins_roster {
+        // A new item beyond `[limits] max_roster_items` is refused like a roster set (RFC 6121 section
+        // 2.3.3 via section 3.1.2: asking creates a roster item); nothing is routed.
+        if !is_stored {
+            match super::roster::has_room(router, &owner).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let error = super::roster::roster_full(router);
+                    if let Some(reply) =
+                        envelope.error_reply(error.condition, error.text.as_deref())
+                    {
+                        router.send_to_session(&owner, session.jid.resource().as_str(), reply);
+                    }
+                    return;
+                }
+                Err(_) => {
+                    super::reply_storage_failure(router, session, &envelope);
+                    return;
+                }
+            }
+        }
         apply_state(&mut item, transition.state);
         if joins_roster {
             item.in_roster = true;
@@ -279,11 +299,26 @@ pub async fn inbound_subscription(
     let owner = user.to_string();
     // A storage failure is answered (type `wait`) so the contact's server or client can try again;
     // dropping the stanza would lose a subscription request for good.
-    let Ok(mut item) = load_item(router, &owner, &contact).await else {
+    let Ok((mut item, is_stored)) = load_item(router, &owner, &contact).await else {
         return Err(Bounce::new(envelope, DefinedCondition::InternalServerError));
     };
     let transition = subscription::apply(state_of(&item), event);
     if transition.state_changed {
+        // Pending-in requests are stored (3.1.3), so anyone could grow a roster by asking from many
+        // JIDs: a new item beyond `[limits] max_roster_items` is refused with `<resource-constraint/>`
+        // (RFC 6120 section 8.3.3.18), as a full offline store refuses messages.
+        if !is_stored {
+            match super::roster::has_room(router, &owner).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(Bounce::new(envelope, DefinedCondition::ResourceConstraint)
+                        .with_text("The user's roster is full"));
+                }
+                Err(_) => {
+                    return Err(Bounce::new(envelope, DefinedCondition::InternalServerError));
+                }
+            }
+        }
         apply_state(&mut item, transition.state);
         if item.in_roster || item.pending_in || item.subscription != Subscription::None {
             if save_and_push(router, &owner, &item).await.is_err() {
@@ -349,21 +384,27 @@ pub(crate) async fn send_unavailable(router: &Arc<Router>, owner: &str, contact:
     }
 }
 
+/// The stored item for `contact`, or a fresh one; the flag tells whether it was stored (a fresh one
+/// takes room in the roster when saved).
 async fn load_item(
     router: &Arc<Router>,
     owner: &str,
     contact: &BareJid,
-) -> Result<RosterItem, StorageError> {
+) -> Result<(RosterItem, bool), StorageError> {
     match router
         .storage
         .rosters
         .item(owner, &contact.to_string())
         .await
     {
-        Ok(item) => Ok(item.unwrap_or_else(|| RosterItem {
-            contact: contact.to_string(),
-            ..RosterItem::default()
-        })),
+        Ok(Some(item)) => Ok((item, true)),
+        Ok(None) => Ok((
+            RosterItem {
+                contact: contact.to_string(),
+                ..RosterItem::default()
+            },
+            false,
+        )),
         Err(e) => {
             tracing::error!(error = %e, "loading a roster item failed");
             Err(e)
