@@ -16,6 +16,7 @@ use herald_storage::{
 #[derive(Debug, Default, Clone)]
 pub struct Faults {
     failing: Arc<Mutex<HashSet<String>>>,
+    failing_offline: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Faults {
@@ -24,13 +25,30 @@ impl Faults {
         self.failing.lock().unwrap().insert(jid.to_string());
     }
 
+    /// From now on only offline-message calls about `jid` fail.
+    pub fn fail_offline(&self, jid: &str) {
+        self.failing_offline.lock().unwrap().insert(jid.to_string());
+    }
+
     /// Calls about `jid` work again.
     pub fn heal(&self, jid: &str) {
         self.failing.lock().unwrap().remove(jid);
+        self.failing_offline.lock().unwrap().remove(jid);
     }
 
     fn check(&self, jid: &str) -> StorageResult<()> {
         if self.failing.lock().unwrap().contains(jid) {
+            Err(StorageError::Database(format!(
+                "injected failure for {jid}"
+            )))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn check_offline(&self, jid: &str) -> StorageResult<()> {
+        self.check(jid)?;
+        if self.failing_offline.lock().unwrap().contains(jid) {
             Err(StorageError::Database(format!(
                 "injected failure for {jid}"
             )))
@@ -120,22 +138,22 @@ impl OfflineMessages for FaultyStorage {
         stored_at_ms: i64,
         quota: usize,
     ) -> StorageResult<OfflineStore> {
-        self.faults.check(owner)?;
+        self.faults.check_offline(owner)?;
         self.inner
             .offline
             .store(owner, stanza, stored_at_ms, quota)
             .await
     }
     async fn fetch(&self, owner: &str) -> StorageResult<Vec<OfflineMessage>> {
-        self.faults.check(owner)?;
+        self.faults.check_offline(owner)?;
         self.inner.offline.fetch(owner).await
     }
     async fn remove_up_to(&self, owner: &str, last_id: i64) -> StorageResult<u64> {
-        self.faults.check(owner)?;
+        self.faults.check_offline(owner)?;
         self.inner.offline.remove_up_to(owner, last_id).await
     }
     async fn count(&self, owner: &str) -> StorageResult<u64> {
-        self.faults.check(owner)?;
+        self.faults.check_offline(owner)?;
         self.inner.offline.count(owner).await
     }
 }

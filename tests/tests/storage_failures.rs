@@ -146,3 +146,34 @@ async fn a_subscription_request_that_cannot_be_stored_is_answered_not_dropped() 
         xml::show(&answer)
     );
 }
+
+#[tokio::test]
+async fn offline_messages_that_cannot_be_fetched_are_reported_and_delivered_on_the_next_presence() {
+    let faults = Faults::default();
+    let server = server_with(&faults).await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut alice = server.online("alice", "phone").await;
+    alice.chat(BOB, "while you were out").await;
+    alice.barrier().await;
+    assert_eq!(server.storage.offline.count(BOB).await.unwrap(), 1);
+
+    faults.fail_offline(BOB);
+    let mut bob = server.login("bob", "laptop").await;
+    bob.send("<presence/>").await;
+    let at_bob = bob.barrier().await;
+    assert!(
+        any(&at_bob, |e| e.is("presence", ns::CLIENT)
+            && xml::error_condition(e).as_deref()
+                == Some("internal-server-error")),
+        "bob is told his offline messages could not be fetched, not shown none: {at_bob:#?}"
+    );
+
+    // The next presence, an update and no longer initial, fetches them.
+    faults.heal(BOB);
+    bob.send("<presence><show>away</show></presence>").await;
+    bob.expect("the offline message", |e| {
+        xml::is_message(e, "alice@localhost/phone", "while you were out")
+    })
+    .await;
+}

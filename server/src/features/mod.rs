@@ -35,6 +35,8 @@ pub struct ClientSession {
     pub is_available: bool,
     /// Entities this session sent directed presence to (RFC 6121 section 4.6); they get unavailable at the end.
     pub directed_presence: HashSet<Jid>,
+    /// Offline messages could not be read when it became available; the next presence tries again.
+    pub has_undelivered_offline: bool,
 }
 
 impl ClientSession {
@@ -44,6 +46,7 @@ impl ClientSession {
             jid,
             is_available: false,
             directed_presence: HashSet::new(),
+            has_undelivered_offline: false,
         }
     }
 

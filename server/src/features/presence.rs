@@ -125,7 +125,15 @@ async fn broadcast(router: &Arc<Router>, session: &mut ClientSession, envelope: 
             tell_session_if_bounced(router, session, probe).await;
         }
         deliver_pending_requests(router, session, &roster);
-        super::offline::deliver(router, session).await;
+    }
+    if is_initial || session.has_undelivered_offline {
+        // XEP-0160 section 3: a read failure is not "nothing waiting". The client hears of it (type
+        // `wait`), the messages stay stored, and its next presence tries again.
+        let failed = super::offline::deliver(router, session).await.is_err();
+        session.has_undelivered_offline = failed;
+        if failed {
+            super::reply_storage_failure(router, session, &envelope);
+        }
     }
 }
 
