@@ -117,6 +117,10 @@ pub struct RawLimits {
     /// Bytes of stanzas (as serialised for the wire) one session may have queued for writing; beyond it a
     /// stanza is handled as if that resource were unavailable.
     pub session_queue_bytes: usize,
+    /// Items one roster may hold, pending subscription requests included (RFC 6121 section 2).
+    pub max_roster_items: usize,
+    /// JIDs one block list may hold (XEP-0191).
+    pub max_block_list_items: usize,
 }
 
 impl Default for RawLimits {
@@ -137,6 +141,8 @@ impl Default for RawLimits {
             // Enough for a NAT with dozens of people logging in at the same moment.
             max_unauthenticated_per_address: 32,
             session_queue_bytes: 2 * 1024 * 1024,
+            max_roster_items: 1000,
+            max_block_list_items: 1000,
         }
     }
 }
@@ -197,6 +203,10 @@ pub struct Config {
     pub max_unauthenticated: usize,
     pub max_unauthenticated_per_address: usize,
     pub session_queue_bytes: usize,
+    /// Most items in one roster, hidden pending-in items included.
+    pub max_roster_items: usize,
+    /// Most JIDs in one block list.
+    pub max_block_list_items: usize,
     pub certificates: Vec<CertificateFiles>,
     pub component_listen: Option<SocketAddr>,
     pub components: Vec<ComponentSecret>,
@@ -377,6 +387,12 @@ impl Config {
         if limits.max_unauthenticated_per_address == 0 {
             problems.push("limits.max_unauthenticated_per_address: must be positive".into());
         }
+        if limits.max_roster_items == 0 {
+            problems.push("limits.max_roster_items: must be positive".into());
+        }
+        if limits.max_block_list_items == 0 {
+            problems.push("limits.max_block_list_items: must be positive".into());
+        }
         let mut certificates = Vec::new();
         for cert in &raw.tls.certificates {
             let files = CertificateFiles {
@@ -461,6 +477,8 @@ impl Config {
             max_unauthenticated: limits.max_unauthenticated,
             max_unauthenticated_per_address: limits.max_unauthenticated_per_address,
             session_queue_bytes: limits.session_queue_bytes,
+            max_roster_items: limits.max_roster_items,
+            max_block_list_items: limits.max_block_list_items,
             certificates,
             component_listen,
             components,
@@ -555,6 +573,7 @@ mod tests {
             "[server]\ndomains = [\"bad domain@@\"]\n[c2s]\nlisten = \"nowhere\"\n\
              [storage]\nurl = \"mysql://x\"\n[limits]\nmax_stanza_bytes = 5\nmax_elements = 3\n\
              max_attributes = 2\nmax_unauthenticated = 0\nmax_unauthenticated_per_address = 0\n\
+             max_roster_items = 0\n\
              [[tls.certificates]]\ndomain = \"other.org\"\ncert = \"/nonexistent.pem\"\nkey = \"/nonexistent.key\"\n",
         )
         .unwrap();
@@ -569,6 +588,7 @@ mod tests {
             "limits.max_attributes",
             "limits.max_unauthenticated:",
             "limits.max_unauthenticated_per_address",
+            "limits.max_roster_items",
             "tls.certificates[other.org].cert",
             "tls.certificates[other.org].key",
             "is not one of server.domains",

@@ -62,6 +62,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(uses_colour(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+        ))
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -187,6 +191,13 @@ fn password_from(flag: Option<String>) -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
+/// Whether log lines carry ANSI colour codes: only on a terminal, where they are read by a person. In a
+/// file, a pipe or the journal they are noise around every field. `NO_COLOR` (https://no-color.org)
+/// turns them off on a terminal too.
+fn uses_colour(stderr_is_terminal: bool, no_color_set: bool) -> bool {
+    stderr_is_terminal && !no_color_set
+}
+
 /// Hides a password in a database URL before printing it.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
@@ -214,4 +225,20 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(uses_colour(true, false));
+        assert!(
+            !uses_colour(false, false),
+            "a file or a pipe gets no escape codes"
+        );
+        assert!(!uses_colour(true, true), "NO_COLOR is honoured");
+        assert!(!uses_colour(false, true));
+    }
 }

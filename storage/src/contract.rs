@@ -13,7 +13,7 @@ mod rosters;
 
 pub use account_removal::account_delete_takes_relay_data;
 pub use offline::{concurrent_offline_quota, offline_messages};
-pub use rosters::{concurrent_roster_versions, rosters};
+pub use rosters::{concurrent_roster_versions, roster_count, rosters};
 
 use crate::{Credentials, ScramKeys, Storage, StorageError};
 use rosters::item;
@@ -22,6 +22,7 @@ use rosters::item;
 pub async fn run_all(storage: &Storage) {
     accounts(storage).await;
     rosters(storage).await;
+    roster_count(storage).await;
     offline_messages(storage).await;
     vcards(storage).await;
     block_lists(storage).await;

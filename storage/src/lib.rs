@@ -142,6 +142,8 @@ pub trait Rosters: Send + Sync {
     async fn upsert(&self, owner: &str, item: &RosterItem) -> StorageResult<u64>;
     /// Removes the item; returns the new version, or `None` if there was no such item.
     async fn remove(&self, owner: &str, contact: &str) -> StorageResult<Option<u64>>;
+    /// How many items `owner` has, including not-in-roster ones (what a roster size limit bounds).
+    async fn count(&self, owner: &str) -> StorageResult<u64>;
 }
 
 /// A message stored for a user who was offline (XEP-0160).

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod client;
+pub mod faulty_storage;
 pub mod process;
 pub mod scram;
 pub mod server;

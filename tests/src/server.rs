@@ -39,6 +39,9 @@ impl Backend {
     }
 }
 
+/// Wraps the storage the server is given (not the test's own handle), e.g. to inject failures.
+pub type StorageWrapper = Arc<dyn Fn(Storage) -> Storage + Send + Sync>;
+
 /// Builds a [`TestServer`]: extra `HERALD_*` overrides, an optional herald.toml, a push waker, a backend.
 pub struct TestServerBuilder {
     env: Vec<(String, String)>,
@@ -46,6 +49,7 @@ pub struct TestServerBuilder {
     files: Vec<(String, String)>,
     push: Option<Arc<dyn PushWaker>>,
     backend: Backend,
+    wrap_storage: Option<StorageWrapper>,
 }
 
 impl TestServerBuilder {
@@ -75,6 +79,16 @@ impl TestServerBuilder {
 
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;
+        self
+    }
+
+    /// Hands the server `wrap(storage)` instead of its storage (see [`crate::faulty_storage`]); the
+    /// test's [`TestServer::storage`] stays the plain one, for setup and checks.
+    pub fn wrap_storage(
+        mut self,
+        wrap: impl Fn(Storage) -> Storage + Send + Sync + 'static,
+    ) -> Self {
+        self.wrap_storage = Some(Arc::new(wrap));
         self
     }
 
@@ -123,6 +137,7 @@ impl TestServerBuilder {
             push: self.push,
             live: None,
             scratch,
+            wrap_storage: self.wrap_storage,
         };
         server.start_again().await;
         server
@@ -142,6 +157,7 @@ pub struct TestServer {
     push: Option<Arc<dyn PushWaker>>,
     live: Option<(Running, ShutdownTrigger)>,
     scratch: Option<ScratchDatabase>,
+    wrap_storage: Option<StorageWrapper>,
 }
 
 impl TestServer {
@@ -157,6 +173,7 @@ impl TestServer {
             files: Vec::new(),
             push: None,
             backend: Backend::Sqlite,
+            wrap_storage: None,
         }
     }
 
@@ -223,14 +240,13 @@ impl TestServer {
 
     async fn start_again(&mut self) {
         let (trigger, shutdown) = Shutdown::new();
-        let running = herald::start(
-            self.config.clone(),
-            self.storage.clone(),
-            self.push.clone(),
-            shutdown,
-        )
-        .await
-        .unwrap();
+        let storage = match &self.wrap_storage {
+            Some(wrap) => wrap(self.storage.clone()),
+            None => self.storage.clone(),
+        };
+        let running = herald::start(self.config.clone(), storage, self.push.clone(), shutdown)
+            .await
+            .unwrap();
         self.live = Some((running, trigger));
     }
 

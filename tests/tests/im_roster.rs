@@ -330,3 +330,31 @@ async fn roster_set_ignores_subscription_and_checks_groups() {
     );
     assert_eq!(xml::roster_items(&alice.roster_get().await).len(), 1);
 }
+
+#[tokio::test]
+async fn a_subscribe_for_a_contact_already_subscribed_pushes_no_unchanged_roster_item() {
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    server.befriend("alice", "bob").await;
+    let mut alice = server.online("alice", "r").await;
+    let mut bob = server.online("bob", "r").await;
+    alice.barrier().await;
+
+    // RFC 6121 section 3.1.2 and 3.1.3: alice already has 'both'; the request is routed and bob's server
+    // answers for him ('subscribed', not delivered to alice as she is subscribed already, then bob's
+    // presence), but neither roster changed, so neither side gets a roster push.
+    alice
+        .send("<presence to='bob@localhost' type='subscribe'/>")
+        .await;
+    let at_alice = alice.barrier().await;
+    assert!(
+        !any(&at_alice, |e| is_roster_push(e, "bob@localhost")),
+        "alice got a roster push with nothing changed: {at_alice:#?}"
+    );
+    find(&at_alice, "bob's presence, sent by his server", |e| {
+        is_presence(e, "bob@localhost/r", None)
+    });
+    bob.assert_none("a roster push", |e| is_roster_push(e, "alice@localhost"))
+        .await;
+}

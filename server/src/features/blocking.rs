@@ -16,7 +16,7 @@ use super::iq::{IqAnswer, IqError, IqRequest};
 use crate::router::envelope::set_attribute;
 use crate::router::{Envelope, Router};
 use crate::xmpp::ns;
-use herald_storage::Storage;
+use herald_storage::{Storage, StorageError};
 
 /// Block lists of accounts, loaded on first use. Only accounts get an entry: a stanza to a JID that
 /// is no account must not leave one behind, or anyone could grow the cache without bound.
@@ -31,7 +31,7 @@ pub struct BlockListCache {
 /// What the router knows about a local user before delivering to them.
 #[derive(Debug)]
 pub struct Recipient {
-    /// Their block list; empty when it could not be read, so an outage never silently eats messages.
+    /// Their block list.
     blocked: Arc<Vec<String>>,
     /// Whether the account exists, when storage said so just now (the list was not cached); `None`
     /// otherwise, and a caller that needs to know asks storage.
@@ -61,23 +61,39 @@ impl Recipient {
 }
 
 impl BlockListCache {
-    /// Whether `owner` blocked `other` (see [`Recipient::blocks`]). A storage failure counts as not
-    /// blocked.
-    pub async fn is_blocked(&self, storage: &Storage, owner: &str, other: &Jid) -> bool {
-        self.recipient(storage, owner).await.blocks(other)
+    /// Whether `owner` blocked `other` (see [`Recipient::blocks`]). Errors: the list could not be
+    /// read; callers must not read that as "not blocked".
+    pub async fn is_blocked(
+        &self,
+        storage: &Storage,
+        owner: &str,
+        other: &Jid,
+    ) -> Result<bool, StorageError> {
+        Ok(self.recipient(storage, owner).await?.blocks(other))
     }
 
     /// The block list of `owner`, from the cache or else read together with whether the account
     /// exists (one round trip: the path of every message to a user whose list is not cached yet).
-    pub async fn recipient(&self, storage: &Storage, owner: &str) -> Recipient {
+    /// Errors: the storage error (logged here), so a failure is never taken for an empty list or a
+    /// missing account.
+    pub async fn recipient(
+        &self,
+        storage: &Storage,
+        owner: &str,
+    ) -> Result<Recipient, StorageError> {
         if let Some(blocked) = self.get(owner) {
-            return Recipient {
+            return Ok(Recipient {
                 blocked,
                 account_exists: None,
-            };
+            });
         }
-        match storage.block_lists.list_of_account(owner).await {
-            Ok(Some(list)) => {
+        let list = storage
+            .block_lists
+            .list_of_account(owner)
+            .await
+            .inspect_err(|e| tracing::error!(error = %e, "loading a block list failed"))?;
+        Ok(match list {
+            Some(list) => {
                 let blocked = if list.is_empty() {
                     self.empty.clone()
                 } else {
@@ -89,18 +105,11 @@ impl BlockListCache {
                     account_exists: Some(true),
                 }
             }
-            Ok(None) => Recipient {
+            None => Recipient {
                 blocked: self.empty.clone(),
                 account_exists: Some(false),
             },
-            Err(e) => {
-                tracing::error!(error = %e, "loading a block list failed");
-                Recipient {
-                    blocked: self.empty.clone(),
-                    account_exists: None,
-                }
-            }
-        }
+        })
     }
 
     /// Forgets the cached list of `owner` (after a change).
@@ -121,8 +130,12 @@ impl BlockListCache {
     }
 }
 
-/// Whether the session's user blocked `to` (section 3.4).
-pub async fn is_blocked_by_sender(router: &Arc<Router>, session: &ClientSession, to: &Jid) -> bool {
+/// Whether the session's user blocked `to` (section 3.4). Errors: the list could not be read.
+pub async fn is_blocked_by_sender(
+    router: &Arc<Router>,
+    session: &ClientSession,
+    to: &Jid,
+) -> Result<bool, StorageError> {
     router
         .block_lists
         .is_blocked(&router.storage, &session.bare, to)
@@ -163,6 +176,23 @@ pub async fn handle(
             if jids.is_empty() {
                 // Section 3.3: a block without items is a bad request.
                 return Err(IqError::new(DefinedCondition::BadRequest));
+            }
+            // `[limits] max_block_list_items`: XEP-0191 names no condition for a full list; a block
+            // that would pass the limit is refused whole with `<not-acceptable/>` (type `modify`:
+            // fewer items may fit), nothing of it stored. Counted before the write, so concurrent
+            // blocks from two resources may pass the limit by what races.
+            let current = storage.list(&session.bare).await.map_err(internal)?;
+            let mut added: Vec<&String> = jids.iter().filter(|j| !current.contains(j)).collect();
+            added.sort_unstable();
+            added.dedup();
+            if current.len() + added.len() > router.config.max_block_list_items {
+                return Err(IqError::with_text(
+                    DefinedCondition::NotAcceptable,
+                    &format!(
+                        "The block list is full (at most {} items)",
+                        router.config.max_block_list_items
+                    ),
+                ));
             }
             storage
                 .block(&session.bare, &jids)
@@ -292,7 +322,10 @@ mod tests {
         let storage = Storage::connect("sqlite::memory:").await.expect("storage");
         let cache = BlockListCache::default();
         for _ in 0..2 {
-            let ghost = cache.recipient(&storage, "ghost@example.org").await;
+            let ghost = cache
+                .recipient(&storage, "ghost@example.org")
+                .await
+                .expect("read");
             assert_eq!(ghost.account_exists, Some(false));
         }
         assert_eq!(cache.cached(), 0, "no entry for a JID that is no account");
@@ -306,10 +339,16 @@ mod tests {
             .block("alice@example.org", &["x.example".to_string()])
             .await
             .expect("block");
-        let read = cache.recipient(&storage, "alice@example.org").await;
+        let read = cache
+            .recipient(&storage, "alice@example.org")
+            .await
+            .expect("read");
         assert_eq!(read.account_exists, Some(true));
         assert!(read.blocks(&jid("romeo@x.example")));
-        let cached = cache.recipient(&storage, "alice@example.org").await;
+        let cached = cache
+            .recipient(&storage, "alice@example.org")
+            .await
+            .expect("read");
         assert_eq!(cached.account_exists, None, "from the cache: unknown");
         assert!(cached.blocks(&jid("romeo@x.example")));
         assert_eq!(cache.cached(), 1);

@@ -35,6 +35,8 @@ pub struct ClientSession {
     pub is_available: bool,
     /// Entities this session sent directed presence to (RFC 6121 section 4.6); they get unavailable at the end.
     pub directed_presence: HashSet<Jid>,
+    /// Offline messages could not be read when it became available; the next presence tries again.
+    pub has_undelivered_offline: bool,
 }
 
 impl ClientSession {
@@ -44,6 +46,7 @@ impl ClientSession {
             jid,
             is_available: false,
             directed_presence: HashSet::new(),
+            has_undelivered_offline: false,
         }
     }
 
@@ -68,10 +71,15 @@ pub async fn from_client(
     match envelope.kind {
         StanzaKind::Presence(kind) => {
             // XEP-0191 section 3.4: no presence, directed or subscription, goes to a JID the user blocked.
-            if let Some(to) = &envelope.to
-                && blocking::is_blocked_by_sender(router, session, to).await
-            {
-                return Ok(());
+            if let Some(to) = &envelope.to {
+                match blocking::is_blocked_by_sender(router, session, to).await {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => {}
+                    Err(_) => {
+                        reply_storage_failure(router, session, &envelope);
+                        return Ok(());
+                    }
+                }
             }
             presence::from_client(router, session, envelope, kind).await;
             Ok(())
@@ -84,20 +92,40 @@ pub async fn from_client(
             Ok(())
         }
         _ => {
-            if let Some(to) = &envelope.to
-                && blocking::is_blocked_by_sender(router, session, to).await
-            {
-                // XEP-0191 section 3.4: the user blocked the recipient; tell them why it was not sent.
-                // Straight to this session: routed, the error would come "from" the blocked JID and be
-                // dropped by the user's own block list.
-                if let Some(reply) = blocking::blocked_error_reply(&envelope) {
-                    router.send_to_session(&session.bare, session.jid.resource().as_str(), reply);
+            if let Some(to) = &envelope.to {
+                match blocking::is_blocked_by_sender(router, session, to).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        // XEP-0191 section 3.4: the user blocked the recipient; tell them why it was not
+                        // sent. Straight to this session: routed, the error would come "from" the
+                        // blocked JID and be dropped by the user's own block list.
+                        if let Some(reply) = blocking::blocked_error_reply(&envelope) {
+                            router.send_to_session(
+                                &session.bare,
+                                session.jid.resource().as_str(),
+                                reply,
+                            );
+                        }
+                        return Ok(());
+                    }
+                    Err(_) => {
+                        reply_storage_failure(router, session, &envelope);
+                        return Ok(());
+                    }
                 }
-                return Ok(());
             }
             router.route(envelope).await;
             Ok(())
         }
+    }
+}
+
+/// Tells the session that its stanza was not handled because storage failed: `<internal-server-error/>`
+/// of type `wait` (RFC 6120 section 8.3.3.6), so the client may retry, rather than silence or a
+/// permanent error. Straight to the session, like the other answers to a client's own stanzas.
+pub fn reply_storage_failure(router: &Arc<Router>, session: &ClientSession, envelope: &Envelope) {
+    if let Some(reply) = envelope.error_reply(DefinedCondition::InternalServerError, None) {
+        router.send_to_session(&session.bare, session.jid.resource().as_str(), reply);
     }
 }
 
@@ -135,8 +163,7 @@ pub async fn user_handles(
     match envelope.kind {
         StanzaKind::IqRequest => iq::for_account(router, user, envelope).await,
         StanzaKind::Presence(PresenceKind::Probe) => {
-            presence::answer_probe(router, user, &envelope).await;
-            Ok(Delivery::Handled)
+            presence::answer_probe(router, user, envelope).await
         }
         StanzaKind::Presence(PresenceKind::Subscription) => {
             presence::inbound_subscription(router, user, envelope).await

@@ -15,7 +15,7 @@ use super::ClientSession;
 use crate::router::envelope::set_attribute;
 use crate::router::{Bounce, Delivery, Envelope, Router};
 use crate::xmpp::ns;
-use herald_storage::OfflineStore;
+use herald_storage::{OfflineStore, StorageError};
 
 /// Stores a message for an offline user and wakes their devices.
 pub async fn store(
@@ -54,15 +54,15 @@ pub async fn store(
 }
 
 /// Hands every stored message to the session that just became available, oldest first, each with a
-/// XEP-0203 `<delay/>` saying when the server received it.
-pub async fn deliver(router: &Arc<Router>, session: &ClientSession) {
-    let messages = match router.storage.offline.fetch(&session.bare).await {
-        Ok(messages) => messages,
-        Err(e) => {
-            tracing::error!(error = %e, "fetching offline messages failed");
-            return;
-        }
-    };
+/// XEP-0203 `<delay/>` saying when the server received it. Errors: the messages could not be read
+/// (they stay stored); the caller must not treat that as "none waiting".
+pub async fn deliver(router: &Arc<Router>, session: &ClientSession) -> Result<(), StorageError> {
+    let messages = router
+        .storage
+        .offline
+        .fetch(&session.bare)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "fetching offline messages failed"))?;
     let resource = session.jid.resource().to_string();
     let domain = session.jid.domain().to_string();
     let mut last_delivered = None;
@@ -85,8 +85,10 @@ pub async fn deliver(router: &Arc<Router>, session: &ClientSession) {
             .remove_up_to(&session.bare, last)
             .await
     {
+        // Delivered already; they come again at the next login (at least once, never lost).
         tracing::error!(error = %e, "removing delivered offline messages failed");
     }
+    Ok(())
 }
 
 /// XEP-0160 section 3 and XEP-0334: chat-state-only messages and `<no-store/>` hints are not kept.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::minidom::Element;
+use xmpp_parsers::stanza_error::DefinedCondition;
 
 use super::ClientSession;
 use super::subscription::{self, SubscriptionEvent, SubscriptionState};
@@ -16,7 +17,7 @@ use crate::router::envelope::set_attribute;
 use crate::router::rules::PresenceKind;
 use crate::router::{Bounce, Delivery, Envelope, Router};
 use crate::xmpp::ns;
-use herald_storage::{RosterItem, Subscription};
+use herald_storage::{RosterItem, StorageError, Subscription};
 
 /// A presence stanza from a bound client.
 pub async fn from_client(
@@ -52,13 +53,34 @@ pub async fn from_client(
 async fn broadcast(router: &Arc<Router>, session: &mut ClientSession, envelope: Envelope) {
     let is_unavailable = envelope.presence_type.as_deref() == Some("unavailable");
     let is_initial = !session.is_available && !is_unavailable;
+    if is_unavailable && !session.is_available {
+        return;
+    }
+    // Read before changing any state. A storage failure is not an empty roster or an empty block list:
+    // the client hears of it (a presence error of type `wait`, RFC 6120 section 8.3.3.6) and its next
+    // presence is still initial, with probes and offline messages. Going unavailable goes ahead: the
+    // session's own state and resources must follow, whatever contacts could not be told.
+    let contacts_and_blocks = match (
+        contacts(router, &session.bare).await,
+        router
+            .block_lists
+            .recipient(&router.storage, &session.bare)
+            .await,
+    ) {
+        (Ok(roster), Ok(blocks)) => Some((roster, blocks)),
+        _ => None,
+    };
+    let Some((roster, blocks)) = contacts_and_blocks else {
+        super::reply_storage_failure(router, session, &envelope);
+        if is_unavailable {
+            tracing::warn!(user = %session.bare, "contacts not told of unavailable presence");
+            mark_unavailable(router, session);
+        }
+        return;
+    };
     let resource = session.jid.resource().to_string();
     if is_unavailable {
-        if !session.is_available {
-            return;
-        }
-        session.is_available = false;
-        router.sessions.set_presence(&session.bare, &resource, None);
+        mark_unavailable(router, session);
     } else {
         session.is_available = true;
         router.sessions.set_presence(
@@ -67,11 +89,10 @@ async fn broadcast(router: &Arc<Router>, session: &mut ClientSession, envelope: 
             Some((envelope.element.clone(), priority(&envelope.element))),
         );
     }
-    let roster = contacts(router, &session.bare).await;
     let from = session.jid.to_string();
     for item in roster.iter().filter(|i| has_from(i.subscription)) {
         // XEP-0191 section 3.3: a contact the user blocked gets no presence from the user.
-        if is_blocked(router, &session.bare, &item.contact).await {
+        if Jid::new(&item.contact).is_ok_and(|contact| blocks.blocks(&contact)) {
             continue;
         }
         send_copy(router, &envelope.element, &from, &item.contact).await;
@@ -101,11 +122,41 @@ async fn broadcast(router: &Arc<Router>, session: &mut ClientSession, envelope: 
     if is_initial {
         for item in roster.iter().filter(|i| has_to(i.subscription)) {
             let probe = presence("probe", &session.bare, &item.contact);
-            router.send(probe).await;
+            tell_session_if_bounced(router, session, probe).await;
         }
         deliver_pending_requests(router, session, &roster);
-        super::offline::deliver(router, session).await;
     }
+    if is_initial || session.has_undelivered_offline {
+        // XEP-0160 section 3: a read failure is not "nothing waiting". The client hears of it (type
+        // `wait`), the messages stay stored, and its next presence tries again.
+        let failed = super::offline::deliver(router, session).await.is_err();
+        session.has_undelivered_offline = failed;
+        if failed {
+            super::reply_storage_failure(router, session, &envelope);
+        }
+    }
+}
+
+/// Routes a stanza the server sends from the user's bare JID (a probe, a subscription stanza) and, if
+/// it bounced, hands the error to the session that caused it: routed, an error to a bare JID is ignored
+/// (RFC 6121 section 8.5.2), and the user would never learn that the contact could not be asked.
+async fn tell_session_if_bounced(router: &Arc<Router>, session: &ClientSession, stanza: Element) {
+    let Ok(envelope) = Envelope::parse(stanza.clone()) else {
+        return;
+    };
+    if let Delivery::Bounced(condition) = router.send(stanza).await
+        && let Some(mut reply) = envelope.error_reply(condition, None)
+    {
+        set_attribute(&mut reply, "to", &session.jid.to_string());
+        router.send_to_session(&session.bare, session.jid.resource().as_str(), reply);
+    }
+}
+
+fn mark_unavailable(router: &Arc<Router>, session: &mut ClientSession) {
+    session.is_available = false;
+    router
+        .sessions
+        .set_presence(&session.bare, session.jid.resource().as_str(), None);
 }
 
 /// Ends a session's presence: unavailable to contacts, own resources and directed-presence targets
@@ -121,17 +172,28 @@ pub async fn session_ended(router: &Arc<Router>, session: &mut ClientSession) {
     }
 }
 
-/// 4.3.2: answers a probe for `user` if the prober is subscribed to the user's presence.
-pub async fn answer_probe(router: &Arc<Router>, user: &BareJid, probe: &Envelope) {
-    let Some(prober) = &probe.from else { return };
+/// 4.3.2: answers a probe for `user` if the prober is subscribed to the user's presence. Errors: the
+/// roster could not be read, answered with `<internal-server-error/>` (type `wait`) rather than the
+/// silence that would mean "not subscribed" or "offline".
+pub async fn answer_probe(
+    router: &Arc<Router>,
+    user: &BareJid,
+    probe: Envelope,
+) -> Result<Delivery, Bounce> {
+    let Some(prober) = &probe.from else {
+        return Ok(Delivery::Dropped);
+    };
     let prober_bare = prober.to_bare().to_string();
     let user_key = user.to_string();
     let subscribed = match router.storage.rosters.item(&user_key, &prober_bare).await {
-        Ok(Some(item)) => has_from(item.subscription),
-        _ => false,
+        Ok(item) => item.is_some_and(|item| has_from(item.subscription)),
+        Err(e) => {
+            tracing::error!(error = %e, "loading a roster item for a probe failed");
+            return Err(Bounce::new(probe, DefinedCondition::InternalServerError));
+        }
     };
     if !subscribed {
-        return;
+        return Ok(Delivery::Handled);
     }
     let available: Vec<_> = router
         .sessions
@@ -143,12 +205,13 @@ pub async fn answer_probe(router: &Arc<Router>, user: &BareJid, probe: &Envelope
         router
             .send(presence("unavailable", &user_key, &prober.to_string()))
             .await;
-        return;
+        return Ok(Delivery::Handled);
     }
     for (resource, element) in available {
         let from = format!("{user_key}/{resource}");
         send_copy(router, &element, &from, &prober.to_string()).await;
     }
+    Ok(Delivery::Handled)
 }
 
 /// A subscription stanza the user's client sent (3.1.2, 3.2.2, 3.3.2, 3.4).
@@ -165,22 +228,53 @@ async fn outbound_subscription(
     envelope.set_from(&Jid::from(session.bare_jid()));
     envelope.set_to(&Jid::from(contact.clone()));
     let owner = session.bare.clone();
-    let Some(mut item) = load_item(router, &owner, &contact).await else {
+    // A storage failure ends here with an error to the client (type `wait`): routing the stanza
+    // without the state change stored would leave the two rosters disagreeing.
+    let Ok((mut item, is_stored)) = load_item(router, &owner, &contact).await else {
+        super::reply_storage_failure(router, session, &envelope);
         return;
     };
     let transition = subscription::apply(state_of(&item), event);
-    if transition.state_changed || matches!(event, SubscriptionEvent::OutboundSubscribe) {
-        apply_state(&mut item, transition.state);
-        if matches!(
+    // 3.1.2 and 3.4: asking or pre-approving puts the contact in the roster. Only a change is stored and
+    // pushed: a request to a contact already subscribed to leaves the roster as it was, and a roster
+    // push (2.1.6) with nothing changed is noise to every interested resource.
+    let joins_roster = !item.in_roster
+        && matches!(
             event,
             SubscriptionEvent::OutboundSubscribe | SubscriptionEvent::OutboundSubscribed
-        ) {
+        );
+    if transition.state_changed || joins_roster {
+        // A new item beyond `[limits] max_roster_items` is refused like a roster set (RFC 6121 section
+        // 2.3.3 via section 3.1.2: asking creates a roster item); nothing is routed.
+        if !is_stored {
+            match super::roster::has_room(router, &owner).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let error = super::roster::roster_full(router);
+                    if let Some(reply) =
+                        envelope.error_reply(error.condition, error.text.as_deref())
+                    {
+                        router.send_to_session(&owner, session.jid.resource().as_str(), reply);
+                    }
+                    return;
+                }
+                Err(_) => {
+                    super::reply_storage_failure(router, session, &envelope);
+                    return;
+                }
+            }
+        }
+        apply_state(&mut item, transition.state);
+        if joins_roster {
             item.in_roster = true;
         }
-        save_and_push(router, &owner, &item).await;
+        if save_and_push(router, &owner, &item).await.is_err() {
+            super::reply_storage_failure(router, session, &envelope);
+            return;
+        }
     }
     if transition.route_to_contact {
-        router.send(envelope.element).await;
+        tell_session_if_bounced(router, session, envelope.element).await;
         match event {
             // 3.1.5: after approving, the contact gets our current presence.
             SubscriptionEvent::OutboundSubscribed => {
@@ -211,14 +305,33 @@ pub async fn inbound_subscription(
     envelope.set_from(&Jid::from(contact.clone()));
     envelope.set_to(&Jid::from(user.clone()));
     let owner = user.to_string();
-    let Some(mut item) = load_item(router, &owner, &contact).await else {
-        return Ok(Delivery::Dropped);
+    // A storage failure is answered (type `wait`) so the contact's server or client can try again;
+    // dropping the stanza would lose a subscription request for good.
+    let Ok((mut item, is_stored)) = load_item(router, &owner, &contact).await else {
+        return Err(Bounce::new(envelope, DefinedCondition::InternalServerError));
     };
     let transition = subscription::apply(state_of(&item), event);
     if transition.state_changed {
+        // Pending-in requests are stored (3.1.3), so anyone could grow a roster by asking from many
+        // JIDs: a new item beyond `[limits] max_roster_items` is refused with `<resource-constraint/>`
+        // (RFC 6120 section 8.3.3.18), as a full offline store refuses messages.
+        if !is_stored {
+            match super::roster::has_room(router, &owner).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(Bounce::new(envelope, DefinedCondition::ResourceConstraint)
+                        .with_text("The user's roster is full"));
+                }
+                Err(_) => {
+                    return Err(Bounce::new(envelope, DefinedCondition::InternalServerError));
+                }
+            }
+        }
         apply_state(&mut item, transition.state);
         if item.in_roster || item.pending_in || item.subscription != Subscription::None {
-            save_and_push(router, &owner, &item).await;
+            if save_and_push(router, &owner, &item).await.is_err() {
+                return Err(Bounce::new(envelope, DefinedCondition::InternalServerError));
+            }
         } else if let Err(e) = router.storage.rosters.remove(&owner, &item.contact).await {
             tracing::error!(error = %e, "dropping an empty roster entry failed");
         }
@@ -279,53 +392,60 @@ pub(crate) async fn send_unavailable(router: &Arc<Router>, owner: &str, contact:
     }
 }
 
-async fn load_item(router: &Arc<Router>, owner: &str, contact: &BareJid) -> Option<RosterItem> {
+/// The stored item for `contact`, or a fresh one; the flag tells whether it was stored (a fresh one
+/// takes room in the roster when saved).
+async fn load_item(
+    router: &Arc<Router>,
+    owner: &str,
+    contact: &BareJid,
+) -> Result<(RosterItem, bool), StorageError> {
     match router
         .storage
         .rosters
         .item(owner, &contact.to_string())
         .await
     {
-        Ok(item) => Some(item.unwrap_or_else(|| RosterItem {
-            contact: contact.to_string(),
-            ..RosterItem::default()
-        })),
+        Ok(Some(item)) => Ok((item, true)),
+        Ok(None) => Ok((
+            RosterItem {
+                contact: contact.to_string(),
+                ..RosterItem::default()
+            },
+            false,
+        )),
         Err(e) => {
             tracing::error!(error = %e, "loading a roster item failed");
-            None
+            Err(e)
         }
     }
 }
 
-async fn save_and_push(router: &Arc<Router>, owner: &str, item: &RosterItem) {
+async fn save_and_push(
+    router: &Arc<Router>,
+    owner: &str,
+    item: &RosterItem,
+) -> Result<(), StorageError> {
     match router.storage.rosters.upsert(owner, item).await {
-        Ok(version) if item.in_roster => {
-            super::roster::push(router, owner, super::roster::item_element(item), version)
+        Ok(version) => {
+            if item.in_roster {
+                super::roster::push(router, owner, super::roster::item_element(item), version);
+            }
+            Ok(())
         }
-        Ok(_) => {}
-        Err(e) => tracing::error!(error = %e, "saving a roster item failed"),
+        Err(e) => {
+            tracing::error!(error = %e, "saving a roster item failed");
+            Err(e)
+        }
     }
 }
 
-async fn contacts(router: &Arc<Router>, owner: &str) -> Vec<RosterItem> {
+async fn contacts(router: &Arc<Router>, owner: &str) -> Result<Vec<RosterItem>, StorageError> {
     match router.storage.rosters.items(owner).await {
-        Ok((_, items)) => items,
+        Ok((_, items)) => Ok(items),
         Err(e) => {
             tracing::error!(error = %e, "loading a roster failed");
-            Vec::new()
+            Err(e)
         }
-    }
-}
-
-async fn is_blocked(router: &Arc<Router>, owner: &str, contact: &str) -> bool {
-    match Jid::new(contact) {
-        Ok(jid) => {
-            router
-                .block_lists
-                .is_blocked(&router.storage, owner, &jid)
-                .await
-        }
-        Err(_) => false,
     }
 }
 

@@ -95,6 +95,9 @@ async fn set(router: &Arc<Router>, session: &ClientSession, query: &Element) -> 
         .item(&owner_key, &contact.to_string())
         .await
         .map_err(internal)?;
+    if existing.is_none() && !has_room(router, &owner_key).await.map_err(internal)? {
+        return Err(roster_full(router));
+    }
     let mut updated = existing.unwrap_or_else(|| RosterItem {
         contact: contact.to_string(),
         ..RosterItem::default()
@@ -214,6 +217,27 @@ pub fn item_element(item: &RosterItem) -> Element {
         );
     }
     element
+}
+
+/// Whether `owner`'s roster can take one more item (`[limits] max_roster_items`, hidden pending-in items
+/// included, so a flood of subscription requests cannot grow it either). Counted before the insert, so
+/// concurrent additions may pass the limit by the few that race.
+pub async fn has_room(router: &Arc<Router>, owner: &str) -> Result<bool, StorageError> {
+    let items = router.storage.rosters.count(owner).await?;
+    Ok(items < u64::try_from(router.config.max_roster_items).unwrap_or(u64::MAX))
+}
+
+/// The user's own addition to a full roster: `<not-allowed/>` (RFC 6120 section 8.3.3.10, type
+/// `cancel`: retrying does not help until an item is removed). RFC 6121 section 2.3.3 names no
+/// condition for a size limit.
+pub fn roster_full(router: &Arc<Router>) -> IqError {
+    IqError::with_text(
+        DefinedCondition::NotAllowed,
+        &format!(
+            "The roster is full (at most {} items)",
+            router.config.max_roster_items
+        ),
+    )
 }
 
 fn internal(e: StorageError) -> IqError {

@@ -1,7 +1,9 @@
 //! TLS for every listener (RFC 7590): one certificate per hosted domain, chosen by SNI, TLS 1.2 and 1.3 only.
 //!
 //! Without configured certificates a self-signed one is generated per domain with rcgen and kept in
-//! `data_dir/certs/`, so the first `herald serve` works and restarts keep the same key.
+//! `data_dir/certs/`, so the first `herald serve` works and restarts keep the same key. It is named
+//! after the domain (CN, O=Herald, SANs), valid for two years, and replaced at start within 30 days of
+//! its expiry.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -160,7 +162,16 @@ fn load_certified_key(
     Ok(CertifiedKey::new(chain, signing_key))
 }
 
-/// Returns the paths of a self-signed certificate for `domain` under `data_dir/certs`, creating it if needed.
+/// How long a generated certificate is valid: two years, long enough that a small server's users are
+/// not asked to trust a new one often, short enough that a lost key does not stay usable for ever.
+const SELF_SIGNED_VALIDITY_DAYS: i64 = 730;
+
+/// A generated certificate this close to its end (or past it) is replaced at start, so a server that
+/// runs on is not caught by expiry; clients then ask their users to trust the new one.
+const SELF_SIGNED_RENEW_BEFORE_DAYS: i64 = 30;
+
+/// Returns the paths of a self-signed certificate for `domain` under `data_dir/certs`, creating it if
+/// missing and replacing it when it expires within [`SELF_SIGNED_RENEW_BEFORE_DAYS`].
 fn self_signed_files(data_dir: &Path, domain: &str) -> Result<CertificateFiles, TlsSetupError> {
     let dir = data_dir.join("certs");
     let files = CertificateFiles {
@@ -168,23 +179,65 @@ fn self_signed_files(data_dir: &Path, domain: &str) -> Result<CertificateFiles, 
         cert: dir.join(format!("{domain}.crt")),
         key: dir.join(format!("{domain}.key")),
     };
+    let now = chrono::Utc::now();
     if files.cert.is_file() && files.key.is_file() {
-        return Ok(files);
+        match expires_at(&files.cert) {
+            Some(end) if end - now > chrono::Duration::days(SELF_SIGNED_RENEW_BEFORE_DAYS) => {
+                return Ok(files);
+            }
+            Some(end) => {
+                tracing::warn!(domain, expires = %end, "the self-signed certificate expires soon; generating a new one");
+            }
+            // Not ours to judge (not a certificate we can read): loading it reports the problem.
+            None => return Ok(files),
+        }
     }
     let generate_error = |reason: String| TlsSetupError::Generate {
         domain: domain.to_string(),
         reason,
     };
     std::fs::create_dir_all(&dir).map_err(|e| generate_error(e.to_string()))?;
-    // RFC 6120 section 13.7.1.2: the domain itself as a DNS SAN; the wildcard covers conference./upload. hosts.
-    let names = vec![domain.to_string(), format!("*.{domain}")];
-    let generated =
-        rcgen::generate_simple_self_signed(names).map_err(|e| generate_error(e.to_string()))?;
-    write_private(&files.key, generated.signing_key.serialize_pem().as_bytes())
-        .map_err(|e| generate_error(e.to_string()))?;
-    std::fs::write(&files.cert, generated.cert.pem()).map_err(|e| generate_error(e.to_string()))?;
+    let (cert_pem, key_pem) =
+        generate_self_signed(domain, now).map_err(|e| generate_error(e.to_string()))?;
+    write_private(&files.key, key_pem.as_bytes()).map_err(|e| generate_error(e.to_string()))?;
+    std::fs::write(&files.cert, cert_pem).map_err(|e| generate_error(e.to_string()))?;
     tracing::info!(domain, path = %files.cert.display(), "generated a self-signed certificate");
     Ok(files)
+}
+
+/// A self-signed certificate and its key (PEM) for `domain`, named after it: this is what a client
+/// shows its user when asking whether to trust the server.
+fn generate_self_signed(
+    domain: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(String, String), rcgen::Error> {
+    use chrono::Datelike;
+    // RFC 6120 section 13.7.1.2: the domain itself as a DNS SAN; the wildcard covers conference./upload. hosts.
+    let mut params =
+        rcgen::CertificateParams::new(vec![domain.to_string(), format!("*.{domain}")])?;
+    let mut name = rcgen::DistinguishedName::new();
+    name.push(rcgen::DnType::CommonName, domain);
+    name.push(rcgen::DnType::OrganizationName, "Herald");
+    params.distinguished_name = name;
+    let day = |at: chrono::DateTime<chrono::Utc>| {
+        // Month and day always fit in u8; the fallback is never taken.
+        let month = u8::try_from(at.month()).unwrap_or(1);
+        let day = u8::try_from(at.day()).unwrap_or(1);
+        rcgen::date_time_ymd(at.year(), month, day)
+    };
+    // From the day before, so a client whose clock is a little behind does not see it "not yet valid".
+    params.not_before = day(now - chrono::Duration::days(1));
+    params.not_after = day(now + chrono::Duration::days(SELF_SIGNED_VALIDITY_DAYS));
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// When the first certificate in a PEM file stops being valid; `None` if it cannot be read.
+fn expires_at(path: &Path) -> Option<chrono::DateTime<chrono::Utc>> {
+    let der = CertificateDer::pem_file_iter(path).ok()?.next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    chrono::DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -239,6 +292,84 @@ mod tests {
             .as_deref(),
             "rcgen signs with ECDSA P-256 and SHA-256 (RFC 5929 section 4.1)"
         );
+    }
+
+    fn parse(pem: &[u8]) -> (String, String, Vec<String>, i64, i64) {
+        let der = CertificateDer::pem_slice_iter(pem).next().unwrap().unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        let first = |attributes: Vec<&x509_parser::x509::AttributeTypeAndValue>| {
+            attributes
+                .first()
+                .and_then(|a| a.as_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let cn = first(cert.subject().iter_common_name().collect());
+        let org = first(cert.subject().iter_organization().collect());
+        let sans = cert
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|name| format!("{name:?}"))
+            .collect();
+        let validity = cert.validity();
+        (
+            cn,
+            org,
+            sans,
+            validity.not_before.timestamp(),
+            validity.not_after.timestamp(),
+        )
+    }
+
+    #[test]
+    fn the_generated_certificate_is_named_after_the_domain_and_valid_for_two_years() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = self_signed_files(dir.path(), "chat.example").unwrap();
+        let (cn, org, sans, not_before, not_after) = parse(&std::fs::read(&files.cert).unwrap());
+        assert_eq!((cn.as_str(), org.as_str()), ("chat.example", "Herald"));
+        assert!(
+            sans.iter().any(|n| n.contains("\"chat.example\"")),
+            "{sans:?}"
+        );
+        let now = chrono::Utc::now().timestamp();
+        let day = 86_400;
+        assert!(
+            not_before <= now - day / 2 && not_before >= now - 2 * day,
+            "valid from the day before"
+        );
+        let years = (not_after - now) as f64 / (365.0 * day as f64);
+        assert!(
+            (1.9..=2.1).contains(&years),
+            "valid for two years, not {years}"
+        );
+    }
+
+    #[test]
+    fn a_generated_certificate_near_its_expiry_is_replaced_at_start_and_a_valid_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = self_signed_files(dir.path(), "a.test").unwrap();
+        let fresh = std::fs::read(&files.cert).unwrap();
+        self_signed_files(dir.path(), "a.test").unwrap();
+        assert_eq!(
+            std::fs::read(&files.cert).unwrap(),
+            fresh,
+            "kept while valid"
+        );
+
+        // One made two years minus ten days ago expires in ten days: replaced.
+        let long_ago = chrono::Utc::now() - chrono::Duration::days(SELF_SIGNED_VALIDITY_DAYS - 10);
+        let (old_cert, old_key) = generate_self_signed("a.test", long_ago).unwrap();
+        std::fs::write(&files.cert, &old_cert).unwrap();
+        std::fs::write(&files.key, &old_key).unwrap();
+        self_signed_files(dir.path(), "a.test").unwrap();
+        let renewed = std::fs::read(&files.cert).unwrap();
+        assert_ne!(renewed, old_cert.as_bytes());
+        let (_, _, _, _, not_after) = parse(&renewed);
+        assert!(not_after - chrono::Utc::now().timestamp() > 700 * 86_400);
     }
 
     fn identity(dir: &Path) -> TlsIdentity {

@@ -25,7 +25,7 @@ use rules::{Addressee, Decision, StanzaKind};
 use crate::config::Config;
 use crate::features;
 use herald_relay::login_throttle::LoginThrottle;
-use herald_storage::Storage;
+use herald_storage::{Storage, StorageError};
 
 /// What happened to a routed stanza.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,7 +131,13 @@ impl Router {
     async fn route_to_user(self: &Arc<Self>, envelope: Envelope, to: &Jid) -> Delivery {
         let bare = to.to_bare();
         let bare_str = bare.to_string();
-        let recipient = self.block_lists.recipient(&self.storage, &bare_str).await;
+        // A storage failure is not an answer: neither "no such account" nor "blocks nobody" may be
+        // concluded from it, so the sender hears of a temporary failure (RFC 6120 section 8.3.3.6,
+        // type `wait`) and may retry, instead of a permanent `service-unavailable`.
+        let recipient = match self.block_lists.recipient(&self.storage, &bare_str).await {
+            Ok(recipient) => recipient,
+            Err(_) => return self.bounce(&envelope, DefinedCondition::InternalServerError),
+        };
         if let Some(from) = &envelope.from
             && recipient.blocks(from)
         {
@@ -147,11 +153,17 @@ impl Router {
         let online = self.sessions.routes(&bare_str);
         let views: Vec<_> = online.iter().map(|(_, _, view)| *view).collect();
         // Reading the block list may already have told whether the account exists.
-        let exists = !online.is_empty()
-            || match recipient.account_exists {
+        let exists = if !online.is_empty() {
+            true
+        } else {
+            match recipient.account_exists {
                 Some(known) => known,
-                None => self.account_exists(&bare_str).await,
-            };
+                None => match self.account_exists(&bare_str).await {
+                    Ok(exists) => exists,
+                    Err(_) => return self.bounce(&envelope, DefinedCondition::InternalServerError),
+                },
+            }
+        };
         let addressee = if exists {
             match to.resource() {
                 None => Addressee::Bare { resources: &views },
@@ -264,17 +276,14 @@ impl Router {
     }
 
     /// Whether a local account exists (sessions count as proof, so the hot path avoids the database).
-    pub async fn account_exists(&self, bare: &str) -> bool {
+    /// Errors: the storage error, logged here; callers must not read it as "no such account".
+    pub async fn account_exists(&self, bare: &str) -> Result<bool, StorageError> {
         if self.sessions.is_online(bare) {
-            return true;
+            return Ok(true);
         }
-        match self.storage.accounts.exists(bare).await {
-            Ok(exists) => exists,
-            Err(e) => {
-                tracing::error!(error = %e, "account lookup failed");
-                false
-            }
-        }
+        self.storage.accounts.exists(bare).await.inspect_err(|e| {
+            tracing::error!(error = %e, "account lookup failed");
+        })
     }
 
     /// Whether `jid` is an account on one of our domains.

@@ -168,3 +168,34 @@ pub async fn concurrent_roster_versions(storage: &Storage) {
     assert_eq!(Some(&version), versions.last());
     assert_eq!(items.len(), CHANGES);
 }
+
+/// The item count covers every item of one owner, hidden pending-in ones too, and follows removals.
+pub async fn roster_count(storage: &Storage) {
+    let rosters = &storage.rosters;
+    let owner = "counted@count.example";
+    assert_eq!(rosters.count(owner).await.expect("count"), 0);
+    rosters
+        .upsert(owner, &item("a@count.example"))
+        .await
+        .expect("upsert");
+    let pending_only = RosterItem {
+        contact: "b@count.example".to_string(),
+        pending_in: true,
+        ..RosterItem::default()
+    };
+    rosters.upsert(owner, &pending_only).await.expect("upsert");
+    rosters
+        .upsert(owner, &item("a@count.example"))
+        .await
+        .expect("replace");
+    rosters
+        .upsert("other@count.example", &item("a@count.example"))
+        .await
+        .expect("other owner");
+    assert_eq!(rosters.count(owner).await.expect("count"), 2);
+    rosters
+        .remove(owner, "a@count.example")
+        .await
+        .expect("remove");
+    assert_eq!(rosters.count(owner).await.expect("count"), 1);
+}

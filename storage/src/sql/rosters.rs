@@ -153,6 +153,16 @@ macro_rules! rosters_sql {
                     tx.commit().await.map_err(db_error)?;
                     Ok(Some(version))
                 }
+
+                async fn count(&self, owner: &str) -> StorageResult<u64> {
+                    let items: i64 =
+                        sqlx::query_scalar("SELECT COUNT(*) FROM roster_items WHERE owner = $1")
+                            .bind(owner)
+                            .fetch_one(&self.pool)
+                            .await
+                            .map_err(db_error)?;
+                    to_u64(items, "roster item count")
+                }
             }
         }
     };
