@@ -94,6 +94,9 @@ pub struct RawLimits {
     /// Bytes of stanzas (as serialised for the wire) one session may have queued for writing; beyond it a
     /// stanza is handled as if that resource were unavailable.
     pub session_queue_bytes: usize,
+    /// Bytes of stanzas (serialised) one external component may have queued for writing; beyond it stanzas
+    /// to its domain bounce with remote-server-timeout.
+    pub component_queue_bytes: usize,
 }
 
 impl Default for RawLimits {
@@ -105,6 +108,7 @@ impl Default for RawLimits {
             stanzas_per_second: 200,
             max_connections: 100_000,
             session_queue_bytes: 2 * 1024 * 1024,
+            component_queue_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -158,6 +162,7 @@ pub struct Config {
     pub stanzas_per_second: u32,
     pub max_connections: usize,
     pub session_queue_bytes: usize,
+    pub component_queue_bytes: usize,
     pub certificates: Vec<CertificateFiles>,
     pub component_listen: Option<SocketAddr>,
     pub components: Vec<ComponentSecret>,
@@ -307,6 +312,11 @@ impl Config {
                     .into(),
             );
         }
+        if limits.component_queue_bytes < limits.max_stanza_bytes {
+            problems.push(
+                "limits.component_queue_bytes: must be at least limits.max_stanza_bytes".into(),
+            );
+        }
         if raw.c2s.write_timeout_seconds == 0 {
             problems.push("c2s.write_timeout_seconds: must be positive".into());
         }
@@ -385,6 +395,7 @@ impl Config {
             stanzas_per_second: limits.stanzas_per_second,
             max_connections: limits.max_connections,
             session_queue_bytes: limits.session_queue_bytes,
+            component_queue_bytes: limits.component_queue_bytes,
             certificates,
             component_listen,
             components,
@@ -495,13 +506,19 @@ mod tests {
                 "HERALD_C2S__WRITE_TIMEOUT_SECONDS".to_string(),
                 "0".to_string(),
             ),
+            (
+                "HERALD_LIMITS__COMPONENT_QUEUE_BYTES".to_string(),
+                "1000".to_string(),
+            ),
         ];
         let err = Config::resolve(RawConfig::load(None, env).unwrap()).unwrap_err();
         let all = err.problems.join("\n");
         assert!(all.contains("limits.session_queue_bytes"), "{all}");
         assert!(all.contains("c2s.write_timeout_seconds"), "{all}");
+        assert!(all.contains("limits.component_queue_bytes"), "{all}");
         let defaults = Config::resolve(RawConfig::load(None, Vec::new()).unwrap()).unwrap();
         assert_eq!(defaults.session_queue_bytes, 2 * 1024 * 1024);
         assert_eq!(defaults.write_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(defaults.component_queue_bytes, 16 * 1024 * 1024);
     }
 }
