@@ -121,6 +121,9 @@ pub struct RawLimits {
     pub max_roster_items: usize,
     /// JIDs one block list may hold (XEP-0191).
     pub max_block_list_items: usize,
+    /// Bytes of stanzas (serialised) one external component may have queued for writing; beyond it stanzas
+    /// to its domain bounce with remote-server-timeout.
+    pub component_queue_bytes: usize,
 }
 
 impl Default for RawLimits {
@@ -143,6 +146,7 @@ impl Default for RawLimits {
             session_queue_bytes: 2 * 1024 * 1024,
             max_roster_items: 1000,
             max_block_list_items: 1000,
+            component_queue_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -207,6 +211,7 @@ pub struct Config {
     pub max_roster_items: usize,
     /// Most JIDs in one block list.
     pub max_block_list_items: usize,
+    pub component_queue_bytes: usize,
     pub certificates: Vec<CertificateFiles>,
     pub component_listen: Option<SocketAddr>,
     pub components: Vec<ComponentSecret>,
@@ -356,6 +361,11 @@ impl Config {
                     .into(),
             );
         }
+        if limits.component_queue_bytes < limits.max_stanza_bytes {
+            problems.push(
+                "limits.component_queue_bytes: must be at least limits.max_stanza_bytes".into(),
+            );
+        }
         if raw.c2s.write_timeout_seconds == 0 {
             problems.push("c2s.write_timeout_seconds: must be positive".into());
         }
@@ -479,6 +489,7 @@ impl Config {
             session_queue_bytes: limits.session_queue_bytes,
             max_roster_items: limits.max_roster_items,
             max_block_list_items: limits.max_block_list_items,
+            component_queue_bytes: limits.component_queue_bytes,
             certificates,
             component_listen,
             components,
@@ -608,13 +619,19 @@ mod tests {
                 "HERALD_C2S__WRITE_TIMEOUT_SECONDS".to_string(),
                 "0".to_string(),
             ),
+            (
+                "HERALD_LIMITS__COMPONENT_QUEUE_BYTES".to_string(),
+                "1000".to_string(),
+            ),
         ];
         let err = Config::resolve(RawConfig::load(None, env).unwrap()).unwrap_err();
         let all = err.problems.join("\n");
         assert!(all.contains("limits.session_queue_bytes"), "{all}");
         assert!(all.contains("c2s.write_timeout_seconds"), "{all}");
+        assert!(all.contains("limits.component_queue_bytes"), "{all}");
         let defaults = Config::resolve(RawConfig::load(None, Vec::new()).unwrap()).unwrap();
         assert_eq!(defaults.session_queue_bytes, 2 * 1024 * 1024);
         assert_eq!(defaults.write_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(defaults.component_queue_bytes, 16 * 1024 * 1024);
     }
 }

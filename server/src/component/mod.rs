@@ -8,19 +8,20 @@ use std::time::{Duration, Instant};
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use xmpp_parsers::minidom::Element;
 
 use crate::net::shutdown::Shutdown;
 use crate::net::unauthenticated::{Refusal, UnauthenticatedSlot, UnauthenticatedSlots};
 use crate::net::write_deadline::WriteDeadline;
 use crate::router::envelope::to_client_namespace;
+use crate::router::mailbox::mailbox;
 use crate::router::{Envelope, Router};
 use crate::xmpp::error::{StreamError, StreamErrorCondition};
 use crate::xmpp::stream::{Frame, StreamHeader, XmlStream};
 use crate::xmpp::{Limits, ns};
 
-/// Stanzas queued for a component before it counts as stuck.
+/// Stanzas queued for a component before it counts as stuck (and at most `[limits] component_queue_bytes`
+/// of them).
 const COMPONENT_QUEUE_LENGTH: usize = 8192;
 
 /// How long writing the refusal to a connection over an unauthenticated cap may take.
@@ -192,7 +193,7 @@ where
         return Err(error);
     }
     attempt.succeeded();
-    let (tx, mut rx) = mpsc::channel::<Element>(COMPONENT_QUEUE_LENGTH);
+    let (tx, mut rx) = mailbox(COMPONENT_QUEUE_LENGTH, router.config.component_queue_bytes);
     if !router.attach_component(&domain, tx) {
         let error = fail(StreamErrorCondition::Conflict);
         stream.send_error(&error).await?;
@@ -213,11 +214,11 @@ where
         tokio::select! {
             _ = shutdown.wait() => break Err(fail(StreamErrorCondition::SystemShutdown)),
             outgoing = rx.recv() => match outgoing {
-                Some(element) => {
+                Some(stanza) => {
                     // A failed write (or one past the write deadline) ends the stream, but through the
                     // detach below: returning early left the domain attached to a dead queue, bouncing
                     // everything with remote-server-timeout and refusing the component's reconnection.
-                    if let Err(e) = stream.send(&element).await {
+                    if let Err(e) = stream.send_wire(std::slice::from_ref(&stanza)).await {
                         break Err(StreamError::from(e));
                     }
                 }

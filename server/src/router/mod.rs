@@ -13,7 +13,6 @@ pub mod rules;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::mpsc;
 use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::DefinedCondition;
@@ -59,7 +58,7 @@ pub struct Router {
     /// Random bytes made at start that key the fake SCRAM salts of unknown users, so they cannot be told
     /// apart from real ones (RFC 5802 section 9 leaves enumeration resistance to the server).
     pub unknown_user_secret: [u8; 32],
-    components: RwLock<HashMap<String, mpsc::Sender<Element>>>,
+    components: RwLock<HashMap<String, mailbox::MailboxSender<crate::xmpp::WireStanza>>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -118,7 +117,12 @@ impl Router {
         }
         if let Some(component) = self.component(to.domain().as_str()) {
             let element = envelope::to_component_namespace(envelope.element.clone());
-            if component.try_send(element).is_ok() {
+            // Queued serialised and charged its size, so a component that reads slowly cannot make the
+            // server hold more than `[limits] component_queue_bytes` for it.
+            let stanza =
+                crate::xmpp::WireStanza::for_stream(&element, crate::xmpp::ns::COMPONENT_ACCEPT);
+            let bytes = stanza.wire_bytes();
+            if component.try_send(stanza, bytes).is_ok() {
                 return Delivery::Forwarded;
             }
             return self.bounce(&envelope, DefinedCondition::RemoteServerTimeout);
@@ -292,7 +296,11 @@ impl Router {
     }
 
     /// Attaches an external component for `domain`; returns `false` if one is already attached.
-    pub fn attach_component(&self, domain: &str, sender: mpsc::Sender<Element>) -> bool {
+    pub fn attach_component(
+        &self,
+        domain: &str,
+        sender: mailbox::MailboxSender<crate::xmpp::WireStanza>,
+    ) -> bool {
         let mut components = self.components.write().unwrap_or_else(|e| e.into_inner());
         if components.contains_key(domain) {
             return false;
@@ -322,7 +330,7 @@ impl Router {
         domains
     }
 
-    fn component(&self, domain: &str) -> Option<mpsc::Sender<Element>> {
+    fn component(&self, domain: &str) -> Option<mailbox::MailboxSender<crate::xmpp::WireStanza>> {
         self.components
             .read()
             .unwrap_or_else(|e| e.into_inner())

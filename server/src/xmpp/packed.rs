@@ -19,7 +19,7 @@ impl PackedElement {
     /// Parse the element back. `None` only if it does not parse, which the writer rules out for elements
     /// it serialised; callers treat that like having nothing stored.
     pub fn unpack(&self) -> Option<Element> {
-        parse_on_client_stream(&self.0)
+        parse_on_stream(&self.0, ns::CLIENT)
     }
 
     /// The serialised XML.
@@ -28,40 +28,59 @@ impl PackedElement {
     }
 }
 
-/// A stanza serialised once, exactly as it is written on a `jabber:client` stream: stanzas in the content
-/// namespace carry no `xmlns` (RFC 6120 section 4.8.3). Queued for a session in this form, it costs its
-/// length in bytes, where a parsed element costs tens of times that; the session writes it as is.
+/// A stanza serialised once, exactly as it is written on a stream of a given default namespace: stanzas in
+/// the content namespace carry no `xmlns` (RFC 6120 section 4.8.3). Queued for a session or a component in
+/// this form, it costs its length in bytes, where a parsed element costs tens of times that; the stream
+/// writes it as is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WireStanza(Box<str>);
+pub struct WireStanza {
+    xml: Box<str>,
+    /// The default namespace of the stream it was serialised for.
+    stream_ns: &'static str,
+}
 
 impl WireStanza {
     /// Serialise `element` for a `jabber:client` stream.
     pub fn for_client_stream(element: &Element) -> WireStanza {
-        WireStanza(writer::element(element, ns::CLIENT).into_boxed_str())
+        WireStanza::for_stream(element, ns::CLIENT)
+    }
+
+    /// Serialise `element` for a stream whose default namespace is `stream_ns` (for a component stream,
+    /// `jabber:component:accept`).
+    pub fn for_stream(element: &Element, stream_ns: &'static str) -> WireStanza {
+        WireStanza {
+            xml: writer::element(element, stream_ns).into_boxed_str(),
+            stream_ns,
+        }
     }
 
     /// Its size in bytes, which is also what it holds in memory.
     pub fn wire_bytes(&self) -> usize {
-        self.0.len()
+        self.xml.len()
     }
 
-    /// The serialised XML, valid only inside a stream whose default namespace is `jabber:client`.
+    /// The serialised XML, valid only inside a stream whose default namespace is [`Self::stream_ns`].
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.xml
+    }
+
+    /// The default namespace of the stream it was serialised for.
+    pub fn stream_ns(&self) -> &'static str {
+        self.stream_ns
     }
 
     /// Parse the element back (to route it elsewhere). `None` only if it does not parse, which the writer
     /// rules out for elements it serialised.
     pub fn unpack(&self) -> Option<Element> {
-        parse_on_client_stream(&self.0)
+        parse_on_stream(&self.xml, self.stream_ns)
     }
 }
 
-/// Parses one element as if it came on a stream whose header declared `jabber:client` and the `stream:`
-/// prefix, which is what both forms above assume.
-fn parse_on_client_stream(xml: &str) -> Option<Element> {
+/// Parses one element as if it came on a stream whose header declared `stream_ns` and the `stream:`
+/// prefix, which is what the forms above assume.
+fn parse_on_stream(xml: &str, stream_ns: &str) -> Option<Element> {
     let header = StreamHeader {
-        default_ns: ns::CLIENT.to_owned(),
+        default_ns: stream_ns.to_owned(),
         ..StreamHeader::default()
     };
     let header = writer::stream_header(&header);

@@ -210,13 +210,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
         self.send_raw(&xml).await
     }
 
-    /// Write stanzas serialised by [`WireStanza::for_client_stream`] in one write and one flush. On a
-    /// stream whose default namespace is not `jabber:client` they are serialised again for it.
+    /// Write serialised stanzas in one write and one flush. One serialised for a stream of another default
+    /// namespace than this one's is serialised again for it.
     pub async fn send_wire(&mut self, stanzas: &[WireStanza]) -> std::io::Result<()> {
         let out_ns = self.out_ns.as_deref().unwrap_or("");
         let mut xml = String::with_capacity(stanzas.iter().map(WireStanza::wire_bytes).sum());
         for stanza in stanzas {
-            if out_ns == ns::CLIENT {
+            if out_ns == stanza.stream_ns() {
                 xml.push_str(stanza.as_str());
             } else if let Some(element) = stanza.unpack() {
                 xml.push_str(&writer::element(&element, out_ns));
