@@ -224,8 +224,10 @@ impl Default for WebPushConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct FederationConfig {
-    /// Messages endpoints (URL prefixes) of peer relays this relay forwards to. Empty = no forwarding
-    /// unless `forward_to_any` (an open forwarder is an HTTP reflector, so it is off by default).
+    /// Messages endpoints of peer relays this relay forwards to: an endpoint is admitted when it has
+    /// a peer's origin (scheme, host, port) and a path equal to or under the peer's. Empty = no
+    /// forwarding unless `forward_to_any` (an open forwarder is an HTTP reflector, so it is off by
+    /// default).
     pub peers: Vec<String>,
     pub forward_to_any: bool,
 }

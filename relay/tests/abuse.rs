@@ -216,3 +216,37 @@ async fn refused_posts_are_rate_limited_and_audited_once() {
     assert!(outcomes.contains(&"revoked"), "{outcomes:?}");
     assert!(outcomes.contains(&"sender-mismatch"), "{outcomes:?}");
 }
+
+/// Same class as the audit finding: creating and revoking tokens in a loop left a row per token
+/// forever (only live tokens were capped), so an account could grow the database without end.
+#[tokio::test]
+async fn revoked_tokens_do_not_pile_up() {
+    let max = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(
+        &sqlite_url(&dir),
+        Arc::new(TestAccounts::default()),
+        false,
+        |c| c.limits.max_tokens_per_account = max,
+    )
+    .await;
+    let key = h.account("churn").await;
+    for _ in 0..(4 * max) {
+        let secret = h.token(&key, json!({})).await;
+        let r = h
+            .http
+            .delete(h.url(&format!("/api/v1/tokens/{secret}/")))
+            .header("Authorization", format!("Token {key}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    let tokens: Value = get(&h, &key, "/api/v1/tokens/").await.json().await.unwrap();
+    let kept = tokens.as_array().unwrap().len();
+    // At most `max` revoked ones kept as history, plus the one revoked last.
+    assert!(
+        kept <= max + 1,
+        "{kept} tokens kept for an account allowed {max} live ones"
+    );
+}

@@ -56,6 +56,7 @@ pub async fn run(storage: &Storage) {
     accounts_and_keys(storage).await;
     devices(storage).await;
     tokens(storage).await;
+    dead_tokens_are_pruned(storage).await;
     outbox_collapse_and_lifecycle(storage).await;
     outbox_recover_and_fail_device(storage).await;
     outbox_batches(storage).await;
@@ -622,6 +623,63 @@ pub async fn audit(s: &Storage) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// `delete_dead` keeps the newest dead (revoked or expired) tokens of one account and never touches
+/// live tokens or other accounts.
+pub async fn dead_tokens_are_pruned(s: &Storage) {
+    let acct = unique("acct");
+    let other = unique("acct");
+    for a in [&acct, &other] {
+        s.relay_accounts.create(&account(a)).await.unwrap();
+    }
+    let token = |account_id: &str, created: i64, expires: Option<i64>| WhitelistToken {
+        id: unique("t"),
+        token_hash: unique("h"),
+        account_id: account_id.to_string(),
+        name: None,
+        device_ids: vec![],
+        sender: None,
+        rate_per_minute: None,
+        created_at_ms: created,
+        expires_at_ms: expires,
+        revoked_at_ms: None,
+    };
+    let revoked: Vec<WhitelistToken> = (1..=3).map(|at| token(&acct, at, None)).collect();
+    let expired = token(&acct, 4, Some(10));
+    let live = token(&acct, 5, None);
+    let live_until_later = token(&acct, 6, Some(1_000));
+    let others = token(&other, 1, None);
+    for t in revoked
+        .iter()
+        .chain([&expired, &live, &live_until_later, &others])
+    {
+        s.whitelist_tokens.create(t).await.unwrap();
+    }
+    for t in revoked.iter().chain([&others]) {
+        assert!(s.whitelist_tokens.revoke(&t.id, 20).await.unwrap());
+    }
+    let ids = |list: Vec<WhitelistToken>| list.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(
+        s.whitelist_tokens.delete_dead(&acct, 100, 2).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        ids(s.whitelist_tokens.list(&acct).await.unwrap()),
+        [&revoked[2], &expired, &live, &live_until_later].map(|t| t.id.clone())
+    );
+    assert_eq!(
+        s.whitelist_tokens.delete_dead(&acct, 100, 0).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        ids(s.whitelist_tokens.list(&acct).await.unwrap()),
+        [&live, &live_until_later].map(|t| t.id.clone())
+    );
+    assert_eq!(
+        ids(s.whitelist_tokens.list(&other).await.unwrap()),
+        vec![others.id]
     );
 }
 

@@ -158,6 +158,11 @@ pub async fn create(
         None => None,
     };
     let store = &relay.inner.storage.whitelist_tokens;
+    // Only live tokens count against the limit, so without this a create-and-revoke loop would
+    // add a row per round for ever; the newest dead ones stay listed as history.
+    store
+        .delete_dead(&a.id, now, config.limits.max_tokens_per_account)
+        .await?;
     let live = store
         .list(&a.id)
         .await?

@@ -164,6 +164,10 @@ pub trait WhitelistTokens: Send + Sync {
     async fn update(&self, token: &WhitelistToken) -> StorageResult<bool>;
     /// Sets `revoked_at_ms` unless already revoked; `false` if absent or already revoked.
     async fn revoke(&self, id: &str, now_ms: i64) -> StorageResult<bool>;
+    /// Deletes the account's dead tokens (revoked, or expired at `now_ms`) but the `keep` newest of
+    /// them, so creating and revoking tokens in a loop cannot grow the table without end; returns
+    /// how many were deleted.
+    async fn delete_dead(&self, account_id: &str, now_ms: i64, keep: usize) -> StorageResult<u64>;
 }
 
 /// Where one delivery goes.

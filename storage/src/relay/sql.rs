@@ -212,6 +212,12 @@ macro_rules! relay_sql_impl {
                         .bind(now_ms).bind(id).execute(&self.writer).await.map_err(db_err)?;
                     Ok(r.rows_affected() > 0)
                 }
+                async fn delete_dead(&self, account_id: &str, now_ms: i64, keep: usize) -> StorageResult<u64> {
+                    let r = sqlx::query::<$db>("DELETE FROM relay_tokens WHERE account_id = $1 AND (revoked_at_ms IS NOT NULL OR expires_at_ms <= $2) AND id NOT IN (SELECT id FROM relay_tokens WHERE account_id = $1 AND (revoked_at_ms IS NOT NULL OR expires_at_ms <= $2) ORDER BY created_at_ms DESC, id DESC LIMIT $3)")
+                        .bind(account_id).bind(now_ms).bind(limit(keep))
+                        .execute(&self.writer).await.map_err(db_err)?;
+                    Ok(r.rows_affected())
+                }
             }
 
             #[async_trait]
