@@ -135,10 +135,7 @@ async fn wrong_component_handshake(server: &TestServer) {
         .await
         .unwrap();
     // The stream error, then the end of the stream.
-    loop {
-        match tokio::time::timeout(herald_tests::TIMEOUT, stream.next()).await {
-            Ok(Ok(Frame::Element(_))) => continue,
-            _ => break,
-        }
-    }
+    while let Ok(Ok(Frame::Element(_))) =
+        tokio::time::timeout(herald_tests::TIMEOUT, stream.next()).await
+    {}
 }
