@@ -145,7 +145,13 @@ async fn authenticate(parts: &Parts, relay: &Relay) -> Result<Option<RelayAccoun
         .await?
     {
         Some(a) => Ok(Some(a)),
-        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "Invalid token.")),
+        None => {
+            // Keys are random 160-bit secrets, so guessing is hopeless; still, one line per refusal
+            // lets an admin (or fail2ban) see a client trying. Never the key itself.
+            let client = ClientAddr::from_parts(parts, relay).0.unwrap_or_default();
+            tracing::info!(target: "herald::auth", %client, "relay API key refused: unknown key");
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "Invalid token."))
+        }
     }
 }
 
@@ -177,20 +183,25 @@ impl ClientAddr {
     }
 }
 
+impl ClientAddr {
+    /// The client address of the request in `parts` (see `client_addr.rs`).
+    fn from_parts(parts: &Parts, relay: &Relay) -> ClientAddr {
+        ClientAddr(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
+            client_addr::client_address(
+                c.0.ip(),
+                &parts.headers,
+                &relay.inner.config.client_address_header,
+                &relay.inner.trusted_proxies,
+            )
+            .to_string()
+        }))
+    }
+}
+
 impl FromRequestParts<Relay> for ClientAddr {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, relay: &Relay) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
-                client_addr::client_address(
-                    c.0.ip(),
-                    &parts.headers,
-                    &relay.inner.config.client_address_header,
-                    &relay.inner.trusted_proxies,
-                )
-                .to_string()
-            }),
-        ))
+        Ok(ClientAddr::from_parts(parts, relay))
     }
 }
 
