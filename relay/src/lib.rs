@@ -151,6 +151,8 @@ pub(crate) struct Inner {
     pub(crate) config: RelayConfig,
     pub(crate) local: Arc<dyn LocalAccounts>,
     pub(crate) limits: ratelimit::RateLimiters,
+    /// See `api/accounts.rs`: the argon2 hash missing relay-only names are checked against.
+    pub(crate) unknown_account_hash: tokio::sync::OnceCell<String>,
     /// `config.trusted_proxies`, parsed.
     pub(crate) trusted_proxies: Vec<api::client_addr::AddressBlock>,
     /// Failed password checks, shared with the hosting server's SASL (see `login_throttle.rs`).
@@ -201,6 +203,7 @@ impl Relay {
             .collect();
         Relay {
             inner: Arc::new(Inner {
+                unknown_account_hash: tokio::sync::OnceCell::new(),
                 trusted_proxies,
                 storage,
                 config,

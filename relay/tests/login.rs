@@ -152,3 +152,25 @@ async fn an_untrusted_peer_cannot_choose_its_address() {
         429
     );
 }
+
+/// Finding 10's class: with registration closed, a relay-only name that does not exist answers exactly
+/// like an existing one with a wrong password (401, after the same argon2 work), not 403 at once.
+#[tokio::test]
+async fn a_missing_name_answers_like_a_wrong_password_when_registration_is_closed() {
+    let (h, dir) = harness(|c| c.allow_registration = false).await;
+    // Created directly in storage: registration over HTTP is closed.
+    let storage = herald_storage::Storage::connect(&sqlite_url(&dir))
+        .await
+        .unwrap();
+    let bob = herald_storage::relay::RelayAccount {
+        id: "bob-id".into(),
+        username: "bob".into(),
+        email: None,
+        password_hash: Some(herald_relay::secrets::hash_password("relay-secret").unwrap()),
+        is_local: false,
+        created_at_ms: 0,
+    };
+    storage.relay_accounts.create(&bob).await.unwrap();
+    assert_eq!(login(&h, "bob", "guess", None).await, 401);
+    assert_eq!(login(&h, "nobody", "guess", None).await, 401);
+}

@@ -117,7 +117,14 @@ fn scram(c: &mut Criterion) {
         })
     });
     group.bench_function("verify a password against SCRAM-SHA-256 keys", |b| {
-        b.iter(|| sasl::verify_plain(black_box(&credentials), black_box("correct horse")))
+        b.iter(|| {
+            sasl::verify_plain(
+                black_box(Some(&credentials)),
+                "user",
+                black_box("correct horse"),
+                b"",
+            )
+        })
     });
     group.finish();
 }

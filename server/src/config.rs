@@ -547,6 +547,21 @@ mod tests {
         let raw = RawConfig::load(Some(&path), Vec::new()).unwrap();
         let config = Config::resolve(raw).unwrap();
         assert!(config.is_local_domain("localhost"));
+        assert_eq!(config.registrations_per_address_per_hour, 5);
+    }
+
+    #[test]
+    fn bad_relay_trusted_proxies_are_reported_with_the_rest() {
+        let env = vec![
+            (
+                "HERALD_RELAY__TRUSTED_PROXIES".to_string(),
+                "[\"10.0.0.0/8\", \"proxy.example\"]".to_string(),
+            ),
+            ("HERALD_LIMITS__MAX_DEPTH".to_string(), "1".to_string()),
+        ];
+        let errors = Config::resolve(RawConfig::load(None, env).unwrap()).unwrap_err();
+        assert_eq!(errors.problems.len(), 2, "{:?}", errors.problems);
+        assert!(errors.problems[1].starts_with("relay.trusted_proxies:"));
     }
 
     #[test]

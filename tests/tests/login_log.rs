@@ -100,6 +100,21 @@ async fn refused_logins_are_logged_with_address_and_account() {
     assert_eq!(relay.len(), 1, "{}", captured.text());
     assert!(relay[0].contains("client=127.0.0.1") && relay[0].contains("account=bob@localhost"));
 
+    let status = reqwest::Client::new()
+        .get(format!(
+            "http://{}/api/v1/accounts/",
+            server.relay_address()
+        ))
+        .header("Authorization", "Token 0123456789abcdef")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+    let key = captured.lines("relay API key refused");
+    assert_eq!(key.len(), 1, "{}", captured.text());
+    assert!(key[0].contains("client=127.0.0.1") && !key[0].contains("0123456789abcdef"));
+
     wrong_component_handshake(&server).await;
     let component = captured.lines("component handshake failed");
     assert_eq!(component.len(), 1, "{}", captured.text());
@@ -135,10 +150,7 @@ async fn wrong_component_handshake(server: &TestServer) {
         .await
         .unwrap();
     // The stream error, then the end of the stream.
-    loop {
-        match tokio::time::timeout(herald_tests::TIMEOUT, stream.next()).await {
-            Ok(Ok(Frame::Element(_))) => continue,
-            _ => break,
-        }
-    }
+    while let Ok(Ok(Frame::Element(_))) =
+        tokio::time::timeout(herald_tests::TIMEOUT, stream.next()).await
+    {}
 }

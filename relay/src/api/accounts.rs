@@ -83,6 +83,27 @@ fn reserve(relay: &Relay, address: IpAddr, account: &str) -> Result<Attempt, Api
         })
 }
 
+impl Relay {
+    /// An argon2 hash of a password nobody has, made on first use: a login to a missing relay-only
+    /// name is checked against it so it costs what a wrong password costs.
+    async fn unknown_account_hash(&self) -> Result<String, ApiError> {
+        self.inner
+            .unknown_account_hash
+            .get_or_try_init(|| async {
+                let secret = new_secret();
+                tokio::task::spawn_blocking(move || hash_password(&secret))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .ok_or_else(|| {
+                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                    })
+            })
+            .await
+            .cloned()
+    }
+}
+
 /// One line per wrong password, shown by default, for the admin and fail2ban (never the password).
 fn log_failed(address: IpAddr, account: &str) {
     tracing::info!(
@@ -161,6 +182,17 @@ pub async fn create_or_login(
             Err(invalid_credentials())
         };
     }
+    if !inner.config.allow_registration {
+        // Registration is closed, so this is a login to a name that does not exist: answer exactly as
+        // a wrong password does, after the same argon2 work and counted the same way, so neither the
+        // status nor the time tells which relay-only names exist.
+        let attempt = reserve(&relay, address, &username)?;
+        let phc = relay.unknown_account_hash().await?;
+        let _ = check_password(password, phc).await;
+        attempt.failed(Instant::now());
+        log_failed(address, &username);
+        return Err(invalid_credentials());
+    }
     // Creating accounts has its own budget per client address (IPv6: per /64).
     let key = format!("accounts:{}", address_key(address));
     inner
@@ -168,12 +200,6 @@ pub async fn create_or_login(
         .attempts
         .check(&key, inner.config.limits.account_attempts, Instant::now())
         .map_err(|r| ApiError::from(crate::RelayError::RateLimited(r.retry_after)))?;
-    if !inner.config.allow_registration {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "registration is closed",
-        ));
-    }
     if !valid_relay_username(&username) {
         return Err(ApiError::field(
             "username",

@@ -145,7 +145,16 @@ async fn authenticate(parts: &Parts, relay: &Relay) -> Result<Option<RelayAccoun
         .await?
     {
         Some(a) => Ok(Some(a)),
-        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "Invalid token.")),
+        None => {
+            // Keys are random 160-bit secrets, so guessing is hopeless; still, one line per refusal
+            // lets an admin (or fail2ban) see a client trying. Never the key itself.
+            let client = ClientAddr::from_parts(parts, relay)
+                .ip()
+                .map(|ip| ip.to_string())
+                .unwrap_or_default();
+            tracing::info!(target: "herald::auth", %client, "relay API key refused: unknown key");
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "Invalid token."))
+        }
     }
 }
 
@@ -176,11 +185,9 @@ impl ClientAddr {
     pub fn ip(&self) -> Option<std::net::IpAddr> {
         self.1
     }
-}
 
-impl FromRequestParts<Relay> for ClientAddr {
-    type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, relay: &Relay) -> Result<Self, Self::Rejection> {
+    /// The client address of the request in `parts` (see `client_addr.rs`).
+    fn from_parts(parts: &Parts, relay: &Relay) -> ClientAddr {
         let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
             client_addr::client_address(
                 c.0.ip(),
@@ -189,7 +196,14 @@ impl FromRequestParts<Relay> for ClientAddr {
                 &relay.inner.trusted_proxies,
             )
         });
-        Ok(ClientAddr(ip.map(crate::ratelimit::address_key), ip))
+        ClientAddr(ip.map(crate::ratelimit::address_key), ip)
+    }
+}
+
+impl FromRequestParts<Relay> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, relay: &Relay) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr::from_parts(parts, relay))
     }
 }
 
