@@ -467,4 +467,26 @@ mod tests {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
     }
+
+    #[test]
+    fn relay_problems_are_reported_with_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.toml");
+        std::fs::write(
+            &path,
+            "[c2s]\nlisten = \"nowhere\"\n[relay]\nallowed_endpoint_networks = [\"10.0.0.0/33\"]\n\
+             [relay.http]\nmax_connections = 0\nidle_timeout_ms = 0\n",
+        )
+        .unwrap();
+        let err = Config::resolve(RawConfig::load(Some(&path), Vec::new()).unwrap()).unwrap_err();
+        let all = err.problems.join("\n");
+        for expected in [
+            "c2s.listen",
+            "relay.allowed_endpoint_networks",
+            "relay.http.max_connections",
+            "relay.http.idle_timeout_ms",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+    }
 }
