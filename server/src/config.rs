@@ -475,7 +475,7 @@ mod tests {
         std::fs::write(
             &path,
             "[c2s]\nlisten = \"nowhere\"\n[relay]\nallowed_endpoint_networks = [\"10.0.0.0/33\"]\n\
-             [relay.http]\nmax_connections = 0\nidle_timeout_ms = 0\n",
+             [relay.http]\nmax_connections = 0\nidle_timeout_ms = 0\nrequest_timeout_ms = 0\n",
         )
         .unwrap();
         let err = Config::resolve(RawConfig::load(Some(&path), Vec::new()).unwrap()).unwrap_err();
@@ -485,6 +485,7 @@ mod tests {
             "relay.allowed_endpoint_networks",
             "relay.http.max_connections",
             "relay.http.idle_timeout_ms",
+            "relay.http.request_timeout_ms",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }

@@ -1,7 +1,7 @@
 //! The push relay's HTTP server under slow and greedy clients (over real sockets): a request whose
 //! headers never finish, and an idle keep-alive connection, are closed within the header-read
-//! timeout; connections beyond `max_connections` wait in the backlog until a slot frees; one address
-//! beyond `max_connections_per_address` is turned away.
+//! timeout; a body that never finishes gets 408; connections beyond `max_connections` wait in the
+//! backlog until a slot frees; one address beyond `max_connections_per_address` is turned away.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -179,4 +179,20 @@ async fn the_tls_listener_has_the_same_timeouts() {
     assert!(line.starts_with("HTTP/1.1 200"), "{line}");
     // Kept alive but silent: closed within the header-read timeout.
     closed_within(&mut tls, TIMEOUT).await;
+}
+
+#[tokio::test]
+async fn a_body_trickled_slower_than_the_request_timeout_gets_408() {
+    let server = relay_server("request_timeout_ms = 500").await;
+    let mut slow = TcpStream::connect(server.relay_address()).await.unwrap();
+    // Complete headers, then a tenth of the announced body, then silence (well within idle_timeout_ms).
+    slow.write_all(
+        b"POST /api/v1/messages/ HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"token\":",
+    )
+    .await
+    .unwrap();
+    let line = status_line(&mut slow, TIMEOUT).await;
+    assert_eq!(line.as_deref(), Some("HTTP/1.1 408 Request Timeout"));
+    closed_within(&mut slow, TIMEOUT).await;
 }
