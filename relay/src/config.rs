@@ -139,6 +139,8 @@ pub struct HttpServerConfig {
     pub header_read_timeout_ms: u64,
     /// A connection on which nothing is read or written for this long is closed (HTTP/2 included).
     pub idle_timeout_ms: u64,
+    /// A request must be read and answered within this time (a body trickled in slowly gets 408).
+    pub request_timeout_ms: u64,
     /// Connections served at once; further ones wait in the listen backlog until one closes.
     pub max_connections: usize,
     /// Connections from one client address at once; further ones are closed at once. Behind a
@@ -151,6 +153,7 @@ impl Default for HttpServerConfig {
         HttpServerConfig {
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
+            request_timeout_ms: 30_000,
             max_connections: 1024,
             max_connections_per_address: 128,
         }
@@ -246,6 +249,7 @@ impl RelayConfig {
         for (key, ms) in [
             ("http.header_read_timeout_ms", http.header_read_timeout_ms),
             ("http.idle_timeout_ms", http.idle_timeout_ms),
+            ("http.request_timeout_ms", http.request_timeout_ms),
         ] {
             if ms == 0 || ms > MAX_HTTP_TIMEOUT_MS {
                 problems.push(format!(

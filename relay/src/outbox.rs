@@ -123,14 +123,19 @@ pub async fn run(relay: Relay, shutdown: CancellationToken) {
 }
 
 async fn purge(relay: &Relay) {
-    let keep_ms = i64::try_from(relay.inner.config.retention_days * 86_400_000).unwrap_or(i64::MAX);
-    let before = now_ms().saturating_sub(keep_ms);
+    let before = purge_before(now_ms(), relay.inner.config.retention_days);
     if let Err(e) = relay.inner.storage.push_outbox.purge_finished(before).await {
         tracing::warn!(error = %e, "outbox purge failed");
     }
     if let Err(e) = relay.inner.storage.push_audit.purge(before).await {
         tracing::warn!(error = %e, "audit purge failed");
     }
+}
+
+/// Finished entries older than this (epoch ms) are purged, `retention_days` before `now_ms`.
+fn purge_before(now_ms: i64, retention_days: u64) -> i64 {
+    let keep_ms = i64::try_from(retention_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
+    now_ms.saturating_sub(keep_ms)
 }
 
 /// The devices the claimed entries target, by id; devices removed since are absent.
@@ -305,6 +310,17 @@ mod tests {
         assert!(capped >= Duration::from_millis(60_000) && capped <= Duration::from_millis(72_000));
         let ra = backoff(0, 1000, 60_000, Some(Duration::from_secs(30)));
         assert!(ra >= Duration::from_secs(30) && ra <= Duration::from_millis(31_000));
+    }
+
+    /// A huge `retention_days` ("keep forever") once overflowed the multiplication: a panic in
+    /// debug builds, and in release builds a wrapped, small retention that purged recent history.
+    #[test]
+    fn huge_retention_purges_nothing() {
+        let now = 1_700_000_000_000;
+        assert_eq!(purge_before(now, 30), now - 30 * 86_400_000);
+        for days in [u64::MAX, u64::MAX / 86_400_000 + 1, 213_503_982_335] {
+            assert!(purge_before(now, days) < 0, "{days} days");
+        }
     }
 
     /// A peer's `Retry-After: 18446744073709551615` (u64::MAX seconds) once overflowed the addition

@@ -649,4 +649,27 @@ mod tests {
         assert_eq!(defaults.write_timeout, std::time::Duration::from_secs(30));
         assert_eq!(defaults.component_queue_bytes, 16 * 1024 * 1024);
     }
+
+    #[test]
+    fn relay_problems_are_reported_with_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.toml");
+        std::fs::write(
+            &path,
+            "[c2s]\nlisten = \"nowhere\"\n[relay]\nallowed_endpoint_networks = [\"10.0.0.0/33\"]\n\
+             [relay.http]\nmax_connections = 0\nidle_timeout_ms = 0\nrequest_timeout_ms = 0\n",
+        )
+        .unwrap();
+        let err = Config::resolve(RawConfig::load(Some(&path), Vec::new()).unwrap()).unwrap_err();
+        let all = err.problems.join("\n");
+        for expected in [
+            "c2s.listen",
+            "relay.allowed_endpoint_networks",
+            "relay.http.max_connections",
+            "relay.http.idle_timeout_ms",
+            "relay.http.request_timeout_ms",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Hosting the push relay in the server's process: its HTTP API on its own listener (plain HTTP or TLS with
 //! the domains' certificates), its outbox workers, and the [`PushWaker`] the router's offline path uses.
 //! The API's listener bounds what a client can hold: connections at once (overall and per address), the
-//! time to send a request's headers, and idle time (`[relay.http]`).
+//! time to send a request's headers, to finish a request, and idle time (`[relay.http]`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -9,7 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::extract::ConnectInfo;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use herald_relay::api::ApiError;
 use herald_relay::config::HttpServerConfig;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -49,7 +53,10 @@ pub async fn serve_api(
     mut shutdown: Shutdown,
 ) {
     let settings = relay.config().http.clone();
-    let app = relay.router();
+    let app = relay.router().layer(axum::middleware::from_fn_with_state(
+        Duration::from_millis(settings.request_timeout_ms),
+        request_deadline,
+    ));
     let builder = connection_builder(&settings);
     let idle = Duration::from_millis(settings.idle_timeout_ms);
     let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
@@ -117,6 +124,24 @@ fn connection_builder(settings: &HttpServerConfig) -> auto::Builder<TokioExecuto
         .keep_alive_interval(H2_PING_INTERVAL)
         .keep_alive_timeout(H2_PING_TIMEOUT);
     builder
+}
+
+/// Answers 408 when a request (its body included: extractors read it inside the handler) is not
+/// read and answered within `limit` (RFC 9110 section 15.5.9); the connection then closes.
+async fn request_deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response =
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, "request not completed in time")
+                    .into_response();
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            response
+        }
+    }
 }
 
 /// Serves one connection until it ends, or until shutdown lets its request in progress finish.

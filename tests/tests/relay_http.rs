@@ -1,13 +1,16 @@
 //! The push relay's HTTP server under slow and greedy clients (over real sockets): a request whose
 //! headers never finish, and an idle keep-alive connection, are closed within the header-read
-//! timeout; connections beyond `max_connections` wait in the backlog until a slot frees; one address
-//! beyond `max_connections_per_address` is turned away.
+//! timeout; a body that never finishes gets 408; connections beyond `max_connections` wait in the
+//! backlog until a slot frees; one address beyond `max_connections_per_address` is turned away.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald_tests::{TIMEOUT, TestServer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use herald_tests::{DOMAIN, TIMEOUT, TestServer};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const HEALTH: &[u8] = b"GET /api/v1/health/ HTTP/1.1\r\nHost: relay\r\n\r\n";
@@ -23,7 +26,7 @@ async fn relay_server(http: &str) -> TestServer {
 }
 
 /// Reads until the peer closes the connection; how long that took. Fails after `limit`.
-async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Duration {
+async fn closed_within(stream: &mut (impl AsyncRead + Unpin), limit: Duration) -> Duration {
     let start = Instant::now();
     let mut buf = [0u8; 4096];
     tokio::time::timeout(limit, async {
@@ -40,7 +43,7 @@ async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Duration {
 }
 
 /// Reads one HTTP/1.1 answer's status line (the head, at least), within `limit`.
-async fn status_line(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+async fn status_line(stream: &mut (impl AsyncRead + Unpin), limit: Duration) -> Option<String> {
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
     tokio::time::timeout(limit, async {
@@ -141,4 +144,55 @@ async fn one_address_beyond_its_share_is_turned_away() {
         assert!(Instant::now() < deadline, "address never served again");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn the_tls_listener_has_the_same_timeouts() {
+    let server = TestServer::builder()
+        .toml(
+            "[relay]\nenabled = true\ntls = true\nlisten = \"127.0.0.1:0\"\n\
+             [relay.http]\nheader_read_timeout_ms = 500\n",
+        )
+        .start()
+        .await;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(server.certificate()).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let socket = TcpStream::connect(server.relay_address()).await.unwrap();
+    let mut tls = tokio::time::timeout(
+        TIMEOUT,
+        connector.connect(ServerName::try_from(DOMAIN).unwrap(), socket),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    tls.write_all(HEALTH).await.unwrap();
+    let line = status_line(&mut tls, TIMEOUT).await.unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    // Kept alive but silent: closed within the header-read timeout.
+    closed_within(&mut tls, TIMEOUT).await;
+}
+
+#[tokio::test]
+async fn a_body_trickled_slower_than_the_request_timeout_gets_408() {
+    let server = relay_server("request_timeout_ms = 500").await;
+    let mut slow = TcpStream::connect(server.relay_address()).await.unwrap();
+    // Complete headers, then a tenth of the announced body, then silence (well within idle_timeout_ms).
+    slow.write_all(
+        b"POST /api/v1/messages/ HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"token\":",
+    )
+    .await
+    .unwrap();
+    let line = status_line(&mut slow, TIMEOUT).await;
+    assert_eq!(line.as_deref(), Some("HTTP/1.1 408 Request Timeout"));
+    closed_within(&mut slow, TIMEOUT).await;
 }

@@ -97,7 +97,7 @@ pub fn build_payload<'a>(
             ApnsPriority::Normal
         }),
         // Absolute epoch seconds (push.md section 12 pitfall 1).
-        apns_expiration: Some(now_secs + push.ttl_secs),
+        apns_expiration: Some(now_secs.saturating_add(push.ttl_secs)),
         apns_topic: Some(topic),
         apns_collapse_id: Some(
             CollapseId::new(&push.collapse_id)
@@ -238,6 +238,18 @@ mod tests {
         assert_eq!(json["message"], serde_json::json!({"data": null}));
         // No sender, no text beyond the fixed alert.
         assert!(!json.to_string().contains("@"));
+    }
+
+    /// A huge `push_ttl_secs` once overflowed the expiration sum (a panic in debug builds, a wrapped
+    /// expiration in the past in release builds).
+    #[test]
+    fn huge_ttl_saturates_the_expiration() {
+        let p = Push {
+            ttl_secs: u64::MAX,
+            ..push(Priority::High)
+        };
+        let payload = build_payload("abcd", "org.example.app", &p, 1_700_000_000).unwrap();
+        assert_eq!(payload.options.apns_expiration, Some(u64::MAX));
     }
 
     #[test]

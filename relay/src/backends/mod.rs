@@ -146,6 +146,9 @@ pub fn endpoint_client(
         .timeout(Duration::from_millis(config.request_timeout_ms))
         .redirect(reqwest::redirect::Policy::none())
         .dns_resolver(Arc::new(PublicResolver::new(policy.clone())))
+        // Through an HTTP(S)_PROXY from the environment the proxy would resolve the endpoint's name,
+        // not this resolver, and the check would see only the proxy's address.
+        .no_proxy()
         .user_agent(concat!("herald-relay/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| RelayError::Config(format!("http client: {e}")))
