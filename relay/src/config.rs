@@ -264,10 +264,7 @@ impl RelayConfig {
             problems.push("http.max_connections_per_address: must be positive".into());
         }
         if let Err(bad) = crate::api::client_addr::parse_blocks(&self.trusted_proxies) {
-            problems.extend(
-                bad.into_iter()
-                    .map(|p| format!("trusted_proxies: {p}")),
-            );
+            problems.extend(bad.into_iter().map(|p| format!("trusted_proxies: {p}")));
         }
         if axum::http::HeaderName::from_bytes(self.client_address_header.as_bytes()).is_err() {
             problems.push(format!(
