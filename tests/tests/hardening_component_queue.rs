@@ -70,6 +70,10 @@ async fn a_component_that_does_not_read_cannot_grow_memory_through_its_queue() {
         // The component stays attached for the whole test: the queue bound is what is tested.
         .env("HERALD_C2S__WRITE_TIMEOUT_SECONDS", "600")
         .env("HERALD_LIMITS__STANZAS_PER_SECOND", "1000000")
+        // Stanzas of 16,000 children (64 KB on the wire, the most parse amplification a client can buy)
+        // need more than the default per-stanza element budget; the queue bound is what is tested here.
+        .env("HERALD_LIMITS__MAX_ELEMENTS", "20000")
+        .env("HERALD_LIMITS__MAX_PARSED_BYTES", "16777216")
         .env("HERALD_LIMITS__COMPONENT_QUEUE_BYTES", "1048576")
         .file("component.secret", SECRET)
         .toml(

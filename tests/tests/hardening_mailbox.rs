@@ -99,6 +99,10 @@ async fn a_session_that_stops_reading_is_ended_in_time_and_bounded_and_nothing_i
         )
         // The flood is sent as fast as the socket takes it; the rate limit is not what is tested here.
         .env("HERALD_LIMITS__STANZAS_PER_SECOND", "1000000")
+        // Stanzas of 16,000 children (64 KB on the wire, the most parse amplification a client can buy)
+        // need more than the default per-stanza element budget; the queue bound is what is tested here.
+        .env("HERALD_LIMITS__MAX_ELEMENTS", "20000")
+        .env("HERALD_LIMITS__MAX_PARSED_BYTES", "16777216")
         .start()
         .await;
     server.add_user("alice").await;
