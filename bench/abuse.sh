@@ -82,6 +82,8 @@ listen = "127.0.0.1:$PORT"
 direct_tls_listen = "127.0.0.1:$DIRECT_PORT"
 [registration]
 allow_in_band = true
+# The setup registers the normal users in-band from one address; the abuse itself registers nothing.
+per_address_per_hour = 0
 [relay]
 enabled = true
 listen = "127.0.0.1:$RELAY_PORT"

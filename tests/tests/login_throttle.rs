@@ -113,7 +113,13 @@ async fn server_without_required_tls() -> TestServer {
 /// as the per-account limit (5) may have their proof verified; the rest are refused unverified.
 #[tokio::test]
 async fn exchanges_held_open_cannot_all_verify_a_guess() {
-    let server = server_without_required_tls().await;
+    // The throttle is what is tested: the cap on unauthenticated connections per address (32 by default)
+    // would refuse most of the 150 before they reach a challenge.
+    let server = TestServer::builder()
+        .env("HERALD_C2S__REQUIRE_TLS", "false")
+        .env("HERALD_LIMITS__MAX_UNAUTHENTICATED_PER_ADDRESS", "1000")
+        .start()
+        .await;
     server.add_user("alice").await;
     let mut held = Vec::new();
     for _ in 0..150 {
