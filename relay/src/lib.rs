@@ -59,13 +59,10 @@ pub enum RelayError {
 /// that logs in with its XMPP password. The relay knows no SCRAM; the server verifies.
 #[async_trait]
 pub trait LocalAccounts: Send + Sync {
-    /// `Some(account id)` (the bare JID, e.g. `alice@example.org`) when `username` names a local
-    /// account and `password` is its password; `None` otherwise (unknown user or wrong password).
-    async fn verify_password(
-        &self,
-        username: &str,
-        password: &str,
-    ) -> Result<Option<String>, RelayError>;
+    /// Looks up what checking a password for `username` needs (the awaited part, e.g. the stored SCRAM
+    /// keys), so that the shared login throttle's reservation covers only the check itself and honest
+    /// logins waiting on the database do not count as checks in flight. Errors: storage failures.
+    async fn password_check(&self, username: &str) -> Result<Box<dyn PasswordCheck>, RelayError>;
 
     /// The name failed logins for `username` are counted under in the shared login throttle: the
     /// server's normalised account id, so `Alice@Example.org` and `alice@example.org` share one count
@@ -75,13 +72,29 @@ pub trait LocalAccounts: Send + Sync {
     }
 }
 
+/// A prepared password check: no I/O, so it runs entirely inside a throttle reservation.
+pub trait PasswordCheck: Send {
+    /// `Some(account id)` (the bare JID, e.g. `alice@example.org`) when `password` is the account's
+    /// password; `None` otherwise (unknown user or wrong password), after the same work either way.
+    fn verify(&self, password: &str) -> Option<String>;
+}
+
+/// A [`PasswordCheck`] that no password passes.
+pub struct NoAccount;
+
+impl PasswordCheck for NoAccount {
+    fn verify(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
 /// A [`LocalAccounts`] with no accounts, for a relay that serves no XMPP domain.
 pub struct NoLocalAccounts;
 
 #[async_trait]
 impl LocalAccounts for NoLocalAccounts {
-    async fn verify_password(&self, _: &str, _: &str) -> Result<Option<String>, RelayError> {
-        Ok(None)
+    async fn password_check(&self, _: &str) -> Result<Box<dyn PasswordCheck>, RelayError> {
+        Ok(Box::new(NoAccount))
     }
 }
 

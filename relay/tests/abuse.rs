@@ -114,8 +114,36 @@ async fn a_relay_only_account_named_like_a_domain_is_not_that_domain() {
     let owner = h.account("owner").await;
     h.device(&owner, "gcm", json!({"registration_id": "g"}))
         .await;
+    // A relay-only account cannot take a domain's name at all.
+    let r = h
+        .http
+        .post(h.url("/api/v1/accounts/"))
+        .json(&json!({"username": "example.org", "password": "pw-123456"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        400,
+        "a relay-only account was named like a domain"
+    );
+    // Nor does one named like a dotless domain satisfy a binding to it.
+    let dotless = h.token(&owner, json!({"sender": "example"})).await;
+    let impostor = h.account("example").await;
+    let r = h
+        .http
+        .post(h.url("/api/v1/messages/"))
+        .header("Authorization", format!("Token {impostor}"))
+        .json(&json!({"token": dotless}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "a relay-only account satisfied a domain binding"
+    );
     let token = h.token(&owner, json!({"sender": "example.org"})).await;
-    let impostor = h.account("example.org").await;
     let r = h
         .http
         .post(h.url("/api/v1/messages/"))

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use xmpp_parsers::jid::BareJid;
 
 use crate::c2s::sasl;
+use herald_relay::PasswordCheck as _;
 use herald_storage::{Storage, StorageError};
 
 /// Why an account operation failed.
@@ -95,14 +96,47 @@ pub async fn verify_password(
     username: &str,
     password: &str,
 ) -> Result<Option<String>, AccountError> {
+    Ok(password_check(storage, default_domain, username)
+        .await?
+        .verify(password))
+}
+
+/// Looks up what verifying a password for `username` needs: the stored SCRAM keys (or none, for a
+/// missing account, which is then checked against a fake salt at the same cost). The check itself does no
+/// I/O, so a throttle reservation can cover it alone.
+pub async fn password_check(
+    storage: &Storage,
+    default_domain: &str,
+    username: &str,
+) -> Result<ScramCheck, AccountError> {
     let jid = account_for_login(default_domain, username)?;
     let key = jid.to_string();
     let credentials = storage.accounts.credentials(&key).await?;
     let node = jid.node().map(|n| n.to_string()).unwrap_or_default();
-    Ok(
-        sasl::verify_plain(credentials.as_ref(), &node, password, UNKNOWN_USER_SALT_KEY)
-            .then_some(key),
-    )
+    Ok(ScramCheck {
+        key,
+        node,
+        credentials,
+    })
+}
+
+/// A password check against one account's stored SCRAM keys (see [`password_check`]).
+pub struct ScramCheck {
+    key: String,
+    node: String,
+    credentials: Option<herald_storage::Credentials>,
+}
+
+impl herald_relay::PasswordCheck for ScramCheck {
+    fn verify(&self, password: &str) -> Option<String> {
+        sasl::verify_plain(
+            self.credentials.as_ref(),
+            &self.node,
+            password,
+            UNKNOWN_USER_SALT_KEY,
+        )
+        .then(|| self.key.clone())
+    }
 }
 
 /// Keys the fake salt of the relay login's missing accounts. Unlike SASL, the salt is never shown here,
@@ -127,16 +161,15 @@ pub struct RelayLogin {
 
 #[async_trait]
 impl herald_relay::LocalAccounts for RelayLogin {
-    async fn verify_password(
+    async fn password_check(
         &self,
         username: &str,
-        password: &str,
-    ) -> Result<Option<String>, herald_relay::RelayError> {
-        match verify_password(&self.storage, &self.default_domain, username, password).await {
-            Ok(account) => Ok(account),
+    ) -> Result<Box<dyn herald_relay::PasswordCheck>, herald_relay::RelayError> {
+        match password_check(&self.storage, &self.default_domain, username).await {
+            Ok(check) => Ok(Box::new(check)),
             Err(AccountError::Storage(e)) => Err(herald_relay::RelayError::Storage(e)),
-            // Not an account address here, or a password that cannot be prepared: not ours.
-            Err(_) => Ok(None),
+            // Not an account address here: no password passes.
+            Err(_) => Ok(Box::new(herald_relay::NoAccount)),
         }
     }
 

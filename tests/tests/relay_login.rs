@@ -57,3 +57,33 @@ async fn relay_failures_lock_the_xmpp_login() {
         Err("temporary-auth-failure".into())
     );
 }
+
+/// Honest relay logins from one address at once (a NAT, a provisioning script, the push benchmark) are not
+/// checks the throttle should refuse: the reservation covers only the password check itself, not the
+/// account lookup before it, so 60 right-password logins in flight all succeed although the address may
+/// have only 20 checks in flight or failed.
+#[tokio::test]
+async fn many_honest_relay_logins_at_once_are_not_throttled() {
+    let server = server_with_relay().await;
+    let url = format!("http://{}/api/v1/accounts/", server.relay_address());
+    let mut logins = tokio::task::JoinSet::new();
+    for _ in 0..60 {
+        let url = url.clone();
+        logins.spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .json(&json!({"username": "bob@localhost", "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = logins.join_next().await {
+        statuses.push(status.unwrap());
+    }
+    let refused = statuses.iter().filter(|s| **s != 200).count();
+    assert_eq!(refused, 0, "statuses: {statuses:?}");
+}

@@ -32,11 +32,15 @@ fn public(a: &RelayAccount) -> Value {
     json!({"username": a.username, "email": a.email.clone().unwrap_or_default(), "id": a.id})
 }
 
+/// A name for a new relay-only account. No `@` and no `.`, so that no relay-only name can read as a JID or a
+/// domain name and be taken for one (a token bound to `example.org` names that domain's server-verified
+/// identity, never an account that happens to carry its name). Accounts created before this rule keep
+/// their names and can still log in.
 fn valid_relay_username(u: &str) -> bool {
     !u.is_empty()
         && u.chars().count() <= MAX_USERNAME
         && u.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '_'))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '_'))
 }
 
 async fn issue_key(relay: &Relay, a: &RelayAccount) -> Result<Json<Value>, ApiError> {
@@ -131,12 +135,14 @@ pub async fn create_or_login(
 
     // Local accounts are bare JIDs; names without `@` never reach the server's password check.
     if username.contains('@') {
-        let attempt = reserve(&relay, address, &inner.local.throttle_key(&username))?;
-        let local = inner
+        let check = inner
             .local
-            .verify_password(&username, &password)
+            .password_check(&username)
             .await
             .map_err(ApiError::from)?;
+        // Reserved only around the check itself, which does no I/O (see `LocalAccounts`).
+        let attempt = reserve(&relay, address, &inner.local.throttle_key(&username))?;
+        let local = check.verify(&password);
         let Some(id) = local else {
             attempt.failed(Instant::now());
             log_failed(address, &username);
@@ -203,7 +209,7 @@ pub async fn create_or_login(
     if !valid_relay_username(&username) {
         return Err(ApiError::field(
             "username",
-            "Enter a valid username: at most 30 letters, digits and . + - _ characters.",
+            "Enter a valid username: at most 30 letters, digits and + - _ characters.",
         ));
     }
     if password.chars().count() > MAX_PASSWORD {

@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use herald_relay::backends::Backends;
-use herald_relay::{LocalAccounts, Relay, RelayConfig, RelayError};
+use herald_relay::{LocalAccounts, PasswordCheck, Relay, RelayConfig, RelayError};
 use herald_storage::Storage;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -180,15 +180,22 @@ pub struct TestAccounts(pub HashMap<String, String>);
 
 #[async_trait]
 impl LocalAccounts for TestAccounts {
-    async fn verify_password(
-        &self,
-        username: &str,
-        password: &str,
-    ) -> Result<Option<String>, RelayError> {
-        Ok(match self.0.get(username) {
-            Some(p) if p == password => Some(username.to_string()),
-            _ => None,
-        })
+    async fn password_check(&self, username: &str) -> Result<Box<dyn PasswordCheck>, RelayError> {
+        Ok(Box::new(TestCheck {
+            username: username.to_string(),
+            password: self.0.get(username).cloned(),
+        }))
+    }
+}
+
+struct TestCheck {
+    username: String,
+    password: Option<String>,
+}
+
+impl PasswordCheck for TestCheck {
+    fn verify(&self, password: &str) -> Option<String> {
+        (self.password.as_deref() == Some(password)).then(|| self.username.clone())
     }
 }
 
