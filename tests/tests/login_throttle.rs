@@ -102,13 +102,6 @@ impl HeldExchange {
     }
 }
 
-async fn server_without_required_tls() -> TestServer {
-    TestServer::builder()
-        .env("HERALD_C2S__REQUIRE_TLS", "false")
-        .start()
-        .await
-}
-
 /// Finding 3: 150 exchanges held open at the first challenge, then all sending a wrong proof. Only as many
 /// as the per-account limit (5) may have their proof verified; the rest are refused unverified.
 #[tokio::test]
