@@ -248,6 +248,9 @@ pub struct ConfigErrors {
 
 const ENV_PREFIX: &str = "HERALD_";
 
+/// The longest timeout or interval a `[c2s]` key may name.
+const MAX_TIMEOUT_SECONDS: u64 = 86_400;
+
 impl RawConfig {
     /// Reads `path` (a missing file is an error only when `must_exist`), then applies `HERALD_*` overrides
     /// from `env`. Errors: the file cannot be read, is not valid TOML, or has unknown keys.
@@ -368,6 +371,19 @@ impl Config {
         }
         if raw.c2s.write_timeout_seconds == 0 {
             problems.push("c2s.write_timeout_seconds: must be positive".into());
+        }
+        // Deadlines are `Instant::now() + timeout`, which panics past the clock's range (about 2^63
+        // seconds): an absurd value is a configuration error here, not a panic at every connection.
+        for (key, seconds) in [
+            ("c2s.auth_timeout_seconds", raw.c2s.auth_timeout_seconds),
+            ("c2s.ping_interval_seconds", raw.c2s.ping_interval_seconds),
+            ("c2s.write_timeout_seconds", raw.c2s.write_timeout_seconds),
+        ] {
+            if seconds > MAX_TIMEOUT_SECONDS {
+                problems.push(format!(
+                    "{key}: must be at most {MAX_TIMEOUT_SECONDS} (one day)"
+                ));
+            }
         }
         if limits.stanzas_per_second == 0 {
             problems.push("limits.stanzas_per_second: must be positive".into());
@@ -621,6 +637,30 @@ mod tests {
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
+    }
+
+    #[test]
+    fn timeouts_beyond_a_day_are_refused_instead_of_overflowing_a_deadline() {
+        let env = vec![
+            (
+                "HERALD_C2S__AUTH_TIMEOUT_SECONDS".to_string(),
+                "1000000000000".to_string(),
+            ),
+            (
+                "HERALD_C2S__PING_INTERVAL_SECONDS".to_string(),
+                "86401".to_string(),
+            ),
+        ];
+        let err = Config::resolve(RawConfig::load(None, env).unwrap()).unwrap_err();
+        let all = err.problems.join("\n");
+        assert!(
+            all.contains("c2s.auth_timeout_seconds: must be at most"),
+            "{all}"
+        );
+        assert!(
+            all.contains("c2s.ping_interval_seconds: must be at most"),
+            "{all}"
+        );
     }
 
     #[test]
