@@ -31,15 +31,10 @@ const EVICTION_SAMPLE: usize = 8;
 /// client can use any of its 2^64 addresses; an IPv4-mapped address (RFC 4291 section 2.5.5.2) is
 /// the IPv4 address it maps.
 pub fn address_key(ip: IpAddr) -> String {
-    match ip {
+    // The same grouping as the failed-login throttle's, written as a key.
+    match crate::login_throttle::address_key(ip) {
         IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let network = u128::from(v6) & !u128::from(u64::MAX);
-                format!("{}/64", std::net::Ipv6Addr::from(network))
-            }
-        },
+        IpAddr::V6(network) => format!("{network}/64"),
     }
 }
 
