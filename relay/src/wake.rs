@@ -1,5 +1,5 @@
 //! The server's wake-ups: when a message for a local user is stored offline, every active device of
-//! theirs gets a push with no sender and no text (push.md section 2). Wake-ups are grouped
+//! theirs gets a push with no sender and no text (XEP-0357 "Publishing Notifications"; content-free like Conversations' and Monal's app servers expect). Wake-ups are grouped
 //! ([`crate::batch`]): one device query and one outbox transaction, with the audit lines, for all
 //! wake-ups that arrive while the previous batch is being written.
 

@@ -55,7 +55,7 @@ pub struct RawC2s {
     /// XEP-0368 direct TLS; empty disables it.
     pub direct_tls_listen: String,
     pub require_tls: bool,
-    /// Seconds a connection may take to authenticate before it is closed (RFC 6120 section 4.9.3.1 connection-timeout).
+    /// Seconds a connection may take to authenticate before it is closed (RFC 6120 section 4.9.3.4 connection-timeout).
     pub auth_timeout_seconds: u64,
     /// Seconds of silence before the server pings a session (XEP-0199 section 4.2) to find dead connections.
     pub ping_interval_seconds: u64,

@@ -1,4 +1,4 @@
-//! Push on outcomes (push.md section 2): storing a message offline wakes the recipient's devices through
+//! Push on outcomes (XEP-0357 "Publishing Notifications"): storing a message offline wakes the recipient's devices through
 //! the server's `PushWaker`; delivering it to an online session does not. A recorder stands in for the relay.
 #![allow(clippy::unwrap_used)]
 

@@ -1,4 +1,4 @@
-//! Push to offline users (push.md section 2: a message stored offline wakes the account's devices):
+//! Push to offline users (a message stored offline wakes the account's devices, as servers implementing XEP-0357 "Publishing Notifications" do):
 //! each push user logs in to Herald's relay API with its XMPP credentials and registers a
 //! UnifiedPush-style device whose endpoint is a local stand-in provider; while the user is offline
 //! an online user sends it a message, and the phase measures the time from sending to the stand-in

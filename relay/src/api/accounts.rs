@@ -1,4 +1,4 @@
-//! `/api/v1/accounts/`: ChatSecure's create-or-login (push.md section 5.1 row 2: 200 with an
+//! `/api/v1/accounts/`: ChatSecure's create-or-login (ChatSecure-Push-Server's v1 API: 200 with an
 //! all-string `{username, email, id, token}`), the caller's account, deletion (cascades to devices
 //! and tokens), and API key rotation. Local XMPP accounts log in with their XMPP password through
 //! [`crate::LocalAccounts`]; relay-only accounts use argon2 and names without `@`.

@@ -1,5 +1,5 @@
-//! `/api/v1/device/{kind}/`: devices of the caller. `apns` and `gcm` are ChatSecure's (push.md
-//! section 5.1 rows 6-9: `{name, id, active, registration_id, device_id, date_created}`, 201 on
+//! `/api/v1/device/{kind}/`: devices of the caller. `apns` and `gcm` are ChatSecure's (ChatSecure-Push-Server's v1 API,
+//! `/api/v1/device/apns/` and `/gcm/`: `{name, id, active, registration_id, device_id, date_created}`, 201 on
 //! create); `gcm` is served by FCM and `fcm` is an alias; `webpush` (endpoint + p256dh + auth, or a
 //! browser `subscription` object) and `unifiedpush` (endpoint, optional keys) are Herald's.
 

@@ -1,4 +1,5 @@
-//! Request bodies as ChatSecure's clients send them (push.md section 5.1: DRF accepted JSON,
+//! Request bodies as ChatSecure's clients send them (Django REST framework, which
+//! ChatSecure-Push-Server runs on, accepted JSON,
 //! form-urlencoded and multipart), reduced to one map of fields with typed, length-limited getters.
 
 use axum::extract::{FromRequest, Request};

@@ -1,5 +1,5 @@
-//! `/api/v1/messages/`: anyone holding a whitelist token POSTs `{token, data?, priority?}` (push.md
-//! section 5.1 row 13). 202 echoes ChatSecure's fields plus the message `id`, once the deliveries are
+//! `/api/v1/messages/`: anyone holding a whitelist token POSTs `{token, data?, priority?}` (ChatSecure-Push-Server's v1 API,
+//! `POST /api/v1/messages/`). 202 echoes ChatSecure's fields plus the message `id`, once the deliveries are
 //! persisted; 404 unknown/expired/revoked token; 429 with Retry-After; 400 bad input. A poster that
 //! authenticates with `Authorization: Token` as a local XMPP account is the sender (its bare JID,
 //! verified by the server) for token bindings; a relay-only account's name is no JID or domain

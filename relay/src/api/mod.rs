@@ -1,4 +1,4 @@
-//! The relay's HTTP API (axum), ChatSecure-compatible (reference push.md section 5.1 and 5.7):
+//! The relay's HTTP API (axum), ChatSecure-compatible (ChatSecure-Push-Server's v1 API):
 //! `/api/v1/{accounts,device/apns,device/gcm,tokens,messages,pubsub}/` with and without the trailing
 //! slash (no redirect that drops a POST body), JSON / form / multipart bodies, `Authorization: Token
 //! <key>`, ChatSecure's date format, and errors that are never 200. Herald additions: Web Push and

@@ -1,4 +1,4 @@
-//! `/api/v1/tokens/`: whitelist tokens (push.md section 5.1 rows 10-12). The secret (40 hex) is shown
+//! `/api/v1/tokens/`: whitelist tokens (ChatSecure-Push-Server's v1 API, `/api/v1/tokens/`). The secret (40 hex) is shown
 //! once at creation and stored only hashed; tokens are named afterwards by their `id` (or by the secret
 //! itself, ChatSecure's way). Scope: the given devices (ChatSecure's `apns_device` / `gcm_device`,
 //! Herald's `webpush_device` / `unifiedpush_device` / `devices`), all devices when none is given; an

@@ -1,4 +1,4 @@
-//! APNs backend through a2 (reference push.md section 7): token (.p8 JWT) or certificate (PEM) auth,
+//! APNs backend through a2 (Apple, "Sending notification requests to APNs"): token (.p8 JWT) or certificate (PEM) auth,
 //! one client per environment (a device carries its own sandbox flag), `apns-push-type` matching the
 //! payload (alert + priority 10 for high, background + priority 5 + content-available for low),
 //! absolute `apns-expiration`, `apns-collapse-id`, topic per device or the configured default.
@@ -96,7 +96,7 @@ pub fn build_payload<'a>(
         } else {
             ApnsPriority::Normal
         }),
-        // Absolute epoch seconds (push.md section 12 pitfall 1).
+        // Absolute epoch seconds (Apple, "Sending notification requests to APNs": `apns-expiration` is a UNIX epoch date, not a duration).
         apns_expiration: Some(now_secs.saturating_add(push.ttl_secs)),
         apns_topic: Some(topic),
         apns_collapse_id: Some(
@@ -121,7 +121,7 @@ pub fn build_payload<'a>(
     Ok(payload)
 }
 
-/// Maps an APNs answer (status and reason) to its class (push.md section 7 table).
+/// Maps an APNs answer (status and reason) to its class (Apple, "Handling notification responses from APNs", its status and reason tables).
 pub fn classify(status: u16, reason: Option<&ErrorReason>) -> SendOutcome {
     use ErrorReason::*;
     let text = format!(

@@ -1,4 +1,4 @@
-//! FCM HTTP v1 backend (reference push.md section 8): `POST {base}/v1/projects/{id}/messages:send`
+//! FCM HTTP v1 backend (Firebase, "Migrate from legacy FCM APIs to HTTP v1"): `POST {base}/v1/projects/{id}/messages:send`
 //! with a bearer token from the service account, a data-only content-free message, and the error
 //! table mapped to failure classes (UNREGISTERED / SENDER_ID_MISMATCH gone, QUOTA_EXCEEDED and
 //! UNAVAILABLE / INTERNAL retried, INVALID_ARGUMENT rejected, 401 refreshes the token).
@@ -99,7 +99,7 @@ pub fn error_code(body: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Maps an FCM answer to its class (push.md section 8 table).
+/// Maps an FCM answer to its class (Firebase, FCM HTTP v1 `ErrorCode` reference).
 pub fn classify(status: u16, code: Option<&str>, retry: Option<Duration>) -> SendOutcome {
     let reason = format!("fcm {status} {}", code.unwrap_or("-"));
     match (status, code) {

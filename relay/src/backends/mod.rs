@@ -1,7 +1,7 @@
 //! Delivery backends behind one trait, [`PushBackend`]: APNs (a2), FCM HTTP v1 (reqwest + OAuth2
 //! service account), Web Push (RFC 8030/8291/8292), UnifiedPush, plus relay-to-relay forwarding.
 //! Every backend reduces a vendor answer to one [`SendOutcome`] class; the outbox owns the action
-//! for each class (reference push.md sections 7-9).
+//! for each class (the APNs, FCM HTTP v1 and RFC 8030 error documentation cited in each backend).
 
 use std::sync::Arc;
 use std::time::Duration;

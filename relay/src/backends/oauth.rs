@@ -1,6 +1,6 @@
 //! OAuth2 access tokens for a Google service account (RFC 7523 JWT bearer grant): a JWT signed
 //! RS256 with the account's key is exchanged at the token URL for a bearer token, cached until a
-//! minute before it expires (reference push.md section 8 "Access token").
+//! minute before it expires (Google, "Using OAuth 2.0 for Server to Server Applications": the JWT grant, tokens valid an hour).
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! Web Push backend (RFC 8030 section 5): an RFC 8291-encrypted content-free body POSTed to the
 //! subscription endpoint with TTL, Urgency, Topic and VAPID (RFC 8292) headers; 201 sent, 404/410
-//! gone, 429/5xx retried, the rest rejected (reference push.md section 9).
+//! gone, 429/5xx retried, the rest rejected (RFC 8030 section 5 and 8, RFC 8291, RFC 8292).
 
 use async_trait::async_trait;
 use base64::Engine;

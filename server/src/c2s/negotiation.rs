@@ -2,7 +2,7 @@
 //!
 //! Runs over any `AsyncRead + AsyncWrite` so it is tested over `tokio::io::duplex`. Everything before binding
 //! shares one deadline (`auth_timeout`): a stream that never authenticates gets `<connection-timeout/>`.
-//! Stanzas before authentication get `<not-authorized/>` (RFC 6120 section 6.4.? / ejabberd's negative tests),
+//! Stanzas before authentication get `<not-authorized/>` (RFC 6120 section 4.9.3.12 / ejabberd's negative tests),
 //! except XEP-0077 registration once the stream is secure.
 
 use std::net::IpAddr;
@@ -322,7 +322,7 @@ impl Negotiation<'_> {
                 break;
             }
             if element.is("auth", ns::SASL) {
-                // RFC 6120 section 6.4.? : TLS is mandatory here.
+                // RFC 6120 section 5.3.1: TLS is mandatory-to-negotiate here.
                 stream
                     .send(&sasl_failure(SaslFailure::EncryptionRequired))
                     .await?;
@@ -574,7 +574,7 @@ impl Negotiation<'_> {
                 .filter(|_| element.is("iq", ns::CLIENT) && element.attr("type") == Some("set"))
             else {
                 if element.is("iq", ns::CLIENT) && element.attr("type") == Some("get") {
-                    // RFC 6120 section 7.? : only binding is possible before a resource is bound.
+                    // RFC 6120 section 7.1: only binding is possible before a resource is bound.
                     let reply = unbound_iq_reply(
                         &element,
                         Err(crate::features::iq::IqError::new(

@@ -298,7 +298,7 @@ async fn handle_element(
     }
     let mut envelope = Envelope::from_parts(element, addressing);
     envelope.set_from(own_jid);
-    // RFC 6121 section 8.5.? : a message without `to` is for the sender's own bare JID.
+    // RFC 6120 section 10.3.1: a message without `to` is for the sender's own bare JID.
     if envelope.to.is_none() && matches!(envelope.kind, StanzaKind::Message(_)) {
         envelope.set_to(&Jid::from(session.bare_jid()));
     }

@@ -64,7 +64,7 @@ pub async fn serve(
     }
 }
 
-/// A `policy-violation` stream error (RFC 6120 section 4.9.3.18) after a header of ours, written without
+/// A `policy-violation` stream error (RFC 6120 section 4.9.3.14) after a header of ours, written without
 /// reading anything from the peer.
 async fn refuse(socket: TcpStream, refusal: Refusal) {
     let mut stream = XmlStream::new(socket, Limits::PRE_AUTH);

@@ -1,5 +1,5 @@
 //! Push on outcomes: when a message for a local user is stored offline, their registered devices are woken
-//! through the built-in relay (push.md section 2). The router never talks to a push vendor; it reports the
+//! through the built-in relay (as Prosody's mod_cloud_notify and ejabberd's mod_push do for offline messages; XEP-0357 "Publishing Notifications"). The router never talks to a push vendor; it reports the
 //! outcome here and the relay's durable outbox does the rest.
 //!
 //! The wake-up runs beside the sender's session, not in it: a session handles its stanzas in order

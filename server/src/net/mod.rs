@@ -98,7 +98,7 @@ pub async fn serve_c2s(
 }
 
 /// Ends a connection over an unauthenticated cap without reading from it: on the STARTTLS port with a
-/// `policy-violation` stream error (RFC 6120 section 4.9.3.18, after a stream header of ours as section
+/// `policy-violation` stream error (RFC 6120 section 4.9.3.14, after a stream header of ours as section
 /// 4.9.1.2 requires), on the direct-TLS port, where nothing can be said before a handshake, by closing it.
 async fn refuse(socket: TcpStream, direct_tls: bool, refusal: Refusal) {
     if direct_tls {

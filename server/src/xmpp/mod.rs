@@ -41,7 +41,7 @@ pub use xmpp_parsers::minidom::Element;
 /// Memory is bounded by what was received, not by what it parses into: besides the wire size, each
 /// first-level element has a budget of elements and of parsed bytes (names, namespaces, attributes and text
 /// as the tree holds them, with a fixed overhead per node), counted while it is parsed. Exceeding any bound
-/// is a `policy-violation` stream error (RFC 6120 section 4.9.3.18) and the stream ends.
+/// is a `policy-violation` stream error (RFC 6120 section 4.9.3.14) and the stream ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest first-level element (stanza or nonza), in bytes as received, including its markup.
