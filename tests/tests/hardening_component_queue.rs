@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use herald::xmpp::stream::{Frame, XmlStream};
 use herald::xmpp::{Limits, ns};
+use herald_tests::process::rss_bytes;
 use herald_tests::{Incoming, TIMEOUT, TestServer};
 use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
@@ -21,19 +22,6 @@ const FLOOD_MESSAGES: usize = 150;
 const CHILDREN_PER_MESSAGE: usize = 16_000;
 /// How much the whole process may grow while the flood is sent and routed.
 const RSS_GROWTH_BOUND_BYTES: u64 = 64 << 20;
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kib: u64 = line
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kib * 1024
-}
 
 /// Attaches `bot.localhost` (XEP-0114 section 3) and returns its stream, which the caller then never reads.
 async fn attach_component(server: &TestServer) -> XmlStream<TcpStream> {

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use herald::xmpp::ns;
+use herald_tests::process::rss_bytes;
 use herald_tests::{DOMAIN, Element, Incoming, TIMEOUT, TestClient, TestServer, xml};
 
 /// The write deadline the server is given for this test.
@@ -25,23 +26,6 @@ const CHILDREN_PER_MESSAGE: usize = 16_000;
 const MARKER_EVERY: usize = 10;
 /// How much the whole process may grow while the flood is sent and routed.
 const RSS_GROWTH_BOUND_BYTES: u64 = 64 << 20;
-
-/// The process's resident set size (`VmRSS` in /proc/self/status), in bytes.
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS in /proc/self/status");
-    let kib: u64 = line
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kib * 1024
-}
 
 fn assert_rss_within_bound(baseline: u64, after: &str) {
     let grown = rss_bytes().saturating_sub(baseline);

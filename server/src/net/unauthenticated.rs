@@ -5,26 +5,18 @@
 //! with IPv6 addresses grouped by /64 (one subscriber's allocation, RFC 6177 section 3).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Where the per-address cap counts a peer: its IPv4 address (IPv4-mapped IPv6 included, as a dual-stack
-/// listener on `[::]` sees IPv4 peers), or the /64 prefix of its IPv6 address.
+/// listener on `[::]` sees IPv4 peers), or the /64 prefix of its IPv6 address; the same grouping as the
+/// failed-login throttle's ([`herald_relay::login_throttle::address_key`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AddressGroup {
-    V4(Ipv4Addr),
-    V6Prefix(u64),
-}
+pub struct AddressGroup(IpAddr);
 
 impl AddressGroup {
     pub fn of(ip: IpAddr) -> AddressGroup {
-        match ip {
-            IpAddr::V4(v4) => AddressGroup::V4(v4),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => AddressGroup::V4(v4),
-                None => AddressGroup::V6Prefix((u128::from(v6) >> 64) as u64),
-            },
-        }
+        AddressGroup(herald_relay::login_throttle::address_key(ip))
     }
 }
 
@@ -146,7 +138,7 @@ mod tests {
         );
         assert_eq!(
             AddressGroup::of(IpAddr::V6(Ipv6Addr::LOCALHOST)),
-            AddressGroup::V6Prefix(0)
+            AddressGroup::of(ip("::2"))
         );
     }
 
