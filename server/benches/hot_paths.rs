@@ -9,10 +9,9 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use herald::c2s::sasl;
-use herald::router::envelope::{Addressing, Envelope};
-use herald::router::rules::{Addressee, MessageKind, ResourceView, StanzaKind, decide};
+use herald::router::rules::{Addressee, ResourceView, decide};
 use herald::xmpp::stream::{Frame, StreamHeader, XmlStream};
-use herald::xmpp::{Element, Limits, ns};
+use herald::xmpp::{Addressing, Element, Envelope, Limits, MessageKind, StanzaKind, ns};
 
 const MESSAGE: &str = "<message xmlns='jabber:client' to='bob@example.org' type='chat' id='m1'>\
 <body>Hello Bob, this is a typical short chat message &amp; a bit.</body>\

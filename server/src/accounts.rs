@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use crate::xmpp::BareJid;
 use async_trait::async_trait;
-use xmpp_parsers::jid::BareJid;
 
 use crate::c2s::sasl;
 use herald_relay::PasswordCheck as _;

@@ -316,7 +316,7 @@ impl Config {
         let mut problems = Vec::new();
         let mut domains = Vec::new();
         for domain in &raw.server.domains {
-            match xmpp_parsers::jid::BareJid::new(domain) {
+            match crate::xmpp::BareJid::new(domain) {
                 Ok(jid) if jid.node().is_none() => domains.push(jid.domain().to_string()),
                 _ => problems.push(format!("server.domains: {domain:?} is not a valid domain")),
             }

@@ -4,13 +4,10 @@
 //!
 //! Both entry points panic only when an invariant breaks: a stream error is an expected outcome.
 
-use xmpp_parsers::jid::Jid;
-use xmpp_parsers::stanza_error::DefinedCondition;
-
-use crate::router::envelope::{Addressing, Envelope, EnvelopeError, error_type_for};
 use crate::xmpp::fuzzing::{ScriptedPeer, check_error_reply, check_round_trip, reparse, serialise};
 use crate::xmpp::stanza::error_reply;
 use crate::xmpp::stream::{Frame, XmlStream};
+use crate::xmpp::{Addressing, DefinedCondition, Envelope, EnvelopeError, Jid, error_type_for};
 use crate::xmpp::{Element, Limits, StreamErrorCondition, ns};
 
 /// At most this many frames are examined per input, to keep each fuzz run short.

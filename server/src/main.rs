@@ -168,7 +168,7 @@ async fn user(
     Ok(())
 }
 
-fn local_account(config: &Config, jid: &str) -> anyhow::Result<xmpp_parsers::jid::BareJid> {
+fn local_account(config: &Config, jid: &str) -> anyhow::Result<herald::xmpp::BareJid> {
     let jid = accounts::parse_account(jid)?;
     anyhow::ensure!(
         config.is_local_domain(jid.domain().as_str()),

@@ -12,8 +12,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-use xmpp_parsers::jid::{BareJid, FullJid};
-use xmpp_parsers::minidom::Element;
 
 use herald_relay::login_throttle::{Attempt, Refused};
 
@@ -24,11 +22,11 @@ use crate::net::channel_binding;
 use crate::net::tls::TlsIdentity;
 use crate::net::transport::Transport;
 use crate::net::unauthenticated::UnauthenticatedSlot;
-use crate::router::envelope::set_attribute;
 use crate::router::{Router, SessionCommand, SessionHandle};
 use crate::xmpp::error::{StreamError, StreamErrorCondition};
 use crate::xmpp::ns;
 use crate::xmpp::stream::{Frame, StreamHeader, XmlStream};
+use crate::xmpp::{BareJid, Element, FullJid, set_attribute};
 
 /// A stream that finished negotiation: authenticated, bound, registered with the router.
 pub struct Bound<S> {
@@ -578,7 +576,7 @@ impl Negotiation<'_> {
                     let reply = unbound_iq_reply(
                         &element,
                         Err(crate::features::iq::IqError::new(
-                            xmpp_parsers::stanza_error::DefinedCondition::NotAllowed,
+                            crate::xmpp::DefinedCondition::NotAllowed,
                         )),
                     );
                     stream.send(&reply).await?;
@@ -596,7 +594,7 @@ impl Negotiation<'_> {
                 let reply = unbound_iq_reply(
                     &element,
                     Err(crate::features::iq::IqError::new(
-                        xmpp_parsers::stanza_error::DefinedCondition::BadRequest,
+                        crate::xmpp::DefinedCondition::BadRequest,
                     )),
                 );
                 stream.send(&reply).await?;
@@ -699,14 +697,14 @@ fn unbound_iq_reply(request: &Element, answer: IqAnswer) -> Element {
         }
         Err(error) => crate::xmpp::stanza::error_reply(
             request,
-            crate::router::envelope::error_type_for(&error.condition),
+            crate::xmpp::error_type_for(&error.condition),
             error.condition,
             error.text.as_deref(),
         )
         .unwrap_or_else(|| Element::builder("iq", ns::CLIENT).build()),
     };
-    crate::router::envelope::remove_attribute(&mut reply, "to");
-    crate::router::envelope::remove_attribute(&mut reply, "from");
+    crate::xmpp::remove_attribute(&mut reply, "to");
+    crate::xmpp::remove_attribute(&mut reply, "from");
     if let Some(id) = request.attr("id") {
         set_attribute(&mut reply, "id", id);
     }

@@ -13,20 +13,17 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-use xmpp_parsers::jid::Jid;
-use xmpp_parsers::minidom::Element;
-use xmpp_parsers::stanza_error::DefinedCondition;
 
 use super::negotiation::{Bound, random_id};
 use crate::features::{self, ClientSession};
 use crate::net::transport::Transport;
-use crate::router::envelope::{Addressing, EnvelopeError};
 use crate::router::mailbox::Mailbox;
-use crate::router::rules::StanzaKind;
-use crate::router::{Envelope, Router, SessionCommand};
+use crate::router::{Router, SessionCommand};
+use crate::xmpp::Envelope;
 use crate::xmpp::WireStanza;
 use crate::xmpp::error::{StreamError, StreamErrorCondition};
 use crate::xmpp::stream::{Frame, XmlStream};
+use crate::xmpp::{Addressing, DefinedCondition, Element, EnvelopeError, Jid, StanzaKind};
 
 /// Most stanzas written to the client in one go.
 const WRITE_BATCH_STANZAS: usize = 64;
@@ -313,11 +310,11 @@ fn answer_error(
     element: &Element,
     condition: DefinedCondition,
 ) {
-    let error_type = crate::router::envelope::error_type_for(&condition);
+    let error_type = crate::xmpp::error_type_for(&condition);
     if let Some(mut reply) = crate::xmpp::stanza::error_reply(element, error_type, condition, None)
     {
-        crate::router::envelope::remove_attribute(&mut reply, "from");
-        crate::router::envelope::set_attribute(&mut reply, "to", &session.jid.to_string());
+        crate::xmpp::remove_attribute(&mut reply, "from");
+        crate::xmpp::set_attribute(&mut reply, "to", &session.jid.to_string());
         router.send_to_session(&session.bare, session.jid.resource().as_str(), reply);
     }
 }

@@ -2,11 +2,9 @@
 //! once per listener: they depend only on configuration and on a few facts about the connection, and
 //! building and serialising them for every stream opening was a measurable part of a login's CPU time.
 
-use xmpp_parsers::minidom::Element;
-
 use super::sasl::{self, Mechanism};
 use crate::config::Config;
-use crate::router::envelope::set_attribute;
+use crate::xmpp::{Element, set_attribute};
 use crate::xmpp::{ns, writer};
 
 /// What decides the features of one stream opening.

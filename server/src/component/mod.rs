@@ -8,16 +8,16 @@ use std::time::{Duration, Instant};
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use xmpp_parsers::minidom::Element;
 
 use crate::net::shutdown::Shutdown;
 use crate::net::unauthenticated::{Refusal, UnauthenticatedSlot, UnauthenticatedSlots};
 use crate::net::write_deadline::WriteDeadline;
-use crate::router::envelope::to_client_namespace;
+use crate::router::Router;
 use crate::router::mailbox::mailbox;
-use crate::router::{Envelope, Router};
+use crate::xmpp::Envelope;
 use crate::xmpp::error::{StreamError, StreamErrorCondition};
 use crate::xmpp::stream::{Frame, StreamHeader, XmlStream};
+use crate::xmpp::{Element, to_client_namespace};
 use crate::xmpp::{Limits, ns};
 
 /// Stanzas queued for a component before it counts as stuck (and at most `[limits] component_queue_bytes`

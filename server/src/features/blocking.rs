@@ -7,15 +7,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use xmpp_parsers::jid::Jid;
-use xmpp_parsers::minidom::Element;
-use xmpp_parsers::stanza_error::DefinedCondition;
-
 use super::ClientSession;
 use super::iq::{IqAnswer, IqError, IqRequest};
-use crate::router::envelope::set_attribute;
-use crate::router::{Envelope, Router};
+use crate::router::Router;
+use crate::xmpp::Envelope;
 use crate::xmpp::ns;
+use crate::xmpp::{DefinedCondition, Element, Jid, set_attribute};
 use herald_storage::{Storage, StorageError};
 
 /// Block lists of accounts, loaded on first use. Only accounts get an entry: a stanza to a JID that

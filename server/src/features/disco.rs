@@ -3,13 +3,10 @@
 
 use std::sync::Arc;
 
-use xmpp_parsers::minidom::Element;
-use xmpp_parsers::stanza_error::DefinedCondition;
-
 use super::iq::{IqAnswer, IqError, IqFeature, IqRequest};
 use crate::router::Router;
-use crate::router::envelope::set_attribute;
 use crate::xmpp::ns;
+use crate::xmpp::{DefinedCondition, Element, set_attribute};
 
 /// Features that are behaviours rather than IQ payloads: XEP-0160 offline storage.
 const BEHAVIOUR_FEATURES: [&str; 1] = ["msgoffline"];

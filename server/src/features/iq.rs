@@ -3,14 +3,11 @@
 
 use std::sync::Arc;
 
-use xmpp_parsers::jid::{BareJid, Jid};
-use xmpp_parsers::minidom::Element;
-use xmpp_parsers::stanza_error::DefinedCondition;
-
 use super::{ClientSession, SessionEnd};
-use crate::router::envelope::set_attribute;
-use crate::router::{Bounce, Delivery, Envelope, Router};
+use crate::router::{Bounce, Delivery, Router};
+use crate::xmpp::Envelope;
 use crate::xmpp::ns;
+use crate::xmpp::{BareJid, DefinedCondition, Element, Jid, set_attribute};
 
 /// Every IQ payload the server handles. A new XEP is a new variant here and a new file beside this one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

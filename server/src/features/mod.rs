@@ -19,11 +19,9 @@ pub mod version;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use xmpp_parsers::jid::{BareJid, FullJid, Jid};
-use xmpp_parsers::stanza_error::DefinedCondition;
-
-use crate::router::rules::{PresenceKind, StanzaKind};
-use crate::router::{Bounce, Delivery, Envelope, Router};
+use crate::router::{Bounce, Delivery, Router};
+use crate::xmpp::Envelope;
+use crate::xmpp::{BareJid, DefinedCondition, FullJid, Jid, PresenceKind, StanzaKind};
 
 /// Per-session state the features keep for a bound client (RFC 6121 sections 4.2 to 4.6).
 #[derive(Debug)]

@@ -7,14 +7,11 @@
 
 use std::sync::Arc;
 
-use xmpp_parsers::jid::BareJid;
-use xmpp_parsers::minidom::Element;
-use xmpp_parsers::stanza_error::DefinedCondition;
-
 use super::ClientSession;
-use crate::router::envelope::set_attribute;
-use crate::router::{Bounce, Delivery, Envelope, Router};
+use crate::router::{Bounce, Delivery, Router};
+use crate::xmpp::Envelope;
 use crate::xmpp::ns;
+use crate::xmpp::{BareJid, DefinedCondition, Element, set_attribute};
 use herald_storage::{OfflineStore, StorageError};
 
 /// Stores a message for an offline user and wakes their devices.

@@ -1,10 +1,8 @@
 //! XEP-0199: XMPP Ping. Pings to the server or to an account are answered with an empty result
 //! (section 4.1, handled in [`super::iq`]); the server pings idle sessions to find dead connections (4.2).
 
-use xmpp_parsers::minidom::Element;
-
-use crate::router::envelope::set_attribute;
 use crate::xmpp::ns;
+use crate::xmpp::{Element, set_attribute};
 
 /// A server-to-client ping (XEP-0199 section 4.2), from `domain` to the session `to`.
 pub fn request(id: &str, domain: &str, to: &str) -> Element {

@@ -7,16 +7,12 @@
 
 use std::sync::Arc;
 
-use xmpp_parsers::jid::{BareJid, Jid};
-use xmpp_parsers::minidom::Element;
-use xmpp_parsers::stanza_error::DefinedCondition;
-
 use super::ClientSession;
 use super::subscription::{self, SubscriptionEvent, SubscriptionState};
-use crate::router::envelope::set_attribute;
-use crate::router::rules::PresenceKind;
-use crate::router::{Bounce, Delivery, Envelope, Router};
+use crate::router::{Bounce, Delivery, Router};
+use crate::xmpp::Envelope;
 use crate::xmpp::ns;
+use crate::xmpp::{BareJid, DefinedCondition, Element, Jid, PresenceKind, set_attribute};
 use herald_storage::{RosterItem, StorageError, Subscription};
 
 /// A presence stanza from a bound client.
@@ -166,7 +162,7 @@ pub async fn session_ended(router: &Arc<Router>, session: &mut ClientSession) {
         return;
     }
     let mut unavailable = presence("unavailable", &session.jid.to_string(), &session.bare);
-    crate::router::envelope::remove_attribute(&mut unavailable, "to");
+    crate::xmpp::remove_attribute(&mut unavailable, "to");
     if let Ok(envelope) = Envelope::parse(unavailable) {
         broadcast(router, session, envelope).await;
     }

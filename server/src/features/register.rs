@@ -7,16 +7,13 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use xmpp_parsers::jid::{BareJid, Jid};
-use xmpp_parsers::minidom::Element;
-use xmpp_parsers::stanza_error::DefinedCondition;
-
 use super::ClientSession;
 use super::iq::{IqAnswer, IqError, IqRequest};
 use crate::accounts::{self, AccountError};
 use crate::router::Router;
 use crate::router::registry::SessionCommand;
 use crate::xmpp::ns;
+use crate::xmpp::{BareJid, DefinedCondition, Element, Jid};
 
 /// The window of [`RegistrationLimit`].
 const REGISTRATION_WINDOW: Duration = Duration::from_secs(3600);

@@ -4,15 +4,11 @@
 
 use std::sync::Arc;
 
-use xmpp_parsers::jid::{BareJid, Jid};
-use xmpp_parsers::minidom::Element;
-use xmpp_parsers::stanza_error::DefinedCondition;
-
 use super::ClientSession;
 use super::iq::{IqAnswer, IqError, IqRequest};
 use crate::router::Router;
-use crate::router::envelope::set_attribute;
 use crate::xmpp::ns;
+use crate::xmpp::{BareJid, DefinedCondition, Element, Jid, set_attribute};
 use herald_storage::{RosterItem, StorageError, Subscription};
 
 /// Longest roster group name accepted (RFC 6121 section 2.1.2.4 lets the server set a limit).

@@ -3,14 +3,11 @@
 
 use std::sync::Arc;
 
-use xmpp_parsers::jid::BareJid;
-use xmpp_parsers::minidom::Element;
-use xmpp_parsers::stanza_error::DefinedCondition;
-
 use super::ClientSession;
 use super::iq::{IqAnswer, IqError, IqRequest};
 use crate::router::Router;
 use crate::xmpp::ns;
+use crate::xmpp::{BareJid, DefinedCondition, Element};
 
 /// The user's own vCard: get or set.
 pub async fn handle_own(

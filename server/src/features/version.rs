@@ -1,10 +1,8 @@
 //! XEP-0092: Software Version. The server names itself and its version; the OS is left out (section 4, privacy).
 
-use xmpp_parsers::minidom::Element;
-use xmpp_parsers::stanza_error::DefinedCondition;
-
 use super::iq::{IqAnswer, IqError, IqRequest};
 use crate::xmpp::ns;
+use crate::xmpp::{DefinedCondition, Element};
 
 pub fn handle(request: &IqRequest<'_>) -> IqAnswer {
     if request.is_set {

@@ -5,7 +5,6 @@
 //! offline storage, a component, the server's own handlers, or an error back to the sender. It returns the
 //! [`Delivery`] so callers and tests can see what happened.
 
-pub mod envelope;
 pub mod mailbox;
 pub mod registry;
 pub mod rules;
@@ -13,16 +12,12 @@ pub mod rules;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use xmpp_parsers::jid::{BareJid, Jid};
-use xmpp_parsers::minidom::Element;
-use xmpp_parsers::stanza_error::DefinedCondition;
-
-pub use envelope::Envelope;
 pub use registry::{Registry, SessionCommand, SessionHandle};
-use rules::{Addressee, Decision, StanzaKind};
+use rules::{Addressee, Decision};
 
 use crate::config::Config;
 use crate::features;
+use crate::xmpp::{BareJid, DefinedCondition, Element, Envelope, Jid, StanzaKind};
 use herald_relay::login_throttle::LoginThrottle;
 use herald_storage::{Storage, StorageError};
 
@@ -116,7 +111,7 @@ impl Router {
             return self.route_to_user(envelope, &to).await;
         }
         if let Some(component) = self.component(to.domain().as_str()) {
-            let element = envelope::to_component_namespace(envelope.element.clone());
+            let element = crate::xmpp::to_component_namespace(envelope.element.clone());
             // Queued serialised and charged its size, so a component that reads slowly cannot make the
             // server hold more than `[limits] component_queue_bytes` for it.
             let stanza =

@@ -7,10 +7,9 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use xmpp_parsers::minidom::Element;
-
 use super::mailbox::{Mailbox, MailboxSender, mailbox};
 use super::rules::ResourceView;
+use crate::xmpp::Element;
 use crate::xmpp::{PackedElement, WireStanza};
 
 /// What a session task can be told to do.

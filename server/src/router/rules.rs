@@ -10,37 +10,7 @@
 //! - a `normal` message to an unknown full JID is handled like `chat` (8.5.3.2.1 allows either; storing it
 //!   offline loses nothing, which is what users expect).
 
-use xmpp_parsers::stanza_error::DefinedCondition;
-
-/// What kind of stanza it is, as far as delivery is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StanzaKind {
-    Message(MessageKind),
-    Presence(PresenceKind),
-    /// `get` or `set`: someone expects an answer.
-    IqRequest,
-    /// `result` or `error`.
-    IqResponse,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageKind {
-    Normal,
-    Chat,
-    Groupchat,
-    Headline,
-    Error,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PresenceKind {
-    /// Available or unavailable presence (broadcast or directed).
-    Availability,
-    Probe,
-    /// subscribe, subscribed, unsubscribe, unsubscribed: always processed by the server (RFC 6121 section 3).
-    Subscription,
-    Error,
-}
+use crate::xmpp::{DefinedCondition, MessageKind, PresenceKind, StanzaKind};
 
 /// One online resource of the addressee, as the rules need to see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,14 +3,19 @@
 //! - [`stream::XmlStream`] frames an XML stream over any `AsyncRead + AsyncWrite`: it reads the stream
 //!   header (RFC 6120 section 4.7), then yields one [`Element`] per first-level child, enforcing the
 //!   restricted XML profile (RFC 6120 section 11) and the size and depth [`Limits`].
-//! - [`stanza::Stanza`] is the typed form of `<message/>`, `<presence/>` and `<iq/>` (RFC 6120 section 8),
-//!   built on `xmpp-parsers`; [`stanza::error_reply`] builds RFC 6120 section 8.3 error replies.
+//! - [`Envelope`] is the one stanza model (RFC 6120 section 8), used by the router, the features and the
+//!   fuzz targets alike: the element as received, untouched, plus its parsed addressing and [`StanzaKind`];
+//!   [`stanza`] has the error replies (RFC 6120 section 8.3), the attribute helpers and the one
+//!   namespace-renaming rule.
 //! - [`error`] has the 25 stream error conditions (RFC 6120 section 4.9.3).
 //! - [`limits`] advertises the limits to peers (XEP-0478).
 //!
 //! This module spawns nothing and touches no storage; it is tested over `tokio::io::duplex` and fuzzed
-//! (see `server/fuzz`). Nothing outside it needs to know which XML tokenizer is used.
+//! (see `server/fuzz`). Nothing outside it needs to know which XML tokenizer or parser crate is used: the
+//! parser's types the rest of the server needs are re-exported here, and a test
+//! (`tests::parser_boundary`) fails if any file outside `server/src/xmpp/` names the parser crate.
 
+pub mod envelope;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -28,13 +33,19 @@ pub(crate) mod writer;
 #[cfg(test)]
 mod tests;
 
+pub use envelope::{Addressing, Envelope, EnvelopeError, MessageKind, PresenceKind, StanzaKind};
 pub use error::{StreamError, StreamErrorCondition};
 pub use limits::stream_limits_feature;
 pub use packed::{PackedElement, WireStanza};
-pub use stanza::{Stanza, StanzaParseError, error_reply};
+pub use stanza::{
+    error_reply, error_type_for, remove_attribute, renamespace, set_attribute, to_client_namespace,
+    to_component_namespace,
+};
 pub use stream::{Frame, StreamHeader, XmlStream};
+// The parser's types the rest of the server uses; nothing outside this module names the parser crate.
 pub use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 pub use xmpp_parsers::minidom::Element;
+pub use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 /// Bounds on what a peer may send on one stream (RFC 6120 section 13.12 asks servers to limit resources).
 ///

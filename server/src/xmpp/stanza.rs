@@ -1,191 +1,25 @@
-//! Typed stanzas (RFC 6120 section 8): `<message/>`, `<presence/>` and `<iq/>` parsed with
-//! `xmpp-parsers`, and stanza error replies (RFC 6120 section 8.3).
+//! Stanza helpers shared by every stream (RFC 6120 section 8): error replies (section 8.3), the error
+//! type paired with each condition (section 8.3.3), attribute stamping, and the one rule for moving a
+//! stanza between stream namespaces (section 4.8.3; XEP-0114 section 3 for components).
 //!
-//! Stanzas are held in `jabber:client` whatever stream they came from: `jabber:server` and
-//! `jabber:component:accept` stanzas are renamed on parse, and `XmlStream::send` renames them back
-//! onto the stream's namespace (RFC 6120 section 4.8.3).
+//! The stanza model itself is [`super::Envelope`]: the element as received plus its parsed addressing.
 
 use std::collections::BTreeMap;
 
-use xmpp_parsers::iq::Iq;
-use xmpp_parsers::message::Message;
 use xmpp_parsers::minidom::Node;
-use xmpp_parsers::presence::Presence;
+use xmpp_parsers::minidom::rxml::{Namespace, NcName};
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
-use xmpp_parsers::{Error as ParserError, FromElementError};
 
-use super::{Element, Jid, ns};
-
-/// A parsed stanza.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Stanza {
-    /// `<message/>` (RFC 6120 section 8.2.1).
-    Message(Message),
-    /// `<presence/>` (RFC 6120 section 8.2.2).
-    Presence(Presence),
-    /// `<iq/>` (RFC 6120 section 8.2.3).
-    Iq(Iq),
-}
-
-/// Why an element is not a usable [`Stanza`].
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StanzaParseError {
-    /// Not `message`, `presence` or `iq` in a content namespace: a nonza such as `<r/>`,
-    /// `<enable/>` or `<auth/>`. The element is handed back untouched for the caller to dispatch.
-    #[error("not a stanza: <{}/> in {:?}", .0.name(), .0.ns())]
-    NotAStanza(Element),
-    /// A stanza that breaks its schema (missing IQ id, unknown type, malformed JID, several IQ
-    /// payloads...). `element` is the original, from which [`error_reply`] builds the answer.
-    #[error("invalid <{}/> stanza: {reason}", element.name())]
-    Invalid {
-        /// The stanza as received.
-        element: Element,
-        /// What is wrong, for logs.
-        reason: String,
-    },
-}
-
-impl StanzaParseError {
-    /// The stanza error condition to answer an `Invalid` stanza with: `jid-malformed` when its `to`
-    /// or `from` is not a valid JID (RFC 6120 section 8.3.3.8), else `bad-request` (section 8.3.3.1).
-    /// `None` for a nonza.
-    pub fn condition(&self) -> Option<DefinedCondition> {
-        let Self::Invalid { element, .. } = self else {
-            return None;
-        };
-        let bad_jid = ["to", "from"]
-            .into_iter()
-            .any(|a| element.attr(a).is_some_and(|v| Jid::new(v).is_err()));
-        Some(if bad_jid {
-            DefinedCondition::JidMalformed
-        } else {
-            DefinedCondition::BadRequest
-        })
-    }
-}
+use super::{Element, ns};
 
 fn is_content_ns(namespace: &str) -> bool {
     matches!(namespace, ns::CLIENT | ns::SERVER | ns::COMPONENT_ACCEPT)
 }
 
-impl Stanza {
-    /// Parse a first-level element. Elements that are not stanzas come back as `NotAStanza`.
-    // The error hands the element back by value (every nonza takes this path), which is the point of
-    // the API; boxing it would only add an allocation.
-    #[allow(clippy::result_large_err)]
-    pub fn parse(element: Element) -> Result<Stanza, StanzaParseError> {
-        let namespace = element.ns();
-        if !is_content_ns(&namespace) || !matches!(element.name(), "message" | "presence" | "iq") {
-            return Err(StanzaParseError::NotAStanza(element));
-        }
-        let normalized = renamespace(element.clone(), &namespace, ns::CLIENT);
-        let parsed = match element.name() {
-            "message" => Message::try_from(normalized).map(Stanza::Message),
-            "presence" => Presence::try_from(normalized).map(Stanza::Presence),
-            _ => Iq::try_from(normalized).map(Stanza::Iq),
-        };
-        parsed.map_err(|e| match e {
-            FromElementError::Mismatch(_) => StanzaParseError::NotAStanza(element),
-            FromElementError::Invalid(reason) => invalid(element, &reason),
-        })
-    }
-
-    /// The stanza as an element in `jabber:client`.
-    pub fn to_element(&self) -> Element {
-        match self {
-            Stanza::Message(m) => m.into(),
-            Stanza::Presence(p) => p.into(),
-            Stanza::Iq(iq) => iq.into(),
-        }
-    }
-
-    /// The element name: `message`, `presence` or `iq`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Stanza::Message(_) => "message",
-            Stanza::Presence(_) => "presence",
-            Stanza::Iq(_) => "iq",
-        }
-    }
-
-    /// The `from` address.
-    pub fn from(&self) -> Option<&Jid> {
-        match self {
-            Stanza::Message(m) => m.from.as_ref(),
-            Stanza::Presence(p) => p.from.as_ref(),
-            Stanza::Iq(iq) => iq.from(),
-        }
-    }
-
-    /// The `to` address.
-    pub fn to(&self) -> Option<&Jid> {
-        match self {
-            Stanza::Message(m) => m.to.as_ref(),
-            Stanza::Presence(p) => p.to.as_ref(),
-            Stanza::Iq(iq) => iq.to(),
-        }
-    }
-
-    /// The `id` attribute (always present on IQs).
-    pub fn id(&self) -> Option<&str> {
-        match self {
-            Stanza::Message(m) => m.id.as_ref().map(|id| id.0.as_str()),
-            Stanza::Presence(p) => p.id.as_deref(),
-            Stanza::Iq(iq) => Some(iq.id()),
-        }
-    }
-
-    /// Set or remove `from` (the server stamps it, RFC 6120 section 8.1.2.1).
-    pub fn set_from(&mut self, from: Option<Jid>) {
-        match self {
-            Stanza::Message(m) => m.from = from,
-            Stanza::Presence(p) => p.from = from,
-            Stanza::Iq(iq) => *iq.from_mut() = from,
-        }
-    }
-
-    /// Set or remove `to`.
-    pub fn set_to(&mut self, to: Option<Jid>) {
-        match self {
-            Stanza::Message(m) => m.to = to,
-            Stanza::Presence(p) => p.to = to,
-            Stanza::Iq(iq) => *iq.to_mut() = to,
-        }
-    }
-
-    /// Whether this is a `type='error'` stanza, which must never be answered with an error.
-    pub fn is_error(&self) -> bool {
-        match self {
-            Stanza::Message(m) => m.type_ == xmpp_parsers::message::MessageType::Error,
-            Stanza::Presence(p) => p.type_ == xmpp_parsers::presence::Type::Error,
-            Stanza::Iq(iq) => matches!(iq, Iq::Error { .. }),
-        }
-    }
-}
-
-impl From<Stanza> for Element {
-    fn from(stanza: Stanza) -> Element {
-        stanza.to_element()
-    }
-}
-
-impl From<&Stanza> for Element {
-    fn from(stanza: &Stanza) -> Element {
-        stanza.to_element()
-    }
-}
-
-fn invalid(element: Element, reason: &ParserError) -> StanzaParseError {
-    StanzaParseError::Invalid {
-        element,
-        reason: reason.to_string(),
-    }
-}
-
 /// Move `element` and its descendants that are in `from` (an unbroken chain from the top) to `to`.
 /// Descendants in other namespaces, and anything below them, are left alone: a forwarded
 /// `<message xmlns='jabber:client'/>` inside `<forwarded/>` keeps its own namespace.
-pub(crate) fn renamespace(mut element: Element, from: &str, to: &str) -> Element {
+pub fn renamespace(mut element: Element, from: &str, to: &str) -> Element {
     if from == to || element.ns() != from {
         return element;
     }
@@ -225,12 +59,8 @@ pub fn error_reply(
     }
     let mut reply = Element::bare(original.name(), namespace.as_str());
     let mut set = |name: &str, value: &str| {
-        if let Ok(name) = xmpp_parsers::minidom::rxml::NcName::try_from(name) {
-            reply.set_attr(
-                xmpp_parsers::minidom::rxml::Namespace::NONE,
-                name,
-                value.to_owned(),
-            );
+        if let Ok(name) = NcName::try_from(name) {
+            reply.set_attr(Namespace::NONE, name, value.to_owned());
         }
     };
     if let Some(id) = original.attr("id") {
@@ -256,4 +86,82 @@ pub fn error_reply(
     };
     reply.append_child(renamespace(Element::from(error), ns::CLIENT, &namespace));
     Some(reply)
+}
+
+/// The error type RFC 6120 section 8.3.3 pairs with each condition we send.
+pub fn error_type_for(condition: &DefinedCondition) -> ErrorType {
+    match condition {
+        DefinedCondition::BadRequest
+        | DefinedCondition::JidMalformed
+        | DefinedCondition::NotAcceptable
+        | DefinedCondition::PolicyViolation => ErrorType::Modify,
+        DefinedCondition::NotAuthorized
+        | DefinedCondition::Forbidden
+        | DefinedCondition::RegistrationRequired
+        | DefinedCondition::SubscriptionRequired => ErrorType::Auth,
+        DefinedCondition::ResourceConstraint
+        | DefinedCondition::RemoteServerTimeout
+        | DefinedCondition::InternalServerError => ErrorType::Wait,
+        _ => ErrorType::Cancel,
+    }
+}
+
+/// Sets an attribute with no namespace on `element`.
+pub fn set_attribute(element: &mut Element, name: &str, value: &str) {
+    if let Ok(name) = NcName::try_from(name) {
+        element
+            .attrs_mut()
+            .insert(Namespace::NONE, name, value.to_string());
+    }
+}
+
+/// Removes an attribute with no namespace from `element`.
+pub fn remove_attribute(element: &mut Element, name: &str) {
+    element.attrs_mut().remove(&Namespace::NONE, name);
+}
+
+/// Moves a stanza from `jabber:client` into `jabber:component:accept` (XEP-0114 section 3), with the
+/// children that inherited the stream namespace ([`renamespace`]).
+pub fn to_component_namespace(element: Element) -> Element {
+    renamespace(element, ns::CLIENT, ns::COMPONENT_ACCEPT)
+}
+
+/// Moves a stanza received from a component into `jabber:client`, the namespace routing works in.
+pub fn to_client_namespace(element: Element) -> Element {
+    renamespace(element, ns::COMPONENT_ACCEPT, ns::CLIENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn component_namespace_round_trip() {
+        let original: Element =
+            "<message xmlns='jabber:client' to='a@b'><body>x</body><x xmlns='urn:y'/></message>"
+                .parse()
+                .unwrap();
+        let component = to_component_namespace(original.clone());
+        assert!(component.has_ns(ns::COMPONENT_ACCEPT));
+        assert!(component.get_child("body", ns::COMPONENT_ACCEPT).is_some());
+        assert!(component.get_child("x", "urn:y").is_some());
+        assert_eq!(to_client_namespace(component), original);
+    }
+
+    /// The one renaming rule: only the unbroken chain from the top inherited the stream namespace; a
+    /// `jabber:client` message forwarded inside another namespace (XEP-0297) is payload and keeps its own.
+    #[test]
+    fn renaming_stops_at_a_foreign_namespace() {
+        let original: Element = "<message xmlns='jabber:client' to='a@b'><body>x</body>\
+             <forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client'><body>y</body>\
+             </message></forwarded></message>"
+            .parse()
+            .unwrap();
+        let component = to_component_namespace(original);
+        let inner = component
+            .get_child("forwarded", "urn:xmpp:forward:0")
+            .and_then(|f| f.get_child("message", ns::CLIENT));
+        assert!(inner.is_some(), "{}", String::from(&component));
+        assert!(component.get_child("body", ns::COMPONENT_ACCEPT).is_some());
+    }
 }

@@ -4,6 +4,7 @@
 
 mod budget;
 mod framing;
+mod parser_boundary;
 mod restricted;
 mod serialize;
 mod stanza;

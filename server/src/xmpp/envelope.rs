@@ -4,13 +4,38 @@
 //! stanzas with unknown children unchanged), so the envelope keeps the original element and only reads and
 //! stamps the `to`, `from`, `type` and `id` attributes.
 
-use xmpp_parsers::jid::Jid;
-use xmpp_parsers::minidom::Element;
-use xmpp_parsers::minidom::rxml::{Namespace, NcName};
-use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
+use super::stanza::{error_reply, error_type_for, set_attribute};
+use super::{DefinedCondition, Element, Jid, ns};
 
-use super::rules::{MessageKind, PresenceKind, StanzaKind};
-use crate::xmpp::ns;
+/// What kind of stanza it is, as far as delivery is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StanzaKind {
+    Message(MessageKind),
+    Presence(PresenceKind),
+    /// `get` or `set`: someone expects an answer.
+    IqRequest,
+    /// `result` or `error`.
+    IqResponse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    Normal,
+    Chat,
+    Groupchat,
+    Headline,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceKind {
+    /// Available or unavailable presence (broadcast or directed).
+    Availability,
+    Probe,
+    /// subscribe, subscribed, unsubscribe, unsubscribed: always processed by the server (RFC 6121 section 3).
+    Subscription,
+    Error,
+}
 
 /// Why an element could not become an envelope; the caller answers with a stanza error or a stream error.
 #[derive(Debug, thiserror::Error)]
@@ -140,25 +165,7 @@ impl Envelope {
     /// The error reply to this stanza (RFC 6120 section 8.3.1), or `None` for an error stanza, which is never
     /// answered with another error.
     pub fn error_reply(&self, condition: DefinedCondition, text: Option<&str>) -> Option<Element> {
-        crate::xmpp::stanza::error_reply(&self.element, error_type_for(&condition), condition, text)
-    }
-}
-
-/// The error type RFC 6120 section 8.3.3 pairs with each condition we send.
-pub fn error_type_for(condition: &DefinedCondition) -> ErrorType {
-    match condition {
-        DefinedCondition::BadRequest
-        | DefinedCondition::JidMalformed
-        | DefinedCondition::NotAcceptable
-        | DefinedCondition::PolicyViolation => ErrorType::Modify,
-        DefinedCondition::NotAuthorized
-        | DefinedCondition::Forbidden
-        | DefinedCondition::RegistrationRequired
-        | DefinedCondition::SubscriptionRequired => ErrorType::Auth,
-        DefinedCondition::ResourceConstraint
-        | DefinedCondition::RemoteServerTimeout
-        | DefinedCondition::InternalServerError => ErrorType::Wait,
-        _ => ErrorType::Cancel,
+        error_reply(&self.element, error_type_for(&condition), condition, text)
     }
 }
 
@@ -181,54 +188,6 @@ fn parse_jid(element: &Element, attribute: &'static str) -> Result<Option<Jid>, 
             .map(Some)
             .map_err(|_| EnvelopeError::MalformedJid { attribute }),
     }
-}
-
-/// Sets an attribute with no namespace on `element`.
-pub fn set_attribute(element: &mut Element, name: &str, value: &str) {
-    if let Ok(name) = NcName::try_from(name) {
-        element
-            .attrs_mut()
-            .insert(Namespace::NONE, name, value.to_string());
-    }
-}
-
-/// Removes an attribute with no namespace from `element`.
-pub fn remove_attribute(element: &mut Element, name: &str) {
-    element.attrs_mut().remove(&Namespace::NONE, name);
-}
-
-/// Moves a stanza from `jabber:client` into `jabber:component:accept` (XEP-0114 section 3), children included
-/// where they inherited the stream namespace.
-pub fn to_component_namespace(element: Element) -> Element {
-    rename_namespace(&element, ns::CLIENT, ns::COMPONENT_ACCEPT)
-}
-
-/// Moves a stanza received from a component into `jabber:client`, the namespace routing works in.
-pub fn to_client_namespace(element: Element) -> Element {
-    rename_namespace(&element, ns::COMPONENT_ACCEPT, ns::CLIENT)
-}
-
-fn rename_namespace(element: &Element, from: &str, to: &str) -> Element {
-    let namespace = if element.has_ns(from) {
-        to.to_string()
-    } else {
-        element.ns()
-    };
-    let mut renamed = Element::builder(element.name(), namespace).build();
-    for ((attr_ns, name), value) in element.attrs().iter() {
-        renamed
-            .attrs_mut()
-            .insert(attr_ns.clone(), name.clone(), value.clone());
-    }
-    for node in element.nodes() {
-        match node {
-            xmpp_parsers::minidom::Node::Element(child) => {
-                renamed.append_child(rename_namespace(child, from, to));
-            }
-            xmpp_parsers::minidom::Node::Text(text) => renamed.append_text_node(text.clone()),
-        }
-    }
-    renamed
 }
 
 #[cfg(test)]
@@ -273,19 +232,6 @@ mod tests {
             parse("<r xmlns='urn:xmpp:sm:3'/>"),
             Err(EnvelopeError::NotAStanza(_))
         ));
-    }
-
-    #[test]
-    fn component_namespace_round_trip() {
-        let original: Element =
-            "<message xmlns='jabber:client' to='a@b'><body>x</body><x xmlns='urn:y'/></message>"
-                .parse()
-                .unwrap();
-        let component = to_component_namespace(original.clone());
-        assert!(component.has_ns(ns::COMPONENT_ACCEPT));
-        assert!(component.get_child("body", ns::COMPONENT_ACCEPT).is_some());
-        assert!(component.get_child("x", "urn:y").is_some());
-        assert_eq!(to_client_namespace(component), original);
     }
 
     #[test]
