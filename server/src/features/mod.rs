@@ -4,6 +4,7 @@
 //! the same list ([`disco::server_features`]), so what is advertised and what is handled cannot drift.
 
 pub mod blocking;
+pub mod client_state;
 pub mod disco;
 pub mod iq;
 pub mod offline;
