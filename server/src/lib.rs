@@ -12,6 +12,7 @@ pub mod accounts;
 pub mod c2s;
 pub mod component;
 pub mod config;
+pub mod context;
 pub mod features;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -115,7 +116,21 @@ pub async fn start(
         .as_ref()
         .map(herald_relay::Relay::login_throttle)
         .unwrap_or_default();
-    let router = Router::with_login_throttle(config.clone(), storage, push, login_throttle);
+    let context = Arc::new(context::ServerContext::new(
+        config.clone(),
+        storage,
+        login_throttle,
+    ));
+    // The closed set of delivery-event subscribers (router::events): push wakes devices on messages
+    // stored offline.
+    let push = push.map(|waker| {
+        Arc::new(features::push::OfflineWaker::new(waker)) as Arc<dyn router::events::WakeUps>
+    });
+    let router = Router::new(
+        context,
+        Arc::new(features::Features),
+        router::events::Subscribers::new(push),
+    );
 
     // One count of unauthenticated connections for both client listeners (RFC 6120 section 13.12).
     let unauthenticated = net::unauthenticated::UnauthenticatedSlots::new(
@@ -168,7 +183,7 @@ pub async fn start(
         c2s = %c2s_address,
         direct_tls = ?direct_tls_address,
         relay = ?relay_address,
-        storage = router.storage.backend,
+        storage = router.context.storage.backend,
         "herald is serving"
     );
     Ok(Running {

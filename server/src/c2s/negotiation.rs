@@ -87,12 +87,15 @@ where
         tls,
         features,
         peer,
-        deadline: Instant::now() + router.config.auth_timeout,
+        deadline: Instant::now() + router.context.config.auth_timeout,
         domain: None,
         unauthenticated: Some(unauthenticated),
     };
     // RFC 6120 section 13.12: much smaller limits until the peer has authenticated.
-    let stream = XmlStream::new(transport, router.config.stream_limits().before_auth());
+    let stream = XmlStream::new(
+        transport,
+        router.context.config.stream_limits().before_auth(),
+    );
     let (stream, outcome) = negotiation.run(stream).await;
     let mut stream = stream?;
     match outcome {
@@ -140,7 +143,7 @@ impl Negotiation<'_> {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        let mut stage = if stream.get_ref().is_tls() || !self.router.config.require_tls {
+        let mut stage = if stream.get_ref().is_tls() || !self.router.context.config.require_tls {
             Stage::Secured
         } else {
             Stage::Plain
@@ -164,7 +167,7 @@ impl Negotiation<'_> {
                     Ok(Some(account)) => {
                         // Authenticated: the full limits from the restarted stream's header on, and the
                         // slot among unauthenticated connections is free for the next peer.
-                        stream.set_limits(self.router.config.stream_limits());
+                        stream.set_limits(self.router.context.config.stream_limits());
                         self.unauthenticated = None;
                         Stage::Authenticated(account)
                     }
@@ -211,6 +214,7 @@ impl Negotiation<'_> {
             Some(to) => to.to_ascii_lowercase(),
             None => self
                 .router
+                .context
                 .config
                 .domains
                 .first()
@@ -231,7 +235,7 @@ impl Negotiation<'_> {
         if header.default_ns != ns::CLIENT {
             return Err(Stop::Error(StreamErrorCondition::InvalidNamespace, None));
         }
-        if !self.router.config.is_local_domain(&domain) {
+        if !self.router.context.config.is_local_domain(&domain) {
             return Err(Stop::Error(StreamErrorCondition::HostUnknown, None));
         }
         if let Some(previous) = &self.domain
@@ -339,7 +343,7 @@ impl Negotiation<'_> {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        let limits = self.router.config.stream_limits().before_auth();
+        let limits = self.router.context.config.stream_limits().before_auth();
         // Bytes pipelined after <starttls/> would be plaintext injected into the TLS session: refuse.
         let Ok(Transport::Plain(socket)) = stream.into_inner() else {
             return Err(Stop::Gone);
@@ -420,7 +424,7 @@ impl Negotiation<'_> {
         }
         let mut exchange = SaslExchange::start(mechanism, is_tls, bindings)
             .with_domain(domain)
-            .with_unknown_user_secret(&self.router.unknown_user_secret);
+            .with_unknown_user_secret(&self.router.context.unknown_user_secret);
         let mut data = match decode(&auth.text()) {
             Some(data) => data,
             None => {
@@ -447,16 +451,18 @@ impl Negotiation<'_> {
                         return Ok(None);
                     }
                     let credentials = match &key {
-                        Some(key) => match self.router.storage.accounts.credentials(key).await {
-                            Ok(credentials) => credentials,
-                            Err(e) => {
-                                tracing::error!(error = %e, "credential lookup failed");
-                                stream
-                                    .send(&sasl_failure(SaslFailure::TemporaryAuthFailure))
-                                    .await?;
-                                return Ok(None);
+                        Some(key) => {
+                            match self.router.context.storage.accounts.credentials(key).await {
+                                Ok(credentials) => credentials,
+                                Err(e) => {
+                                    tracing::error!(error = %e, "credential lookup failed");
+                                    stream
+                                        .send(&sasl_failure(SaslFailure::TemporaryAuthFailure))
+                                        .await?;
+                                    return Ok(None);
+                                }
                             }
-                        },
+                        }
                         None => None,
                     };
                     account = jid;
@@ -629,6 +635,7 @@ impl Negotiation<'_> {
     /// Whether the throttle would refuse this address (and account) now; refuses early, reserves nothing.
     fn throttle_check(&self, account: Option<&str>) -> Result<(), Refused> {
         self.router
+            .context
             .login_throttle
             .check(self.peer, account, std::time::Instant::now())
     }
@@ -638,6 +645,7 @@ impl Negotiation<'_> {
     fn reserve(&self, account: Option<&BareJid>, mechanism: Mechanism) -> Result<Attempt, ()> {
         let key = account.map(ToString::to_string);
         self.router
+            .context
             .login_throttle
             .reserve(self.peer, key.as_deref(), std::time::Instant::now())
             .map_err(|refused| self.log_throttled(key.as_deref(), mechanism, &refused))

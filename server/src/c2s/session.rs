@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::negotiation::{Bound, random_id};
 use crate::features::{self, ClientSession};
 use crate::net::transport::Transport;
+use crate::router::events::DeliveryEvent;
 use crate::router::mailbox::Mailbox;
 use crate::router::{Router, SessionCommand};
 use crate::xmpp::Envelope;
@@ -46,17 +47,22 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     async move {
-        let ping_interval = router.config.ping_interval;
+        let ping_interval = router.context.config.ping_interval;
         let mut ping_timer =
             tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
         let mut live = Live {
             session: ClientSession::new(bound.jid),
-            flood: FloodGuard::new(router.config.stanzas_per_second),
+            flood: FloodGuard::new(router.context.config.stanzas_per_second),
             ping_interval,
             last_heard: Instant::now(),
             pending_ping: None,
             unwritten: Vec::new(),
         };
+        // Boxed: awaited once, it should not widen the idle session's future.
+        Box::pin(router.emit(DeliveryEvent::SessionBound {
+            jid: &live.session.jid,
+        }))
+        .await;
 
         let end: Ending = loop {
             let wake = tokio::select! {
@@ -143,6 +149,9 @@ async fn finish<S>(
         // RFC 6120 section 4.4: answer the client's closing tag with ours.
         let _ = stream.close().await;
     }
+    router
+        .emit(DeliveryEvent::SessionEnded { jid: &session.jid })
+        .await;
     tracing::debug!(jid = %session.jid, ?end, "session ended");
 }
 
@@ -278,11 +287,11 @@ async fn handle_element(
             return Err(StreamErrorCondition::UnsupportedStanzaType);
         }
         Err(EnvelopeError::MalformedJid { .. }) => {
-            answer_error(router, session, &element, DefinedCondition::JidMalformed);
+            answer_error(router, session, &element, DefinedCondition::JidMalformed).await;
             return Ok(());
         }
         Err(EnvelopeError::BadRequest(_)) => {
-            answer_error(router, session, &element, DefinedCondition::BadRequest);
+            answer_error(router, session, &element, DefinedCondition::BadRequest).await;
             return Ok(());
         }
     };
@@ -304,7 +313,7 @@ async fn handle_element(
 }
 
 /// Answers a stanza that could not be routed with a stanza error to this session only.
-fn answer_error(
+async fn answer_error(
     router: &Arc<Router>,
     session: &ClientSession,
     element: &Element,
@@ -315,7 +324,9 @@ fn answer_error(
     {
         crate::xmpp::remove_attribute(&mut reply, "from");
         crate::xmpp::set_attribute(&mut reply, "to", &session.jid.to_string());
-        router.send_to_session(&session.bare, session.jid.resource().as_str(), reply);
+        router
+            .deliver_to_resource(&session.bare, session.jid.resource().as_str(), &reply)
+            .await;
     }
 }
 

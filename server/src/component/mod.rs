@@ -56,7 +56,7 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             // A component that stops reading is cut off like a client (see `net::write_deadline`).
-            let socket = WriteDeadline::new(socket, router.config.write_timeout);
+            let socket = WriteDeadline::new(socket, router.context.config.write_timeout);
             if let Err(e) = run(socket, peer.ip(), &router, slot, shutdown).await {
                 tracing::info!(%peer, error = %e, "component stream ended");
             }
@@ -90,9 +90,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     // RFC 6120 section 13.12: the small pre-authentication limits until the handshake proves the secret.
-    let mut stream = XmlStream::new(io, router.config.stream_limits().before_auth());
+    let mut stream = XmlStream::new(io, router.context.config.stream_limits().before_auth());
     // The handshake is bounded like client negotiation, so a silent peer cannot hold a task forever.
-    let deadline = tokio::time::Instant::now() + router.config.auth_timeout;
+    let deadline = tokio::time::Instant::now() + router.context.config.auth_timeout;
     let timed_out = StreamError::Condition {
         condition: StreamErrorCondition::ConnectionTimeout,
         text: None,
@@ -131,6 +131,7 @@ where
         return Err(error);
     }
     let Some(secret) = router
+        .context
         .config
         .components
         .iter()
@@ -162,7 +163,11 @@ where
     // The shared secret is a password: its guesses go through the process's failed-login throttle,
     // counted per client address (RFC 6120 section 13.5). Not per component domain, so a guesser cannot
     // lock the real component out.
-    let attempt = match router.login_throttle.reserve(peer, None, Instant::now()) {
+    let attempt = match router
+        .context
+        .login_throttle
+        .reserve(peer, None, Instant::now())
+    {
         Ok(attempt) => attempt,
         Err(refused) => {
             tracing::warn!(
@@ -193,7 +198,10 @@ where
         return Err(error);
     }
     attempt.succeeded();
-    let (tx, mut rx) = mailbox(COMPONENT_QUEUE_LENGTH, router.config.component_queue_bytes);
+    let (tx, mut rx) = mailbox(
+        COMPONENT_QUEUE_LENGTH,
+        router.context.config.component_queue_bytes,
+    );
     if !router.attach_component(&domain, tx) {
         let error = fail(StreamErrorCondition::Conflict);
         stream.send_error(&error).await?;
@@ -207,7 +215,7 @@ where
         router.detach_component(&domain);
         return Err(StreamError::from(e));
     }
-    stream.set_limits(router.config.stream_limits());
+    stream.set_limits(router.context.config.stream_limits());
     drop(slot);
     tracing::info!(%domain, "component attached");
     let outcome = loop {

@@ -1,7 +1,10 @@
-//! IQ dispatch (RFC 6120 section 8.2.3): the payloads the server answers itself, parsed once into
-//! [`IqFeature`], and the replies built from a handler's answer.
+//! IQ dispatch (RFC 6120 section 8.2.3): one table of the payloads the server answers itself, by
+//! namespace and by whom the IQ is addressed to (the server, an account by someone else, the user's own
+//! account from their client), and the replies built from a handler's answer.
 
 use std::sync::Arc;
+
+use futures::future::BoxFuture;
 
 use super::{ClientSession, SessionEnd};
 use crate::router::{Bounce, Delivery, Router};
@@ -9,59 +12,159 @@ use crate::xmpp::Envelope;
 use crate::xmpp::ns;
 use crate::xmpp::{BareJid, DefinedCondition, Element, Jid, set_attribute};
 
-/// Every IQ payload the server handles. A new XEP is a new variant here and a new file beside this one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IqFeature {
-    Roster,
-    VCard,
-    Blocking,
-    Register,
-    Ping,
-    Version,
-    DiscoInfo,
-    DiscoItems,
-    /// RFC 3921 session establishment, still sent by old clients (RFC 6121 appendix E).
-    Session,
+/// A handler's future (handlers are stored as plain function pointers in [`IQ_HANDLERS`]).
+pub type IqFuture<'a> = BoxFuture<'a, IqOutcome>;
+/// Answers an IQ addressed to one of our domains (RFC 6120 section 10.3).
+pub type ServerHandler = for<'a> fn(&'a Arc<Router>, &'a IqRequest<'a>) -> IqFuture<'a>;
+/// Answers an IQ addressed to a local user's bare JID by someone else (RFC 6121 section 8.5.2.1.4).
+pub type AccountHandler =
+    for<'a> fn(&'a Arc<Router>, &'a BareJid, &'a IqRequest<'a>) -> IqFuture<'a>;
+/// Answers an IQ a bound client sent to its own account (no `to`, or its bare JID).
+pub type OwnAccountHandler =
+    for<'a> fn(&'a Arc<Router>, &'a ClientSession, &'a IqRequest<'a>) -> IqFuture<'a>;
+
+/// The handlers of one payload namespace, by whom the IQ is addressed to. `None` is answered
+/// `<service-unavailable/>` (RFC 6120 section 8.3.3.19).
+#[derive(Clone, Copy)]
+pub struct IqHandlers {
+    /// The namespace of the payload (the IQ's one child, RFC 6120 section 8.2.3).
+    pub namespace: &'static str,
+    /// Whether the server's disco#info lists it (XEP-0030 section 3.1).
+    pub is_advertised: bool,
+    pub for_server: Option<ServerHandler>,
+    pub for_account: Option<AccountHandler>,
+    pub for_own_account: Option<OwnAccountHandler>,
 }
 
-impl IqFeature {
-    pub const ALL: [IqFeature; 9] = [
-        IqFeature::Roster,
-        IqFeature::VCard,
-        IqFeature::Blocking,
-        IqFeature::Register,
-        IqFeature::Ping,
-        IqFeature::Version,
-        IqFeature::DiscoInfo,
-        IqFeature::DiscoItems,
-        IqFeature::Session,
-    ];
+/// Every IQ payload the server handles: namespace x addressee. A new XEP is one row here and one file
+/// beside this one; disco#info is derived from this table ([`super::disco::server_features`]).
+pub static IQ_HANDLERS: [IqHandlers; 9] = [
+    // RFC 6121 section 2; implied by RFC 6121, so not advertised.
+    IqHandlers {
+        namespace: ns::ROSTER,
+        is_advertised: false,
+        for_server: None,
+        for_account: None,
+        for_own_account: Some(|router, session, request| {
+            Box::pin(async move { super::roster::handle(router, session, request).await.into() })
+        }),
+    },
+    // XEP-0054: anyone reads a vCard, only its owner writes it.
+    IqHandlers {
+        namespace: ns::VCARD,
+        is_advertised: true,
+        for_server: None,
+        for_account: Some(|router, user, request| {
+            Box::pin(async move {
+                super::vcard::handle_other(router, user, request)
+                    .await
+                    .into()
+            })
+        }),
+        for_own_account: Some(|router, session, request| {
+            Box::pin(async move {
+                super::vcard::handle_own(router, session, request)
+                    .await
+                    .into()
+            })
+        }),
+    },
+    // XEP-0191.
+    IqHandlers {
+        namespace: ns::BLOCKING,
+        is_advertised: true,
+        for_server: None,
+        for_account: None,
+        for_own_account: Some(|router, session, request| {
+            Box::pin(async move {
+                super::blocking::handle(router, session, request)
+                    .await
+                    .into()
+            })
+        }),
+    },
+    // XEP-0077: password changes and removal, addressed to the server (section 3.3) or to the account.
+    IqHandlers {
+        namespace: ns::REGISTER,
+        is_advertised: true,
+        for_server: Some(|router, request| Box::pin(super::register::for_server(router, request))),
+        for_account: None,
+        for_own_account: Some(|router, session, request| {
+            Box::pin(super::register::handle_own(router, session, request))
+        }),
+    },
+    // XEP-0199: the server answers for itself and for its users' bare JIDs (a get only, section 4.3).
+    IqHandlers {
+        namespace: ns::PING,
+        is_advertised: true,
+        for_server: Some(|_, _| answer_now(Ok(None))),
+        for_account: Some(|_, _, request| {
+            answer_now(if request.is_set {
+                Err(IqError::new(DefinedCondition::ServiceUnavailable))
+            } else {
+                Ok(None)
+            })
+        }),
+        for_own_account: Some(|_, _, _| answer_now(Ok(None))),
+    },
+    // XEP-0092: the server's software only.
+    IqHandlers {
+        namespace: ns::VERSION,
+        is_advertised: true,
+        for_server: Some(|_, request| answer_now(super::version::handle(request))),
+        for_account: None,
+        for_own_account: None,
+    },
+    // XEP-0030.
+    IqHandlers {
+        namespace: ns::DISCO_INFO,
+        is_advertised: true,
+        for_server: Some(|router, request| answer_now(super::disco::server_info(router, request))),
+        for_account: Some(|_, _, request| answer_now(super::disco::account_info(request))),
+        for_own_account: Some(|_, _, request| answer_now(super::disco::account_info(request))),
+    },
+    IqHandlers {
+        namespace: ns::DISCO_ITEMS,
+        is_advertised: true,
+        for_server: Some(|router, request| answer_now(super::disco::server_items(router, request))),
+        for_account: Some(|_, _, request| answer_now(super::disco::account_items(request))),
+        for_own_account: Some(|_, _, request| answer_now(super::disco::account_items(request))),
+    },
+    // RFC 3921 session establishment, still sent by old clients (RFC 6121 appendix E): a no-op.
+    IqHandlers {
+        namespace: ns::SESSION,
+        is_advertised: false,
+        for_server: Some(|_, _| answer_now(Ok(None))),
+        for_account: None,
+        for_own_account: Some(|_, _, _| answer_now(Ok(None))),
+    },
+];
 
-    /// The namespace of the payload this feature answers.
-    pub fn namespace(self) -> &'static str {
-        match self {
-            IqFeature::Roster => ns::ROSTER,
-            IqFeature::VCard => ns::VCARD,
-            IqFeature::Blocking => ns::BLOCKING,
-            IqFeature::Register => ns::REGISTER,
-            IqFeature::Ping => ns::PING,
-            IqFeature::Version => ns::VERSION,
-            IqFeature::DiscoInfo => ns::DISCO_INFO,
-            IqFeature::DiscoItems => ns::DISCO_ITEMS,
-            IqFeature::Session => ns::SESSION,
+/// The handlers of `payload`'s namespace, if the server knows it.
+fn handlers_for(payload: &Element) -> Option<&'static IqHandlers> {
+    let namespace = payload.ns();
+    IQ_HANDLERS.iter().find(|h| h.namespace == namespace)
+}
+
+/// A handler's answer that is ready at once.
+fn answer_now<'a>(answer: IqAnswer) -> IqFuture<'a> {
+    Box::pin(std::future::ready(answer.into()))
+}
+
+/// What a handler came to: the answer, and whether the account was removed (XEP-0077 section 3.2: every
+/// session of it then ends).
+#[derive(Debug)]
+pub struct IqOutcome {
+    pub answer: IqAnswer,
+    pub removed_account: bool,
+}
+
+impl From<IqAnswer> for IqOutcome {
+    fn from(answer: IqAnswer) -> IqOutcome {
+        IqOutcome {
+            answer,
+            removed_account: false,
         }
-    }
-
-    /// Whether the server's disco#info lists this namespace (roster and session are implied by RFC 6121).
-    pub fn is_advertised(self) -> bool {
-        !matches!(self, IqFeature::Roster | IqFeature::Session)
-    }
-
-    fn for_payload(payload: &Element) -> Option<IqFeature> {
-        let namespace = payload.ns();
-        IqFeature::ALL
-            .into_iter()
-            .find(|f| f.namespace() == namespace)
     }
 }
 
@@ -104,7 +207,7 @@ pub async fn from_own_client(
     session: &mut ClientSession,
     envelope: Envelope,
 ) -> Result<(), SessionEnd> {
-    let Some((feature, payload)) = single_payload(&envelope) else {
+    let Some(payload) = single_payload(&envelope) else {
         reply(
             router,
             &envelope,
@@ -117,27 +220,16 @@ pub async fn from_own_client(
     let request = IqRequest {
         from: &from,
         is_set: envelope.element.attr("type") == Some("set"),
-        payload: &payload,
+        payload,
     };
-    let mut end = None;
-    let answer = match feature {
-        Some(IqFeature::Roster) => super::roster::handle(router, session, &request).await,
-        Some(IqFeature::VCard) => super::vcard::handle_own(router, session, &request).await,
-        Some(IqFeature::Blocking) => super::blocking::handle(router, session, &request).await,
-        Some(IqFeature::Register) => {
-            let (answer, removed) = super::register::handle_own(router, session, &request).await;
-            end = removed.then_some(SessionEnd::AccountRemoved);
-            answer
-        }
-        Some(IqFeature::Ping) | Some(IqFeature::Session) => Ok(None),
-        Some(IqFeature::DiscoInfo) => super::disco::account_info(&request),
-        Some(IqFeature::DiscoItems) => super::disco::account_items(&request),
-        Some(IqFeature::Version) | None => Err(IqError::new(DefinedCondition::ServiceUnavailable)),
+    let outcome = match handlers_for(payload).and_then(|h| h.for_own_account) {
+        Some(handler) => handler(router, session, &request).await,
+        None => service_unavailable(),
     };
-    reply(router, &envelope, answer).await;
-    if let Some(end) = end {
+    reply(router, &envelope, outcome.answer).await;
+    if outcome.removed_account {
         super::register::end_all_sessions(router, &session.bare);
-        return Err(end);
+        return Err(SessionEnd::AccountRemoved);
     }
     Ok(())
 }
@@ -147,32 +239,22 @@ pub async fn for_server(router: &Arc<Router>, envelope: Envelope) -> Result<Deli
     let Some(from) = envelope.from.clone() else {
         return Ok(Delivery::Dropped);
     };
-    let Some((feature, payload)) = single_payload(&envelope) else {
+    let Some(payload) = single_payload(&envelope) else {
         return Err(Bounce::new(envelope, DefinedCondition::BadRequest));
     };
     let request = IqRequest {
         from: &from,
         is_set: envelope.element.attr("type") == Some("set"),
-        payload: &payload,
+        payload,
     };
-    let answer = match feature {
-        Some(IqFeature::Ping) | Some(IqFeature::Session) => Ok(None),
-        Some(IqFeature::Version) => super::version::handle(&request),
-        Some(IqFeature::DiscoInfo) => super::disco::server_info(router, &request),
-        Some(IqFeature::DiscoItems) => super::disco::server_items(router, &request),
-        // XEP-0077 section 3.3: password changes are addressed to the server by an authenticated user.
-        Some(IqFeature::Register) if router.is_local_user(&from.to_bare()) => {
-            let (answer, removed) = super::register::handle_for_user(router, &from, &request).await;
-            if removed {
-                reply(router, &envelope, answer).await;
-                super::register::end_all_sessions(router, &from.to_bare().to_string());
-                return Ok(Delivery::Handled);
-            }
-            answer
-        }
-        _ => Err(IqError::new(DefinedCondition::ServiceUnavailable)),
+    let outcome = match handlers_for(payload).and_then(|h| h.for_server) {
+        Some(handler) => handler(router, &request).await,
+        None => service_unavailable(),
     };
-    reply(router, &envelope, answer).await;
+    reply(router, &envelope, outcome.answer).await;
+    if outcome.removed_account {
+        super::register::end_all_sessions(router, &from.to_bare().to_string());
+    }
     Ok(Delivery::Handled)
 }
 
@@ -185,33 +267,34 @@ pub async fn for_account(
     let Some(from) = envelope.from.clone() else {
         return Ok(Delivery::Dropped);
     };
-    let Some((feature, payload)) = single_payload(&envelope) else {
+    let Some(payload) = single_payload(&envelope) else {
         return Err(Bounce::new(envelope, DefinedCondition::BadRequest));
     };
     let request = IqRequest {
         from: &from,
         is_set: envelope.element.attr("type") == Some("set"),
-        payload: &payload,
+        payload,
     };
-    let answer = match feature {
-        Some(IqFeature::VCard) => super::vcard::handle_other(router, user, &request).await,
-        Some(IqFeature::DiscoInfo) => super::disco::account_info(&request),
-        Some(IqFeature::DiscoItems) => super::disco::account_items(&request),
-        Some(IqFeature::Ping) if !request.is_set => Ok(None),
-        _ => Err(IqError::new(DefinedCondition::ServiceUnavailable)),
+    let outcome = match handlers_for(payload).and_then(|h| h.for_account) {
+        Some(handler) => handler(router, user, &request).await,
+        None => service_unavailable(),
     };
-    reply(router, &envelope, answer).await;
+    reply(router, &envelope, outcome.answer).await;
     Ok(Delivery::Handled)
 }
 
+fn service_unavailable() -> IqOutcome {
+    IqOutcome::from(Err(IqError::new(DefinedCondition::ServiceUnavailable)))
+}
+
 /// RFC 6120 section 8.2.3: a get or set carries exactly one payload.
-fn single_payload(envelope: &Envelope) -> Option<(Option<IqFeature>, Element)> {
+fn single_payload(envelope: &Envelope) -> Option<&Element> {
     let mut children = envelope.element.children();
     let payload = children.next()?;
     if children.next().is_some() {
         return None;
     }
-    Some((IqFeature::for_payload(payload), payload.clone()))
+    Some(payload)
 }
 
 /// Sends the result or error for `request` back to its sender.

@@ -1,7 +1,8 @@
 //! Server features, one file per RFC or XEP, and the closed dispatch that reaches them.
 //!
-//! IQ payloads the server answers are listed once in [`IqFeature`]; disco#info features are derived from
-//! the same list ([`disco::server_features`]), so what is advertised and what is handled cannot drift.
+//! [`Features`] is the router's [`LocalHandling`]: what the server does itself for its domains and users.
+//! IQ payloads the server answers are listed once in [`iq::IQ_HANDLERS`]; disco#info features are derived
+//! from the same table ([`disco::server_features`]), so what is advertised and what is handled cannot drift.
 
 pub mod blocking;
 pub mod client_state;
@@ -20,9 +21,13 @@ pub mod version;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::router::{Bounce, Delivery, Router};
-use crate::xmpp::Envelope;
-use crate::xmpp::{BareJid, DefinedCondition, FullJid, Jid, PresenceKind, StanzaKind};
+use async_trait::async_trait;
+
+use crate::router::events::DeliveryEvent;
+use crate::router::{Bounce, Delivery, LocalHandling, Router, Stored};
+use crate::xmpp::{
+    BareJid, DefinedCondition, Element, Envelope, FullJid, Jid, PresenceKind, StanzaKind,
+};
 
 /// Per-session state the features keep for a bound client (RFC 6121 sections 4.2 to 4.6).
 #[derive(Debug)]
@@ -67,6 +72,12 @@ pub async fn from_client(
     session: &mut ClientSession,
     envelope: Envelope,
 ) -> Result<(), SessionEnd> {
+    router
+        .emit(DeliveryEvent::SentByClient {
+            from: &session.jid,
+            envelope: &envelope,
+        })
+        .await;
     match envelope.kind {
         StanzaKind::Presence(kind) => {
             // XEP-0191 section 3.4: no presence, directed or subscription, goes to a JID the user blocked.
@@ -75,7 +86,7 @@ pub async fn from_client(
                     Ok(true) => return Ok(()),
                     Ok(false) => {}
                     Err(_) => {
-                        reply_storage_failure(router, session, &envelope);
+                        reply_storage_failure(router, session, &envelope).await;
                         return Ok(());
                     }
                 }
@@ -99,16 +110,12 @@ pub async fn from_client(
                         // sent. Straight to this session: routed, the error would come "from" the
                         // blocked JID and be dropped by the user's own block list.
                         if let Some(reply) = blocking::blocked_error_reply(&envelope) {
-                            router.send_to_session(
-                                &session.bare,
-                                session.jid.resource().as_str(),
-                                reply,
-                            );
+                            reply_to_session(router, session, &reply).await;
                         }
                         return Ok(());
                     }
                     Err(_) => {
-                        reply_storage_failure(router, session, &envelope);
+                        reply_storage_failure(router, session, &envelope).await;
                         return Ok(());
                     }
                 }
@@ -122,10 +129,25 @@ pub async fn from_client(
 /// Tells the session that its stanza was not handled because storage failed: `<internal-server-error/>`
 /// of type `wait` (RFC 6120 section 8.3.3.6), so the client may retry, rather than silence or a
 /// permanent error. Straight to the session, like the other answers to a client's own stanzas.
-pub fn reply_storage_failure(router: &Arc<Router>, session: &ClientSession, envelope: &Envelope) {
+pub async fn reply_storage_failure(
+    router: &Arc<Router>,
+    session: &ClientSession,
+    envelope: &Envelope,
+) {
     if let Some(reply) = envelope.error_reply(DefinedCondition::InternalServerError, None) {
-        router.send_to_session(&session.bare, session.jid.resource().as_str(), reply);
+        reply_to_session(router, session, &reply).await;
     }
+}
+
+/// Delivers `reply` to this session's resource, past the rules (through [`Router::deliver_to_resource`]).
+pub async fn reply_to_session(
+    router: &Arc<Router>,
+    session: &ClientSession,
+    reply: &Element,
+) -> bool {
+    router
+        .deliver_to_resource(&session.bare, session.jid.resource().as_str(), reply)
+        .await
 }
 
 /// Whether an IQ from a client is for the server acting on its own account (no `to`, or its bare JID).
@@ -136,8 +158,41 @@ fn is_for_own_account(session: &ClientSession, envelope: &Envelope) -> bool {
     }
 }
 
+/// The server's own handling of stanzas for its domains and users, as the router sees it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Features;
+
+#[async_trait]
+impl LocalHandling for Features {
+    async fn for_server(
+        &self,
+        router: &Arc<Router>,
+        envelope: Envelope,
+    ) -> Result<Delivery, Bounce> {
+        server_handles(router, envelope).await
+    }
+
+    async fn for_user(
+        &self,
+        router: &Arc<Router>,
+        user: &BareJid,
+        envelope: Envelope,
+    ) -> Result<Delivery, Bounce> {
+        user_handles(router, user, envelope).await
+    }
+
+    async fn store_offline(
+        &self,
+        router: &Arc<Router>,
+        user: &BareJid,
+        envelope: &Envelope,
+    ) -> Result<Stored, Bounce> {
+        offline::store(router, user, envelope).await
+    }
+}
+
 /// Handles a stanza addressed to one of our domains itself (`to='example.org'`).
-pub async fn server_handles(router: &Arc<Router>, envelope: Envelope) -> Result<Delivery, Bounce> {
+async fn server_handles(router: &Arc<Router>, envelope: Envelope) -> Result<Delivery, Bounce> {
     match envelope.kind {
         StanzaKind::IqRequest => iq::for_server(router, envelope).await,
         StanzaKind::Presence(PresenceKind::Probe) | StanzaKind::Presence(_) => {
@@ -154,7 +209,7 @@ pub async fn server_handles(router: &Arc<Router>, envelope: Envelope) -> Result<
 
 /// Handles a stanza the rules give to the server on behalf of a local user (RFC 6121 section 8.5.2.1.4:
 /// IQs to a bare JID; sections 3 and 4.3: subscriptions and probes).
-pub async fn user_handles(
+async fn user_handles(
     router: &Arc<Router>,
     user: &BareJid,
     envelope: Envelope,

@@ -8,33 +8,37 @@
 use std::sync::Arc;
 
 use super::ClientSession;
-use crate::router::{Bounce, Delivery, Router};
+use crate::router::{Bounce, Router, Stored};
 use crate::xmpp::Envelope;
 use crate::xmpp::ns;
 use crate::xmpp::{BareJid, DefinedCondition, Element, set_attribute};
 use herald_storage::{OfflineStore, StorageError};
 
-/// Stores a message for an offline user and wakes their devices.
+/// Stores a message for an offline user. Waking their devices is not done here: the router tells its
+/// subscribers that the message was stored (`router::events`), and push is one of them.
 pub async fn store(
     router: &Arc<Router>,
     user: &BareJid,
     envelope: &Envelope,
-) -> Result<Delivery, Bounce> {
+) -> Result<Stored, Bounce> {
     if !is_worth_storing(&envelope.element) {
-        return Ok(Delivery::Dropped);
+        return Ok(Stored::NotKept);
     }
     let owner = user.to_string();
     let stanza = String::from(&envelope.element);
     let outcome = router
+        .context
         .storage
         .offline
-        .store(&owner, &stanza, now_ms(), router.config.offline_quota)
+        .store(
+            &owner,
+            &stanza,
+            now_ms(),
+            router.context.config.offline_quota,
+        )
         .await;
     match outcome {
-        Ok(OfflineStore::Stored) => {
-            let waking = super::push::on_stored_offline(router.push.as_ref(), owner).await;
-            Ok(Delivery::StoredOffline { waking })
-        }
+        Ok(OfflineStore::Stored) => Ok(Stored::Kept),
         Ok(OfflineStore::QuotaExceeded) => Err(Bounce::new(
             envelope.clone(),
             DefinedCondition::ResourceConstraint,
@@ -55,6 +59,7 @@ pub async fn store(
 /// (they stay stored); the caller must not treat that as "none waiting".
 pub async fn deliver(router: &Arc<Router>, session: &ClientSession) -> Result<(), StorageError> {
     let messages = router
+        .context
         .storage
         .offline
         .fetch(&session.bare)
@@ -70,13 +75,17 @@ pub async fn deliver(router: &Arc<Router>, session: &ClientSession) -> Result<()
             continue;
         };
         element.append_child(delay(&domain, message.stored_at_ms));
-        if !router.send_to_session(&session.bare, &resource, element) {
+        if !router
+            .deliver_to_resource(&session.bare, &resource, &element)
+            .await
+        {
             break;
         }
         last_delivered = Some(message.id);
     }
     if let Some(last) = last_delivered
         && let Err(e) = router
+            .context
             .storage
             .offline
             .remove_up_to(&session.bare, last)

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use super::ClientSession;
 use super::subscription::{self, SubscriptionEvent, SubscriptionState};
 use crate::router::{Bounce, Delivery, Router};
-use crate::xmpp::Envelope;
-use crate::xmpp::ns;
-use crate::xmpp::{BareJid, DefinedCondition, Element, Jid, PresenceKind, set_attribute};
+use crate::xmpp::{
+    BareJid, DefinedCondition, Element, Envelope, Jid, PresenceKind, WireStanza, ns, set_attribute,
+};
 use herald_storage::{RosterItem, StorageError, Subscription};
 
 /// A presence stanza from a bound client.
@@ -59,15 +59,16 @@ async fn broadcast(router: &Arc<Router>, session: &mut ClientSession, envelope: 
     let contacts_and_blocks = match (
         contacts(router, &session.bare).await,
         router
+            .context
             .block_lists
-            .recipient(&router.storage, &session.bare)
+            .recipient(&router.context.storage, &session.bare)
             .await,
     ) {
         (Ok(roster), Ok(blocks)) => Some((roster, blocks)),
         _ => None,
     };
     let Some((roster, blocks)) = contacts_and_blocks else {
-        super::reply_storage_failure(router, session, &envelope);
+        super::reply_storage_failure(router, session, &envelope).await;
         if is_unavailable {
             tracing::warn!(user = %session.bare, "contacts not told of unavailable presence");
             mark_unavailable(router, session);
@@ -120,7 +121,7 @@ async fn broadcast(router: &Arc<Router>, session: &mut ClientSession, envelope: 
             let probe = presence("probe", &session.bare, &item.contact);
             tell_session_if_bounced(router, session, probe).await;
         }
-        deliver_pending_requests(router, session, &roster);
+        deliver_pending_requests(router, session, &roster).await;
     }
     if is_initial || session.has_undelivered_offline {
         // XEP-0160 section 3: a read failure is not "nothing waiting". The client hears of it (type
@@ -128,7 +129,7 @@ async fn broadcast(router: &Arc<Router>, session: &mut ClientSession, envelope: 
         let failed = super::offline::deliver(router, session).await.is_err();
         session.has_undelivered_offline = failed;
         if failed {
-            super::reply_storage_failure(router, session, &envelope);
+            super::reply_storage_failure(router, session, &envelope).await;
         }
     }
 }
@@ -144,7 +145,7 @@ async fn tell_session_if_bounced(router: &Arc<Router>, session: &ClientSession, 
         && let Some(mut reply) = envelope.error_reply(condition, None)
     {
         set_attribute(&mut reply, "to", &session.jid.to_string());
-        router.send_to_session(&session.bare, session.jid.resource().as_str(), reply);
+        super::reply_to_session(router, session, &reply).await;
     }
 }
 
@@ -181,7 +182,13 @@ pub async fn answer_probe(
     };
     let prober_bare = prober.to_bare().to_string();
     let user_key = user.to_string();
-    let subscribed = match router.storage.rosters.item(&user_key, &prober_bare).await {
+    let subscribed = match router
+        .context
+        .storage
+        .rosters
+        .item(&user_key, &prober_bare)
+        .await
+    {
         Ok(item) => item.is_some_and(|item| has_from(item.subscription)),
         Err(e) => {
             tracing::error!(error = %e, "loading a roster item for a probe failed");
@@ -227,7 +234,7 @@ async fn outbound_subscription(
     // A storage failure ends here with an error to the client (type `wait`): routing the stanza
     // without the state change stored would leave the two rosters disagreeing.
     let Ok((mut item, is_stored)) = load_item(router, &owner, &contact).await else {
-        super::reply_storage_failure(router, session, &envelope);
+        super::reply_storage_failure(router, session, &envelope).await;
         return;
     };
     let transition = subscription::apply(state_of(&item), event);
@@ -250,12 +257,12 @@ async fn outbound_subscription(
                     if let Some(reply) =
                         envelope.error_reply(error.condition, error.text.as_deref())
                     {
-                        router.send_to_session(&owner, session.jid.resource().as_str(), reply);
+                        super::reply_to_session(router, session, &reply).await;
                     }
                     return;
                 }
                 Err(_) => {
-                    super::reply_storage_failure(router, session, &envelope);
+                    super::reply_storage_failure(router, session, &envelope).await;
                     return;
                 }
             }
@@ -265,7 +272,7 @@ async fn outbound_subscription(
             item.in_roster = true;
         }
         if save_and_push(router, &owner, &item).await.is_err() {
-            super::reply_storage_failure(router, session, &envelope);
+            super::reply_storage_failure(router, session, &envelope).await;
             return;
         }
     }
@@ -328,7 +335,13 @@ pub async fn inbound_subscription(
             if save_and_push(router, &owner, &item).await.is_err() {
                 return Err(Bounce::new(envelope, DefinedCondition::InternalServerError));
             }
-        } else if let Err(e) = router.storage.rosters.remove(&owner, &item.contact).await {
+        } else if let Err(e) = router
+            .context
+            .storage
+            .rosters
+            .remove(&owner, &item.contact)
+            .await
+        {
             tracing::error!(error = %e, "dropping an empty roster entry failed");
         }
     }
@@ -345,10 +358,12 @@ pub async fn inbound_subscription(
         return Ok(Delivery::Handled);
     }
     let mut delivered = false;
+    let stanza = WireStanza::for_client_stream(&envelope.element);
     for resource in router.sessions.resources(&owner) {
         if resource.view.is_available {
-            delivered |=
-                router.send_to_session(&owner, &resource.resource, envelope.element.clone());
+            delivered |= router
+                .deliver(&owner, &resource.resource, &resource.handle, &stanza)
+                .await;
         }
     }
     // An undelivered subscribe stays pending-in and is redelivered at the next login (3.1.3).
@@ -359,11 +374,14 @@ pub async fn inbound_subscription(
     })
 }
 
-fn deliver_pending_requests(router: &Arc<Router>, session: &ClientSession, roster: &[RosterItem]) {
-    let resource = session.jid.resource().as_str();
+async fn deliver_pending_requests(
+    router: &Arc<Router>,
+    session: &ClientSession,
+    roster: &[RosterItem],
+) {
     for item in roster.iter().filter(|i| i.pending_in) {
         let request = presence("subscribe", &item.contact, &session.bare);
-        router.send_to_session(&session.bare, resource, request);
+        super::reply_to_session(router, session, &request).await;
     }
 }
 
@@ -396,6 +414,7 @@ async fn load_item(
     contact: &BareJid,
 ) -> Result<(RosterItem, bool), StorageError> {
     match router
+        .context
         .storage
         .rosters
         .item(owner, &contact.to_string())
@@ -421,10 +440,11 @@ async fn save_and_push(
     owner: &str,
     item: &RosterItem,
 ) -> Result<(), StorageError> {
-    match router.storage.rosters.upsert(owner, item).await {
+    match router.context.storage.rosters.upsert(owner, item).await {
         Ok(version) => {
             if item.in_roster {
-                super::roster::push(router, owner, super::roster::item_element(item), version);
+                super::roster::push(router, owner, super::roster::item_element(item), version)
+                    .await;
             }
             Ok(())
         }
@@ -436,7 +456,7 @@ async fn save_and_push(
 }
 
 async fn contacts(router: &Arc<Router>, owner: &str) -> Result<Vec<RosterItem>, StorageError> {
-    match router.storage.rosters.items(owner).await {
+    match router.context.storage.rosters.items(owner).await {
         Ok((_, items)) => Ok(items),
         Err(e) => {
             tracing::error!(error = %e, "loading a roster failed");

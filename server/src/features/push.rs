@@ -1,6 +1,8 @@
 //! Push on outcomes: when a message for a local user is stored offline, their registered devices are woken
-//! through the built-in relay (as Prosody's mod_cloud_notify and ejabberd's mod_push do for offline messages; XEP-0357 "Publishing Notifications"). The router never talks to a push vendor; it reports the
-//! outcome here and the relay's durable outbox does the rest.
+//! through the built-in relay (as Prosody's mod_cloud_notify and ejabberd's mod_push do for offline
+//! messages; XEP-0357 "Publishing Notifications"). The router never talks to a push vendor: [`OfflineWaker`]
+//! is the first of its delivery-event subscribers (`router::events`), and the relay's durable outbox does
+//! the rest.
 //!
 //! The wake-up runs beside the sender's session, not in it: a session handles its stanzas in order
 //! (RFC 6120 section 10.1), so waiting for the relay's write (a database commit, an fsync on
@@ -13,6 +15,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::Semaphore;
+
+use crate::router::events::WakeUps;
 
 /// Something that can wake an account's devices. The server implements it over `herald_relay::Relay`;
 /// tests use their own.
@@ -28,7 +32,8 @@ pub trait PushWaker: Send + Sync {
 /// slow down instead of the server queueing without end.
 const MAX_PENDING_WAKE_UPS: usize = 10_000;
 
-/// The router's side of push: hands wake-ups to a [`PushWaker`] without waiting for them.
+/// The push subscriber of the router's delivery events: hands wake-ups to a [`PushWaker`] without waiting
+/// for them.
 pub struct OfflineWaker {
     waker: Arc<dyn PushWaker>,
     pending: Arc<Semaphore>,
@@ -58,20 +63,18 @@ impl OfflineWaker {
     }
 }
 
-/// Starts waking `account`'s devices if a relay is attached; returns whether a wake-up was started.
-pub async fn on_stored_offline(waker: Option<&OfflineWaker>, account: String) -> bool {
-    match waker {
-        Some(waker) => {
-            waker.wake_soon(account).await;
-            true
-        }
-        None => false,
+#[async_trait]
+impl WakeUps for OfflineWaker {
+    async fn wake_soon(&self, account: String) {
+        OfflineWaker::wake_soon(self, account).await;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::events::{DeliveryEvent, Subscribers};
+    use crate::xmpp::{BareJid, Element, Envelope};
     use tokio::sync::{Notify, mpsc};
 
     /// Records wake-ups; each waits until `release` is notified.
@@ -89,6 +92,22 @@ mod tests {
         }
     }
 
+    /// What the router does when a message was stored offline: tells its subscribers.
+    async fn on_stored_offline(subscribers: &Subscribers, account: &str) -> bool {
+        let user: BareJid = account.parse().expect("jid");
+        let element: Element = format!("<message xmlns='jabber:client' to='{account}'/>")
+            .parse()
+            .expect("message");
+        let envelope = Envelope::parse(element).expect("envelope");
+        subscribers
+            .emit(DeliveryEvent::StoredOffline {
+                user: &user,
+                envelope: &envelope,
+            })
+            .await
+            .is_waking
+    }
+
     #[tokio::test]
     async fn the_caller_does_not_wait_for_the_wake_up() {
         let (woken, mut seen) = mpsc::unbounded_channel();
@@ -97,11 +116,12 @@ mod tests {
             woken,
             release: Arc::clone(&release),
         }));
+        let subscribers = Subscribers::new(Some(Arc::new(waker)));
         // Returns although the wake-up cannot finish yet.
-        assert!(on_stored_offline(Some(&waker), "alice@example.org".into()).await);
+        assert!(on_stored_offline(&subscribers, "alice@example.org").await);
         assert!(seen.try_recv().is_err());
         release.notify_one();
         assert_eq!(seen.recv().await.as_deref(), Some("alice@example.org"));
-        assert!(!on_stored_offline(None, "bob@example.org".into()).await);
+        assert!(!on_stored_offline(&Subscribers::new(None), "bob@example.org").await);
     }
 }

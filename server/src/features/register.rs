@@ -2,73 +2,17 @@
 //! admin enabled it (XEP-0479 note: off by default); changing the password (section 3.3) and removing the
 //! account (section 3.2) always work for an authenticated user.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use super::ClientSession;
-use super::iq::{IqAnswer, IqError, IqRequest};
+use super::iq::{IqAnswer, IqError, IqOutcome, IqRequest};
 use crate::accounts::{self, AccountError};
 use crate::router::Router;
 use crate::router::registry::SessionCommand;
 use crate::xmpp::ns;
 use crate::xmpp::{BareJid, DefinedCondition, Element, Jid};
-
-/// The window of [`RegistrationLimit`].
-const REGISTRATION_WINDOW: Duration = Duration::from_secs(3600);
-/// Addresses tracked at most by [`RegistrationLimit`]; the oldest is forgotten beyond that.
-const MAX_TRACKED_ADDRESSES: usize = 10_000;
-
-/// Account creation attempts per client address (IPv6: per /64) within an hour, so an open server
-/// cannot be filled with accounts, or probed for taken names, from one place (XEP-0077 section 9
-/// leaves abuse prevention to the server). Memory is bounded.
-#[derive(Debug)]
-pub struct RegistrationLimit {
-    per_window: u32,
-    attempts: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-}
-
-impl RegistrationLimit {
-    /// `per_window` attempts per address per hour; 0 means no limit.
-    pub fn new(per_window: u32) -> RegistrationLimit {
-        RegistrationLimit {
-            per_window,
-            attempts: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Counts an attempt from `address`; `false` when it is over the limit.
-    pub fn allow(&self, address: IpAddr, now: Instant) -> bool {
-        if self.per_window == 0 {
-            return true;
-        }
-        let key = herald_relay::login_throttle::address_key(address);
-        // A poisoned lock only means another thread panicked mid-update; the map is still usable.
-        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
-        if !attempts.contains_key(&key) && attempts.len() >= MAX_TRACKED_ADDRESSES {
-            attempts.retain(|_, (started, _)| now.duration_since(*started) < REGISTRATION_WINDOW);
-            if attempts.len() >= MAX_TRACKED_ADDRESSES {
-                let oldest = attempts
-                    .iter()
-                    .min_by_key(|(_, (t, _))| *t)
-                    .map(|(k, _)| *k);
-                if let Some(oldest) = oldest {
-                    attempts.remove(&oldest);
-                }
-            }
-        }
-        let entry = attempts.entry(key).or_insert((now, 0));
-        if now.duration_since(entry.0) >= REGISTRATION_WINDOW {
-            *entry = (now, 0);
-        }
-        if entry.1 >= self.per_window {
-            return false;
-        }
-        entry.1 += 1;
-        true
-    }
-}
 
 /// A registration IQ before authentication, on a stream for `domain` from `peer` (section 3.1).
 pub async fn handle_unauthenticated(
@@ -78,10 +22,10 @@ pub async fn handle_unauthenticated(
     is_set: bool,
     payload: &Element,
 ) -> IqAnswer {
-    if !router.config.allow_in_band_registration {
+    if !router.context.config.allow_in_band_registration {
         return Err(IqError::new(DefinedCondition::NotAllowed));
     }
-    if is_set && !router.registrations.allow(peer, Instant::now()) {
+    if is_set && !router.context.registrations.allow(peer, Instant::now()) {
         tracing::warn!(
             target: "herald::auth",
             client = %peer,
@@ -108,7 +52,7 @@ pub async fn handle_unauthenticated(
     };
     let jid = accounts::parse_account(&format!("{username}@{domain}"))
         .map_err(|_| IqError::new(DefinedCondition::JidMalformed))?;
-    match accounts::create(&router.storage, &jid, &password).await {
+    match accounts::create(&router.context.storage, &jid, &password).await {
         Ok(()) => {
             tracing::info!(account = %jid, "account registered in-band");
             Ok(None)
@@ -122,9 +66,26 @@ pub async fn handle_own(
     router: &Arc<Router>,
     session: &ClientSession,
     request: &IqRequest<'_>,
-) -> (IqAnswer, bool) {
+) -> IqOutcome {
     let from = Jid::from(session.jid.clone());
-    handle_for_user(router, &from, request).await
+    let (answer, removed_account) = handle_for_user(router, &from, request).await;
+    IqOutcome {
+        answer,
+        removed_account,
+    }
+}
+
+/// A registration IQ addressed to the server: only a local user's password change or removal (section
+/// 3.3); anyone else gets `<service-unavailable/>`.
+pub async fn for_server(router: &Arc<Router>, request: &IqRequest<'_>) -> IqOutcome {
+    if !router.is_local_user(&request.from.to_bare()) {
+        return IqOutcome::from(Err(IqError::new(DefinedCondition::ServiceUnavailable)));
+    }
+    let (answer, removed_account) = handle_for_user(router, request.from, request).await;
+    IqOutcome {
+        answer,
+        removed_account,
+    }
 }
 
 /// Password change or removal by the authenticated user `from`. Returns the answer and whether the account
@@ -154,9 +115,9 @@ pub async fn handle_for_user(
         );
     }
     if payload.has_child("remove", ns::REGISTER) {
-        return match accounts::delete(&router.storage, &user).await {
+        return match accounts::delete(&router.context.storage, &user).await {
             Ok(()) => {
-                router.block_lists.invalidate(&user.to_string());
+                router.context.block_lists.invalidate(&user.to_string());
                 tracing::info!(account = %user, "account removed in-band");
                 (Ok(None), true)
             }
@@ -176,7 +137,7 @@ async fn change_password(router: &Arc<Router>, user: &BareJid, payload: &Element
     if own.as_deref() != Some(username.to_lowercase().as_str()) {
         return Err(IqError::new(DefinedCondition::NotAuthorized));
     }
-    accounts::set_password(&router.storage, user, &password)
+    accounts::set_password(&router.context.storage, user, &password)
         .await
         .map(|()| None)
         .map_err(map_error)
@@ -206,25 +167,5 @@ fn map_error(e: AccountError) -> IqError {
             tracing::error!(error = %e, "account storage failed");
             IqError::new(DefinedCondition::InternalServerError)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registrations_are_limited_per_address_and_window() {
-        let limit = RegistrationLimit::new(2);
-        let t0 = Instant::now();
-        let a: IpAddr = "2001:db8::1".parse().expect("address");
-        let same_64: IpAddr = "2001:db8::2".parse().expect("address");
-        let other: IpAddr = "192.0.2.1".parse().expect("address");
-        assert!(limit.allow(a, t0));
-        assert!(limit.allow(same_64, t0));
-        assert!(!limit.allow(a, t0), "the /64 shares one count");
-        assert!(limit.allow(other, t0));
-        assert!(limit.allow(a, t0 + REGISTRATION_WINDOW));
-        assert!(RegistrationLimit::new(0).allow(a, t0), "0 means no limit");
     }
 }

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use super::ClientSession;
 use super::iq::{IqAnswer, IqError, IqRequest};
 use crate::router::Router;
-use crate::xmpp::ns;
-use crate::xmpp::{BareJid, DefinedCondition, Element, Jid, set_attribute};
+use crate::xmpp::{BareJid, DefinedCondition, Element, Jid, WireStanza, ns, set_attribute};
 use herald_storage::{RosterItem, StorageError, Subscription};
 
 /// Longest roster group name accepted (RFC 6121 section 2.1.2.4 lets the server set a limit).
@@ -36,6 +35,7 @@ async fn get(router: &Arc<Router>, session: &ClientSession, query: &Element) -> 
         .sessions
         .set_interested(&session.bare, session.jid.resource().as_str());
     let (version, items) = router
+        .context
         .storage
         .rosters
         .items(&session.bare)
@@ -86,6 +86,7 @@ async fn set(router: &Arc<Router>, session: &ClientSession, query: &Element) -> 
     }
     let owner_key = owner.to_string();
     let existing = router
+        .context
         .storage
         .rosters
         .item(&owner_key, &contact.to_string())
@@ -105,12 +106,13 @@ async fn set(router: &Arc<Router>, session: &ClientSession, query: &Element) -> 
     updated.groups = groups;
     updated.in_roster = true;
     let version = router
+        .context
         .storage
         .rosters
         .upsert(&owner_key, &updated)
         .await
         .map_err(internal)?;
-    push(router, &owner_key, item_element(&updated), version);
+    push(router, &owner_key, item_element(&updated), version).await;
     Ok(None)
 }
 
@@ -119,6 +121,7 @@ pub async fn remove(router: &Arc<Router>, owner: &BareJid, contact: &BareJid) ->
     let owner_key = owner.to_string();
     let contact_key = contact.to_string();
     let Some(existing) = router
+        .context
         .storage
         .rosters
         .item(&owner_key, &contact_key)
@@ -141,6 +144,7 @@ pub async fn remove(router: &Arc<Router>, owner: &BareJid, contact: &BareJid) ->
         cancel.push("unsubscribed");
     }
     let Some(version) = router
+        .context
         .storage
         .rosters
         .remove(&owner_key, &contact_key)
@@ -167,12 +171,12 @@ pub async fn remove(router: &Arc<Router>, owner: &BareJid, contact: &BareJid) ->
     let mut removed = Element::builder("item", ns::ROSTER).build();
     set_attribute(&mut removed, "jid", &contact_key);
     set_attribute(&mut removed, "subscription", "remove");
-    push(router, &owner_key, removed, version);
+    push(router, &owner_key, removed, version).await;
     Ok(None)
 }
 
 /// Sends a roster push (2.1.6) carrying `item` at `version` to every interested resource of `owner`.
-pub fn push(router: &Arc<Router>, owner: &str, item: Element, version: u64) {
+pub async fn push(router: &Arc<Router>, owner: &str, item: Element, version: u64) {
     for resource in router.sessions.resources(owner) {
         if !resource.is_interested {
             continue;
@@ -187,7 +191,14 @@ pub fn push(router: &Arc<Router>, owner: &str, item: Element, version: u64) {
         for (name, value) in [("type", "set"), ("id", id.as_str()), ("to", to.as_str())] {
             set_attribute(&mut iq, name, value);
         }
-        router.send_to_session(owner, &resource.resource, iq);
+        router
+            .deliver(
+                owner,
+                &resource.resource,
+                &resource.handle,
+                &WireStanza::for_client_stream(&iq),
+            )
+            .await;
     }
 }
 
@@ -219,8 +230,8 @@ pub fn item_element(item: &RosterItem) -> Element {
 /// included, so a flood of subscription requests cannot grow it either). Counted before the insert, so
 /// concurrent additions may pass the limit by the few that race.
 pub async fn has_room(router: &Arc<Router>, owner: &str) -> Result<bool, StorageError> {
-    let items = router.storage.rosters.count(owner).await?;
-    Ok(items < u64::try_from(router.config.max_roster_items).unwrap_or(u64::MAX))
+    let items = router.context.storage.rosters.count(owner).await?;
+    Ok(items < u64::try_from(router.context.config.max_roster_items).unwrap_or(u64::MAX))
 }
 
 /// The user's own addition to a full roster: `<not-allowed/>` (RFC 6120 section 8.3.3.10, type
@@ -231,7 +242,7 @@ pub fn roster_full(router: &Arc<Router>) -> IqError {
         DefinedCondition::NotAllowed,
         &format!(
             "The roster is full (at most {} items)",
-            router.config.max_roster_items
+            router.context.config.max_roster_items
         ),
     )
 }

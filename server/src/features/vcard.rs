@@ -20,7 +20,7 @@ pub async fn handle_own(
     }
     if request.is_set {
         let xml = String::from(request.payload);
-        return match router.storage.vcards.set(&session.bare, &xml).await {
+        return match router.context.storage.vcards.set(&session.bare, &xml).await {
             Ok(()) => Ok(None),
             Err(e) => {
                 tracing::error!(error = %e, "storing a vCard failed");
@@ -47,7 +47,7 @@ pub async fn handle_other(
 }
 
 async fn load(router: &Arc<Router>, owner: &str) -> IqAnswer {
-    match router.storage.vcards.get(owner).await {
+    match router.context.storage.vcards.get(owner).await {
         Ok(Some(xml)) => match xml.parse::<Element>() {
             Ok(vcard) => Ok(Some(vcard)),
             Err(_) => Err(IqError::new(DefinedCondition::InternalServerError)),

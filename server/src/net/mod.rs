@@ -42,8 +42,8 @@ pub async fn serve_c2s(
     unauthenticated: Arc<UnauthenticatedSlots>,
     mut shutdown: Shutdown,
 ) {
-    let slots = Arc::new(Semaphore::new(router.config.max_connections.max(1)));
-    let features = Arc::new(StreamFeatures::new(&router.config));
+    let slots = Arc::new(Semaphore::new(router.context.config.max_connections.max(1)));
+    let features = Arc::new(StreamFeatures::new(&router.context.config));
     loop {
         let permit = tokio::select! {
             _ = shutdown.wait() => return router.sessions.shut_down(),
@@ -122,11 +122,11 @@ async fn accept(
 ) -> Option<Bound<WriteDeadline<TcpStream>>> {
     // Every write on this connection, from the TLS handshake to the last stream error, must make progress
     // within the deadline: a client that stops reading cannot park its task in a write.
-    let socket = WriteDeadline::new(socket, router.config.write_timeout);
+    let socket = WriteDeadline::new(socket, router.context.config.write_timeout);
     let transport = if direct_tls {
         // Bounded like the rest of negotiation, so a silent peer cannot hold a slot forever.
         let handshake = Box::pin(tls.direct.accept(socket));
-        match tokio::time::timeout(router.config.auth_timeout, handshake).await {
+        match tokio::time::timeout(router.context.config.auth_timeout, handshake).await {
             Ok(Ok(stream)) => Transport::Tls(Box::new(stream)),
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "direct TLS handshake failed");

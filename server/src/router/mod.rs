@@ -1,25 +1,32 @@
 //! The one place that decides where a stanza goes (RFC 6120 section 10, RFC 6121 section 8).
 //!
-//! [`Router::route`] takes an [`Envelope`] whose `from` is already trusted, applies the pure rules of
-//! [`rules::decide`] to the addressee's online resources, and carries the decision out: a session's channel,
-//! offline storage, a component, the server's own handlers, or an error back to the sender. It returns the
-//! [`Delivery`] so callers and tests can see what happened.
+//! [`Router::route`] takes an [`Envelope`] whose `from` is already trusted and looks its domain up in the
+//! [`routes::RouteTable`]: a local user (the pure rules of [`rules::decide`] applied to their online
+//! resources), the server itself, a component, an in-process service, or a remote domain. It carries the
+//! decision out and returns the [`Delivery`]. What the server does itself (IQs, subscriptions, offline
+//! storage) sits behind [`LocalHandling`], which the features implement; every hand-over to a session goes
+//! through [`Router::deliver`] and is told to the [`events::Subscribers`].
 
+pub mod events;
+pub mod local;
 pub mod mailbox;
 pub mod registry;
+pub mod routes;
 pub mod rules;
+#[cfg(test)]
+mod tests;
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
+use events::{DeliveryEvent, Reactions, Subscribers};
+pub use local::{LocalHandling, Stored};
 pub use registry::{Registry, SessionCommand, SessionHandle};
+use routes::{InProcessService, Route, RouteTable};
 use rules::{Addressee, Decision};
 
-use crate::config::Config;
-use crate::features;
-use crate::xmpp::{BareJid, DefinedCondition, Element, Envelope, Jid, StanzaKind};
-use herald_relay::login_throttle::LoginThrottle;
-use herald_storage::{Storage, StorageError};
+use crate::context::ServerContext;
+use crate::xmpp::{BareJid, DefinedCondition, Element, Envelope, Jid, StanzaKind, WireStanza};
+use herald_storage::StorageError;
 
 /// What happened to a routed stanza.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,62 +46,40 @@ pub enum Delivery {
     Dropped,
 }
 
-/// Shared state of a running server: configuration, storage, who is online, components.
+/// Who is online and where each domain's stanzas go, over the server's context.
 pub struct Router {
-    pub config: Arc<Config>,
-    pub storage: Storage,
+    /// Configuration, storage, caches and throttles.
+    pub context: Arc<ServerContext>,
     pub sessions: Registry,
-    /// Failed password checks (SASL, component handshakes), shared with the hosted relay's HTTP login.
-    pub login_throttle: LoginThrottle,
-    /// XEP-0077 account creation attempts per client address.
-    pub registrations: features::register::RegistrationLimit,
-    pub push: Option<features::push::OfflineWaker>,
-    pub block_lists: features::blocking::BlockListCache,
-    /// Random bytes made at start that key the fake SCRAM salts of unknown users, so they cannot be told
-    /// apart from real ones (RFC 5802 section 9 leaves enumeration resistance to the server).
-    pub unknown_user_secret: [u8; 32],
-    components: RwLock<HashMap<String, mailbox::MailboxSender<crate::xmpp::WireStanza>>>,
+    routes: RouteTable,
+    local: Arc<dyn LocalHandling>,
+    subscribers: Subscribers,
 }
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
-            .field("domains", &self.config.domains)
+            .field("domains", &self.context.config.domains)
             .field("sessions", &self.sessions.session_count())
+            .field("subscribers", &self.subscribers)
             .finish_non_exhaustive()
     }
 }
 
 impl Router {
-    /// A router with a throttle of its own (no relay hosted, or tests).
+    /// A router over `context` serving its configured domains, handing the server's own work to `local`
+    /// and telling `subscribers` about deliveries.
     pub fn new(
-        config: Arc<Config>,
-        storage: Storage,
-        push: Option<Arc<dyn features::push::PushWaker>>,
-    ) -> Arc<Router> {
-        Router::with_login_throttle(config, storage, push, LoginThrottle::default())
-    }
-
-    /// A router counting failed logins in `login_throttle` (the hosted relay's, so that one throttle
-    /// covers every place a password is checked).
-    pub fn with_login_throttle(
-        config: Arc<Config>,
-        storage: Storage,
-        push: Option<Arc<dyn features::push::PushWaker>>,
-        login_throttle: LoginThrottle,
+        context: Arc<ServerContext>,
+        local: Arc<dyn LocalHandling>,
+        subscribers: Subscribers,
     ) -> Arc<Router> {
         Arc::new(Router {
-            registrations: features::register::RegistrationLimit::new(
-                config.registrations_per_address_per_hour,
-            ),
-            sessions: Registry::new(config.session_queue_bytes),
-            config,
-            storage,
-            login_throttle,
-            push: push.map(features::push::OfflineWaker::new),
-            block_lists: features::blocking::BlockListCache::default(),
-            unknown_user_secret: rand::random(),
-            components: RwLock::new(HashMap::new()),
+            sessions: Registry::new(context.config.session_queue_bytes),
+            routes: RouteTable::new(context.config.domains.clone()),
+            context,
+            local,
+            subscribers,
         })
     }
 
@@ -104,27 +89,31 @@ impl Router {
         let Some(to) = envelope.to.clone() else {
             return Delivery::Dropped;
         };
-        if self.config.is_local_domain(to.domain().as_str()) {
-            if to.node().is_none() {
-                return self.bounce_or(features::server_handles(self, envelope).await);
+        match self.routes.route(to.domain().as_str()) {
+            Route::LocalUsers if to.node().is_none() => {
+                let outcome = self.local.for_server(self, envelope).await;
+                self.bounce_or(outcome)
             }
-            return self.route_to_user(envelope, &to).await;
-        }
-        if let Some(component) = self.component(to.domain().as_str()) {
-            let element = crate::xmpp::to_component_namespace(envelope.element.clone());
-            // Queued serialised and charged its size, so a component that reads slowly cannot make the
-            // server hold more than `[limits] component_queue_bytes` for it.
-            let stanza =
-                crate::xmpp::WireStanza::for_stream(&element, crate::xmpp::ns::COMPONENT_ACCEPT);
-            let bytes = stanza.wire_bytes();
-            if component.try_send(stanza, bytes).is_ok() {
-                return Delivery::Forwarded;
+            Route::LocalUsers => self.route_to_user(envelope, &to).await,
+            Route::Component(component) => {
+                let element = crate::xmpp::to_component_namespace(envelope.element.clone());
+                // Queued serialised and charged its size, so a component that reads slowly cannot make
+                // the server hold more than `[limits] component_queue_bytes` for it.
+                let stanza = WireStanza::for_stream(&element, crate::xmpp::ns::COMPONENT_ACCEPT);
+                let bytes = stanza.wire_bytes();
+                if component.try_send(stanza, bytes).is_ok() {
+                    return Delivery::Forwarded;
+                }
+                self.bounce(&envelope, DefinedCondition::RemoteServerTimeout)
             }
-            return self.bounce(&envelope, DefinedCondition::RemoteServerTimeout);
+            Route::InProcess(service) => {
+                let outcome = service.receive(self, envelope).await;
+                self.bounce_or(outcome)
+            }
+            // Server-to-server federation is not part of this build yet: tell the sender at once rather
+            // than letting the stanza vanish (RFC 6120 section 8.3.3.15).
+            Route::Remote => self.bounce(&envelope, DefinedCondition::RemoteServerNotFound),
         }
-        // Server-to-server federation is not part of this build yet: tell the sender at once rather than
-        // letting the stanza vanish (RFC 6120 section 8.3.3.15).
-        self.bounce(&envelope, DefinedCondition::RemoteServerNotFound)
     }
 
     async fn route_to_user(self: &Arc<Self>, envelope: Envelope, to: &Jid) -> Delivery {
@@ -133,7 +122,12 @@ impl Router {
         // A storage failure is not an answer: neither "no such account" nor "blocks nobody" may be
         // concluded from it, so the sender hears of a temporary failure (RFC 6120 section 8.3.3.6,
         // type `wait`) and may retry, instead of a permanent `service-unavailable`.
-        let recipient = match self.block_lists.recipient(&self.storage, &bare_str).await {
+        let context = &self.context;
+        let recipient = match context
+            .block_lists
+            .recipient(&context.storage, &bare_str)
+            .await
+        {
             Ok(recipient) => recipient,
             Err(_) => return self.bounce(&envelope, DefinedCondition::InternalServerError),
         };
@@ -180,17 +174,17 @@ impl Router {
             Decision::DeliverTo(indices) => {
                 let mut delivered = false;
                 // Serialised once for every resource it goes to.
-                let stanza = crate::xmpp::WireStanza::for_client_stream(&envelope.element);
+                let stanza = WireStanza::for_client_stream(&envelope.element);
                 for index in indices {
-                    if let Some((_, handle, _)) = online.get(index) {
-                        delivered |= handle.send(SessionCommand::Stanza(stanza.clone()));
+                    if let Some((resource, handle, _)) = online.get(index) {
+                        delivered |= self.deliver(&bare_str, resource, handle, &stanza).await;
                     }
                 }
                 if delivered {
                     Delivery::Delivered
                 } else if matches!(envelope.kind, StanzaKind::Message(_)) {
                     // Every chosen session vanished or is stuck: keep the message rather than lose it.
-                    self.bounce_or(features::offline::store(self, &bare, &envelope).await)
+                    self.store_offline(&bare, &envelope).await
                 } else if envelope.kind == StanzaKind::IqRequest {
                     // The resource cannot take it (gone, or its queue is full): as for a full JID with no
                     // such resource, the requester gets service-unavailable rather than waiting forever
@@ -200,14 +194,71 @@ impl Router {
                     Delivery::Dropped
                 }
             }
-            Decision::StoreOffline => {
-                self.bounce_or(features::offline::store(self, &bare, &envelope).await)
-            }
+            Decision::StoreOffline => self.store_offline(&bare, &envelope).await,
             Decision::ServerHandles => {
-                self.bounce_or(features::user_handles(self, &bare, envelope).await)
+                let outcome = self.local.for_user(self, &bare, envelope).await;
+                self.bounce_or(outcome)
             }
             Decision::Bounce(condition) => self.bounce(&envelope, condition),
             Decision::Ignore => Delivery::Dropped,
+        }
+    }
+
+    /// Hands `stanza` to one bound resource of `user` and, if its session took it, tells the subscribers.
+    /// Every delivery to a session goes through here. Returns `false` if the session is gone or its queue
+    /// is full (see [`SessionHandle::send`]).
+    pub async fn deliver(
+        &self,
+        user: &str,
+        resource: &str,
+        handle: &SessionHandle,
+        stanza: &WireStanza,
+    ) -> bool {
+        if !handle.send(SessionCommand::Stanza(stanza.clone())) {
+            return false;
+        }
+        let event = DeliveryEvent::DeliveredToResource {
+            user,
+            resource,
+            stanza,
+        };
+        self.subscribers.emit(event).await;
+        true
+    }
+
+    /// Delivers a server-generated stanza straight to one resource of `user` (bare JID), bypassing the
+    /// rules but not [`Router::deliver`]: replies to that session's own requests, roster and block-list
+    /// pushes, offline messages and subscription requests being handed over. Returns `false` if the
+    /// resource is not bound or cannot take it.
+    pub async fn deliver_to_resource(&self, user: &str, resource: &str, element: &Element) -> bool {
+        match self.sessions.handle(user, resource) {
+            Some(handle) => {
+                let stanza = WireStanza::for_client_stream(element);
+                self.deliver(user, resource, &handle, &stanza).await
+            }
+            None => false,
+        }
+    }
+
+    /// Tells the subscribers about an event that is not a delivery (a client's stanza, a session bound or
+    /// ended).
+    pub async fn emit(&self, event: DeliveryEvent<'_>) -> Reactions {
+        self.subscribers.emit(event).await
+    }
+
+    async fn store_offline(self: &Arc<Self>, user: &BareJid, envelope: &Envelope) -> Delivery {
+        match self.local.store_offline(self, user, envelope).await {
+            Ok(Stored::Kept) => {
+                let reactions = self
+                    .subscribers
+                    .emit(DeliveryEvent::StoredOffline { user, envelope })
+                    .await;
+                Delivery::StoredOffline {
+                    waking: reactions.is_waking,
+                }
+            }
+            Ok(Stored::NotKept) => Delivery::Dropped,
+            Err(bounce) => self.bounce_or(Err(bounce)),
         }
     }
 
@@ -266,71 +317,55 @@ impl Router {
         }
     }
 
-    /// Writes a stanza straight to one session (for replies to that session's own requests).
-    pub fn send_to_session(&self, bare: &str, resource: &str, element: Element) -> bool {
-        match self.sessions.handle(bare, resource) {
-            Some(handle) => handle.send_stanza(&element),
-            None => false,
-        }
-    }
-
     /// Whether a local account exists (sessions count as proof, so the hot path avoids the database).
     /// Errors: the storage error, logged here; callers must not read it as "no such account".
     pub async fn account_exists(&self, bare: &str) -> Result<bool, StorageError> {
         if self.sessions.is_online(bare) {
             return Ok(true);
         }
-        self.storage.accounts.exists(bare).await.inspect_err(|e| {
-            tracing::error!(error = %e, "account lookup failed");
-        })
+        self.context
+            .storage
+            .accounts
+            .exists(bare)
+            .await
+            .inspect_err(|e| {
+                tracing::error!(error = %e, "account lookup failed");
+            })
     }
 
     /// Whether `jid` is an account on one of our domains.
     pub fn is_local_user(&self, jid: &BareJid) -> bool {
-        jid.node().is_some() && self.config.is_local_domain(jid.domain().as_str())
+        jid.node().is_some() && self.routes.is_local(jid.domain().as_str())
     }
 
     /// Attaches an external component for `domain`; returns `false` if one is already attached.
     pub fn attach_component(
         &self,
         domain: &str,
-        sender: mailbox::MailboxSender<crate::xmpp::WireStanza>,
+        sender: mailbox::MailboxSender<WireStanza>,
     ) -> bool {
-        let mut components = self.components.write().unwrap_or_else(|e| e.into_inner());
-        if components.contains_key(domain) {
-            return false;
-        }
-        components.insert(domain.to_string(), sender);
-        true
+        self.routes.attach(domain, Route::Component(sender))
     }
 
     /// Detaches the component for `domain`.
     pub fn detach_component(&self, domain: &str) {
-        self.components
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(domain);
+        self.routes.detach(domain);
     }
 
     /// Domains of attached components (for disco#items).
     pub fn component_domains(&self) -> Vec<String> {
-        let mut domains: Vec<_> = self
-            .components
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        domains.sort();
-        domains
+        self.routes.component_domains()
     }
 
-    fn component(&self, domain: &str) -> Option<mailbox::MailboxSender<crate::xmpp::WireStanza>> {
-        self.components
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(domain)
-            .cloned()
+    /// Attaches an in-process service (MUC later) for `domain`; returns `false` if something is already
+    /// attached there.
+    pub fn attach_service(&self, domain: &str, service: Arc<dyn InProcessService>) -> bool {
+        self.routes.attach(domain, Route::InProcess(service))
+    }
+
+    /// Detaches the in-process service for `domain`.
+    pub fn detach_service(&self, domain: &str) {
+        self.routes.detach(domain);
     }
 }
 
@@ -354,46 +389,5 @@ impl Bounce {
     pub fn with_text(mut self, text: &str) -> Bounce {
         self.text = Some(text.to_string());
         self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::RawConfig;
-
-    /// A router on an in-memory database whose sessions queue at most 10,000 bytes.
-    async fn router_with_small_queues() -> Arc<Router> {
-        let mut raw = RawConfig::default();
-        raw.limits.max_stanza_bytes = 10_000;
-        raw.limits.session_queue_bytes = 10_000;
-        let config = Config::resolve(raw).expect("config");
-        let storage = Storage::connect("sqlite::memory:").await.expect("storage");
-        let alice = crate::accounts::parse_account("alice@localhost").expect("jid");
-        crate::accounts::create(&storage, &alice, "secret")
-            .await
-            .expect("create");
-        Router::new(Arc::new(config), storage, None)
-    }
-
-    #[tokio::test]
-    async fn an_iq_to_a_resource_whose_queue_is_full_is_answered_service_unavailable() {
-        let router = router_with_small_queues().await;
-        let (handle, _commands) = router.sessions.new_session();
-        router
-            .sessions
-            .bind("alice@localhost", "phone", handle.clone());
-        let mut backlog = Element::bare("message", crate::xmpp::ns::CLIENT);
-        backlog.append_text_node("x".repeat(10_000));
-        assert!(handle.send_stanza(&backlog), "the queue is now full");
-        let iq: Element = "<iq xmlns='jabber:client' type='get' id='v1' from='bob@localhost/r' \
-                           to='alice@localhost/phone'><query xmlns='jabber:iq:version'/></iq>"
-            .parse()
-            .expect("iq");
-        let delivery = router.route(Envelope::parse(iq).expect("envelope")).await;
-        assert_eq!(
-            delivery,
-            Delivery::Bounced(DefinedCondition::ServiceUnavailable)
-        );
     }
 }

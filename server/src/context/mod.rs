@@ -1,0 +1,62 @@
+//! The server context: what every part of a running server reads and nothing routes through.
+//!
+//! Configuration, storage, the caches in front of storage (block lists, XEP-0191) and the throttles
+//! (failed logins, RFC 6120 section 13.5; in-band registrations, XEP-0077 section 9). The router holds the
+//! sessions and the route table ([`crate::router`]); the features and the listeners read this.
+
+pub mod block_lists;
+pub mod registration_limit;
+
+use std::sync::Arc;
+
+use herald_relay::login_throttle::LoginThrottle;
+use herald_storage::Storage;
+
+pub use block_lists::{BlockListCache, Recipient};
+pub use registration_limit::RegistrationLimit;
+
+use crate::config::Config;
+
+/// Configuration, storage, caches and throttles of one running server (no globals: two can run in one
+/// process, as the federation tests need).
+pub struct ServerContext {
+    pub config: Arc<Config>,
+    pub storage: Storage,
+    /// Failed password checks (SASL, component handshakes), shared with the hosted relay's HTTP login.
+    pub login_throttle: LoginThrottle,
+    /// XEP-0077 account creation attempts per client address.
+    pub registrations: RegistrationLimit,
+    /// Block lists read on every delivery to a local user (XEP-0191 section 3.3).
+    pub block_lists: BlockListCache,
+    /// Random bytes made at start that key the fake SCRAM salts of unknown users, so they cannot be told
+    /// apart from real ones (RFC 5802 section 9 leaves enumeration resistance to the server).
+    pub unknown_user_secret: [u8; 32],
+}
+
+impl std::fmt::Debug for ServerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerContext")
+            .field("domains", &self.config.domains)
+            .field("storage", &self.storage.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerContext {
+    /// A context counting failed logins in `login_throttle` (the hosted relay's, so that one throttle
+    /// covers every place a password is checked; `LoginThrottle::default()` otherwise).
+    pub fn new(
+        config: Arc<Config>,
+        storage: Storage,
+        login_throttle: LoginThrottle,
+    ) -> ServerContext {
+        ServerContext {
+            registrations: RegistrationLimit::new(config.registrations_per_address_per_hour),
+            config,
+            storage,
+            login_throttle,
+            block_lists: BlockListCache::default(),
+            unknown_user_secret: rand::random(),
+        }
+    }
+}
