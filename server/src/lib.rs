@@ -3,10 +3,14 @@
 //! A stanza's journey: `net` accepts a socket and wraps TLS; `c2s::negotiation` runs STARTTLS, SASL and
 //! binding over `xmpp::stream::XmlStream` (bytes to elements, RFC 6120 section 11 restrictions); the
 //! `c2s::session` task stamps `from` and hands each stanza to `features`, which answer what is addressed
-//! to the server or the user's own account and pass the rest to `router::Router::route`. The router applies
-//! the RFC 6121 section 8 rules (`router::rules`, a pure function) and delivers to a session's channel,
-//! stores offline (`features::offline`, which wakes push devices through `features::push`), forwards to a
-//! component (`component`), or bounces an error. Storage is `herald_storage`, behind small traits.
+//! to the user's own account and pass the rest to `router::Router::route`. The router looks the domain up
+//! in its route table (`router::routes`): for local users it applies the RFC 6121 section 8 rules
+//! (`router::rules`, a pure function) and delivers to a session's mailbox, or hands the server's own work
+//! (IQs, subscriptions, offline storage) to `router::LocalHandling`, which `features` implements; other
+//! domains go to a component (`component`), an in-process service, or bounce as remote. Every delivery
+//! emits a typed event (`router::events`) to a closed set of subscribers; push is the first, waking the
+//! devices of users whose messages were stored offline. Configuration, storage, caches and throttles are
+//! the `context::ServerContext`; storage is `herald_storage`, behind small traits.
 
 pub mod accounts;
 pub mod c2s;
