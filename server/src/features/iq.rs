@@ -324,3 +324,131 @@ pub async fn reply(router: &Arc<Router>, request: &Envelope, answer: IqAnswer) {
     };
     router.send(element).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{Config, RawConfig};
+    use crate::context::ServerContext;
+    use crate::router::SessionCommand;
+    use crate::router::events::Subscribers;
+    use crate::router::mailbox::Mailbox;
+    use herald_relay::login_throttle::LoginThrottle;
+    use herald_storage::Storage;
+
+    /// A server for `localhost` with the real features, alice and bob as accounts and bob bound as
+    /// `bob@localhost/pc`.
+    async fn server() -> (Arc<Router>, Mailbox<SessionCommand>) {
+        let config = Config::resolve(RawConfig::default()).expect("config");
+        let storage = Storage::connect("sqlite::memory:").await.expect("storage");
+        for name in ["alice@localhost", "bob@localhost"] {
+            let jid = crate::accounts::parse_account(name).expect("jid");
+            crate::accounts::create(&storage, &jid, "secret")
+                .await
+                .expect("create");
+        }
+        let context = ServerContext::new(Arc::new(config), storage, LoginThrottle::default());
+        let router = Router::new(
+            Arc::new(context),
+            Arc::new(super::super::Features),
+            Subscribers::new(None),
+        );
+        let (handle, commands) = router.sessions.new_session();
+        router.sessions.bind("bob@localhost", "pc", handle);
+        (router, commands)
+    }
+
+    fn iq(kind: &str, to: Option<&str>, payload: &str) -> Envelope {
+        let to = to.map(|to| format!(" to='{to}'")).unwrap_or_default();
+        let xml = format!(
+            "<iq xmlns='jabber:client' type='{kind}' id='q' from='bob@localhost/pc'{to}>{payload}</iq>"
+        );
+        Envelope::parse(xml.parse().expect("xml")).expect("envelope")
+    }
+
+    async fn answer(bob: &mut Mailbox<SessionCommand>) -> String {
+        match tokio::time::timeout(Duration::from_secs(1), bob.recv()).await {
+            Ok(Some(SessionCommand::Stanza(stanza))) => stanza.as_str().to_string(),
+            other => panic!("no answer: {other:?}"),
+        }
+    }
+
+    const PING: &str = "<ping xmlns='urn:xmpp:ping'/>";
+    const VERSION: &str = "<query xmlns='jabber:iq:version'/>";
+
+    #[test]
+    fn each_namespace_has_one_row() {
+        for (i, row) in IQ_HANDLERS.iter().enumerate() {
+            assert!(
+                IQ_HANDLERS[i + 1..]
+                    .iter()
+                    .all(|other| other.namespace != row.namespace),
+                "{}",
+                row.namespace
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_server_answers_ping_and_version_for_itself() {
+        let (router, mut bob) = server().await;
+        for payload in [PING, VERSION] {
+            let delivery = for_server(&router, iq("get", Some("localhost"), payload)).await;
+            assert!(matches!(delivery, Ok(Delivery::Handled)));
+            let reply = answer(&mut bob).await;
+            assert!(reply.contains("result"), "{reply}");
+            assert_eq!(reply.contains("Herald"), payload == VERSION, "{reply}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_account_answers_a_ping_get_only_and_no_version() {
+        let (router, mut bob) = server().await;
+        let user: BareJid = "alice@localhost".parse().expect("jid");
+        for (kind, payload, expected) in [
+            ("get", PING, "result"),
+            ("set", PING, "service-unavailable"),
+            ("get", VERSION, "service-unavailable"),
+            (
+                "get",
+                "<query xmlns='urn:example:unknown'/>",
+                "service-unavailable",
+            ),
+        ] {
+            let delivery =
+                for_account(&router, &user, iq(kind, Some("alice@localhost"), payload)).await;
+            assert!(matches!(delivery, Ok(Delivery::Handled)));
+            let reply = answer(&mut bob).await;
+            assert!(reply.contains(expected), "{kind} {payload}: {reply}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_get_needs_exactly_one_payload() {
+        let (router, _bob) = server().await;
+        for payload in [
+            "",
+            "<ping xmlns='urn:xmpp:ping'/><ping xmlns='urn:xmpp:ping'/>",
+        ] {
+            let outcome = for_server(&router, iq("get", Some("localhost"), payload)).await;
+            assert!(
+                matches!(&outcome, Err(bounce) if bounce.condition == DefinedCondition::BadRequest),
+                "{outcome:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_own_account_answers_ping_but_not_version() {
+        let (router, mut bob) = server().await;
+        let mut session = ClientSession::new("bob@localhost/pc".parse().expect("jid"));
+        for (payload, expected) in [(PING, "result"), (VERSION, "service-unavailable")] {
+            let outcome = from_own_client(&router, &mut session, iq("get", None, payload)).await;
+            assert!(outcome.is_ok());
+            let reply = answer(&mut bob).await;
+            assert!(reply.contains(expected), "{payload}: {reply}");
+        }
+    }
+}
