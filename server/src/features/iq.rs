@@ -31,8 +31,11 @@ pub struct IqHandlers {
     pub namespace: &'static str,
     /// Whether the server's disco#info lists it (XEP-0030 section 3.1).
     pub is_advertised: bool,
+    /// Addressed to one of our domains (`to='example.org'`).
     pub for_server: Option<ServerHandler>,
+    /// Addressed to a local user's bare JID by someone else.
     pub for_account: Option<AccountHandler>,
+    /// Sent by a bound client to its own account.
     pub for_own_account: Option<OwnAccountHandler>,
 }
 
