@@ -89,7 +89,7 @@ async fn main() {
     config.limits.account_attempts = 0;
     let relay = Relay::new(
         Storage::connect(&db).await.unwrap(),
-        config,
+        config.resolve().unwrap(),
         Arc::new(NoLocalAccounts),
     )
     .unwrap();
@@ -260,7 +260,12 @@ async fn wake_bench() {
     if let Ok(w) = std::env::var("BENCH_WORKERS") {
         config.workers = w.parse().unwrap();
     }
-    let relay = Relay::new(storage.clone(), config, Arc::new(NoLocalAccounts)).unwrap();
+    let relay = Relay::new(
+        storage.clone(),
+        config.resolve().unwrap(),
+        Arc::new(NoLocalAccounts),
+    )
+    .unwrap();
     let shutdown = CancellationToken::new();
     let workers = relay.spawn_workers(shutdown.clone());
 

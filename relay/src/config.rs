@@ -236,8 +236,9 @@ pub struct FederationConfig {
 }
 
 impl RelayConfig {
-    /// Every problem with the values (not the files they name), each starting with the key, for the
-    /// server's configuration check to report with the others.
+    /// Every problem with the values (not the files they name, nor `listen`), each starting with the
+    /// key: what the server reports for a section it does not start. [`RelayConfig::resolve`] reports
+    /// these and the rest.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         for network in &self.allowed_endpoint_networks {

@@ -5,9 +5,10 @@
 //! [`Relay::router`], runs [`Relay::spawn_workers`], and calls [`Relay::wake_account`] when a message
 //! for an offline user is stored or [`Relay::submit`] for an XEP-0357 publish. See relay/README.md.
 //!
-//! Module map: `config` (the `[relay]` section), `accept` (token checks, limits, enqueue), `api/`
-//! (axum handlers), `outbox` (workers, retries, failure classes), `backends/` (vendors),
-//! `login_throttle` (the process's one failed-login throttle), `ratelimit`, `secrets`.
+//! Module map: `config` (the `[relay]` section), `settings` (that section resolved: checked, key
+//! files read), `accept` (token checks, limits, enqueue), `api/` (axum handlers), `outbox` (workers,
+//! retries, failure classes), `backends/` (vendors), `login_throttle` (the process's one
+//! failed-login throttle), `ratelimit`, `secrets`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +26,11 @@ pub mod login_throttle;
 pub mod outbox;
 pub mod ratelimit;
 pub mod secrets;
+pub mod settings;
 mod wake;
 
 pub use config::RelayConfig;
+pub use settings::RelaySettings;
 
 /// Everything the relay can refuse or fail with. Each maps to one HTTP status in the API.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +50,8 @@ pub enum RelayError {
     /// Forwarding to this remote relay is not allowed by `[relay.federation]` (HTTP 403).
     #[error("forwarding to that relay is not allowed")]
     ForwardNotAllowed,
-    /// The configuration cannot be used (a missing key file, a bad URL).
+    /// The relay cannot be built: an HTTP client failed to initialise. (Configuration problems are
+    /// found earlier, by [`RelayConfig::resolve`].)
     #[error("relay configuration: {0}")]
     Config(String),
     /// The database failed (HTTP 500; the message is for logs only).
@@ -180,22 +184,19 @@ pub(crate) struct Inner {
 }
 
 impl Relay {
-    /// Builds the relay: reads the key files named in `config`, builds the vendor clients.
-    /// Errors: [`RelayError::Config`] for unreadable or invalid key files, bad URLs, and the problems of
-    /// [`RelayConfig::problems`].
+    /// Builds the relay from resolved settings (see [`RelayConfig::resolve`]: the key files were read
+    /// and checked there) and builds the vendor clients. Errors: [`RelayError::Config`] only when an
+    /// HTTP client cannot be built (see [`backends::Backends::new`]); nothing in the settings can be
+    /// refused here.
     pub fn new(
         storage: Storage,
-        config: RelayConfig,
+        settings: RelaySettings,
         local_accounts: Arc<dyn LocalAccounts>,
     ) -> Result<Relay, RelayError> {
-        let problems = config.problems();
-        if !problems.is_empty() {
-            return Err(RelayError::Config(problems.join("; ")));
-        }
-        let backends = backends::Backends::from_config(&config)?;
+        let backends = backends::Backends::new(&settings)?;
         Ok(Relay::with_backends(
             storage,
-            config,
+            settings,
             local_accounts,
             backends,
         ))
@@ -204,22 +205,17 @@ impl Relay {
     /// Like [`Relay::new`] with explicit backends (tests and embedders with their own clients).
     pub fn with_backends(
         storage: Storage,
-        config: RelayConfig,
+        settings: RelaySettings,
         local_accounts: Arc<dyn LocalAccounts>,
         backends: backends::Backends,
     ) -> Relay {
-        // Relay::new refuses bad entries; here (tests, embedders) they are skipped.
-        let trusted_proxies = config
-            .trusted_proxies
-            .iter()
-            .filter_map(|entry| api::client_addr::AddressBlock::parse(entry).ok())
-            .collect();
+        let trusted_proxies = settings.trusted_proxies.clone();
         Relay {
             inner: Arc::new(Inner {
                 unknown_account_hash: tokio::sync::OnceCell::new(),
                 trusted_proxies,
                 storage,
-                config,
+                config: settings.config().clone(),
                 local: local_accounts,
                 limits: ratelimit::RateLimiters::default(),
                 login_throttle: login_throttle::LoginThrottle::default(),

@@ -215,7 +215,8 @@ pub struct Config {
     pub certificates: Vec<CertificateFiles>,
     pub component_listen: Option<SocketAddr>,
     pub components: Vec<ComponentSecret>,
-    pub relay: herald_relay::RelayConfig,
+    /// The hosted push relay, resolved (its key files read); `None` unless `[relay] enabled`.
+    pub relay: Option<herald_relay::RelaySettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -310,8 +311,10 @@ fn env_value(raw: &str) -> toml::Value {
 }
 
 impl Config {
-    /// Checks a raw configuration. Errors: every problem found, not just the first. Component secret files are
-    /// read here, so a missing file is reported before the server starts.
+    /// Checks a raw configuration. Errors: every problem found, not just the first. Component secret files and,
+    /// with `[relay] enabled`, the relay's key files (APNs, FCM, VAPID) are read and checked here, so a missing
+    /// or invalid file is reported before the server starts; the TLS certificate files are only checked to
+    /// exist here and are parsed at start.
     pub fn resolve(raw: RawConfig) -> Result<Config, ConfigErrors> {
         let mut problems = Vec::new();
         let mut domains = Vec::new();
@@ -471,12 +474,22 @@ impl Config {
                 ));
             }
         }
-        problems.extend(
-            raw.relay
-                .problems()
-                .into_iter()
-                .map(|p| format!("relay.{p}")),
-        );
+        // `[relay]` is resolved here, once: check-config lists its problems with the rest, and `serve`
+        // starts the relay from exactly what was checked (its key files read here, as the component
+        // secrets are). A section that is not enabled has only its values checked: its files are unused.
+        let relay_problems = |bad: Vec<String>| bad.into_iter().map(|p| format!("relay.{p}"));
+        let relay = if raw.relay.enabled {
+            match raw.relay.resolve() {
+                Ok(settings) => Some(settings),
+                Err(bad) => {
+                    problems.extend(relay_problems(bad));
+                    None
+                }
+            }
+        } else {
+            problems.extend(relay_problems(raw.relay.problems()));
+            None
+        };
         if !problems.is_empty() {
             return Err(ConfigErrors { problems });
         }
@@ -509,7 +522,7 @@ impl Config {
             certificates,
             component_listen,
             components,
-            relay: raw.relay,
+            relay,
         })
     }
 
@@ -578,6 +591,148 @@ mod tests {
         let errors = Config::resolve(RawConfig::load(None, env).unwrap()).unwrap_err();
         assert_eq!(errors.problems.len(), 2, "{:?}", errors.problems);
         assert!(errors.problems[1].starts_with("relay.trusted_proxies:"));
+    }
+
+    /// Resolves `[limits] max_depth = 1` (another section's problem) plus `relay`, a `[relay]` section
+    /// written into a file of its own; the problems found.
+    fn problems_with(relay: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.toml");
+        std::fs::write(&path, format!("[limits]\nmax_depth = 1\n{relay}")).unwrap();
+        Config::resolve(RawConfig::load(Some(&path), Vec::new()).unwrap())
+            .unwrap_err()
+            .problems
+    }
+
+    #[test]
+    fn every_relay_start_problem_is_reported_with_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a key").unwrap();
+        let garbage = garbage.display();
+        let empty_json = dir.path().join("empty.json");
+        std::fs::write(&empty_json, "{}").unwrap();
+        let empty_json = empty_json.display();
+        let bad_key_json = dir.path().join("bad-key.json");
+        std::fs::write(
+            &bad_key_json,
+            r#"{"client_email": "relay@example.org", "private_key": "x", "project_id": "p"}"#,
+        )
+        .unwrap();
+        let bad_key_json = bad_key_json.display();
+        let enabled = "[relay]\nenabled = true\n";
+        for (relay, expected) in [
+            (
+                format!("{enabled}listen = \"nowhere\"\n"),
+                "relay.listen: \"nowhere\" is not an address".to_string(),
+            ),
+            (
+                format!("{enabled}[relay.apns]\nkey_file = \"{garbage}\"\n"),
+                "relay.apns.key_file: needs apns.key_id and apns.team_id".into(),
+            ),
+            (
+                format!(
+                    "{enabled}[relay.apns]\nkey_file = \"/nonexistent/key.p8\"\nkey_id = \"K\"\n\
+                     team_id = \"T\"\n"
+                ),
+                "relay.apns.key_file: /nonexistent/key.p8: ".into(),
+            ),
+            (
+                format!(
+                    "{enabled}[relay.apns]\nkey_file = \"{garbage}\"\nkey_id = \"K\"\nteam_id = \"T\"\n"
+                ),
+                format!("relay.apns.key_file: {garbage}: "),
+            ),
+            (
+                format!("{enabled}[relay.apns]\ncertificate_file = \"{garbage}\"\n"),
+                "relay.apns.certificate_key_file: required with apns.certificate_file".into(),
+            ),
+            (
+                format!(
+                    "{enabled}[relay.apns]\ncertificate_file = \"{garbage}\"\n\
+                     certificate_key_file = \"{garbage}\"\n"
+                ),
+                format!("relay.apns.certificate_file: {garbage} with {garbage}: "),
+            ),
+            (
+                format!("{enabled}[relay.fcm]\nservice_account_file = \"/nonexistent/sa.json\"\n"),
+                "relay.fcm.service_account_file: /nonexistent/sa.json: ".into(),
+            ),
+            (
+                format!("{enabled}[relay.fcm]\nservice_account_file = \"{empty_json}\"\n"),
+                format!("relay.fcm.service_account_file: {empty_json}: not a service account JSON"),
+            ),
+            (
+                format!("{enabled}[relay.fcm]\nservice_account_file = \"{bad_key_json}\"\n"),
+                format!("relay.fcm.service_account_file: {bad_key_json}: private key"),
+            ),
+            (
+                format!(
+                    "{enabled}[relay.webpush]\nvapid_private_key_file = \"/nonexistent/vapid.pem\"\n"
+                ),
+                "relay.webpush.vapid_private_key_file: /nonexistent/vapid.pem: ".into(),
+            ),
+            (
+                format!("{enabled}[relay.webpush]\nvapid_private_key_file = \"{garbage}\"\n"),
+                format!(
+                    "relay.webpush.vapid_private_key_file: {garbage}: not a P-256 PKCS#8 or SEC1 PEM key"
+                ),
+            ),
+            (
+                format!("{enabled}trusted_proxies = [\"proxy.example\"]\n"),
+                "relay.trusted_proxies:".into(),
+            ),
+            (
+                format!("{enabled}client_address_header = \"Bad Header\"\n"),
+                "relay.client_address_header:".into(),
+            ),
+            (
+                format!("{enabled}allowed_endpoint_networks = [\"10.0.0.0/33\"]\n"),
+                "relay.allowed_endpoint_networks:".into(),
+            ),
+            (
+                format!("{enabled}[relay.http]\nmax_connections_per_address = 0\n"),
+                "relay.http.max_connections_per_address:".into(),
+            ),
+        ] {
+            let problems = problems_with(&relay);
+            assert_eq!(problems.len(), 2, "{relay}\n{problems:?}");
+            assert!(
+                problems[0].starts_with("limits.max_depth:"),
+                "{relay}\n{problems:?}"
+            );
+            assert!(
+                problems[1].starts_with(&expected),
+                "{relay}\nexpected {expected:?}, got {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_relay_that_is_not_enabled_has_its_values_checked_but_its_files_not_read() {
+        let problems = problems_with(
+            "[relay]\nlisten = \"nowhere\"\n[relay.fcm]\nservice_account_file = \"/nonexistent/sa.json\"\n\
+             [relay.http]\nmax_connections = 0\n",
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[1].starts_with("relay.http.max_connections:"));
+        let defaults = Config::resolve(RawConfig::load(None, Vec::new()).unwrap()).unwrap();
+        assert!(defaults.relay.is_none());
+    }
+
+    #[test]
+    fn an_enabled_relay_carries_its_resolved_settings() {
+        let env = vec![
+            ("HERALD_RELAY__ENABLED".to_string(), "true".to_string()),
+            (
+                "HERALD_RELAY__LISTEN".to_string(),
+                "127.0.0.1:0".to_string(),
+            ),
+        ];
+        let config = Config::resolve(RawConfig::load(None, env).unwrap()).unwrap();
+        let relay = config.relay.expect("[relay] enabled");
+        assert_eq!(relay.listen(), SocketAddr::from(([127, 0, 0, 1], 0)));
+        assert_eq!(relay.config().http.max_connections, 1024);
     }
 
     #[test]

@@ -44,8 +44,6 @@ pub enum StartError {
     Tls(#[from] net::tls::TlsSetupError),
     #[error("relay: {0}")]
     Relay(#[from] herald_relay::RelayError),
-    #[error("relay.listen: {0:?} is not an address like 127.0.0.1:5281")]
-    RelayAddress(String),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: SocketAddr,
@@ -86,21 +84,17 @@ pub async fn start(
     let config = Arc::new(config);
     let mut tasks = JoinSet::new();
 
-    let (relay, relay_address) = if config.relay.enabled {
+    let (relay, relay_address) = if let Some(settings) = &config.relay {
         let default_domain = config.domains.first().cloned().unwrap_or_default();
         let relay = herald_relay::Relay::new(
             storage.clone(),
-            config.relay.clone(),
+            settings.clone(),
             accounts::relay_login(&storage, &default_domain),
         )?;
-        let address: SocketAddr = config
-            .relay
-            .listen
-            .parse()
-            .map_err(|_| StartError::RelayAddress(config.relay.listen.clone()))?;
+        let address = settings.listen();
         let listener = bind(address).await?;
         let bound = local_address(&listener, address);
-        let api_tls = config.relay.tls.then(|| tls.clone());
+        let api_tls = settings.config().tls.then(|| tls.clone());
         tasks.spawn(relay_host::serve_api(
             relay.clone(),
             listener,

@@ -17,62 +17,120 @@ use async_trait::async_trait;
 use herald_storage::relay::Device;
 
 use super::{Push, PushBackend, SendOutcome};
-use crate::{Priority, RelayConfig, RelayError};
+use crate::{Priority, RelayConfig};
 
 /// The visible text of a high-priority push: fixed, never the message (ChatSecure/Prosody default).
 pub const ALERT_BODY: &str = "New Message!";
 
 /// Sends to APNs.
 pub struct ApnsBackend {
-    production: Client,
-    sandbox: Client,
+    clients: ApnsClients,
     default_topic: String,
 }
 
-fn client(config: &RelayConfig, endpoint: Endpoint) -> Result<Client, RelayError> {
-    let apns = &config.apns;
-    let cfg = ClientConfig {
-        endpoint,
-        request_timeout_secs: Some(config.request_timeout_ms.div_ceil(1000)),
-        pool_idle_timeout_secs: Some(600),
-    };
-    let read = |path: &str| {
-        std::fs::read(path).map_err(|e| RelayError::Config(format!("apns key file {path}: {e}")))
-    };
-    if !apns.key_file.is_empty() {
-        let pem = read(&apns.key_file)?;
-        Client::token(
-            pem.as_slice(),
-            apns.key_id.clone(),
-            apns.team_id.clone(),
-            cfg,
-        )
-        .map_err(|e| RelayError::Config(format!("apns token key: {e}")))
-    } else {
-        let cert = read(&apns.certificate_file)?;
-        let key = read(&apns.certificate_key_file)?;
-        Client::certificate_parts(&cert, &key, cfg)
-            .map_err(|e| RelayError::Config(format!("apns certificate: {e}")))
+/// One APNs client per environment, signing with the configured token key or presenting the
+/// configured certificate. Built when `[relay]` is resolved, so an unreadable or invalid key is a
+/// configuration problem, not a failure at start.
+#[derive(Clone)]
+pub struct ApnsClients {
+    production: Client,
+    sandbox: Client,
+}
+
+impl std::fmt::Debug for ApnsClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The clients hold the signing key: never printed.
+        f.debug_struct("ApnsClients").finish_non_exhaustive()
     }
 }
 
-impl ApnsBackend {
-    /// `None` when neither a token key nor a certificate is configured.
-    pub fn from_config(config: &RelayConfig) -> Result<Option<ApnsBackend>, RelayError> {
+impl ApnsClients {
+    /// Reads `[relay.apns]`'s token key (`key_file` with `key_id` and `team_id`) or its certificate
+    /// (`certificate_file` + `certificate_key_file`) and builds both clients; `None` when neither is
+    /// configured. Errors: every problem found, each starting with its key.
+    pub fn load(config: &RelayConfig) -> Result<Option<ApnsClients>, Vec<String>> {
         let apns = &config.apns;
         if apns.key_file.is_empty() && apns.certificate_file.is_empty() {
             return Ok(None);
         }
-        if !apns.key_file.is_empty() && (apns.key_id.is_empty() || apns.team_id.is_empty()) {
-            return Err(RelayError::Config(
-                "apns.key_file needs apns.key_id and apns.team_id".into(),
-            ));
+        let mut problems = Vec::new();
+        let read = |key: &str, path: &str, problems: &mut Vec<String>| {
+            if path.is_empty() {
+                problems.push(format!("apns.{key}: required with apns.certificate_file"));
+                return None;
+            }
+            std::fs::read(path)
+                .map_err(|e| problems.push(format!("apns.{key}: {path}: {e}")))
+                .ok()
+        };
+        let build = |endpoint: Endpoint| ClientConfig {
+            endpoint,
+            request_timeout_secs: Some(config.request_timeout_ms.div_ceil(1000)),
+            pool_idle_timeout_secs: Some(600),
+        };
+        let clients = if !apns.key_file.is_empty() {
+            if apns.key_id.is_empty() || apns.team_id.is_empty() {
+                problems.push("apns.key_file: needs apns.key_id and apns.team_id".into());
+            }
+            let pem = read("key_file", &apns.key_file, &mut problems);
+            match pem {
+                Some(pem) if problems.is_empty() => {
+                    let client = |endpoint| {
+                        Client::token(
+                            pem.as_slice(),
+                            apns.key_id.clone(),
+                            apns.team_id.clone(),
+                            build(endpoint),
+                        )
+                        .map_err(|e| format!("apns.key_file: {}: {e}", apns.key_file))
+                    };
+                    Some((client(Endpoint::Production), client(Endpoint::Sandbox)))
+                }
+                _ => None,
+            }
+        } else {
+            let cert = read("certificate_file", &apns.certificate_file, &mut problems);
+            let key = read(
+                "certificate_key_file",
+                &apns.certificate_key_file,
+                &mut problems,
+            );
+            match (cert, key) {
+                (Some(cert), Some(key)) => {
+                    let client = |endpoint| {
+                        Client::certificate_parts(&cert, &key, build(endpoint)).map_err(|e| {
+                            format!(
+                                "apns.certificate_file: {} with {}: {e}",
+                                apns.certificate_file, apns.certificate_key_file
+                            )
+                        })
+                    };
+                    Some((client(Endpoint::Production), client(Endpoint::Sandbox)))
+                }
+                _ => None,
+            }
+        };
+        match clients {
+            Some((production, sandbox)) if problems.is_empty() => match (production, sandbox) {
+                (Ok(production), Ok(sandbox)) => Ok(Some(ApnsClients {
+                    production,
+                    sandbox,
+                })),
+                // Both environments use the same key: its problem once is enough.
+                (Err(problem), _) | (_, Err(problem)) => Err(vec![problem]),
+            },
+            _ => Err(problems),
         }
-        Ok(Some(ApnsBackend {
-            production: client(config, Endpoint::Production)?,
-            sandbox: client(config, Endpoint::Sandbox)?,
-            default_topic: apns.topic.clone(),
-        }))
+    }
+}
+
+impl ApnsBackend {
+    /// Sends with `clients`; `default_topic` for devices registered without a topic.
+    pub fn new(clients: ApnsClients, default_topic: String) -> ApnsBackend {
+        ApnsBackend {
+            clients,
+            default_topic,
+        }
     }
 }
 
@@ -189,9 +247,9 @@ impl PushBackend for ApnsBackend {
             Err(outcome) => return outcome,
         };
         let client = if device.apns_sandbox {
-            &self.sandbox
+            &self.clients.sandbox
         } else {
-            &self.production
+            &self.clients.production
         };
         match client.send(payload).await {
             Ok(r) if r.code == 200 => SendOutcome::Sent,

@@ -3,15 +3,18 @@
 //! table mapped to failure classes (UNREGISTERED / SENDER_ID_MISMATCH gone, QUOTA_EXCEEDED and
 //! UNAVAILABLE / INTERNAL retried, INVALID_ARGUMENT rejected, 401 refreshes the token).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use herald_storage::relay::Device;
 use serde_json::{Value, json};
 
-use super::oauth::{FCM_SCOPE, ServiceAccountKey, TokenSource};
+use ring::signature::RsaKeyPair;
+
+use super::oauth::{FCM_SCOPE, ServiceAccountKey, TokenSource, rsa_key};
 use super::{Push, PushBackend, SendOutcome, classify_transport, retry_after};
-use crate::{Priority, RelayConfig, RelayError};
+use crate::{Priority, RelayConfig};
 
 /// Sends to FCM.
 pub struct FcmBackend {
@@ -20,48 +23,84 @@ pub struct FcmBackend {
     tokens: TokenSource,
 }
 
-impl FcmBackend {
-    /// `None` when no service account is configured. Errors: unreadable or invalid account file.
-    pub fn from_config(
-        config: &RelayConfig,
-        http: reqwest::Client,
-    ) -> Result<Option<FcmBackend>, RelayError> {
+/// A Google service account as FCM needs it: read from `fcm.service_account_file` when `[relay]`
+/// is resolved, its RSA key parsed, its project and token URL settled.
+#[derive(Clone)]
+pub struct FcmAccount {
+    email: String,
+    key: Arc<RsaKeyPair>,
+    project: String,
+    token_url: String,
+}
+
+impl std::fmt::Debug for FcmAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The private key is never printed.
+        f.debug_struct("FcmAccount")
+            .field("email", &self.email)
+            .field("project", &self.project)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FcmAccount {
+    /// Reads `[relay.fcm]`'s service account; `None` when none is configured. Errors: the problem
+    /// (unreadable file, not a service-account JSON, no RSA PKCS#8 key, no project), starting with
+    /// its key.
+    pub fn load(config: &RelayConfig) -> Result<Option<FcmAccount>, String> {
         let fcm = &config.fcm;
-        if fcm.service_account_file.is_empty() {
+        let path = &fcm.service_account_file;
+        if path.is_empty() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&fcm.service_account_file).map_err(|e| {
-            RelayError::Config(format!(
-                "fcm.service_account_file {}: {e}",
-                fcm.service_account_file
-            ))
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("fcm.service_account_file: {path}: {e}"))?;
+        let account: ServiceAccountKey = serde_json::from_str(&text).map_err(|e| {
+            format!("fcm.service_account_file: {path}: not a service account JSON: {e}")
         })?;
-        let account: ServiceAccountKey = serde_json::from_str(&text)
-            .map_err(|e| RelayError::Config(format!("fcm service account JSON: {e}")))?;
+        let key = rsa_key(&account.private_key)
+            .map_err(|e| format!("fcm.service_account_file: {path}: {e}"))?;
         let project = if fcm.project_id.is_empty() {
             account.project_id.clone()
         } else {
             fcm.project_id.clone()
         };
         if project.is_empty() {
-            return Err(RelayError::Config(
-                "fcm.project_id missing (not in the service account either)".into(),
-            ));
+            return Err("fcm.project_id: missing (not in the service account either)".into());
         }
         let token_url = [fcm.token_url.as_str(), account.token_uri.as_str()]
             .into_iter()
             .find(|u| !u.is_empty())
             .unwrap_or("https://oauth2.googleapis.com/token")
             .to_string();
-        let tokens = TokenSource::new(&account, token_url, FCM_SCOPE, http.clone())?;
-        Ok(Some(FcmBackend {
+        Ok(Some(FcmAccount {
+            email: account.client_email,
+            key: Arc::new(key),
+            project,
+            token_url,
+        }))
+    }
+}
+
+impl FcmBackend {
+    /// Sends as `account` to the FCM API at `base_url`, over `http`.
+    pub fn new(account: &FcmAccount, base_url: &str, http: reqwest::Client) -> FcmBackend {
+        let tokens = TokenSource::new(
+            account.email.clone(),
+            account.key.clone(),
+            account.token_url.clone(),
+            FCM_SCOPE,
+            http.clone(),
+        );
+        FcmBackend {
             http,
             send_url: format!(
-                "{}/v1/projects/{project}/messages:send",
-                fcm.base_url.trim_end_matches('/')
+                "{}/v1/projects/{}/messages:send",
+                base_url.trim_end_matches('/'),
+                account.project
             ),
             tokens,
-        }))
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use herald_storage::relay::{Device, DeviceKind};
 
-use crate::{Priority, RelayConfig, RelayError};
+use crate::{Priority, RelayConfig, RelayError, RelaySettings};
 use address_policy::{AddressPolicy, EndpointRefused, PublicResolver};
 
 pub mod address_policy;
@@ -76,26 +76,32 @@ pub struct Backends {
 }
 
 impl Backends {
-    /// Builds every backend the configuration enables.
-    /// Errors: [`RelayError::Config`] for unreadable key files and an invalid
-    /// `allowed_endpoint_networks` entry.
-    pub fn from_config(config: &RelayConfig) -> Result<Backends, RelayError> {
+    /// Builds every backend `settings` configure, with the credentials read when they were resolved.
+    /// Errors: [`RelayError::Config`] when an HTTP client cannot be built (the TLS backend failed to
+    /// initialise: the environment, not the configuration).
+    pub fn new(settings: &RelaySettings) -> Result<Backends, RelayError> {
+        let config = settings.config();
         // FCM, its token exchange and APNs go to hosts the operator configured (vendor hosts, or
         // local stand-ins in tests): not user input, so not filtered.
         let http = http_client(config)?;
-        let endpoint_policy = Arc::new(
-            AddressPolicy::new(&config.allowed_endpoint_networks)
-                .map_err(|e| RelayError::Config(format!("allowed_endpoint_networks: {e}")))?,
-        );
+        let endpoint_policy = settings.endpoint_policy.clone();
         let guarded = Guarded {
             http: endpoint_client(config, &endpoint_policy)?,
             policy: endpoint_policy.clone(),
         };
-        let apns =
-            apns::ApnsBackend::from_config(config)?.map(|b| Arc::new(b) as Arc<dyn PushBackend>);
-        let fcm = fcm::FcmBackend::from_config(config, http.clone())?
-            .map(|b| Arc::new(b) as Arc<dyn PushBackend>);
-        let vapid = vapid::VapidKey::from_config(config)?;
+        let credentials = &settings.credentials;
+        let apns = credentials.apns.clone().map(|clients| {
+            Arc::new(apns::ApnsBackend::new(clients, config.apns.topic.clone()))
+                as Arc<dyn PushBackend>
+        });
+        let fcm = credentials.fcm.as_ref().map(|account| {
+            Arc::new(fcm::FcmBackend::new(
+                account,
+                &config.fcm.base_url,
+                http.clone(),
+            )) as Arc<dyn PushBackend>
+        });
+        let vapid = credentials.vapid.clone();
         let webpush = vapid.clone().map(|v| {
             Arc::new(webpush::WebPushBackend::new(guarded.clone(), v)) as Arc<dyn PushBackend>
         });

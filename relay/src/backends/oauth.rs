@@ -2,6 +2,7 @@
 //! RS256 with the account's key is exchanged at the token URL for a bearer token, cached until a
 //! minute before it expires (Google, "Using OAuth 2.0 for Server to Server Applications": the JWT grant, tokens valid an hour).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -47,7 +48,7 @@ pub enum TokenError {
 /// A cached token source for one service account.
 pub struct TokenSource {
     email: String,
-    key: RsaKeyPair,
+    key: Arc<RsaKeyPair>,
     token_url: String,
     scope: String,
     http: reqwest::Client,
@@ -77,25 +78,30 @@ pub fn pem_to_der(pem: &str) -> Result<Vec<u8>, RelayError> {
         .map_err(|_| RelayError::Config("private key is not valid PEM".into()))
 }
 
+/// Parses a service account's `private_key` (an RSA PKCS#8 PEM key). Errors: what is wrong with it.
+pub fn rsa_key(private_key_pem: &str) -> Result<RsaKeyPair, String> {
+    let der =
+        pem_to_der(private_key_pem).map_err(|_| "private key is not valid PEM".to_string())?;
+    RsaKeyPair::from_pkcs8(&der).map_err(|e| format!("private key is not an RSA PKCS#8 key: {e}"))
+}
+
 impl TokenSource {
-    /// Errors: [`RelayError::Config`] if the key is not an RSA PKCS#8 PEM key.
+    /// A token source for the account `email` signing with `key` (see [`rsa_key`]).
     pub fn new(
-        account: &ServiceAccountKey,
+        email: String,
+        key: Arc<RsaKeyPair>,
         token_url: String,
         scope: &str,
         http: reqwest::Client,
-    ) -> Result<TokenSource, RelayError> {
-        let der = pem_to_der(&account.private_key)?;
-        let key = RsaKeyPair::from_pkcs8(&der)
-            .map_err(|e| RelayError::Config(format!("service account key: {e}")))?;
-        Ok(TokenSource {
-            email: account.client_email.clone(),
+    ) -> TokenSource {
+        TokenSource {
+            email,
             key,
             token_url,
             scope: scope.to_string(),
             http,
             cached: Mutex::new(None),
-        })
+        }
     }
 
     /// The signed assertion (RFC 7523 section 3).

@@ -11,7 +11,7 @@ use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::DecodePrivateKey;
 
 use super::ece::public_bytes;
-use crate::{RelayConfig, RelayError};
+use crate::RelayConfig;
 
 /// JWT lifetime (RFC 8292 section 2: at most 24 hours).
 const JWT_LIFETIME_SECS: i64 = 12 * 3600;
@@ -26,19 +26,21 @@ pub struct VapidKey {
 }
 
 impl VapidKey {
-    /// `None` when no key file is configured. Errors: unreadable file or not a P-256 PEM key.
-    pub fn from_config(config: &RelayConfig) -> Result<Option<VapidKey>, RelayError> {
+    /// Reads `webpush.vapid_private_key_file`; `None` when none is configured. Errors: the problem
+    /// (unreadable file, not a P-256 PEM key), starting with its key.
+    pub fn load(config: &RelayConfig) -> Result<Option<VapidKey>, String> {
         let path = &config.webpush.vapid_private_key_file;
         if path.is_empty() {
             return Ok(None);
         }
-        let pem = std::fs::read_to_string(path).map_err(|e| {
-            RelayError::Config(format!("webpush.vapid_private_key_file {path}: {e}"))
-        })?;
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| format!("webpush.vapid_private_key_file: {path}: {e}"))?;
         let secret = SecretKey::from_pkcs8_pem(&pem)
             .or_else(|_| SecretKey::from_sec1_pem(&pem))
             .map_err(|_| {
-                RelayError::Config("VAPID key: not a P-256 PKCS#8 or SEC1 PEM key".into())
+                format!(
+                    "webpush.vapid_private_key_file: {path}: not a P-256 PKCS#8 or SEC1 PEM key"
+                )
             })?;
         Ok(Some(VapidKey::new(&secret, &config.webpush.vapid_subject)))
     }

@@ -250,9 +250,10 @@ impl Harness {
         config.public_url = base.clone();
         edit(&mut config);
         let storage = Storage::connect(db_url).await.unwrap();
-        let mut built = Backends::from_config(&config).unwrap();
+        let settings = config.resolve().unwrap();
+        let mut built = Backends::new(&settings).unwrap();
         backends(&mut built);
-        let relay = Relay::with_backends(storage, config, local, built);
+        let relay = Relay::with_backends(storage, settings, local, built);
         let app = relay
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
