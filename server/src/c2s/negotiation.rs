@@ -349,7 +349,7 @@ impl Negotiation<'_> {
             return Err(Stop::Gone);
         };
         match tokio::time::timeout_at(self.deadline, self.tls.starttls.accept(socket)).await {
-            Ok(Ok(tls)) => Ok(XmlStream::new(Transport::Tls(Box::new(tls)), limits)),
+            Ok(Ok(tls)) => Ok(XmlStream::new(Transport::ServerTls(Box::new(tls)), limits)),
             // RFC 6120 section 5.4.3.2: a failed handshake ends the TCP connection, no stream error.
             _ => Err(Stop::Gone),
         }

@@ -127,7 +127,7 @@ async fn accept(
         // Bounded like the rest of negotiation, so a silent peer cannot hold a slot forever.
         let handshake = Box::pin(tls.direct.accept(socket));
         match tokio::time::timeout(router.context.config.auth_timeout, handshake).await {
-            Ok(Ok(stream)) => Transport::Tls(Box::new(stream)),
+            Ok(Ok(stream)) => Transport::ServerTls(Box::new(stream)),
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "direct TLS handshake failed");
                 return None;

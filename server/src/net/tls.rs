@@ -1,4 +1,5 @@
-//! TLS for every listener (RFC 7590): one certificate per hosted domain, chosen by SNI, TLS 1.2 and 1.3 only.
+//! TLS for every listener (RFC 7590): one certificate per hosted domain, chosen by SNI, TLS 1.2 and 1.3 only;
+//! and the client configuration for TLS we initiate ([`client_config`]).
 //!
 //! Without configured certificates a self-signed one is generated per domain with rcgen and kept in
 //! `data_dir/certs/`, so the first `herald serve` works and restarts keep the same key. It is named
@@ -136,6 +137,19 @@ impl TlsIdentity {
             .pick(server_name)
             .and_then(|served| served.end_point.as_deref())
     }
+}
+
+/// A client configuration for TLS we initiate (outbound federation, RFC 7590): the protocol versions our
+/// listeners accept, TLS 1.3 and 1.2, and peer certificates verified against `roots` (RFC 6120 section
+/// 13.7.2). No client certificate: SASL EXTERNAL for s2s will add one.
+///
+/// Errors: [`TlsSetupError::Rustls`] if the crypto provider supports none of the versions.
+pub fn client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 fn load_certified_key(
