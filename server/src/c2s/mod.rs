@@ -1,6 +1,9 @@
-//! Client-to-server streams: negotiation (STARTTLS, SASL, bind) and the session task.
+//! Client-to-server streams (RFC 6120): negotiation (STARTTLS, SASL, bind), the session task, and the
+//! stream trait a session reads and writes its client through.
 
+mod flood;
 pub mod negotiation;
 pub mod sasl;
 pub mod session;
+pub mod stream;
 pub mod stream_features;

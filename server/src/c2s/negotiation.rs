@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use herald_relay::login_throttle::{Attempt, Refused};
 
 use super::sasl::{ChannelBindings, Mechanism, SaslExchange, SaslFailure, Step};
+use super::stream::ClientStream;
 use super::stream_features::{Offer, StreamFeatures};
 use crate::features::iq::IqAnswer;
 use crate::net::channel_binding;
@@ -28,9 +29,11 @@ use crate::xmpp::ns;
 use crate::xmpp::stream::{Frame, StreamHeader, XmlStream};
 use crate::xmpp::{BareJid, Element, FullJid, set_attribute};
 
-/// A stream that finished negotiation: authenticated, bound, registered with the router.
-pub struct Bound<S> {
-    pub stream: XmlStream<Transport<S>>,
+/// A stream that finished negotiation: authenticated, bound, registered with the router. What
+/// [`Session::new`](super::session::Session::new) takes over.
+pub struct Bound {
+    /// The client's connection, whatever its kind.
+    pub stream: Box<dyn ClientStream>,
     pub jid: FullJid,
     pub handle: SessionHandle,
     pub commands: crate::router::mailbox::Mailbox<SessionCommand>,
@@ -78,9 +81,9 @@ pub async fn negotiate<S>(
     transport: Transport<S>,
     peer: IpAddr,
     unauthenticated: UnauthenticatedSlot,
-) -> Option<Bound<S>>
+) -> Option<Bound>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut negotiation = Negotiation {
         router,
@@ -100,7 +103,7 @@ where
     let mut stream = stream?;
     match outcome {
         Ok(Some((jid, handle, commands))) => Some(Bound {
-            stream,
+            stream: Box::new(stream),
             jid,
             handle,
             commands,

@@ -91,7 +91,8 @@ pub async fn serve_c2s(
             let Some(bound) = negotiation.await else {
                 return;
             };
-            Box::pin(crate::c2s::session::run(router, bound)).await;
+            let session = crate::c2s::session::Session::new(&router.context.config, bound);
+            Box::pin(crate::c2s::session::run(router, session)).await;
         };
         tokio::spawn(task);
     }
@@ -119,7 +120,7 @@ async fn accept(
     peer: SocketAddr,
     direct_tls: bool,
     slot: UnauthenticatedSlot,
-) -> Option<Bound<WriteDeadline<TcpStream>>> {
+) -> Option<Bound> {
     // Every write on this connection, from the TLS handshake to the last stream error, must make progress
     // within the deadline: a client that stops reading cannot park its task in a write.
     let socket = WriteDeadline::new(socket, router.context.config.write_timeout);

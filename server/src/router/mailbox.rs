@@ -178,6 +178,30 @@ impl<T> Mailbox<T> {
         .await
     }
 
+    /// The first queued item that `is_wanted` accepts, taken out of the queue with the others left in
+    /// their order, waiting for one; `None` once every sender is gone and no such item is queued.
+    ///
+    /// For a session with no connection attached: what it must write waits in the queue, bounded as
+    /// ever, while the commands that end it still reach it. Each wake scans the queue, which is bounded.
+    /// Cancel-safe like [`Mailbox::recv`].
+    pub async fn recv_first(&mut self, is_wanted: impl Fn(&T) -> bool) -> Option<T> {
+        poll_fn(|cx| {
+            let mut state = lock(&self.shared);
+            if let Some(at) = state.queue.iter().position(|(item, _)| is_wanted(item)) {
+                return Poll::Ready(state.take(at));
+            }
+            if state.senders == 0 {
+                return Poll::Ready(None);
+            }
+            match &mut state.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
     /// The next item if one is queued.
     pub fn try_recv(&mut self) -> Option<T> {
         lock(&self.shared).pop()
@@ -199,7 +223,12 @@ impl<T> Mailbox<T> {
 
 impl<T> State<T> {
     fn pop(&mut self) -> Option<T> {
-        let (item, bytes) = self.queue.pop_front()?;
+        self.take(0)
+    }
+
+    /// Takes the item at `at` out of the queue.
+    fn take(&mut self, at: usize) -> Option<T> {
+        let (item, bytes) = self.queue.remove(at)?;
         self.queued_bytes -= bytes;
         // A drained queue gives its storage back: a session that once received a burst should not keep
         // paying for it while idle.
@@ -269,6 +298,31 @@ mod tests {
         assert!(tx.send_first(0).is_ok(), "ignores the bound");
         assert_eq!(rx.recv().await, Some(0));
         assert_eq!(rx.recv().await, Some(1));
+    }
+
+    #[tokio::test]
+    async fn recv_first_takes_what_is_wanted_and_leaves_the_rest_in_order() {
+        let (tx, mut rx) = mailbox(3, 10);
+        assert!(tx.try_send(1, 4).is_ok());
+        assert!(tx.try_send(2, 4).is_ok());
+        let waiting = tokio::time::timeout(
+            std::time::Duration::from_millis(5),
+            rx.recv_first(|item| *item > 2),
+        )
+        .await;
+        assert!(waiting.is_err(), "waits while nothing wanted is queued");
+        assert!(tx.try_send(3, 2).is_ok());
+        assert_eq!(rx.recv_first(|item| *item > 2).await, Some(3));
+        assert!(
+            tx.try_send(4, 2).is_ok(),
+            "the bytes of what was taken are free"
+        );
+        assert_eq!(tx.try_send(5, 1), Err(5), "the rest still counts");
+        assert_eq!(rx.try_recv(), Some(1));
+        assert_eq!(rx.try_recv(), Some(2));
+        assert_eq!(rx.try_recv(), Some(4));
+        drop(tx);
+        assert_eq!(rx.recv_first(|_| true).await, None, "every sender gone");
     }
 
     #[test]
