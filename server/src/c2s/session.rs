@@ -366,7 +366,7 @@ async fn handle_stanza(
 ) -> Result<(), StreamErrorCondition> {
     let addressing = match Addressing::read(&element) {
         Ok(addressing) => addressing,
-        // Not reached: the stream tells stanzas from nonzas by the same rule (`stream::is_stanza`); were
+        // Not reached: the stream tells stanzas from nonzas by the same rule (`xmpp::is_stanza`); were
         // they to disagree, the answer is the one `Session::on_nonza` gives.
         Err(EnvelopeError::NotAStanza(_)) => {
             return Err(StreamErrorCondition::UnsupportedStanzaType);

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::xmpp::error::{StreamError, StreamErrorCondition};
 use crate::xmpp::stream::{Frame, XmlStream};
-use crate::xmpp::{Element, WireStanza, ns};
+use crate::xmpp::{Element, WireStanza, is_stanza};
 
 /// One unit read from a client after negotiation.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,16 +51,6 @@ pub trait ClientStream: Send {
 
     /// Closes the stream (RFC 6120 section 4.4).
     fn close(&mut self) -> Writing<'_>;
-}
-
-/// Whether a first-level element is a stanza: one of the three kinds of RFC 6120 section 8 in a stanza
-/// namespace (`jabber:client`, or `jabber:server`/`jabber:component:accept` as section 4.8.3 lets them
-/// be read); everything else is a nonza.
-pub fn is_stanza(element: &Element) -> bool {
-    matches!(element.name(), "message" | "presence" | "iq")
-        && (element.has_ns(ns::CLIENT)
-            || element.has_ns(ns::SERVER)
-            || element.has_ns(ns::COMPONENT_ACCEPT))
 }
 
 impl<S> ClientStream for XmlStream<S>

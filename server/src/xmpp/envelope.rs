@@ -72,14 +72,21 @@ pub struct Addressing {
     pub presence_type: Option<String>,
 }
 
+/// Whether a first-level element is a stanza: one of the three kinds of RFC 6120 section 8 in a stanza
+/// namespace (`jabber:client`, or `jabber:server`/`jabber:component:accept` as section 4.8.3 lets them
+/// be read); everything else is a nonza. [`Addressing::read`] answers `NotAStanza` for exactly these.
+pub fn is_stanza(element: &Element) -> bool {
+    matches!(element.name(), "message" | "presence" | "iq")
+        && (element.has_ns(ns::CLIENT)
+            || element.has_ns(ns::SERVER)
+            || element.has_ns(ns::COMPONENT_ACCEPT))
+}
+
 impl Addressing {
     /// Reads the kind and addresses of a stanza in `jabber:client`, `jabber:server` or
     /// `jabber:component:accept`.
     pub fn read(element: &Element) -> Result<Addressing, EnvelopeError> {
-        if !(element.has_ns(ns::CLIENT)
-            || element.has_ns(ns::SERVER)
-            || element.has_ns(ns::COMPONENT_ACCEPT))
-        {
+        if !is_stanza(element) {
             return Err(EnvelopeError::NotAStanza(element.name().to_string()));
         }
         let stanza_type = element.attr("type");
