@@ -33,7 +33,9 @@ pub(crate) mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use envelope::{Addressing, Envelope, EnvelopeError, MessageKind, PresenceKind, StanzaKind};
+pub use envelope::{
+    Addressing, Envelope, EnvelopeError, MessageKind, PresenceKind, StanzaKind, is_stanza,
+};
 pub use error::{StreamError, StreamErrorCondition};
 pub use limits::stream_limits_feature;
 pub use packed::{PackedElement, WireStanza};
