@@ -52,6 +52,9 @@ crate::sql::xmpp_sql_impl!(
     // A write statement holds the database write lock from its start, so one conditional INSERT
     // counts and inserts atomically.
     offline_store = "INSERT INTO offline_messages (owner, stanza, stored_at_ms) SELECT $1, $2, $3 WHERE (SELECT COUNT(*) FROM offline_messages WHERE owner = $1) < $4 RETURNING id",
+    // The one writer orders appends; the newest timestamp of the owner is one seek on
+    // (owner, at_ms), and the two-argument MAX is SQLite's scalar max.
+    archive_append = "INSERT INTO archive_messages (owner, stanza_id, contact, at_ms, outgoing, stanza) SELECT $1, $2, $3, MAX($4, COALESCE((SELECT MAX(at_ms) FROM archive_messages WHERE owner = $1), $4)), $5, $6 RETURNING at_ms",
 );
 
 /// The reader connections' options: a smaller page cache (see [`READER_CACHE_KIB`]).
