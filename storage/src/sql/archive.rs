@@ -83,12 +83,14 @@ pub(crate) fn lookup_statement(count: usize) -> String {
 }
 
 /// The page query for `owner` and `query`, given the row ids of the stanza ids it names (`rows`,
-/// from [`lookup_statement`]). Errors: [`StorageError::UnknownArchiveId`] for a named id missing from
-/// `rows` (XEP-0313 sections 4.1.3 and 4.3.2: `item-not-found`).
+/// from [`lookup_statement`]). `contact_hint` follows the table name when the query has a contact
+/// (see `archive_sql`). Errors: [`StorageError::UnknownArchiveId`] for a named id missing from `rows`
+/// (XEP-0313 sections 4.1.3 and 4.3.2: `item-not-found`).
 pub(crate) fn page_statement<'a>(
     owner: &'a str,
     query: &'a ArchiveQuery,
     rows: &HashMap<String, i64>,
+    contact_hint: &str,
 ) -> Result<PageStatement<'a>, StorageError> {
     let row = |id: &str| {
         rows.get(id)
@@ -113,8 +115,13 @@ pub(crate) fn page_statement<'a>(
         ArchivePaging::Backward { before: None } => true,
     };
     let page_size = query.max.min(ARCHIVE_MAX_PAGE);
+    let hint = if query.with.is_some() {
+        contact_hint
+    } else {
+        ""
+    };
     let mut statement = PageStatement {
-        sql: format!("SELECT {MESSAGE_COLUMNS} FROM archive_messages WHERE owner = $1"),
+        sql: format!("SELECT {MESSAGE_COLUMNS} FROM archive_messages{hint} WHERE owner = $1"),
         binds: vec![Bind::Text(owner)],
         backward,
         page_size,
@@ -178,12 +185,24 @@ pub(crate) fn page_statement<'a>(
 /// fields of database `$db`).
 ///
 /// - `write`: the statement that begins a write transaction.
+/// - `contact_hint`: what follows the table name in a page query with a contact. SQLite's planner,
+///   without statistics (nothing runs ANALYZE on a server's database), rates `(owner, id)` as good as
+///   `(owner, contact, id)` once a query has two row-id bounds, and would then walk all of an owner's
+///   messages between them looking for one contact's: ` INDEXED BY archive_messages_by_contact`
+///   there, which also fails loudly should the index ever not fit. Empty on PostgreSQL, whose planner
+///   has statistics.
 /// - `append`: one statement that archives a message (`$1` owner, `$2` stanza id, `$3` contact, `$4`
 ///   at_ms, `$5` outgoing, `$6` stanza) with its timestamp raised to the owner's newest, so that an
 ///   owner's timestamps never go back, and returns the stored `at_ms`. On PostgreSQL it also orders
 ///   concurrent appends of one owner (see `crate::archive`).
 macro_rules! archive_sql {
-    ($store:ident, $db:ty, write = $write:literal, append = $append:literal) => {
+    (
+        $store:ident,
+        $db:ty,
+        write = $write:literal,
+        contact_hint = $contact_hint:literal,
+        append = $append:literal $(,)?
+    ) => {
         mod archive_impl {
             use std::collections::HashMap;
 
@@ -196,7 +215,7 @@ macro_rules! archive_sql {
                 to_u64,
             };
             use $crate::sql::archive::{
-                Bind, MESSAGE_COLUMNS, lookup_statement, named_ids, page_statement,
+                Bind, lookup_statement, named_ids, page_statement,
             };
             use $crate::{
                 Archive, ArchiveAppend, ArchiveMark, ArchiveMetadata, ArchivePage, ArchivePrefs,
@@ -255,12 +274,10 @@ macro_rules! archive_sql {
                     owner: &str,
                     id: &str,
                 ) -> StorageResult<Option<ArchivedMessage>> {
-                    let row: Option<ArchivedMessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(
-                        format!(
-                            "SELECT {MESSAGE_COLUMNS} FROM archive_messages \
-                             WHERE owner = $1 AND stanza_id = $2"
-                        ),
-                    ))
+                    let row: Option<ArchivedMessageRow> = sqlx::query_as(
+                        "SELECT stanza_id, contact, at_ms, outgoing, stanza FROM archive_messages \
+                         WHERE owner = $1 AND stanza_id = $2",
+                    )
                     .bind(owner)
                     .bind(id)
                     .fetch_optional(&self.pool)
@@ -290,7 +307,7 @@ macro_rules! archive_sql {
                             rows.insert(found.stanza_id, found.id);
                         }
                     }
-                    let statement = page_statement(owner, query, &rows)?;
+                    let statement = page_statement(owner, query, &rows, $contact_hint)?;
                     let mut page =
                         sqlx::query_as::<$db, ArchivedMessageRow>(sqlx::AssertSqlSafe(statement.sql));
                     for bind in statement.binds {
@@ -440,7 +457,7 @@ mod tests {
             max: 10,
             ..ArchiveQuery::default()
         };
-        let statement = page_statement("a@x", &query, &rows(&[])).expect("statement");
+        let statement = page_statement("a@x", &query, &rows(&[]), " HINT").expect("statement");
         assert_eq!(
             statement.sql,
             format!(
@@ -463,10 +480,15 @@ mod tests {
             max: 1_000,
             ..ArchiveQuery::default()
         };
-        let statement =
-            page_statement("o@x", &query, &rows(&[("a", 5), ("b", 50), ("c", 40)])).expect("ok");
+        let statement = page_statement(
+            "o@x",
+            &query,
+            &rows(&[("a", 5), ("b", 50), ("c", 40)]),
+            " HINT",
+        )
+        .expect("ok");
         assert!(statement.sql.ends_with(
-            "owner = $1 AND contact = $2 AND id > $3 AND id < $4 ORDER BY id DESC LIMIT $5"
+            "archive_messages HINT WHERE owner = $1 AND contact = $2 AND id > $3 AND id < $4 ORDER BY id DESC LIMIT $5"
         ));
         assert_eq!(
             statement.binds[1..],
@@ -486,7 +508,7 @@ mod tests {
             ids: Some(vec!["known".into(), "gone".into()]),
             ..ArchiveQuery::default()
         };
-        let err = page_statement("o@x", &query, &rows(&[("known", 1)])).expect_err("unknown");
+        let err = page_statement("o@x", &query, &rows(&[("known", 1)]), "").expect_err("unknown");
         assert!(
             matches!(&err, StorageError::UnknownArchiveId(id) if id == "gone"),
             "{err:?}"

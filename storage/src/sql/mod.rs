@@ -29,8 +29,9 @@ pub(crate) use vcards::vcards_sql;
 /// - `offline_store`: one statement that stores an offline message (`$1` owner, `$2` stanza, `$3`
 ///   stored_at_ms) unless the owner already has `$4` (the quota) waiting, counting and inserting
 ///   atomically, and returns a row only when it stored.
-/// - `archive_append`: one statement that archives a message with its timestamp kept from going back
-///   (see [`archive::archive_sql`]).
+/// - `archive_contact_hint`: what follows the table name in an archive page query with a contact,
+///   and `archive_append`: one statement that archives a message with its timestamp kept from going
+///   back (both explained at [`archive::archive_sql`]).
 macro_rules! xmpp_sql_impl {
     (
         $store:ident,
@@ -38,6 +39,7 @@ macro_rules! xmpp_sql_impl {
         write = $write:literal,
         snapshot = $snapshot:literal,
         offline_store = $offline_store:literal,
+        archive_contact_hint = $archive_contact_hint:literal,
         archive_append = $archive_append:literal $(,)?
     ) => {
         $crate::sql::accounts_sql!($store, $db, write = $write);
@@ -45,7 +47,13 @@ macro_rules! xmpp_sql_impl {
         $crate::sql::offline_sql!($store, store_statement = $offline_store);
         $crate::sql::vcards_sql!($store);
         $crate::sql::block_lists_sql!($store, write = $write);
-        $crate::sql::archive_sql!($store, $db, write = $write, append = $archive_append);
+        $crate::sql::archive_sql!(
+            $store,
+            $db,
+            write = $write,
+            contact_hint = $archive_contact_hint,
+            append = $archive_append,
+        );
     };
 }
 pub(crate) use xmpp_sql_impl;
