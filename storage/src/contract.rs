@@ -5,13 +5,19 @@
 //! called from any crate's tests. They expect a fresh, empty [`Storage`]: each uses its own domain and JIDs,
 //! so they may share one storage and run in any order, but not twice on the same one. [`run_all`] runs
 //! them all. Covers RFC 6121 section 2.6 (roster versions), XEP-0160 (offline order and quota), XEP-0054
-//! (vCard replace) and XEP-0191 (block list semantics) as far as storage is concerned.
+//! (vCard replace), XEP-0191 (block list semantics) and XEP-0313/XEP-0441 (archive paging, filters,
+//! metadata, preferences, retention) as far as storage is concerned.
 
 mod account_removal;
+mod archive;
 mod offline;
 mod rosters;
 
 pub use account_removal::account_delete_takes_relay_data;
+pub use archive::{
+    archive_deleted_with_account, archive_order_and_limits, archive_prefs, archive_queries,
+    archive_retention, concurrent_archive_appends,
+};
 pub use offline::{concurrent_offline_quota, offline_messages};
 pub use rosters::{concurrent_roster_versions, roster_count, rosters};
 
@@ -30,6 +36,12 @@ pub async fn run_all(storage: &Storage) {
     account_delete_takes_relay_data(storage).await;
     concurrent_offline_quota(storage).await;
     concurrent_roster_versions(storage).await;
+    archive_queries(storage).await;
+    archive_order_and_limits(storage).await;
+    archive_prefs(storage).await;
+    archive_retention(storage).await;
+    archive_deleted_with_account(storage).await;
+    concurrent_archive_appends(storage).await;
 }
 
 /// Distinct credentials for each `seed`, with iteration counts spanning the `u32` range.

@@ -1,8 +1,8 @@
 //! Herald persistence: one small trait per area, implemented for SQLite (the embedded default) and PostgreSQL.
 //!
-//! Business code sees only the traits in this file and the [`Storage`] handle; sqlx stays inside
-//! `sql/` (the XMPP areas' SQL, written once), `relay/`, `sqlite/`, `postgres/` and the test support in
-//! [`testing`]. Both backends run the same [`contract`] suite, so a behaviour that differs
+//! Business code sees only the traits in this file and in `archive.rs` (re-exported here) and the
+//! [`Storage`] handle; sqlx stays inside `sql/` (the XMPP areas' SQL, written once), `relay/`,
+//! `sqlite/`, `postgres/` and the test support in [`testing`]. Both backends run the same [`contract`] suite, so a behaviour that differs
 //! between them is a bug. Keys are plain strings: a bare JID `user@domain` for XMPP data; this crate
 //! knows nothing of JID syntax, sessions or routing.
 
@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+mod archive;
 pub mod contract;
 pub mod contract_relay;
 mod postgres;
@@ -18,6 +19,12 @@ mod rows;
 mod sql;
 mod sqlite;
 pub mod testing;
+
+pub use archive::{
+    ARCHIVE_MAX_IDS, ARCHIVE_MAX_PAGE, ARCHIVE_PURGE_BATCH, Archive, ArchiveAppend, ArchiveDefault,
+    ArchiveMark, ArchiveMetadata, ArchivePage, ArchivePaging, ArchivePrefs, ArchiveQuery,
+    ArchivedMessage, Direction,
+};
 
 /// Everything that can go wrong talking to a database.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +38,13 @@ pub enum StorageError {
     /// A migration failed to apply at start.
     #[error("migration failed: {0}")]
     Migration(String),
+    /// An archive query named a message id that is not in the owner's archive (XEP-0313 sections
+    /// 4.1.3 and 4.3.2: answered with `item-not-found`). Carries the id as the client sent it.
+    #[error("no such archived message: {0}")]
+    UnknownArchiveId(String),
+    /// A request is over a limit this crate documents (for example [`ARCHIVE_MAX_IDS`]).
+    #[error("over limit: {0}")]
+    OverLimit(String),
     /// Any other database error; the message is for logs, never for peers.
     #[error("database error: {0}")]
     Database(String),
@@ -64,9 +78,10 @@ pub trait Accounts: Send + Sync {
     async fn credentials(&self, jid: &str) -> StorageResult<Option<Credentials>>;
     /// Replaces the credentials; returns `false` if there is no such account.
     async fn set_credentials(&self, jid: &str, credentials: &Credentials) -> StorageResult<bool>;
-    /// Deletes the account and everything it owns (roster, offline messages, vCard, block list, and
-    /// its push relay account, whose id is the bare JID, with that account's API keys, devices,
-    /// tokens, messages, outbox entries and audit trail), in one transaction.
+    /// Deletes the account and everything it owns (roster, offline messages, vCard, block list,
+    /// message archive and archiving preferences, and its push relay account, whose id is the bare
+    /// JID, with that account's API keys, devices, tokens, messages, outbox entries and audit trail),
+    /// in one transaction.
     /// Returns `false` if there was no such account.
     async fn delete(&self, jid: &str) -> StorageResult<bool>;
     /// Bare JIDs of all accounts on `domain`, sorted.
@@ -216,6 +231,8 @@ pub struct Storage {
     pub offline: Arc<dyn OfflineMessages>,
     pub vcards: Arc<dyn VCards>,
     pub block_lists: Arc<dyn BlockLists>,
+    /// Message archives (XEP-0313).
+    pub archive: Arc<dyn Archive>,
     /// Push relay areas (see [`relay`]).
     pub relay_accounts: Arc<dyn relay::RelayAccounts>,
     pub relay_devices: Arc<dyn relay::RelayDevices>,
@@ -245,7 +262,7 @@ impl Storage {
     /// One backend behind every area: `xmpp` serves the XMPP areas, `relay` the push relay's.
     fn from_backend<X, R>(xmpp: X, relay: R, backend: &'static str) -> Storage
     where
-        X: Accounts + Rosters + OfflineMessages + VCards + BlockLists + 'static,
+        X: Accounts + Rosters + OfflineMessages + VCards + BlockLists + Archive + 'static,
         R: relay::RelayAccounts
             + relay::RelayDevices
             + relay::WhitelistTokens
@@ -260,7 +277,8 @@ impl Storage {
             rosters: xmpp.clone(),
             offline: xmpp.clone(),
             vcards: xmpp.clone(),
-            block_lists: xmpp,
+            block_lists: xmpp.clone(),
+            archive: xmpp,
             relay_accounts: relay.clone(),
             relay_devices: relay.clone(),
             whitelist_tokens: relay.clone(),

@@ -6,7 +6,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::{Credentials, OfflineMessage, RosterItem, ScramKeys, StorageError, Subscription};
+use crate::{
+    ArchiveDefault, ArchiveMark, ArchivePrefs, ArchivedMessage, Credentials, Direction,
+    OfflineMessage, RosterItem, ScramKeys, StorageError, Subscription,
+};
 
 /// Maps a sqlx error: unique violations become [`StorageError::AlreadyExists`], the rest a message.
 pub(crate) fn db_error(error: sqlx::Error) -> StorageError {
@@ -161,6 +164,83 @@ impl From<OfflineMessageRow> for OfflineMessage {
             stored_at_ms: row.stored_at_ms,
         }
     }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ArchivedMessageRow {
+    stanza_id: String,
+    contact: String,
+    at_ms: i64,
+    outgoing: bool,
+    stanza: String,
+}
+
+impl From<ArchivedMessageRow> for ArchivedMessage {
+    fn from(row: ArchivedMessageRow) -> Self {
+        ArchivedMessage {
+            id: row.stanza_id,
+            contact: row.contact,
+            at_ms: row.at_ms,
+            direction: if row.outgoing {
+                Direction::Outgoing
+            } else {
+                Direction::Incoming
+            },
+            stanza: row.stanza,
+        }
+    }
+}
+
+/// A stanza id with its row id (the archive's internal order) and timestamp.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ArchiveRowId {
+    pub(crate) stanza_id: String,
+    pub(crate) id: i64,
+    pub(crate) at_ms: i64,
+}
+
+impl From<ArchiveRowId> for ArchiveMark {
+    fn from(row: ArchiveRowId) -> Self {
+        ArchiveMark {
+            id: row.stanza_id,
+            at_ms: row.at_ms,
+        }
+    }
+}
+
+/// One row of the preferences joined with their JIDs: `jid` and `archive` are NULL when both lists
+/// are empty.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ArchivePrefsRow {
+    default_mode: String,
+    jid: Option<String>,
+    /// `true`: the `always` list; `false`: `never`.
+    archive: Option<bool>,
+}
+
+/// Assembles preferences from their rows (ordered by JID); `None` for no rows.
+pub(crate) fn assemble_prefs(
+    rows: Vec<ArchivePrefsRow>,
+) -> Result<Option<ArchivePrefs>, StorageError> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let default = ArchiveDefault::parse(&first.default_mode).ok_or_else(|| {
+        StorageError::Database(format!("unknown archive default {:?}", first.default_mode))
+    })?;
+    let mut prefs = ArchivePrefs {
+        default,
+        always: Vec::new(),
+        never: Vec::new(),
+    };
+    for row in rows {
+        match (row.jid, row.archive) {
+            (Some(jid), Some(true)) => prefs.always.push(jid),
+            (Some(jid), Some(false)) => prefs.never.push(jid),
+            _ => {}
+        }
+    }
+    Ok(Some(prefs))
 }
 
 #[cfg(test)]

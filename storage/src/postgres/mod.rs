@@ -36,6 +36,11 @@ crate::sql::xmpp_sql_impl!(
     // The function (migration 0003) takes a transaction-scoped advisory lock on the owner, counts and
     // inserts: one round trip instead of five for BEGIN, lock, count, INSERT and COMMIT.
     offline_store = "SELECT 1 WHERE herald_store_offline($1, $2, $3, $4)",
+    // The planner has statistics (autovacuum analyses): no index hint.
+    archive_contact_hint = "",
+    // The function (migration 0004) locks the owner until the commit, so an owner's row ids are
+    // in commit order and a page read between two appends can never skip the earlier one.
+    archive_append = "SELECT herald_archive_append($1, $2, $3, $4, $5, $6)",
 );
 
 pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {

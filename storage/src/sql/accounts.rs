@@ -93,6 +93,10 @@ macro_rules! accounts_sql {
                         "DELETE FROM offline_messages WHERE owner = $1",
                         "DELETE FROM vcards WHERE owner = $1",
                         "DELETE FROM block_list WHERE owner = $1",
+                        // XEP-0313 archive and XEP-0441 preferences.
+                        "DELETE FROM archive_messages WHERE owner = $1",
+                        "DELETE FROM archive_pref_jids WHERE owner = $1",
+                        "DELETE FROM archive_prefs WHERE owner = $1",
                     ]
                     .into_iter()
                     // A local account's relay account has the bare JID as its id: its API keys,

@@ -1,4 +1,4 @@
-//! The XMPP areas' SQL (accounts, rosters, offline messages, vCards, block lists), written once for
+//! The XMPP areas' SQL (accounts, rosters, offline messages, vCards, block lists, archives), written once for
 //! SQLite and PostgreSQL. As in [`crate::relay::sql`], the queries use only syntax both accept (`$N`
 //! placeholders, `RETURNING`, `ON CONFLICT`), and [`xmpp_sql_impl`] stamps the trait implementations
 //! out for each backend's pool type. What genuinely differs between the backends (how a transaction
@@ -6,19 +6,21 @@
 //! contract suite (`crate::contract`) runs on both.
 
 mod accounts;
+pub(crate) mod archive;
 mod block_lists;
 mod offline;
 mod rosters;
 mod vcards;
 
 pub(crate) use accounts::accounts_sql;
+pub(crate) use archive::archive_sql;
 pub(crate) use block_lists::block_lists_sql;
 pub(crate) use offline::offline_sql;
 pub(crate) use rosters::rosters_sql;
 pub(crate) use vcards::vcards_sql;
 
-/// Implements [`crate::Accounts`], [`crate::Rosters`], [`crate::OfflineMessages`], [`crate::VCards`]
-/// and [`crate::BlockLists`] for `$store`, a struct with `pool` (reads) and `writer` (writes) fields of database `$db`.
+/// Implements [`crate::Accounts`], [`crate::Rosters`], [`crate::OfflineMessages`], [`crate::VCards`],
+/// [`crate::BlockLists`] and [`crate::Archive`] for `$store`, a struct with `pool` (reads) and `writer` (writes) fields of database `$db`.
 ///
 /// - `write`: the statement that begins a read-then-write transaction (account deletion, roster
 ///   changes with their version bump, offline store, block and unblock).
@@ -27,19 +29,31 @@ pub(crate) use vcards::vcards_sql;
 /// - `offline_store`: one statement that stores an offline message (`$1` owner, `$2` stanza, `$3`
 ///   stored_at_ms) unless the owner already has `$4` (the quota) waiting, counting and inserting
 ///   atomically, and returns a row only when it stored.
+/// - `archive_contact_hint`: what follows the table name in an archive page query with a contact,
+///   and `archive_append`: one statement that archives a message with its timestamp kept from going
+///   back (both explained at [`archive::archive_sql`]).
 macro_rules! xmpp_sql_impl {
     (
         $store:ident,
         $db:ty,
         write = $write:literal,
         snapshot = $snapshot:literal,
-        offline_store = $offline_store:literal $(,)?
+        offline_store = $offline_store:literal,
+        archive_contact_hint = $archive_contact_hint:literal,
+        archive_append = $archive_append:literal $(,)?
     ) => {
         $crate::sql::accounts_sql!($store, $db, write = $write);
         $crate::sql::rosters_sql!($store, $db, write = $write, snapshot = $snapshot);
         $crate::sql::offline_sql!($store, store_statement = $offline_store);
         $crate::sql::vcards_sql!($store);
         $crate::sql::block_lists_sql!($store, write = $write);
+        $crate::sql::archive_sql!(
+            $store,
+            $db,
+            write = $write,
+            contact_hint = $archive_contact_hint,
+            append = $archive_append,
+        );
     };
 }
 pub(crate) use xmpp_sql_impl;

@@ -52,6 +52,11 @@ crate::sql::xmpp_sql_impl!(
     // A write statement holds the database write lock from its start, so one conditional INSERT
     // counts and inserts atomically.
     offline_store = "INSERT INTO offline_messages (owner, stanza, stored_at_ms) SELECT $1, $2, $3 WHERE (SELECT COUNT(*) FROM offline_messages WHERE owner = $1) < $4 RETURNING id",
+    // Without statistics the planner may take (owner, id) for a contact's page (see archive_sql).
+    archive_contact_hint = " INDEXED BY archive_messages_by_contact",
+    // The one writer orders appends; the newest timestamp of the owner is one seek on
+    // (owner, at_ms), and the two-argument MAX is SQLite's scalar max.
+    archive_append = "INSERT INTO archive_messages (owner, stanza_id, contact, at_ms, outgoing, stanza) SELECT $1, $2, $3, MAX($4, COALESCE((SELECT MAX(at_ms) FROM archive_messages WHERE owner = $1), $4)), $5, $6 RETURNING at_ms",
 );
 
 /// The reader connections' options: a smaller page cache (see [`READER_CACHE_KIB`]).
@@ -155,5 +160,103 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(size, -2000, "the writer keeps SQLite's default");
+    }
+
+    /// The archive's page statements are index range scans on an empty, unanalysed database, which is
+    /// what SQLite's planner sees in production (nothing runs ANALYZE): no plan may scan the table,
+    /// and a contact's page keeps to the contact index even with two row-id bounds (where, unhinted,
+    /// the planner took (owner, id) and filtered by contact).
+    #[tokio::test]
+    async fn archive_pages_are_index_range_scans() {
+        use crate::sql::archive::{Bind, lookup_statement, page_statement};
+        use crate::{ArchivePaging, ArchiveQuery};
+
+        let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .unwrap();
+        let rows = [("a".to_string(), 1_i64), ("b".to_string(), 9)]
+            .into_iter()
+            .collect();
+        let cases = [
+            (
+                ArchiveQuery::default(),
+                "archive_messages_by_owner (owner=?)",
+            ),
+            (
+                ArchiveQuery {
+                    paging: ArchivePaging::Forward {
+                        after: Some("a".into()),
+                    },
+                    ..ArchiveQuery::default()
+                },
+                "archive_messages_by_owner (owner=? AND id>?)",
+            ),
+            (
+                ArchiveQuery {
+                    with: Some("c".into()),
+                    start_ms: Some(5),
+                    paging: ArchivePaging::Backward {
+                        before: Some("b".into()),
+                    },
+                    ..ArchiveQuery::default()
+                },
+                "archive_messages_by_contact (owner=? AND contact=? AND id>? AND id<?)",
+            ),
+        ];
+        for (query, expected) in cases {
+            let statement = page_statement(
+                "o",
+                &query,
+                &rows,
+                " INDEXED BY archive_messages_by_contact",
+            )
+            .unwrap();
+            let mut explain = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN QUERY PLAN {}",
+                statement.sql
+            )));
+            for bind in statement.binds {
+                explain = match bind {
+                    Bind::Text(text) => explain.bind(text),
+                    Bind::Int(int) => explain.bind(int),
+                };
+            }
+            let plan: Vec<String> = explain
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<String, _>("detail"))
+                .collect();
+            assert!(
+                plan.iter().any(|step| step.contains(expected)),
+                "{query:?}: {plan:?}"
+            );
+            assert!(
+                plan.iter().all(|step| !step.starts_with("SCAN")),
+                "{query:?}: {plan:?}"
+            );
+        }
+        let lookup: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            lookup_statement(2)
+        )))
+        .bind("o")
+        .bind("a")
+        .bind("b")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<String, _>("detail"))
+        .collect();
+        assert!(
+            lookup.iter().any(
+                |step| step.contains("archive_messages_by_stanza_id (owner=? AND stanza_id=?)")
+            ),
+            "{lookup:?}"
+        );
     }
 }
