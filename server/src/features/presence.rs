@@ -80,6 +80,13 @@ async fn broadcast(router: &Arc<Router>, session: &mut ClientSession, envelope: 
         mark_unavailable(router, session);
     } else {
         session.is_available = true;
+        // Initial presence waits for offline stores in flight for this user to commit, so the fetch
+        // below sees them; stores after this see the resource available (`router/offline_gate.rs`).
+        let _gate = if is_initial {
+            Some(router.offline_gates.lock(&session.bare).await)
+        } else {
+            None
+        };
         router.sessions.set_presence(
             &session.bare,
             &resource,

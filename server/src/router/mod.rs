@@ -10,9 +10,27 @@
 pub mod events;
 pub mod local;
 pub mod mailbox;
+pub mod offline_gate;
 pub mod registry;
 pub mod routes;
 pub mod rules;
+/// The addressee as the rules see it, for an existing account with these resources online.
+fn online_addressee<'a>(
+    to: &Jid,
+    online: &[(String, SessionHandle, rules::ResourceView)],
+    views: &'a [rules::ResourceView],
+) -> Addressee<'a> {
+    match to.resource() {
+        None => Addressee::Bare { resources: views },
+        Some(resource) => Addressee::Full {
+            exact: online
+                .iter()
+                .position(|(name, _, _)| name == resource.as_str()),
+            resources: views,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -54,6 +72,8 @@ pub struct Router {
     routes: RouteTable,
     local: Arc<dyn LocalHandling>,
     subscribers: Subscribers,
+    /// Orders offline stores against resources becoming available (`offline_gate.rs`).
+    pub offline_gates: offline_gate::OfflineGates,
 }
 
 impl std::fmt::Debug for Router {
@@ -80,6 +100,7 @@ impl Router {
             context,
             local,
             subscribers,
+            offline_gates: Default::default(),
         })
     }
 
@@ -158,15 +179,7 @@ impl Router {
             }
         };
         let addressee = if exists {
-            match to.resource() {
-                None => Addressee::Bare { resources: &views },
-                Some(resource) => Addressee::Full {
-                    exact: online
-                        .iter()
-                        .position(|(name, _, _)| name == resource.as_str()),
-                    resources: &views,
-                },
-            }
+            online_addressee(to, &online, &views)
         } else {
             Addressee::NoAccount
         };
@@ -184,7 +197,7 @@ impl Router {
                     Delivery::Delivered
                 } else if matches!(envelope.kind, StanzaKind::Message(_)) {
                     // Every chosen session vanished or is stuck: keep the message rather than lose it.
-                    self.store_offline(&bare, &envelope).await
+                    self.store_offline(&bare, &envelope, None).await
                 } else if envelope.kind == StanzaKind::IqRequest {
                     // The resource cannot take it (gone, or its queue is full): as for a full JID with no
                     // such resource, the requester gets service-unavailable rather than waiting forever
@@ -194,7 +207,7 @@ impl Router {
                     Delivery::Dropped
                 }
             }
-            Decision::StoreOffline => self.store_offline(&bare, &envelope).await,
+            Decision::StoreOffline => self.store_offline(&bare, &envelope, Some(to)).await,
             Decision::ServerHandles => {
                 let outcome = self.local.for_user(self, &bare, envelope).await;
                 self.bounce_or(outcome)
@@ -246,7 +259,28 @@ impl Router {
         self.subscribers.emit(event).await
     }
 
-    async fn store_offline(self: &Arc<Self>, user: &BareJid, envelope: &Envelope) -> Delivery {
+    /// Stores a message for `user`. With `recheck` (the address the rules decided "store offline" for),
+    /// the user's offline gate is held and the rules run again on the resources online now: if a
+    /// resource became available since, the message is routed again instead (`offline_gate.rs`).
+    /// Without it (every chosen session refused the stanza), it is stored whatever the registry says,
+    /// so a stuck session cannot make the router loop.
+    async fn store_offline(
+        self: &Arc<Self>,
+        user: &BareJid,
+        envelope: &Envelope,
+        recheck: Option<&Jid>,
+    ) -> Delivery {
+        let user_key = user.to_string();
+        let _gate = self.offline_gates.lock(&user_key).await;
+        if let Some(to) = recheck {
+            let online = self.sessions.routes(&user_key);
+            let views: Vec<_> = online.iter().map(|(_, _, view)| *view).collect();
+            let decision = rules::decide(envelope.kind, online_addressee(to, &online, &views));
+            if decision != Decision::StoreOffline {
+                drop(_gate);
+                return Box::pin(self.route(envelope.clone())).await;
+            }
+        }
         match self.local.store_offline(self, user, envelope).await {
             Ok(Stored::Kept) => {
                 let reactions = self
