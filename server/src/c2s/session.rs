@@ -22,7 +22,7 @@
 //!
 //! Memory: an idle session is this task's future, which only waits (see [`run`]), plus the heap the
 //! session points to: its connection behind one box (the XML stream, the socket, and TLS behind a box of
-//! its own), the mailbox, the ping timer. `server/README.md` "Memory budget" has the whole picture.
+//! its own), the mailbox, the ping timer, and one null pointer for stream management until it is enabled. `server/README.md` "Memory budget" has the whole picture.
 
 use std::future::poll_fn;
 use std::sync::Arc;

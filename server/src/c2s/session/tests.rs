@@ -1,6 +1,7 @@
 //! The session over an in-memory [`ClientStream`]: detaching, queueing while detached, re-attaching, and
-//! ending while detached (what XEP-0198 resumption will build on), the nonza answer, and the size an idle
-//! session costs.
+//! ending while detached; XEP-0198 counting and acknowledgements, hibernation when a resumable session
+//! loses its connection, resumption writing what was not acknowledged once, the resume timeout; the nonza
+//! answer, and the size an idle session costs.
 
 use std::io;
 use std::sync::Mutex;
