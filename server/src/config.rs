@@ -62,6 +62,9 @@ pub struct RawC2s {
     /// Seconds a write to a client may make no progress before the connection is ended (the client stopped
     /// reading); what was queued for it is then routed as if it had gone offline (RFC 6121 section 8.5).
     pub write_timeout_seconds: u64,
+    /// Seconds a session whose connection dropped waits to be resumed (XEP-0198 section 5) before it ends
+    /// as if the client had left; 0 disables resumption (acknowledgements still work).
+    pub resume_timeout_seconds: u64,
 }
 
 impl Default for RawC2s {
@@ -73,6 +76,7 @@ impl Default for RawC2s {
             auth_timeout_seconds: 60,
             ping_interval_seconds: 300,
             write_timeout_seconds: 30,
+            resume_timeout_seconds: 300,
         }
     }
 }
@@ -193,6 +197,8 @@ pub struct Config {
     pub auth_timeout: std::time::Duration,
     pub ping_interval: std::time::Duration,
     pub write_timeout: std::time::Duration,
+    /// How long a session whose connection dropped can be resumed (XEP-0198 section 5); zero: never.
+    pub resume_timeout: std::time::Duration,
     pub allow_in_band_registration: bool,
     /// In-band registration attempts per client address per hour (0: no limit).
     pub registrations_per_address_per_hour: u32,
@@ -381,6 +387,7 @@ impl Config {
             ("c2s.auth_timeout_seconds", raw.c2s.auth_timeout_seconds),
             ("c2s.ping_interval_seconds", raw.c2s.ping_interval_seconds),
             ("c2s.write_timeout_seconds", raw.c2s.write_timeout_seconds),
+            ("c2s.resume_timeout_seconds", raw.c2s.resume_timeout_seconds),
         ] {
             if seconds > MAX_TIMEOUT_SECONDS {
                 problems.push(format!(
@@ -503,6 +510,7 @@ impl Config {
             auth_timeout: std::time::Duration::from_secs(raw.c2s.auth_timeout_seconds.max(1)),
             ping_interval: std::time::Duration::from_secs(raw.c2s.ping_interval_seconds.max(1)),
             write_timeout: std::time::Duration::from_secs(raw.c2s.write_timeout_seconds),
+            resume_timeout: std::time::Duration::from_secs(raw.c2s.resume_timeout_seconds),
             allow_in_band_registration: raw.registration.allow_in_band,
             registrations_per_address_per_hour: raw.registration.per_address_per_hour,
             max_stanza_bytes: limits.max_stanza_bytes,

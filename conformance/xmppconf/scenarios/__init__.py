@@ -1,6 +1,6 @@
 """Every scenario, in the order the runner executes them. One module per protocol area."""
 
-from . import auth, messaging, push, register, roster, services
+from . import auth, messaging, push, register, roster, services, stream_management
 
 ALL = [
     *register.SCENARIOS,
@@ -8,5 +8,6 @@ ALL = [
     *roster.SCENARIOS,
     *messaging.SCENARIOS,
     *services.SCENARIOS,
+    *stream_management.SCENARIOS,
     *push.SCENARIOS,
 ]

@@ -1,4 +1,6 @@
-//! Client stream negotiation (RFC 6120 sections 4 to 7): stream header, STARTTLS, SASL, resource binding.
+//! Client stream negotiation (RFC 6120 sections 4 to 7): stream header, STARTTLS, SASL, resource binding,
+//! or, in place of binding, XEP-0198 resumption (section 5): the connection is handed to the hibernated
+//! session it resumes.
 //!
 //! Runs over any `AsyncRead + AsyncWrite` so it is tested over `tokio::io::duplex`. Everything before binding
 //! shares one deadline (`auth_timeout`): a stream that never authenticates gets `<connection-timeout/>`.
@@ -19,11 +21,12 @@ use super::sasl::{ChannelBindings, Mechanism, SaslExchange, SaslFailure, Step};
 use super::stream::ClientStream;
 use super::stream_features::{Offer, StreamFeatures};
 use crate::features::iq::IqAnswer;
+use crate::features::stream_management::{self as sm, SmNonza};
 use crate::net::channel_binding;
 use crate::net::tls::TlsIdentity;
 use crate::net::transport::Transport;
 use crate::net::unauthenticated::UnauthenticatedSlot;
-use crate::router::{Router, SessionCommand, SessionHandle};
+use crate::router::{Resumption, Router, SessionCommand, SessionHandle};
 use crate::xmpp::error::{StreamError, StreamErrorCondition};
 use crate::xmpp::ns;
 use crate::xmpp::stream::{Frame, StreamHeader, XmlStream};
@@ -102,12 +105,28 @@ where
     let (stream, outcome) = negotiation.run(stream).await;
     let mut stream = stream?;
     match outcome {
-        Ok(Some((jid, handle, commands))) => Some(Bound {
+        Ok(Some(Negotiated::Bound((jid, handle, commands)))) => Some(Bound {
             stream: Box::new(stream),
             jid,
             handle,
             commands,
         }),
+        Ok(Some(Negotiated::Resume { handle, h })) => {
+            // XEP-0198 section 5: the session answers `<resumed/>` and carries on over this connection.
+            let resumption = Box::new(Resumption {
+                stream: Box::new(stream),
+                h,
+            });
+            if let Err(mut resumption) = handle.resume(resumption) {
+                // It ended between the lookup and now.
+                let _ = resumption
+                    .stream
+                    .write_element(&sm::failed("item-not-found", None))
+                    .await;
+                let _ = resumption.stream.close().await;
+            }
+            None
+        }
         Ok(None) => None,
         Err(Stop::Error(condition, text)) => {
             let _ = stream
@@ -137,12 +156,21 @@ type Binding = (
     crate::router::mailbox::Mailbox<SessionCommand>,
 );
 
+/// How an authenticated stream goes on.
+enum Negotiated {
+    /// A resource was bound: a new session.
+    Bound(Binding),
+    /// The client resumes the hibernated session `handle`, having handled `h` of its stanzas
+    /// (XEP-0198 section 5).
+    Resume { handle: SessionHandle, h: u32 },
+}
+
 impl Negotiation<'_> {
     /// Drives the stages. Returns the stream (unless STARTTLS consumed it and failed) and the outcome.
     async fn run<S>(
         &mut self,
         mut stream: XmlStream<Transport<S>>,
-    ) -> (Option<XmlStream<Transport<S>>>, Step_<Option<Binding>>)
+    ) -> (Option<XmlStream<Transport<S>>>, Step_<Option<Negotiated>>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
@@ -565,17 +593,47 @@ impl Negotiation<'_> {
         }
     }
 
-    /// Resource binding (RFC 6120 section 7).
+    /// Resource binding (RFC 6120 section 7), or resumption in its place (XEP-0198 section 5).
     async fn bind<S>(
         &mut self,
         stream: &mut XmlStream<Transport<S>>,
         account: &BareJid,
-    ) -> Step_<Binding>
+    ) -> Step_<Negotiated>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         loop {
             let element = self.next(stream).await?;
+            match SmNonza::parse(&element) {
+                Some(SmNonza::Resume { previd, h }) => {
+                    // Only the account that enabled it may resume a session; an unknown, expired or
+                    // someone else's id is `item-not-found`, and the client may still bind.
+                    let bare = account.to_string();
+                    match self
+                        .router
+                        .sessions
+                        .resumable(&previd)
+                        .filter(|resumable| resumable.bare == bare)
+                    {
+                        Some(resumable) => {
+                            return Ok(Negotiated::Resume {
+                                handle: resumable.handle,
+                                h,
+                            });
+                        }
+                        None => {
+                            stream.send(&sm::failed("item-not-found", None)).await?;
+                            continue;
+                        }
+                    }
+                }
+                Some(SmNonza::Enable { .. }) => {
+                    // XEP-0198 section 3: stream management is enabled after binding.
+                    stream.send(&sm::failed("unexpected-request", None)).await?;
+                    continue;
+                }
+                _ => {}
+            }
             let Some(bind) = element
                 .get_child("bind", ns::BIND)
                 .filter(|_| element.is("iq", ns::CLIENT) && element.attr("type") == Some("set"))
@@ -631,7 +689,7 @@ impl Negotiation<'_> {
                 )),
             );
             stream.send(&result).await?;
-            return Ok((jid, handle, commands));
+            return Ok(Negotiated::Bound((jid, handle, commands)));
         }
     }
 

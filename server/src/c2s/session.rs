@@ -9,28 +9,37 @@
 //! queued for it and not written is routed again once it is gone, as for any resource that went offline
 //! (RFC 6121 section 8.5.3.2).
 //!
-//! The connection can be detached and another attached without the session ending, which is what
-//! XEP-0198 resumption (section 5) needs: while detached nothing is written, what the router sends waits
-//! in the mailbox (bounded by `[limits] session_queue_bytes` as ever), pings stop, and a command that ends
-//! the session still does. Today every session ends with its connection; nothing detaches yet.
+//! XEP-0198 stream management (`features::stream_management`) is driven here: `<enable/>`, `<r/>` and
+//! `<a/>` are answered in [`Session::on_nonza`], what is written is kept until the client acknowledges it
+//! and a `<r/>` follows a write when no request is pending (section 4). A session that enabled
+//! resumption and whose connection drops (or fails) without `</stream:stream>` does not end: it detaches
+//! the connection and hibernates for `[c2s] resume_timeout_seconds` (section 5). While detached nothing is
+//! written, what the router sends waits in the mailbox (bounded by `[limits] session_queue_bytes` as
+//! ever), pings stop, and a command that ends the session still does. A new connection that resumes it
+//! is handed over as [`SessionCommand::Resume`]: the session answers `<resumed/>`, writes again what the
+//! client's `h` does not cover, then what waited. When the timeout passes, it ends as if the client had
+//! left. A clean close, or a stream error we send, ends the session at once.
 //!
 //! Memory: an idle session is this task's future, which only waits (see [`run`]), plus the heap the
 //! session points to: its connection behind one box (the XML stream, the socket, and TLS behind a box of
-//! its own), the mailbox, the ping timer. `server/README.md` "Memory budget" has the whole picture.
+//! its own), the mailbox, the ping timer, and one null pointer for stream management until it is enabled. `server/README.md` "Memory budget" has the whole picture.
 
 use std::future::poll_fn;
 use std::sync::Arc;
 
-use tokio::time::{Instant, Interval};
+use std::pin::Pin;
+
+use tokio::time::{Instant, Interval, Sleep};
 
 use super::flood::FloodGuard;
 use super::negotiation::{Bound, random_id};
 use super::stream::{ClientStream, Inbound};
 use crate::config::Config;
+use crate::features::stream_management::{self as sm, SmNonza, StreamManagement};
 use crate::features::{self, ClientSession};
 use crate::router::events::DeliveryEvent;
 use crate::router::mailbox::Mailbox;
-use crate::router::{Router, SessionCommand, SessionHandle};
+use crate::router::{Resumption, Router, SessionCommand, SessionHandle};
 use crate::xmpp::error::{StreamError, StreamErrorCondition};
 use crate::xmpp::{
     Addressing, DefinedCondition, Element, Envelope, EnvelopeError, Jid, StanzaKind, WireStanza,
@@ -58,6 +67,20 @@ pub struct Session {
     unwritten: Vec<WireStanza>,
     flood: FloodGuard,
     ping: Ping,
+    /// XEP-0198 state once the client enabled stream management: `None`, a null pointer, otherwise, so
+    /// an idle session that never enables it pays nothing more.
+    managed: Option<Box<Managed>>,
+}
+
+/// Stream management of one session (XEP-0198) and what the session adds to it.
+struct Managed {
+    state: StreamManagement,
+    /// While hibernating (section 5): when the session ends unless resumed. Boxed here so that the wait
+    /// of an idle session does not hold a timer.
+    resume_deadline: Option<Pin<Box<Sleep>>>,
+    /// Most bytes of stanzas that may wait for an acknowledgement (`[limits] session_queue_bytes`): a
+    /// client that never acknowledges cannot make the server hold more.
+    unacked_limit: usize,
 }
 
 /// The server's side of XEP-0199 section 4.2: a client not heard from for a ping interval is pinged, and
@@ -87,6 +110,7 @@ impl Session {
                 last_heard: now,
                 pending: None,
             },
+            managed: None,
         }
     }
 
@@ -111,6 +135,32 @@ impl Session {
     pub fn is_attached(&self) -> bool {
         self.stream.is_some()
     }
+
+    /// Whether the client enabled resumption (XEP-0198 section 5) and a connection is attached, so losing
+    /// it hibernates the session instead of ending it.
+    fn can_hibernate(&self) -> bool {
+        self.is_attached()
+            && self
+                .managed
+                .as_ref()
+                .is_some_and(|managed| managed.state.resume_id().is_some())
+    }
+
+    /// The connection is gone but resumption was enabled (XEP-0198 section 5): detach it and wait for
+    /// a resumption until the resume timeout; the session stays bound, so what is sent to it queues.
+    async fn hibernate(&mut self, router: &Arc<Router>) {
+        drop(self.detach());
+        if let Some(managed) = self.managed.as_mut() {
+            let timeout = router.context.config.resume_timeout;
+            managed.resume_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+        }
+        router
+            .emit(DeliveryEvent::SessionHibernated {
+                jid: &self.client.jid,
+            })
+            .await;
+        tracing::debug!(jid = %self.client.jid, "session hibernated");
+    }
 }
 
 /// Runs a bound session until the client leaves, misbehaves, is replaced, or the server stops.
@@ -132,7 +182,7 @@ pub fn run(router: Arc<Router>, mut session: Session) -> impl Future<Output = ()
         .await;
         let end: Ending = loop {
             let wake = session.wait().await;
-            if let Some(end) = Box::pin(session.act(&router, wake)).await {
+            if let Some(end) = Box::pin(session.step(&router, wake)).await {
                 break end;
             }
         };
@@ -160,6 +210,8 @@ enum Wake {
     PingDue,
     /// A stream is attached and stanzas wait in `unwritten`: they go before anything newer.
     Flush,
+    /// A hibernated session was not resumed in time (XEP-0198 section 5).
+    ResumeTimeout,
 }
 
 impl Session {
@@ -170,9 +222,18 @@ impl Session {
         let Some(stream) = self.stream.as_mut() else {
             let command = self
                 .commands
-                .recv_first(|command| !matches!(command, SessionCommand::Stanza(_)))
-                .await;
-            return Wake::Command(command);
+                .recv_first(|command| !matches!(command, SessionCommand::Stanza(_)));
+            let deadline = self
+                .managed
+                .as_mut()
+                .and_then(|managed| managed.resume_deadline.as_mut());
+            return match deadline {
+                Some(deadline) => tokio::select! {
+                    command = command => Wake::Command(command),
+                    () = deadline.as_mut() => Wake::ResumeTimeout,
+                },
+                None => Wake::Command(command.await),
+            };
         };
         if !self.unwritten.is_empty() {
             return Wake::Flush;
@@ -184,6 +245,18 @@ impl Session {
         }
     }
 
+    /// Handles one wake, and hibernates instead of ending when the connection was lost without a closing
+    /// tag or a stream error of ours and the client asked for resumption (XEP-0198 section 5). `Some(end)`
+    /// ends the session.
+    async fn step(&mut self, router: &Arc<Router>, wake: Wake) -> Option<Ending> {
+        let end = self.act(router, wake).await?;
+        if end == Ending::Gone && self.can_hibernate() {
+            self.hibernate(router).await;
+            return None;
+        }
+        Some(end)
+    }
+
     /// Handles one wake. `Some(end)` ends the session.
     async fn act(&mut self, router: &Arc<Router>, wake: Wake) -> Option<Ending> {
         match wake {
@@ -192,10 +265,17 @@ impl Session {
                 if let Err(end) = self.write(batch).await {
                     return Some(end);
                 }
-                then.and_then(ending)
+                match then {
+                    Some(command) => self.command(router, command).await,
+                    None => None,
+                }
             }
-            Wake::Command(Some(command)) => ending(command),
+            Wake::Command(Some(command)) => self.command(router, command).await,
             Wake::Command(None) => Some(Ending::Gone),
+            Wake::ResumeTimeout => {
+                tracing::debug!(jid = %self.client.jid, "not resumed in time");
+                Some(Ending::Gone)
+            }
             Wake::Flush => {
                 let batch = std::mem::take(&mut self.unwritten);
                 self.write(batch).await.err()
@@ -203,6 +283,10 @@ impl Session {
             Wake::Inbound(Ok(Inbound::Stanza(element))) => {
                 if !self.heard() {
                     return Some(Ending::Error(StreamErrorCondition::PolicyViolation));
+                }
+                if let Some(managed) = self.managed.as_mut() {
+                    // XEP-0198 section 4: `h` counts every stanza the client sent since enabling.
+                    managed.state.received();
                 }
                 let own_jid = Jid::from(self.client.jid.clone());
                 // Boxed again: the features' nested futures are large, and a session writing a batch
@@ -224,12 +308,106 @@ impl Session {
         }
     }
 
-    /// A first-level element from the client that is not a stanza. None is supported yet, so the stream
-    /// ends with `<unsupported-stanza-type/>` (RFC 6120 section 4.9.3.24); XEP-0198's `<enable/>`, `<r/>`
-    /// and `<a/>` will be answered here.
-    async fn on_nonza(&mut self, _router: &Arc<Router>, element: Element) -> Option<Ending> {
-        tracing::debug!(jid = %self.client.jid, element = element.name(), "unsupported nonza");
-        Some(Ending::Error(StreamErrorCondition::UnsupportedStanzaType))
+    /// A command other than a stanza: a resumption, or the end of the session.
+    async fn command(&mut self, router: &Arc<Router>, command: SessionCommand) -> Option<Ending> {
+        match command {
+            SessionCommand::Resume(resumption) => self.resume(router, *resumption).await,
+            other => ending(other),
+        }
+    }
+
+    /// A first-level element from the client that is not a stanza: XEP-0198's `<enable/>`, `<r/>` and
+    /// `<a/>`. Anything else, and `<r/>` or `<a/>` before stream management is enabled, ends the stream
+    /// with `<unsupported-stanza-type/>` (RFC 6120 section 4.9.3.24), as Prosody does.
+    async fn on_nonza(&mut self, router: &Arc<Router>, element: Element) -> Option<Ending> {
+        let unsupported = || {
+            tracing::debug!(element = element.name(), "unsupported nonza");
+            Some(Ending::Error(StreamErrorCondition::UnsupportedStanzaType))
+        };
+        let Some(nonza) = SmNonza::parse(&element) else {
+            return unsupported();
+        };
+        let reply = match (nonza, self.managed.as_mut()) {
+            (SmNonza::Enable { resume }, None) => self.enable(router, resume),
+            // Section 3: enabling twice is an unexpected request.
+            (SmNonza::Enable { .. }, Some(_)) => sm::failed("unexpected-request", None),
+            (SmNonza::Request, Some(managed)) => sm::answer(managed.state.inbound()),
+            (SmNonza::Ack { h }, Some(managed)) => {
+                if let Err(too_high) = managed.state.acknowledge(h) {
+                    // Section 4: acknowledging more than was sent is an `undefined-condition` stream
+                    // error (with `handled-count-too-high`).
+                    tracing::debug!(jid = %self.client.jid, ?too_high, "handled count too high");
+                    return Some(Ending::Error(StreamErrorCondition::UndefinedCondition));
+                }
+                return None;
+            }
+            (SmNonza::Request | SmNonza::Ack { .. }, None) => return unsupported(),
+            // Section 5: resumption replaces binding; a bound stream has nothing to resume.
+            (SmNonza::Resume { .. }, _) => sm::failed("unexpected-request", None),
+            (SmNonza::Malformed, _) => return Some(Ending::Error(StreamErrorCondition::BadFormat)),
+        };
+        let stream = self.stream.as_mut()?;
+        stream
+            .write_element(&reply)
+            .await
+            .err()
+            .map(|_| Ending::Gone)
+    }
+
+    /// Enables stream management (XEP-0198 section 3), resumable when asked and allowed: returns
+    /// `<enabled/>`.
+    fn enable(&mut self, router: &Arc<Router>, resume: bool) -> Element {
+        let config = &router.context.config;
+        let timeout = config.resume_timeout;
+        let resume_id = (resume && !timeout.is_zero()).then(sm::new_resume_id);
+        if let Some(id) = &resume_id {
+            router
+                .sessions
+                .add_resumable(id, &self.client.bare, self.handle.clone());
+        }
+        let enabled = sm::enabled(resume_id.as_deref().map(|id| (id, timeout.as_secs())));
+        self.managed = Some(Box::new(Managed {
+            state: StreamManagement::new(resume_id),
+            resume_deadline: None,
+            unacked_limit: config.session_queue_bytes,
+        }));
+        enabled
+    }
+
+    /// A connection resumed this session (XEP-0198 section 5): attach it, answer `<resumed/>`, drop what
+    /// the client's `h` acknowledges and write the rest again, once and in order; what queued while
+    /// detached follows through the mailbox. The connection it replaces, if the server had not yet seen
+    /// it fail, is dropped. Presence is not broadcast again: the session never went unavailable.
+    async fn resume(&mut self, router: &Arc<Router>, resumption: Resumption) -> Option<Ending> {
+        drop(self.attach(resumption.stream));
+        let (Some(managed), Some(stream)) = (self.managed.as_mut(), self.stream.as_mut()) else {
+            // Not reached: only a session that enabled resumption is found by its id.
+            return Some(Ending::Error(StreamErrorCondition::UndefinedCondition));
+        };
+        managed.resume_deadline = None;
+        if let Err(too_high) = managed.state.acknowledge(resumption.h) {
+            tracing::debug!(jid = %self.client.jid, ?too_high, "resumed with h too high");
+            return Some(Ending::Error(StreamErrorCondition::UndefinedCondition));
+        }
+        let previd = managed.state.resume_id().unwrap_or_default().to_owned();
+        let resumed = sm::resumed(&previd, managed.state.inbound());
+        if stream.write_element(&resumed).await.is_err() {
+            return Some(Ending::Gone);
+        }
+        let unacked = managed.state.unacked_slice();
+        if !unacked.is_empty() && stream.write_stanzas(unacked).await.is_err() {
+            return Some(Ending::Gone);
+        }
+        if managed.state.should_request() && stream.write_element(&sm::request()).await.is_err() {
+            return Some(Ending::Gone);
+        }
+        router
+            .emit(DeliveryEvent::SessionResumed {
+                jid: &self.client.jid,
+            })
+            .await;
+        tracing::debug!(jid = %self.client.jid, "session resumed");
+        None
     }
 
     /// Something came from the client: the ping clock starts again. `false` when it is over the rate.
@@ -264,7 +442,27 @@ impl Session {
             self.unwritten.extend(batch);
             return Ok(());
         };
-        if stream.write_stanzas(&batch).await.is_err() {
+        let written = stream.write_stanzas(&batch).await;
+        if let Some(managed) = self.managed.as_mut() {
+            // Kept until acknowledged (XEP-0198 section 4), even when the write failed: part of it may
+            // have reached the client, and on resumption its `h` tells which (section 5).
+            managed.state.sent_stanzas(batch);
+            if written.is_err() {
+                return Err(Ending::Gone);
+            }
+            if managed.state.unacked_bytes() > managed.unacked_limit {
+                tracing::debug!(jid = %self.client.jid, "too much unacknowledged");
+                return Err(Ending::Error(StreamErrorCondition::ResourceConstraint));
+            }
+            if managed.state.should_request() {
+                stream
+                    .write_element(&sm::request())
+                    .await
+                    .map_err(|_| Ending::Gone)?;
+            }
+            return Ok(());
+        }
+        if written.is_err() {
             // Failed or past the write deadline: the client is not reading. What did not reach it is
             // routed elsewhere once the session is unbound (see `finish`).
             self.unwritten = batch;
@@ -286,7 +484,17 @@ impl Session {
         let id = random_id();
         let jid = &self.client.jid;
         let request = features::ping::request(&id, jid.domain().as_str(), &jid.to_string());
-        if stream.write_element(&request).await.is_err() {
+        let written = match self.managed.as_mut() {
+            // A stanza like any other for the client's count (XEP-0198 section 4).
+            Some(managed) => {
+                let ping = WireStanza::for_client_stream(&request);
+                let written = stream.write_stanzas(std::slice::from_ref(&ping)).await;
+                managed.state.sent_stanzas([ping]);
+                written
+            }
+            None => stream.write_element(&request).await,
+        };
+        if written.is_err() {
             return Some(Ending::Gone);
         }
         self.ping.pending = Some(id);
@@ -304,22 +512,44 @@ impl Session {
             let _ = stream.end_with_error(condition).await;
         }
         let client = &mut self.client;
+        let mut unacked = Default::default();
+        if let Some(managed) = self.managed.as_mut() {
+            if let Some(id) = managed.state.resume_id() {
+                router.sessions.remove_resumable(id);
+            }
+            unacked = managed.state.take_unacked();
+        }
         router
             .sessions
             .unbind(&client.bare, client.jid.resource().as_str(), self.handle.id);
         // Closed after unbinding: a sender that still found this session is refused from here on and
         // takes the offline path itself, and what it queued before is in `queued`. Nothing falls in
         // between.
-        let queued = self
+        let mut resumptions = Vec::new();
+        let queued: Vec<WireStanza> = self
             .commands
             .close()
             .into_iter()
             .filter_map(|command| match command {
                 SessionCommand::Stanza(stanza) => Some(stanza),
+                SessionCommand::Resume(resumption) => {
+                    resumptions.push(resumption);
+                    None
+                }
                 _ => None,
-            });
+            })
+            .collect();
+        // What the client did not acknowledge (XEP-0198 section 4) goes first: it was sent first.
         let unwritten = std::mem::take(&mut self.unwritten);
-        reroute(router, unwritten.into_iter().chain(queued)).await;
+        reroute(router, unacked.into_iter().chain(unwritten).chain(queued)).await;
+        // A resumption that came too late: the session it asked for is gone (XEP-0198 section 5).
+        for mut resumption in resumptions {
+            let _ = resumption
+                .stream
+                .write_element(&sm::failed("item-not-found", None))
+                .await;
+            let _ = resumption.stream.close().await;
+        }
         // A replaced session's resource now belongs to its successor: announcing it unavailable would
         // contradict the new session's presence (RFC 6120 section 7.7.2.2).
         if end != Ending::Error(StreamErrorCondition::Conflict) {
@@ -418,7 +648,7 @@ async fn answer_error(
 /// The end a command other than a stanza asks for.
 fn ending(command: SessionCommand) -> Option<Ending> {
     let condition = match command {
-        SessionCommand::Stanza(_) => return None,
+        SessionCommand::Stanza(_) | SessionCommand::Resume(_) => return None,
         SessionCommand::Replaced => StreamErrorCondition::Conflict,
         SessionCommand::Terminate => StreamErrorCondition::NotAuthorized,
         SessionCommand::Shutdown => StreamErrorCondition::SystemShutdown,

@@ -127,6 +127,8 @@ fn build(config: &Config, offer: Offer) -> Element {
             );
             features.append_child(Element::builder("ver", ns::ROSTER_VERSIONING).build());
             features.append_child(Element::builder("sub", ns::PRE_APPROVAL).build());
+            // XEP-0198 section 3: stream management, enabled once bound or resumed in place of binding.
+            features.append_child(Element::builder("sm", ns::SM).build());
         }
     }
     // XEP-0478: tell the client the limits it must respect on this stream. Limits are announced per stream,
@@ -186,5 +188,10 @@ mod tests {
         assert!(!plain.contains("PLAIN"), "PLAIN only inside TLS: {plain}");
         assert!(features.text(Offer::Plain).contains("<starttls"));
         assert!(features.text(Offer::Authenticated).contains("<bind "));
+        assert!(
+            features
+                .text(Offer::Authenticated)
+                .contains("<sm xmlns='urn:xmpp:sm:3'/>")
+        );
     }
 }

@@ -14,6 +14,7 @@ pub mod presence;
 pub mod push;
 pub mod register;
 pub mod roster;
+pub mod stream_management;
 pub mod subscription;
 pub mod vcard;
 pub mod version;

@@ -34,9 +34,9 @@ pub enum DeliveryEvent<'a> {
     },
     /// A resource was bound (RFC 6120 section 7).
     SessionBound { jid: &'a FullJid },
-    /// The session lost its transport and waits to be resumed (XEP-0198 section 5). No producer yet.
+    /// The session lost its transport and waits to be resumed (XEP-0198 section 5).
     SessionHibernated { jid: &'a FullJid },
-    /// A hibernated session got a transport again (XEP-0198 section 5). No producer yet.
+    /// A hibernated session got a transport again (XEP-0198 section 5).
     SessionResumed { jid: &'a FullJid },
     /// The session ended and its resource is unbound.
     SessionEnded { jid: &'a FullJid },

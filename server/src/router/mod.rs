@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use events::{DeliveryEvent, Reactions, Subscribers};
 pub use local::{LocalHandling, Stored};
-pub use registry::{Registry, SessionCommand, SessionHandle};
+pub use registry::{Registry, Resumption, SessionCommand, SessionHandle};
 use routes::{InProcessService, Route, RouteTable};
 use rules::{Addressee, Decision};
 

@@ -24,6 +24,25 @@ pub enum SessionCommand {
     Terminate,
     /// The server is stopping: end with `<system-shutdown/>` (RFC 6120 section 4.9.3.20).
     Shutdown,
+    /// A new connection resumed this session (XEP-0198 section 5): take it over. Boxed, so the command
+    /// stays as small as the others.
+    Resume(Box<Resumption>),
+}
+
+/// A connection that authenticated as a session's user and asked to resume it (XEP-0198 section 5).
+pub struct Resumption {
+    /// The new connection, past SASL, ready for `<resumed/>`.
+    pub stream: Box<dyn crate::c2s::stream::ClientStream>,
+    /// How many of the session's stanzas the client says it handled.
+    pub h: u32,
+}
+
+impl std::fmt::Debug for Resumption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resumption")
+            .field("h", &self.h)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A way to reach one session.
@@ -64,6 +83,26 @@ impl SessionHandle {
             element,
         )))
     }
+
+    /// Hands a resuming connection to the session (XEP-0198 section 5), behind what is queued. Gives it
+    /// back if the session task is gone.
+    pub fn resume(&self, resumption: Box<Resumption>) -> Result<(), Box<Resumption>> {
+        self.tx
+            .send_unbounded(SessionCommand::Resume(resumption))
+            .map_err(|command| match command {
+                SessionCommand::Resume(resumption) => resumption,
+                // `send_unbounded` gives back the command it was given.
+                _ => unreachable!("the command given"),
+            })
+    }
+}
+
+/// A session that can be resumed (XEP-0198 section 5): its account and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Resumable {
+    /// The bare JID it is bound for: only that account may resume it.
+    pub bare: String,
+    pub handle: SessionHandle,
 }
 
 /// One bound resource.
@@ -89,6 +128,9 @@ pub struct Registry {
     /// Set by [`Registry::shut_down`]; read and written only under the `accounts` write lock, so a session
     /// binding during shutdown is either told by `shut_down` or sees the flag in `bind`.
     is_shut_down: AtomicBool,
+    /// Sessions that enabled resumption (XEP-0198 section 5), by resumption id: at most one entry per
+    /// bound session, removed when it ends.
+    resumable: RwLock<HashMap<String, Resumable>>,
 }
 
 impl Default for Registry {
@@ -105,6 +147,7 @@ impl Registry {
             session_queue_bytes,
             next_session_id: AtomicU64::default(),
             is_shut_down: AtomicBool::default(),
+            resumable: RwLock::default(),
         }
     }
 
@@ -166,6 +209,35 @@ impl Registry {
             accounts.remove(bare);
         }
         Some(removed)
+    }
+
+    /// Makes session `handle` of `bare` resumable under `id` (XEP-0198 section 5).
+    pub fn add_resumable(&self, id: &str, bare: &str, handle: SessionHandle) {
+        let entry = Resumable {
+            bare: bare.to_string(),
+            handle,
+        };
+        self.resumable
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), entry);
+    }
+
+    /// The session resumable under `id`, if any.
+    pub fn resumable(&self, id: &str) -> Option<Resumable> {
+        self.resumable
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Forgets the resumption id of an ending session.
+    pub fn remove_resumable(&self, id: &str) {
+        self.resumable
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
     }
 
     /// Records a presence change of one resource (`None` = unavailable).

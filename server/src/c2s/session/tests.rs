@@ -1,6 +1,7 @@
 //! The session over an in-memory [`ClientStream`]: detaching, queueing while detached, re-attaching, and
-//! ending while detached (what XEP-0198 resumption will build on), the nonza answer, and the size an idle
-//! session costs.
+//! ending while detached; XEP-0198 counting and acknowledgements, hibernation when a resumable session
+//! loses its connection, resumption writing what was not acknowledged once, the resume timeout; the nonza
+//! answer, and the size an idle session costs.
 
 use std::io;
 use std::sync::Mutex;
@@ -338,6 +339,224 @@ async fn a_client_closing_its_stream_gets_our_closing_tag() {
     let wire = client.wire.lock().unwrap();
     assert!(wire.is_closed && wire.error.is_none());
     assert!(router.sessions.resources("alice@localhost").is_empty());
+}
+
+/// Like [`settle`], but as [`run`] steps: a lost connection hibernates a resumable session.
+async fn settle_managed(session: &mut Session, router: &Arc<Router>) -> Option<Ending> {
+    loop {
+        let wake = tokio::time::timeout(Duration::from_millis(50), session.wait())
+            .await
+            .ok()?;
+        if let Some(end) = session.step(router, wake).await {
+            return Some(end);
+        }
+    }
+}
+
+/// The client sends the nonza `xml`.
+fn send_nonza(client: &FakeClient, xml: &str) {
+    let element: Element = xml.parse().expect("nonza");
+    client
+        .sends
+        .send(Ok(Inbound::Nonza(element)))
+        .expect("session listening");
+}
+
+/// The ids of the stanzas waiting for an acknowledgement.
+fn unacked(session: &Session) -> Vec<String> {
+    let managed = session.managed.as_ref().expect("stream management enabled");
+    managed
+        .state
+        .unacked()
+        .map(|stanza| {
+            let element = stanza.unpack().expect("stanza");
+            element.attr("id").unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn stream_management_counts_both_ways_and_drops_what_is_acknowledged() {
+    let router = router(10_000).await;
+    let (stream, client) = fake_stream(false);
+    let (mut session, handle) = bind(&router, stream);
+    send_nonza(&client, "<enable xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    assert_eq!(client.written(), ["enabled"]);
+    assert!(
+        router.sessions.session_count() == 1 && !session.can_hibernate(),
+        "no resumption asked"
+    );
+
+    queue(&handle, &["m1", "m2"]);
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    assert_eq!(
+        client.written(),
+        ["enabled", "m1", "m2", "r"],
+        "one request"
+    );
+    send_nonza(&client, "<a xmlns='urn:xmpp:sm:3' h='1'/>");
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    assert_eq!(unacked(&session), ["m2"]);
+
+    let ping: Element =
+        "<iq xmlns='jabber:client' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>"
+            .parse()
+            .expect("iq");
+    client.sends.send(Ok(Inbound::Stanza(ping))).expect("send");
+    // Settled between, so the pong is written before the nonzas below are read.
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    send_nonza(&client, "<r xmlns='urn:xmpp:sm:3'/>");
+    send_nonza(&client, "<enable xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    assert_eq!(
+        client.written()[4..],
+        ["p1", "r", "a", "failed"],
+        "the pong, a request, our count, enabling twice refused"
+    );
+    let managed = session.managed.as_ref().expect("enabled");
+    assert_eq!(managed.state.inbound(), 1, "the client sent one stanza");
+    assert_eq!(managed.state.sent(), 3);
+
+    send_nonza(&client, "<a xmlns='urn:xmpp:sm:3' h='4'/>");
+    assert_eq!(
+        settle_managed(&mut session, &router).await,
+        Some(Ending::Error(StreamErrorCondition::UndefinedCondition)),
+        "handled-count-too-high"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_connection_hibernates_and_resuming_writes_what_was_not_acknowledged_once() {
+    let router = router(10_000).await;
+    let (first, first_client) = fake_stream(false);
+    let (mut session, handle) = bind(&router, first);
+    send_nonza(
+        &first_client,
+        "<enable xmlns='urn:xmpp:sm:3' resume='true'/>",
+    );
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    queue(&handle, &["m1", "m2"]);
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    assert_eq!(first_client.written(), ["enabled", "m1", "m2", "r"]);
+
+    first_client
+        .sends
+        .send(Err(StreamError::Closed))
+        .expect("send");
+    assert_eq!(
+        settle_managed(&mut session, &router).await,
+        None,
+        "hibernated, not ended"
+    );
+    assert!(!session.is_attached());
+    assert_eq!(
+        router.sessions.resources("alice@localhost").len(),
+        1,
+        "still bound"
+    );
+    queue(&handle, &["m3"]);
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+
+    let (second, second_client) = fake_stream(false);
+    assert!(
+        handle
+            .resume(Box::new(Resumption {
+                stream: second,
+                h: 1,
+            }))
+            .is_ok()
+    );
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    assert_eq!(
+        second_client.written(),
+        ["resumed", "m2", "r", "m3"],
+        "m1 was acknowledged by the resumption's h; each of the others once, in order"
+    );
+    assert_eq!(first_client.written(), ["enabled", "m1", "m2", "r"]);
+    send_nonza(&second_client, "<a xmlns='urn:xmpp:sm:3' h='3'/>");
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    assert!(unacked(&session).is_empty());
+}
+
+#[tokio::test]
+async fn a_clean_close_ends_a_resumable_session_at_once() {
+    let router = router(10_000).await;
+    let (stream, client) = fake_stream(false);
+    let (mut session, _handle) = bind(&router, stream);
+    send_nonza(&client, "<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    client.sends.send(Ok(Inbound::Closed)).expect("send");
+    assert_eq!(
+        settle_managed(&mut session, &router).await,
+        Some(Ending::PeerClosed)
+    );
+}
+
+#[tokio::test]
+async fn a_session_not_resumed_in_time_ends_and_stores_what_it_held() {
+    let mut raw = RawConfig::default();
+    raw.c2s.resume_timeout_seconds = 1;
+    let config = Config::resolve(raw).expect("config");
+    let storage = Storage::connect("sqlite::memory:").await.expect("storage");
+    let alice = crate::accounts::parse_account("alice@localhost").expect("jid");
+    crate::accounts::create(&storage, &alice, "secret")
+        .await
+        .expect("create");
+    let router = server(config, storage);
+    let (stream, client) = fake_stream(false);
+    let (mut session, handle) = bind(&router, stream);
+    send_nonza(&client, "<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    let id = session
+        .managed
+        .as_ref()
+        .and_then(|managed| managed.state.resume_id())
+        .expect("resumable")
+        .to_owned();
+    assert!(router.sessions.resumable(&id).is_some());
+    queue(&handle, &["m1"]);
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    client.sends.send(Err(StreamError::Closed)).expect("send");
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    queue(&handle, &["m2"]);
+
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let wake = session.wait().await;
+            if let Some(end) = session.step(&router, wake).await {
+                return end;
+            }
+        }
+    })
+    .await
+    .expect("the resume timeout ends it");
+    assert_eq!(end, Ending::Gone);
+    session.finish(&router, end).await;
+    assert!(router.sessions.resources("alice@localhost").is_empty());
+    assert!(
+        router.sessions.resumable(&id).is_none(),
+        "the id is forgotten"
+    );
+    let stored = router
+        .context
+        .storage
+        .offline
+        .fetch("alice@localhost")
+        .await
+        .expect("fetch");
+    let ids: Vec<_> = stored
+        .iter()
+        .map(|message| {
+            let element: Element = message.stanza.parse().expect("stored stanza");
+            element.attr("id").unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        ["m1", "m2"],
+        "the unacknowledged one, then the queued one"
+    );
 }
 
 /// The size of what `f` returns, without calling it.
