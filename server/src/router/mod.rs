@@ -116,7 +116,7 @@ impl Router {
         }
     }
 
-    async fn route_to_user(self: &Arc<Self>, envelope: Envelope, to: &Jid) -> Delivery {
+    async fn route_to_user(self: &Arc<Self>, mut envelope: Envelope, to: &Jid) -> Delivery {
         let bare = to.to_bare();
         let bare_str = bare.to_string();
         // A storage failure is not an answer: neither "no such account" nor "blocks nobody" may be
@@ -170,7 +170,17 @@ impl Router {
         } else {
             Addressee::NoAccount
         };
-        match rules::decide(envelope.kind, addressee) {
+        let decision = rules::decide(envelope.kind, addressee);
+        if matches!(decision, Decision::DeliverTo(_) | Decision::StoreOffline)
+            && matches!(envelope.kind, StanzaKind::Message(_))
+        {
+            // Here and not in a delivery event: the message is about to reach the user (a resource or
+            // the offline store), once, whatever the number of resources, and the archive's
+            // `<stanza-id/>` (XEP-0359 section 3) must be on it before it is serialised for the first
+            // one. A message that later falls back to offline storage keeps the id it got here.
+            self.subscribers.before_delivery(&bare, &mut envelope).await;
+        }
+        match decision {
             Decision::DeliverTo(indices) => {
                 let mut delivered = false;
                 // Serialised once for every resource it goes to.
