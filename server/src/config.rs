@@ -23,6 +23,16 @@ pub struct RawConfig {
     pub tls: RawTls,
     pub component: RawComponents,
     pub relay: herald_relay::RelayConfig,
+    pub archive: RawArchive,
+}
+
+/// `[archive]`: the message archive (XEP-0313).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawArchive {
+    /// Days archived messages are kept; 0 keeps them forever. Keeping forever is the default because a
+    /// purge cannot be undone (ejabberd keeps forever too; Prosody's mod_mam and Snikket keep a week).
+    pub retention_days: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,6 +227,8 @@ pub struct Config {
     pub components: Vec<ComponentSecret>,
     /// The hosted push relay, resolved (its key files read); `None` unless `[relay] enabled`.
     pub relay: Option<herald_relay::RelaySettings>,
+    /// How long archived messages are kept (XEP-0313 section 3.2); `None` keeps them forever.
+    pub archive_retention: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -523,6 +535,9 @@ impl Config {
             component_listen,
             components,
             relay,
+            archive_retention: (raw.archive.retention_days > 0).then(|| {
+                std::time::Duration::from_secs(u64::from(raw.archive.retention_days) * 86_400)
+            }),
         })
     }
 
