@@ -4,6 +4,7 @@
 
 use herald::xmpp::ns;
 use herald_tests::TestClient;
+use herald_tests::faulty_storage::Faults;
 use herald_tests::xml::{self, disco_features};
 use herald_tests::{Backend, Element, TestServer, on_every_backend};
 
@@ -13,6 +14,7 @@ on_every_backend!(
     never_for_a_contact_stops_archiving_and_chat_states_are_not_archived,
     a_forged_stanza_id_is_replaced,
     the_archive_is_discoverable_with_its_form_and_metadata,
+    a_removed_account_leaves_no_archive,
 );
 
 const RSM: &str = "http://jabber.org/protocol/rsm";
@@ -420,4 +422,70 @@ async fn the_archive_is_discoverable_with_its_form_and_metadata(backend: Backend
     };
     assert_eq!(end_id("start"), Some(first));
     assert_eq!(end_id("end"), Some(last));
+}
+
+async fn a_removed_account_leaves_no_archive(backend: Backend) {
+    let server = TestServer::builder().backend(backend).start().await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut alice = server.online("alice", "a").await;
+    let mut bob = server.online("bob", "r").await;
+    alice.chat("bob@localhost", "before removal").await;
+    receive_body(&mut bob, "before removal").await;
+    assert_eq!(query(&mut bob, None, "").await.bodies(), ["before removal"]);
+    bob.send("<iq type='set' id='bye'><query xmlns='jabber:iq:register'><remove/></query></iq>")
+        .await;
+    bob.expect("removal result", |e| {
+        e.attr("id") == Some("bye") && e.attr("type") == Some("result")
+    })
+    .await;
+    bob.expect_any_stream_error().await;
+    // The same name again is a new account with an empty archive (XEP-0077 section 3.2 removes the
+    // account's data; the storage deletes the archive in the same transaction).
+    server.add_user("bob").await;
+    let mut again = server.online("bob", "r").await;
+    let all = query(&mut again, None, "").await;
+    assert!(all.results.is_empty(), "{:?}", all.bodies());
+    assert!(all.is_complete());
+}
+
+/// A database that fails for the archive only must not cost the message: it is delivered (online) or
+/// stored (offline) without a stanza id, and the sender hears of no error.
+#[tokio::test]
+async fn an_archive_failure_delivers_the_message_without_an_id() {
+    let faults = Faults::default();
+    let wrapped = faults.clone();
+    let server = TestServer::builder()
+        .wrap_storage(move |storage| wrapped.wrap(storage))
+        .start()
+        .await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut alice = server.online("alice", "a").await;
+    let mut bob = server.online("bob", "r").await;
+    faults.fail_archive("bob@localhost");
+
+    alice.chat("bob@localhost", "online").await;
+    let message = receive_body(&mut bob, "online").await;
+    assert!(
+        stanza_ids_by(&message, "bob@localhost").is_empty(),
+        "{}",
+        xml::show(&message)
+    );
+
+    bob.close_and_wait_for_end().await;
+    alice.chat("bob@localhost", "offline").await;
+    let at_alice = alice.barrier().await;
+    assert!(
+        !xml::any(&at_alice, |e| e.attr("type") == Some("error")),
+        "the sender saw no failure: {at_alice:?}"
+    );
+    let mut bob = server.login("bob", "r").await;
+    bob.available(None).await;
+    let stored = receive_body(&mut bob, "offline").await;
+    assert!(stanza_ids_by(&stored, "bob@localhost").is_empty());
+
+    // Alice's archive worked throughout: both are there as outgoing.
+    let sent = query(&mut alice, Some("bob@localhost"), "").await;
+    assert_eq!(sent.bodies(), ["online", "offline"]);
 }

@@ -290,11 +290,7 @@ pub async fn run_retention(
             _ = shutdown.wait() => return,
             _ = ticks.tick() => {}
         }
-        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = now_ms().saturating_sub(retention_ms);
-        let purge = storage
-            .archive
-            .purge_older_than(cutoff, herald_storage::ARCHIVE_PURGE_BATCH);
+        let purge = purge_expired(&storage, retention, now_ms());
         tokio::select! {
             _ = shutdown.wait() => return,
             outcome = purge => match outcome {
@@ -304,6 +300,21 @@ pub async fn run_retention(
             },
         }
     }
+}
+
+/// One retention pass at `now_ms`: deletes every message archived more than `retention` ago, in the
+/// storage's bounded batches. Returns how many were deleted.
+pub async fn purge_expired(
+    storage: &Storage,
+    retention: Duration,
+    now_ms: i64,
+) -> Result<u64, StorageError> {
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = now_ms.saturating_sub(retention_ms);
+    storage
+        .archive
+        .purge_older_than(cutoff, herald_storage::ARCHIVE_PURGE_BATCH)
+        .await
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -920,6 +931,40 @@ mod tests {
             prefs_verdict(&never, &"dave@localhost".parse().expect("jid")),
             PrefsVerdict::Skip
         );
+    }
+
+    #[tokio::test]
+    async fn retention_purges_what_is_older_than_the_period_only() {
+        let storage = Storage::connect("sqlite::memory:").await.expect("storage");
+        let day_ms = 86_400_000;
+        let now = 100 * day_ms;
+        for at_ms in [now - 3 * day_ms, now - 2 * day_ms, now - day_ms / 2] {
+            let append = ArchiveAppend {
+                owner: "bob@localhost",
+                contact: "alice@localhost",
+                at_ms,
+                direction: Direction::Incoming,
+                stanza: "<message xmlns='jabber:client'><body>x</body></message>",
+            };
+            storage.archive.append(&append).await.expect("append");
+        }
+        let deleted = purge_expired(&storage, Duration::from_secs(86_400), now)
+            .await
+            .expect("purge");
+        assert_eq!(deleted, 2);
+        let left = storage
+            .archive
+            .query(
+                "bob@localhost",
+                &ArchiveQuery {
+                    max: 10,
+                    ..ArchiveQuery::default()
+                },
+            )
+            .await
+            .expect("query");
+        assert_eq!(left.messages.len(), 1);
+        assert_eq!(left.messages[0].at_ms, now - day_ms / 2);
     }
 
     #[test]
