@@ -768,6 +768,20 @@ mod tests {
     }
 
     #[test]
+    fn archive_retention_is_in_days_and_zero_keeps_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.toml");
+        std::fs::write(&path, "[archive]\nretention_days = 7\n").unwrap();
+        let config = Config::resolve(RawConfig::load(Some(&path), Vec::new()).unwrap()).unwrap();
+        assert_eq!(
+            config.archive_retention,
+            Some(std::time::Duration::from_secs(7 * 86_400))
+        );
+        let default = Config::resolve(RawConfig::load(None, Vec::new()).unwrap()).unwrap();
+        assert_eq!(default.archive_retention, None);
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.toml");
