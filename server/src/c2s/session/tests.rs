@@ -288,20 +288,7 @@ async fn a_session_told_to_end_while_detached_ends_and_routes_its_queue_again() 
     );
     // RFC 6121 section 8.5.3.2.1: a chat message for a resource that is gone, with no other resource
     // available, is stored offline.
-    let stored = router
-        .context
-        .storage
-        .offline
-        .fetch("alice@localhost")
-        .await
-        .expect("fetch");
-    let ids: Vec<_> = stored
-        .iter()
-        .map(|message| {
-            let element: Element = message.stanza.parse().expect("stored stanza");
-            element.attr("id").unwrap_or_default().to_owned()
-        })
-        .collect();
+    let ids = offline_ids(&router).await;
     assert_eq!(ids, ["m1", "m2"]);
 }
 
@@ -538,20 +525,7 @@ async fn a_session_not_resumed_in_time_ends_and_stores_what_it_held() {
         router.sessions.resumable(&id).is_none(),
         "the id is forgotten"
     );
-    let stored = router
-        .context
-        .storage
-        .offline
-        .fetch("alice@localhost")
-        .await
-        .expect("fetch");
-    let ids: Vec<_> = stored
-        .iter()
-        .map(|message| {
-            let element: Element = message.stanza.parse().expect("stored stanza");
-            element.attr("id").unwrap_or_default().to_owned()
-        })
-        .collect();
+    let ids = offline_ids(&router).await;
     assert_eq!(
         ids,
         ["m1", "m2"],
@@ -578,4 +552,22 @@ fn an_idle_session_costs_no_more_than_before() {
         size_of::<Session>()
     );
     assert!(future + stream <= 816, "{future} + {stream}");
+}
+
+/// The ids of alice's offline messages, oldest first.
+async fn offline_ids(router: &Arc<Router>) -> Vec<String> {
+    let stored = router
+        .context
+        .storage
+        .offline
+        .fetch("alice@localhost")
+        .await
+        .expect("fetch");
+    stored
+        .iter()
+        .map(|message| {
+            let element: Element = message.stanza.parse().expect("stored stanza");
+            element.attr("id").unwrap_or_default().to_owned()
+        })
+        .collect()
 }
