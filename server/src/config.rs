@@ -23,6 +23,16 @@ pub struct RawConfig {
     pub tls: RawTls,
     pub component: RawComponents,
     pub relay: herald_relay::RelayConfig,
+    pub archive: RawArchive,
+}
+
+/// `[archive]`: the message archive (XEP-0313).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawArchive {
+    /// Days archived messages are kept; 0 keeps them forever. Keeping forever is the default because a
+    /// purge cannot be undone (ejabberd keeps forever too; Prosody's mod_mam and Snikket keep a week).
+    pub retention_days: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,6 +233,8 @@ pub struct Config {
     pub components: Vec<ComponentSecret>,
     /// The hosted push relay, resolved (its key files read); `None` unless `[relay] enabled`.
     pub relay: Option<herald_relay::RelaySettings>,
+    /// How long archived messages are kept (XEP-0313 section 3.2); `None` keeps them forever.
+    pub archive_retention: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -531,6 +543,9 @@ impl Config {
             component_listen,
             components,
             relay,
+            archive_retention: (raw.archive.retention_days > 0).then(|| {
+                std::time::Duration::from_secs(u64::from(raw.archive.retention_days) * 86_400)
+            }),
         })
     }
 
@@ -758,6 +773,20 @@ mod tests {
         assert_eq!(config.storage_url, "postgres://x@y/z");
         assert!(!config.require_tls);
         assert_eq!(config.offline_quota, 7);
+    }
+
+    #[test]
+    fn archive_retention_is_in_days_and_zero_keeps_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.toml");
+        std::fs::write(&path, "[archive]\nretention_days = 7\n").unwrap();
+        let config = Config::resolve(RawConfig::load(Some(&path), Vec::new()).unwrap()).unwrap();
+        assert_eq!(
+            config.archive_retention,
+            Some(std::time::Duration::from_secs(7 * 86_400))
+        );
+        let default = Config::resolve(RawConfig::load(None, Vec::new()).unwrap()).unwrap();
+        assert_eq!(default.archive_retention, None);
     }
 
     #[test]

@@ -124,11 +124,25 @@ pub async fn start(
     let push = push.map(|waker| {
         Arc::new(features::push::OfflineWaker::new(waker)) as Arc<dyn router::events::WakeUps>
     });
+    // The archive (XEP-0313) archives outgoing messages on SentByClient and stamps incoming ones
+    // before delivery.
+    let archive = Arc::new(features::archive::MessageArchiver::new(
+        context.storage.clone(),
+    ));
     let router = Router::new(
         context,
         Arc::new(features::Features),
-        router::events::Subscribers::new(push),
+        router::events::Subscribers::new(push).with_archive(archive),
     );
+    if let Some(retention) = config.archive_retention {
+        // Hourly: a message lives at most an hour past its retention; each purge is in bounded batches.
+        tasks.spawn(features::archive::run_retention(
+            router.context.storage.clone(),
+            retention,
+            std::time::Duration::from_secs(3600),
+            shutdown.clone(),
+        ));
+    }
 
     // One count of unauthenticated connections for both client listeners (RFC 6120 section 13.12).
     let unauthenticated = net::unauthenticated::UnauthenticatedSlots::new(

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use herald_storage::{
-    Accounts, BlockLists, Credentials, OfflineMessage, OfflineMessages, OfflineStore, RosterItem,
-    Rosters, Storage, StorageError, StorageResult,
+    Accounts, Archive, ArchiveAppend, ArchiveMark, ArchiveMetadata, ArchivePage, ArchivePrefs,
+    ArchiveQuery, ArchivedMessage, BlockLists, Credentials, OfflineMessage, OfflineMessages,
+    OfflineStore, RosterItem, Rosters, Storage, StorageError, StorageResult,
 };
 
 /// The switch a test holds: which bare JIDs' data is "unreachable" right now.
@@ -17,6 +18,7 @@ use herald_storage::{
 pub struct Faults {
     failing: Arc<Mutex<HashSet<String>>>,
     failing_offline: Arc<Mutex<HashSet<String>>>,
+    failing_archive: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Faults {
@@ -30,10 +32,27 @@ impl Faults {
         self.failing_offline.lock().unwrap().insert(jid.to_string());
     }
 
+    /// From now on only message-archive calls about `jid` (as the archive's owner) fail.
+    pub fn fail_archive(&self, jid: &str) {
+        self.failing_archive.lock().unwrap().insert(jid.to_string());
+    }
+
     /// Calls about `jid` work again.
     pub fn heal(&self, jid: &str) {
         self.failing.lock().unwrap().remove(jid);
         self.failing_offline.lock().unwrap().remove(jid);
+        self.failing_archive.lock().unwrap().remove(jid);
+    }
+
+    fn check_archive(&self, jid: &str) -> StorageResult<()> {
+        self.check(jid)?;
+        if self.failing_archive.lock().unwrap().contains(jid) {
+            Err(StorageError::Database(format!(
+                "injected failure for {jid}"
+            )))
+        } else {
+            Ok(())
+        }
     }
 
     fn check(&self, jid: &str) -> StorageResult<()> {
@@ -57,7 +76,8 @@ impl Faults {
         }
     }
 
-    /// `storage` with its accounts, rosters, offline messages and block lists behind this switch.
+    /// `storage` with its accounts, rosters, offline messages, block lists and archives behind this
+    /// switch.
     pub fn wrap(&self, storage: Storage) -> Storage {
         let faulty = Arc::new(FaultyStorage {
             inner: storage.clone(),
@@ -67,6 +87,7 @@ impl Faults {
             accounts: faulty.clone(),
             rosters: faulty.clone(),
             offline: faulty.clone(),
+            archive: faulty.clone(),
             block_lists: faulty,
             ..storage
         }
@@ -179,5 +200,45 @@ impl BlockLists for FaultyStorage {
     async fn unblock_all(&self, owner: &str) -> StorageResult<()> {
         self.faults.check(owner)?;
         self.inner.block_lists.unblock_all(owner).await
+    }
+}
+
+#[async_trait]
+impl Archive for FaultyStorage {
+    async fn append(&self, message: &ArchiveAppend<'_>) -> StorageResult<ArchiveMark> {
+        self.faults.check_archive(message.owner)?;
+        self.inner.archive.append(message).await
+    }
+    async fn append_all(&self, messages: &[ArchiveAppend<'_>]) -> StorageResult<Vec<ArchiveMark>> {
+        for message in messages {
+            self.faults.check_archive(message.owner)?;
+        }
+        self.inner.archive.append_all(messages).await
+    }
+    async fn message(&self, owner: &str, id: &str) -> StorageResult<Option<ArchivedMessage>> {
+        self.faults.check_archive(owner)?;
+        self.inner.archive.message(owner, id).await
+    }
+    async fn query(&self, owner: &str, query: &ArchiveQuery) -> StorageResult<ArchivePage> {
+        self.faults.check_archive(owner)?;
+        self.inner.archive.query(owner, query).await
+    }
+    async fn metadata(&self, owner: &str) -> StorageResult<Option<ArchiveMetadata>> {
+        self.faults.check_archive(owner)?;
+        self.inner.archive.metadata(owner).await
+    }
+    async fn prefs(&self, owner: &str) -> StorageResult<Option<ArchivePrefs>> {
+        self.faults.check_archive(owner)?;
+        self.inner.archive.prefs(owner).await
+    }
+    async fn set_prefs(&self, owner: &str, prefs: &ArchivePrefs) -> StorageResult<()> {
+        self.faults.check_archive(owner)?;
+        self.inner.archive.set_prefs(owner, prefs).await
+    }
+    async fn purge_older_than(&self, cutoff_ms: i64, batch_rows: usize) -> StorageResult<u64> {
+        self.inner
+            .archive
+            .purge_older_than(cutoff_ms, batch_rows)
+            .await
     }
 }

@@ -1,12 +1,13 @@
 """Every scenario, in the order the runner executes them. One module per protocol area."""
 
-from . import auth, messaging, push, register, roster, services, stream_management
+from . import archive, auth, messaging, push, register, roster, services, stream_management
 
 ALL = [
     *register.SCENARIOS,
     *auth.SCENARIOS,
     *roster.SCENARIOS,
     *messaging.SCENARIOS,
+    *archive.SCENARIOS,
     *services.SCENARIOS,
     *stream_management.SCENARIOS,
     *push.SCENARIOS,

@@ -54,6 +54,18 @@ pub fn account_info(request: &IqRequest<'_>) -> IqAnswer {
     Ok(Some(info("account", "registered", None, &[ns::DISCO_INFO])))
 }
 
+/// disco#info on the user's own account, from their client: also what the account offers its owner,
+/// the message archive (XEP-0313 says a client discovers it on its own bare JID).
+pub fn own_account_info(request: &IqRequest<'_>) -> IqAnswer {
+    reject_nodes(request)?;
+    Ok(Some(info(
+        "account",
+        "registered",
+        None,
+        &[ns::DISCO_INFO, ns::MAM, ns::MAM_EXTENDED],
+    )))
+}
+
 /// disco#items on an account's bare JID: none yet (no PEP nodes).
 pub fn account_items(request: &IqRequest<'_>) -> IqAnswer {
     reject_nodes(request)?;

@@ -41,7 +41,7 @@ pub struct IqHandlers {
 
 /// Every IQ payload the server handles: namespace x addressee. A new XEP is one row here and one file
 /// beside this one; disco#info is derived from this table ([`super::disco::server_features`]).
-pub static IQ_HANDLERS: [IqHandlers; 9] = [
+pub static IQ_HANDLERS: [IqHandlers; 10] = [
     // RFC 6121 section 2; implied by RFC 6121, so not advertised.
     IqHandlers {
         namespace: ns::ROSTER,
@@ -124,7 +124,7 @@ pub static IQ_HANDLERS: [IqHandlers; 9] = [
         is_advertised: true,
         for_server: Some(|router, request| answer_now(super::disco::server_info(router, request))),
         for_account: Some(|_, _, request| answer_now(super::disco::account_info(request))),
-        for_own_account: Some(|_, _, request| answer_now(super::disco::account_info(request))),
+        for_own_account: Some(|_, _, request| answer_now(super::disco::own_account_info(request))),
     },
     IqHandlers {
         namespace: ns::DISCO_ITEMS,
@@ -132,6 +132,21 @@ pub static IQ_HANDLERS: [IqHandlers; 9] = [
         for_server: Some(|router, request| answer_now(super::disco::server_items(router, request))),
         for_account: Some(|_, _, request| answer_now(super::disco::account_items(request))),
         for_own_account: Some(|_, _, request| answer_now(super::disco::account_items(request))),
+    },
+    // XEP-0313 (with XEP-0441 preferences and `#extended` metadata): a user's own archive only. Listed
+    // on the account's disco#info, not the server's (XEP-0313: the archive is the account's).
+    IqHandlers {
+        namespace: ns::MAM,
+        is_advertised: false,
+        for_server: None,
+        for_account: None,
+        for_own_account: Some(|router, session, request| {
+            Box::pin(async move {
+                super::archive::handle_own(router, session, request)
+                    .await
+                    .into()
+            })
+        }),
     },
     // RFC 3921 session establishment, still sent by old clients (RFC 6121 appendix E): a no-op.
     IqHandlers {

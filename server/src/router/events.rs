@@ -59,12 +59,35 @@ pub trait WakeUps: Send + Sync {
     async fn wake_soon(&self, account: String);
 }
 
+/// The archive subscriber's side, implemented by `features::archive` (XEP-0313). Unlike the other
+/// subscribers it also acts *before* an incoming message is delivered: XEP-0359 section 3 puts the
+/// archive's `<stanza-id/>` on the message the recipient gets, so the id must exist before the first
+/// resource (or the offline store) takes the stanza. [`Self::applies`] is a cheap synchronous check, so
+/// a stanza no archive wants costs no boxed future and no allocation.
+#[async_trait]
+pub trait Archiving: Send + Sync {
+    /// Whether [`Self::before_delivery`] has anything to do with this message (archive it, or strip a
+    /// forged `<stanza-id/>`).
+    fn applies(&self, envelope: &Envelope) -> bool;
+
+    /// A message for the local user `user` is about to be delivered or stored offline, once per message
+    /// whatever the number of resources: archive it in `user`'s archive and stamp the stanza id on it.
+    /// Never fails: a storage failure leaves the message without an id and it is delivered anyway.
+    async fn before_delivery(&self, user: &BareJid, envelope: &mut Envelope);
+
+    /// A bound client sent a message: archive it as outgoing in the sender's archive.
+    async fn sent_by_client(&self, from: &FullJid, envelope: &Envelope);
+}
+
 /// The closed set of subscribers, called in a fixed order by [`Subscribers::emit`]: one field each.
 #[derive(Default)]
 pub struct Subscribers {
     /// First: wakes a user's devices when a message for them is stored offline (XEP-0357 section 5,
     /// as Prosody's mod_cloud_notify does). `None` when no relay or waker is attached.
     pub push: Option<Arc<dyn WakeUps>>,
+    /// Second: the message archive (XEP-0313), for outgoing messages; incoming ones go through
+    /// [`Subscribers::before_delivery`]. `None` in unit tests that do not need it.
+    pub archive: Option<Arc<dyn Archiving>>,
     /// Every event, in order, for the router's unit tests.
     #[cfg(test)]
     pub log: Option<EventLog>,
@@ -74,6 +97,7 @@ impl std::fmt::Debug for Subscribers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscribers")
             .field("push", &self.push.is_some())
+            .field("archive", &self.archive.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -83,13 +107,33 @@ impl Subscribers {
     pub fn new(push: Option<Arc<dyn WakeUps>>) -> Subscribers {
         Subscribers {
             push,
+            archive: None,
             #[cfg(test)]
             log: None,
         }
     }
 
+    /// The same subscribers with the message archive attached.
+    pub fn with_archive(mut self, archive: Arc<dyn Archiving>) -> Subscribers {
+        self.archive = Some(archive);
+        self
+    }
+
+    /// The pre-delivery step for a message to the local user `user` (see [`Archiving`]): called by the
+    /// router once per message, after the delivery rules chose to deliver or store it and before the
+    /// stanza is serialised for the first resource.
+    pub async fn before_delivery(&self, user: &BareJid, envelope: &mut Envelope) {
+        if let Some(archive) = &self.archive
+            && archive.applies(envelope)
+        {
+            archive.before_delivery(user, envelope).await;
+        }
+    }
+
     /// Tells every subscriber about `event`, in the order of the fields. Returns what they did. On the
-    /// path of a delivered chat message this awaits nothing that does I/O and allocates nothing.
+    /// path of a delivered chat message this awaits nothing that does I/O and allocates nothing; a
+    /// client's archivable message waits for its one archive append (bounded by the archive's timeout),
+    /// so the sender's archive has it before the next stanza of that client is handled.
     pub async fn emit(&self, event: DeliveryEvent<'_>) -> Reactions {
         let mut reactions = Reactions::default();
         #[cfg(test)]
@@ -99,6 +143,12 @@ impl Subscribers {
         if let (Some(push), DeliveryEvent::StoredOffline { user, .. }) = (&self.push, event) {
             push.wake_soon(user.to_string()).await;
             reactions.is_waking = true;
+        }
+        if let (Some(archive), DeliveryEvent::SentByClient { from, envelope }) =
+            (&self.archive, event)
+            && archive.applies(envelope)
+        {
+            archive.sent_by_client(from, envelope).await;
         }
         reactions
     }

@@ -137,7 +137,7 @@ impl Router {
         }
     }
 
-    async fn route_to_user(self: &Arc<Self>, envelope: Envelope, to: &Jid) -> Delivery {
+    async fn route_to_user(self: &Arc<Self>, mut envelope: Envelope, to: &Jid) -> Delivery {
         let bare = to.to_bare();
         let bare_str = bare.to_string();
         // A storage failure is not an answer: neither "no such account" nor "blocks nobody" may be
@@ -183,7 +183,17 @@ impl Router {
         } else {
             Addressee::NoAccount
         };
-        match rules::decide(envelope.kind, addressee) {
+        let decision = rules::decide(envelope.kind, addressee);
+        if matches!(decision, Decision::DeliverTo(_) | Decision::StoreOffline)
+            && matches!(envelope.kind, StanzaKind::Message(_))
+        {
+            // Here and not in a delivery event: the message is about to reach the user (a resource or
+            // the offline store), once, whatever the number of resources, and the archive's
+            // `<stanza-id/>` (XEP-0359 section 3) must be on it before it is serialised for the first
+            // one. A message that later falls back to offline storage keeps the id it got here.
+            self.subscribers.before_delivery(&bare, &mut envelope).await;
+        }
+        match decision {
             Decision::DeliverTo(indices) => {
                 let mut delivered = false;
                 // Serialised once for every resource it goes to.
@@ -275,10 +285,28 @@ impl Router {
         if let Some(to) = recheck {
             let online = self.sessions.routes(&user_key);
             let views: Vec<_> = online.iter().map(|(_, _, view)| *view).collect();
-            let decision = rules::decide(envelope.kind, online_addressee(to, &online, &views));
-            if decision != Decision::StoreOffline {
-                drop(_gate);
-                return Box::pin(self.route(envelope.clone())).await;
+            match rules::decide(envelope.kind, online_addressee(to, &online, &views)) {
+                Decision::StoreOffline => {}
+                // Delivered here rather than routed again: the message already went through
+                // `before_delivery` (it has its archive id and is archived once).
+                Decision::DeliverTo(indices) => {
+                    drop(_gate);
+                    let stanza = WireStanza::for_client_stream(&envelope.element);
+                    let mut delivered = false;
+                    for index in indices {
+                        if let Some((resource, handle, _)) = online.get(index) {
+                            delivered |= self.deliver(&user_key, resource, handle, &stanza).await;
+                        }
+                    }
+                    if delivered {
+                        return Delivery::Delivered;
+                    }
+                    return Box::pin(self.store_offline(user, envelope, None)).await;
+                }
+                _ => {
+                    drop(_gate);
+                    return Box::pin(self.route(envelope.clone())).await;
+                }
             }
         }
         match self.local.store_offline(self, user, envelope).await {

@@ -77,6 +77,10 @@ pub const DATA_FORMS: &str = "jabber:x:data";
 pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 /// XEP-0313: Message Archive Management.
 pub const MAM: &str = "urn:xmpp:mam:2";
+/// XEP-0313: the `#extended` feature (`before-id`, `after-id`, `ids`, archive metadata).
+pub const MAM_EXTENDED: &str = "urn:xmpp:mam:2#extended";
+/// XEP-0059: Result Set Management.
+pub const RSM: &str = "http://jabber.org/protocol/rsm";
 /// XEP-0359: Unique and Stable Stanza IDs.
 pub const STANZA_ID: &str = "urn:xmpp:sid:0";
 /// XEP-0115: Entity Capabilities.
