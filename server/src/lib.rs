@@ -126,14 +126,21 @@ pub async fn start(
     });
     // The archive (XEP-0313) archives outgoing messages on SentByClient and stamps incoming ones
     // before delivery.
-    let archive = Arc::new(features::archive::MessageArchiver::new(
-        context.storage.clone(),
-    ));
+    let archive = Arc::new(features::archive::MessageArchiver::new(context.clone()));
     let router = Router::new(
         context,
         Arc::new(features::Features),
         router::events::Subscribers::new(push).with_archive(archive),
     );
+    // At shutdown the archive rows still queued behind delivery are committed before `wait` returns.
+    tasks.spawn({
+        let context = router.context.clone();
+        let mut shutdown = shutdown.clone();
+        async move {
+            shutdown.wait().await;
+            context.archive.close().await;
+        }
+    });
     if let Some(retention) = config.archive_retention {
         // Hourly: a message lives at most an hour past its retention; each purge is in bounded batches.
         tasks.spawn(features::archive::run_retention(

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use herald_storage::testing::ScratchDatabase;
 use herald_storage::{
     ArchiveAppend, ArchivePage, ArchivePaging, ArchiveQuery, Direction, Storage, StorageError,
+    new_stanza_id,
 };
 
 const OWNER: &str = "alice@bench.example";
@@ -137,19 +138,24 @@ async fn fill(storage: &Storage, options: &Options) -> Result<Cursors, StorageEr
             let text = stanza(owner, &peer, n, outgoing);
             batch.push((owner, peer, at_ms, outgoing, text, n));
         }
+        let ids: Vec<String> = batch.iter().map(|_| new_stanza_id()).collect();
         let appends: Vec<ArchiveAppend<'_>> = batch
             .iter()
-            .map(|(owner, peer, at_ms, outgoing, text, _)| ArchiveAppend {
-                owner,
-                contact: peer,
-                at_ms: *at_ms,
-                direction: if *outgoing {
-                    Direction::Outgoing
-                } else {
-                    Direction::Incoming
+            .zip(&ids)
+            .map(
+                |((owner, peer, at_ms, outgoing, text, _), id)| ArchiveAppend {
+                    owner,
+                    id,
+                    contact: peer,
+                    at_ms: *at_ms,
+                    direction: if *outgoing {
+                        Direction::Outgoing
+                    } else {
+                        Direction::Incoming
+                    },
+                    stanza: text,
                 },
-                stanza: text,
-            })
+            )
             .collect();
         let marks = storage.archive.append_all(&appends).await?;
         for ((owner, peer, _, _, _, n), mark) in batch.iter().zip(marks) {
@@ -321,8 +327,10 @@ async fn run(
     let mut latencies = Vec::with_capacity(options.iterations);
     let text = stanza(OWNER, "contact0@peer.example", 0, true);
     for n in 0..options.iterations {
+        let id = new_stanza_id();
         let message = ArchiveAppend {
             owner: OWNER,
+            id: &id,
             contact: "contact0@peer.example",
             at_ms: FIRST_MS + 10_000_000_000 + i64::try_from(n).unwrap_or(0),
             direction: Direction::Outgoing,

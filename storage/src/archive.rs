@@ -53,6 +53,10 @@ pub enum Direction {
 pub struct ArchiveAppend<'a> {
     /// Bare JID of the archive's owner.
     pub owner: &'a str,
+    /// The message's XEP-0359 stanza id, made by the caller with [`new_stanza_id`] before the append
+    /// so that the message can be delivered with it while the append is still queued (the server
+    /// archives behind delivery). Unique within the owner's archive.
+    pub id: &'a str,
     /// Bare JID of the other party (the owner's own JID for a message to themselves), what the `with`
     /// filter matches (XEP-0313 section 4.1.1).
     pub contact: &'a str,
@@ -202,8 +206,8 @@ pub struct ArchivePrefs {
 /// Per-owner message archives (XEP-0313), keyed by the owner's bare JID.
 #[async_trait]
 pub trait Archive: Send + Sync {
-    /// Archives one message and returns its new stanza id and archived timestamp (see the module
-    /// documentation for both). The caller adds the id to the delivered stanza as
+    /// Archives one message under its stanza id and returns the id with the archived timestamp (see the
+    /// module documentation for both). The caller adds the id to the delivered stanza as
     /// `<stanza-id by=owner id=…/>` (XEP-0313 section 3.5).
     async fn append(&self, message: &ArchiveAppend<'_>) -> StorageResult<ArchiveMark>;
 
@@ -240,8 +244,9 @@ pub trait Archive: Send + Sync {
     async fn purge_older_than(&self, cutoff_ms: i64, batch_rows: usize) -> StorageResult<u64>;
 }
 
-/// A new XEP-0359 stanza id: 128 random bits from the thread's CSPRNG, base64url without padding.
-pub(crate) fn new_stanza_id() -> String {
+/// A new XEP-0359 stanza id: 128 random bits from the thread's CSPRNG, base64url without padding, so
+/// unpredictable and, in practice, unique (XEP-0313 section 3).
+pub fn new_stanza_id() -> String {
     let mut bytes = [0_u8; 16];
     rand::rng().fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)

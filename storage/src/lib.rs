@@ -23,7 +23,7 @@ pub mod testing;
 pub use archive::{
     ARCHIVE_MAX_IDS, ARCHIVE_MAX_PAGE, ARCHIVE_PURGE_BATCH, Archive, ArchiveAppend, ArchiveDefault,
     ArchiveMark, ArchiveMetadata, ArchivePage, ArchivePaging, ArchivePrefs, ArchiveQuery,
-    ArchivedMessage, Direction,
+    ArchivedMessage, Direction, new_stanza_id,
 };
 
 /// Everything that can go wrong talking to a database.

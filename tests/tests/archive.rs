@@ -450,9 +450,11 @@ async fn a_removed_account_leaves_no_archive(backend: Backend) {
 }
 
 /// A database that fails for the archive only must not cost the message: it is delivered (online) or
-/// stored (offline) without a stanza id, and the sender hears of no error.
+/// stored (offline), and the sender hears of no error. Archiving runs behind delivery, so the message
+/// already carries the stanza id it was given in memory; the failed row is lost alone (the batch it was
+/// in is written row by row), and the sender's archive, written in the same batches, keeps both.
 #[tokio::test]
-async fn an_archive_failure_delivers_the_message_without_an_id() {
+async fn an_archive_failure_does_not_cost_the_message() {
     let faults = Faults::default();
     let wrapped = faults.clone();
     let server = TestServer::builder()
@@ -466,12 +468,7 @@ async fn an_archive_failure_delivers_the_message_without_an_id() {
     faults.fail_archive("bob@localhost");
 
     alice.chat("bob@localhost", "online").await;
-    let message = receive_body(&mut bob, "online").await;
-    assert!(
-        stanza_ids_by(&message, "bob@localhost").is_empty(),
-        "{}",
-        xml::show(&message)
-    );
+    receive_body(&mut bob, "online").await;
 
     bob.close_and_wait_for_end().await;
     alice.chat("bob@localhost", "offline").await;
@@ -482,8 +479,7 @@ async fn an_archive_failure_delivers_the_message_without_an_id() {
     );
     let mut bob = server.login("bob", "r").await;
     bob.available(None).await;
-    let stored = receive_body(&mut bob, "offline").await;
-    assert!(stanza_ids_by(&stored, "bob@localhost").is_empty());
+    receive_body(&mut bob, "offline").await;
 
     // Alice's archive worked throughout: both are there as outgoing.
     let sent = query(&mut alice, Some("bob@localhost"), "").await;

@@ -4,6 +4,8 @@
 //! (failed logins, RFC 6120 section 13.5; in-band registrations, XEP-0077 section 9). The router holds the
 //! sessions and the route table ([`crate::router`]); the features and the listeners read this.
 
+pub mod archive_prefs;
+pub mod archive_queue;
 pub mod block_lists;
 pub mod registration_limit;
 
@@ -12,6 +14,8 @@ use std::sync::Arc;
 use herald_relay::login_throttle::LoginThrottle;
 use herald_storage::Storage;
 
+pub use archive_prefs::ArchivePrefsCache;
+pub use archive_queue::{ArchiveQueue, QueueError, QueuedAppend};
 pub use block_lists::{BlockListCache, Recipient};
 pub use registration_limit::RegistrationLimit;
 
@@ -28,6 +32,10 @@ pub struct ServerContext {
     pub registrations: RegistrationLimit,
     /// Block lists read on every delivery to a local user (XEP-0191 section 3.3).
     pub block_lists: BlockListCache,
+    /// Archive appends waiting for their batch's commit (XEP-0313, written behind delivery).
+    pub archive: ArchiveQueue,
+    /// Archiving preferences read on every archived message (XEP-0441).
+    pub archive_prefs: ArchivePrefsCache,
     /// Random bytes made at start that key the fake SCRAM salts of unknown users, so they cannot be told
     /// apart from real ones (RFC 5802 section 9 leaves enumeration resistance to the server).
     pub unknown_user_secret: [u8; 32],
@@ -44,18 +52,21 @@ impl std::fmt::Debug for ServerContext {
 
 impl ServerContext {
     /// A context counting failed logins in `login_throttle` (the hosted relay's, so that one throttle
-    /// covers every place a password is checked; `LoginThrottle::default()` otherwise).
+    /// covers every place a password is checked; `LoginThrottle::default()` otherwise). Starts the
+    /// archive's writer task on the current runtime.
     pub fn new(
         config: Arc<Config>,
         storage: Storage,
         login_throttle: LoginThrottle,
     ) -> ServerContext {
         ServerContext {
+            archive: ArchiveQueue::new(storage.clone()),
             registrations: RegistrationLimit::new(config.registrations_per_address_per_hour),
             config,
             storage,
             login_throttle,
             block_lists: BlockListCache::default(),
+            archive_prefs: ArchivePrefsCache::default(),
             unknown_user_secret: rand::random(),
         }
     }

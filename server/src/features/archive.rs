@@ -19,8 +19,11 @@
 //! - `#extended` archive metadata (`<metadata/>`: the first and last message).
 //! - XEP-0441 preferences (`<prefs default><always/><never/></prefs>`, still in `urn:xmpp:mam:2`).
 //!
-//! A storage failure while archiving never loses or holds the message: it is logged and the message is
-//! delivered without a stanza id. An append waits at most [`APPEND_TIMEOUT`].
+//! Archiving runs behind delivery: the stanza id is made in memory, the message is delivered with it,
+//! and the row is committed in a batch by the context's archive queue (`context/archive_queue.rs`,
+//! which says why and what bounds it). A query, the metadata and an account removal wait for what was
+//! queued before them, so a client finds every message it was sent. A storage failure while archiving
+//! never loses or holds the message: it is logged and the message stays delivered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +32,7 @@ use async_trait::async_trait;
 
 use super::ClientSession;
 use super::iq::{IqAnswer, IqError, IqRequest};
+use crate::context::{QueuedAppend, ServerContext};
 use crate::router::Router;
 use crate::router::events::Archiving;
 use crate::xmpp::ns;
@@ -37,8 +41,8 @@ use crate::xmpp::{
     set_attribute,
 };
 use herald_storage::{
-    ARCHIVE_MAX_IDS, ARCHIVE_MAX_PAGE, ArchiveAppend, ArchiveDefault, ArchivePage, ArchivePaging,
-    ArchivePrefs, ArchiveQuery, ArchivedMessage, Direction, Storage, StorageError,
+    ARCHIVE_MAX_IDS, ARCHIVE_MAX_PAGE, ArchiveDefault, ArchivePage, ArchivePaging, ArchivePrefs,
+    ArchiveQuery, ArchivedMessage, Direction, Storage, StorageError, new_stanza_id,
 };
 
 /// The page size when a query has no RSM `<max>` (XEP-0313 section 4.3.1 lets the server choose; 50 is
@@ -47,10 +51,6 @@ pub const DEFAULT_PAGE: usize = 50;
 
 /// The most JIDs one preference list (`always` or `never`) may hold; more is `not-acceptable`.
 pub const MAX_PREF_JIDS: usize = 1000;
-
-/// How long archiving may hold a message before it is delivered without a stanza id: a slow database
-/// must not stop message flow (ejabberd#1698 is that failure).
-pub const APPEND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// XEP-0384 OMEMO payloads (the legacy and the current namespace): no body, still worth archiving.
 const OMEMO_LEGACY: &str = "eu.siacs.conversations.axolotl";
@@ -115,22 +115,26 @@ pub fn prefs_verdict(prefs: &ArchivePrefs, contact: &Jid) -> PrefsVerdict {
     }
 }
 
-/// The archive subscriber (`router::events::Archiving`): owns a handle on the storage.
+/// The archive subscriber (`router::events::Archiving`): reads preferences through the context's cache
+/// and queues appends on the context's [`crate::context::ArchiveQueue`], so a message is delivered
+/// without waiting for a commit.
 pub struct MessageArchiver {
-    storage: Storage,
+    context: Arc<ServerContext>,
 }
 
 impl MessageArchiver {
-    pub fn new(storage: Storage) -> MessageArchiver {
-        MessageArchiver { storage }
+    pub fn new(context: Arc<ServerContext>) -> MessageArchiver {
+        MessageArchiver { context }
     }
 
-    /// Whether `owner`'s preferences let a message with `contact` be archived. The preferences are one
-    /// indexed read per archived message; the roster is read only under `default='roster'` for a
-    /// contact on neither list (one point read of one item). A storage failure here archives: losing
-    /// history silently is worse than keeping one message the owner did not want kept.
+    /// Whether `owner`'s preferences let a message with `contact` be archived. The preferences come
+    /// from the cache (one read per owner, then none); the roster is read only under
+    /// `default='roster'` for a contact on neither list (one point read of one item). A storage failure
+    /// here archives: losing history silently is worse than keeping one message the owner did not want
+    /// kept.
     async fn allowed(&self, owner: &str, contact: &Jid) -> bool {
-        let prefs = match self.storage.archive.prefs(owner).await {
+        let storage = &self.context.storage;
+        let prefs = match self.context.archive_prefs.get(storage, owner).await {
             Ok(Some(prefs)) => prefs,
             // XEP-0441: without preferences the server's default applies; ours is `always`.
             Ok(None) => return true,
@@ -143,8 +147,7 @@ impl MessageArchiver {
             PrefsVerdict::Archive => true,
             PrefsVerdict::Skip => false,
             PrefsVerdict::IfInRoster => {
-                match self
-                    .storage
+                match storage
                     .rosters
                     .item(owner, contact.to_bare().as_str())
                     .await
@@ -159,16 +162,28 @@ impl MessageArchiver {
         }
     }
 
-    /// Appends one message, giving up after [`APPEND_TIMEOUT`]; `None` on failure (logged).
-    async fn append(&self, append: &ArchiveAppend<'_>) -> Option<String> {
-        match tokio::time::timeout(APPEND_TIMEOUT, self.storage.archive.append(append)).await {
-            Ok(Ok(mark)) => Some(mark.id),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "archiving a message failed; delivered without an id");
-                None
-            }
-            Err(_) => {
-                tracing::error!("archiving a message timed out; delivered without an id");
+    /// Queues one message for the archive under a new stanza id and returns the id, or `None` when the
+    /// queue stayed full (logged; the message is delivered without an id and is not archived).
+    async fn append(
+        &self,
+        owner: &str,
+        contact: &str,
+        direction: Direction,
+        stanza: String,
+    ) -> Option<String> {
+        let id = new_stanza_id();
+        let queued = QueuedAppend {
+            owner: owner.to_string(),
+            id: id.clone(),
+            contact: contact.to_string(),
+            at_ms: now_ms(),
+            direction,
+            stanza,
+        };
+        match self.context.archive.append(queued).await {
+            Ok(()) => Some(id),
+            Err(error) => {
+                tracing::error!(%error, "a message was not archived; delivered without an id");
                 None
             }
         }
@@ -198,14 +213,10 @@ impl Archiving for MessageArchiver {
         }
         let stanza = String::from(&envelope.element);
         let contact = from.to_bare();
-        let append = ArchiveAppend {
-            owner,
-            contact: contact.as_str(),
-            at_ms: now_ms(),
-            direction: Direction::Incoming,
-            stanza: &stanza,
-        };
-        if let Some(id) = self.append(&append).await {
+        if let Some(id) = self
+            .append(owner, contact.as_str(), Direction::Incoming, stanza)
+            .await
+        {
             envelope.element.append_child(stanza_id(owner, &id));
         }
     }
@@ -227,14 +238,13 @@ impl Archiving for MessageArchiver {
             return;
         }
         let stanza = String::from(&envelope.element);
-        let append = ArchiveAppend {
-            owner: owner.as_str(),
-            contact: contact.as_str(),
-            at_ms: now_ms(),
-            direction: Direction::Outgoing,
-            stanza: &stanza,
-        };
-        self.append(&append).await;
+        self.append(
+            owner.as_str(),
+            contact.as_str(),
+            Direction::Outgoing,
+            stanza,
+        )
+        .await;
     }
 }
 
@@ -611,8 +621,14 @@ pub async fn handle_own(
     session: &ClientSession,
     request: &IqRequest<'_>,
 ) -> IqAnswer {
-    let storage = &router.context.storage;
+    let context = &router.context;
+    let storage = &context.storage;
     let owner = session.bare.as_str();
+    // Reads see every message this account was sent or sent before the request: appends are written
+    // behind delivery (see the module documentation).
+    if matches!(request.payload.name(), "query" | "metadata") {
+        context.archive.sync().await;
+    }
     match (request.payload.name(), request.is_set) {
         ("query", false) => Ok(Some(query_form())),
         ("query", true) => run_query(router, session, request.payload).await,
@@ -630,19 +646,28 @@ pub async fn handle_own(
             Ok(Some(element))
         }
         ("prefs", false) => {
-            let prefs = storage.archive.prefs(owner).await.map_err(internal)?;
-            Ok(Some(prefs_element(&prefs.unwrap_or_else(default_prefs))))
+            let prefs = context
+                .archive_prefs
+                .get(storage, owner)
+                .await
+                .map_err(internal)?;
+            Ok(Some(match prefs {
+                Some(prefs) => prefs_element(&prefs),
+                None => prefs_element(&default_prefs()),
+            }))
         }
         ("prefs", true) => {
             let prefs = parse_prefs(request.payload)?;
-            storage
-                .archive
-                .set_prefs(owner, &prefs)
+            let stored = context
+                .archive_prefs
+                .set(storage, owner, &prefs)
                 .await
                 .map_err(internal)?;
             // Answered with what was stored (a JID on both lists is kept on `never` only).
-            let stored = storage.archive.prefs(owner).await.map_err(internal)?;
-            Ok(Some(prefs_element(&stored.unwrap_or(prefs))))
+            Ok(Some(match stored {
+                Some(stored) => prefs_element(&stored),
+                None => prefs_element(&prefs),
+            }))
         }
         _ => Err(IqError::new(DefinedCondition::FeatureNotImplemented)),
     }
@@ -939,8 +964,10 @@ mod tests {
         let day_ms = 86_400_000;
         let now = 100 * day_ms;
         for at_ms in [now - 3 * day_ms, now - 2 * day_ms, now - day_ms / 2] {
-            let append = ArchiveAppend {
+            let id = new_stanza_id();
+            let append = herald_storage::ArchiveAppend {
                 owner: "bob@localhost",
+                id: &id,
                 contact: "alice@localhost",
                 at_ms,
                 direction: Direction::Incoming,

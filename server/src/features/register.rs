@@ -115,9 +115,12 @@ pub async fn handle_for_user(
         );
     }
     if payload.has_child("remove", ns::REGISTER) {
+        // Archive rows queued behind delivery are committed first, or they would outlive the account.
+        router.context.archive.sync().await;
         return match accounts::delete(&router.context.storage, &user).await {
             Ok(()) => {
                 router.context.block_lists.invalidate(&user.to_string());
+                router.context.archive_prefs.forget(&user.to_string());
                 tracing::info!(account = %user, "account removed in-band");
                 (Ok(None), true)
             }

@@ -10,6 +10,12 @@ use crate::{
 
 use super::credentials;
 
+/// A fresh stanza id that lives as long as the test (`ArchiveAppend` borrows its id): a few hundred
+/// bytes leaked per test run.
+fn fresh_id() -> &'static str {
+    Box::leak(crate::new_stanza_id().into_boxed_str())
+}
+
 const ALICE: &str = "alice@archive.example";
 const BOB: &str = "bob@archive.example";
 const ROMEO: &str = "romeo@montague.example";
@@ -38,6 +44,7 @@ async fn fill(storage: &Storage, owner: &str, count: usize, first_ms: i64) -> Ve
             .archive
             .append(&ArchiveAppend {
                 owner,
+                id: fresh_id(),
                 contact,
                 at_ms,
                 direction,
@@ -414,16 +421,24 @@ pub async fn archive_order_and_limits(storage: &Storage) {
     let owner = "carol@archive.example";
     let append = |at_ms| ArchiveAppend {
         owner,
+        id: fresh_id(),
         contact: ROMEO,
         at_ms,
         direction: Direction::Incoming,
         stanza: "<message/>",
     };
-    let first = storage
+    let first_append = append(5_000);
+    let first = storage.archive.append(&first_append).await.expect("append");
+    assert_eq!(first.id, first_append.id, "archived under the caller's id");
+    // An id is unique within an owner's archive: the second append under it fails, nothing is added.
+    let reused = storage
         .archive
-        .append(&append(5_000))
-        .await
-        .expect("append");
+        .append(&ArchiveAppend {
+            at_ms: 5_000,
+            ..first_append
+        })
+        .await;
+    assert!(reused.is_err(), "an id used twice: {reused:?}");
     let metadata = storage
         .archive
         .metadata(owner)
@@ -517,6 +532,7 @@ pub async fn concurrent_archive_appends(storage: &Storage) {
                 .archive
                 .append(&ArchiveAppend {
                     owner,
+                    id: fresh_id(),
                     contact: ROMEO,
                     at_ms: 1_000 + n,
                     direction: Direction::Incoming,

@@ -209,7 +209,6 @@ macro_rules! archive_sql {
             use async_trait::async_trait;
 
             use super::$store;
-            use $crate::archive::new_stanza_id;
             use $crate::rows::{
                 ArchivePrefsRow, ArchiveRowId, ArchivedMessageRow, assemble_prefs, db_error,
                 to_u64,
@@ -230,10 +229,9 @@ macro_rules! archive_sql {
             where
                 E: sqlx::Executor<'e, Database = $db>,
             {
-                let id = new_stanza_id();
                 let at_ms: i64 = sqlx::query_scalar($append)
                     .bind(message.owner)
-                    .bind(&id)
+                    .bind(message.id)
                     .bind(message.contact)
                     .bind(message.at_ms)
                     .bind(message.direction == Direction::Outgoing)
@@ -241,7 +239,10 @@ macro_rules! archive_sql {
                     .fetch_one(executor)
                     .await
                     .map_err(db_error)?;
-                Ok(ArchiveMark { id, at_ms })
+                Ok(ArchiveMark {
+                    id: message.id.to_string(),
+                    at_ms,
+                })
             }
 
             #[async_trait]
