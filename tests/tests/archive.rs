@@ -15,6 +15,7 @@ on_every_backend!(
     a_forged_stanza_id_is_replaced,
     the_archive_is_discoverable_with_its_form_and_metadata,
     a_removed_account_leaves_no_archive,
+    a_message_the_offline_store_refuses_is_not_archived,
 );
 
 const RSM: &str = "http://jabber.org/protocol/rsm";
@@ -422,6 +423,33 @@ async fn the_archive_is_discoverable_with_its_form_and_metadata(backend: Backend
     };
     assert_eq!(end_id("start"), Some(first));
     assert_eq!(end_id("end"), Some(last));
+}
+
+/// XEP-0160 with XEP-0313: a message bounced for a full offline quota never reached the user, so it is
+/// not in their archive either (the archive holds only what the user can have).
+async fn a_message_the_offline_store_refuses_is_not_archived(backend: Backend) {
+    let server = TestServer::builder()
+        .backend(backend)
+        .env("HERALD_LIMITS__OFFLINE_QUOTA", "1")
+        .start()
+        .await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut alice = server.online("alice", "a").await;
+    for (id, body) in [("k1", "kept"), ("k2", "refused")] {
+        alice
+            .send(&format!(
+                "<message to='bob@localhost' type='chat' id='{id}'><body>{body}</body></message>"
+            ))
+            .await;
+    }
+    alice
+        .expect("the second message bounced", |e| {
+            e.attr("id") == Some("k2") && e.attr("type") == Some("error")
+        })
+        .await;
+    let mut bob = server.login("bob", "r").await;
+    assert_eq!(query(&mut bob, None, "").await.bodies(), ["kept"]);
 }
 
 async fn a_removed_account_leaves_no_archive(backend: Backend) {

@@ -162,30 +162,23 @@ impl MessageArchiver {
         }
     }
 
-    /// Queues one message for the archive under a new stanza id and returns the id, or `None` when the
-    /// queue stayed full (logged; the message is delivered without an id and is not archived).
-    async fn append(
-        &self,
-        owner: &str,
-        contact: &str,
-        direction: Direction,
-        stanza: String,
-    ) -> Option<String> {
-        let id = new_stanza_id();
-        let queued = QueuedAppend {
+    /// The archive row of one message of `owner`'s, under a new stanza id, stamped now.
+    fn row(owner: &str, contact: &str, direction: Direction, stanza: String) -> QueuedAppend {
+        QueuedAppend {
             owner: owner.to_string(),
-            id: id.clone(),
+            id: new_stanza_id(),
             contact: contact.to_string(),
             at_ms: now_ms(),
             direction,
             stanza,
-        };
-        match self.context.archive.append(queued).await {
-            Ok(()) => Some(id),
-            Err(error) => {
-                tracing::error!(%error, "a message was not archived; delivered without an id");
-                None
-            }
+        }
+    }
+
+    /// Queues `row` for the archive; a full queue is logged (the message stays delivered, without
+    /// its archive row).
+    async fn queue(&self, row: QueuedAppend) {
+        if let Err(error) = self.context.archive.append(row).await {
+            tracing::error!(%error, "a delivered message was not archived");
         }
     }
 }
@@ -198,27 +191,30 @@ impl Archiving for MessageArchiver {
                 || envelope.element.has_child("stanza-id", ns::STANZA_ID))
     }
 
-    async fn before_delivery(&self, user: &BareJid, envelope: &mut Envelope) {
+    async fn before_delivery(
+        &self,
+        user: &BareJid,
+        envelope: &mut Envelope,
+    ) -> Option<QueuedAppend> {
         strip_forged_stanza_ids(&mut envelope.element, user);
         if !is_archivable(&envelope.element) {
-            return;
+            return None;
         }
         // A message from the server itself has no contact to file it under; it is not conversation.
-        let Some(from) = envelope.from.clone() else {
-            return;
-        };
+        let from = envelope.from.clone()?;
         let owner = user.as_str();
         if !self.allowed(owner, &from).await {
-            return;
+            return None;
         }
         let stanza = String::from(&envelope.element);
         let contact = from.to_bare();
-        if let Some(id) = self
-            .append(owner, contact.as_str(), Direction::Incoming, stanza)
-            .await
-        {
-            envelope.element.append_child(stanza_id(owner, &id));
-        }
+        let row = Self::row(owner, contact.as_str(), Direction::Incoming, stanza);
+        envelope.element.append_child(stanza_id(owner, &row.id));
+        Some(row)
+    }
+
+    async fn kept(&self, row: QueuedAppend) {
+        self.queue(row).await;
     }
 
     async fn sent_by_client(&self, from: &FullJid, envelope: &Envelope) {
@@ -238,13 +234,13 @@ impl Archiving for MessageArchiver {
             return;
         }
         let stanza = String::from(&envelope.element);
-        self.append(
+        let row = Self::row(
             owner.as_str(),
             contact.as_str(),
             Direction::Outgoing,
             stanza,
-        )
-        .await;
+        );
+        self.queue(row).await;
     }
 }
 

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use crate::context::QueuedAppend;
 use crate::xmpp::{BareJid, Envelope, FullJid, WireStanza};
 use async_trait::async_trait;
 
@@ -62,8 +63,9 @@ pub trait WakeUps: Send + Sync {
 /// The archive subscriber's side, implemented by `features::archive` (XEP-0313). Unlike the other
 /// subscribers it also acts *before* an incoming message is delivered: XEP-0359 section 3 puts the
 /// archive's `<stanza-id/>` on the message the recipient gets, so the id must exist before the first
-/// resource (or the offline store) takes the stanza. [`Self::applies`] is a cheap synchronous check, so
-/// a stanza no archive wants costs no boxed future and no allocation.
+/// resource (or the offline store) takes the stanza. The row itself is queued only once the message was
+/// kept ([`Self::kept`]): a message bounced for a full offline quota is not archived. [`Self::applies`]
+/// is a cheap synchronous check, so a stanza no archive wants costs no boxed future and no allocation.
 #[async_trait]
 pub trait Archiving: Send + Sync {
     /// Whether [`Self::before_delivery`] has anything to do with this message (archive it, or strip a
@@ -71,9 +73,17 @@ pub trait Archiving: Send + Sync {
     fn applies(&self, envelope: &Envelope) -> bool;
 
     /// A message for the local user `user` is about to be delivered or stored offline, once per message
-    /// whatever the number of resources: archive it in `user`'s archive and stamp the stanza id on it.
-    /// Never fails: a storage failure leaves the message without an id and it is delivered anyway.
-    async fn before_delivery(&self, user: &BareJid, envelope: &mut Envelope);
+    /// whatever the number of resources: stamps the stanza id on it and returns the row for `user`'s
+    /// archive, or `None` when it is not archived (preferences, or nothing worth keeping).
+    async fn before_delivery(
+        &self,
+        user: &BareJid,
+        envelope: &mut Envelope,
+    ) -> Option<QueuedAppend>;
+
+    /// The message of `row` reached a resource or the offline store: queue it for the archive. Never
+    /// fails: a full queue or a storage failure is logged and the message stays delivered.
+    async fn kept(&self, row: QueuedAppend);
 
     /// A bound client sent a message: archive it as outgoing in the sender's archive.
     async fn sent_by_client(&self, from: &FullJid, envelope: &Envelope);
@@ -121,19 +131,31 @@ impl Subscribers {
 
     /// The pre-delivery step for a message to the local user `user` (see [`Archiving`]): called by the
     /// router once per message, after the delivery rules chose to deliver or store it and before the
-    /// stanza is serialised for the first resource.
-    pub async fn before_delivery(&self, user: &BareJid, envelope: &mut Envelope) {
-        if let Some(archive) = &self.archive
-            && archive.applies(envelope)
-        {
-            archive.before_delivery(user, envelope).await;
+    /// stanza is serialised for the first resource. Returns the archive row to hand to
+    /// [`Self::archive_kept`] once the message was delivered or stored.
+    pub async fn before_delivery(
+        &self,
+        user: &BareJid,
+        envelope: &mut Envelope,
+    ) -> Option<QueuedAppend> {
+        match &self.archive {
+            Some(archive) if archive.applies(envelope) => {
+                archive.before_delivery(user, envelope).await
+            }
+            _ => None,
+        }
+    }
+
+    /// The message of `row` (from [`Self::before_delivery`]) was delivered or stored offline.
+    pub async fn archive_kept(&self, row: QueuedAppend) {
+        if let Some(archive) = &self.archive {
+            archive.kept(row).await;
         }
     }
 
     /// Tells every subscriber about `event`, in the order of the fields. Returns what they did. On the
-    /// path of a delivered chat message this awaits nothing that does I/O and allocates nothing; a
-    /// client's archivable message waits for its one archive append (bounded by the archive's timeout),
-    /// so the sender's archive has it before the next stanza of that client is handled.
+    /// path of a delivered chat message this awaits nothing that does I/O; a client's archivable
+    /// message is queued for the archive (written behind delivery, `context/archive_queue.rs`).
     pub async fn emit(&self, event: DeliveryEvent<'_>) -> Reactions {
         let mut reactions = Reactions::default();
         #[cfg(test)]

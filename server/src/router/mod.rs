@@ -184,15 +184,43 @@ impl Router {
             Addressee::NoAccount
         };
         let decision = rules::decide(envelope.kind, addressee);
-        if matches!(decision, Decision::DeliverTo(_) | Decision::StoreOffline)
+        let archive_row = if matches!(decision, Decision::DeliverTo(_) | Decision::StoreOffline)
             && matches!(envelope.kind, StanzaKind::Message(_))
         {
             // Here and not in a delivery event: the message is about to reach the user (a resource or
             // the offline store), once, whatever the number of resources, and the archive's
             // `<stanza-id/>` (XEP-0359 section 3) must be on it before it is serialised for the first
             // one. A message that later falls back to offline storage keeps the id it got here.
-            self.subscribers.before_delivery(&bare, &mut envelope).await;
+            self.subscribers.before_delivery(&bare, &mut envelope).await
+        } else {
+            None
+        };
+        let delivery = self
+            .carry_out(decision, envelope, &bare, &bare_str, to, &online)
+            .await;
+        // Archived only if it was kept: not when every resource vanished and the offline store refused
+        // it (a full quota bounces it, XEP-0160), so the archive holds only what the user can have.
+        if let Some(row) = archive_row
+            && matches!(
+                delivery,
+                Delivery::Delivered | Delivery::StoredOffline { .. }
+            )
+        {
+            self.subscribers.archive_kept(row).await;
         }
+        delivery
+    }
+
+    /// Carries out the rules' decision for a stanza to the local user `bare`.
+    async fn carry_out(
+        self: &Arc<Self>,
+        decision: Decision,
+        envelope: Envelope,
+        bare: &BareJid,
+        bare_str: &str,
+        to: &Jid,
+        online: &[(String, SessionHandle, rules::ResourceView)],
+    ) -> Delivery {
         match decision {
             Decision::DeliverTo(indices) => {
                 let mut delivered = false;
@@ -200,14 +228,14 @@ impl Router {
                 let stanza = WireStanza::for_client_stream(&envelope.element);
                 for index in indices {
                     if let Some((resource, handle, _)) = online.get(index) {
-                        delivered |= self.deliver(&bare_str, resource, handle, &stanza).await;
+                        delivered |= self.deliver(bare_str, resource, handle, &stanza).await;
                     }
                 }
                 if delivered {
                     Delivery::Delivered
                 } else if matches!(envelope.kind, StanzaKind::Message(_)) {
                     // Every chosen session vanished or is stuck: keep the message rather than lose it.
-                    self.store_offline(&bare, &envelope, None).await
+                    self.store_offline(bare, &envelope, None).await
                 } else if envelope.kind == StanzaKind::IqRequest {
                     // The resource cannot take it (gone, or its queue is full): as for a full JID with no
                     // such resource, the requester gets service-unavailable rather than waiting forever
@@ -217,9 +245,9 @@ impl Router {
                     Delivery::Dropped
                 }
             }
-            Decision::StoreOffline => self.store_offline(&bare, &envelope, Some(to)).await,
+            Decision::StoreOffline => self.store_offline(bare, &envelope, Some(to)).await,
             Decision::ServerHandles => {
-                let outcome = self.local.for_user(self, &bare, envelope).await;
+                let outcome = self.local.for_user(self, bare, envelope).await;
                 self.bounce_or(outcome)
             }
             Decision::Bounce(condition) => self.bounce(&envelope, condition),
