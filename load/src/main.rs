@@ -40,6 +40,8 @@ enum PhaseName {
     Login,
     Chat,
     Push,
+    /// Sessions left hibernating for XEP-0198 resumption (run it last).
+    Hibernated,
 }
 
 #[derive(Subcommand)]
@@ -243,6 +245,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     login_concurrency: args.concurrency,
                 };
                 phase::chat::run(&target, &plan).await
+            }
+            PhaseName::Hibernated => {
+                let hold = Duration::from_secs(args.idle_hold_secs);
+                phase::hibernated::run(&target, args.sessions, args.concurrency, deadline, hold)
+                    .await
             }
             PhaseName::Push => {
                 let count = args.push_users.min(args.sessions.saturating_sub(1));

@@ -1,10 +1,11 @@
 //! The load phases, each bounded in count and time: account creation (XEP-0077), idle sessions,
 //! a login storm, chatting pairs (RFC 6121 section 5 messages), and push to offline users
-//! (XEP-0357, Herald only).
+//! (XEP-0357, Herald only), and sessions hibernated by stream management (XEP-0198).
 
 pub mod accounts;
 pub mod batch;
 pub mod chat;
+pub mod hibernated;
 pub mod idle;
 pub mod login;
 pub mod provider;
