@@ -386,8 +386,13 @@ impl Session {
         };
         managed.resume_deadline = None;
         if let Err(too_high) = managed.state.acknowledge(resumption.h) {
+            // Sections 4 and 5: the client's count cannot be trusted, so the session is not resumed; it
+            // is told so with `<failed/>`, the connection is closed, and the session ends as closed
+            // (what was not acknowledged goes to offline storage or back to its senders).
             tracing::debug!(jid = %self.client.jid, ?too_high, "resumed with h too high");
-            return Some(Ending::Error(StreamErrorCondition::UndefinedCondition));
+            let failed = sm::failed_handled_count_too_high(managed.state.inbound(), too_high);
+            let _ = stream.write_element(&failed).await;
+            return Some(Ending::PeerClosed);
         }
         let previd = managed.state.resume_id().unwrap_or_default().to_owned();
         let resumed = sm::resumed(&previd, managed.state.inbound());

@@ -197,6 +197,18 @@ pub fn failed(condition: &str, h: Option<u32>) -> Element {
     element
 }
 
+/// The answer to a `<resume/>` whose `h` acknowledges more than was sent (section 5 with section 4):
+/// `<failed h=…>` with `undefined-condition` and `<handled-count-too-high h=… send-count=…/>`, so the
+/// client learns how many of its stanzas the server handled and why its session is not resumed.
+pub fn failed_handled_count_too_high(inbound: u32, too_high: HandledCountTooHigh) -> Element {
+    let mut detail = Element::builder("handled-count-too-high", ns::SM).build();
+    set_attribute(&mut detail, "h", &too_high.h.to_string());
+    set_attribute(&mut detail, "send-count", &too_high.send_count.to_string());
+    let mut element = failed("undefined-condition", Some(inbound));
+    element.append_child(detail);
+    element
+}
+
 /// `<r/>` (section 4).
 pub fn request() -> Element {
     Element::builder("r", ns::SM).build()
@@ -344,6 +356,22 @@ mod tests {
         assert_eq!(resumable.attr("resume"), Some("true"));
         assert_eq!(resumable.attr("max"), Some("300"));
         assert_eq!(enabled(None).attr("resume"), None);
+        let too_high = failed_handled_count_too_high(
+            3,
+            HandledCountTooHigh {
+                h: 10,
+                send_count: 8,
+            },
+        );
+        assert_eq!(too_high.attr("h"), Some("3"));
+        assert!(too_high.has_child("undefined-condition", ns::STANZAS));
+        let detail = too_high
+            .get_child("handled-count-too-high", ns::SM)
+            .expect("detail");
+        assert_eq!(
+            (detail.attr("h"), detail.attr("send-count")),
+            (Some("10"), Some("8"))
+        );
         let failed = failed("item-not-found", None);
         assert!(failed.has_child("item-not-found", ns::STANZAS));
         assert_eq!(answer(7).attr("h"), Some("7"));

@@ -467,6 +467,41 @@ async fn a_lost_connection_hibernates_and_resuming_writes_what_was_not_acknowled
 }
 
 #[tokio::test]
+async fn a_resumption_acknowledging_more_than_was_sent_fails_and_ends_the_session() {
+    let router = router(10_000).await;
+    let (first, first_client) = fake_stream(false);
+    let (mut session, handle) = bind(&router, first);
+    send_nonza(
+        &first_client,
+        "<enable xmlns='urn:xmpp:sm:3' resume='true'/>",
+    );
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    queue(&handle, &["m1"]);
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    first_client
+        .sends
+        .send(Err(StreamError::Closed))
+        .expect("send");
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+
+    let (second, second_client) = fake_stream(false);
+    assert!(
+        handle
+            .resume(Box::new(Resumption {
+                stream: second,
+                h: 5,
+            }))
+            .is_ok()
+    );
+    // XEP-0198 sections 4 and 5: `<failed/>` with handled-count-too-high, not a resumption.
+    assert_eq!(
+        settle_managed(&mut session, &router).await,
+        Some(Ending::PeerClosed)
+    );
+    assert_eq!(second_client.written(), ["failed"]);
+}
+
+#[tokio::test]
 async fn a_clean_close_ends_a_resumable_session_at_once() {
     let router = router(10_000).await;
     let (stream, client) = fake_stream(false);
