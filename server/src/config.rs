@@ -75,6 +75,10 @@ pub struct RawC2s {
     /// Seconds a session whose connection dropped waits to be resumed (XEP-0198 section 5) before it ends
     /// as if the client had left; 0 disables resumption (acknowledgements still work).
     pub resume_timeout_seconds: u64,
+    /// Seconds a hibernated session of a user with push notifications waits to be resumed once a push
+    /// has gone out for it (as Prosody's `push_max_hibernation_timeout`, XEP-0357 with XEP-0198): the
+    /// phone is asleep, not gone; its devices are woken shortly before the end.
+    pub push_resume_timeout_seconds: u64,
 }
 
 impl Default for RawC2s {
@@ -87,6 +91,7 @@ impl Default for RawC2s {
             ping_interval_seconds: 300,
             write_timeout_seconds: 30,
             resume_timeout_seconds: 300,
+            push_resume_timeout_seconds: 72 * 3600,
         }
     }
 }
@@ -209,6 +214,9 @@ pub struct Config {
     pub write_timeout: std::time::Duration,
     /// How long a session whose connection dropped can be resumed (XEP-0198 section 5); zero: never.
     pub resume_timeout: std::time::Duration,
+    /// How long a hibernated session waits once a push went out for it (`[c2s]
+    /// push_resume_timeout_seconds`, at least `resume_timeout`).
+    pub push_resume_timeout: std::time::Duration,
     pub allow_in_band_registration: bool,
     /// In-band registration attempts per client address per hour (0: no limit).
     pub registrations_per_address_per_hour: u32,
@@ -269,6 +277,9 @@ const ENV_PREFIX: &str = "HERALD_";
 
 /// The longest timeout or interval a `[c2s]` key may name.
 const MAX_TIMEOUT_SECONDS: u64 = 86_400;
+
+/// The longest `[c2s] push_resume_timeout_seconds`: a week (Prosody's default is 72 hours).
+const MAX_PUSH_RESUME_TIMEOUT_SECONDS: u64 = 7 * 86_400;
 
 impl RawConfig {
     /// Reads `path` (a missing file is an error only when `must_exist`), then applies `HERALD_*` overrides
@@ -407,6 +418,11 @@ impl Config {
                 ));
             }
         }
+        if raw.c2s.push_resume_timeout_seconds > MAX_PUSH_RESUME_TIMEOUT_SECONDS {
+            problems.push(format!(
+                "c2s.push_resume_timeout_seconds: must be at most {MAX_PUSH_RESUME_TIMEOUT_SECONDS} (a week)"
+            ));
+        }
         if limits.stanzas_per_second == 0 {
             problems.push("limits.stanzas_per_second: must be positive".into());
         }
@@ -523,6 +539,12 @@ impl Config {
             ping_interval: std::time::Duration::from_secs(raw.c2s.ping_interval_seconds.max(1)),
             write_timeout: std::time::Duration::from_secs(raw.c2s.write_timeout_seconds),
             resume_timeout: std::time::Duration::from_secs(raw.c2s.resume_timeout_seconds),
+            // Never shorter than the plain resume timeout: a push must not shorten a hibernation.
+            push_resume_timeout: std::time::Duration::from_secs(
+                raw.c2s
+                    .push_resume_timeout_seconds
+                    .max(raw.c2s.resume_timeout_seconds),
+            ),
             allow_in_band_registration: raw.registration.allow_in_band,
             registrations_per_address_per_hour: raw.registration.per_address_per_hour,
             max_stanza_bytes: limits.max_stanza_bytes,

@@ -78,6 +78,11 @@ struct Managed {
     /// While hibernating (section 5): when the session ends unless resumed. Boxed here so that the wait
     /// of an idle session does not hold a timer.
     resume_deadline: Option<Pin<Box<Sleep>>>,
+    /// While hibernating: when it began, for the longer wait once a push went out.
+    hibernated_at: Option<Instant>,
+    /// While hibernating and kept for push: the end of the longer wait, and whether the devices were
+    /// already woken before it (the deadline fires first for that, then at the end).
+    kept_for_push: Option<(Instant, bool)>,
     /// Most bytes of stanzas that may wait for an acknowledgement (`[limits] session_queue_bytes`): a
     /// client that never acknowledges cannot make the server hold more.
     unacked_limit: usize,
@@ -153,6 +158,8 @@ impl Session {
         if let Some(managed) = self.managed.as_mut() {
             let timeout = router.context.config.resume_timeout;
             managed.resume_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+            managed.hibernated_at = Some(Instant::now());
+            managed.kept_for_push = None;
         }
         router
             .emit(DeliveryEvent::SessionHibernated {
@@ -161,6 +168,56 @@ impl Session {
             .await;
         tracing::debug!(jid = %self.client.jid, "session hibernated");
     }
+
+    /// A push went out for this hibernated session (XEP-0357 with XEP-0198 section 5): it now waits
+    /// `[c2s] push_resume_timeout` from the start of hibernation, and its deadline first fires
+    /// [`wake_margin`] before that, to wake the devices. Only the first call counts.
+    fn keep_for_push(&mut self, router: &Arc<Router>) {
+        let Some(managed) = self.managed.as_mut() else {
+            return;
+        };
+        let (Some(since), Some(deadline), None) = (
+            managed.hibernated_at,
+            managed.resume_deadline.as_mut(),
+            managed.kept_for_push,
+        ) else {
+            return;
+        };
+        let timeout = router.context.config.push_resume_timeout;
+        let end = since + timeout;
+        let wake_at = end - wake_margin(timeout);
+        let woken = wake_at <= Instant::now();
+        deadline.as_mut().reset(if woken { end } else { wake_at });
+        managed.kept_for_push = Some((end, woken));
+        tracing::debug!(jid = %self.client.jid, "hibernated session kept for push");
+    }
+
+    /// The deadline of a session kept for push fired before its end: tell the subscribers (push wakes
+    /// the devices) and wait for the end. `false` when the session's time is up.
+    async fn warn_before_expiry(&mut self, router: &Arc<Router>) -> bool {
+        let Some(managed) = self.managed.as_mut() else {
+            return false;
+        };
+        let (Some((end, false)), Some(deadline)) =
+            (managed.kept_for_push, managed.resume_deadline.as_mut())
+        else {
+            return false;
+        };
+        deadline.as_mut().reset(end);
+        managed.kept_for_push = Some((end, true));
+        router
+            .emit(DeliveryEvent::HibernationExpiring {
+                jid: &self.client.jid,
+            })
+            .await;
+        true
+    }
+}
+
+/// How long before the end of a hibernation kept for push the devices are woken: ten minutes, or a
+/// tenth of a shorter wait, so that a client has time to reconnect and resume.
+fn wake_margin(timeout: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_secs(600).min(timeout / 10)
 }
 
 /// Runs a bound session until the client leaves, misbehaves, is replaced, or the server stops.
@@ -273,6 +330,9 @@ impl Session {
             Wake::Command(Some(command)) => self.command(router, command).await,
             Wake::Command(None) => Some(Ending::Gone),
             Wake::ResumeTimeout => {
+                if self.warn_before_expiry(router).await {
+                    return None;
+                }
                 tracing::debug!(jid = %self.client.jid, "not resumed in time");
                 Some(Ending::Gone)
             }
@@ -312,6 +372,10 @@ impl Session {
     async fn command(&mut self, router: &Arc<Router>, command: SessionCommand) -> Option<Ending> {
         match command {
             SessionCommand::Resume(resumption) => self.resume(router, *resumption).await,
+            SessionCommand::KeepForPush => {
+                self.keep_for_push(router);
+                None
+            }
             other => ending(other),
         }
     }
@@ -369,6 +433,8 @@ impl Session {
         self.managed = Some(Box::new(Managed {
             state: StreamManagement::new(resume_id),
             resume_deadline: None,
+            hibernated_at: None,
+            kept_for_push: None,
             unacked_limit: config.session_queue_bytes,
         }));
         enabled
@@ -385,6 +451,8 @@ impl Session {
             return Some(Ending::Error(StreamErrorCondition::UndefinedCondition));
         };
         managed.resume_deadline = None;
+        managed.hibernated_at = None;
+        managed.kept_for_push = None;
         if let Err(too_high) = managed.state.acknowledge(resumption.h) {
             // Sections 4 and 5: the client's count cannot be trusted, so the session is not resumed; it
             // is told so with `<failed/>`, the connection is closed, and the session ends as closed
@@ -653,7 +721,9 @@ async fn answer_error(
 /// The end a command other than a stanza asks for.
 fn ending(command: SessionCommand) -> Option<Ending> {
     let condition = match command {
-        SessionCommand::Stanza(_) | SessionCommand::Resume(_) => return None,
+        SessionCommand::Stanza(_) | SessionCommand::Resume(_) | SessionCommand::KeepForPush => {
+            return None;
+        }
         SessionCommand::Replaced => StreamErrorCondition::Conflict,
         SessionCommand::Terminate => StreamErrorCondition::NotAuthorized,
         SessionCommand::Shutdown => StreamErrorCondition::SystemShutdown,

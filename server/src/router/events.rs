@@ -39,6 +39,9 @@ pub enum DeliveryEvent<'a> {
     SessionHibernated { jid: &'a FullJid },
     /// A hibernated session got a transport again (XEP-0198 section 5).
     SessionResumed { jid: &'a FullJid },
+    /// A hibernated session kept for push ([`super::SessionCommand::KeepForPush`]) ends soon unless
+    /// resumed: its user's devices should be woken (XEP-0357), so the user does not silently drop out.
+    HibernationExpiring { jid: &'a FullJid },
     /// The session ended and its resource is unbound.
     SessionEnded { jid: &'a FullJid },
 }
@@ -186,6 +189,7 @@ pub enum Recorded {
     Bound { jid: String },
     Hibernated { jid: String },
     Resumed { jid: String },
+    Expiring { jid: String },
     Ended { jid: String },
 }
 
@@ -214,6 +218,9 @@ impl EventLog {
                 jid: jid.to_string(),
             },
             DeliveryEvent::SessionResumed { jid } => Recorded::Resumed {
+                jid: jid.to_string(),
+            },
+            DeliveryEvent::HibernationExpiring { jid } => Recorded::Expiring {
                 jid: jid.to_string(),
             },
             DeliveryEvent::SessionEnded { jid } => Recorded::Ended {

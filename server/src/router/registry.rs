@@ -27,6 +27,10 @@ pub enum SessionCommand {
     /// A new connection resumed this session (XEP-0198 section 5): take it over. Boxed, so the command
     /// stays as small as the others.
     Resume(Box<Resumption>),
+    /// A push notification went out for this hibernated session (XEP-0357): wait for the longer
+    /// `[c2s] push_resume_timeout` and wake the devices shortly before it ends. Ignored by a session
+    /// that is not hibernating.
+    KeepForPush,
 }
 
 /// A connection that authenticated as a session's user and asked to resume it (XEP-0198 section 5).
