@@ -120,14 +120,14 @@ pub async fn start(
         login_throttle,
     ));
     // The closed set of delivery-event subscribers (router::events): push wakes devices on messages
-    // stored offline.
+    // stored offline; carbons copy messages to the user's other resources (XEP-0280).
     let push = push.map(|waker| {
         Arc::new(features::push::OfflineWaker::new(waker)) as Arc<dyn router::events::WakeUps>
     });
     let router = Router::new(
         context,
         Arc::new(features::Features),
-        router::events::Subscribers::new(push),
+        router::events::Subscribers::new(push).with_carbons(Arc::new(features::carbons::Carbons)),
     );
 
     // One count of unauthenticated connections for both client listeners (RFC 6120 section 13.12).

@@ -165,3 +165,12 @@ mod tests {
         assert!(component.get_child("body", ns::COMPONENT_ACCEPT).is_some());
     }
 }
+
+/// A copy of `element` without its children `name` in `namespace`, or `None` when it has none (so the
+/// caller keeps the original without copying it).
+pub fn without_child(element: &Element, name: &str, namespace: &str) -> Option<Element> {
+    element.get_child(name, namespace)?;
+    let mut copy = element.clone();
+    while copy.remove_child(name, namespace).is_some() {}
+    Some(copy)
+}
