@@ -1,6 +1,6 @@
 """Every scenario, in the order the runner executes them. One module per protocol area."""
 
-from . import auth, messaging, push, register, roster, services, stream_management
+from . import auth, carbons, messaging, push, register, roster, services, stream_management
 
 ALL = [
     *register.SCENARIOS,
@@ -9,5 +9,6 @@ ALL = [
     *messaging.SCENARIOS,
     *services.SCENARIOS,
     *stream_management.SCENARIOS,
+    *carbons.SCENARIOS,
     *push.SCENARIOS,
 ]
