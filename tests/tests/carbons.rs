@@ -1,6 +1,7 @@
 //! Message carbons (XEP-0280) over real sockets, with two resources each for alice and bob: received
 //! and sent carbons (sections 7 and 8), `<private/>` (not copied, and removed before the recipient sees
-//! it), the XEP-0334 `<no-copy/>` hint, a resource that disabled carbons, and groupchat (section 6).
+//! it), the XEP-0334 `<no-copy/>` hint, a resource that disabled carbons, groupchat (section 6), and a
+//! message the sender's own block list refused (XEP-0191 section 3.4: it was never sent).
 #![allow(clippy::unwrap_used)]
 
 use herald::xmpp::{Element, ns};
@@ -193,5 +194,27 @@ async fn a_message_to_ones_own_account_reaches_each_resource_once() {
     assert_eq!(copies, 1, "{early:?}");
     phone
         .assert_none("a carbon of its own message", is_any_carbon)
+        .await;
+}
+
+#[tokio::test]
+async fn a_message_refused_by_the_senders_own_block_list_is_not_copied() {
+    let server = TestServer::start().await;
+    let [mut phone, mut laptop, mut pc, _tablet] = four_resources(&server).await;
+    phone
+        .iq_result(
+            "set",
+            None,
+            "<block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block>",
+        )
+        .await;
+    phone.chat("bob@localhost/pc", "never sent").await;
+    phone
+        .expect("the refusal", |e| {
+            xml::is_error(e, "message", "not-acceptable")
+        })
+        .await;
+    laptop.assert_none("a sent carbon", is_any_carbon).await;
+    pc.assert_none("the message", |e| has_body(e, "never sent"))
         .await;
 }

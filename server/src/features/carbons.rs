@@ -186,6 +186,8 @@ fn wrap(direction: &str, user: &str, resource: &str, original: &Element) -> Elem
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::SessionHandle;
+    use crate::router::rules::ResourceView;
 
     fn message(xml: &str) -> Envelope {
         Envelope::parse(xml.parse().expect("xml")).expect("stanza")
@@ -265,6 +267,93 @@ mod tests {
             let envelope = message(xml);
             assert_eq!(eligible_message(&envelope).is_some(), expected, "{xml}");
         }
+    }
+
+    /// alice's phone, laptop and tablet bound, carbons enabled on the phone and the laptop only.
+    fn alice_on_three_resources() -> (Registry, Vec<(String, SessionHandle, ResourceView)>) {
+        let registry = Registry::default();
+        for resource in ["phone", "laptop", "tablet"] {
+            let (handle, _commands) = registry.new_session();
+            registry.bind("alice@x", resource, handle);
+        }
+        registry.set_carbons("alice@x", "phone", true);
+        registry.set_carbons("alice@x", "laptop", true);
+        let online = registry.routes("alice@x");
+        (registry, online)
+    }
+
+    fn copied_to(copies: &[CarbonCopy]) -> Vec<&str> {
+        copies.iter().map(|copy| copy.resource.as_str()).collect()
+    }
+
+    #[test]
+    fn received_copies_go_to_enabled_resources_that_did_not_get_it() {
+        let (registry, online) = alice_on_three_resources();
+        let chat = message(
+            "<message xmlns='jabber:client' type='chat' from='bob@x/pc' to='alice@x/phone'><body>hi</body></message>",
+        );
+        let phone = online
+            .iter()
+            .position(|(name, _, _)| name == "phone")
+            .expect("phone");
+        let event = DeliveryEvent::DeliveredToUser {
+            user: "alice@x",
+            envelope: &chat,
+            online: &online,
+            delivered: &[phone],
+        };
+        let copies = Carbons.copies(&registry, &event);
+        assert_eq!(
+            copied_to(&copies),
+            ["laptop"],
+            "not the phone, which got it; not the tablet"
+        );
+        assert!(
+            copies[0]
+                .stanza
+                .as_str()
+                .contains("<received xmlns='urn:xmpp:carbons:2'>")
+        );
+        // A message alice wrote to her own phone: the laptop gets it once, the sender nothing.
+        let own = message(
+            "<message xmlns='jabber:client' type='chat' from='alice@x/laptop' to='alice@x/phone'><body>hi</body></message>",
+        );
+        let event = DeliveryEvent::DeliveredToUser {
+            user: "alice@x",
+            envelope: &own,
+            online: &online,
+            delivered: &[phone],
+        };
+        assert!(Carbons.copies(&registry, &event).is_empty());
+    }
+
+    #[test]
+    fn sent_copies_go_to_the_other_enabled_resources_but_not_for_messages_to_oneself() {
+        let (registry, _online) = alice_on_three_resources();
+        let from: crate::xmpp::FullJid = "alice@x/phone".parse().expect("jid");
+        let to_bob = message(
+            "<message xmlns='jabber:client' type='chat' from='alice@x/phone' to='bob@x'><body>hi</body></message>",
+        );
+        let event = DeliveryEvent::SentByClient {
+            from: &from,
+            envelope: &to_bob,
+        };
+        let copies = Carbons.copies(&registry, &event);
+        assert_eq!(copied_to(&copies), ["laptop"]);
+        assert!(
+            copies[0]
+                .stanza
+                .as_str()
+                .contains("<sent xmlns='urn:xmpp:carbons:2'>")
+        );
+        let to_self = message(
+            "<message xmlns='jabber:client' type='chat' from='alice@x/phone' to='alice@x'><body>hi</body></message>",
+        );
+        let event = DeliveryEvent::SentByClient {
+            from: &from,
+            envelope: &to_self,
+        };
+        assert!(Carbons.copies(&registry, &event).is_empty());
     }
 
     #[test]

@@ -592,6 +592,8 @@ async fn an_inactive_client_gets_held_stanzas_when_something_urgent_comes_or_it_
     assert_eq!(settle_managed(&mut session, &router).await, None);
     assert_eq!(stanzas_written(&client).len(), 4, "held again");
     send_nonza(&client, "<active xmlns='urn:xmpp:csi:0'/>");
+    // Settled first: taken while still inactive, p4 would replace p3 (the latest per contact).
+    assert_eq!(settle_managed(&mut session, &router).await, None);
     queue_xml(&handle, &bobs_presence("p4"));
     assert_eq!(settle_managed(&mut session, &router).await, None);
     assert_eq!(
