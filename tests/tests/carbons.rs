@@ -1,7 +1,7 @@
 //! Message carbons (XEP-0280) over real sockets, with two resources each for alice and bob: received
-//! and sent carbons (sections 7 and 8), `<private/>` (not copied, and removed before the recipient sees
-//! it), the XEP-0334 `<no-copy/>` hint, a resource that disabled carbons, groupchat (section 6), and a
-//! message the sender's own block list refused (XEP-0191 section 3.4: it was never sent).
+//! and sent carbons (sections 7 and 8), `<private/>` (section 9: not copied, and removed before the
+//! recipient sees it), the XEP-0334 `<no-copy/>` hint, a resource that disabled carbons, groupchat
+//! (section 6), and a message the sender's own block list refused (XEP-0191 section 3.4: never sent).
 #![allow(clippy::unwrap_used)]
 
 use herald::xmpp::{Element, ns};

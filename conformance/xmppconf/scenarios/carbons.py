@@ -1,7 +1,7 @@
 """XEP-0280 Message Carbons with slixmpp's own xep_0280 plugin, alice on two resources: a message to one
 resource reaches the other as a `<received/>` carbon (section 7), a message one sends reaches the other as a
 `<sent/>` carbon (section 8), and a message marked `<private/>` is not copied and reaches its recipient
-without the marker (section 7, "Avoiding Carbons").
+without the marker (section 9, "Avoiding Carbons for a single message").
 """
 
 from __future__ import annotations

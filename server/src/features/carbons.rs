@@ -1,20 +1,21 @@
 //! XEP-0280: Message Carbons. Every resource of a user that asked for it sees both sides of the user's
-//! conversations: what the user's other resources send (section 8, `<sent/>`) and what reaches them
-//! (section 7, `<received/>`).
+//! conversations: what reaches the user's other resources (section 7, `<received/>`) and what they send
+//! (section 8, `<sent/>`).
 //!
 //! - Sections 4 and 5: `<enable/>` and `<disable/>` are IQ sets to the user's own account; the flag
 //!   lives on the resource's registry entry (`router::registry`), so a session costs nothing more
 //!   and the router sees it where it looks up the user's resources.
-//! - Section 6: which messages are copied ([`is_eligible`]).
+//! - Section 6 leaves the eligible messages to the server; [`is_eligible`] follows its suggested rules
+//!   and, like Prosody, also copies bodiless instant-messaging payloads and every message error.
 //! - Sections 7 and 8: the copies are decided here as a delivery-event subscriber ([`Carbons`]) and
 //!   handed over by the router through `Router::deliver`, so stream management counts them like any
 //!   other stanza. Received copies are decided on `DeliveredToUser`, told once a routed message was
 //!   handed to the resources the rules chose, because only then is it known which resources did not
 //!   get it; sent copies on `SentByClient`, told once the server accepted a client's stanza.
-//! - Section 7 (avoiding carbons): a message with `<private/>` is not copied, and the router removes
-//!   the element before the recipient sees it. XEP-0334 section 4.4: `<no-copy/>` is not copied
-//!   either. `<no-permanent-store/>` and `<no-store/>` are about archives, not copies, and are left to
-//!   the archive.
+//! - Section 9 (avoiding carbons): a message with `<private/>` is not copied, and the router removes
+//!   the element before the recipient sees it. A XEP-0334 `<no-copy/>` hint is not copied either;
+//!   `<no-permanent-store/>` and `<no-store/>` are about archives, not copies, and are left to the
+//!   archive.
 //!
 //! A message a user sends to their own account gets no `<sent/>` copies: routing it delivers it to
 //! the chosen resources of that same account and the others get `<received/>` copies, so each
@@ -34,6 +35,8 @@ use crate::xmpp::{
 
 /// XEP-0334 message processing hints.
 const NO_COPY: (&str, &str) = ("no-copy", ns::HINTS);
+/// XEP-0045's user payload: what a multi-user chat room sends carries it, private messages included.
+const MUC_USER: (&str, &str) = ("x", "http://jabber.org/protocol/muc#user");
 /// Payloads of instant messaging that make a bodiless `normal` message worth copying (section 6):
 /// chat states (XEP-0085), receipts (XEP-0184) and chat markers (XEP-0333).
 const IM_PAYLOAD_NAMESPACES: [&str; 3] = [
@@ -42,8 +45,8 @@ const IM_PAYLOAD_NAMESPACES: [&str; 3] = [
     "urn:xmpp:chat-markers:0",
 ];
 
-/// `<enable/>` and `<disable/>` for the sending resource (sections 4 and 5). Enabling twice is not an
-/// error (section 10.1 of older versions, and what servers do): the last request wins.
+/// `<enable/>` and `<disable/>` for the sending resource (sections 4 and 5). Enabling or disabling twice
+/// is not an error (section 10.1): the last request wins.
 pub fn handle(router: &Router, session: &ClientSession, request: &IqRequest<'_>) -> IqAnswer {
     let enable = match (request.is_set, request.payload.name()) {
         (true, "enable") => true,
@@ -57,14 +60,16 @@ pub fn handle(router: &Router, session: &ClientSession, request: &IqRequest<'_>)
 }
 
 /// Whether a message is copied to the user's other resources (section 6): `chat`; `normal` with a
-/// body or an instant-messaging payload; `error` (section 6 copies errors answering eligible
-/// messages; the server cannot tell which message an error answers, so it copies every message error,
-/// as Prosody does). Never `groupchat` or `headline`, never with `<private/>` (section 7) or a
-/// `<no-copy/>` hint (XEP-0334), and never a message that already holds a carbon.
+/// body, or with an instant-messaging payload (a receipt, a marker, a chat state); `error` (section 6
+/// copies errors answering eligible messages, which the server cannot tell without tracking messages;
+/// like Prosody, it copies every message error). Never `groupchat` or `headline`, never with
+/// `<private/>` (section 9) or a XEP-0334 `<no-copy/>` hint, never from a multi-user chat room (section
+/// 6, private messages included), and never a message that already holds a carbon.
 pub fn is_eligible(kind: MessageKind, message: &Element) -> bool {
     let has_child = |name: &str, namespace: &str| message.get_child(name, namespace).is_some();
     if has_child("private", ns::CARBONS)
         || has_child(NO_COPY.0, NO_COPY.1)
+        || has_child(MUC_USER.0, MUC_USER.1)
         || has_child("sent", ns::CARBONS)
         || has_child("received", ns::CARBONS)
     {
@@ -196,7 +201,7 @@ mod tests {
     /// Section 6 as a table: each message and whether it is copied.
     #[test]
     fn eligibility_table() {
-        let rows: [(&str, bool); 14] = [
+        let rows: [(&str, bool); 15] = [
             (
                 "<message xmlns='jabber:client' type='chat'><body>hi</body></message>",
                 true,
@@ -247,6 +252,12 @@ mod tests {
             (
                 "<message xmlns='jabber:client' type='chat'><body>hi</body>\
                  <no-copy xmlns='urn:xmpp:hints'/></message>",
+                false,
+            ),
+            // A private message through a room (section 6).
+            (
+                "<message xmlns='jabber:client' type='chat'><body>psst</body>\
+                 <x xmlns='http://jabber.org/protocol/muc#user'/></message>",
                 false,
             ),
             // XEP-0334's other hints are not about copies.

@@ -185,7 +185,7 @@ impl Router {
         };
         match rules::decide(envelope.kind, addressee) {
             Decision::DeliverTo(mut indices) => {
-                // Serialised once for every resource it goes to. XEP-0280 section 7: `<private/>` is for
+                // Serialised once for every resource it goes to. XEP-0280 section 9: `<private/>` is for
                 // the sender's and the recipient's servers, not for the recipient's client.
                 let stanza =
                     match crate::xmpp::without_child(&envelope.element, "private", ns::CARBONS) {
@@ -253,8 +253,8 @@ impl Router {
             resource,
             stanza,
         };
-        // A delivery reaction (carbons) is never a delivery's: what subscribers ask for is handed over
-        // by `emit`, for the events that call for it.
+        // Carbons are decided once per routed stanza (`DeliveredToUser`), never per resource, so nothing
+        // is handed over here: a carbon's own delivery cannot call for more carbons.
         self.subscribers.emit(&self.sessions, event).await;
         true
     }
@@ -273,10 +273,9 @@ impl Router {
         }
     }
 
-    /// Tells the subscribers about an event that is not a delivery (a client's stanza, a session bound or
-    /// ended).
-    /// Hands over what the subscribers asked for: carbons (XEP-0280) go through [`Router::deliver`],
-    /// like every stanza for a session.
+    /// Tells the subscribers about an event other than a hand-over to one resource (a stanza routed to a
+    /// user, a client's stanza, a session bound or ended) and hands over what they asked for: carbons
+    /// (XEP-0280) go through [`Router::deliver`], like every stanza for a session.
     pub async fn emit(&self, event: DeliveryEvent<'_>) -> Reactions {
         let mut reactions = self.subscribers.emit(&self.sessions, event).await;
         for copy in std::mem::take(&mut reactions.carbon_copies) {
