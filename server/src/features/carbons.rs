@@ -96,12 +96,15 @@ impl CarbonCopies for Carbons {
                 if eligible_message(envelope).is_none() {
                     return Vec::new();
                 }
-                let user = from.to_bare();
+                let user = from.to_bare().to_string();
                 // To the user's own account: its delivery makes the received copies (module comment).
-                if envelope.to.as_ref().is_some_and(|to| to.to_bare() == user) {
+                if envelope
+                    .to
+                    .as_ref()
+                    .is_some_and(|to| is_of_account(to, &user))
+                {
                     return Vec::new();
                 }
-                let user = user.to_string();
                 let sender = from.resource().as_str();
                 wrap_for_others(sessions, &user, "sent", &envelope.element, |resource| {
                     resource == sender
@@ -120,7 +123,7 @@ impl CarbonCopies for Carbons {
                 let own_sender = envelope
                     .from
                     .as_ref()
-                    .filter(|from| from.to_bare().to_string() == user)
+                    .filter(|from| is_of_account(from, user))
                     .and_then(Jid::resource);
                 let got_it = |resource: &str| {
                     delivered.iter().any(|&index| {
@@ -134,6 +137,14 @@ impl CarbonCopies for Carbons {
             _ => Vec::new(),
         }
     }
+}
+
+/// Whether `jid` is the bare JID `account` or one of its full JIDs, compared as text without allocating
+/// (both are normalised when parsed).
+fn is_of_account(jid: &Jid, account: &str) -> bool {
+    jid.as_str()
+        .strip_prefix(account)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The message's kind if it is an eligible message (section 6).
@@ -365,6 +376,16 @@ mod tests {
             envelope: &to_self,
         };
         assert!(Carbons.copies(&registry, &event).is_empty());
+    }
+
+    #[test]
+    fn a_jid_of_an_account() {
+        let jid = |text: &str| -> Jid { text.parse().expect("jid") };
+        assert!(is_of_account(&jid("alice@x"), "alice@x"));
+        assert!(is_of_account(&jid("alice@x/phone"), "alice@x"));
+        assert!(!is_of_account(&jid("alice@xy/phone"), "alice@x"));
+        assert!(!is_of_account(&jid("alice@x.y"), "alice@x"));
+        assert!(!is_of_account(&jid("bob@x/alice@x"), "alice@x"));
     }
 
     #[test]
