@@ -240,7 +240,7 @@ class Prosody(Target):
     """Prosody (Debian package) as a reference server that proves the scenarios themselves are right."""
 
     label = "prosody"
-    MODULES = ("roster", "saslauth", "tls", "disco", "ping", "vcard", "blocklist", "offline", "register", "mam")
+    MODULES = ("roster", "saslauth", "tls", "disco", "ping", "vcard", "blocklist", "offline", "register", "mam", "carbons")
 
     def __init__(self, keep: bool = False, without: tuple[str, ...] = ()) -> None:
         super().__init__(keep)

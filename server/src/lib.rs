@@ -120,7 +120,7 @@ pub async fn start(
         login_throttle,
     ));
     // The closed set of delivery-event subscribers (router::events): push wakes devices on messages
-    // stored offline.
+    // stored offline; carbons copy messages to the user's other resources (XEP-0280).
     let push = push.map(|waker| {
         Arc::new(features::push::OfflineWaker::new(waker)) as Arc<dyn router::events::WakeUps>
     });
@@ -130,7 +130,9 @@ pub async fn start(
     let router = Router::new(
         context,
         Arc::new(features::Features),
-        router::events::Subscribers::new(push).with_archive(archive),
+        router::events::Subscribers::new(push)
+            .with_archive(archive)
+            .with_carbons(Arc::new(features::carbons::Carbons)),
     );
     // At shutdown the archive rows still queued behind delivery are committed before `wait` returns.
     tasks.spawn({

@@ -1,6 +1,6 @@
 """Every scenario, in the order the runner executes them. One module per protocol area."""
 
-from . import archive, auth, messaging, push, register, roster, services, stream_management
+from . import archive, auth, carbons, messaging, push, register, roster, services, stream_management
 
 ALL = [
     *register.SCENARIOS,
@@ -10,5 +10,6 @@ ALL = [
     *archive.SCENARIOS,
     *services.SCENARIOS,
     *stream_management.SCENARIOS,
+    *carbons.SCENARIOS,
     *push.SCENARIOS,
 ]

@@ -20,9 +20,16 @@
 //! client's `h` does not cover, then what waited. When the timeout passes, it ends as if the client had
 //! left. A clean close, or a stream error we send, ends the session at once.
 //!
+//! XEP-0352 client state indication (`features::client_state`) is driven here too: `<inactive/>` and
+//! `<active/>` are nonzas; while the client is inactive, what the router queues passes through the
+//! policy's held-back queue before it is written, so a held stanza is not counted for stream management
+//! until it is written; when the connection is lost, what is held joins what waits to be written, so it
+//! goes out on resumption or is routed again (to offline storage for messages) when the session ends.
+//!
 //! Memory: an idle session is this task's future, which only waits (see [`run`]), plus the heap the
 //! session points to: its connection behind one box (the XML stream, the socket, and TLS behind a box of
-//! its own), the mailbox, the ping timer, and one null pointer for stream management until it is enabled. `server/README.md` "Memory budget" has the whole picture.
+//! its own), the mailbox, the ping timer, and one null pointer each for stream management until it is
+//! enabled and for the held-back queue while the client is active. `server/README.md` "Memory budget" has the whole picture.
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -35,6 +42,7 @@ use super::flood::FloodGuard;
 use super::negotiation::{Bound, random_id};
 use super::stream::{ClientStream, Inbound};
 use crate::config::Config;
+use crate::features::client_state::{self as csi, ClientState, HeldBack, Release};
 use crate::features::stream_management::{self as sm, SmNonza, StreamManagement};
 use crate::features::{self, ClientSession};
 use crate::router::events::DeliveryEvent;
@@ -70,6 +78,9 @@ pub struct Session {
     /// XEP-0198 state once the client enabled stream management: `None`, a null pointer, otherwise, so
     /// an idle session that never enables it pays nothing more.
     managed: Option<Box<Managed>>,
+    /// XEP-0352: `Some` while the client said it is inactive, with what is held back for it; `None`, a
+    /// null pointer, while it is active (clients start active, section 3).
+    held: Option<Box<HeldBack>>,
 }
 
 /// Stream management of one session (XEP-0198) and what the session adds to it.
@@ -116,6 +127,7 @@ impl Session {
                 pending: None,
             },
             managed: None,
+            held: None,
         }
     }
 
@@ -155,6 +167,11 @@ impl Session {
     /// a resumption until the resume timeout; the session stays bound, so what is sent to it queues.
     async fn hibernate(&mut self, router: &Arc<Router>) {
         drop(self.detach());
+        // What was held for an inactive client was taken from the mailbox and not written: it waits
+        // with the rest, so it is written on resumption or routed again at the end, never lost.
+        if let Some(held) = self.held.as_mut() {
+            self.unwritten.extend(held.drain());
+        }
         if let Some(managed) = self.managed.as_mut() {
             let timeout = router.context.config.resume_timeout;
             managed.resume_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
@@ -319,7 +336,10 @@ impl Session {
         match wake {
             Wake::Command(Some(SessionCommand::Stanza(first))) => {
                 let (batch, then) = self.take_batch(first);
-                if let Err(end) = self.write(batch).await {
+                let batch = self.hold_back(batch);
+                if !batch.is_empty()
+                    && let Err(end) = self.write(batch).await
+                {
                     return Some(end);
                 }
                 match then {
@@ -380,10 +400,13 @@ impl Session {
         }
     }
 
-    /// A first-level element from the client that is not a stanza: XEP-0198's `<enable/>`, `<r/>` and
-    /// `<a/>`. Anything else, and `<r/>` or `<a/>` before stream management is enabled, ends the stream
+    /// A first-level element from the client that is not a stanza: XEP-0352's `<active/>` and
+    /// `<inactive/>`, XEP-0198's `<enable/>`, `<r/>` and `<a/>`. Anything else, and `<r/>` or `<a/>` before stream management is enabled, ends the stream
     /// with `<unsupported-stanza-type/>` (RFC 6120 section 4.9.3.24), as Prosody does.
     async fn on_nonza(&mut self, router: &Arc<Router>, element: Element) -> Option<Ending> {
+        if let Some(state) = ClientState::from_nonza(&element) {
+            return self.set_client_state(state).await;
+        }
         let unsupported = || {
             tracing::debug!(element = element.name(), "unsupported nonza");
             Some(Ending::Error(StreamErrorCondition::UnsupportedStanzaType))
@@ -416,6 +439,41 @@ impl Session {
             .await
             .err()
             .map(|_| Ending::Gone)
+    }
+
+    /// `<active/>` or `<inactive/>` (XEP-0352 section 3). Becoming active writes everything held, in
+    /// order; saying the same twice changes nothing.
+    async fn set_client_state(&mut self, state: ClientState) -> Option<Ending> {
+        match (state, self.held.take()) {
+            (ClientState::Inactive, held) => {
+                self.held = Some(held.unwrap_or_default());
+                None
+            }
+            (ClientState::Active, None) => None,
+            (ClientState::Active, Some(mut held)) => {
+                let batch = held.drain();
+                if batch.is_empty() {
+                    return None;
+                }
+                self.write(batch).await.err()
+            }
+        }
+    }
+
+    /// Passes what the router queued through the held-back queue of an inactive client (XEP-0352
+    /// section 5): returns what is to be written now, in order.
+    fn hold_back(&mut self, batch: Vec<WireStanza>) -> Vec<WireStanza> {
+        let Some(held) = self.held.as_mut() else {
+            return batch;
+        };
+        let mut now = Vec::new();
+        for stanza in batch {
+            let urgency = csi::urgency_of_queued(&stanza);
+            if let Release::Write(released) = held.offer(ClientState::Inactive, urgency, stanza) {
+                now.extend(released);
+            }
+        }
+        now
     }
 
     /// Enables stream management (XEP-0198 section 3), resumable when asked and allowed: returns
@@ -612,9 +670,21 @@ impl Session {
                 _ => None,
             })
             .collect();
-        // What the client did not acknowledge (XEP-0198 section 4) goes first: it was sent first.
+        // What the client did not acknowledge (XEP-0198 section 4) goes first: it was sent first; then
+        // what was taken from the mailbox and not written, released before what is still held
+        // (XEP-0352), and what is still queued.
         let unwritten = std::mem::take(&mut self.unwritten);
-        reroute(router, unacked.into_iter().chain(unwritten).chain(queued)).await;
+        let held = self
+            .held
+            .as_mut()
+            .map(|held| held.drain())
+            .unwrap_or_default();
+        let again = unacked
+            .into_iter()
+            .chain(unwritten)
+            .chain(held)
+            .chain(queued);
+        reroute(router, again).await;
         // A resumption that came too late: the session it asked for is gone (XEP-0198 section 5).
         for mut resumption in resumptions {
             let _ = resumption

@@ -129,6 +129,8 @@ fn build(config: &Config, offer: Offer) -> Element {
             features.append_child(Element::builder("sub", ns::PRE_APPROVAL).build());
             // XEP-0198 section 3: stream management, enabled once bound or resumed in place of binding.
             features.append_child(Element::builder("sm", ns::SM).build());
+            // XEP-0352 section 2: client state indication, usable once bound.
+            features.append_child(Element::builder("csi", ns::CSI).build());
         }
     }
     // XEP-0478: tell the client the limits it must respect on this stream. Limits are announced per stream,
@@ -193,5 +195,11 @@ mod tests {
                 .text(Offer::Authenticated)
                 .contains("<sm xmlns='urn:xmpp:sm:3'/>")
         );
+        assert!(
+            features
+                .text(Offer::Authenticated)
+                .contains("<csi xmlns='urn:xmpp:csi:0'/>")
+        );
+        assert!(!features.text(Offer::Plain).contains("<csi "));
     }
 }

@@ -15,14 +15,18 @@
 //! - on `<active/>` everything held goes out (section 3).
 //!
 //! This module is pure: it classifies a stanza and keeps the queue; the session decides when to write.
-//! The queue is bounded ([`MAX_HELD_STANZAS`]); reaching the bound flushes it, as Prosody does, so an
-//! inactive client costs at most that many held stanzas.
+//! The queue is bounded ([`MAX_HELD_STANZAS`], [`MAX_HELD_BYTES`]); reaching a bound flushes it, as
+//! Prosody does, so an inactive client costs at most that much. What is held has left the session's
+//! mailbox, whose byte bound no longer covers it, hence a byte bound of its own.
 
 use crate::xmpp::{Element, Envelope, MessageKind, PresenceKind, StanzaKind, WireStanza, ns};
 
 /// Most stanzas held for an inactive client before the queue is flushed anyway (Prosody's
 /// `csi_queue_size` default is 256).
 pub const MAX_HELD_STANZAS: usize = 256;
+
+/// Most bytes of stanzas held for an inactive client before the queue is flushed anyway.
+pub const MAX_HELD_BYTES: usize = 64 * 1024;
 
 /// How soon an inactive client needs a stanza.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +65,15 @@ pub fn urgency(stanza: &Envelope) -> Urgency {
                 Urgency::Deferrable
             }
         }
+    }
+}
+
+/// Classifies a stanza queued for the client, as serialised in the session's mailbox. One that cannot
+/// be read back (not reached: the server serialised it) is written at once.
+pub fn urgency_of_queued(stanza: &WireStanza) -> Urgency {
+    match stanza.unpack().map(Envelope::parse) {
+        Some(Ok(envelope)) => urgency(&envelope),
+        _ => Urgency::Urgent,
     }
 }
 
@@ -147,6 +160,8 @@ pub enum Release {
 #[derive(Debug, Default)]
 pub struct HeldBack {
     held: Vec<(Option<String>, WireStanza)>,
+    /// The wire bytes of what is held.
+    bytes: usize,
 }
 
 impl HeldBack {
@@ -160,14 +175,21 @@ impl HeldBack {
         }
         let key = match urgency {
             Urgency::Latest(key) => {
-                self.held
-                    .retain(|(held_key, _)| held_key.as_deref() != Some(key.as_str()));
+                let bytes = &mut self.bytes;
+                self.held.retain(|(held_key, held)| {
+                    let keep = held_key.as_deref() != Some(key.as_str());
+                    if !keep {
+                        *bytes -= held.wire_bytes();
+                    }
+                    keep
+                });
                 Some(key)
             }
             _ => None,
         };
+        self.bytes += stanza.wire_bytes();
         self.held.push((key, stanza));
-        if self.held.len() >= MAX_HELD_STANZAS {
+        if self.held.len() >= MAX_HELD_STANZAS || self.bytes >= MAX_HELD_BYTES {
             return Release::Write(self.drain());
         }
         Release::Held
@@ -176,6 +198,7 @@ impl HeldBack {
     /// Everything held, oldest first (when the client becomes active, or the session ends and what was
     /// held must be routed again).
     pub fn drain(&mut self) -> Vec<WireStanza> {
+        self.bytes = 0;
         let held = std::mem::take(&mut self.held);
         held.into_iter().map(|(_, stanza)| stanza).collect()
     }
@@ -334,6 +357,35 @@ mod tests {
             Release::Held => panic!("the bound did not flush"),
         }
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_too() {
+        let mut queue = HeldBack::default();
+        let big = wire(&format!(
+            "<message xmlns='jabber:client' from='b@x/r'><x xmlns='urn:example'>{}</x></message>",
+            "y".repeat(MAX_HELD_BYTES / 4)
+        ));
+        let mut held = 0;
+        loop {
+            match queue.offer(ClientState::Inactive, Urgency::Deferrable, big.clone()) {
+                Release::Held => held += 1,
+                Release::Write(all) => {
+                    assert_eq!(all.len(), held + 1);
+                    break;
+                }
+            }
+            assert!(held < 4, "the byte bound did not flush");
+        }
+        assert!(queue.is_empty());
+        // Coalescing gives back the bytes of what it replaces.
+        let presence = wire("<presence xmlns='jabber:client' from='a@x/r'/>");
+        let key = || Urgency::Latest("presence a@x/r".into());
+        for _ in 0..MAX_HELD_BYTES {
+            let release = queue.offer(ClientState::Inactive, key(), presence.clone());
+            assert_eq!(release, Release::Held);
+        }
+        assert_eq!(queue.len(), 1);
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub struct IqHandlers {
 
 /// Every IQ payload the server handles: namespace x addressee. A new XEP is one row here and one file
 /// beside this one; disco#info is derived from this table ([`super::disco::server_features`]).
-pub static IQ_HANDLERS: [IqHandlers; 10] = [
+pub static IQ_HANDLERS: [IqHandlers; 11] = [
     // RFC 6121 section 2; implied by RFC 6121, so not advertised.
     IqHandlers {
         namespace: ns::ROSTER,
@@ -146,6 +146,16 @@ pub static IQ_HANDLERS: [IqHandlers; 10] = [
                     .await
                     .into()
             })
+        }),
+    },
+    // XEP-0280: enabled and disabled per resource by its own client (sections 4 and 5).
+    IqHandlers {
+        namespace: ns::CARBONS,
+        is_advertised: true,
+        for_server: None,
+        for_account: None,
+        for_own_account: Some(|router, session, request| {
+            answer_now(super::carbons::handle(router, session, request))
         }),
     },
     // RFC 3921 session establishment, still sent by old clients (RFC 6121 appendix E): a no-op.

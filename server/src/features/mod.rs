@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod blocking;
+pub mod carbons;
 pub mod client_state;
 pub mod disco;
 pub mod iq;
@@ -69,11 +70,41 @@ pub enum SessionEnd {
 }
 
 /// Handles a stanza a bound client sent, whose `from` has been stamped with the session's full JID.
+///
+/// The sender's own block list is checked first (XEP-0191 section 3.4), so what it refuses is neither
+/// told to the subscribers (no carbons of a message that never left, XEP-0280) nor handled.
 pub async fn from_client(
     router: &Arc<Router>,
     session: &mut ClientSession,
     envelope: Envelope,
 ) -> Result<(), SessionEnd> {
+    let for_own_account = match envelope.kind {
+        StanzaKind::IqRequest => is_for_own_account(session, &envelope),
+        // Answers to the server's own requests (pings, roster pushes).
+        StanzaKind::IqResponse => envelope.to.is_none(),
+        _ => false,
+    };
+    if !for_own_account && let Some(to) = &envelope.to {
+        match blocking::is_blocked_by_sender(router, session, to).await {
+            Ok(false) => {}
+            Ok(true) => {
+                // XEP-0191 section 3.4: no presence, directed or subscription, goes to a JID the user
+                // blocked, silently; anything else is answered, so the user learns why it was not
+                // sent. Straight to this session: routed, the error would come "from" the blocked JID
+                // and be dropped by the user's own block list.
+                if !matches!(envelope.kind, StanzaKind::Presence(_))
+                    && let Some(reply) = blocking::blocked_error_reply(&envelope)
+                {
+                    reply_to_session(router, session, &reply).await;
+                }
+                return Ok(());
+            }
+            Err(_) => {
+                reply_storage_failure(router, session, &envelope).await;
+                return Ok(());
+            }
+        }
+    }
     router
         .emit(DeliveryEvent::SentByClient {
             from: &session.jid,
@@ -82,46 +113,15 @@ pub async fn from_client(
         .await;
     match envelope.kind {
         StanzaKind::Presence(kind) => {
-            // XEP-0191 section 3.4: no presence, directed or subscription, goes to a JID the user blocked.
-            if let Some(to) = &envelope.to {
-                match blocking::is_blocked_by_sender(router, session, to).await {
-                    Ok(true) => return Ok(()),
-                    Ok(false) => {}
-                    Err(_) => {
-                        reply_storage_failure(router, session, &envelope).await;
-                        return Ok(());
-                    }
-                }
-            }
             presence::from_client(router, session, envelope, kind).await;
             Ok(())
         }
-        StanzaKind::IqRequest if is_for_own_account(session, &envelope) => {
+        StanzaKind::IqRequest if for_own_account => {
             iq::from_own_client(router, session, envelope).await
         }
-        StanzaKind::IqResponse if envelope.to.is_none() => {
-            // Answers to the server's own requests (pings, roster pushes): nothing to do.
-            Ok(())
-        }
+        // Nothing to do with the answer to a request of the server's own.
+        StanzaKind::IqResponse if for_own_account => Ok(()),
         _ => {
-            if let Some(to) = &envelope.to {
-                match blocking::is_blocked_by_sender(router, session, to).await {
-                    Ok(false) => {}
-                    Ok(true) => {
-                        // XEP-0191 section 3.4: the user blocked the recipient; tell them why it was not
-                        // sent. Straight to this session: routed, the error would come "from" the
-                        // blocked JID and be dropped by the user's own block list.
-                        if let Some(reply) = blocking::blocked_error_reply(&envelope) {
-                            reply_to_session(router, session, &reply).await;
-                        }
-                        return Ok(());
-                    }
-                    Err(_) => {
-                        reply_storage_failure(router, session, &envelope).await;
-                        return Ok(());
-                    }
-                }
-            }
             router.route(envelope).await;
             Ok(())
         }

@@ -99,11 +99,15 @@ mod tests {
             .parse()
             .expect("message");
         let envelope = Envelope::parse(element).expect("envelope");
+        let sessions = crate::router::Registry::default();
         subscribers
-            .emit(DeliveryEvent::StoredOffline {
-                user: &user,
-                envelope: &envelope,
-            })
+            .emit(
+                &sessions,
+                DeliveryEvent::StoredOffline {
+                    user: &user,
+                    envelope: &envelope,
+                },
+            )
             .await
             .is_waking
     }

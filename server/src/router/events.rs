@@ -10,6 +10,8 @@
 
 use std::sync::Arc;
 
+use super::registry::{Registry, SessionHandle};
+use super::rules::ResourceView;
 use crate::context::QueuedAppend;
 use crate::xmpp::{BareJid, Envelope, FullJid, WireStanza};
 use async_trait::async_trait;
@@ -23,12 +25,25 @@ pub enum DeliveryEvent<'a> {
         resource: &'a str,
         stanza: &'a WireStanza,
     },
+    /// A stanza routed to a local user was handed to the resources the rules chose: `delivered` indexes
+    /// `online`, the user's bound resources when it was routed. Told once per routed stanza, after its
+    /// [`DeliveryEvent::DeliveredToResource`] events, because a subscriber such as carbons (XEP-0280
+    /// section 7) must know which of the user's resources did not get it, which no single per-resource
+    /// event tells. Stanzas handed straight to a resource (`Router::deliver_to_resource`) do not tell it.
+    DeliveredToUser {
+        user: &'a str,
+        envelope: &'a Envelope,
+        online: &'a [(String, SessionHandle, ResourceView)],
+        delivered: &'a [usize],
+    },
     /// A message was stored for a user with no available resource (XEP-0160).
     StoredOffline {
         user: &'a BareJid,
         envelope: &'a Envelope,
     },
-    /// A bound client sent a stanza (its `from` already stamped, RFC 6120 section 8.1.2.1).
+    /// A bound client sent a stanza (its `from` already stamped, RFC 6120 section 8.1.2.1) and the server
+    /// accepted it: told before it is handled, and not for a stanza the sender's own block list refused
+    /// (XEP-0191 section 3.4).
     SentByClient {
         from: &'a FullJid,
         envelope: &'a Envelope,
@@ -46,11 +61,31 @@ pub enum DeliveryEvent<'a> {
     SessionEnded { jid: &'a FullJid },
 }
 
-/// What the subscribers did that the emitter reports back (into [`super::Delivery`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What the subscribers did or ask the router to do, reported back to the emitter.
+#[derive(Debug, Default)]
 pub struct Reactions {
-    /// A wake-up of the user's push devices was started.
+    /// A wake-up of the user's push devices was started (into [`super::Delivery`]).
     pub is_waking: bool,
+    /// Carbons to hand over (XEP-0280): the router delivers them through `Router::deliver`, so they are
+    /// counted like any other stanza. Empty, and not allocated, for almost every event.
+    pub carbon_copies: Vec<CarbonCopy>,
+}
+
+/// One carbon for one resource (XEP-0280 sections 7 and 8).
+#[derive(Debug)]
+pub struct CarbonCopy {
+    /// The bare JID whose resource gets it.
+    pub user: String,
+    pub resource: String,
+    pub handle: SessionHandle,
+    pub stanza: WireStanza,
+}
+
+/// The carbons subscriber's side, implemented by `features::carbons`: decides, without I/O, which
+/// copies an event calls for; the router hands them over.
+pub trait CarbonCopies: Send + Sync {
+    /// The copies `event` calls for (none for most events).
+    fn copies(&self, sessions: &Registry, event: &DeliveryEvent<'_>) -> Vec<CarbonCopy>;
 }
 
 /// The push subscriber's side, implemented by `features::push`: wake an account's devices soon. The
@@ -101,6 +136,9 @@ pub struct Subscribers {
     /// Second: the message archive (XEP-0313), for outgoing messages; incoming ones go through
     /// [`Subscribers::before_delivery`]. `None` in unit tests that do not need it.
     pub archive: Option<Arc<dyn Archiving>>,
+    /// Third: copies of messages to the user's other resources (XEP-0280). `None` in tests that do not
+    /// need it.
+    pub carbons: Option<Arc<dyn CarbonCopies>>,
     /// Every event, in order, for the router's unit tests.
     #[cfg(test)]
     pub log: Option<EventLog>,
@@ -111,6 +149,7 @@ impl std::fmt::Debug for Subscribers {
         f.debug_struct("Subscribers")
             .field("push", &self.push.is_some())
             .field("archive", &self.archive.is_some())
+            .field("carbons", &self.carbons.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -121,6 +160,7 @@ impl Subscribers {
         Subscribers {
             push,
             archive: None,
+            carbons: None,
             #[cfg(test)]
             log: None,
         }
@@ -156,10 +196,16 @@ impl Subscribers {
         }
     }
 
-    /// Tells every subscriber about `event`, in the order of the fields. Returns what they did. On the
-    /// path of a delivered chat message this awaits nothing that does I/O; a client's archivable
-    /// message is queued for the archive (written behind delivery, `context/archive_queue.rs`).
-    pub async fn emit(&self, event: DeliveryEvent<'_>) -> Reactions {
+    /// With the carbons subscriber (XEP-0280).
+    pub fn with_carbons(mut self, carbons: Arc<dyn CarbonCopies>) -> Subscribers {
+        self.carbons = Some(carbons);
+        self
+    }
+
+    /// Tells every subscriber about `event`, in the order of the fields. Returns what they did and what
+    /// the router must still hand over. On the path of a delivered chat message this awaits nothing that
+    /// does I/O, and allocates only for the carbons it calls for.
+    pub async fn emit(&self, sessions: &Registry, event: DeliveryEvent<'_>) -> Reactions {
         let mut reactions = Reactions::default();
         #[cfg(test)]
         if let Some(log) = &self.log {
@@ -175,6 +221,9 @@ impl Subscribers {
         {
             archive.sent_by_client(from, envelope).await;
         }
+        if let Some(carbons) = &self.carbons {
+            reactions.carbon_copies = carbons.copies(sessions, &event);
+        }
         reactions
     }
 }
@@ -183,14 +232,34 @@ impl Subscribers {
 #[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
-    Delivered { to: String },
-    StoredOffline { user: String },
-    SentByClient { from: String },
-    Bound { jid: String },
-    Hibernated { jid: String },
-    Resumed { jid: String },
-    Expiring { jid: String },
-    Ended { jid: String },
+    Delivered {
+        to: String,
+    },
+    DeliveredToUser {
+        user: String,
+        resources: Vec<String>,
+    },
+    StoredOffline {
+        user: String,
+    },
+    SentByClient {
+        from: String,
+    },
+    Bound {
+        jid: String,
+    },
+    Hibernated {
+        jid: String,
+    },
+    Resumed {
+        jid: String,
+    },
+    Expiring {
+        jid: String,
+    },
+    Ended {
+        jid: String,
+    },
 }
 
 /// An inspectable log of every event a router emitted (test builds only).
@@ -204,6 +273,18 @@ impl EventLog {
         let recorded = match *event {
             DeliveryEvent::DeliveredToResource { user, resource, .. } => Recorded::Delivered {
                 to: format!("{user}/{resource}"),
+            },
+            DeliveryEvent::DeliveredToUser {
+                user,
+                online,
+                delivered,
+                ..
+            } => Recorded::DeliveredToUser {
+                user: user.to_string(),
+                resources: delivered
+                    .iter()
+                    .filter_map(|&index| online.get(index).map(|(name, _, _)| name.clone()))
+                    .collect(),
             },
             DeliveryEvent::StoredOffline { user, .. } => Recorded::StoredOffline {
                 user: user.to_string(),

@@ -43,7 +43,7 @@ use routes::{InProcessService, Route, RouteTable};
 use rules::{Addressee, Decision};
 
 use crate::context::ServerContext;
-use crate::xmpp::{BareJid, DefinedCondition, Element, Envelope, Jid, StanzaKind, WireStanza};
+use crate::xmpp::{BareJid, DefinedCondition, Element, Envelope, Jid, StanzaKind, WireStanza, ns};
 use herald_storage::StorageError;
 
 /// What happened to a routed stanza.
@@ -222,16 +222,34 @@ impl Router {
         online: &[(String, SessionHandle, rules::ResourceView)],
     ) -> Delivery {
         match decision {
-            Decision::DeliverTo(indices) => {
-                let mut delivered = false;
-                // Serialised once for every resource it goes to.
-                let stanza = WireStanza::for_client_stream(&envelope.element);
-                for index in indices {
-                    if let Some((resource, handle, _)) = online.get(index) {
-                        delivered |= self.deliver(bare_str, resource, handle, &stanza).await;
+            Decision::DeliverTo(mut indices) => {
+                // Serialised once for every resource it goes to. XEP-0280 section 9: `<private/>` is for
+                // the sender's and the recipient's servers, not for the recipient's client.
+                let stanza =
+                    match crate::xmpp::without_child(&envelope.element, "private", ns::CARBONS) {
+                        Some(stripped) => WireStanza::for_client_stream(&stripped),
+                        None => WireStanza::for_client_stream(&envelope.element),
+                    };
+                // Keeps, in place, the resources whose session took it.
+                let mut taken = 0;
+                for position in 0..indices.len() {
+                    let index = indices[position];
+                    if let Some((resource, handle, _)) = online.get(index)
+                        && self.deliver(bare_str, resource, handle, &stanza).await
+                    {
+                        indices[taken] = index;
+                        taken += 1;
                     }
                 }
-                if delivered {
+                indices.truncate(taken);
+                if !indices.is_empty() {
+                    let event = DeliveryEvent::DeliveredToUser {
+                        user: bare_str,
+                        envelope: &envelope,
+                        online,
+                        delivered: &indices,
+                    };
+                    self.emit(event).await;
                     Delivery::Delivered
                 } else if matches!(envelope.kind, StanzaKind::Message(_)) {
                     // Every chosen session vanished or is stuck: keep the message rather than lose it.
@@ -273,7 +291,9 @@ impl Router {
             resource,
             stanza,
         };
-        self.subscribers.emit(event).await;
+        // Carbons are decided once per routed stanza (`DeliveredToUser`), never per resource, so nothing
+        // is handed over here: a carbon's own delivery cannot call for more carbons.
+        self.subscribers.emit(&self.sessions, event).await;
         true
     }
 
@@ -291,10 +311,16 @@ impl Router {
         }
     }
 
-    /// Tells the subscribers about an event that is not a delivery (a client's stanza, a session bound or
-    /// ended).
+    /// Tells the subscribers about an event other than a hand-over to one resource (a stanza routed to a
+    /// user, a client's stanza, a session bound or ended) and hands over what they asked for: carbons
+    /// (XEP-0280) go through [`Router::deliver`], like every stanza for a session.
     pub async fn emit(&self, event: DeliveryEvent<'_>) -> Reactions {
-        self.subscribers.emit(event).await
+        let mut reactions = self.subscribers.emit(&self.sessions, event).await;
+        for copy in std::mem::take(&mut reactions.carbon_copies) {
+            self.deliver(&copy.user, &copy.resource, &copy.handle, &copy.stanza)
+                .await;
+        }
+        reactions
     }
 
     /// Stores a message for `user`. With `recheck` (the address the rules decided "store offline" for),
@@ -340,7 +366,6 @@ impl Router {
         match self.local.store_offline(self, user, envelope).await {
             Ok(Stored::Kept) => {
                 let reactions = self
-                    .subscribers
                     .emit(DeliveryEvent::StoredOffline { user, envelope })
                     .await;
                 Delivery::StoredOffline {

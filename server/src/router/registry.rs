@@ -120,6 +120,9 @@ pub struct OnlineResource {
     pub presence: Option<PackedElement>,
     /// Requested the roster, so it receives roster pushes (RFC 6121 section 2.1.6).
     pub is_interested: bool,
+    /// Enabled message carbons (XEP-0280 section 4). Kept here, where the router looks up the user's
+    /// resources, rather than in the session: it fits in the padding after `is_interested`.
+    pub has_carbons: bool,
 }
 
 /// Every online resource, by bare JID.
@@ -179,6 +182,7 @@ impl Registry {
             },
             presence: None,
             is_interested: false,
+            has_carbons: false,
         };
         match resources.iter_mut().find(|r| r.resource == resource) {
             Some(existing) => Some(std::mem::replace(existing, entry).handle),
@@ -275,6 +279,30 @@ impl Registry {
             .and_then(|rs| rs.iter_mut().find(|r| r.resource == resource))
         {
             entry.is_interested = true;
+        }
+    }
+
+    /// Enables or disables message carbons for a resource (XEP-0280 sections 4 and 5).
+    pub fn set_carbons(&self, bare: &str, resource: &str, enabled: bool) {
+        if let Some(entry) = self
+            .write()
+            .get_mut(bare)
+            .and_then(|rs| rs.iter_mut().find(|r| r.resource == resource))
+        {
+            entry.has_carbons = enabled;
+        }
+    }
+
+    /// The resources of `bare` that enabled carbons, with their handles (empty, and not allocated, when
+    /// none did).
+    pub fn carbons_enabled(&self, bare: &str) -> Vec<(String, SessionHandle)> {
+        match self.read().get(bare) {
+            Some(resources) => resources
+                .iter()
+                .filter(|r| r.has_carbons)
+                .map(|r| (r.resource.clone(), r.handle.clone()))
+                .collect(),
+            None => Vec::new(),
         }
     }
 

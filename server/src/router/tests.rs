@@ -152,6 +152,7 @@ async fn fixture(options: Options) -> Fixture {
             .has_push
             .then(|| Arc::clone(&push) as Arc<dyn WakeUps>),
         archive: None,
+        carbons: None,
         log: Some(events.clone()),
     };
     let local = Arc::new(FakeLocal {
@@ -209,6 +210,17 @@ fn delivered(to: &str) -> Recorded {
     Recorded::Delivered { to: to.into() }
 }
 
+/// The events of a stanza routed to bob@localhost/pc and handed to it.
+fn routed_to_bobs_pc() -> Vec<Recorded> {
+    vec![
+        delivered("bob@localhost/pc"),
+        Recorded::DeliveredToUser {
+            user: "bob@localhost".into(),
+            resources: vec!["pc".into()],
+        },
+    ]
+}
+
 const CHAT_TO_ALICE: &str = "<message xmlns='jabber:client' type='chat' id='m1' \
                              from='bob@localhost/pc' to='alice@localhost'><body>hi</body></message>";
 
@@ -226,7 +238,11 @@ async fn a_chat_to_an_online_user_reaches_each_top_resource_and_is_told_once_per
         f.events.take(),
         vec![
             delivered("alice@localhost/phone"),
-            delivered("alice@localhost/laptop")
+            delivered("alice@localhost/laptop"),
+            Recorded::DeliveredToUser {
+                user: "alice@localhost".into(),
+                resources: vec!["phone".into(), "laptop".into()]
+            }
         ]
     );
     assert!(f.calls.take().is_empty());
@@ -296,7 +312,7 @@ async fn a_full_offline_store_bounces_to_the_sender_and_emits_nothing_stored() {
     );
     let error = next_written(&mut bob).await;
     assert!(error.contains("resource-constraint"), "{error}");
-    assert_eq!(f.events.take(), vec![delivered("bob@localhost/pc")]);
+    assert_eq!(f.events.take(), routed_to_bobs_pc());
     assert!(f.push.0.lock().expect("woken").is_empty());
 }
 
@@ -474,7 +490,7 @@ async fn a_remote_domain_bounces_remote_server_not_found_to_the_sender() {
         error.contains("id='r1'") || error.contains("id=\"r1\""),
         "{error}"
     );
-    assert_eq!(f.events.take(), vec![delivered("bob@localhost/pc")]);
+    assert_eq!(f.events.take(), routed_to_bobs_pc());
 }
 
 #[tokio::test]

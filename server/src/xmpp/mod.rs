@@ -41,7 +41,7 @@ pub use limits::stream_limits_feature;
 pub use packed::{PackedElement, WireStanza};
 pub use stanza::{
     error_reply, error_type_for, remove_attribute, renamespace, set_attribute, to_client_namespace,
-    to_component_namespace,
+    to_component_namespace, without_child,
 };
 pub use stream::{Frame, StreamHeader, XmlStream};
 // The parser's types the rest of the server uses; nothing outside this module names the parser crate.

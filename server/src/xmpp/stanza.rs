@@ -131,6 +131,15 @@ pub fn to_client_namespace(element: Element) -> Element {
     renamespace(element, ns::COMPONENT_ACCEPT, ns::CLIENT)
 }
 
+/// A copy of `element` without its children `name` in `namespace`, or `None` when it has none (so the
+/// caller keeps the original without copying it).
+pub fn without_child(element: &Element, name: &str, namespace: &str) -> Option<Element> {
+    element.get_child(name, namespace)?;
+    let mut copy = element.clone();
+    while copy.remove_child(name, namespace).is_some() {}
+    Some(copy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +172,16 @@ mod tests {
             .and_then(|f| f.get_child("message", ns::CLIENT));
         assert!(inner.is_some(), "{}", String::from(&component));
         assert!(component.get_child("body", ns::COMPONENT_ACCEPT).is_some());
+    }
+
+    #[test]
+    fn without_child_removes_every_such_child_and_copies_only_when_there_is_one() {
+        let message: Element = "<message xmlns='jabber:client'><body>hi</body>\
+             <private xmlns='urn:xmpp:carbons:2'/><private xmlns='urn:xmpp:carbons:2'/></message>"
+            .parse()
+            .unwrap();
+        let stripped = without_child(&message, "private", ns::CARBONS).expect("had one");
+        assert_eq!(stripped.children().count(), 1);
+        assert!(without_child(&stripped, "private", ns::CARBONS).is_none());
     }
 }

@@ -568,6 +568,140 @@ async fn a_session_not_resumed_in_time_ends_and_stores_what_it_held() {
     );
 }
 
+/// Queues, for alice@localhost/phone, a stanza given as XML.
+fn queue_xml(handle: &SessionHandle, xml: &str) {
+    let element: Element = xml.parse().expect("stanza");
+    assert!(handle.send_stanza(&element), "queued {xml}");
+}
+
+/// bob's available presence with this id.
+fn bobs_presence(id: &str) -> String {
+    format!(
+        "<presence xmlns='jabber:client' id='{id}' from='bob@localhost/pc' to='alice@localhost/phone'/>"
+    )
+}
+
+/// A receipt (a bodiless message, held in order) with this id, asking to be stored offline (XEP-0334).
+fn receipt(id: &str) -> String {
+    format!(
+        "<message xmlns='jabber:client' id='{id}' from='bob@localhost/pc' to='alice@localhost/phone'>\
+         <received xmlns='urn:xmpp:receipts' id='x'/><store xmlns='urn:xmpp:hints'/></message>"
+    )
+}
+
+/// What the client was written, without stream management's requests.
+fn stanzas_written(client: &FakeClient) -> Vec<String> {
+    client.written().into_iter().filter(|x| x != "r").collect()
+}
+
+#[tokio::test]
+async fn an_inactive_client_gets_held_stanzas_when_something_urgent_comes_or_it_is_active() {
+    let router = router(10_000).await;
+    let (stream, client) = fake_stream(false);
+    let (mut session, handle) = bind(&router, stream);
+    send_nonza(&client, "<enable xmlns='urn:xmpp:sm:3'/>");
+    send_nonza(&client, "<inactive xmlns='urn:xmpp:csi:0'/>");
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    queue_xml(&handle, &bobs_presence("p1"));
+    queue_xml(&handle, &receipt("d1"));
+    queue_xml(&handle, &bobs_presence("p2"));
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    assert_eq!(stanzas_written(&client), ["enabled"], "all held");
+    let sent = |session: &Session| session.managed.as_ref().expect("enabled").state.sent();
+    assert_eq!(
+        sent(&session),
+        0,
+        "a held stanza is not counted (XEP-0198 section 4)"
+    );
+
+    queue(&handle, &["m1"]);
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    assert_eq!(
+        stanzas_written(&client),
+        ["enabled", "d1", "p2", "m1"],
+        "the latest presence only, in its place, then the message that released them"
+    );
+    assert_eq!(sent(&session), 3);
+
+    queue_xml(&handle, &bobs_presence("p3"));
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    assert_eq!(stanzas_written(&client).len(), 4, "held again");
+    send_nonza(&client, "<active xmlns='urn:xmpp:csi:0'/>");
+    // Settled first: taken while still inactive, p4 would replace p3 (the latest per contact).
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    queue_xml(&handle, &bobs_presence("p4"));
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    assert_eq!(
+        stanzas_written(&client)[4..],
+        ["p3", "p4"],
+        "active: all at once"
+    );
+    assert_eq!(sent(&session), 5);
+    assert!(session.held.is_none(), "an active client holds nothing");
+}
+
+#[tokio::test]
+async fn what_is_held_when_the_connection_drops_is_written_on_resumption() {
+    let router = router(10_000).await;
+    let (first, first_client) = fake_stream(false);
+    let (mut session, handle) = bind(&router, first);
+    send_nonza(
+        &first_client,
+        "<enable xmlns='urn:xmpp:sm:3' resume='true'/>",
+    );
+    send_nonza(&first_client, "<inactive xmlns='urn:xmpp:csi:0'/>");
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    queue_xml(&handle, &bobs_presence("p1"));
+    queue_xml(&handle, &receipt("d1"));
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    first_client
+        .sends
+        .send(Err(StreamError::Closed))
+        .expect("send");
+    assert_eq!(
+        settle_managed(&mut session, &router).await,
+        None,
+        "hibernated"
+    );
+    queue_xml(&handle, &receipt("d2"));
+
+    let (second, second_client) = fake_stream(false);
+    let resumption = Box::new(Resumption {
+        stream: second,
+        h: 0,
+    });
+    assert!(handle.resume(resumption).is_ok());
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    assert_eq!(
+        stanzas_written(&second_client),
+        ["resumed", "p1", "d1"],
+        "what was held goes out once, in order; d2 came later and is held again"
+    );
+    send_nonza(&second_client, "<active xmlns='urn:xmpp:csi:0'/>");
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    assert_eq!(stanzas_written(&second_client)[3..], ["d2"]);
+}
+
+#[tokio::test]
+async fn what_is_held_when_the_session_ends_is_routed_again() {
+    let router = router(10_000).await;
+    let (stream, client) = fake_stream(false);
+    let (mut session, handle) = bind(&router, stream);
+    send_nonza(&client, "<inactive xmlns='urn:xmpp:csi:0'/>");
+    assert_eq!(settle(&mut session, &router).await, None);
+    queue_xml(&handle, &receipt("d1"));
+    assert_eq!(settle(&mut session, &router).await, None);
+    assert!(client.written().is_empty());
+    client.sends.send(Err(StreamError::Closed)).expect("send");
+    let end = settle(&mut session, &router).await.expect("ended");
+    session.finish(&router, end).await;
+    assert_eq!(
+        offline_ids(&router).await,
+        ["d1"],
+        "kept for the next login"
+    );
+}
+
 /// The size of what `f` returns, without calling it.
 fn returned_size<A, B, R>(_: fn(A, B) -> R) -> usize {
     size_of::<R>()
