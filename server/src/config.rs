@@ -11,6 +11,9 @@ use serde::Deserialize;
 
 use crate::xmpp::Limits;
 
+mod push_notifications;
+pub use push_notifications::{PushNotificationSettings, RawPushNotifications};
+
 /// The file as written by the admin. Every section and key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -23,6 +26,7 @@ pub struct RawConfig {
     pub tls: RawTls,
     pub component: RawComponents,
     pub relay: herald_relay::RelayConfig,
+    pub push_notifications: RawPushNotifications,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,6 +227,8 @@ pub struct Config {
     pub components: Vec<ComponentSecret>,
     /// The hosted push relay, resolved (its key files read); `None` unless `[relay] enabled`.
     pub relay: Option<herald_relay::RelaySettings>,
+    /// XEP-0357 publishing (`[push_notifications]`).
+    pub push_notifications: PushNotificationSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -497,6 +503,7 @@ impl Config {
             problems.extend(relay_problems(raw.relay.problems()));
             None
         };
+        let push_notifications = raw.push_notifications.resolve(&mut problems);
         if !problems.is_empty() {
             return Err(ConfigErrors { problems });
         }
@@ -531,6 +538,7 @@ impl Config {
             component_listen,
             components,
             relay,
+            push_notifications: push_notifications.unwrap_or_default(),
         })
     }
 

@@ -124,11 +124,15 @@ pub async fn start(
     let push = push.map(|waker| {
         Arc::new(features::push::OfflineWaker::new(waker)) as Arc<dyn router::events::WakeUps>
     });
+    // XEP-0357: publishes to the app servers users enabled, through the router it subscribes to.
+    let push_notifications =
+        features::push_notifications::PushNotifications::new(config.push_notifications.clone());
     let router = Router::new(
         context,
         Arc::new(features::Features),
-        router::events::Subscribers::new(push),
+        router::events::Subscribers::new(push).with_push_notifications(push_notifications.clone()),
     );
+    push_notifications.attach(&router);
 
     // One count of unauthenticated connections for both client listeners (RFC 6120 section 13.12).
     let unauthenticated = net::unauthenticated::UnauthenticatedSlots::new(

@@ -59,12 +59,26 @@ pub trait WakeUps: Send + Sync {
     async fn wake_soon(&self, account: String);
 }
 
+/// The XEP-0357 subscriber's side, implemented by `features::push_notifications`: notices the events
+/// that warrant a publish to the app servers a user enabled (a message stored offline, a stanza queued
+/// for a hibernated session) and publishes later, off the delivery path.
+pub trait PushTriggers: Send + Sync {
+    /// Called with every event. Must not wait: it is on the path of every delivered stanza.
+    fn observe(&self, event: &DeliveryEvent<'_>);
+    /// The account enabled a registration: whatever was concluded from having none is stale.
+    fn registrations_changed(&self, account: &str) {
+        let _ = account;
+    }
+}
+
 /// The closed set of subscribers, called in a fixed order by [`Subscribers::emit`]: one field each.
 #[derive(Default)]
 pub struct Subscribers {
     /// First: wakes a user's devices when a message for them is stored offline (XEP-0357 section 5,
     /// as Prosody's mod_cloud_notify does). `None` when no relay or waker is attached.
     pub push: Option<Arc<dyn WakeUps>>,
+    /// XEP-0357 publishes to the app servers users enabled (`features::push_notifications`).
+    pub push_notifications: Option<Arc<dyn PushTriggers>>,
     /// Every event, in order, for the router's unit tests.
     #[cfg(test)]
     pub log: Option<EventLog>,
@@ -74,6 +88,7 @@ impl std::fmt::Debug for Subscribers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscribers")
             .field("push", &self.push.is_some())
+            .field("push_notifications", &self.push_notifications.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -83,9 +98,16 @@ impl Subscribers {
     pub fn new(push: Option<Arc<dyn WakeUps>>) -> Subscribers {
         Subscribers {
             push,
+            push_notifications: None,
             #[cfg(test)]
             log: None,
         }
+    }
+
+    /// These subscribers with XEP-0357 publishing.
+    pub fn with_push_notifications(mut self, triggers: Arc<dyn PushTriggers>) -> Subscribers {
+        self.push_notifications = Some(triggers);
+        self
     }
 
     /// Tells every subscriber about `event`, in the order of the fields. Returns what they did. On the
@@ -99,6 +121,9 @@ impl Subscribers {
         if let (Some(push), DeliveryEvent::StoredOffline { user, .. }) = (&self.push, event) {
             push.wake_soon(user.to_string()).await;
             reactions.is_waking = true;
+        }
+        if let Some(push_notifications) = &self.push_notifications {
+            push_notifications.observe(&event);
         }
         reactions
     }

@@ -151,6 +151,7 @@ async fn fixture(options: Options) -> Fixture {
         push: options
             .has_push
             .then(|| Arc::clone(&push) as Arc<dyn WakeUps>),
+        push_notifications: None,
         log: Some(events.clone()),
     };
     let local = Arc::new(FakeLocal {
