@@ -61,6 +61,8 @@ pub struct Running {
     /// The hosted relay, when enabled.
     pub relay: Option<herald_relay::Relay>,
     pub router: Arc<Router>,
+    /// The XEP-0357 publisher (for tests: which sessions it knows to be hibernating).
+    pub push_notifications: Arc<features::push_notifications::PushNotifications>,
     tasks: JoinSet<()>,
 }
 
@@ -195,6 +197,7 @@ pub async fn start(
         relay_address,
         relay,
         router,
+        push_notifications,
         tasks,
     })
 }

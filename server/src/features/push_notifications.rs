@@ -56,8 +56,12 @@ pub const WAIT_RETRY_FIRST_DELAY: Duration = Duration::from_millis(500);
 /// Accounts with a notification being published or waiting, at most; beyond it new notifications
 /// are dropped (and logged) rather than held.
 const MAX_ACCOUNTS_PUBLISHING: usize = 10_000;
-/// Stanzas remembered per user with a hibernated session, so none is notified twice.
-const RECENT_STANZAS: usize = 64;
+/// Stanzas remembered per account once notified, so none is notified twice (a message queued for a
+/// hibernated session is stored offline if the session ends unacknowledged, or routed again when a
+/// resumed session ends without acknowledging it).
+const RECENT_STANZAS: usize = 32;
+/// Accounts whose recent stanzas are remembered; the memory is emptied when full.
+const MAX_ACCOUNTS_REMEMBERED: usize = 10_000;
 /// Accounts remembered as having no registration (so a message stored offline for them costs no
 /// database read); the set is emptied when full.
 const MAX_ACCOUNTS_WITHOUT_REGISTRATIONS: usize = 100_000;
@@ -74,16 +78,12 @@ struct Notice {
     only_hibernated: bool,
 }
 
-/// A user's sessions hibernating under XEP-0198, and the stanzas already notified for them.
-#[derive(Debug, Default)]
-struct Hibernating {
-    resources: Vec<String>,
-    recent: VecDeque<u64>,
-}
-
 #[derive(Debug, Default)]
 struct State {
-    hibernating: HashMap<String, Hibernating>,
+    /// Each user's sessions hibernating under XEP-0198.
+    hibernating: HashMap<String, Vec<String>>,
+    /// Fingerprints of the stanzas notified lately, per account.
+    recent: HashMap<String, VecDeque<u64>>,
     /// Accounts whose publishing task runs, with what it should publish next.
     publishing: HashMap<String, Option<Notice>>,
     without_registrations: HashSet<String>,
@@ -163,15 +163,17 @@ impl PushNotifications {
         if state.without_registrations.contains(account) {
             return;
         }
-        if let Some(hibernating) = state.hibernating.get_mut(account) {
-            if hibernating.recent.contains(&fingerprint) {
-                return;
-            }
-            if hibernating.recent.len() == RECENT_STANZAS {
-                hibernating.recent.pop_front();
-            }
-            hibernating.recent.push_back(fingerprint);
+        if !state.recent.contains_key(account) && state.recent.len() >= MAX_ACCOUNTS_REMEMBERED {
+            state.recent.clear();
         }
+        let recent = state.recent.entry(account.to_string()).or_default();
+        if recent.contains(&fingerprint) {
+            return;
+        }
+        if recent.len() == RECENT_STANZAS {
+            recent.pop_front();
+        }
+        recent.push_back(fingerprint);
         if let Some(waiting) = state.publishing.get_mut(account) {
             *waiting = Some(match waiting.take() {
                 Some(notice) => Notice {
@@ -213,8 +215,8 @@ impl PushNotifications {
     fn session_hibernated(&self, account: &str, resource: &str) {
         let mut state = self.lock();
         let hibernating = state.hibernating.entry(account.to_string()).or_default();
-        if !hibernating.resources.iter().any(|r| r == resource) {
-            hibernating.resources.push(resource.to_string());
+        if !hibernating.iter().any(|r| r == resource) {
+            hibernating.push(resource.to_string());
             self.hibernating_sessions.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -227,24 +229,25 @@ impl PushNotifications {
         let Some(hibernating) = state.hibernating.get_mut(account) else {
             return;
         };
-        let before = hibernating.resources.len();
-        hibernating.resources.retain(|r| r != resource);
-        if hibernating.resources.len() < before {
+        let before = hibernating.len();
+        hibernating.retain(|r| r != resource);
+        if hibernating.len() < before {
             self.hibernating_sessions.fetch_sub(1, Ordering::Relaxed);
         }
-        if hibernating.resources.is_empty() {
+        if hibernating.is_empty() {
             state.hibernating.remove(account);
         }
     }
 
-    fn is_hibernating(&self, account: &str, resource: &str) -> bool {
+    /// Whether the session `account/resource` is known to hibernate (XEP-0198 section 5).
+    pub fn is_hibernating(&self, account: &str, resource: &str) -> bool {
         if self.hibernating_sessions.load(Ordering::Relaxed) == 0 {
             return false;
         }
         self.lock()
             .hibernating
             .get(account)
-            .is_some_and(|h| h.resources.iter().any(|r| r == resource))
+            .is_some_and(|h| h.iter().any(|r| r == resource))
     }
 
     /// Whether any session of `account` is bound and not hibernating.
@@ -253,7 +256,7 @@ impl PushNotifications {
         let state = self.lock();
         let hibernating = state.hibernating.get(account);
         bound.iter().any(|online| {
-            !hibernating.is_some_and(|h| h.resources.iter().any(|r| *r == online.resource))
+            !hibernating.is_some_and(|h| h.iter().any(|r| *r == online.resource))
         })
     }
 
