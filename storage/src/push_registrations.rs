@@ -54,8 +54,7 @@ pub trait PushRegistrations: Send + Sync {
     ) -> StorageResult<PushUpsert>;
     /// Removes the registration (service, node) of `account`, or, with `node` `None`, every
     /// registration of `account` at `service` (section 6). Returns how many were removed.
-    async fn delete(&self, account: &str, service: &str, node: Option<&str>)
-    -> StorageResult<u64>;
+    async fn delete(&self, account: &str, service: &str, node: Option<&str>) -> StorageResult<u64>;
     /// Removes every registration of `account`; returns how many.
     async fn delete_all(&self, account: &str) -> StorageResult<u64>;
     /// Counts one more failed publish to (service, node); returns the new count in a row, or `None`

@@ -209,7 +209,9 @@ impl TestServer {
     }
 
     /// The XEP-0357 publisher.
-    pub fn push_notifications(&self) -> &Arc<herald::features::push_notifications::PushNotifications> {
+    pub fn push_notifications(
+        &self,
+    ) -> &Arc<herald::features::push_notifications::PushNotifications> {
         &self.running().push_notifications
     }
 

@@ -41,7 +41,9 @@ struct AppServer {
 
 impl AppServer {
     async fn attach(server: &TestServer) -> AppServer {
-        let socket = TcpStream::connect(server.component_address()).await.unwrap();
+        let socket = TcpStream::connect(server.component_address())
+            .await
+            .unwrap();
         let mut stream = XmlStream::new(socket, Limits::default());
         stream
             .send_raw(&format!(
@@ -61,7 +63,11 @@ impl AppServer {
             .unwrap();
         let mut app = AppServer { stream };
         let ack = app.next().await;
-        assert!(ack.is("handshake", ns::COMPONENT_ACCEPT), "{}", xml::show(&ack));
+        assert!(
+            ack.is("handshake", ns::COMPONENT_ACCEPT),
+            "{}",
+            xml::show(&ack)
+        );
         app
     }
 
@@ -205,7 +211,9 @@ async fn publishes_when_offline_or_hibernated_and_not_after_disable(backend: Bac
         xml::show(&info)
     );
     alice.iq_result("set", None, &enable("node-1", "one")).await;
-    alice.iq_result("set", Some(ALICE), &enable("node-2", "two")).await;
+    alice
+        .iq_result("set", Some(ALICE), &enable("node-2", "two"))
+        .await;
     assert_eq!(
         registrations(&server).await,
         [("node-1".into(), 0), ("node-2".into(), 0)]
@@ -225,7 +233,11 @@ async fn publishes_when_offline_or_hibernated_and_not_after_disable(backend: Bac
     for (publish, (node, secret)) in publishes.iter().zip([("node-1", "one"), ("node-2", "two")]) {
         assert_eq!(publish.from, ALICE, "from the user's bare JID");
         assert_eq!(publish.node, node);
-        assert_eq!(publish.secret.as_deref(), Some(secret), "publish-options replayed");
+        assert_eq!(
+            publish.secret.as_deref(),
+            Some(secret),
+            "publish-options replayed"
+        );
         assert_eq!(publish.body.as_deref(), Some("offline one"));
         assert_eq!(publish.count.as_deref(), Some("1"));
         app.answer(publish, "result").await;
@@ -370,15 +382,26 @@ async fn enable_is_checked_bounded_and_persistent() {
             "bad-request",
         ),
         (
-            format!("<enable xmlns='urn:xmpp:push:0' jid='{SERVICE}' node='{}'/>", "n".repeat(2000)),
+            format!(
+                "<enable xmlns='urn:xmpp:push:0' jid='{SERVICE}' node='{}'/>",
+                "n".repeat(2000)
+            ),
             "not-acceptable",
         ),
     ] {
         let answer = alice.iq("set", None, &payload).await;
-        assert!(xml::is_error(&answer, "iq", condition), "{}", xml::show(&answer));
+        assert!(
+            xml::is_error(&answer, "iq", condition),
+            "{}",
+            xml::show(&answer)
+        );
     }
     let get = alice.iq("get", None, &enable("n", "s")).await;
-    assert!(xml::is_error(&get, "iq", "bad-request"), "{}", xml::show(&get));
+    assert!(
+        xml::is_error(&get, "iq", "bad-request"),
+        "{}",
+        xml::show(&get)
+    );
     alice.iq_result("set", None, &enable("node-1", "one")).await;
     alice.iq_result("set", None, &enable("node-2", "two")).await;
     let over = alice.iq("set", None, &enable("node-3", "three")).await;
@@ -486,9 +509,7 @@ async fn chatsecure_endpoints_get_an_http_post() {
         .iq_result(
             "set",
             None,
-            &format!(
-                "<disable xmlns='urn:xmpp:push:0' jid='pubsub.chatsecure.org'/>"
-            ),
+            "<disable xmlns='urn:xmpp:push:0' jid='pubsub.chatsecure.org'/>",
         )
         .await;
     alice

@@ -255,9 +255,9 @@ impl PushNotifications {
         let bound = router.sessions.resources(account);
         let state = self.lock();
         let hibernating = state.hibernating.get(account);
-        bound.iter().any(|online| {
-            !hibernating.is_some_and(|h| h.iter().any(|r| *r == online.resource))
-        })
+        bound
+            .iter()
+            .any(|online| !hibernating.is_some_and(|h| h.contains(&online.resource)))
     }
 
     /// The account's task: publishes what was noted, again while more was noted meanwhile.
@@ -359,17 +359,26 @@ impl PushNotifications {
                 }
                 Outcome::Delivered => Ok(()),
                 Outcome::Retry => {
-                    tracing::info!(service, "push service kept answering wait; notification given up");
+                    tracing::info!(
+                        service,
+                        "push service kept answering wait; notification given up"
+                    );
                     Ok(())
                 }
                 Outcome::Gone => {
-                    tracing::info!(service, "push service says the registration is gone; disabled");
+                    tracing::info!(
+                        service,
+                        "push service says the registration is gone; disabled"
+                    );
                     storage.delete(account, service, Some(node)).await.map(drop)
                 }
                 Outcome::Failed => {
                     let failures = storage.record_failure(account, service, node).await?;
                     if failures.is_some_and(|n| n >= MAX_FAILURES_IN_A_ROW) {
-                        tracing::info!(service, "push publishes kept failing; registration disabled");
+                        tracing::info!(
+                            service,
+                            "push publishes kept failing; registration disabled"
+                        );
                         storage.delete(account, service, Some(node)).await?;
                     }
                     Ok(())

@@ -143,9 +143,8 @@ mod tests {
     use super::*;
 
     fn response(id: &str, from: &str, to: &str) -> Envelope {
-        let xml = format!(
-            "<iq xmlns='jabber:client' type='result' id='{id}' from='{from}' to='{to}'/>"
-        );
+        let xml =
+            format!("<iq xmlns='jabber:client' type='result' id='{id}' from='{from}' to='{to}'/>");
         Envelope::parse(xml.parse().expect("xml")).expect("envelope")
     }
 

@@ -80,10 +80,7 @@ pub async fn push_registrations(storage: &Storage) {
         assert_eq!(count, Some(expected));
     }
     let failures = |registrations: Vec<PushRegistration>| {
-        registrations
-            .iter()
-            .map(|r| r.failures)
-            .collect::<Vec<_>>()
+        registrations.iter().map(|r| r.failures).collect::<Vec<_>>()
     };
     assert_eq!(
         failures(push.list(alice).await.expect("list")),

@@ -158,7 +158,8 @@ pub async fn notify(
             let status = response.status();
             if status.is_success() {
                 Outcome::Delivered
-            } else if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::GONE
+            } else if status == reqwest::StatusCode::NOT_FOUND
+                || status == reqwest::StatusCode::GONE
             {
                 Outcome::Gone
             } else if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
@@ -191,23 +192,67 @@ mod tests {
         let strict = settings(false, false);
         let open = settings(true, true);
         let table = [
-            ("https://push.chatsecure.org/api/v1/messages/", Ok(()), Ok(())),
+            (
+                "https://push.chatsecure.org/api/v1/messages/",
+                Ok(()),
+                Ok(()),
+            ),
             ("https://93.184.215.14/x", Ok(()), Ok(())),
             ("http://push.example/x", Err(EndpointError::Scheme), Ok(())),
-            ("https://127.0.0.1:8080/x", Err(EndpointError::NotPublic), Ok(())),
+            (
+                "https://127.0.0.1:8080/x",
+                Err(EndpointError::NotPublic),
+                Ok(()),
+            ),
             ("https://10.1.2.3/x", Err(EndpointError::NotPublic), Ok(())),
             ("https://[::1]/x", Err(EndpointError::NotPublic), Ok(())),
-            ("https://[::ffff:192.168.0.1]/x", Err(EndpointError::NotPublic), Ok(())),
-            ("https://169.254.169.254/latest", Err(EndpointError::NotPublic), Ok(())),
-            ("ftp://push.example/x", Err(EndpointError::Scheme), Err(EndpointError::Scheme)),
-            ("file:///etc/passwd", Err(EndpointError::Scheme), Err(EndpointError::Scheme)),
-            ("gopher://127.0.0.1/", Err(EndpointError::Scheme), Err(EndpointError::Scheme)),
-            ("not a url", Err(EndpointError::NotAUrl), Err(EndpointError::NotAUrl)),
-            ("https://user:pw@push.example/", Err(EndpointError::NotAUrl), Err(EndpointError::NotAUrl)),
+            (
+                "https://[::ffff:192.168.0.1]/x",
+                Err(EndpointError::NotPublic),
+                Ok(()),
+            ),
+            (
+                "https://169.254.169.254/latest",
+                Err(EndpointError::NotPublic),
+                Ok(()),
+            ),
+            (
+                "ftp://push.example/x",
+                Err(EndpointError::Scheme),
+                Err(EndpointError::Scheme),
+            ),
+            (
+                "file:///etc/passwd",
+                Err(EndpointError::Scheme),
+                Err(EndpointError::Scheme),
+            ),
+            (
+                "gopher://127.0.0.1/",
+                Err(EndpointError::Scheme),
+                Err(EndpointError::Scheme),
+            ),
+            (
+                "not a url",
+                Err(EndpointError::NotAUrl),
+                Err(EndpointError::NotAUrl),
+            ),
+            (
+                "https://user:pw@push.example/",
+                Err(EndpointError::NotAUrl),
+                Err(EndpointError::NotAUrl),
+            ),
         ];
         for (endpoint, strictly, openly) in table {
-            assert_eq!(check_endpoint(endpoint, &strict).map(|_| ()), strictly, "{endpoint}");
-            assert_eq!(check_endpoint(endpoint, &open).map(|_| ()), openly, "{endpoint}");
+            assert_eq!(
+                check_endpoint(endpoint, &strict).map(|_| ()),
+                strictly,
+                "{endpoint}"
+            );
+            assert_eq!(
+                check_endpoint(endpoint, &open).map(|_| ()),
+                openly,
+                "{endpoint}"
+            );
         }
     }
 
@@ -217,9 +262,23 @@ mod tests {
             assert!(is_public(public.parse().expect("ip")), "{public}");
         }
         for private in [
-            "127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.1.1", "169.254.1.1", "100.64.0.1",
-            "0.0.0.0", "255.255.255.255", "224.0.0.1", "::1", "::", "fc00::1", "fe80::1",
-            "::ffff:127.0.0.1", "64:ff9b::a00:1", "::7f00:1", "2001:db8::1",
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "::",
+            "fc00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "64:ff9b::a00:1",
+            "::7f00:1",
+            "2001:db8::1",
         ] {
             assert!(!is_public(private.parse().expect("ip")), "{private}");
         }

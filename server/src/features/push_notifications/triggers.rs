@@ -50,11 +50,7 @@ pub fn warrants_push(stanza: &Element) -> Option<Trigger> {
             if let Some(forwarded) = stanza
                 .get_child("received", ns::CARBONS)
                 .and_then(|received| received.get_child("forwarded", ns::FORWARD))
-                .and_then(|forwarded| {
-                    forwarded
-                        .children()
-                        .find(|child| child.name() == "message")
-                })
+                .and_then(|forwarded| forwarded.children().find(|child| child.name() == "message"))
             {
                 return warrants_push(forwarded);
             }

@@ -73,11 +73,15 @@ pub fn parse_enable(payload: &Element) -> Result<Enable, RequestError> {
         None => None,
         Some(form) => {
             if form.children().count() > MAX_PUBLISH_OPTIONS_FIELDS {
-                return Err(RequestError::TooLarge("the publish-options form is too large"));
+                return Err(RequestError::TooLarge(
+                    "the publish-options form is too large",
+                ));
             }
             let xml = String::from(form);
             if xml.len() > MAX_PUBLISH_OPTIONS_BYTES {
-                return Err(RequestError::TooLarge("the publish-options form is too large"));
+                return Err(RequestError::TooLarge(
+                    "the publish-options form is too large",
+                ));
             }
             Some(xml)
         }
@@ -177,7 +181,9 @@ pub fn publish(
         .build();
     let mut publish = Element::builder("publish", ns::PUBSUB).append(item).build();
     set_attribute(&mut publish, "node", node);
-    let mut pubsub = Element::builder("pubsub", ns::PUBSUB).append(publish).build();
+    let mut pubsub = Element::builder("pubsub", ns::PUBSUB)
+        .append(publish)
+        .build();
     if let Some(options) = publish_options.and_then(|xml| xml.parse::<Element>().ok()) {
         pubsub.append_child(
             Element::builder("publish-options", ns::PUBSUB)
@@ -268,7 +274,9 @@ mod tests {
         assert_eq!(bare.publish_options, None);
 
         assert_eq!(
-            parse_disable(&parse("<disable xmlns='urn:xmpp:push:0' jid='push.example'/>")),
+            parse_disable(&parse(
+                "<disable xmlns='urn:xmpp:push:0' jid='push.example'/>"
+            )),
             Ok(Disable {
                 service: "push.example".into(),
                 node: None
@@ -288,14 +296,26 @@ mod tests {
     #[test]
     fn bad_and_oversized_requests_are_refused() {
         let long_node = "n".repeat(MAX_NODE_BYTES + 1);
-        let many_fields = "<field var='f'><value>v</value></field>".repeat(MAX_PUBLISH_OPTIONS_FIELDS);
+        let many_fields =
+            "<field var='f'><value>v</value></field>".repeat(MAX_PUBLISH_OPTIONS_FIELDS);
         let big_value = "v".repeat(MAX_PUBLISH_OPTIONS_BYTES);
         let cases = [
-            ("<enable xmlns='urn:xmpp:push:0' node='n'/>".to_string(), "missing jid"),
-            ("<enable xmlns='urn:xmpp:push:0' jid='push.example'/>".to_string(), "missing node"),
-            ("<enable xmlns='urn:xmpp:push:0' jid='a@b@c' node='n'/>".to_string(), "bad jid"),
             (
-                format!("<enable xmlns='urn:xmpp:push:0' jid='p.example' node='n'>{OPTIONS}{OPTIONS}</enable>"),
+                "<enable xmlns='urn:xmpp:push:0' node='n'/>".to_string(),
+                "missing jid",
+            ),
+            (
+                "<enable xmlns='urn:xmpp:push:0' jid='push.example'/>".to_string(),
+                "missing node",
+            ),
+            (
+                "<enable xmlns='urn:xmpp:push:0' jid='a@b@c' node='n'/>".to_string(),
+                "bad jid",
+            ),
+            (
+                format!(
+                    "<enable xmlns='urn:xmpp:push:0' jid='p.example' node='n'>{OPTIONS}{OPTIONS}</enable>"
+                ),
                 "two forms",
             ),
             (
@@ -303,11 +323,15 @@ mod tests {
                 "long node",
             ),
             (
-                format!("<enable xmlns='urn:xmpp:push:0' jid='p.example' node='n'><x xmlns='jabber:x:data'><field var='FORM_TYPE'/>{many_fields}</x></enable>"),
+                format!(
+                    "<enable xmlns='urn:xmpp:push:0' jid='p.example' node='n'><x xmlns='jabber:x:data'><field var='FORM_TYPE'/>{many_fields}</x></enable>"
+                ),
                 "many fields",
             ),
             (
-                format!("<enable xmlns='urn:xmpp:push:0' jid='p.example' node='n'><x xmlns='jabber:x:data'><field var='secret'><value>{big_value}</value></field></x></enable>"),
+                format!(
+                    "<enable xmlns='urn:xmpp:push:0' jid='p.example' node='n'><x xmlns='jabber:x:data'><field var='secret'><value>{big_value}</value></field></x></enable>"
+                ),
                 "big form",
             ),
         ];
