@@ -536,3 +536,39 @@ fn chatsecure_enable(endpoint: &str) -> String {
          <field var='endpoint'><value>{endpoint}</value></field></x></enable>"
     )
 }
+
+/// Messages that arrive while a publish is in flight become one more publish, counting them all;
+/// a subscription request to an offline user pushes too.
+#[tokio::test]
+async fn a_burst_during_a_publish_is_one_more_publish() {
+    let server = server(Backend::Sqlite, "").await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut app = AppServer::attach(&server).await;
+    let mut bob = server.online("bob", "pc").await;
+    let mut alice = server.login("alice", "phone").await;
+    alice.iq_result("set", None, &enable("node-1", "one")).await;
+    alice.close_and_wait_for_end().await;
+
+    bob.chat(ALICE, "first").await;
+    let first = app.publish().await;
+    assert_eq!(first.body.as_deref(), Some("first"));
+    // While the first publish waits for its answer, five more messages are stored offline.
+    for n in 1..=5 {
+        bob.chat(ALICE, &format!("burst {n}")).await;
+    }
+    bob.barrier().await;
+    app.answer(&first, "result").await;
+    let burst = app.publish().await;
+    assert_eq!(burst.count.as_deref(), Some("5"), "{burst:?}");
+    assert_eq!(burst.body.as_deref(), Some("burst 5"));
+    app.answer(&burst, "result").await;
+
+    // The next publish is for the next stanza alone: a subscription request (RFC 6121 section 3.1.3).
+    bob.send(&format!("<presence to='{ALICE}' type='subscribe'/>"))
+        .await;
+    let request = app.publish().await;
+    assert_eq!(request.count.as_deref(), Some("1"), "{request:?}");
+    assert_eq!(request.body, None, "no body for a subscription request");
+    app.answer(&request, "result").await;
+}

@@ -433,7 +433,8 @@ impl PushNotifications {
 impl PushTriggers for PushNotifications {
     fn observe(&self, event: &DeliveryEvent<'_>) {
         match *event {
-            DeliveryEvent::StoredOffline { user, envelope } => {
+            DeliveryEvent::StoredOffline { user, envelope }
+            | DeliveryEvent::SubscriptionRequestKept { user, envelope } => {
                 if let Some(trigger) = warrants_push(&envelope.element) {
                     self.note(&user.to_string(), &envelope.element, trigger, false);
                 }

@@ -27,6 +27,12 @@ pub enum DeliveryEvent<'a> {
         user: &'a BareJid,
         envelope: &'a Envelope,
     },
+    /// A subscription request for a user with no available resource was kept as pending, to be
+    /// delivered at their next login (RFC 6121 section 3.1.3).
+    SubscriptionRequestKept {
+        user: &'a BareJid,
+        envelope: &'a Envelope,
+    },
     /// A bound client sent a stanza (its `from` already stamped, RFC 6120 section 8.1.2.1).
     SentByClient {
         from: &'a FullJid,
@@ -135,6 +141,7 @@ impl Subscribers {
 pub enum Recorded {
     Delivered { to: String },
     StoredOffline { user: String },
+    SubscriptionRequestKept { user: String },
     SentByClient { from: String },
     Bound { jid: String },
     Hibernated { jid: String },
@@ -157,6 +164,11 @@ impl EventLog {
             DeliveryEvent::StoredOffline { user, .. } => Recorded::StoredOffline {
                 user: user.to_string(),
             },
+            DeliveryEvent::SubscriptionRequestKept { user, .. } => {
+                Recorded::SubscriptionRequestKept {
+                    user: user.to_string(),
+                }
+            }
             DeliveryEvent::SentByClient { from, .. } => Recorded::SentByClient {
                 from: from.to_string(),
             },
