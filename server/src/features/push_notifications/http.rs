@@ -132,8 +132,8 @@ pub fn client(settings: &PushNotificationSettings) -> Result<reqwest::Client, re
 
 /// Posts a notification for `token` to `endpoint` (checked again: the configuration may have changed
 /// since it was enabled) and classifies the answer: 2xx delivered; 404 and 410 gone (ChatSecure's
-/// relay answers 404 for an unknown or revoked token); 429, 5xx and transport errors retried; any
-/// other status counted as a failure.
+/// relay answers 404 for an unknown or revoked token); 429, 5xx and timeouts retried; any other
+/// status, and no connection, counted as a failure.
 pub async fn notify(
     client: &reqwest::Client,
     settings: &PushNotificationSettings,
@@ -168,9 +168,12 @@ pub async fn notify(
                 Outcome::Failed
             }
         }
+        // A timeout may pass; a name with no (public) address or a refused connection is counted,
+        // so an endpoint that never works is disabled after a few notifications.
+        Err(error) if error.is_timeout() => Outcome::Retry,
         Err(error) => {
             tracing::info!(error = %error, "push endpoint unreachable");
-            Outcome::Retry
+            Outcome::Failed
         }
     }
 }
