@@ -572,3 +572,86 @@ async fn a_burst_during_a_publish_is_one_more_publish() {
     assert_eq!(request.body, None, "no body for a subscription request");
     app.answer(&request, "result").await;
 }
+
+/// The publish is routed like any stanza: to an in-process service (as Herald's own app server will
+/// be), whose answer comes back through the router; to a remote domain, which bounces until
+/// federation exists, counted as a failure.
+#[tokio::test]
+async fn in_process_and_remote_services_are_routes_like_any_other() {
+    use herald::router::routes::InProcessService;
+    use herald::router::{Bounce, Delivery, Router};
+    use herald::xmpp::Envelope;
+    use std::sync::Arc;
+    use tokio::sync::mpsc;
+
+    /// Answers every publish with a result, and tells the test the node.
+    struct InProcess(mpsc::UnboundedSender<String>);
+
+    #[async_trait::async_trait]
+    impl InProcessService for InProcess {
+        async fn receive(
+            &self,
+            router: &Arc<Router>,
+            envelope: Envelope,
+        ) -> Result<Delivery, Bounce> {
+            let node = envelope
+                .element
+                .get_child("pubsub", ns::PUBSUB)
+                .and_then(|p| p.get_child("publish", ns::PUBSUB))
+                .and_then(|p| p.attr("node"))
+                .unwrap_or_default()
+                .to_string();
+            let result: Element = format!(
+                "<iq xmlns='jabber:client' type='result' id='{}' from='relay.localhost' to='{}'/>",
+                envelope.id().unwrap_or_default(),
+                envelope.from.as_ref().unwrap()
+            )
+            .parse()
+            .unwrap();
+            router.send(result).await;
+            let _ = self.0.send(node);
+            Ok(Delivery::Handled)
+        }
+    }
+
+    let server = server(Backend::Sqlite, "").await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let (nodes, mut published) = mpsc::unbounded_channel();
+    assert!(
+        server
+            .router()
+            .attach_service("relay.localhost", Arc::new(InProcess(nodes)))
+    );
+    let mut bob = server.online("bob", "pc").await;
+    let mut alice = server.login("alice", "phone").await;
+    for (service, node) in [
+        ("relay.localhost", "in-process"),
+        ("push.remote.example", "remote"),
+    ] {
+        alice
+            .iq_result(
+                "set",
+                None,
+                &format!("<enable xmlns='urn:xmpp:push:0' jid='{service}' node='{node}'/>"),
+            )
+            .await;
+    }
+    alice.close_and_wait_for_end().await;
+    bob.chat(ALICE, "hello").await;
+    let node = tokio::time::timeout(TIMEOUT, published.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(node, "in-process");
+    let server = &server;
+    eventually(
+        "the remote bounce is counted, the in-process result is not",
+        async || {
+            // Listed by service: push.remote.example, then relay.localhost.
+            registrations(server).await
+                == [("remote".to_string(), 1), ("in-process".to_string(), 0)]
+        },
+    )
+    .await;
+}
