@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from .client import ScenarioFailure
+from .pushservice import ComponentSetup
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -121,6 +122,8 @@ class PushSetup:
 
     relay_url: str
     fcm: FcmStandIn
+    # Where a XEP-0357 app server may attach as a component (capability PUSH_COMPONENT), if the target has one.
+    component: ComponentSetup | None = None
 
 
 class FcmStandIn:

@@ -20,6 +20,8 @@ NOT_APPLICABLE = "n/a"
 
 # Capabilities a scenario may require beyond XMPP (Target.capabilities).
 PUSH_RELAY = "push-relay"
+# An external component (XEP-0114) the scenario attaches as a XEP-0357 app server (PushSetup.component).
+PUSH_COMPONENT = "push-component"
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ listening on free ports, with the scenarios' accounts created before start and t
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -16,7 +17,8 @@ from pathlib import Path
 from .client import Endpoint
 from .fcm import FcmStandIn, PushSetup
 from .pg import Database
-from .scenario import PUSH_RELAY
+from .pushservice import ComponentSetup
+from .scenario import PUSH_COMPONENT, PUSH_RELAY
 
 DOMAIN = "localhost"
 HOST = "127.0.0.1"
@@ -146,7 +148,7 @@ class Herald(Target):
     stand-in (conformance/xmppconf/fcm.py) started with the target and stopped at cleanup.
     """
 
-    capabilities = frozenset({PUSH_RELAY})
+    capabilities = frozenset({PUSH_RELAY, PUSH_COMPONENT})
 
     def __init__(self, binary: str, db: str, keep: bool = False) -> None:
         self.label = f"herald/{db}"
@@ -157,10 +159,13 @@ class Herald(Target):
         self.config = self.dir / "herald.toml"
         self.relay_port = self.spare_port
         self.fcm = FcmStandIn(self.dir)
+        # A XEP-0357 app server attaches here as a XEP-0114 component (scenarios/push_notifications.py).
+        (self.component_port,) = free_ports(1)
+        self.component = ComponentSetup(HOST, self.component_port, f"push.{DOMAIN}", secrets.token_hex(16))
 
     @property
     def push(self) -> PushSetup:
-        return PushSetup(relay_url=f"http://{HOST}:{self.relay_port}", fcm=self.fcm)
+        return PushSetup(relay_url=f"http://{HOST}:{self.relay_port}", fcm=self.fcm, component=self.component)
 
     def configure(self) -> None:
         if not os.access(self.binary, os.X_OK):
@@ -180,6 +185,8 @@ class Herald(Target):
         except OSError as err:
             raise TargetError(f"starting the FCM stand-in: {err}") from err
         relay_url = self.push.relay_url
+        component_secret = self.dir / "push-component.secret"
+        component_secret.write_text(self.component.secret)
         self.config.write_text(
             "\n".join(
                 [
@@ -194,6 +201,11 @@ class Herald(Target):
                     "require_tls = true",
                     "[registration]",
                     "allow_in_band = true",
+                    "[component]",
+                    f'listen = "{HOST}:{self.component_port}"',
+                    "[[component.components]]",
+                    f'domain = "{self.component.domain}"',
+                    f'secret_file = "{component_secret}"',
                     "[relay]",
                     "enabled = true",
                     f'listen = "{HOST}:{self.relay_port}"',

@@ -11,6 +11,9 @@ use serde::Deserialize;
 
 use crate::xmpp::Limits;
 
+mod push_notifications;
+pub use push_notifications::{PushNotificationSettings, RawPushNotifications};
+
 /// The file as written by the admin. Every section and key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -24,6 +27,7 @@ pub struct RawConfig {
     pub component: RawComponents,
     pub relay: herald_relay::RelayConfig,
     pub archive: RawArchive,
+    pub push_notifications: RawPushNotifications,
 }
 
 /// `[archive]`: the message archive (XEP-0313).
@@ -243,6 +247,8 @@ pub struct Config {
     pub relay: Option<herald_relay::RelaySettings>,
     /// How long archived messages are kept (XEP-0313 section 3.2); `None` keeps them forever.
     pub archive_retention: Option<std::time::Duration>,
+    /// XEP-0357 publishing (`[push_notifications]`).
+    pub push_notifications: PushNotificationSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -525,6 +531,7 @@ impl Config {
             problems.extend(relay_problems(raw.relay.problems()));
             None
         };
+        let push_notifications = raw.push_notifications.resolve(&mut problems);
         if !problems.is_empty() {
             return Err(ConfigErrors { problems });
         }
@@ -568,6 +575,7 @@ impl Config {
             archive_retention: (raw.archive.retention_days > 0).then(|| {
                 std::time::Duration::from_secs(u64::from(raw.archive.retention_days) * 86_400)
             }),
+            push_notifications: push_notifications.unwrap_or_default(),
         })
     }
 

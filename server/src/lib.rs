@@ -61,6 +61,8 @@ pub struct Running {
     /// The hosted relay, when enabled.
     pub relay: Option<herald_relay::Relay>,
     pub router: Arc<Router>,
+    /// The XEP-0357 publisher (for tests: which sessions it knows to be hibernating).
+    pub push_notifications: Arc<features::push_notifications::PushNotifications>,
     tasks: JoinSet<()>,
 }
 
@@ -124,6 +126,9 @@ pub async fn start(
     let push = push.map(|waker| {
         Arc::new(features::push::OfflineWaker::new(waker)) as Arc<dyn router::events::WakeUps>
     });
+    // XEP-0357: publishes to the app servers users enabled, through the router it subscribes to.
+    let push_notifications =
+        features::push_notifications::PushNotifications::new(config.push_notifications.clone());
     // The archive (XEP-0313) archives outgoing messages on SentByClient and stamps incoming ones
     // before delivery.
     let archive = Arc::new(features::archive::MessageArchiver::new(context.clone()));
@@ -132,8 +137,10 @@ pub async fn start(
         Arc::new(features::Features),
         router::events::Subscribers::new(push)
             .with_archive(archive)
-            .with_carbons(Arc::new(features::carbons::Carbons)),
+            .with_carbons(Arc::new(features::carbons::Carbons))
+            .with_push_notifications(push_notifications.clone()),
     );
+    push_notifications.attach(&router);
     // At shutdown the archive rows still queued behind delivery are committed before `wait` returns.
     tasks.spawn({
         let context = router.context.clone();
@@ -214,6 +221,7 @@ pub async fn start(
         relay_address,
         relay,
         router,
+        push_notifications,
         tasks,
     })
 }

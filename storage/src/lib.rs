@@ -14,6 +14,7 @@ mod archive;
 pub mod contract;
 pub mod contract_relay;
 mod postgres;
+mod push_registrations;
 pub mod relay;
 mod rows;
 mod sql;
@@ -25,6 +26,7 @@ pub use archive::{
     ArchiveMark, ArchiveMetadata, ArchivePage, ArchivePaging, ArchivePrefs, ArchiveQuery,
     ArchivedMessage, Direction, new_stanza_id,
 };
+pub use push_registrations::{PushRegistration, PushRegistrations, PushUpsert};
 
 /// Everything that can go wrong talking to a database.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +81,7 @@ pub trait Accounts: Send + Sync {
     /// Replaces the credentials; returns `false` if there is no such account.
     async fn set_credentials(&self, jid: &str, credentials: &Credentials) -> StorageResult<bool>;
     /// Deletes the account and everything it owns (roster, offline messages, vCard, block list,
-    /// message archive and archiving preferences, and its push relay account, whose id is the bare
+    /// message archive and archiving preferences, XEP-0357 push registrations, and its push relay account, whose id is the bare
     /// JID, with that account's API keys, devices, tokens, messages, outbox entries and audit trail),
     /// in one transaction.
     /// Returns `false` if there was no such account.
@@ -233,6 +235,8 @@ pub struct Storage {
     pub block_lists: Arc<dyn BlockLists>,
     /// Message archives (XEP-0313).
     pub archive: Arc<dyn Archive>,
+    /// XEP-0357 push registrations.
+    pub push_registrations: Arc<dyn PushRegistrations>,
     /// Push relay areas (see [`relay`]).
     pub relay_accounts: Arc<dyn relay::RelayAccounts>,
     pub relay_devices: Arc<dyn relay::RelayDevices>,
@@ -262,7 +266,14 @@ impl Storage {
     /// One backend behind every area: `xmpp` serves the XMPP areas, `relay` the push relay's.
     fn from_backend<X, R>(xmpp: X, relay: R, backend: &'static str) -> Storage
     where
-        X: Accounts + Rosters + OfflineMessages + VCards + BlockLists + Archive + 'static,
+        X: Accounts
+            + Rosters
+            + OfflineMessages
+            + VCards
+            + BlockLists
+            + Archive
+            + PushRegistrations
+            + 'static,
         R: relay::RelayAccounts
             + relay::RelayDevices
             + relay::WhitelistTokens
@@ -278,7 +289,8 @@ impl Storage {
             offline: xmpp.clone(),
             vcards: xmpp.clone(),
             block_lists: xmpp.clone(),
-            archive: xmpp,
+            archive: xmpp.clone(),
+            push_registrations: xmpp,
             relay_accounts: relay.clone(),
             relay_devices: relay.clone(),
             whitelist_tokens: relay.clone(),

@@ -208,6 +208,13 @@ impl TestServer {
         &self.running().router
     }
 
+    /// The XEP-0357 publisher.
+    pub fn push_notifications(
+        &self,
+    ) -> &Arc<herald::features::push_notifications::PushNotifications> {
+        &self.running().push_notifications
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

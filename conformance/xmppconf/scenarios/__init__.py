@@ -1,6 +1,17 @@
 """Every scenario, in the order the runner executes them. One module per protocol area."""
 
-from . import archive, auth, carbons, messaging, push, register, roster, services, stream_management
+from . import (
+    archive,
+    auth,
+    carbons,
+    messaging,
+    push,
+    push_notifications,
+    register,
+    roster,
+    services,
+    stream_management,
+)
 
 ALL = [
     *register.SCENARIOS,
@@ -12,4 +23,5 @@ ALL = [
     *stream_management.SCENARIOS,
     *carbons.SCENARIOS,
     *push.SCENARIOS,
+    *push_notifications.SCENARIOS,
 ]

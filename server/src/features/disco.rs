@@ -24,6 +24,20 @@ pub fn server_features() -> Vec<&'static str> {
     features
 }
 
+/// Every feature an account's disco#info lists, sorted: disco#info itself and the payloads marked
+/// for accounts in [`IQ_HANDLERS`].
+pub fn account_features() -> Vec<&'static str> {
+    let mut features: Vec<&'static str> = IQ_HANDLERS
+        .iter()
+        .filter(|h| h.is_advertised_on_account)
+        .map(|h| h.namespace)
+        .chain([ns::DISCO_INFO])
+        .collect();
+    features.sort_unstable();
+    features.dedup();
+    features
+}
+
 /// disco#info on a hosted domain: identity server/im (XEP-0030 section 3.1, registry category "server").
 pub fn server_info(router: &Arc<Router>, request: &IqRequest<'_>) -> IqAnswer {
     let _ = router;
@@ -51,19 +65,22 @@ pub fn server_items(router: &Arc<Router>, request: &IqRequest<'_>) -> IqAnswer {
 /// disco#info on an account's bare JID: identity account/registered (section 3.1).
 pub fn account_info(request: &IqRequest<'_>) -> IqAnswer {
     reject_nodes(request)?;
-    Ok(Some(info("account", "registered", None, &[ns::DISCO_INFO])))
+    Ok(Some(info(
+        "account",
+        "registered",
+        None,
+        &account_features(),
+    )))
 }
 
 /// disco#info on the user's own account, from their client: also what the account offers its owner,
 /// the message archive (XEP-0313 says a client discovers it on its own bare JID).
 pub fn own_account_info(request: &IqRequest<'_>) -> IqAnswer {
     reject_nodes(request)?;
-    Ok(Some(info(
-        "account",
-        "registered",
-        None,
-        &[ns::DISCO_INFO, ns::MAM, ns::MAM_EXTENDED],
-    )))
+    let mut features = account_features();
+    features.extend([ns::MAM, ns::MAM_EXTENDED]);
+    features.sort_unstable();
+    Ok(Some(info("account", "registered", None, &features)))
 }
 
 /// disco#items on an account's bare JID: none yet (no PEP nodes).
@@ -116,5 +133,14 @@ mod tests {
         }
         assert!(features.contains(&"msgoffline"));
         assert!(!features.contains(&ns::ROSTER));
+    }
+
+    #[test]
+    fn an_account_lists_push_and_disco_info() {
+        let features = account_features();
+        assert_eq!(features, [ns::DISCO_INFO, ns::PUSH]);
+        for handlers in IQ_HANDLERS.iter().filter(|h| h.is_advertised_on_account) {
+            assert!(handlers.for_own_account.is_some(), "{}", handlers.namespace);
+        }
     }
 }

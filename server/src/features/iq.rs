@@ -31,6 +31,8 @@ pub struct IqHandlers {
     pub namespace: &'static str,
     /// Whether the server's disco#info lists it (XEP-0030 section 3.1).
     pub is_advertised: bool,
+    /// Whether an account's disco#info lists it (XEP-0030 section 3.1 on a bare JID).
+    pub is_advertised_on_account: bool,
     /// Addressed to one of our domains (`to='example.org'`).
     pub for_server: Option<ServerHandler>,
     /// Addressed to a local user's bare JID by someone else.
@@ -41,11 +43,12 @@ pub struct IqHandlers {
 
 /// Every IQ payload the server handles: namespace x addressee. A new XEP is one row here and one file
 /// beside this one; disco#info is derived from this table ([`super::disco::server_features`]).
-pub static IQ_HANDLERS: [IqHandlers; 11] = [
+pub static IQ_HANDLERS: [IqHandlers; 12] = [
     // RFC 6121 section 2; implied by RFC 6121, so not advertised.
     IqHandlers {
         namespace: ns::ROSTER,
         is_advertised: false,
+        is_advertised_on_account: false,
         for_server: None,
         for_account: None,
         for_own_account: Some(|router, session, request| {
@@ -56,6 +59,7 @@ pub static IQ_HANDLERS: [IqHandlers; 11] = [
     IqHandlers {
         namespace: ns::VCARD,
         is_advertised: true,
+        is_advertised_on_account: false,
         for_server: None,
         for_account: Some(|router, user, request| {
             Box::pin(async move {
@@ -76,6 +80,7 @@ pub static IQ_HANDLERS: [IqHandlers; 11] = [
     IqHandlers {
         namespace: ns::BLOCKING,
         is_advertised: true,
+        is_advertised_on_account: false,
         for_server: None,
         for_account: None,
         for_own_account: Some(|router, session, request| {
@@ -90,6 +95,7 @@ pub static IQ_HANDLERS: [IqHandlers; 11] = [
     IqHandlers {
         namespace: ns::REGISTER,
         is_advertised: true,
+        is_advertised_on_account: false,
         for_server: Some(|router, request| Box::pin(super::register::for_server(router, request))),
         for_account: None,
         for_own_account: Some(|router, session, request| {
@@ -100,6 +106,7 @@ pub static IQ_HANDLERS: [IqHandlers; 11] = [
     IqHandlers {
         namespace: ns::PING,
         is_advertised: true,
+        is_advertised_on_account: false,
         for_server: Some(|_, _| answer_now(Ok(None))),
         for_account: Some(|_, _, request| {
             answer_now(if request.is_set {
@@ -114,6 +121,7 @@ pub static IQ_HANDLERS: [IqHandlers; 11] = [
     IqHandlers {
         namespace: ns::VERSION,
         is_advertised: true,
+        is_advertised_on_account: false,
         for_server: Some(|_, request| answer_now(super::version::handle(request))),
         for_account: None,
         for_own_account: None,
@@ -122,6 +130,7 @@ pub static IQ_HANDLERS: [IqHandlers; 11] = [
     IqHandlers {
         namespace: ns::DISCO_INFO,
         is_advertised: true,
+        is_advertised_on_account: false,
         for_server: Some(|router, request| answer_now(super::disco::server_info(router, request))),
         for_account: Some(|_, _, request| answer_now(super::disco::account_info(request))),
         for_own_account: Some(|_, _, request| answer_now(super::disco::own_account_info(request))),
@@ -129,6 +138,7 @@ pub static IQ_HANDLERS: [IqHandlers; 11] = [
     IqHandlers {
         namespace: ns::DISCO_ITEMS,
         is_advertised: true,
+        is_advertised_on_account: false,
         for_server: Some(|router, request| answer_now(super::disco::server_items(router, request))),
         for_account: Some(|_, _, request| answer_now(super::disco::account_items(request))),
         for_own_account: Some(|_, _, request| answer_now(super::disco::account_items(request))),
@@ -138,6 +148,7 @@ pub static IQ_HANDLERS: [IqHandlers; 11] = [
     IqHandlers {
         namespace: ns::MAM,
         is_advertised: false,
+        is_advertised_on_account: false,
         for_server: None,
         for_account: None,
         for_own_account: Some(|router, session, request| {
@@ -148,10 +159,27 @@ pub static IQ_HANDLERS: [IqHandlers; 11] = [
             })
         }),
     },
+    // XEP-0357: enable and disable, on the user's own account only; listed in the account's
+    // disco#info (section 4), not the server's.
+    IqHandlers {
+        namespace: ns::PUSH,
+        is_advertised: false,
+        is_advertised_on_account: true,
+        for_server: None,
+        for_account: None,
+        for_own_account: Some(|router, session, request| {
+            Box::pin(async move {
+                super::push_notifications::handle(router, session, request)
+                    .await
+                    .into()
+            })
+        }),
+    },
     // XEP-0280: enabled and disabled per resource by its own client (sections 4 and 5).
     IqHandlers {
         namespace: ns::CARBONS,
         is_advertised: true,
+        is_advertised_on_account: false,
         for_server: None,
         for_account: None,
         for_own_account: Some(|router, session, request| {
@@ -162,6 +190,7 @@ pub static IQ_HANDLERS: [IqHandlers; 11] = [
     IqHandlers {
         namespace: ns::SESSION,
         is_advertised: false,
+        is_advertised_on_account: false,
         for_server: Some(|_, _| answer_now(Ok(None))),
         for_account: None,
         for_own_account: Some(|_, _, _| answer_now(Ok(None))),

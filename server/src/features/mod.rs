@@ -14,6 +14,7 @@ pub mod offline;
 pub mod ping;
 pub mod presence;
 pub mod push;
+pub mod push_notifications;
 pub mod register;
 pub mod roster;
 pub mod stream_management;
@@ -200,7 +201,10 @@ async fn server_handles(router: &Arc<Router>, envelope: Envelope) -> Result<Deli
         StanzaKind::Presence(PresenceKind::Probe) | StanzaKind::Presence(_) => {
             Ok(Delivery::Dropped)
         }
-        StanzaKind::IqResponse => Ok(Delivery::Dropped),
+        StanzaKind::IqResponse => {
+            router.pending_iqs.complete(envelope);
+            Ok(Delivery::Dropped)
+        }
         StanzaKind::Message(_) => {
             // RFC 6120 section 10.3.1 lets the server ignore messages to itself; answering keeps senders
             // from waiting on something that will never be read.
@@ -223,6 +227,11 @@ async fn user_handles(
         }
         StanzaKind::Presence(PresenceKind::Subscription) => {
             presence::inbound_subscription(router, user, envelope).await
+        }
+        // An answer to a request the server sent on the user's behalf (XEP-0357 publishes).
+        StanzaKind::IqResponse => {
+            router.pending_iqs.complete(envelope);
+            Ok(Delivery::Dropped)
         }
         _ => Ok(Delivery::Dropped),
     }

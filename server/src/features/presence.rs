@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::ClientSession;
 use super::subscription::{self, SubscriptionEvent, SubscriptionState};
+use crate::router::events::DeliveryEvent;
 use crate::router::{Bounce, Delivery, Router};
 use crate::xmpp::{
     BareJid, DefinedCondition, Element, Envelope, Jid, PresenceKind, WireStanza, ns, set_attribute,
@@ -374,6 +375,17 @@ pub async fn inbound_subscription(
         }
     }
     // An undelivered subscribe stays pending-in and is redelivered at the next login (3.1.3).
+    if !delivered
+        && transition.state_changed
+        && matches!(event, SubscriptionEvent::InboundSubscribe)
+    {
+        router
+            .emit(DeliveryEvent::SubscriptionRequestKept {
+                user,
+                envelope: &envelope,
+            })
+            .await;
+    }
     Ok(if delivered {
         Delivery::Delivered
     } else {

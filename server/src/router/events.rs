@@ -41,6 +41,12 @@ pub enum DeliveryEvent<'a> {
         user: &'a BareJid,
         envelope: &'a Envelope,
     },
+    /// A subscription request for a user with no available resource was kept as pending, to be
+    /// delivered at their next login (RFC 6121 section 3.1.3).
+    SubscriptionRequestKept {
+        user: &'a BareJid,
+        envelope: &'a Envelope,
+    },
     /// A bound client sent a stanza (its `from` already stamped, RFC 6120 section 8.1.2.1) and the server
     /// accepted it: told before it is handled, and not for a stanza the sender's own block list refused
     /// (XEP-0191 section 3.4).
@@ -127,6 +133,18 @@ pub trait Archiving: Send + Sync {
     async fn sent_by_client(&self, from: &FullJid, envelope: &Envelope);
 }
 
+/// The XEP-0357 subscriber's side, implemented by `features::push_notifications`: notices the events
+/// that warrant a publish to the app servers a user enabled (a message stored offline, a stanza queued
+/// for a hibernated session) and publishes later, off the delivery path.
+pub trait PushTriggers: Send + Sync {
+    /// Called with every event. Must not wait: it is on the path of every delivered stanza.
+    fn observe(&self, event: &DeliveryEvent<'_>);
+    /// The account enabled a registration: whatever was concluded from having none is stale.
+    fn registrations_changed(&self, account: &str) {
+        let _ = account;
+    }
+}
+
 /// The closed set of subscribers, called in a fixed order by [`Subscribers::emit`]: one field each.
 #[derive(Default)]
 pub struct Subscribers {
@@ -139,6 +157,8 @@ pub struct Subscribers {
     /// Third: copies of messages to the user's other resources (XEP-0280). `None` in tests that do not
     /// need it.
     pub carbons: Option<Arc<dyn CarbonCopies>>,
+    /// XEP-0357 publishes to the app servers users enabled (`features::push_notifications`).
+    pub push_notifications: Option<Arc<dyn PushTriggers>>,
     /// Every event, in order, for the router's unit tests.
     #[cfg(test)]
     pub log: Option<EventLog>,
@@ -150,6 +170,7 @@ impl std::fmt::Debug for Subscribers {
             .field("push", &self.push.is_some())
             .field("archive", &self.archive.is_some())
             .field("carbons", &self.carbons.is_some())
+            .field("push_notifications", &self.push_notifications.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -161,6 +182,7 @@ impl Subscribers {
             push,
             archive: None,
             carbons: None,
+            push_notifications: None,
             #[cfg(test)]
             log: None,
         }
@@ -202,6 +224,12 @@ impl Subscribers {
         self
     }
 
+    /// These subscribers with XEP-0357 publishing.
+    pub fn with_push_notifications(mut self, triggers: Arc<dyn PushTriggers>) -> Subscribers {
+        self.push_notifications = Some(triggers);
+        self
+    }
+
     /// Tells every subscriber about `event`, in the order of the fields. Returns what they did and what
     /// the router must still hand over. On the path of a delivered chat message this awaits nothing that
     /// does I/O, and allocates only for the carbons it calls for.
@@ -224,6 +252,9 @@ impl Subscribers {
         if let Some(carbons) = &self.carbons {
             reactions.carbon_copies = carbons.copies(sessions, &event);
         }
+        if let Some(push_notifications) = &self.push_notifications {
+            push_notifications.observe(&event);
+        }
         reactions
     }
 }
@@ -240,6 +271,9 @@ pub enum Recorded {
         resources: Vec<String>,
     },
     StoredOffline {
+        user: String,
+    },
+    SubscriptionRequestKept {
         user: String,
     },
     SentByClient {
@@ -289,6 +323,11 @@ impl EventLog {
             DeliveryEvent::StoredOffline { user, .. } => Recorded::StoredOffline {
                 user: user.to_string(),
             },
+            DeliveryEvent::SubscriptionRequestKept { user, .. } => {
+                Recorded::SubscriptionRequestKept {
+                    user: user.to_string(),
+                }
+            }
             DeliveryEvent::SentByClient { from, .. } => Recorded::SentByClient {
                 from: from.to_string(),
             },

@@ -11,6 +11,7 @@ pub mod events;
 pub mod local;
 pub mod mailbox;
 pub mod offline_gate;
+pub mod pending_iqs;
 pub mod registry;
 pub mod routes;
 pub mod rules;
@@ -74,6 +75,8 @@ pub struct Router {
     subscribers: Subscribers,
     /// Orders offline stores against resources becoming available (`offline_gate.rs`).
     pub offline_gates: offline_gate::OfflineGates,
+    /// IQ requests the server sent and waits for the answer of (`pending_iqs.rs`).
+    pub pending_iqs: pending_iqs::PendingIqs,
 }
 
 impl std::fmt::Debug for Router {
@@ -101,6 +104,7 @@ impl Router {
             local,
             subscribers,
             offline_gates: Default::default(),
+            pending_iqs: Default::default(),
         })
     }
 
@@ -309,6 +313,11 @@ impl Router {
             }
             None => false,
         }
+    }
+
+    /// The delivery-event subscribers (for a feature to reach its own subscriber).
+    pub fn subscribers(&self) -> &Subscribers {
+        &self.subscribers
     }
 
     /// Tells the subscribers about an event other than a hand-over to one resource (a stanza routed to a

@@ -95,9 +95,10 @@ pub fn decide(kind: StanzaKind, addressee: Addressee<'_>) -> Decision {
             }
             K::Presence(P::Probe | P::Subscription) => ServerHandles,
             K::Presence(P::Error) => Ignore,
-            // 8.5.2.1.4: an IQ to a bare JID is answered by the server on the user's behalf.
-            K::IqRequest => ServerHandles,
-            K::IqResponse => Ignore,
+            // 8.5.2.1.4: an IQ to a bare JID is answered by the server on the user's behalf; an
+            // answer to a bare JID answers a request the server sent on the user's behalf (a XEP-0357
+            // publish), so the server takes it too.
+            K::IqRequest | K::IqResponse => ServerHandles,
         },
         // RFC 6121 section 8.5.3.
         Addressee::Full { exact, resources } => match (kind, exact) {
@@ -205,7 +206,7 @@ mod tests {
             (K::Presence(P::Probe), ServerHandles),
             (K::Presence(P::Error), Ignore),
             (K::IqRequest, ServerHandles),
-            (K::IqResponse, Ignore),
+            (K::IqResponse, ServerHandles),
         ];
         for (kind, expected) in table {
             assert_eq!(decide(kind, addressee), expected, "{kind:?}");
@@ -229,7 +230,7 @@ mod tests {
                 (K::Presence(P::Subscription), ServerHandles),
                 (K::Presence(P::Probe), ServerHandles),
                 (K::IqRequest, ServerHandles),
-                (K::IqResponse, Ignore),
+                (K::IqResponse, ServerHandles),
             ];
             for (kind, expected) in table {
                 assert_eq!(decide(kind, addressee), expected, "{kind:?} {resources:?}");

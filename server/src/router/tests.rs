@@ -153,6 +153,7 @@ async fn fixture(options: Options) -> Fixture {
             .then(|| Arc::clone(&push) as Arc<dyn WakeUps>),
         archive: None,
         carbons: None,
+        push_notifications: None,
         log: Some(events.clone()),
     };
     let local = Arc::new(FakeLocal {

@@ -9,6 +9,7 @@ mod accounts;
 pub(crate) mod archive;
 mod block_lists;
 mod offline;
+pub(crate) mod push_registrations;
 mod rosters;
 mod vcards;
 
@@ -16,11 +17,12 @@ pub(crate) use accounts::accounts_sql;
 pub(crate) use archive::archive_sql;
 pub(crate) use block_lists::block_lists_sql;
 pub(crate) use offline::offline_sql;
+pub(crate) use push_registrations::push_registrations_sql;
 pub(crate) use rosters::rosters_sql;
 pub(crate) use vcards::vcards_sql;
 
 /// Implements [`crate::Accounts`], [`crate::Rosters`], [`crate::OfflineMessages`], [`crate::VCards`],
-/// [`crate::BlockLists`] and [`crate::Archive`] for `$store`, a struct with `pool` (reads) and `writer` (writes) fields of database `$db`.
+/// [`crate::BlockLists`], [`crate::Archive`] and [`crate::PushRegistrations`] for `$store`, a struct with `pool` (reads) and `writer` (writes) fields of database `$db`.
 ///
 /// - `write`: the statement that begins a read-then-write transaction (account deletion, roster
 ///   changes with their version bump, offline store, block and unblock).
@@ -54,6 +56,7 @@ macro_rules! xmpp_sql_impl {
             contact_hint = $archive_contact_hint,
             append = $archive_append,
         );
+        $crate::sql::push_registrations_sql!($store);
     };
 }
 pub(crate) use xmpp_sql_impl;

@@ -1,0 +1,126 @@
+"""XEP-0357 Push Notifications, the user's server side, with an app server attached as a XEP-0114 component
+(slixmpp's ComponentXMPP, xmppconf/pushservice.py): a slixmpp client enables the push service with
+publish-options (section 5), is not pushed while online, is pushed once for a message sent while its XEP-0198
+session hibernates (section 7, from the user's bare JID, publish-options replayed), resumes and gets the message,
+disables (section 6) and is not pushed after. slixmpp 1.17 has no xep_0357 plugin: the enable and disable IQs
+are built here. Needs the PUSH_COMPONENT capability (the target attaches the component's domain).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import xml.etree.ElementTree as ET
+
+from ..client import open_session
+from ..pushservice import PushService
+from ..scenario import PUSH_COMPONENT, Context, Scenario, expect
+
+WAIT = 15.0
+# Asserting that no publish comes needs a bounded wait: the server publishes off the delivery path, so no
+# client-side event marks "would have published by now". Generous against a loaded machine.
+NO_PUBLISH_WINDOW = 3.0
+# The server notices the dropped TCP connection asynchronously and no stanza tells the client when it has;
+# a message routed before that is written to the dead socket instead of waking the device.
+HIBERNATION_SETTLE = 1.0
+PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options"
+
+
+def _body(text: str):
+    return lambda m: m["body"] == text and m.xml.get("type") != "error"
+
+
+async def _push_iq(session, payload: str, what: str) -> None:
+    iq = session.xmpp.Iq()
+    iq["type"] = "set"
+    iq.xml.append(ET.fromstring(payload))
+    await session.iq(iq.send(timeout=10), what)
+
+
+async def enable_hibernate_disable(ctx: Context) -> str:
+    expect(ctx.push is not None and ctx.push.component is not None, "target gave no push component setup")
+    assert ctx.push is not None and ctx.push.component is not None
+    setup = ctx.push.component
+    service = PushService(setup)
+    await service.start()
+    try:
+        return await _scenario(ctx, service)
+    finally:
+        service.stop()
+
+
+async def _scenario(ctx: Context, service: PushService) -> str:
+    loop = asyncio.get_running_loop()
+    enabled: asyncio.Future = loop.create_future()
+    resumed: asyncio.Future = loop.create_future()
+
+    def with_stream_management(session) -> None:
+        ctx.sessions.append(session)
+        session.xmpp.register_plugin("xep_0198")
+        session.xmpp.add_event_handler("sm_enabled", lambda e: enabled.done() or enabled.set_result(e))
+        session.xmpp.add_event_handler("session_resumed", lambda e: resumed.done() or resumed.set_result(e))
+
+    alice_jid = ctx.jid("alice")
+    alice = await open_session(ctx.endpoint, alice_jid, ctx.password, on_created=with_stream_management)
+    bob = await ctx.login("bob")
+    try:
+        await asyncio.wait_for(enabled, WAIT)
+    except TimeoutError:
+        expect(False, "stream management was not enabled")
+
+    domain, node, secret = service.setup.domain, f"node-{secrets.token_hex(4)}", secrets.token_hex(8)
+    await _push_iq(
+        alice,
+        f"<enable xmlns='urn:xmpp:push:0' jid='{domain}' node='{node}'>"
+        f"<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>{PUBLISH_OPTIONS}</value></field>"
+        f"<field var='secret'><value>{secret}</value></field></x></enable>",
+        "enable",
+    )
+
+    online = f"online {secrets.token_hex(4)}"
+    bob.xmpp.send_message(mto=alice_jid, mbody=online, mtype="chat")
+    await alice.messages.wait_for(_body(online), WAIT, "a message while online")
+    await asyncio.sleep(NO_PUBLISH_WINDOW)
+    expect(not service.publishes.items, f"published while the user was online: {service.publishes.items}")
+
+    # The TCP connection goes without </stream:stream>: the session hibernates (XEP-0198 section 5).
+    alice.xmpp.abort()
+    await asyncio.sleep(HIBERNATION_SETTLE)
+    hibernated = f"hibernated {secrets.token_hex(4)}"
+    bob.xmpp.send_message(mto=alice_jid, mbody=hibernated, mtype="chat")
+    publish = await service.publishes.wait_for(lambda _p: True, WAIT, "a publish for the hibernated session")
+    expect(publish.node == node, f"published to node {publish.node!r}, not {node!r}")
+    expect(publish.sender == alice_jid, f"published from {publish.sender!r}, not the user's bare JID")
+    expect(publish.publish_options.get("secret") == secret, f"publish-options not replayed: {publish}")
+
+    alice.xmpp.connect(ctx.endpoint.host, ctx.endpoint.c2s_port)
+    try:
+        await asyncio.wait_for(resumed, WAIT)
+    except TimeoutError:
+        expect(False, "the stream was not resumed")
+    await alice.messages.wait_for(_body(hibernated), WAIT, "the message sent while hibernated")
+    await _push_iq(alice, f"<disable xmlns='urn:xmpp:push:0' jid='{domain}' node='{node}'/>", "disable")
+    await alice.close()
+
+    mark = service.publishes.mark()
+    after = f"after disable {secrets.token_hex(4)}"
+    bob.xmpp.send_message(mto=alice_jid, mbody=after, mtype="chat")
+    await bob.sync()
+    await asyncio.sleep(NO_PUBLISH_WINDOW)
+    later = service.publishes.matching(lambda _p: True, mark)
+    expect(not later, f"published after disable: {later}")
+    count = len(service.publishes.items)
+    expect(count == 1, f"{count} publishes in all, expected the one for the hibernated session")
+    return "no publish while online, one while hibernated, none after disable"
+
+
+SCENARIOS = [
+    Scenario(
+        name="push_xep0357_component",
+        description="XEP-0357: enable with a component app server, publish only while hibernated, none after disable",
+        run=enable_hibernate_disable,
+        accounts=("alice", "bob"),
+        timeout=60.0,
+        requires=(PUSH_COMPONENT,),
+    ),
+]
