@@ -121,6 +121,8 @@ class PushSetup:
 
     relay_url: str
     fcm: FcmStandIn
+    # The relay's XEP-0357 push service (app server) domain, when the target serves one.
+    app_server_jid: str | None = None
 
 
 class FcmStandIn:

@@ -1,6 +1,6 @@
 """Every scenario, in the order the runner executes them. One module per protocol area."""
 
-from . import auth, messaging, push, register, roster, services, stream_management
+from . import app_server, auth, messaging, push, register, roster, services, stream_management
 
 ALL = [
     *register.SCENARIOS,
@@ -10,4 +10,5 @@ ALL = [
     *services.SCENARIOS,
     *stream_management.SCENARIOS,
     *push.SCENARIOS,
+    *app_server.SCENARIOS,
 ]
