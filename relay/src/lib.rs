@@ -32,7 +32,7 @@ pub mod settings;
 mod wake;
 
 pub use config::RelayConfig;
-pub use push_node::{NodeError, NodeRegistration, PushNode, Publisher};
+pub use push_node::{NodeError, NodeRegistration, Publisher, PushNode};
 pub use settings::RelaySettings;
 
 /// Everything the relay can refuse or fail with. Each maps to one HTTP status in the API.

@@ -213,7 +213,10 @@ impl Relay {
             return Ok(false);
         };
         let now = now_ms();
-        for token in node_tokens(&storage.whitelist_tokens.list(account_id).await?, &device.id) {
+        for token in node_tokens(
+            &storage.whitelist_tokens.list(account_id).await?,
+            &device.id,
+        ) {
             if token.revoked_at_ms.is_none() {
                 storage.whitelist_tokens.revoke(&token.id, now).await?;
             }
@@ -325,7 +328,9 @@ fn node_tokens<'a>(
     device_id: &'a str,
 ) -> impl Iterator<Item = &'a WhitelistToken> {
     tokens.iter().filter(move |t| {
-        t.name.as_deref() == Some(NODE_TOKEN_NAME) && t.device_ids.len() == 1 && t.device_ids[0] == device_id
+        t.name.as_deref() == Some(NODE_TOKEN_NAME)
+            && t.device_ids.len() == 1
+            && t.device_ids[0] == device_id
     })
 }
 
@@ -393,15 +398,13 @@ fn check_registration(relay: &Relay, r: &NodeRegistration) -> Result<(), RelayEr
             {
                 return bad("endpoint: the address is not a public one");
             }
-            if r
-                .p256dh
+            if r.p256dh
                 .as_ref()
                 .is_some_and(|p| key_bytes(p).is_none_or(|k| k.len() != 65 || k[0] != 4))
             {
                 return bad("p256dh: an uncompressed P-256 public key (base64url) is required");
             }
-            if r
-                .auth
+            if r.auth
                 .as_ref()
                 .is_some_and(|a| key_bytes(a).is_none_or(|k| k.len() != 16))
             {

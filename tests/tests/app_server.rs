@@ -33,7 +33,9 @@ async fn stand_in(
     body: Bytes,
 ) -> axum::Json<serde_json::Value> {
     if uri.path() == "/token" {
-        return axum::Json(json!({"access_token": "at", "expires_in": 3600, "token_type": "Bearer"}));
+        return axum::Json(
+            json!({"access_token": "at", "expires_in": 3600, "token_type": "Bearer"}),
+        );
     }
     let _ = sends.send(String::from_utf8_lossy(&body).into_owned());
     axum::Json(json!({"name": "projects/test-project/messages/1"}))
@@ -90,7 +92,9 @@ async fn server(backend: Backend, fcm: &StandInFcm) -> TestServer {
 fn form(fields: &[(&str, &str)]) -> String {
     let mut x = format!("<x xmlns='{DATA}' type='submit'>");
     for (var, value) in fields {
-        x.push_str(&format!("<field var='{var}'><value>{value}</value></field>"));
+        x.push_str(&format!(
+            "<field var='{var}'><value>{value}</value></field>"
+        ));
     }
     x.push_str("</x>");
     x
@@ -130,7 +134,12 @@ async fn register(client: &mut TestClient, token: &str, android_id: &str) -> (St
         &[("token", token), ("android-id", android_id)],
     )
     .await;
-    assert_eq!(response.attr("type"), Some("result"), "{}", xml::show(&response));
+    assert_eq!(
+        response.attr("type"),
+        Some("result"),
+        "{}",
+        xml::show(&response)
+    );
     assert_eq!(value(&response, "jid"), SERVICE);
     (value(&response, "node"), value(&response, "secret"))
 }
@@ -146,7 +155,10 @@ async fn publish(client: &mut TestClient, node: &str, secret: &str) -> Element {
            </notification></item></publish>\
            <publish-options>{}</publish-options></pubsub>",
         form(&[
-            ("FORM_TYPE", "http://jabber.org/protocol/pubsub#publish-options"),
+            (
+                "FORM_TYPE",
+                "http://jabber.org/protocol/pubsub#publish-options"
+            ),
             ("secret", secret),
         ])
     );
@@ -190,10 +202,21 @@ async fn the_push_service_registers_and_wakes(backend: Backend) {
     assert_ne!(old_secret, new_secret);
 
     let response = publish(&mut alice, &node, &new_secret).await;
-    assert_eq!(response.attr("type"), Some("result"), "{}", xml::show(&response));
+    assert_eq!(
+        response.attr("type"),
+        Some("result"),
+        "{}",
+        xml::show(&response)
+    );
     let sent = fcm.next_send().await;
-    assert!(sent.contains("fcm-token-alice-2"), "the re-registered token: {sent}");
-    assert!(!sent.contains("secret words"), "no message text reaches FCM: {sent}");
+    assert!(
+        sent.contains("fcm-token-alice-2"),
+        "the re-registered token: {sent}"
+    );
+    assert!(
+        !sent.contains("secret words"),
+        "no message text reaches FCM: {sent}"
+    );
     assert_eq!(accepted_pushes(&server, "alice@localhost").await, 1);
 
     // A wrong secret (and the one replaced by the re-registration) is refused and wakes nothing.
@@ -205,13 +228,24 @@ async fn the_push_service_registers_and_wakes(backend: Backend) {
 
     // A node nobody registered: cancel/item-not-found, so the publishing server disables it.
     let response = publish(&mut alice, "no-such-node", &new_secret).await;
-    assert_eq!(error_of(&response), ("cancel".into(), "item-not-found".into()));
+    assert_eq!(
+        error_of(&response),
+        ("cancel".into(), "item-not-found".into())
+    );
 
     // Unregistered: the node is gone.
     let response = command(&mut alice, "unregister-push", &[("android-id", "a1b2c3")]).await;
-    assert_eq!(response.attr("type"), Some("result"), "{}", xml::show(&response));
+    assert_eq!(
+        response.attr("type"),
+        Some("result"),
+        "{}",
+        xml::show(&response)
+    );
     let response = publish(&mut alice, &node, &new_secret).await;
-    assert_eq!(error_of(&response), ("cancel".into(), "item-not-found".into()));
+    assert_eq!(
+        error_of(&response),
+        ("cancel".into(), "item-not-found".into())
+    );
     assert_eq!(accepted_pushes(&server, "alice@localhost").await, 1);
     alice.close().await;
 }
@@ -243,7 +277,10 @@ async fn a_node_is_woken_only_by_its_account_s_domain_and_other_users_nodes_stay
     assert_eq!(error_of(&response), ("auth".into(), "forbidden".into()));
     // Bob cannot unregister Alice's device: the device id is looked up among his own.
     let response = command(&mut bob, "unregister-push", &[("android-id", "other")]).await;
-    assert_eq!(error_of(&response), ("cancel".into(), "item-not-found".into()));
+    assert_eq!(
+        error_of(&response),
+        ("cancel".into(), "item-not-found".into())
+    );
     assert_eq!(accepted_pushes(&server, "bob@localhost").await, 0);
 }
 
@@ -260,7 +297,12 @@ async fn the_service_is_discoverable_and_its_commands_listed() {
         )
         .await;
     let shown = xml::show(&info);
-    for expected in ["category='pubsub'", "type='push'", "urn:xmpp:push:0", COMMANDS] {
+    for expected in [
+        "category='pubsub'",
+        "type='push'",
+        "urn:xmpp:push:0",
+        COMMANDS,
+    ] {
         assert!(shown.contains(expected), "{expected} in {shown}");
     }
     let items = alice
@@ -271,7 +313,13 @@ async fn the_service_is_discoverable_and_its_commands_listed() {
         )
         .await;
     let shown = xml::show(&items);
-    for node in ["register-push-fcm", "register-push-apns", "register-push-webpush", "register-push-unifiedpush", "unregister-push"] {
+    for node in [
+        "register-push-fcm",
+        "register-push-apns",
+        "register-push-webpush",
+        "register-push-unifiedpush",
+        "unregister-push",
+    ] {
         assert!(shown.contains(node), "{node} in {shown}");
     }
     // Executed without a form: the form to fill (XEP-0050 section 3.4).
@@ -285,12 +333,18 @@ async fn the_service_is_discoverable_and_its_commands_listed() {
     let executing = response.get_child("command", COMMANDS).unwrap();
     assert_eq!(executing.attr("status"), Some("executing"));
     let fields = xml::show(executing);
-    assert!(fields.contains("var='token'") && fields.contains("var='device-id'"), "{fields}");
+    assert!(
+        fields.contains("var='token'") && fields.contains("var='device-id'"),
+        "{fields}"
+    );
     // A form missing its token is a bad request, and unknown commands are not found.
     let response = command_missing_token(&mut alice).await;
     assert_eq!(error_of(&response), ("modify".into(), "bad-request".into()));
     let response = command(&mut alice, "register-push-pager", &[("token", "t")]).await;
-    assert_eq!(error_of(&response), ("cancel".into(), "item-not-found".into()));
+    assert_eq!(
+        error_of(&response),
+        ("cancel".into(), "item-not-found".into())
+    );
     // A publish without a secret is refused.
     let response = alice
         .iq(

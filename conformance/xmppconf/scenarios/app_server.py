@@ -98,9 +98,7 @@ async def register_and_publish(ctx: Context) -> str:
 
     form = xmpp["xep_0004"].make_form(ftype="submit")
     form.add_field(var="android-id", value=android_id)
-    await bob.iq(
-        xmpp["xep_0050"].send_command(service, "unregister-push", payload=form, timeout=10), "unregister-push"
-    )
+    await bob.iq(xmpp["xep_0050"].send_command(service, "unregister-push", payload=form, timeout=10), "unregister-push")
     gone = await _error_of(_publish(bob, service, node, secret), "publish after unregister")
     expect(gone == ("cancel", "item-not-found"), f"unregistered node answered {gone}, not cancel/item-not-found")
     pushes = fcm.sends.matching(lambda r: isinstance(r, SendRequest) and r.message.get("token") == registration_id)

@@ -41,7 +41,13 @@ impl AppServer {
         }
     }
 
-    async fn answer(&self, router: &Arc<Router>, from: &Jid, payload: &Element, is_set: bool) -> IqAnswer {
+    async fn answer(
+        &self,
+        router: &Arc<Router>,
+        from: &Jid,
+        payload: &Element,
+        is_set: bool,
+    ) -> IqAnswer {
         match (payload.ns().as_str(), payload.name(), is_set) {
             (ns::DISCO_INFO, "query", false) => disco_info(payload),
             (ns::DISCO_ITEMS, "query", false) => Ok(Some(app_server_commands::disco_items(
@@ -149,19 +155,23 @@ pub fn service_domain_problem(
     if pubsub_jid.is_empty() {
         return None;
     }
-    let is_domain = pubsub_jid
-        .parse::<Jid>()
-        .is_ok_and(|jid| jid.node().is_none() && jid.resource().is_none() && jid.to_string() == pubsub_jid);
+    let is_domain = pubsub_jid.parse::<Jid>().is_ok_and(|jid| {
+        jid.node().is_none() && jid.resource().is_none() && jid.to_string() == pubsub_jid
+    });
     if !is_domain {
         return Some(format!(
             "relay.pubsub_jid: {pubsub_jid:?} is not a domain like push.example.org"
         ));
     }
     if user_domains.iter().any(|d| d == pubsub_jid) {
-        return Some(format!("relay.pubsub_jid: {pubsub_jid} is already a user domain"));
+        return Some(format!(
+            "relay.pubsub_jid: {pubsub_jid} is already a user domain"
+        ));
     }
     if component_domains.contains(&pubsub_jid) {
-        return Some(format!("relay.pubsub_jid: {pubsub_jid} is already a component's domain"));
+        return Some(format!(
+            "relay.pubsub_jid: {pubsub_jid} is already a component's domain"
+        ));
     }
     None
 }
@@ -183,7 +193,11 @@ fn disco_info(query: &Element) -> IqAnswer {
         Some(node) if app_server_commands::is_command_node(node) => {
             set_attribute(&mut answer, "node", node);
             // XEP-0050 section 2.3.
-            ("automation", "command-node", &[ns::COMMANDS, ns::DATA_FORMS])
+            (
+                "automation",
+                "command-node",
+                &[ns::COMMANDS, ns::DATA_FORMS],
+            )
         }
         Some(_) => return Err(IqError::new(DefinedCondition::ItemNotFound)),
     };
@@ -310,7 +324,14 @@ mod tests {
             service_domain_problem("push.example.org", &users, &components),
             None
         );
-        for taken in ["example.org", "comp.example.org", "a@push.example.org", "push.example.org/r", "Push.Example.org", "not a domain"] {
+        for taken in [
+            "example.org",
+            "comp.example.org",
+            "a@push.example.org",
+            "push.example.org/r",
+            "Push.Example.org",
+            "not a domain",
+        ] {
             assert!(
                 service_domain_problem(taken, &users, &components).is_some(),
                 "{taken}"

@@ -26,10 +26,22 @@ const MAX_FORM_FIELDS: usize = 32;
 
 /// The commands, with the names disco#items gives them (XEP-0050 section 2.2).
 const COMMANDS: [(&str, &str); 5] = [
-    ("register-push-fcm", "Register an FCM (Android) device for push"),
-    ("register-push-apns", "Register an APNs (iOS) device for push"),
-    ("register-push-webpush", "Register a Web Push subscription for push"),
-    ("register-push-unifiedpush", "Register a UnifiedPush endpoint for push"),
+    (
+        "register-push-fcm",
+        "Register an FCM (Android) device for push",
+    ),
+    (
+        "register-push-apns",
+        "Register an APNs (iOS) device for push",
+    ),
+    (
+        "register-push-webpush",
+        "Register a Web Push subscription for push",
+    ),
+    (
+        "register-push-unifiedpush",
+        "Register a UnifiedPush endpoint for push",
+    ),
     ("unregister-push", "Unregister a device from push"),
 ];
 
@@ -194,7 +206,10 @@ fn device_key(values: &HashMap<String, String>) -> Result<String, IqError> {
 }
 
 fn missing(field: &str) -> IqError {
-    IqError::with_text(DefinedCondition::BadRequest, &format!("{field} is required"))
+    IqError::with_text(
+        DefinedCondition::BadRequest,
+        &format!("{field} is required"),
+    )
 }
 
 /// A registration form read into what the relay registers (its values are checked there).
@@ -258,8 +273,16 @@ fn fields_of(command: Command) -> &'static [(&'static str, &'static str, bool)] 
         Command::Register(DeviceKind::UnifiedPush) => &[
             ("endpoint", "UnifiedPush endpoint", true),
             DEVICE,
-            ("p256dh", "Public key for encrypted pushes (base64url)", false),
-            ("auth", "Auth secret for encrypted pushes (base64url)", false),
+            (
+                "p256dh",
+                "Public key for encrypted pushes (base64url)",
+                false,
+            ),
+            (
+                "auth",
+                "Auth secret for encrypted pushes (base64url)",
+                false,
+            ),
         ],
         Command::Unregister => &[DEVICE, ("muc", "Group chat (bare JID), if for one", false)],
     }
@@ -345,7 +368,10 @@ mod tests {
             Some(Command::Register(DeviceKind::UnifiedPush))
         );
         assert_eq!(command_for("unregister-push"), Some(Command::Unregister));
-        assert_eq!(command_for("unregister-push-apns"), Some(Command::Unregister));
+        assert_eq!(
+            command_for("unregister-push-apns"),
+            Some(Command::Unregister)
+        );
         assert_eq!(command_for("register-push-gcm"), None);
         assert_eq!(command_for("unregister-push-x"), None);
         assert_eq!(command_for(""), None);
@@ -391,7 +417,8 @@ mod tests {
 
     #[test]
     fn required_fields() {
-        let no_device = form("<x xmlns='jabber:x:data'><field var='token'><value>t</value></field></x>");
+        let no_device =
+            form("<x xmlns='jabber:x:data'><field var='token'><value>t</value></field></x>");
         assert!(registration_fails(DeviceKind::Fcm, &no_device));
         let no_token =
             form("<x xmlns='jabber:x:data'><field var='android-id'><value>a</value></field></x>");
