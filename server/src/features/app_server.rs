@@ -339,6 +339,28 @@ mod tests {
         }
     }
 
+    /// `check-config` reports a service domain that is taken, with the other problems.
+    #[test]
+    fn the_configuration_check_refuses_a_taken_service_domain() {
+        use crate::config::{Config, RawConfig};
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("herald.toml");
+        let relay = "[relay]\nenabled = true\nlisten = \"127.0.0.1:0\"\n";
+        std::fs::write(&path, format!("{relay}pubsub_jid = \"localhost\"\n")).expect("write");
+        let problems = Config::resolve(RawConfig::load(Some(&path), Vec::new()).expect("load"))
+            .expect_err("a user domain as push service")
+            .problems;
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("relay.pubsub_jid: localhost")),
+            "{problems:?}"
+        );
+        std::fs::write(&path, format!("{relay}pubsub_jid = \"push.localhost\"\n")).expect("write");
+        let loaded = RawConfig::load(Some(&path), Vec::new()).expect("load");
+        assert!(Config::resolve(loaded).is_ok());
+    }
+
     #[test]
     fn disco_info_is_a_push_service_with_commands() {
         let query = pubsub("<query xmlns='http://jabber.org/protocol/disco#info'/>");
