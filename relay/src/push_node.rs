@@ -32,6 +32,9 @@ const MAX_APNS_TOKEN: usize = 200;
 const MAX_FCM_TOKEN: usize = 4096;
 const MAX_ENDPOINT: usize = 1000;
 const MAX_TOPIC: usize = 255;
+/// Registrations and removals an account may make per minute: an app registers at each login, so
+/// this is generous for honest use and keeps a looping client from turning commands into writes.
+pub const NODE_CHANGES_PER_MINUTE: u32 = 30;
 /// Longer node names or secrets than any this relay issues are refused before any lookup.
 const MAX_NODE_BYTES: usize = 64;
 const MAX_SECRET_BYTES: usize = 128;
@@ -103,7 +106,8 @@ impl Relay {
     /// push node that only `account_domain`'s server (or JIDs under it) may publish to. Creates the
     /// account's relay account on first use. Errors: [`RelayError::BadInput`] for a malformed
     /// registration or when the account holds `limits.max_devices_per_account` devices (or
-    /// `max_tokens_per_account` live tokens) already; [`RelayError::Storage`].
+    /// `max_tokens_per_account` live tokens) already; [`RelayError::RateLimited`] past
+    /// [`NODE_CHANGES_PER_MINUTE`]; [`RelayError::Storage`].
     pub async fn register_node(
         &self,
         account_id: &str,
@@ -111,6 +115,7 @@ impl Relay {
         registration: NodeRegistration,
     ) -> Result<PushNode, RelayError> {
         check_registration(self, &registration)?;
+        self.meter_node_change(account_id)?;
         self.ensure_local_account(account_id).await?;
         let storage = &self.inner.storage;
         let limits = &self.inner.config.limits;
@@ -196,12 +201,14 @@ impl Relay {
     }
 
     /// Removes the push node of `account_id` registered with `device_key`: its device (pending
-    /// pushes to it fail) and its secrets. `false` when there is none. Errors: [`RelayError::Storage`].
+    /// pushes to it fail) and its secrets. `false` when there is none. Errors:
+    /// [`RelayError::RateLimited`] past [`NODE_CHANGES_PER_MINUTE`]; [`RelayError::Storage`].
     pub async fn unregister_node(
         &self,
         account_id: &str,
         device_key: &str,
     ) -> Result<bool, RelayError> {
+        self.meter_node_change(account_id)?;
         let storage = &self.inner.storage;
         let Some(device) = storage
             .relay_devices
@@ -293,6 +300,15 @@ impl Relay {
             origin: None,
         };
         Ok(accept::deliver(self, token, &notification, metering).await?)
+    }
+
+    /// Errors: [`RelayError::RateLimited`] past [`NODE_CHANGES_PER_MINUTE`] for `account_id`.
+    fn meter_node_change(&self, account_id: &str) -> Result<(), RelayError> {
+        self.inner
+            .limits
+            .node_changes
+            .check(account_id, NODE_CHANGES_PER_MINUTE, Instant::now())
+            .map_err(|refused| RelayError::RateLimited(refused.retry_after))
     }
 
     /// The relay account of a local XMPP account, created on first use (as a first login over the

@@ -178,3 +178,24 @@ async fn bad_registrations_are_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn registrations_per_account_are_rate_limited() {
+    let (h, endpoint, _dir) = relay().await;
+    for _ in 0..herald_relay::push_node::NODE_CHANGES_PER_MINUTE {
+        register(&h, &endpoint, "phone").await;
+    }
+    let looping = h
+        .relay
+        .register_node(ALICE, DOMAIN, unifiedpush(&endpoint, "phone"))
+        .await;
+    assert!(
+        matches!(looping, Err(RelayError::RateLimited(_))),
+        "{looping:?}"
+    );
+    // Another account has its own budget.
+    h.relay
+        .register_node("bob@example.org", DOMAIN, unifiedpush(&endpoint, "phone"))
+        .await
+        .unwrap();
+}

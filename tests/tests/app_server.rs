@@ -263,7 +263,7 @@ async fn the_push_service_registers_and_wakes_on_postgres() {
 }
 
 #[tokio::test]
-async fn a_node_is_woken_only_by_its_account_s_domain_and_other_users_nodes_stay_apart() {
+async fn one_user_s_secret_and_device_id_reach_nothing_of_another_s() {
     let fcm = StandInFcm::start().await;
     let server = server(Backend::Sqlite, &fcm).await;
     let mut alice = server.login("alice", "phone").await;
