@@ -237,7 +237,7 @@ impl Relay {
     }
 
     /// Wakes the device of `node` if `secret` is its secret: the push is in the durable outbox when
-    /// this returns `Ok` (XEP-0357 section 5, "Publishing Notifications"; no sender, no text reach
+    /// this returns `Ok` (XEP-0357 section 7, "Publishing Notifications"; no sender, no text reach
     /// the device). Errors: [`NodeError::UnknownNode`] (also for a publisher outside the account's
     /// domain), [`NodeError::WrongSecret`], [`NodeError::RateLimited`] (per node, and per account;
     /// wrong secrets for one node are limited apart), [`NodeError::Relay`] for storage failures.

@@ -104,7 +104,7 @@ async fn only_the_account_s_domain_may_publish() {
             "{stranger:?}: {refused:?}"
         );
     }
-    // A user of the domain holding the secret may (the secret is the capability, XEP-0357 section 5).
+    // A user of the domain holding the secret may (the secret is the capability, XEP-0357 section 3.2).
     h.relay
         .publish_to_node(
             &node.node,

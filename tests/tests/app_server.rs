@@ -1,6 +1,6 @@
 //! Herald's relay as an XEP-0357 push service ("App Server"): a client registers a device with the
 //! ad-hoc command `register-push-fcm` (XEP-0050, as Conversations does with p2), gets a node and a
-//! secret, and publishes to the service domain (XEP-0357 section 5) as a server would; the device is
+//! secret, and publishes to the service domain (XEP-0357 section 7) as a server would; the device is
 //! woken through a stand-in FCM (and its OAuth token endpoint), content-free. Wrong secrets, unknown
 //! and unregistered nodes are refused with the errors publishing servers act on.
 #![allow(clippy::unwrap_used)]
@@ -144,7 +144,7 @@ async fn register(client: &mut TestClient, token: &str, android_id: &str) -> (St
     (value(&response, "node"), value(&response, "secret"))
 }
 
-/// Publishes to `node` as XEP-0357 section 5 shows, with `secret` as publish-option.
+/// Publishes to `node` as XEP-0357 section 7 shows, with `secret` as publish-option.
 async fn publish(client: &mut TestClient, node: &str, secret: &str) -> Element {
     let payload = format!(
         "<pubsub xmlns='http://jabber.org/protocol/pubsub'>\

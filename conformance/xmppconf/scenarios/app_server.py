@@ -1,7 +1,7 @@
 """Herald's relay as an XEP-0357 push service ("app server", reference push.md sections 1 and 6): a phone
 app discovers the service (identity pubsub/push), registers its FCM token with the ad-hoc command
 `register-push-fcm` (XEP-0050, run with slixmpp's xep_0050 client, fields as Conversations sends them to p2),
-gets a node and a secret, and a publish with that secret (XEP-0357 section 5) wakes the device with one
+gets a node and a secret, and a publish with that secret (XEP-0357 section 7) wakes the device with one
 content-free FCM push. A wrong secret is refused with auth/forbidden, and after `unregister-push` the node
 is cancel/item-not-found, the errors a publishing server disables a registration on. Needs PUSH_RELAY and a
 target that names its push service domain.
@@ -25,7 +25,7 @@ DATA_NS = "jabber:x:data"
 
 
 def _publish(session: Session, service: str, node: str, secret: str):
-    """The publish a user's server sends (XEP-0357 section 5), summary form included."""
+    """The publish a user's server sends (XEP-0357 section 7), summary form included."""
     iq = session.xmpp.Iq()
     iq["type"] = "set"
     iq["to"] = service

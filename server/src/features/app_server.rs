@@ -1,11 +1,12 @@
-//! XEP-0357: Push Notifications, the push service side (the "App Server" of section 3): the hosted
+//! XEP-0357: Push Notifications, the push service side (the "App Server" of section 2.2): the hosted
 //! relay answers as a pubsub push service on its own domain (`[relay] pubsub_jid`, attached to the
-//! router as an in-process service). It covers section 4 (discovery: identity `pubsub`/`push`),
-//! section 5 (a publish to a node, checked against the `secret` publish-option, wakes the registered
-//! device) and section 7's advice on errors, plus the registration commands of
+//! router as an in-process service). It covers section 3 (the push service; credentials in
+//! publish-options rather than trust in JIDs, 3.2), section 4.2 (discovery: identity `pubsub`/`push`)
+//! and section 7 (a publish to a node, checked against the `secret` publish-option, wakes the
+//! registered device; 7.1, publish errors), plus the registration commands of
 //! `app_server_commands.rs` (XEP-0050, as Conversations' app server p2 offers them).
 //!
-//! Errors are chosen for what publishing servers do with them (XEP-0357 section 5: an IQ error
+//! Errors are chosen for what publishing servers do with them (XEP-0357 section 7.1: an IQ error
 //! disables the JID+node): `cancel/item-not-found` for a node that is unknown or gone and
 //! `auth/forbidden` for a wrong or missing secret, so the publisher stops; `wait` for what passes
 //! (storage failure, rate limit), which ejabberd and Prosody do not count against the registration.
@@ -63,7 +64,7 @@ impl AppServer {
         }
     }
 
-    /// XEP-0357 section 5: wakes the node's device when the secret is right.
+    /// XEP-0357 section 7: wakes the node's device when the secret is right.
     async fn publish(&self, router: &Arc<Router>, from: &Jid, pubsub: &Element) -> IqAnswer {
         let publish = parse_publish(pubsub)?;
         let Some(secret) = publish.secret else {
@@ -176,7 +177,7 @@ pub fn service_domain_problem(
     None
 }
 
-/// The features the service's disco#info lists (XEP-0357 section 4, XEP-0050 section 2).
+/// The features the service's disco#info lists (XEP-0357 section 4.2, XEP-0050 section 2).
 const FEATURES: [&str; 5] = [
     ns::DISCO_INFO,
     ns::DISCO_ITEMS,
@@ -220,7 +221,7 @@ pub struct Publish {
     pub secret: Option<String>,
 }
 
-/// Reads a `<pubsub/>` publish (XEP-0357 section 5, XEP-0060 section 7.1). The notification item is
+/// Reads a `<pubsub/>` publish (XEP-0357 section 7, XEP-0060 section 7.1). The notification item is
 /// not read: the device is woken with no sender and no text whatever the summary says. Forms are
 /// read leniently (the spec's own examples omit the form `type`). Errors: `bad-request` when there
 /// is no `<publish node='...'/>`.
