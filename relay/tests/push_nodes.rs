@@ -199,3 +199,25 @@ async fn registrations_per_account_are_rate_limited() {
         .await
         .unwrap();
 }
+
+/// A device its push network reports gone is removed by the outbox; its node is then unknown, which
+/// tells the publishing server to disable it (XEP-0357 section 7.1).
+#[tokio::test]
+async fn a_node_whose_device_is_gone_is_unknown() {
+    let (h, mut endpoint, _dir) = relay().await;
+    endpoint.set_default(Reply::status(410));
+    let node = register(&h, &endpoint, "phone").await;
+    let server = Publisher::HostingServer(DOMAIN);
+    let ticket = h
+        .relay
+        .publish_to_node(&node.node, &node.secret, server)
+        .await
+        .unwrap();
+    endpoint.next().await;
+    h.wait_status(&ticket.message_id, "failed").await;
+    let gone = h
+        .relay
+        .publish_to_node(&node.node, &node.secret, server)
+        .await;
+    assert!(matches!(gone, Err(NodeError::UnknownNode)), "{gone:?}");
+}
