@@ -322,6 +322,19 @@ async fn the_service_is_discoverable_and_its_commands_listed() {
     ] {
         assert!(shown.contains(node), "{node} in {shown}");
     }
+    // The server lists the service among what it hosts (XEP-0030 section 4.1).
+    let hosted = alice
+        .iq_result(
+            "get",
+            Some("localhost"),
+            "<query xmlns='http://jabber.org/protocol/disco#items'/>",
+        )
+        .await;
+    assert!(
+        xml::show(&hosted).contains(&format!("jid='{SERVICE}'")),
+        "{}",
+        xml::show(&hosted)
+    );
     // Executed without a form: the form to fill (XEP-0050 section 3.4).
     let response = alice
         .iq_result(
