@@ -124,6 +124,8 @@ class PushSetup:
     fcm: FcmStandIn
     # Where a XEP-0357 app server may attach as a component (capability PUSH_COMPONENT), if the target has one.
     component: ComponentSetup | None = None
+    # The relay's XEP-0357 push service (app server) domain, when the target serves one.
+    app_server_jid: str | None = None
 
 
 class FcmStandIn:

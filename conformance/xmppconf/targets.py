@@ -165,7 +165,12 @@ class Herald(Target):
 
     @property
     def push(self) -> PushSetup:
-        return PushSetup(relay_url=f"http://{HOST}:{self.relay_port}", fcm=self.fcm, component=self.component)
+        return PushSetup(
+            relay_url=f"http://{HOST}:{self.relay_port}",
+            fcm=self.fcm,
+            component=self.component,
+            app_server_jid=f"appserver.{DOMAIN}",
+        )
 
     def configure(self) -> None:
         if not os.access(self.binary, os.X_OK):
@@ -210,6 +215,7 @@ class Herald(Target):
                     "enabled = true",
                     f'listen = "{HOST}:{self.relay_port}"',
                     f'public_url = "{relay_url}"',
+                    f'pubsub_jid = "{self.push.app_server_jid}"',
                     "[relay.fcm]",
                     f'service_account_file = "{self.fcm.service_account_file}"',
                     f'project_id = "{self.fcm.project_id}"',

@@ -174,8 +174,8 @@ async fn refuse(
 }
 
 async fn local(relay: &Relay, n: &Notification) -> Result<Ticket, RelayError> {
-    let inner = &relay.inner;
-    let Some(t) = inner
+    let Some(t) = relay
+        .inner
         .storage
         .whitelist_tokens
         .by_hash(&hash_secret(&n.token))
@@ -183,9 +183,31 @@ async fn local(relay: &Relay, n: &Notification) -> Result<Ticket, RelayError> {
     else {
         return Err(RelayError::UnknownToken);
     };
+    deliver(relay, &t, n, SenderMetering::Metered).await
+}
+
+/// Whether a push counts against its sender's rate limit (`limits.per_sender`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SenderMetering {
+    Metered,
+    /// The hosting server itself: it can wake its users' devices without a token anyway
+    /// ([`Relay::wake_account`]), so one bucket for all of its pushes would only throttle a busy
+    /// domain's users against each other.
+    Exempt,
+}
+
+/// Pushes with a known token `t` (its secret already checked by the caller): refusals (revoked,
+/// expired, sender binding), rate limits, the devices it reaches, then the outbox.
+pub(crate) async fn deliver(
+    relay: &Relay,
+    t: &WhitelistToken,
+    n: &Notification,
+    metering: SenderMetering,
+) -> Result<Ticket, RelayError> {
+    let inner = &relay.inner;
     let now = now_ms();
-    if let Some((outcome, error)) = refusal(&t, n, now) {
-        return Err(refuse(relay, &t, n, outcome, error).await);
+    if let Some((outcome, error)) = refusal(t, n, now) {
+        return Err(refuse(relay, t, n, outcome, error).await);
     }
     let limits = &inner.config.limits;
     let clock = Instant::now();
@@ -193,11 +215,14 @@ async fn local(relay: &Relay, n: &Notification) -> Result<Ticket, RelayError> {
         .limits
         .token
         .check(&t.id, t.rate_per_minute.unwrap_or(limits.per_token), clock)
-        .and_then(|()| {
-            inner
-                .limits
-                .sender
-                .check(sender_key(n), limits.per_sender, clock)
+        .and_then(|()| match metering {
+            SenderMetering::Metered => {
+                inner
+                    .limits
+                    .sender
+                    .check(sender_key(n), limits.per_sender, clock)
+            }
+            SenderMetering::Exempt => Ok(()),
         })
         .and_then(|()| {
             inner
@@ -206,7 +231,7 @@ async fn local(relay: &Relay, n: &Notification) -> Result<Ticket, RelayError> {
                 .check(&t.account_id, limits.per_account, clock)
         });
     if let Err(r) = checks {
-        audit_refusal(relay, &t, n, "rate-limited").await;
+        audit_refusal(relay, t, n, "rate-limited").await;
         return Err(refused(r));
     }
     let devices: Vec<Device> = inner
@@ -220,7 +245,7 @@ async fn local(relay: &Relay, n: &Notification) -> Result<Ticket, RelayError> {
     if devices.is_empty() && !t.device_ids.is_empty() {
         // Every device this token was scoped to is gone (removed, or reported dead by its push
         // network): the token is dead, and 404 tells the sender's server to drop the registration.
-        audit_refusal(relay, &t, n, "devices-gone").await;
+        audit_refusal(relay, t, n, "devices-gone").await;
         return Err(RelayError::UnknownToken);
     }
     let message = PushMessage {
@@ -232,7 +257,7 @@ async fn local(relay: &Relay, n: &Notification) -> Result<Ticket, RelayError> {
         created_at_ms: now,
     };
     let ticket = enqueue_devices(relay, &message, &devices, n.data.clone()).await?;
-    audit(relay, &t, n, "accepted", Some(&message.id)).await;
+    audit(relay, t, n, "accepted", Some(&message.id)).await;
     Ok(ticket)
 }
 

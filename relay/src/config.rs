@@ -19,7 +19,8 @@ pub struct RelayConfig {
     /// The public base URL of this relay, e.g. `https://push.example.org`. Tokens issued here are
     /// handed out with `<public_url>/api/v1/messages/` as their endpoint.
     pub public_url: String,
-    /// The XMPP push service JID answered by `GET /api/v1/pubsub/`.
+    /// The XMPP push service JID answered by `GET /api/v1/pubsub/`. A server hosting the relay serves
+    /// its XEP-0357 push service on this domain (see `push_node.rs`); empty: no push service.
     pub pubsub_jid: String,
     /// Whether people without a local XMPP account may register relay-only accounts.
     pub allow_registration: bool,

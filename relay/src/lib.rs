@@ -8,7 +8,8 @@
 //! Module map: `config` (the `[relay]` section), `settings` (that section resolved: checked, key
 //! files read), `accept` (token checks, limits, enqueue), `api/` (axum handlers), `outbox` (workers,
 //! retries, failure classes), `backends/` (vendors), `login_throttle` (the process's one
-//! failed-login throttle), `ratelimit`, `secrets`.
+//! failed-login throttle), `ratelimit`, `secrets`, `push_node` (the nodes and secrets the server's
+//! XEP-0357 push service registers and wakes).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,12 +25,14 @@ mod batch;
 pub mod config;
 pub mod login_throttle;
 pub mod outbox;
+pub mod push_node;
 pub mod ratelimit;
 pub mod secrets;
 pub mod settings;
 mod wake;
 
 pub use config::RelayConfig;
+pub use push_node::{NodeError, NodeRegistration, Publisher, PushNode};
 pub use settings::RelaySettings;
 
 /// Everything the relay can refuse or fail with. Each maps to one HTTP status in the API.

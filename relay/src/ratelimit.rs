@@ -148,6 +148,8 @@ pub struct RateLimiters {
     pub refusals: RateLimiter,
     /// Audit lines for refusals, per token and outcome: one a minute, however many are refused.
     pub refusal_audits: RateLimiter,
+    /// Push node registrations and removals, per account (each is a few writes; `push_node.rs`).
+    pub node_changes: RateLimiter,
 }
 
 #[cfg(test)]

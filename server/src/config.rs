@@ -519,6 +519,14 @@ impl Config {
         // starts the relay from exactly what was checked (its key files read here, as the component
         // secrets are). A section that is not enabled has only its values checked: its files are unused.
         let relay_problems = |bad: Vec<String>| bad.into_iter().map(|p| format!("relay.{p}"));
+        if raw.relay.enabled {
+            let components: Vec<&str> = components.iter().map(|c| c.domain.as_str()).collect();
+            problems.extend(crate::features::app_server::service_domain_problem(
+                &raw.relay.pubsub_jid,
+                &raw.server.domains,
+                &components,
+            ));
+        }
         let relay = if raw.relay.enabled {
             match raw.relay.resolve() {
                 Ok(settings) => Some(settings),

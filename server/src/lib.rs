@@ -159,6 +159,13 @@ pub async fn start(
             shutdown.clone(),
         ));
     }
+    // The hosted relay answers as an XEP-0357 push service on `[relay] pubsub_jid` (checked by
+    // `Config::resolve`: a free domain), so local apps register with it and servers publish to it.
+    if let Some(relay) = relay.as_ref().filter(|r| !r.config().pubsub_jid.is_empty()) {
+        let domain = relay.config().pubsub_jid.as_str();
+        let service = features::app_server::AppServer::new(relay.clone(), domain);
+        router.attach_service(domain, Arc::new(service));
+    }
 
     // One count of unauthenticated connections for both client listeners (RFC 6120 section 13.12).
     let unauthenticated = net::unauthenticated::UnauthenticatedSlots::new(

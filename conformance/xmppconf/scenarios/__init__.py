@@ -1,6 +1,7 @@
 """Every scenario, in the order the runner executes them. One module per protocol area."""
 
 from . import (
+    app_server,
     archive,
     auth,
     carbons,
@@ -24,4 +25,5 @@ ALL = [
     *carbons.SCENARIOS,
     *push.SCENARIOS,
     *push_notifications.SCENARIOS,
+    *app_server.SCENARIOS,
 ]

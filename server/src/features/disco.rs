@@ -50,11 +50,12 @@ pub fn server_info(router: &Arc<Router>, request: &IqRequest<'_>) -> IqAnswer {
     )))
 }
 
-/// disco#items on a hosted domain: the attached components (section 4.1).
+/// disco#items on a hosted domain: the attached components and in-process services (section 4.1),
+/// e.g. the relay's push service.
 pub fn server_items(router: &Arc<Router>, request: &IqRequest<'_>) -> IqAnswer {
     reject_nodes(request)?;
     let mut query = Element::builder("query", ns::DISCO_ITEMS).build();
-    for domain in router.component_domains() {
+    for domain in router.hosted_service_domains() {
         let mut item = Element::builder("item", ns::DISCO_ITEMS).build();
         set_attribute(&mut item, "jid", &domain);
         query.append_child(item);

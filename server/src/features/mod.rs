@@ -4,6 +4,8 @@
 //! IQ payloads the server answers are listed once in [`iq::IQ_HANDLERS`]; disco#info features are derived
 //! from the same table ([`disco::server_features`]), so what is advertised and what is handled cannot drift.
 
+pub mod app_server;
+pub mod app_server_commands;
 pub mod archive;
 pub mod blocking;
 pub mod carbons;

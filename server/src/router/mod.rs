@@ -481,6 +481,11 @@ impl Router {
         self.routes.component_domains()
     }
 
+    /// Domains of attached components and in-process services (for disco#items).
+    pub fn hosted_service_domains(&self) -> Vec<String> {
+        self.routes.hosted_service_domains()
+    }
+
     /// Attaches an in-process service (MUC later) for `domain`; returns `false` if something is already
     /// attached there.
     pub fn attach_service(&self, domain: &str, service: Arc<dyn InProcessService>) -> bool {

@@ -104,6 +104,19 @@ impl RouteTable {
         domains
     }
 
+    /// Domains of attached components and in-process services, sorted: what the server hosts besides
+    /// its users (for disco#items, XEP-0030 section 4.1).
+    pub fn hosted_service_domains(&self) -> Vec<String> {
+        let mut domains: Vec<_> = self
+            .read()
+            .iter()
+            .filter(|(_, route)| matches!(route, Route::Component(_) | Route::InProcess(_)))
+            .map(|(domain, _)| domain.clone())
+            .collect();
+        domains.sort();
+        domains
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Route>> {
         // Every update is one map operation, so a poisoned lock still holds a consistent map.
         self.attached.read().unwrap_or_else(|e| e.into_inner())

@@ -75,6 +75,8 @@ pub const PUSH: &str = "urn:xmpp:push:0";
 pub const DATA_FORMS: &str = "jabber:x:data";
 /// XEP-0060: Publish-Subscribe (push notifications are pubsub publishes).
 pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+/// XEP-0050: Ad-Hoc Commands (the push service's registration commands).
+pub const COMMANDS: &str = "http://jabber.org/protocol/commands";
 /// XEP-0313: Message Archive Management.
 pub const MAM: &str = "urn:xmpp:mam:2";
 /// XEP-0313: the `#extended` feature (`before-id`, `after-id`, `ids`, archive metadata).
