@@ -372,3 +372,109 @@ async fn the_service_is_discoverable_and_its_commands_listed() {
 async fn command_missing_token(client: &mut TestClient) -> Element {
     command(client, "register-push-fcm", &[("android-id", "x")]).await
 }
+
+/// The whole phone flow with Herald's own relay as the push service, in process (XEP-0357 with
+/// XEP-0198 and XEP-0313): alice registers her phone with the relay's app server and enables push
+/// with the node and secret it gave; her connection drops (stream management resumption on); a
+/// message from bob then wakes the phone exactly once, through the stand-in FCM, with none of the
+/// message's text; alice resumes and gets the message once; her archive has it too.
+async fn a_message_to_a_hibernated_phone_wakes_it_once_and_arrives_once(backend: Backend) {
+    use herald::xmpp::ns;
+    let mut fcm = StandInFcm::start().await;
+    let server = server(backend, &fcm).await;
+    let mut bob = server.online("bob", "pc").await;
+    let mut alice = server.online("alice", "phone").await;
+    let (node, secret) = register(&mut alice, "fcm-token-phone", "phone-1").await;
+    alice
+        .iq_result(
+            "set",
+            None,
+            &format!(
+                "<enable xmlns='urn:xmpp:push:0' jid='{SERVICE}' node='{node}'>{}</enable>",
+                form(&[
+                    (
+                        "FORM_TYPE",
+                        "http://jabber.org/protocol/pubsub#publish-options"
+                    ),
+                    ("secret", &secret),
+                ])
+            ),
+        )
+        .await;
+    alice
+        .send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        .await;
+    let enabled = alice
+        .expect("<enabled/>", |e| e.is("enabled", ns::SM))
+        .await;
+    let previd = enabled.attr("id").unwrap().to_string();
+    drop(alice);
+    let push = server.push_notifications().clone();
+    let deadline = tokio::time::Instant::now() + herald_tests::TIMEOUT;
+    while !push.is_hibernating("alice@localhost", "phone") {
+        assert!(tokio::time::Instant::now() < deadline, "never hibernated");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    bob.chat("alice@localhost", "meet at noon").await;
+    let wake = fcm.next_send().await;
+    assert!(wake.contains("fcm-token-phone"), "to the phone: {wake}");
+    assert!(!wake.contains("meet at noon"), "content-free: {wake}");
+
+    let mut alice = TestClient::connect_starttls(&server).await;
+    alice
+        .auth_plain("alice", herald_tests::PASSWORD)
+        .await
+        .unwrap();
+    alice.jid = "alice@localhost/phone".into();
+    alice
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='0'/>"
+        ))
+        .await;
+    alice
+        .expect("<resumed/>", |e| e.is("resumed", ns::SM))
+        .await;
+    alice
+        .expect("the message", |e| {
+            e.name() == "message" && xml::body(e).as_deref() == Some("meet at noon")
+        })
+        .await;
+    let after = alice.barrier().await;
+    assert!(
+        !after
+            .iter()
+            .any(|e| xml::body(e).as_deref() == Some("meet at noon")),
+        "delivered once: {after:?}"
+    );
+    // Exactly one wake-up: the relay accepted one push for alice (its audit trail), none queued after.
+    assert_eq!(accepted_pushes(&server, "alice@localhost").await, 1);
+    assert!(fcm.sends.try_recv().is_err(), "a second wake-up");
+
+    alice
+        .send("<iq type='set' id='mam'><query xmlns='urn:xmpp:mam:2'/></iq>")
+        .await;
+    let result = alice
+        .expect("the archived message", |e| e.has_child("result", ns::MAM))
+        .await;
+    assert!(
+        xml::show(&result).contains("meet at noon"),
+        "{}",
+        xml::show(&result)
+    );
+    alice
+        .expect("the query's end", |e| e.attr("id") == Some("mam"))
+        .await;
+}
+
+#[tokio::test]
+async fn a_message_to_a_hibernated_phone_wakes_it_once_and_arrives_once_on_sqlite() {
+    a_message_to_a_hibernated_phone_wakes_it_once_and_arrives_once(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_message_to_a_hibernated_phone_wakes_it_once_and_arrives_once_on_postgres() {
+    if let Some(backend) = Backend::postgres_from_env() {
+        a_message_to_a_hibernated_phone_wakes_it_once_and_arrives_once(backend).await;
+    }
+}

@@ -740,3 +740,64 @@ async fn offline_ids(router: &Arc<Router>) -> Vec<String> {
         })
         .collect()
 }
+
+/// XEP-0198 with XEP-0357: once a push went out for a hibernated session ([`SessionCommand::KeepForPush`]),
+/// it outlives the resume timeout, tells the subscribers shortly before its longer end (so the devices
+/// are woken), and ends at the end. Time is paused: the waits are the session's own timers.
+#[tokio::test]
+async fn a_session_kept_for_push_outlives_the_resume_timeout_and_warns_before_its_end() {
+    use crate::router::events::{EventLog, Recorded};
+    let config = Config::resolve(RawConfig::default()).expect("config");
+    let (resume, kept) = (config.resume_timeout, config.push_resume_timeout);
+    assert_eq!(kept, Duration::from_secs(72 * 3600), "Prosody's default");
+    let storage = Storage::connect("sqlite::memory:").await.expect("storage");
+    let alice = crate::accounts::parse_account("alice@localhost").expect("jid");
+    crate::accounts::create(&storage, &alice, "secret")
+        .await
+        .expect("create");
+    let events = EventLog::default();
+    let context = ServerContext::new(Arc::new(config), storage, LoginThrottle::default());
+    let router = Router::new(
+        Arc::new(context),
+        Arc::new(crate::features::Features),
+        Subscribers {
+            log: Some(events.clone()),
+            ..Subscribers::new(None)
+        },
+    );
+    // Paused once the database is open (its pool's timeouts would otherwise fire at once).
+    tokio::time::pause();
+    let (stream, client) = fake_stream(false);
+    let (mut session, handle) = bind(&router, stream);
+    send_nonza(&client, "<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    client.sends.send(Err(StreamError::Closed)).expect("send");
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    assert!(!session.is_attached(), "hibernated");
+
+    assert!(handle.send(SessionCommand::KeepForPush));
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    tokio::time::advance(resume * 2).await;
+    assert_eq!(
+        settle_managed(&mut session, &router).await,
+        None,
+        "kept past the resume timeout"
+    );
+    let expiring = Recorded::Expiring {
+        jid: "alice@localhost/phone".into(),
+    };
+    assert!(!events.take().contains(&expiring));
+
+    tokio::time::advance(kept - resume * 2 - Duration::from_secs(599)).await;
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    assert!(
+        events.take().contains(&expiring),
+        "ten minutes before the end the devices are to be woken"
+    );
+    tokio::time::advance(Duration::from_secs(600)).await;
+    assert_eq!(
+        settle_managed(&mut session, &router).await,
+        Some(Ending::Gone),
+        "ended at the end"
+    );
+}
