@@ -219,6 +219,16 @@ fn fmt(v: Option<f64>) -> String {
     }
 }
 
+/// A ratio with two decimals, or two significant digits below 0.1 (an archive page can be hundreds of
+/// times faster on one server, and `0.00×` would say nothing).
+fn fmt_ratio(x: f64) -> String {
+    if x == 0.0 || x.abs() >= 0.1 {
+        return format!("{x:.2}×");
+    }
+    let decimals = (1 - x.abs().log10().floor() as i32).max(2) as usize;
+    format!("{x:.decimals$}×")
+}
+
 /// One table row: a label, which way is better, and the value of each run.
 struct Row {
     label: String,
@@ -323,7 +333,7 @@ pub fn comparison_table(runs: &[RunReport]) -> String {
                     (Some(a), Some(b)) if b != 0.0 => Some(a / b),
                     _ => None,
                 };
-                cells.push(ratio.map_or("n/a".into(), |x| format!("{x:.2}×")));
+                cells.push(ratio.map_or("n/a".into(), fmt_ratio));
             }
         }
         out.push_str(&format!("| {} |\n", cells.join(" | ")));
@@ -382,6 +392,15 @@ mod tests {
     }
 
     #[test]
+    fn small_ratios_keep_two_significant_digits() {
+        assert_eq!(fmt_ratio(3.0), "3.00×");
+        assert_eq!(fmt_ratio(0.13), "0.13×");
+        assert_eq!(fmt_ratio(0.0033), "0.0033×");
+        assert_eq!(fmt_ratio(0.05), "0.050×");
+        assert_eq!(fmt_ratio(0.0), "0.00×");
+    }
+
+    #[test]
     fn archive_rows_follow_the_query_kinds_and_a_missing_figure_is_na() {
         let archive = |server: &str, p50: Option<u64>| RunReport {
             server: server.into(),
@@ -396,7 +415,7 @@ mod tests {
                     },
                     crate::phase::NamedLatency {
                         name: "last page".into(),
-                        latency: Latency::from_micros(vec![4000]),
+                        latency: Latency::from_micros(vec![4500]),
                     },
                 ],
                 ..PhaseReport::default()
@@ -404,15 +423,15 @@ mod tests {
             ..RunReport::default()
         };
         let t = comparison_table(&[
-            archive("herald-sqlite", Some(1000)),
+            archive("herald-sqlite", Some(1500)),
             archive("prosody", None),
         ]);
         assert!(
-            t.contains("| archive: first page p50 (ms) ↓ | 1.00 | n/a | n/a |"),
+            t.contains("| archive: first page p50 (ms) ↓ | 1.50 | n/a | n/a |"),
             "{t}"
         );
         assert!(
-            t.contains("| archive: last page p99 (ms) ↓ | 4.00 | 4.00 | 1.00× |"),
+            t.contains("| archive: last page p99 (ms) ↓ | 4.50 | 4.50 | 1.00× |"),
             "{t}"
         );
         assert!(!t.contains("login storm"), "{t}");
