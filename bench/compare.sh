@@ -102,7 +102,7 @@ data_path = "$dir/data"
 plugin_paths = {}
 admins = {}
 log = { warn = "$dir/prosody.log" }
-modules_enabled = { "roster", "saslauth", "tls", "disco", "register", "offline", "smacks", "ping", "presence", "message", "iq" }
+modules_enabled = { "roster", "saslauth", "tls", "disco", "register", "offline", "smacks", "ping", "presence", "message", "iq", "mam" }
 modules_disabled = { "s2s" }
 c2s_ports = { $port }
 c2s_direct_tls_ports = { $((port + 1)) }
@@ -120,7 +120,15 @@ registration_throttle_max = 100000000
 authentication = "internal_hashed"
 -- Same SCRAM iteration count as Herald and ejabberd (Prosody 0.12 defaults to 10000).
 default_iteration_count = 4096
+-- Prosody's default storage (Debian's prosody.cfg.lua leaves storage = "sql" commented out): flat files,
+-- archives included (mod_mam over the internal archive store).
 storage = "internal"
+-- XEP-0313 like Herald, which archives every chat message: mod_mam archives by default
+-- (default_archive_policy = true); the default expiry (1 week) would run mod_mam's cleanup.
+archive_expires_after = "never"
+-- The internal store keeps at most 10,000 messages per archive by default and truncates the oldest
+-- beyond: raised so the archive phase queries the same archive on every server.
+storage_archive_item_limit = 1000000
 certificates = "$dir/certs"
 ssl = { certificate = "$WORK/cert.pem", key = "$WORK/key.pem" }
 VirtualHost "localhost"

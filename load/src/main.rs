@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use herald_load::client::{Connector, Mechanism, ScramCache, TlsMode};
-use herald_load::phase::{self, Target, chat::ChatPlan};
+use herald_load::phase::{self, Target, archive::ArchivePlan, chat::ChatPlan};
 use herald_load::report::{RunReport, comparison_table};
 use herald_load::stats::{ProcessMemory, own_cpu_seconds};
 
@@ -40,6 +40,7 @@ enum PhaseName {
     Login,
     Chat,
     Push,
+    Archive,
     /// Sessions left hibernating for XEP-0198 resumption (run it last).
     Hibernated,
 }
@@ -143,6 +144,30 @@ struct RunArgs {
     /// Offline users with a push device (the last accounts, {prefix}{sessions-N}..).
     #[arg(long, default_value_t = 1_000)]
     push_users: usize,
+    /// Archive phase: messages in the owner's archive ({prefix}mam0), exchanged with the contacts.
+    #[arg(long, default_value_t = 20_000)]
+    archive_messages: usize,
+    /// Archive phase: contacts ({prefix}mam1..); queries filter with the first one.
+    #[arg(long, default_value_t = 6)]
+    archive_contacts: usize,
+    /// Archive phase: resources the owner sends from (each server caps one session's stanza rate).
+    #[arg(long, default_value_t = 3)]
+    archive_owner_resources: usize,
+    /// Archive phase: fill messages sent per second, over all senders.
+    #[arg(long, default_value_t = 600.0)]
+    archive_fill_rate: f64,
+    /// Archive phase: fill messages sent but not yet delivered, at most.
+    #[arg(long, default_value_t = 200)]
+    archive_window: usize,
+    /// Archive phase: timed queries of each of the six kinds.
+    #[arg(long, default_value_t = 200)]
+    archive_iterations: usize,
+    /// Archive phase: queries started per second at most (one session).
+    #[arg(long, default_value_t = 100.0)]
+    archive_query_rate: f64,
+    /// Archive phase: RSM page size.
+    #[arg(long, default_value_t = 50)]
+    archive_page: usize,
     /// Also write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -256,6 +281,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 let first = args.sessions - count;
                 let wait = Duration::from_secs(args.timeout_secs);
                 phase::push::run(&target, args.relay_url.as_deref(), first, count, 0, wait).await
+            }
+            PhaseName::Archive => {
+                let plan = ArchivePlan {
+                    messages: args.archive_messages,
+                    contacts: args.archive_contacts,
+                    owner_resources: args.archive_owner_resources,
+                    fill_rate: args.archive_fill_rate,
+                    window: args.archive_window,
+                    iterations: args.archive_iterations,
+                    query_rate: args.archive_query_rate,
+                    page: args.archive_page,
+                    settle: Duration::from_secs(args.timeout_secs * 4),
+                };
+                phase::archive::run(&target, &plan).await
             }
         };
         let cpu_after = (target.server_cpu_seconds(), own_cpu_seconds());

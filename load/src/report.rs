@@ -219,44 +219,124 @@ fn fmt(v: Option<f64>) -> String {
     }
 }
 
-/// A Markdown table: one row per metric, one column per run, then one ratio column for every
-/// (Herald run, peer run) pair. Runs whose label starts with `herald` are Herald; the others peers.
+/// A ratio with two decimals, or two significant digits below 0.1 (an archive page can be hundreds of
+/// times faster on one server, and `0.00×` would say nothing).
+fn fmt_ratio(x: f64) -> String {
+    if x == 0.0 || x.abs() >= 0.1 {
+        return format!("{x:.2}×");
+    }
+    let decimals = (1 - x.abs().log10().floor() as i32).max(2) as usize;
+    format!("{x:.decimals$}×")
+}
+
+/// One table row: a label, which way is better, and the value of each run.
+struct Row {
+    label: String,
+    better: Better,
+    values: Vec<Option<f64>>,
+}
+
+/// The archive phase's rows: the fill rate, then p50 and p99 of every query kind any run timed (in the
+/// order the first run that has it reports them).
+fn archive_rows(runs: &[RunReport]) -> Vec<Row> {
+    let phases: Vec<Option<PhaseReport>> = runs.iter().map(|r| available(r, "archive")).collect();
+    let mut rows = vec![Row {
+        label: "archive: fill, messages archived /s".into(),
+        better: Better::Higher,
+        values: phases
+            .iter()
+            .map(|p| p.as_ref().map(|p| p.rate_per_s))
+            .collect(),
+    }];
+    let mut kinds: Vec<&str> = Vec::new();
+    for p in phases.iter().flatten() {
+        for q in &p.queries {
+            if !kinds.contains(&q.name.as_str()) {
+                kinds.push(&q.name);
+            }
+        }
+    }
+    let latency = |p: &Option<PhaseReport>, kind: &str| {
+        p.as_ref()
+            .and_then(|p| p.queries.iter().find(|q| q.name == kind))
+            .and_then(|q| q.latency)
+    };
+    for kind in kinds {
+        rows.push(Row {
+            label: format!("archive: {kind} p50 (ms)"),
+            better: Better::Lower,
+            values: phases
+                .iter()
+                .map(|p| latency(p, kind).map(|l| l.p50_ms))
+                .collect(),
+        });
+        rows.push(Row {
+            label: format!("archive: {kind} p99 (ms)"),
+            better: Better::Lower,
+            values: phases
+                .iter()
+                .map(|p| latency(p, kind).map(|l| l.p99_ms))
+                .collect(),
+        });
+    }
+    rows.push(Row {
+        label: "archive: errors".into(),
+        better: Better::Lower,
+        values: phases
+            .iter()
+            .map(|p| p.as_ref().map(|p| p.errors.total() as f64))
+            .collect(),
+    });
+    rows
+}
+
+/// A Markdown table: one row per metric some run has a figure for, one column per run, then one ratio
+/// column for every (Herald run, peer run) pair. Runs whose label starts with `herald` are Herald; the
+/// others peers.
 pub fn comparison_table(runs: &[RunReport]) -> String {
-    let heralds: Vec<&RunReport> = runs
-        .iter()
-        .filter(|r| r.server.starts_with("herald"))
+    let heralds: Vec<usize> = (0..runs.len())
+        .filter(|&i| runs[i].server.starts_with("herald"))
         .collect();
-    let peers: Vec<&RunReport> = runs
-        .iter()
-        .filter(|r| !r.server.starts_with("herald"))
+    let peers: Vec<usize> = (0..runs.len())
+        .filter(|&i| !runs[i].server.starts_with("herald"))
         .collect();
     let mut header = vec!["metric".to_owned()];
     header.extend(runs.iter().map(|r| r.server.clone()));
-    for h in &heralds {
-        for p in &peers {
-            header.push(format!("{} / {}", h.server, p.server));
+    for &h in &heralds {
+        for &p in &peers {
+            header.push(format!("{} / {}", runs[h].server, runs[p].server));
         }
     }
+    let rows = METRICS
+        .iter()
+        .map(|m| Row {
+            label: m.label.to_owned(),
+            better: m.better,
+            values: runs.iter().map(|r| (m.value)(r)).collect(),
+        })
+        .chain(archive_rows(runs))
+        // A phase no run ran gives nothing to read.
+        .filter(|row| row.values.iter().any(Option::is_some));
     let mut out = String::new();
     out.push_str(&format!("| {} |\n", header.join(" | ")));
     out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
-    for m in METRICS {
-        let arrow = match m.better {
+    for row in rows {
+        let arrow = match row.better {
             Better::Higher => "↑",
             Better::Lower => "↓",
         };
-        let mut row = vec![format!("{} {arrow}", m.label)];
-        row.extend(runs.iter().map(|r| fmt((m.value)(r))));
-        for h in &heralds {
-            for p in &peers {
-                let ratio = match ((m.value)(h), (m.value)(p)) {
+        let mut cells = vec![format!("{} {arrow}", row.label)];
+        cells.extend(row.values.iter().map(|v| fmt(*v)));
+        for &h in &heralds {
+            for &p in &peers {
+                let ratio = match (row.values[h], row.values[p]) {
                     (Some(a), Some(b)) if b != 0.0 => Some(a / b),
                     _ => None,
                 };
-                row.push(ratio.map_or("n/a".into(), |x| format!("{x:.2}×")));
+                cells.push(ratio.map_or("n/a".into(), fmt_ratio));
             }
         }
-        out.push_str(&format!("| {} |\n", row.join(" | ")));
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     out.push_str("\n↑ higher is better, ↓ lower is better; ratios are Herald ÷ peer.\n");
     for r in runs {
@@ -306,8 +386,57 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("| idle: sessions established ↑ | n/a | n/a | n/a |"),
+            !t.contains("idle: sessions established"),
+            "no run has it: {t}"
+        );
+    }
+
+    #[test]
+    fn small_ratios_keep_two_significant_digits() {
+        assert_eq!(fmt_ratio(3.0), "3.00×");
+        assert_eq!(fmt_ratio(0.13), "0.13×");
+        assert_eq!(fmt_ratio(0.0033), "0.0033×");
+        assert_eq!(fmt_ratio(0.05), "0.050×");
+        assert_eq!(fmt_ratio(0.0), "0.00×");
+    }
+
+    #[test]
+    fn archive_rows_follow_the_query_kinds_and_a_missing_figure_is_na() {
+        let archive = |server: &str, p50: Option<u64>| RunReport {
+            server: server.into(),
+            phases: vec![PhaseReport {
+                name: "archive".into(),
+                available: true,
+                rate_per_s: 500.0,
+                queries: vec![
+                    crate::phase::NamedLatency {
+                        name: "first page".into(),
+                        latency: p50.and_then(|us| Latency::from_micros(vec![us])),
+                    },
+                    crate::phase::NamedLatency {
+                        name: "last page".into(),
+                        latency: Latency::from_micros(vec![4500]),
+                    },
+                ],
+                ..PhaseReport::default()
+            }],
+            ..RunReport::default()
+        };
+        let t = comparison_table(&[
+            archive("herald-sqlite", Some(1500)),
+            archive("prosody", None),
+        ]);
+        assert!(
+            t.contains("| archive: first page p50 (ms) ↓ | 1.50 | n/a | n/a |"),
             "{t}"
         );
+        assert!(
+            t.contains("| archive: last page p99 (ms) ↓ | 4.50 | 4.50 | 1.00× |"),
+            "{t}"
+        );
+        assert!(!t.contains("login storm"), "{t}");
+        let first = t.find("first page p50").expect("first");
+        let last = t.find("last page p50").expect("last");
+        assert!(first < last, "kinds in the order reported: {t}");
     }
 }

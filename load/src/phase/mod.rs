@@ -1,13 +1,16 @@
 //! The load phases, each bounded in count and time: account creation (XEP-0077), idle sessions,
-//! a login storm, chatting pairs (RFC 6121 section 5 messages), and push to offline users
-//! (XEP-0357, Herald only), and sessions hibernated by stream management (XEP-0198).
+//! a login storm, chatting pairs (RFC 6121 section 5 messages), push to offline users
+//! (XEP-0357, Herald only), archive queries (XEP-0313), and sessions hibernated by stream
+//! management (XEP-0198).
 
 pub mod accounts;
+pub mod archive;
 pub mod batch;
 pub mod chat;
 pub mod hibernated;
 pub mod idle;
 pub mod login;
+pub mod mam;
 pub mod provider;
 pub mod push;
 
@@ -100,7 +103,7 @@ pub fn loopback_sources(count: usize) -> Vec<IpAddr> {
 /// The outcome of one phase, as written to the JSON report.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PhaseReport {
-    /// `accounts`, `idle`, `login`, `chat` or `push`.
+    /// `accounts`, `idle`, `login`, `chat`, `push` or `archive`.
     pub name: String,
     /// False when the phase could not run against this server (see `note`).
     pub available: bool,
@@ -129,6 +132,18 @@ pub struct PhaseReport {
     pub client_cpu_s: Option<f64>,
     /// Anything the reader needs to interpret the figures.
     pub note: String,
+    /// Latency per kind of operation, for phases that time several (archive: one per query kind).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queries: Vec<NamedLatency>,
+}
+
+/// The latency of one kind of operation within a phase.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NamedLatency {
+    /// E.g. `middle page with=contact`.
+    pub name: String,
+    /// `None` when no operation of this kind succeeded.
+    pub latency: Option<Latency>,
 }
 
 impl PhaseReport {
