@@ -141,6 +141,21 @@ pub async fn start(
             .with_push_notifications(push_notifications.clone()),
     );
     push_notifications.attach(&router);
+    if let Err(error) = push_notifications
+        .load_accounts(&router.context.storage)
+        .await
+    {
+        tracing::warn!(%error, "push registrations will be read per account");
+    }
+    // Owners with archiving preferences are few: read once, so no delivery reads them (XEP-0441).
+    if let Err(error) = router
+        .context
+        .archive_prefs
+        .load_owners(&router.context.storage)
+        .await
+    {
+        tracing::warn!(%error, "archive preferences will be read per owner");
+    }
     // At shutdown the archive rows still queued behind delivery are committed before `wait` returns.
     tasks.spawn({
         let context = router.context.clone();

@@ -233,6 +233,10 @@ pub trait Archive: Send + Sync {
     /// The owner's preferences, or `None` if they never set any (the server's default applies).
     async fn prefs(&self, owner: &str) -> StorageResult<Option<ArchivePrefs>>;
 
+    /// Every owner who has preferences (in order), so that a cache can answer "none" for everyone else
+    /// without a read per owner.
+    async fn owners_with_prefs(&self) -> StorageResult<Vec<String>>;
+
     /// Replaces the owner's preferences. A JID on both lists is stored on `never` only (the
     /// cautious reading; XEP-0441 leaves the case open). Repeated JIDs are stored once.
     async fn set_prefs(&self, owner: &str, prefs: &ArchivePrefs) -> StorageResult<()>;

@@ -43,6 +43,9 @@ pub enum PushUpsert {
 pub trait PushRegistrations: Send + Sync {
     /// Every registration of `account`, sorted by service and node.
     async fn list(&self, account: &str) -> StorageResult<Vec<PushRegistration>>;
+    /// Every account with at least one registration, sorted, so that a cache can tell the (many)
+    /// accounts without one apart without a read each.
+    async fn accounts_with_registrations(&self) -> StorageResult<Vec<String>>;
     /// Enables `registration` (section 5: enabling a (service, node) again replaces its
     /// publish-options), unless that would give the account more than `limit` registrations.
     /// The count and the write are one statement; two enables racing on PostgreSQL may still pass

@@ -231,6 +231,9 @@ impl Archive for FaultyStorage {
         self.faults.check_archive(owner)?;
         self.inner.archive.prefs(owner).await
     }
+    async fn owners_with_prefs(&self) -> StorageResult<Vec<String>> {
+        self.inner.archive.owners_with_prefs().await
+    }
     async fn set_prefs(&self, owner: &str, prefs: &ArchivePrefs) -> StorageResult<()> {
         self.faults.check_archive(owner)?;
         self.inner.archive.set_prefs(owner, prefs).await

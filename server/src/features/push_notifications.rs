@@ -87,8 +87,22 @@ struct State {
     /// Accounts whose publishing task runs, with what it should publish next.
     publishing: HashMap<String, Option<Notice>>,
     without_registrations: HashSet<String>,
+    /// Every account with a registration, once read at start ([`PushNotifications::load_accounts`]):
+    /// a message stored offline for anyone else (nearly everyone) then costs no task and no read.
+    with_registrations: Option<HashSet<String>>,
     /// Bumped by every enable, so a task that read "no registrations" before it does not cache it.
     enables: u64,
+}
+
+impl State {
+    /// Whether `account` is known to have no registration (no publish to try).
+    fn has_no_registration(&self, account: &str) -> bool {
+        self.without_registrations.contains(account)
+            || self
+                .with_registrations
+                .as_ref()
+                .is_some_and(|accounts| !accounts.contains(account))
+    }
 }
 
 /// The XEP-0357 delivery-event subscriber and publisher (see the module documentation).
@@ -138,6 +152,20 @@ impl PushNotifications {
         let _ = self.router.set(Arc::downgrade(router));
     }
 
+    /// Reads which accounts have registrations (at start); until it succeeds, an account's first
+    /// notice reads its registrations.
+    pub async fn load_accounts(
+        &self,
+        storage: &herald_storage::Storage,
+    ) -> Result<(), StorageError> {
+        let accounts = storage
+            .push_registrations
+            .accounts_with_registrations()
+            .await?;
+        self.lock().with_registrations = Some(accounts.into_iter().collect());
+        Ok(())
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -160,7 +188,7 @@ impl PushNotifications {
     fn note(&self, account: &str, stanza: &Element, trigger: Trigger, hibernated: bool) {
         let fingerprint = self.fingerprint(stanza);
         let mut state = self.lock();
-        if state.without_registrations.contains(account) {
+        if state.has_no_registration(account) {
             return;
         }
         if !state.recent.contains_key(account) && state.recent.len() >= MAX_ACCOUNTS_REMEMBERED {
@@ -181,7 +209,7 @@ impl PushNotifications {
     /// a notification that carries no message (nothing new arrived), unless a session is live by then.
     fn wake_before_expiry(&self, account: &str) {
         let state = self.lock();
-        if state.without_registrations.contains(account) {
+        if state.has_no_registration(account) {
             return;
         }
         let nothing = Trigger::Message {
@@ -519,6 +547,9 @@ impl PushTriggers for PushNotifications {
         let mut state = self.lock();
         state.enables += 1;
         state.without_registrations.remove(account);
+        if let Some(accounts) = state.with_registrations.as_mut() {
+            accounts.insert(account.to_string());
+        }
     }
 }
 

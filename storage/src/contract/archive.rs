@@ -569,8 +569,18 @@ pub async fn archive_prefs(storage: &Storage) {
         always: vec![],
         never: vec![],
     };
+    assert!(
+        !archive
+            .owners_with_prefs()
+            .await
+            .expect("owners")
+            .contains(&owner.to_string())
+    );
     archive.set_prefs(owner, &empty).await.expect("set");
     assert_eq!(archive.prefs(owner).await.expect("prefs"), Some(empty));
+    let owners = archive.owners_with_prefs().await.expect("owners");
+    assert!(owners.contains(&owner.to_string()), "{owners:?}");
+    assert!(!owners.contains(&"frank@archive.example".to_string()));
 
     let prefs = ArchivePrefs {
         default: ArchiveDefault::Always,

@@ -53,6 +53,12 @@ pub async fn push_registrations(storage: &Storage) {
     push.upsert(&registration(bob, "push.a.example", "n1", "<bob/>"), 3)
         .await
         .expect("upsert bob");
+    let accounts = push.accounts_with_registrations().await.expect("accounts");
+    assert!(
+        accounts.contains(&alice.to_string()) && accounts.contains(&bob.to_string()),
+        "{accounts:?}"
+    );
+    assert!(!accounts.contains(&"carol@push.example".to_string()));
     // Sorted by service, then node, in byte order; other accounts apart.
     assert_eq!(
         listed(storage, alice).await,

@@ -374,6 +374,13 @@ macro_rules! archive_sql {
                     assemble_prefs(rows)
                 }
 
+                async fn owners_with_prefs(&self) -> StorageResult<Vec<String>> {
+                    sqlx::query_scalar("SELECT owner FROM archive_prefs ORDER BY owner")
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(db_error)
+                }
+
                 async fn set_prefs(&self, owner: &str, prefs: &ArchivePrefs) -> StorageResult<()> {
                     let mut tx = self.writer.begin_with($write).await.map_err(db_error)?;
                     sqlx::query(

@@ -62,6 +62,13 @@ macro_rules! push_registrations_sql {
                     rows.into_iter().map(PushRegistration::try_from).collect()
                 }
 
+                async fn accounts_with_registrations(&self) -> StorageResult<Vec<String>> {
+                    sqlx::query_scalar("SELECT DISTINCT owner FROM push_registrations ORDER BY owner")
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(db_error)
+                }
+
                 async fn upsert(
                     &self,
                     registration: &PushRegistration,
