@@ -89,6 +89,9 @@ struct Managed {
     /// While hibernating (section 5): when the session ends unless resumed. Boxed here so that the wait
     /// of an idle session does not hold a timer.
     resume_deadline: Option<Pin<Box<Sleep>>>,
+    /// How long a hibernation waits for a resumption: `[c2s] resume_timeout_seconds`, or the client's
+    /// shorter `max` (section 3).
+    resume_timeout: std::time::Duration,
     /// While hibernating: when it began, for the longer wait once a push went out.
     hibernated_at: Option<Instant>,
     /// While hibernating and kept for push: the end of the longer wait, and whether the devices were
@@ -173,8 +176,7 @@ impl Session {
             self.unwritten.extend(held.drain());
         }
         if let Some(managed) = self.managed.as_mut() {
-            let timeout = router.context.config.resume_timeout;
-            managed.resume_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+            managed.resume_deadline = Some(Box::pin(tokio::time::sleep(managed.resume_timeout)));
             managed.hibernated_at = Some(Instant::now());
             managed.kept_for_push = None;
         }
@@ -415,7 +417,7 @@ impl Session {
             return unsupported();
         };
         let reply = match (nonza, self.managed.as_mut()) {
-            (SmNonza::Enable { resume }, None) => self.enable(router, resume),
+            (SmNonza::Enable { resume, max }, None) => self.enable(router, resume, max),
             // Section 3: enabling twice is an unexpected request.
             (SmNonza::Enable { .. }, Some(_)) => sm::failed("unexpected-request", None),
             (SmNonza::Request, Some(managed)) => sm::answer(managed.state.inbound()),
@@ -478,9 +480,16 @@ impl Session {
 
     /// Enables stream management (XEP-0198 section 3), resumable when asked and allowed: returns
     /// `<enabled/>`.
-    fn enable(&mut self, router: &Arc<Router>, resume: bool) -> Element {
+    fn enable(&mut self, router: &Arc<Router>, resume: bool, max: Option<u32>) -> Element {
         let config = &router.context.config;
-        let timeout = config.resume_timeout;
+        // Section 3: the client's `max` is its preference; the server keeps the session no longer than
+        // that, nor than its own limit, and says which in `<enabled max=…/>`.
+        let timeout = match max {
+            Some(seconds) if seconds > 0 => config
+                .resume_timeout
+                .min(std::time::Duration::from_secs(u64::from(seconds))),
+            _ => config.resume_timeout,
+        };
         let resume_id = (resume && !timeout.is_zero()).then(sm::new_resume_id);
         if let Some(id) = &resume_id {
             router
@@ -491,6 +500,7 @@ impl Session {
         self.managed = Some(Box::new(Managed {
             state: StreamManagement::new(resume_id),
             resume_deadline: None,
+            resume_timeout: timeout,
             hibernated_at: None,
             kept_for_push: None,
             unacked_limit: config.session_queue_bytes,

@@ -16,8 +16,9 @@ use crate::xmpp::{Element, WireStanza, ns, set_attribute};
 /// A nonza in the stream management namespace, as the client sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SmNonza {
-    /// `<enable/>` (section 3), asking for resumption when `resume='true'` or `'1'`.
-    Enable { resume: bool },
+    /// `<enable/>` (section 3), asking for resumption when `resume='true'` or `'1'`, and with `max`
+    /// the longest time in seconds the client wants the session kept for it.
+    Enable { resume: bool, max: Option<u32> },
     /// `<r/>`: the client asks how many of its stanzas we handled (section 4).
     Request,
     /// `<a h=.../>`: how many of ours the client handled (section 4).
@@ -38,6 +39,8 @@ impl SmNonza {
         Some(match element.name() {
             "enable" => SmNonza::Enable {
                 resume: matches!(element.attr("resume"), Some("true" | "1")),
+                // A `max` that is not a number of seconds is ignored, as if absent.
+                max: element.attr("max").and_then(|max| max.parse().ok()),
             },
             "r" => SmNonza::Request,
             "a" => h().map_or(SmNonza::Malformed, |h| SmNonza::Ack { h }),
@@ -265,11 +268,31 @@ mod tests {
         let parse = |xml: &str| SmNonza::parse(&xml.parse::<Element>().expect("xml"));
         assert_eq!(
             parse("<enable xmlns='urn:xmpp:sm:3' resume='true'/>"),
-            Some(SmNonza::Enable { resume: true })
+            Some(SmNonza::Enable {
+                resume: true,
+                max: None
+            })
         );
         assert_eq!(
             parse("<enable xmlns='urn:xmpp:sm:3'/>"),
-            Some(SmNonza::Enable { resume: false })
+            Some(SmNonza::Enable {
+                resume: false,
+                max: None
+            })
+        );
+        assert_eq!(
+            parse("<enable xmlns='urn:xmpp:sm:3' resume='1' max='60'/>"),
+            Some(SmNonza::Enable {
+                resume: true,
+                max: Some(60)
+            })
+        );
+        assert_eq!(
+            parse("<enable xmlns='urn:xmpp:sm:3' resume='1' max='soon'/>"),
+            Some(SmNonza::Enable {
+                resume: true,
+                max: None
+            })
         );
         assert_eq!(parse("<r xmlns='urn:xmpp:sm:3'/>"), Some(SmNonza::Request));
         assert_eq!(

@@ -801,3 +801,30 @@ async fn a_session_kept_for_push_outlives_the_resume_timeout_and_warns_before_it
         "ended at the end"
     );
 }
+
+/// XEP-0198 section 3: a client's shorter `max` is how long its hibernated session waits, and
+/// `<enabled/>` says so.
+#[tokio::test]
+async fn a_client_s_shorter_max_is_the_resume_timeout() {
+    let router = router(10_000).await;
+    tokio::time::pause();
+    let (stream, client) = fake_stream(false);
+    let (mut session, _handle) = bind(&router, stream);
+    send_nonza(
+        &client,
+        "<enable xmlns='urn:xmpp:sm:3' resume='true' max='60'/>",
+    );
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    let enabled = session.managed.as_ref().expect("enabled");
+    assert_eq!(enabled.resume_timeout, Duration::from_secs(60));
+    client.sends.send(Err(StreamError::Closed)).expect("send");
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    tokio::time::advance(Duration::from_secs(59)).await;
+    assert_eq!(settle_managed(&mut session, &router).await, None);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(
+        settle_managed(&mut session, &router).await,
+        Some(Ending::Gone),
+        "not resumed within the client's max"
+    );
+}
