@@ -213,6 +213,14 @@ impl TestClient {
         self.stream().reset();
     }
 
+    /// Enables XEP-0198 stream management with resumption (section 5) and returns the resumption id.
+    pub async fn enable_resumption(&mut self) -> String {
+        self.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+            .await;
+        let enabled = self.expect("<enabled/>", |e| e.is("enabled", ns::SM)).await;
+        enabled.attr("id").expect("a resumption id").to_string()
+    }
+
     /// Resource binding (RFC 6120 section 7). `None` asks the server to generate the resource.
     pub async fn bind(&mut self, resource: Option<&str>) -> String {
         let payload = match resource {

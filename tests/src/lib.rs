@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod client;
+pub mod component;
 pub mod faulty_storage;
 pub mod process;
 pub mod scram;
@@ -31,6 +32,17 @@ pub const DOMAIN: &str = "localhost";
 
 /// The password [`TestServer::add_user`] gives every account.
 pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Waits until `condition` holds, checking every 20 ms for at most [`TIMEOUT`]: for server state that
+/// changes after an event the client cannot observe (a session noticed as hibernated, an answer
+/// handled), never as a stand-in for awaiting something the client does see.
+pub async fn eventually(what: &str, condition: impl AsyncFn() -> bool) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// Runs `async fn scenario(backend: Backend)` as two tests, `scenario::sqlite` and `scenario::postgres`;
 /// the PostgreSQL one passes with a note when `HERALD_TEST_POSTGRES_URL` is not set.

@@ -294,6 +294,23 @@ impl TestServer {
         client
     }
 
+    /// A new connection logged in as `user` that resumes the hibernated session `previd` of `resource`
+    /// (XEP-0198 section 5), having handled `h` of its stanzas; returns once `<resumed/>` arrived.
+    pub async fn resume(&self, user: &str, resource: &str, previd: &str, h: u32) -> TestClient {
+        let mut client = TestClient::connect_starttls(self).await;
+        client.auth_plain(user, PASSWORD).await.unwrap();
+        client.jid = format!("{user}@{DOMAIN}/{resource}");
+        client
+            .send(&format!(
+                "<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='{h}'/>"
+            ))
+            .await;
+        client
+            .expect("<resumed/>", |e| e.is("resumed", herald::xmpp::ns::SM))
+            .await;
+        client
+    }
+
     /// Like [`Self::login`], then requests the roster (so it gets roster pushes) and sends initial presence.
     pub async fn online(&self, user: &str, resource: &str) -> TestClient {
         let mut client = self.login(user, resource).await;

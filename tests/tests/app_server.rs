@@ -401,40 +401,20 @@ async fn a_message_to_a_hibernated_phone_wakes_it_once_and_arrives_once(backend:
             ),
         )
         .await;
-    alice
-        .send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
-        .await;
-    let enabled = alice
-        .expect("<enabled/>", |e| e.is("enabled", ns::SM))
-        .await;
-    let previd = enabled.attr("id").unwrap().to_string();
+    let previd = alice.enable_resumption().await;
     drop(alice);
     let push = server.push_notifications().clone();
-    let deadline = tokio::time::Instant::now() + herald_tests::TIMEOUT;
-    while !push.is_hibernating("alice@localhost", "phone") {
-        assert!(tokio::time::Instant::now() < deadline, "never hibernated");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    herald_tests::eventually("the session hibernates", async || {
+        push.is_hibernating("alice@localhost", "phone")
+    })
+    .await;
 
     bob.chat("alice@localhost", "meet at noon").await;
     let wake = fcm.next_send().await;
     assert!(wake.contains("fcm-token-phone"), "to the phone: {wake}");
     assert!(!wake.contains("meet at noon"), "content-free: {wake}");
 
-    let mut alice = TestClient::connect_starttls(&server).await;
-    alice
-        .auth_plain("alice", herald_tests::PASSWORD)
-        .await
-        .unwrap();
-    alice.jid = "alice@localhost/phone".into();
-    alice
-        .send(&format!(
-            "<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='0'/>"
-        ))
-        .await;
-    alice
-        .expect("<resumed/>", |e| e.is("resumed", ns::SM))
-        .await;
+    let mut alice = server.resume("alice", "phone", &previd, 0).await;
     alice
         .expect("the message", |e| {
             e.name() == "message" && xml::body(e).as_deref() == Some("meet at noon")

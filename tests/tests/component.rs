@@ -2,11 +2,10 @@
 //! stream id and the shared secret), stanzas in both directions through the router, and refusals.
 #![allow(clippy::unwrap_used)]
 
-use herald::xmpp::stream::{Frame, StreamHeader, XmlStream};
-use herald::xmpp::{Limits, ns};
+use herald::xmpp::ns;
+use herald_tests::component::ComponentClient;
 use herald_tests::xml::{self, is_error};
 use herald_tests::{DOMAIN, Element, TIMEOUT, TestServer};
-use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
 
 const COMPONENT: &str = "bot.localhost";
@@ -23,75 +22,11 @@ async fn server_with_component() -> TestServer {
         .await
 }
 
-/// A component connection as a gateway would open it.
-struct Component {
-    stream: XmlStream<TcpStream>,
-    stream_id: String,
-}
-
-impl Component {
-    /// Connects and exchanges stream headers for `domain`.
-    async fn open(server: &TestServer, domain: &str) -> Component {
-        let socket = TcpStream::connect(server.component_address())
-            .await
-            .unwrap();
-        let mut stream = XmlStream::new(socket, Limits::default());
-        stream
-            .send_raw(&format!(
-                "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='{domain}'>"
-            ))
-            .await
-            .unwrap();
-        let header: StreamHeader = tokio::time::timeout(TIMEOUT, stream.read_header())
-            .await
-            .expect("component stream header in time")
-            .unwrap();
-        assert_eq!(header.default_ns, ns::COMPONENT_ACCEPT);
-        Component {
-            stream,
-            stream_id: header.id.expect("a stream id"),
-        }
-    }
-
-    async fn handshake(&mut self, secret: &str) {
-        let digest = Sha1::digest(format!("{}{secret}", self.stream_id).as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        self.stream
-            .send_raw(&format!("<handshake>{hex}</handshake>"))
-            .await
-            .unwrap();
-    }
-
-    async fn next(&mut self) -> Frame {
-        tokio::time::timeout(TIMEOUT, self.stream.next())
-            .await
-            .expect("something from the server in time")
-            .unwrap()
-    }
-
-    async fn expect_element(&mut self) -> Element {
-        match self.next().await {
-            Frame::Element(e) => e,
-            Frame::End => panic!("component stream ended"),
-        }
-    }
-
-    async fn expect_stream_error(&mut self, condition: &str) {
-        let error = self.expect_element().await;
-        assert!(error.is("error", ns::STREAMS), "{}", xml::show(&error));
-        assert_eq!(
-            xml::stream_error_condition(&error).as_deref(),
-            Some(condition)
-        );
-        assert_eq!(self.next().await, Frame::End);
-    }
-}
-
 #[tokio::test]
 async fn component_handshake_then_messages_both_ways() {
     let server = server_with_component().await;
     server.add_user("alice").await;
-    let mut component = Component::open(&server, COMPONENT).await;
+    let mut component = ComponentClient::open(&server, COMPONENT).await;
     component.handshake(SECRET).await;
     let ack = component.expect_element().await;
     assert!(
@@ -144,7 +79,7 @@ async fn component_handshake_then_messages_both_ways() {
 async fn wrong_component_secret_is_not_authorized() {
     let server = server_with_component().await;
     server.add_user("alice").await;
-    let mut impostor = Component::open(&server, COMPONENT).await;
+    let mut impostor = ComponentClient::open(&server, COMPONENT).await;
     impostor.handshake("a guess").await;
     impostor.expect_stream_error("not-authorized").await;
     // Nothing was attached: the domain is still unreachable, and the right secret still works.
@@ -158,7 +93,7 @@ async fn wrong_component_secret_is_not_authorized() {
         "{}",
         xml::show(&error)
     );
-    let mut component = Component::open(&server, COMPONENT).await;
+    let mut component = ComponentClient::open(&server, COMPONENT).await;
     component.handshake(SECRET).await;
     assert!(
         component
@@ -174,7 +109,7 @@ async fn a_bulky_handshake_is_refused_under_the_pre_authentication_limits() {
     // anonymous as any client, so the small pre-authentication limits apply: a handshake element with
     // 200 children is a policy violation, not a tree held in memory and checked.
     let server = server_with_component().await;
-    let mut bulky = Component::open(&server, COMPONENT).await;
+    let mut bulky = ComponentClient::open(&server, COMPONENT).await;
     bulky
         .stream
         .send_raw(&format!("<handshake>{}</handshake>", "<a/>".repeat(200)))
@@ -182,7 +117,7 @@ async fn a_bulky_handshake_is_refused_under_the_pre_authentication_limits() {
         .unwrap();
     bulky.expect_stream_error("policy-violation").await;
     // After the handshake the full limits apply: a 200-child stanza is read and answered.
-    let mut component = Component::open(&server, COMPONENT).await;
+    let mut component = ComponentClient::open(&server, COMPONENT).await;
     component.handshake(SECRET).await;
     assert!(
         component
@@ -217,7 +152,7 @@ async fn unauthenticated_component_connections_are_capped_per_address() {
         .start()
         .await;
     // A component whose handshake succeeded no longer holds a slot.
-    let mut attached = Component::open(&server, COMPONENT).await;
+    let mut attached = ComponentClient::open(&server, COMPONENT).await;
     attached.handshake(SECRET).await;
     assert!(
         attached
@@ -225,16 +160,16 @@ async fn unauthenticated_component_connections_are_capped_per_address() {
             .await
             .is("handshake", ns::COMPONENT_ACCEPT)
     );
-    let _first = Component::open(&server, COMPONENT).await;
-    let _second = Component::open(&server, COMPONENT).await;
-    let mut third = Component::open(&server, COMPONENT).await;
+    let _first = ComponentClient::open(&server, COMPONENT).await;
+    let _second = ComponentClient::open(&server, COMPONENT).await;
+    let mut third = ComponentClient::open(&server, COMPONENT).await;
     third.expect_stream_error("policy-violation").await;
 }
 
 #[tokio::test]
 async fn unknown_component_domain_is_host_unknown() {
     let server = server_with_component().await;
-    let mut stranger = Component::open(&server, "other.localhost").await;
+    let mut stranger = ComponentClient::open(&server, "other.localhost").await;
     stranger.expect_stream_error("host-unknown").await;
 }
 
@@ -249,7 +184,7 @@ async fn component_that_never_completes_the_handshake_is_timed_out() {
         )
         .start()
         .await;
-    let mut slow = Component::open(&server, COMPONENT).await;
+    let mut slow = ComponentClient::open(&server, COMPONENT).await;
     slow.expect_stream_error("connection-timeout").await;
     // A connection that sends nothing at all is closed too.
     let mut silent = TcpStream::connect(server.component_address())
@@ -271,7 +206,7 @@ async fn component_cannot_send_from_another_domain() {
     let server = server_with_component().await;
     server.add_user("alice").await;
     let mut alice = server.online("alice", "r").await;
-    let mut component = Component::open(&server, COMPONENT).await;
+    let mut component = ComponentClient::open(&server, COMPONENT).await;
     component.handshake(SECRET).await;
     assert!(
         component
@@ -306,7 +241,7 @@ async fn component_that_stops_reading_is_detached_after_the_write_deadline() {
         .start()
         .await;
     server.add_user("alice").await;
-    let mut component = Component::open(&server, COMPONENT).await;
+    let mut component = ComponentClient::open(&server, COMPONENT).await;
     component.handshake(SECRET).await;
     assert!(
         component
@@ -352,7 +287,7 @@ async fn component_that_stops_reading_is_detached_after_the_write_deadline() {
     }
     drop(component);
     // Detached, not left behind: the component can attach again.
-    let mut again = Component::open(&server, COMPONENT).await;
+    let mut again = ComponentClient::open(&server, COMPONENT).await;
     again.handshake(SECRET).await;
     assert!(
         again
@@ -368,11 +303,11 @@ async fn component_that_stops_reading_is_detached_after_the_write_deadline() {
 async fn repeated_wrong_handshakes_are_throttled() {
     let server = server_with_component().await;
     for _ in 0..20 {
-        let mut guesser = Component::open(&server, COMPONENT).await;
+        let mut guesser = ComponentClient::open(&server, COMPONENT).await;
         guesser.handshake("wrong secret").await;
         guesser.expect_stream_error("not-authorized").await;
     }
-    let mut late = Component::open(&server, COMPONENT).await;
+    let mut late = ComponentClient::open(&server, COMPONENT).await;
     late.handshake(SECRET).await;
     late.expect_stream_error("policy-violation").await;
 }

@@ -6,14 +6,10 @@
 //! `token` + `endpoint` publish-options go over HTTP to a local stand-in.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
-
-use herald::xmpp::stream::{Frame, StreamHeader, XmlStream};
-use herald::xmpp::{Limits, ns};
+use herald::xmpp::ns;
+use herald_tests::component::ComponentClient;
 use herald_tests::xml::{self, has_body};
-use herald_tests::{Backend, Element, TIMEOUT, TestClient, TestServer, on_every_backend};
-use sha1::{Digest, Sha1};
-use tokio::net::TcpStream;
+use herald_tests::{Backend, Element, TIMEOUT, TestServer, eventually, on_every_backend};
 
 const SERVICE: &str = "push.localhost";
 const SECRET: &str = "component secret of the app server";
@@ -36,46 +32,18 @@ async fn server(backend: Backend, extra: &str) -> TestServer {
 
 /// The fake app server: a component connection.
 struct AppServer {
-    stream: XmlStream<TcpStream>,
+    component: ComponentClient,
 }
 
 impl AppServer {
     async fn attach(server: &TestServer) -> AppServer {
-        let socket = TcpStream::connect(server.component_address())
-            .await
-            .unwrap();
-        let mut stream = XmlStream::new(socket, Limits::default());
-        stream
-            .send_raw(&format!(
-                "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='{SERVICE}'>"
-            ))
-            .await
-            .unwrap();
-        let header: StreamHeader = tokio::time::timeout(TIMEOUT, stream.read_header())
-            .await
-            .unwrap()
-            .unwrap();
-        let digest = Sha1::digest(format!("{}{SECRET}", header.id.unwrap()).as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        stream
-            .send_raw(&format!("<handshake>{hex}</handshake>"))
-            .await
-            .unwrap();
-        let mut app = AppServer { stream };
-        let ack = app.next().await;
-        assert!(
-            ack.is("handshake", ns::COMPONENT_ACCEPT),
-            "{}",
-            xml::show(&ack)
-        );
-        app
+        AppServer {
+            component: ComponentClient::attach(server, SERVICE, SECRET).await,
+        }
     }
 
     async fn next(&mut self) -> Element {
-        match tokio::time::timeout(TIMEOUT, self.stream.next()).await {
-            Ok(Ok(Frame::Element(element))) => element,
-            other => panic!("app server: nothing in time: {other:?}"),
-        }
+        self.component.expect_element().await
     }
 
     /// The next publish, read into its parts.
@@ -98,7 +66,7 @@ impl AppServer {
                 )
             }
         };
-        self.stream.send_raw(&xml).await.unwrap();
+        self.component.send(&xml).await;
     }
 }
 
@@ -158,15 +126,6 @@ fn enable(node: &str, secret: &str) -> String {
          <field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>\
          <field var='secret'><value>{secret}</value></field></x></enable>"
     )
-}
-
-/// Waits until `condition` holds (it reads server state that changes after an answer was handled).
-async fn eventually(what: &str, condition: impl AsyncFn() -> bool) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !condition().await {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn registrations(server: &TestServer) -> Vec<(String, u32)> {
@@ -248,13 +207,7 @@ async fn publishes_when_offline_or_hibernated_and_not_after_disable(backend: Bac
     alice
         .expect("the offline message", |e| has_body(e, "offline one"))
         .await;
-    alice
-        .send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
-        .await;
-    let enabled = alice
-        .expect("<enabled/>", |e| e.is("enabled", ns::SM))
-        .await;
-    let previd = enabled.attr("id").unwrap().to_string();
+    let previd = alice.enable_resumption().await;
     drop(alice);
     let push = server.push_notifications().clone();
     eventually("the session hibernates", async || {
@@ -268,20 +221,7 @@ async fn publishes_when_offline_or_hibernated_and_not_after_disable(backend: Bac
     }
 
     // Resumed: gets the message; disables node-1; leaves.
-    let mut alice = TestClient::connect_starttls(&server).await;
-    alice
-        .auth_plain("alice", herald_tests::PASSWORD)
-        .await
-        .unwrap();
-    alice.jid = format!("{ALICE}/phone");
-    alice
-        .send(&format!(
-            "<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='0'/>"
-        ))
-        .await;
-    alice
-        .expect("<resumed/>", |e| e.is("resumed", ns::SM))
-        .await;
+    let mut alice = server.resume("alice", "phone", &previd, 0).await;
     alice
         .expect("the message", |e| has_body(e, "while hibernated"))
         .await;
