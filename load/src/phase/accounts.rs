@@ -33,10 +33,6 @@ pub async fn run(
         ..PhaseReport::default()
     };
     report.set_elapsed(out.elapsed);
-    if !out.first_errors.is_empty() {
-        report
-            .note
-            .push_str(&format!(" (first errors: {})", out.first_errors.join("; ")));
-    }
+    report.note_first_errors(&out.first_errors);
     report
 }

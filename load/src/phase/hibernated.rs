@@ -63,18 +63,11 @@ pub async fn run(
         ..PhaseReport::default()
     };
     report.set_elapsed(out.elapsed);
-    if let (Some(before), Some(loaded), true) = (memory_before, memory_loaded, hibernated > 0) {
-        report.kib_per_session =
-            Some((loaded.rss_kib as f64 - before.rss_kib as f64) / hibernated as f64);
-    }
+    report.set_memory_per_session(hibernated);
     report.note = format!(
         "{hibernated} sessions hibernated (resumable, connection dropped) after holding {}s",
         hold.as_secs()
     );
-    if !out.first_errors.is_empty() {
-        report
-            .note
-            .push_str(&format!(" (first errors: {})", out.first_errors.join("; ")));
-    }
+    report.note_first_errors(&out.first_errors);
     report
 }

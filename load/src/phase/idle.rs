@@ -62,18 +62,11 @@ pub async fn run(
         ..PhaseReport::default()
     };
     report.set_elapsed(out.elapsed);
-    if !out.first_errors.is_empty() {
-        report
-            .note
-            .push_str(&format!(" (first errors: {})", out.first_errors.join("; ")));
-    }
+    report.note_first_errors(&out.first_errors);
     for _ in still_alive..established {
         report.errors.add("dropped-while-idle");
     }
-    if let (Some(before), Some(loaded), true) = (memory_before, memory_loaded, still_alive > 0) {
-        report.kib_per_session =
-            Some((loaded.rss_kib as f64 - before.rss_kib as f64) / still_alive as f64);
-    }
+    report.set_memory_per_session(still_alive);
     report.note.insert_str(
         0,
         &format!(

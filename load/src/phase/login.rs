@@ -55,10 +55,6 @@ pub async fn run(
             "did not verify"
         }
     ));
-    if !out.first_errors.is_empty() {
-        report
-            .note
-            .push_str(&format!(" (first errors: {})", out.first_errors.join("; ")));
-    }
+    report.note_first_errors(&out.first_errors);
     report
 }

@@ -156,6 +156,25 @@ impl PhaseReport {
         }
     }
 
+    /// Appends the first errors of a batch to the note, if there were any.
+    pub fn note_first_errors(&mut self, first_errors: &[String]) {
+        if !first_errors.is_empty() {
+            self.note
+                .push_str(&format!(" (first errors: {})", first_errors.join("; ")));
+        }
+    }
+
+    /// Sets `kib_per_session` from the memory samples, for `sessions` sessions held (none without both
+    /// samples or without a session).
+    pub fn set_memory_per_session(&mut self, sessions: usize) {
+        if let (Some(before), Some(loaded), true) =
+            (self.memory_before, self.memory_loaded, sessions > 0)
+        {
+            self.kib_per_session =
+                Some((loaded.rss_kib as f64 - before.rss_kib as f64) / sessions as f64);
+        }
+    }
+
     /// Fills `seconds` and `rate_per_s` from an elapsed duration.
     pub fn set_elapsed(&mut self, elapsed: Duration) {
         self.seconds = elapsed.as_secs_f64();
