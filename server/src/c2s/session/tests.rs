@@ -349,6 +349,17 @@ fn send_nonza(client: &FakeClient, xml: &str) {
         .expect("session listening");
 }
 
+/// The client's connection fails without a closing tag (as a phone's does when it sleeps); the
+/// session handles that and does not end (a resumable one hibernates).
+async fn lose_connection(session: &mut Session, client: &FakeClient, router: &Arc<Router>) {
+    client.sends.send(Err(StreamError::Closed)).expect("send");
+    assert_eq!(
+        settle_managed(session, router).await,
+        None,
+        "hibernated, not ended"
+    );
+}
+
 /// The ids of the stanzas waiting for an acknowledgement.
 fn unacked(session: &Session) -> Vec<String> {
     let managed = session.managed.as_ref().expect("stream management enabled");
@@ -427,15 +438,7 @@ async fn a_lost_connection_hibernates_and_resuming_writes_what_was_not_acknowled
     assert_eq!(settle_managed(&mut session, &router).await, None);
     assert_eq!(first_client.written(), ["enabled", "m1", "m2", "r"]);
 
-    first_client
-        .sends
-        .send(Err(StreamError::Closed))
-        .expect("send");
-    assert_eq!(
-        settle_managed(&mut session, &router).await,
-        None,
-        "hibernated, not ended"
-    );
+    lose_connection(&mut session, &first_client, &router).await;
     assert!(!session.is_attached());
     assert_eq!(
         router.sessions.resources("alice@localhost").len(),
@@ -478,11 +481,7 @@ async fn a_resumption_acknowledging_more_than_was_sent_fails_and_ends_the_sessio
     assert_eq!(settle_managed(&mut session, &router).await, None);
     queue(&handle, &["m1"]);
     assert_eq!(settle_managed(&mut session, &router).await, None);
-    first_client
-        .sends
-        .send(Err(StreamError::Closed))
-        .expect("send");
-    assert_eq!(settle_managed(&mut session, &router).await, None);
+    lose_connection(&mut session, &first_client, &router).await;
 
     let (second, second_client) = fake_stream(false);
     assert!(
@@ -539,8 +538,7 @@ async fn a_session_not_resumed_in_time_ends_and_stores_what_it_held() {
     assert!(router.sessions.resumable(&id).is_some());
     queue(&handle, &["m1"]);
     assert_eq!(settle_managed(&mut session, &router).await, None);
-    client.sends.send(Err(StreamError::Closed)).expect("send");
-    assert_eq!(settle_managed(&mut session, &router).await, None);
+    lose_connection(&mut session, &client, &router).await;
     queue(&handle, &["m2"]);
 
     let end = tokio::time::timeout(Duration::from_secs(5), async {
@@ -654,15 +652,7 @@ async fn what_is_held_when_the_connection_drops_is_written_on_resumption() {
     queue_xml(&handle, &bobs_presence("p1"));
     queue_xml(&handle, &receipt("d1"));
     assert_eq!(settle_managed(&mut session, &router).await, None);
-    first_client
-        .sends
-        .send(Err(StreamError::Closed))
-        .expect("send");
-    assert_eq!(
-        settle_managed(&mut session, &router).await,
-        None,
-        "hibernated"
-    );
+    lose_connection(&mut session, &first_client, &router).await;
     queue_xml(&handle, &receipt("d2"));
 
     let (second, second_client) = fake_stream(false);
@@ -771,8 +761,7 @@ async fn a_session_kept_for_push_outlives_the_resume_timeout_and_warns_before_it
     let (mut session, handle) = bind(&router, stream);
     send_nonza(&client, "<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
     assert_eq!(settle_managed(&mut session, &router).await, None);
-    client.sends.send(Err(StreamError::Closed)).expect("send");
-    assert_eq!(settle_managed(&mut session, &router).await, None);
+    lose_connection(&mut session, &client, &router).await;
     assert!(!session.is_attached(), "hibernated");
 
     assert!(handle.send(SessionCommand::KeepForPush));
@@ -817,8 +806,7 @@ async fn a_client_s_shorter_max_is_the_resume_timeout() {
     assert_eq!(settle_managed(&mut session, &router).await, None);
     let enabled = session.managed.as_ref().expect("enabled");
     assert_eq!(enabled.resume_timeout, Duration::from_secs(60));
-    client.sends.send(Err(StreamError::Closed)).expect("send");
-    assert_eq!(settle_managed(&mut session, &router).await, None);
+    lose_connection(&mut session, &client, &router).await;
     tokio::time::advance(Duration::from_secs(59)).await;
     assert_eq!(settle_managed(&mut session, &router).await, None);
     tokio::time::advance(Duration::from_secs(2)).await;
