@@ -12,9 +12,9 @@ import asyncio
 import secrets
 import xml.etree.ElementTree as ET
 
-from ..client import open_session
 from ..pushservice import PushService
 from ..scenario import PUSH_COMPONENT, Context, Scenario, expect
+from .stream_management import open_resumable
 
 WAIT = 15.0
 # Asserting that no publish comes needs a bounded wait: the server publishes off the delivery path, so no
@@ -50,23 +50,10 @@ async def enable_hibernate_disable(ctx: Context) -> str:
 
 
 async def _scenario(ctx: Context, service: PushService) -> str:
-    loop = asyncio.get_running_loop()
-    enabled: asyncio.Future = loop.create_future()
-    resumed: asyncio.Future = loop.create_future()
-
-    def with_stream_management(session) -> None:
-        ctx.sessions.append(session)
-        session.xmpp.register_plugin("xep_0198")
-        session.xmpp.add_event_handler("sm_enabled", lambda e: enabled.done() or enabled.set_result(e))
-        session.xmpp.add_event_handler("session_resumed", lambda e: resumed.done() or resumed.set_result(e))
-
     alice_jid = ctx.jid("alice")
-    alice = await open_session(ctx.endpoint, alice_jid, ctx.password, on_created=with_stream_management)
+    resumable = await open_resumable(ctx, "alice")
+    alice = resumable.session
     bob = await ctx.login("bob")
-    try:
-        await asyncio.wait_for(enabled, WAIT)
-    except TimeoutError:
-        expect(False, "stream management was not enabled")
 
     domain, node, secret = service.setup.domain, f"node-{secrets.token_hex(4)}", secrets.token_hex(8)
     await _push_iq(
@@ -94,10 +81,7 @@ async def _scenario(ctx: Context, service: PushService) -> str:
     expect(publish.publish_options.get("secret") == secret, f"publish-options not replayed: {publish}")
 
     alice.xmpp.connect(ctx.endpoint.host, ctx.endpoint.c2s_port)
-    try:
-        await asyncio.wait_for(resumed, WAIT)
-    except TimeoutError:
-        expect(False, "the stream was not resumed")
+    await resumable.wait_resumed()
     await alice.messages.wait_for(_body(hibernated), WAIT, "the message sent while hibernated")
     await _push_iq(alice, f"<disable xmlns='urn:xmpp:push:0' jid='{domain}' node='{node}'/>", "disable")
     await alice.close()

@@ -18,7 +18,25 @@ def _body(text: str):
     return lambda m: m["body"] == text and m.xml.get("type") != "error"
 
 
-async def resume_after_connection_loss(ctx: Context) -> str:
+class Resumable:
+    """A slixmpp session with its xep_0198 plugin: `enabled` is its `<enabled/>`, and `wait_resumed` waits for
+    slixmpp to resume it after its connection was dropped."""
+
+    def __init__(self, session, enabled, resumed: asyncio.Future) -> None:
+        self.session = session
+        self.enabled = enabled
+        self._resumed = resumed
+
+    async def wait_resumed(self) -> None:
+        try:
+            await asyncio.wait_for(self._resumed, WAIT)
+        except TimeoutError:
+            expect(False, "the stream was not resumed")
+
+
+async def open_resumable(ctx: Context, user: str) -> Resumable:
+    """Logs `user` in with stream management (slixmpp enables it with resumption after binding) and waits for
+    `<enabled/>`."""
     loop = asyncio.get_running_loop()
     enabled: asyncio.Future = loop.create_future()
     resumed: asyncio.Future = loop.create_future()
@@ -29,12 +47,19 @@ async def resume_after_connection_loss(ctx: Context) -> str:
         session.xmpp.add_event_handler("sm_enabled", lambda e: enabled.done() or enabled.set_result(e))
         session.xmpp.add_event_handler("session_resumed", lambda e: resumed.done() or resumed.set_result(e))
 
-    alice = await open_session(ctx.endpoint, ctx.jid("alice"), ctx.password, on_created=with_stream_management)
-    bob = await ctx.login("bob")
+    session = await open_session(ctx.endpoint, ctx.jid(user), ctx.password, on_created=with_stream_management)
     try:
         stanza = await asyncio.wait_for(enabled, WAIT)
     except TimeoutError:
         expect(False, "stream management was not enabled")
+    return Resumable(session, stanza, resumed)
+
+
+async def resume_after_connection_loss(ctx: Context) -> str:
+    resumable = await open_resumable(ctx, "alice")
+    alice = resumable.session
+    bob = await ctx.login("bob")
+    stanza = resumable.enabled
     expect(stanza["resume"] in (True, "true", "1"), f"resumption not offered: {stanza}")
 
     before = f"before {secrets.token_hex(4)}"
@@ -48,10 +73,7 @@ async def resume_after_connection_loss(ctx: Context) -> str:
     await bob.sync()
 
     alice.xmpp.connect(ctx.endpoint.host, ctx.endpoint.c2s_port)
-    try:
-        await asyncio.wait_for(resumed, WAIT)
-    except TimeoutError:
-        expect(False, "the stream was not resumed")
+    await resumable.wait_resumed()
     await alice.messages.wait_for(_body(meanwhile), WAIT, "the message sent while disconnected")
     await alice.ping_server(ctx.domain)
     count = len(alice.messages.matching(_body(meanwhile)))
