@@ -1,5 +1,7 @@
 //! The server's wake-ups: when a message for a local user is stored offline, every active device of
-//! theirs gets a push with no sender and no text (XEP-0357 "Publishing Notifications"; content-free like Conversations' and Monal's app servers expect). Wake-ups are grouped
+//! theirs gets a push with no sender and no text (XEP-0357 "Publishing Notifications"; content-free like
+//! Conversations' and Monal's app servers expect), except devices registered as XEP-0357 nodes, which
+//! their publishes wake. Wake-ups are grouped
 //! ([`crate::batch`]): one device query and one outbox transaction, with the audit lines, for all
 //! wake-ups that arrive while the previous batch is being written.
 
@@ -55,7 +57,12 @@ async fn enqueue_wakes(relay: &Relay, accounts: &[String]) -> Result<Vec<usize>,
         .list_for_accounts(&distinct)
         .await?;
     let mut by_account: HashMap<&str, Vec<&Device>> = HashMap::new();
-    for device in devices.iter().filter(|d| d.active) {
+    // A device registered as a XEP-0357 node is woken by the publishes of the server its user enabled
+    // it with (section 7), this one included; waking it here too would wake it twice per message.
+    for device in devices
+        .iter()
+        .filter(|d| d.active && d.name != crate::push_node::NODE_DEVICE_NAME)
+    {
         by_account
             .entry(device.account_id.as_str())
             .or_default()

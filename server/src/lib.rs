@@ -73,6 +73,11 @@ impl Running {
     }
 }
 
+/// How long after start the users with messages waiting and push enabled are woken
+/// (`PushNotifications::wake_accounts_with_waiting_messages`): time for external components, such as a
+/// XEP-0357 app server, to connect again after a restart.
+pub const WAKE_AT_START_DELAY: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Binds every listener and starts serving; returns once listening. Ports may be 0 (tests read the bound
 /// addresses from [`Running`]). With `[relay] enabled` the push relay is hosted too (API listener, outbox
 /// workers) and wakes devices when messages are stored offline; otherwise `push`, if given, does.
@@ -156,6 +161,24 @@ pub async fn start(
     {
         tracing::warn!(%error, "archive preferences will be read per owner");
     }
+    // Messages stored for hibernated sessions may have been acknowledged just before a crash, with
+    // their push not yet out: wake those users once components had a moment to connect again.
+    tasks.spawn({
+        let router = router.clone();
+        let push_notifications = push_notifications.clone();
+        let mut shutdown = shutdown.clone();
+        async move {
+            tokio::select! {
+                () = shutdown.wait() => {}
+                () = async {
+                    tokio::time::sleep(WAKE_AT_START_DELAY).await;
+                    push_notifications
+                        .wake_accounts_with_waiting_messages(&router)
+                        .await;
+                } => {}
+            }
+        }
+    });
     // At shutdown the archive rows still queued behind delivery are committed before `wait` returns.
     tasks.spawn({
         let context = router.context.clone();

@@ -63,6 +63,15 @@ impl TestClient {
         TestClient::over(Box::new(socket), &server.certificate())
     }
 
+    /// A TCP connection to the c2s port at `address`, trusting `certificate`, with nothing sent yet (for
+    /// a server that is not a [`TestServer`], such as a `herald` process).
+    pub async fn tcp_to(address: std::net::SocketAddr, certificate: &Path) -> TestClient {
+        let socket = within("TCP connect", TcpStream::connect(address))
+            .await
+            .unwrap();
+        TestClient::over(Box::new(socket), certificate)
+    }
+
     /// A TCP connection to the c2s port from the local address `source` (such as 127.0.0.2, so a test can
     /// stand for several peers), with nothing sent yet.
     pub async fn tcp_from(server: &TestServer, source: IpAddr) -> TestClient {

@@ -9,9 +9,12 @@
 // Tests may unwrap (working rules): a failure here is a test failure, reported with the panic message.
 #![allow(clippy::unwrap_used)]
 
+pub mod app_server;
 pub mod client;
 pub mod component;
 pub mod faulty_storage;
+pub mod fcm;
+pub mod herald_process;
 pub mod process;
 pub mod scram;
 pub mod server;

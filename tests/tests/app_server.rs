@@ -5,143 +5,31 @@
 //! and unregistered nodes are refused with the errors publishing servers act on.
 #![allow(clippy::unwrap_used)]
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::Uri;
+use herald_tests::app_server::{
+    PUSH_SERVICE as SERVICE, command, enable, form, register, relay_toml,
+};
 use herald_tests::client::TestClient;
+use herald_tests::fcm::StandInFcm;
 use herald_tests::server::Backend;
 use herald_tests::{TestServer, xml};
-use serde_json::json;
-use tokio::sync::mpsc;
 use xmpp_parsers::minidom::Element;
 
-const SERVICE: &str = "push.localhost";
-const FCM_KEY: &str = include_str!("../../relay/tests/fixtures/fcm-test-key.pem");
-const COMMANDS: &str = "http://jabber.org/protocol/commands";
 const DATA: &str = "jabber:x:data";
-
-/// A stand-in for FCM and its OAuth token endpoint: `/token` grants a token, every other request
-/// is a send, recorded with its body and answered with success.
-struct StandInFcm {
-    url: String,
-    sends: mpsc::UnboundedReceiver<String>,
-}
-
-async fn stand_in(
-    State(sends): State<mpsc::UnboundedSender<String>>,
-    uri: Uri,
-    body: Bytes,
-) -> axum::Json<serde_json::Value> {
-    if uri.path() == "/token" {
-        return axum::Json(
-            json!({"access_token": "at", "expires_in": 3600, "token_type": "Bearer"}),
-        );
-    }
-    let _ = sends.send(String::from_utf8_lossy(&body).into_owned());
-    axum::Json(json!({"name": "projects/test-project/messages/1"}))
-}
-
-impl StandInFcm {
-    async fn start() -> StandInFcm {
-        let (tx, sends) = mpsc::unbounded_channel();
-        let app = axum::Router::new().fallback(stand_in).with_state(tx);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        StandInFcm { url, sends }
-    }
-
-    /// The body of the next push sent to FCM.
-    async fn next_send(&mut self) -> String {
-        tokio::time::timeout(herald_tests::TIMEOUT, self.sends.recv())
-            .await
-            .expect("a push reached the stand-in FCM in time")
-            .unwrap()
-    }
-}
+const COMMANDS: &str = "http://jabber.org/protocol/commands";
 
 /// A server on `backend` hosting the relay with FCM pointed at `fcm`, its push service on
 /// `push.localhost`, and the accounts alice and bob.
 async fn server(backend: Backend, fcm: &StandInFcm) -> TestServer {
-    let service_account = json!({
-        "type": "service_account",
-        "project_id": "test-project",
-        "client_email": "relay@test-project.iam.gserviceaccount.com",
-        "private_key": FCM_KEY,
-        "token_uri": format!("{}/token", fcm.url),
-    });
     let server = TestServer::builder()
         .backend(backend)
-        .file("service-account.json", &service_account.to_string())
-        .toml(&format!(
-            "[relay]\nenabled = true\nlisten = \"127.0.0.1:0\"\npubsub_jid = \"{SERVICE}\"\n\
-             collapse_window_ms = 0\nallow_plain_http = true\n\
-             [relay.fcm]\nservice_account_file = \"{{dir}}/service-account.json\"\nbase_url = \"{}\"\n",
-            fcm.url
-        ))
+        .file("service-account.json", &fcm.service_account())
+        .toml(&relay_toml(fcm))
         .start()
         .await;
     for user in ["alice", "bob"] {
         server.add_user(user).await;
     }
     server
-}
-
-fn form(fields: &[(&str, &str)]) -> String {
-    let mut x = format!("<x xmlns='{DATA}' type='submit'>");
-    for (var, value) in fields {
-        x.push_str(&format!(
-            "<field var='{var}'><value>{value}</value></field>"
-        ));
-    }
-    x.push_str("</x>");
-    x
-}
-
-/// Runs an ad-hoc command on the push service with `fields` and returns the response.
-async fn command(client: &mut TestClient, node: &str, fields: &[(&str, &str)]) -> Element {
-    let payload = format!(
-        "<command xmlns='{COMMANDS}' node='{node}' action='execute'>{}</command>",
-        form(fields)
-    );
-    client.iq("set", Some(SERVICE), &payload).await
-}
-
-/// The value of `var` in the command's result form.
-fn value(response: &Element, var: &str) -> String {
-    let command = response
-        .get_child("command", COMMANDS)
-        .unwrap_or_else(|| panic!("a command in {}", xml::show(response)));
-    assert_eq!(command.attr("status"), Some("completed"));
-    command
-        .get_child("x", DATA)
-        .and_then(|x| {
-            x.children()
-                .find(|f| f.attr("var") == Some(var))
-                .and_then(|f| f.get_child("value", DATA))
-        })
-        .map(Element::text)
-        .unwrap_or_else(|| panic!("{var} in {}", xml::show(response)))
-}
-
-/// Registers an FCM device; returns (node, secret).
-async fn register(client: &mut TestClient, token: &str, android_id: &str) -> (String, String) {
-    let response = command(
-        client,
-        "register-push-fcm",
-        &[("token", token), ("android-id", android_id)],
-    )
-    .await;
-    assert_eq!(
-        response.attr("type"),
-        Some("result"),
-        "{}",
-        xml::show(&response)
-    );
-    assert_eq!(value(&response, "jid"), SERVICE);
-    (value(&response, "node"), value(&response, "secret"))
 }
 
 /// Publishes to `node` as XEP-0357 section 7 shows, with `secret` as publish-option.
@@ -385,22 +273,7 @@ async fn a_message_to_a_hibernated_phone_wakes_it_once_and_arrives_once(backend:
     let mut bob = server.online("bob", "pc").await;
     let mut alice = server.online("alice", "phone").await;
     let (node, secret) = register(&mut alice, "fcm-token-phone", "phone-1").await;
-    alice
-        .iq_result(
-            "set",
-            None,
-            &format!(
-                "<enable xmlns='urn:xmpp:push:0' jid='{SERVICE}' node='{node}'>{}</enable>",
-                form(&[
-                    (
-                        "FORM_TYPE",
-                        "http://jabber.org/protocol/pubsub#publish-options"
-                    ),
-                    ("secret", &secret),
-                ])
-            ),
-        )
-        .await;
+    enable(&mut alice, &node, &secret).await;
     let previd = alice.enable_resumption().await;
     drop(alice);
     let push = server.push_notifications().clone();

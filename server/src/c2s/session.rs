@@ -180,6 +180,12 @@ impl Session {
             managed.hibernated_at = Some(Instant::now());
             managed.kept_for_push = None;
         }
+        router.sessions.set_detached(
+            &self.client.bare,
+            self.client.jid.resource().as_str(),
+            self.handle.id,
+            true,
+        );
         router
             .emit(DeliveryEvent::SessionHibernated {
                 jid: &self.client.jid,
@@ -514,6 +520,17 @@ impl Session {
     /// it fail, is dropped. Presence is not broadcast again: the session never went unavailable.
     async fn resume(&mut self, router: &Arc<Router>, resumption: Resumption) -> Option<Ending> {
         drop(self.attach(resumption.stream));
+        {
+            // Under the user's offline gate: a message routed while this session was detached is either
+            // stored before this (and fetched below) or finds the session attached and is queued to it.
+            let _gate = router.offline_gates.lock(&self.client.bare).await;
+            router.sessions.set_detached(
+                &self.client.bare,
+                self.client.jid.resource().as_str(),
+                self.handle.id,
+                false,
+            );
+        }
         let (Some(managed), Some(stream)) = (self.managed.as_mut(), self.stream.as_mut()) else {
             // Not reached: only a session that enabled resumption is found by its id.
             return Some(Ending::Error(StreamErrorCondition::UndefinedCondition));
@@ -547,6 +564,14 @@ impl Session {
                 jid: &self.client.jid,
             })
             .await;
+        // Messages that arrived while it was detached were stored (`Router::store_for_detached`): they
+        // follow, through the mailbox, after what queued meanwhile.
+        if self.client.is_available {
+            let failed = crate::features::offline::deliver(router, &self.client)
+                .await
+                .is_err();
+            self.client.has_undelivered_offline = failed;
+        }
         tracing::debug!(jid = %self.client.jid, "session resumed");
         None
     }

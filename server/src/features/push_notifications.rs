@@ -166,6 +166,38 @@ impl PushNotifications {
         Ok(())
     }
 
+    /// At start: wakes every account with a registration that has messages waiting in offline
+    /// storage. A message stored for a hibernated session ([`Router`]'s `store_for_detached`) may
+    /// have been acknowledged to its sender just before the server stopped, with its push not yet
+    /// out; the user must still hear of it (XEP-0357 section 7). Content-free, like the wake before a
+    /// hibernation ends; the count is the number waiting. Reads one count per such account, one at a
+    /// time, so a large install pays it in the background, not in its start.
+    pub async fn wake_accounts_with_waiting_messages(&self, router: &Arc<Router>) {
+        let accounts: Vec<String> = match &self.lock().with_registrations {
+            Some(accounts) => accounts.iter().cloned().collect(),
+            None => return,
+        };
+        for account in accounts {
+            let waiting = match router.context.storage.offline.count(&account).await {
+                Ok(waiting) => waiting,
+                Err(error) => {
+                    tracing::warn!(%error, "counting offline messages at start failed");
+                    continue;
+                }
+            };
+            if waiting == 0 {
+                continue;
+            }
+            let state = self.lock();
+            let nothing = Trigger::Message {
+                sender: String::new(),
+                body: String::new(),
+            };
+            let count = u32::try_from(waiting).unwrap_or(u32::MAX);
+            self.enqueue(state, &account, nothing, false, count);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

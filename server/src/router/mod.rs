@@ -44,7 +44,9 @@ use routes::{InProcessService, Route, RouteTable};
 use rules::{Addressee, Decision};
 
 use crate::context::ServerContext;
-use crate::xmpp::{BareJid, DefinedCondition, Element, Envelope, Jid, StanzaKind, WireStanza, ns};
+use crate::xmpp::{
+    BareJid, DefinedCondition, Element, Envelope, Jid, MessageKind, StanzaKind, WireStanza, ns,
+};
 use herald_storage::StorageError;
 
 /// What happened to a routed stanza.
@@ -227,6 +229,16 @@ impl Router {
     ) -> Delivery {
         match decision {
             Decision::DeliverTo(mut indices) => {
+                // The kinds offline storage is for (RFC 6121 section 8.5.2.1.1; XEP-0160).
+                if matches!(
+                    envelope.kind,
+                    StanzaKind::Message(MessageKind::Normal | MessageKind::Chat)
+                ) && let Some(delivery) = self
+                    .store_for_detached(bare, bare_str, &envelope, online, &indices)
+                    .await
+                {
+                    return delivery;
+                }
                 // Serialised once for every resource it goes to. XEP-0280 section 9: `<private/>` is for
                 // the sender's and the recipient's servers, not for the recipient's client.
                 let stanza =
@@ -274,6 +286,53 @@ impl Router {
             }
             Decision::Bounce(condition) => self.bounce(&envelope, condition),
             Decision::Ignore => Delivery::Dropped,
+        }
+    }
+
+    /// A message for resources that are all detached (hibernating, XEP-0198 section 5) is stored
+    /// offline rather than held in their sessions' memory: committed before the sender's stanza counts
+    /// as handled, so a crash loses nothing the server acknowledged (section 5 leaves what survives
+    /// to the server). The session that resumes takes it from storage (`features::offline::deliver`);
+    /// if none does, the next login does. Storing is told like any offline store, so push wakes the
+    /// user (XEP-0357). `None`: deliver as usual (a resource is attached, or the store did not keep it:
+    /// a chat state, a full quota; the sessions' queues still take those).
+    async fn store_for_detached(
+        self: &Arc<Self>,
+        bare: &BareJid,
+        bare_str: &str,
+        envelope: &Envelope,
+        online: &[(String, SessionHandle, rules::ResourceView)],
+        indices: &[usize],
+    ) -> Option<Delivery> {
+        let chosen = || {
+            indices
+                .iter()
+                .filter_map(|&index| online.get(index))
+                .map(|(resource, _, _)| resource.as_str())
+        };
+        if !self.sessions.are_all_detached(bare_str, chosen()) {
+            return None;
+        }
+        let gate = self.offline_gates.lock(bare_str).await;
+        // Again under the gate, which a resumption holds to mark its resource attached before it
+        // fetches what was stored.
+        if !self.sessions.are_all_detached(bare_str, chosen()) {
+            return None;
+        }
+        match self.local.store_offline(self, bare, envelope).await {
+            Ok(Stored::Kept) => {
+                drop(gate);
+                let reactions = self
+                    .emit(DeliveryEvent::StoredOffline {
+                        user: bare,
+                        envelope,
+                    })
+                    .await;
+                Some(Delivery::StoredOffline {
+                    waking: reactions.is_waking,
+                })
+            }
+            Ok(Stored::NotKept) | Err(_) => None,
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::mailbox::{Mailbox, MailboxSender, mailbox};
 use super::rules::ResourceView;
@@ -123,6 +123,10 @@ pub struct OnlineResource {
     /// Enabled message carbons (XEP-0280 section 4). Kept here, where the router looks up the user's
     /// resources, rather than in the session: it fits in the padding after `is_interested`.
     pub has_carbons: bool,
+    /// Hibernating under XEP-0198 section 5: bound, but its connection is gone. Messages for a user
+    /// whose chosen resources are all detached are stored rather than held in memory (see
+    /// `Router::store_for_detached`), so a crash loses none the server acknowledged.
+    pub is_detached: bool,
 }
 
 /// Every online resource, by bare JID.
@@ -138,6 +142,9 @@ pub struct Registry {
     /// Sessions that enabled resumption (XEP-0198 section 5), by resumption id: at most one entry per
     /// bound session, removed when it ends.
     resumable: RwLock<HashMap<String, Resumable>>,
+    /// Bound resources that are detached (`OnlineResource::is_detached`), so the message path skips
+    /// the check while none is.
+    detached: AtomicUsize,
 }
 
 impl Default for Registry {
@@ -155,6 +162,7 @@ impl Registry {
             next_session_id: AtomicU64::default(),
             is_shut_down: AtomicBool::default(),
             resumable: RwLock::default(),
+            detached: AtomicUsize::default(),
         }
     }
 
@@ -183,9 +191,16 @@ impl Registry {
             presence: None,
             is_interested: false,
             has_carbons: false,
+            is_detached: false,
         };
         match resources.iter_mut().find(|r| r.resource == resource) {
-            Some(existing) => Some(std::mem::replace(existing, entry).handle),
+            Some(existing) => {
+                let replaced = std::mem::replace(existing, entry);
+                if replaced.is_detached {
+                    self.detached.fetch_sub(1, Ordering::Relaxed);
+                }
+                Some(replaced.handle)
+            }
             None => {
                 // Most accounts have one resource online: grow one slot at a time, not by four.
                 resources.reserve_exact(1);
@@ -216,7 +231,50 @@ impl Registry {
         if resources.is_empty() {
             accounts.remove(bare);
         }
+        if removed.is_detached {
+            self.detached.fetch_sub(1, Ordering::Relaxed);
+        }
         Some(removed)
+    }
+
+    /// Marks session `session_id`'s resource as detached (hibernating, XEP-0198 section 5) or attached
+    /// again. Nothing happens if another session holds the resource by now.
+    pub fn set_detached(&self, bare: &str, resource: &str, session_id: u64, detached: bool) {
+        let mut accounts = self.write();
+        if let Some(entry) = accounts.get_mut(bare).and_then(|rs| {
+            rs.iter_mut()
+                .find(|r| r.resource == resource && r.handle.id == session_id)
+        }) && entry.is_detached != detached
+        {
+            entry.is_detached = detached;
+            if detached {
+                self.detached.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.detached.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether every one of `resources` of `bare` is bound and detached (and there is at least one).
+    /// Cheap while no session on the server is detached.
+    pub fn are_all_detached<'a>(
+        &self,
+        bare: &str,
+        mut resources: impl Iterator<Item = &'a str>,
+    ) -> bool {
+        if self.detached.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let accounts = self.read();
+        let Some(bound) = accounts.get(bare) else {
+            return false;
+        };
+        let mut any = false;
+        let all = resources.all(|name| {
+            any = true;
+            bound.iter().any(|r| r.resource == name && r.is_detached)
+        });
+        any && all
     }
 
     /// Makes session `handle` of `bare` resumable under `id` (XEP-0198 section 5).
@@ -369,6 +427,32 @@ mod tests {
         assert_eq!(registry.resources("a@b").len(), 1);
         assert!(registry.unbind("a@b", "phone", second.id).is_some());
         assert!(!registry.is_online("a@b"));
+    }
+
+    #[test]
+    fn only_resources_that_are_all_detached_count_as_detached() {
+        let registry = Registry::default();
+        let (phone, _rx1) = registry.new_session();
+        let (laptop, _rx2) = registry.new_session();
+        registry.bind("a@b", "phone", phone.clone());
+        registry.bind("a@b", "laptop", laptop.clone());
+        assert!(!registry.are_all_detached("a@b", ["phone"].into_iter()));
+        registry.set_detached("a@b", "phone", phone.id, true);
+        assert!(registry.are_all_detached("a@b", ["phone"].into_iter()));
+        assert!(!registry.are_all_detached("a@b", ["phone", "laptop"].into_iter()));
+        assert!(
+            !registry.are_all_detached("a@b", std::iter::empty()),
+            "none chosen"
+        );
+        // Another session's id does not attach it; its own does.
+        registry.set_detached("a@b", "phone", laptop.id, false);
+        assert!(registry.are_all_detached("a@b", ["phone"].into_iter()));
+        registry.set_detached("a@b", "phone", phone.id, false);
+        assert!(!registry.are_all_detached("a@b", ["phone"].into_iter()));
+        // Unbinding a detached resource forgets it, so the cheap path returns.
+        registry.set_detached("a@b", "phone", phone.id, true);
+        registry.unbind("a@b", "phone", phone.id);
+        assert_eq!(registry.detached.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]
