@@ -245,6 +245,36 @@ async fn publishes_when_offline_or_hibernated_and_not_after_disable(backend: Bac
     }
 }
 
+/// A connection can die unnoticed: a message written to it and never acknowledged (XEP-0198) is
+/// pushed once the loss is noticed and the session hibernates, and written again on resumption.
+async fn a_message_written_to_a_dying_connection_is_pushed_at_hibernation(backend: Backend) {
+    let server = server(backend, "").await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut app = AppServer::attach(&server).await;
+    let mut bob = server.online("bob", "pc").await;
+    let mut alice = server.online("alice", "phone").await;
+    alice.iq_result("set", None, &enable("node-1", "one")).await;
+    let previd = alice.enable_resumption().await;
+
+    // Written to alice's connection while it was live, so nothing is published then...
+    bob.chat(ALICE, "never acknowledged").await;
+    alice
+        .expect("the message", |e| has_body(e, "never acknowledged"))
+        .await;
+    // ...and her phone never acknowledges it: the connection is gone.
+    drop(alice);
+    let publish = app.publish().await;
+    assert_eq!(publish.node, "node-1");
+    assert_eq!(publish.body.as_deref(), Some("never acknowledged"));
+    app.answer(&publish, "result").await;
+
+    let mut alice = server.resume("alice", "phone", &previd, 0).await;
+    alice
+        .expect("the message again", |e| has_body(e, "never acknowledged"))
+        .await;
+}
+
 /// `wait` is retried and then succeeds; `item-not-found` removes the registration at once; other
 /// errors remove it after three in a row.
 async fn answers_decide_what_becomes_of_a_registration(backend: Backend) {
@@ -300,6 +330,7 @@ async fn answers_decide_what_becomes_of_a_registration(backend: Backend) {
 }
 
 on_every_backend!(
+    a_message_written_to_a_dying_connection_is_pushed_at_hibernation,
     publishes_when_offline_or_hibernated_and_not_after_disable,
     answers_decide_what_becomes_of_a_registration,
 );

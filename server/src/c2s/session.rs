@@ -186,9 +186,15 @@ impl Session {
             self.handle.id,
             true,
         );
+        let unacknowledged = match self.managed.as_mut() {
+            Some(managed) => managed.state.unacked_slice(),
+            None => &[],
+        };
         router
             .emit(DeliveryEvent::SessionHibernated {
                 jid: &self.client.jid,
+                unacknowledged,
+                unwritten: &self.unwritten,
             })
             .await;
         tracing::debug!(jid = %self.client.jid, "session hibernated");

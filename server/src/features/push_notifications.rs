@@ -560,8 +560,23 @@ impl PushTriggers for PushNotifications {
                     self.note(user, &element, trigger, true);
                 }
             }
-            DeliveryEvent::SessionHibernated { jid } => {
-                self.session_hibernated(&jid.to_bare().to_string(), jid.resource().as_str());
+            DeliveryEvent::SessionHibernated {
+                jid,
+                unacknowledged,
+                unwritten,
+            } => {
+                let account = jid.to_bare().to_string();
+                self.session_hibernated(&account, jid.resource().as_str());
+                // What went to the connection before its loss was noticed, or waited to be written,
+                // is queued for the hibernated session like what arrives from now on (XEP-0357 with
+                // XEP-0198; Prosody pushes for its smacks queue at hibernation too).
+                for stanza in unacknowledged.iter().chain(unwritten) {
+                    if let Some(element) = stanza.unpack()
+                        && let Some(trigger) = warrants_push(&element)
+                    {
+                        self.note(&account, &element, trigger, true);
+                    }
+                }
             }
             DeliveryEvent::SessionResumed { jid } | DeliveryEvent::SessionEnded { jid } => {
                 self.session_live_or_gone(&jid.to_bare().to_string(), jid.resource().as_str());

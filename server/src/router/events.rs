@@ -56,8 +56,15 @@ pub enum DeliveryEvent<'a> {
     },
     /// A resource was bound (RFC 6120 section 7).
     SessionBound { jid: &'a FullJid },
-    /// The session lost its transport and waits to be resumed (XEP-0198 section 5).
-    SessionHibernated { jid: &'a FullJid },
+    /// The session lost its transport and waits to be resumed (XEP-0198 section 5). It still holds
+    /// what it wrote and the client never acknowledged (a connection can die unnoticed for a while,
+    /// and what was written meanwhile is lost with it) and what it had not yet written: both are
+    /// written again on resumption, and push treats them as queued for the hibernated session.
+    SessionHibernated {
+        jid: &'a FullJid,
+        unacknowledged: &'a [WireStanza],
+        unwritten: &'a [WireStanza],
+    },
     /// A hibernated session got a transport again (XEP-0198 section 5).
     SessionResumed { jid: &'a FullJid },
     /// A hibernated session kept for push ([`super::SessionCommand::KeepForPush`]) ends soon unless
@@ -334,7 +341,7 @@ impl EventLog {
             DeliveryEvent::SessionBound { jid } => Recorded::Bound {
                 jid: jid.to_string(),
             },
-            DeliveryEvent::SessionHibernated { jid } => Recorded::Hibernated {
+            DeliveryEvent::SessionHibernated { jid, .. } => Recorded::Hibernated {
                 jid: jid.to_string(),
             },
             DeliveryEvent::SessionResumed { jid } => Recorded::Resumed {
