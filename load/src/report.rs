@@ -217,17 +217,29 @@ const METRICS: &[Metric] = &[
     Metric {
         label: "pep: publish-to-notification p50 (ms)",
         better: Better::Lower,
-        value: |r| available(r, "pep").and_then(|p| p.latency).map(|l| l.p50_ms),
+        value: |r| {
+            available(r, "pep")
+                .and_then(|p| p.latency)
+                .map(|l| l.p50_ms)
+        },
     },
     Metric {
         label: "pep: publish-to-notification p99 (ms)",
         better: Better::Lower,
-        value: |r| available(r, "pep").and_then(|p| p.latency).map(|l| l.p99_ms),
+        value: |r| {
+            available(r, "pep")
+                .and_then(|p| p.latency)
+                .map(|l| l.p99_ms)
+        },
     },
     Metric {
         label: "pep: publish-to-notification max (ms)",
         better: Better::Lower,
-        value: |r| available(r, "pep").and_then(|p| p.latency).map(|l| l.max_ms),
+        value: |r| {
+            available(r, "pep")
+                .and_then(|p| p.latency)
+                .map(|l| l.max_ms)
+        },
     },
     Metric {
         label: "pep: publishes /s sustained",
@@ -482,17 +494,29 @@ mod tests {
         };
         let t = comparison_table(&[pep("herald-sqlite", true, 1.0), pep("prosody", true, 200.0)]);
         assert!(
-            t.contains("| pep caps burst: disco#info queries for one new hash ↓ | 1 | 200 | 0.0050× |"),
+            t.contains(
+                "| pep caps burst: disco#info queries for one new hash ↓ | 1 | 200 | 0.0050× |"
+            ),
             "{t}"
         );
         assert!(
-            t.contains("| pep caps burst: all online, presence exchanged (ms) ↓ | 1250 | 1250 | 1.00× |"),
+            t.contains(
+                "| pep caps burst: all online, presence exchanged (ms) ↓ | 1250 | 1250 | 1.00× |"
+            ),
             "{t}"
         );
-        assert!(t.contains("| pep: publishes /s sustained ↑ | 49.5 | 49.5 | 1.00× |"), "{t}");
-        let t = comparison_table(&[pep("herald-sqlite", false, 0.0), pep("prosody", true, 200.0)]);
         assert!(
-            t.contains("| pep caps burst: disco#info queries for one new hash ↓ | n/a | 200 | n/a |"),
+            t.contains("| pep: publishes /s sustained ↑ | 49.5 | 49.5 | 1.00× |"),
+            "{t}"
+        );
+        let t = comparison_table(&[
+            pep("herald-sqlite", false, 0.0),
+            pep("prosody", true, 200.0),
+        ]);
+        assert!(
+            t.contains(
+                "| pep caps burst: disco#info queries for one new hash ↓ | n/a | 200 | n/a |"
+            ),
             "{t}"
         );
     }

@@ -48,7 +48,10 @@ pub fn verification_string(identities: &[Identity], features: &[String]) -> Stri
     let mut s = String::new();
     for id in ids {
         // Step 3: category/type/lang/name<
-        s.push_str(&format!("{}/{}/{}/{}<", id.category, id.kind, id.lang, id.name));
+        s.push_str(&format!(
+            "{}/{}/{}/{}<",
+            id.category, id.kind, id.lang, id.name
+        ));
     }
     // Steps 4 and 5: features sorted (byte order, i;octet), each followed by '<'.
     let mut feats: Vec<&String> = features.iter().collect();
@@ -139,7 +142,11 @@ mod tests {
     fn simple_generation_example_of_xep_0115_section_5_2() {
         // Features given out of order: the algorithm sorts them.
         assert_eq!(exodus().ver(), "QgayPKawpkPSDYmwT/WM94uAlu0=");
-        assert!(exodus().element().contains("ver='QgayPKawpkPSDYmwT/WM94uAlu0='"));
+        assert!(
+            exodus()
+                .element()
+                .contains("ver='QgayPKawpkPSDYmwT/WM94uAlu0='")
+        );
         assert_eq!(
             exodus().query_node(),
             "http://code.google.com/p/exodus#QgayPKawpkPSDYmwT/WM94uAlu0="

@@ -166,14 +166,19 @@ fn notified_items(message: &Element) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// The `subscription` of `jid` in a roster result or push (RFC 6121 section 2.1.2.5), `none` when
-/// it is not there.
-fn roster_subscription<'a>(iq: &'a Element, jid: &str) -> Option<&'a str> {
+/// The `subscription` of `jid` in a roster result or push (`none` when absent) and whether it has
+/// `ask='subscribe'` (RFC 6121 section 2.1.2); `None` when `jid` is not in it.
+fn roster_item<'a>(iq: &'a Element, jid: &str) -> Option<(&'a str, bool)> {
     iq.child_ns("query", NS_ROSTER)?
         .children
         .iter()
         .find(|item| item.local_name() == "item" && item.attr("jid") == Some(jid))
-        .map(|item| item.attr("subscription").unwrap_or("none"))
+        .map(|item| {
+            (
+                item.attr("subscription").unwrap_or("none"),
+                item.attr("ask") == Some("subscribe"),
+            )
+        })
 }
 
 /// What the session tasks see.
@@ -225,7 +230,14 @@ fn serve(
 ) -> Online {
     let (reader, writer) = session.into_split();
     let writer: SharedWriter = Arc::new(Mutex::new(Some(writer)));
-    let task = tokio::spawn(read_loop(who, reader, writer.clone(), caps, events, shutdown));
+    let task = tokio::spawn(read_loop(
+        who,
+        reader,
+        writer.clone(),
+        caps,
+        events,
+        shutdown,
+    ));
     Online { who, writer, task }
 }
 
@@ -353,7 +365,9 @@ fn answer_iq(
                 )),
             }
         }
-        Some("get") if e.child("ping").is_some() => Some(format!("<iq type='result' id='{id}'{to}/>")),
+        Some("get") if e.child("ping").is_some() => {
+            Some(format!("<iq type='result' id='{id}'{to}/>"))
+        }
         Some("set") if e.child_ns("query", NS_ROSTER).is_some() => {
             Some(format!("<iq type='result' id='{id}'{to}/>"))
         }
@@ -502,8 +516,68 @@ async fn prepare(
             ),
         ));
     }
-    let fail = |what: &str, e: ClientError| (e.kind().to_owned(), format!("{what}: {e}"));
     let publisher = bare_jid(target, 0);
+    let mut notes = Vec::new();
+    for round in 1..=SETUP_ROUNDS {
+        let outcome = subscription_round(target, plan, users, &publisher).await?;
+        match outcome {
+            Round::AllBoth if round == 1 => {
+                return Ok(format!(
+                    "{users} contacts already subscribed both ways from an earlier run"
+                ));
+            }
+            Round::AllBoth => break,
+            Round::Ran {
+                missing,
+                done,
+                first_errors,
+                seconds,
+            } => {
+                notes.push(format!(
+                    "set-up round {round}: {done} of {missing} contacts subscribed both ways in {seconds:.1}s{}",
+                    if first_errors.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", first_errors.join("; "))
+                    }
+                ));
+                if done == missing {
+                    break;
+                }
+                if round == SETUP_ROUNDS {
+                    return Err(("subscription".into(), notes.join("; ")));
+                }
+            }
+        }
+    }
+    Ok(notes.join("; "))
+}
+
+/// Subscription set-up rounds before giving up: a contact whose roster lost an update (seen on a
+/// server applying both sides' approvals at once) is retried from the state it is in.
+const SETUP_ROUNDS: usize = 3;
+
+enum Round {
+    /// Every contact was already subscribed both ways.
+    AllBoth,
+    /// `done` of the `missing` contacts are subscribed both ways now.
+    Ran {
+        missing: usize,
+        done: usize,
+        first_errors: Vec<String>,
+        seconds: f64,
+    },
+}
+
+/// One set-up round: the publisher reads its roster, asks every contact it does not yet follow,
+/// and approves requests while each contact not yet `both` runs [`befriend`].
+async fn subscription_round(
+    target: &Target,
+    plan: &PepPlan,
+    users: usize,
+    publisher: &str,
+) -> Result<Round, (String, String)> {
+    let fail = |what: &str, e: ClientError| (e.kind().to_owned(), format!("{what}: {e}"));
     let mut session = login(target, 0, "setup")
         .await
         .map_err(|e| fail("publisher login", e))?;
@@ -518,12 +592,13 @@ async fn prepare(
         .map_err(|e| fail("publisher presence", e))?;
     for n in 1..=users {
         let contact = bare_jid(target, n);
-        let sub = roster_subscription(&roster, &contact).unwrap_or("none");
+        let (sub, _) = roster_item(&roster, &contact).unwrap_or(("none", false));
         if sub != "both" {
             missing.push(n);
         }
         if sub != "both" && sub != "to" {
-            // The publisher asks first; the server delivers it when the contact comes online.
+            // The publisher asks; the server delivers it when the contact comes online
+            // (RFC 6121 section 3.1.3), and the contact approves it before asking back.
             session
                 .send(&format!(
                     "<presence type='subscribe' to='{}'/>",
@@ -535,11 +610,9 @@ async fn prepare(
     }
     if missing.is_empty() {
         let _ = session.close().await;
-        return Ok(format!(
-            "{users} contacts already subscribed both ways from an earlier run"
-        ));
+        return Ok(Round::AllBoth);
     }
-    // The publisher approves every request and asks back.
+    // The publisher approves every request.
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let (mut reader, mut writer) = session.into_split();
     let approver = tokio::spawn(async move {
@@ -551,9 +624,7 @@ async fn prepare(
             let Ok(e) = next else { break };
             if e.name == "presence" && e.attr("type") == Some("subscribe") {
                 let to = escape(bare(e.attr("from").unwrap_or_default()));
-                let xml = format!(
-                    "<presence type='subscribed' to='{to}'/><presence type='subscribe' to='{to}'/>"
-                );
+                let xml = format!("<presence type='subscribed' to='{to}'/>");
                 if writer.send(&xml).await.is_err() {
                     break;
                 }
@@ -569,7 +640,7 @@ async fn prepare(
         target.connector.timeout,
         |i| {
             let target = target.clone();
-            let publisher = publisher.clone();
+            let publisher = publisher.to_owned();
             let n = missing[i];
             async move { befriend(&target, n, &publisher).await }
         },
@@ -577,39 +648,41 @@ async fn prepare(
     .await;
     let _ = stop_tx.send(true);
     let _ = approver.await;
-    if done.values.len() < count {
-        return Err((
-            "subscription".into(),
-            format!(
-                "{} of {count} contacts subscribed both ways ({})",
-                done.values.len(),
-                done.first_errors.join("; ")
-            ),
-        ));
-    }
-    Ok(format!(
-        "{count} of {users} contacts subscribed both ways during set-up ({:.1}s)",
-        done.elapsed.as_secs_f64()
-    ))
+    Ok(Round::Ran {
+        missing: count,
+        done: done.values.len(),
+        first_errors: done.first_errors,
+        seconds: done.elapsed.as_secs_f64(),
+    })
 }
 
-/// Contact `n` asks for the publisher's presence and approves the publisher's request, until its
-/// roster says `both` (RFC 6121 sections 3.1.2 to 3.1.6).
+/// Contact `n` approves the publisher's request first, then asks for the publisher's presence
+/// once its roster shows the approval, until its roster says `both` (RFC 6121 sections 3.1.2 to
+/// 3.1.6). One step at a time, so the two approvals never touch the roster item at once. A roster
+/// push that loses an earlier step is a `protocol` error (the next round starts from there).
 async fn befriend(target: &Target, n: usize, publisher: &str) -> Result<(), ClientError> {
     let mut session = login(target, n, "setup").await?;
     let roster = session
         .iq("get", None, &format!("<query xmlns='{NS_ROSTER}'/>"))
         .await?;
-    let sub = roster_subscription(&roster, publisher).unwrap_or("none");
+    let mut sub = roster_item(&roster, publisher)
+        .map_or("none", |(s, _)| s)
+        .to_owned();
     if sub != "both" {
+        // Initial presence: pending requests are delivered now (RFC 6121 section 3.1.3).
         session.send("<presence/>").await?;
-        if sub != "to" {
+        let has_from = |s: &str| s == "from" || s == "both";
+        let has_to = |s: &str| s == "to" || s == "both";
+        let mut approved = false;
+        let mut asked = false;
+        if has_from(&sub) {
             session
                 .send(&format!(
                     "<presence type='subscribe' to='{}'/>",
                     escape(publisher)
                 ))
                 .await?;
+            asked = true;
         }
         loop {
             let e = session.recv().await?;
@@ -622,12 +695,35 @@ async fn befriend(target: &Target, n: usize, publisher: &str) -> Result<(), Clie
                             escape(publisher)
                         ))
                         .await?;
+                    approved = true;
                 }
                 ("iq", Some("set")) if e.child_ns("query", NS_ROSTER).is_some() => {
                     let id = escape(e.attr("id").unwrap_or_default());
-                    session.send(&format!("<iq type='result' id='{id}'/>")).await?;
-                    if roster_subscription(&e, publisher) == Some("both") {
+                    session
+                        .send(&format!("<iq type='result' id='{id}'/>"))
+                        .await?;
+                    let Some((now, ask)) = roster_item(&e, publisher) else {
+                        continue;
+                    };
+                    now.clone_into(&mut sub);
+                    if sub == "both" {
                         break;
+                    }
+                    if (approved && !has_from(&sub)) || (asked && !ask && !has_to(&sub)) {
+                        let _ = session.close().await;
+                        return Err(ClientError::Protocol(format!(
+                            "roster of contact {n} went to subscription '{sub}' after it \
+                             approved the publisher and asked back (a lost update)"
+                        )));
+                    }
+                    if has_from(&sub) && !asked {
+                        session
+                            .send(&format!(
+                                "<presence type='subscribe' to='{}'/>",
+                                escape(publisher)
+                            ))
+                            .await?;
+                        asked = true;
                     }
                 }
                 _ => {}
@@ -652,20 +748,26 @@ async fn bring_online(
     shutdown: &watch::Receiver<bool>,
     deadline: Duration,
 ) -> (Vec<Online>, ErrorCounts, Vec<String>) {
-    let out = run_batch(count, concurrency, deadline, target.connector.timeout, |i| {
-        let target = target.clone();
-        let caps = caps.clone();
-        let events = events.clone();
-        let shutdown = shutdown.clone();
-        async move {
-            let who = first + i;
-            let mut session = login(&target, who, resource).await?;
-            session
-                .send(&format!("<presence>{}</presence>", caps.element()))
-                .await?;
-            Ok(serve(who, session, caps, events, shutdown))
-        }
-    })
+    let out = run_batch(
+        count,
+        concurrency,
+        deadline,
+        target.connector.timeout,
+        |i| {
+            let target = target.clone();
+            let caps = caps.clone();
+            let events = events.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                let who = first + i;
+                let mut session = login(&target, who, resource).await?;
+                session
+                    .send(&format!("<presence>{}</presence>", caps.element()))
+                    .await?;
+                Ok(serve(who, session, caps, events, shutdown))
+            }
+        },
+    )
     .await;
     (out.values, out.errors, out.first_errors)
 }
@@ -727,6 +829,7 @@ async fn latency(target: &Target, plan: &PepPlan, report: &mut PhaseReport) {
     let mut warm_ids: HashSet<String> = HashSet::new();
     let mut warm_no = 0usize;
     let mut unavailable: Option<String> = None;
+    let mut warm_acked = false;
     'warm: while warmed.len() < online.len() && Instant::now() < warm_until {
         let id = format!("warm-{nonce}-{warm_no}");
         warm_ids.insert(id.clone());
@@ -754,11 +857,26 @@ async fn latency(target: &Target, plan: &PepPlan, report: &mut PhaseReport) {
                     unavailable = Some(condition);
                     break 'warm;
                 }
+                Event::IqReply {
+                    id, error: None, ..
+                } if id.starts_with("warm") => warm_acked = true,
                 Event::Disco { who, from } => disco.add(&from, &publisher_jid, &own(who)),
                 Event::Failed { kind, message } => tally.add(&kind, message),
                 _ => {}
             }
         }
+    }
+    if unavailable.is_none() && !warm_acked && warmed.is_empty() {
+        report.available = false;
+        report.errors.add("publish-unanswered");
+        report.note = format!(
+            "no answer and no notification for {warm_no} PEP publishes within {:?}: no XEP-0163 \
+             here? Nothing measured{}",
+            plan.wait, report.note
+        );
+        close_all(&shutdown_tx, sessions, target.connector.timeout).await;
+        tally.into_report(report);
+        return;
     }
     if let Some(condition) = unavailable {
         report.available = false;
@@ -810,7 +928,8 @@ async fn latency(target: &Target, plan: &PepPlan, report: &mut PhaseReport) {
     let expected_end = Instant::now() + period.mul_f64(plan.publishes as f64);
     let mut deadline = expected_end + plan.wait;
     loop {
-        let acks_done = publishing_done && acked.iter().zip(&refused).all(|(a, r)| a.is_some() || *r);
+        let acks_done =
+            publishing_done && acked.iter().zip(&refused).all(|(a, r)| a.is_some() || *r);
         let delivered = acked.iter().flatten().count() * online.len();
         if publishing_done && acks_done && received.len() >= delivered {
             break;
@@ -1061,7 +1180,11 @@ async fn burst(target: &Target, plan: &PepPlan, report: &mut PhaseReport) {
     }
     let (contacts, login_errors, login_first) = match logins.await {
         Ok(out) => out,
-        Err(_) => (Vec::new(), ErrorCounts::default(), vec!["login task panicked".into()]),
+        Err(_) => (
+            Vec::new(),
+            ErrorCounts::default(),
+            vec!["login task panicked".into()],
+        ),
     };
     report.errors.merge(&login_errors);
     report.note_first_errors(&login_first);
@@ -1073,7 +1196,9 @@ async fn burst(target: &Target, plan: &PepPlan, report: &mut PhaseReport) {
     let mut samples = Vec::with_capacity(count);
     for n in 1..=count {
         match (saw_publisher[n], seen_by_publisher[n]) {
-            (Some(a), Some(b)) => samples.push(a.max(b).saturating_duration_since(start).as_micros() as u64),
+            (Some(a), Some(b)) => {
+                samples.push(a.max(b).saturating_duration_since(start).as_micros() as u64)
+            }
             _ => report.errors.add("presence-not-exchanged"),
         }
     }
@@ -1088,7 +1213,10 @@ async fn burst(target: &Target, plan: &PepPlan, report: &mut PhaseReport) {
     figures.insert("contacts_online".into(), online as f64);
     figures.insert("disco_queries".into(), disco.total() as f64);
     figures.insert("disco_from_publisher".into(), disco.from_publisher as f64);
-    figures.insert("disco_from_own_account".into(), disco.from_own_account as f64);
+    figures.insert(
+        "disco_from_own_account".into(),
+        disco.from_own_account as f64,
+    );
     report.figures = figures;
     let login_note = std::mem::take(&mut report.note);
     report.note = format!(
@@ -1098,7 +1226,10 @@ async fn burst(target: &Target, plan: &PepPlan, report: &mut PhaseReport) {
          clients: {} (a caps cache needs 1 per new hash){}{login_note}",
         report.succeeded,
         match complete_at {
-            Some(at) => format!("after {:.0} ms", at.saturating_duration_since(start).as_secs_f64() * 1000.0),
+            Some(at) => format!(
+                "after {:.0} ms",
+                at.saturating_duration_since(start).as_secs_f64() * 1000.0
+            ),
             None => format!("NOT ALL within {:?}", plan.wait),
         },
         disco.describe(),
@@ -1140,22 +1271,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn roster_subscription_defaults_to_none() {
+    async fn roster_items_default_to_none_and_carry_ask() {
         let iq = parse(&format!(
             "<iq type='result'><query xmlns='{NS_ROSTER}'><item jid='a@x' subscription='both'/>\
              <item jid='b@x' ask='subscribe'/></query></iq>"
         ))
         .await;
-        assert_eq!(roster_subscription(&iq, "a@x"), Some("both"));
-        assert_eq!(roster_subscription(&iq, "b@x"), Some("none"));
-        assert_eq!(roster_subscription(&iq, "c@x"), None);
+        assert_eq!(roster_item(&iq, "a@x"), Some(("both", false)));
+        assert_eq!(roster_item(&iq, "b@x"), Some(("none", true)));
+        assert_eq!(roster_item(&iq, "c@x"), None);
     }
 
     #[test]
     fn caps_announce_notify_and_differ_per_tag() {
         let a = client_caps("one", true);
         assert!(a.features.iter().any(|f| f == &format!("{NODE}+notify")));
-        assert!(!client_caps("one", false).features.iter().any(|f| f.ends_with("+notify")));
+        assert!(
+            !client_caps("one", false)
+                .features
+                .iter()
+                .any(|f| f.ends_with("+notify"))
+        );
         assert_ne!(a.ver(), client_caps("two", true).ver());
         assert_eq!(a.ver(), client_caps("one", true).ver());
     }
