@@ -179,6 +179,10 @@ struct RunArgs {
     /// PEP phase: publishes sent per second (one session; Herald limits a session to 200 stanzas/s).
     #[arg(long, default_value_t = 50.0)]
     pep_rate: f64,
+    /// PEP phase: publishes sent but not yet answered, at most (a server falling behind slows the
+    /// publisher down rather than queueing without bound).
+    #[arg(long, default_value_t = 8)]
+    pep_window: usize,
     /// PEP phase: contacts logging in at once with the same new caps in the burst.
     #[arg(long, default_value_t = 100)]
     pep_burst: usize,
@@ -315,6 +319,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     contacts: args.pep_contacts,
                     publishes: args.pep_publishes,
                     rate: args.pep_rate,
+                    window: args.pep_window,
                     burst: args.pep_burst,
                     concurrency: args.concurrency,
                     wait: Duration::from_secs(args.timeout_secs),

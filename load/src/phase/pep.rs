@@ -53,8 +53,10 @@ pub struct PepPlan {
     pub contacts: usize,
     /// Measured publishes.
     pub publishes: usize,
-    /// Publishes sent per second.
+    /// Publishes sent per second at most.
     pub rate: f64,
+    /// Publishes sent but not yet answered, at most.
+    pub window: usize,
     /// Contacts logging in at once in the caps burst.
     pub burst: usize,
     /// Logins in flight while registering and setting up.
@@ -900,16 +902,28 @@ async fn latency(target: &Target, plan: &PepPlan, report: &mut PhaseReport) {
         .map(|k| (item_id(&nonce, k), k))
         .collect();
     let period = Duration::from_secs_f64(1.0 / plan.rate.max(0.001));
+    let answered = Arc::new(Answered::default());
     let publishing = {
         let writer = publisher_writer.clone();
         let nonce = nonce.clone();
         let count = plan.publishes;
+        let window = plan.window.max(1);
+        let answered = answered.clone();
+        let wait = plan.wait;
         tokio::spawn(async move {
             let mut sent = Vec::with_capacity(count);
             let mut ticks = tokio::time::interval(period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             for k in 0..count {
                 ticks.tick().await;
+                // At most `window` publishes unanswered: a server that falls behind slows the
+                // publisher down instead of queueing without bound.
+                if !answered
+                    .wait_for((k + 1).saturating_sub(window), wait)
+                    .await
+                {
+                    return (sent, Some(ClientError::Timeout("publish answers")));
+                }
                 let xml = publish_iq(&format!("pub{k}"), &item_id(&nonce, k));
                 sent.push(Instant::now());
                 if let Err(e) = send_shared(&writer, &xml).await {
@@ -925,8 +939,7 @@ async fn latency(target: &Target, plan: &PepPlan, report: &mut PhaseReport) {
     let mut acked: Vec<Option<Instant>> = vec![None; plan.publishes];
     let mut refused: Vec<bool> = vec![false; plan.publishes];
     let mut received: HashMap<(usize, usize), Instant> = HashMap::new();
-    let expected_end = Instant::now() + period.mul_f64(plan.publishes as f64);
-    let mut deadline = expected_end + plan.wait;
+    let mut deadline = Instant::now() + plan.wait;
     loop {
         let acks_done =
             publishing_done && acked.iter().zip(&refused).all(|(a, r)| a.is_some() || *r);
@@ -953,7 +966,11 @@ async fn latency(target: &Target, plan: &PepPlan, report: &mut PhaseReport) {
                 // Allow the full wait for stragglers, counted from the last send.
                 deadline = deadline.max(Instant::now() + plan.wait);
             }
-            event = tokio::time::timeout_at(deadline.into(), events.recv()) => {
+            // While publishing, the publishing task bounds its own waits.
+            event = tokio::time::timeout_at(
+                if publishing_done { deadline } else { Instant::now() + plan.wait * 4 }.into(),
+                events.recv(),
+            ) => {
                 let Ok(Some(event)) = event else { break };
                 match event {
                     Event::Notified { who, item, at } => {
@@ -963,6 +980,7 @@ async fn latency(target: &Target, plan: &PepPlan, report: &mut PhaseReport) {
                     }
                     Event::IqReply { id, error, at } => {
                         if let Some(k) = id.strip_prefix("pub").and_then(|k| k.parse::<usize>().ok()).filter(|k| *k < plan.publishes) {
+                            answered.add();
                             match error {
                                 None => acked[k] = Some(at),
                                 Some(condition) => {
@@ -1042,18 +1060,47 @@ async fn latency(target: &Target, plan: &PepPlan, report: &mut PhaseReport) {
     report.figures = figures;
     let login_note = std::mem::take(&mut report.note);
     report.note = format!(
-        "{} publishes to {NODE} at {:.0}/s (client pace) to {} of {} contacts online \
+        "{} publishes to {NODE} at {:.0}/s at most (client pace, at most {} unanswered) to {} of {} contacts online \
          (mutual subscription, caps with {NODE}+notify); {} acknowledged, {delivered} of {expected} \
          notifications received; latency = publish sent to <event/> received, over all (publish, \
          contact) pairs; {warm_up_note}; disco#info queries seen while contacts came online: {}{login_note}",
         plan.publishes,
         plan.rate,
+        plan.window,
         online.len(),
         plan.contacts,
         acked_count,
         disco.describe(),
     );
     tally.into_report(report);
+}
+
+/// Publishes answered (result or error), for the publishing window.
+#[derive(Default)]
+struct Answered {
+    count: std::sync::atomic::AtomicUsize,
+    changed: tokio::sync::Notify,
+}
+
+impl Answered {
+    fn add(&self) {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until at least `n` publishes are answered; false if `wait` passes first.
+    async fn wait_for(&self, n: usize, wait: Duration) -> bool {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let changed = self.changed.notified();
+            if self.count.load(std::sync::atomic::Ordering::SeqCst) >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(until, changed).await.is_err() {
+                return self.count.load(std::sync::atomic::Ordering::SeqCst) >= n;
+            }
+        }
+    }
 }
 
 /// Sends on a shared writer (an error if the session already closed it).
@@ -1303,6 +1350,20 @@ mod tests {
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, item_id("n", 1));
         assert!(publish_iq("pub0", &a).contains(&format!("<item id='{a}'>")));
+    }
+
+    #[tokio::test]
+    async fn the_window_waits_for_answers_and_gives_up_after_the_wait() {
+        let answered = Arc::new(Answered::default());
+        assert!(answered.wait_for(0, Duration::ZERO).await);
+        let later = answered.clone();
+        let adder = tokio::spawn(async move {
+            later.add();
+            later.add();
+        });
+        assert!(answered.wait_for(2, Duration::from_secs(10)).await);
+        adder.await.expect("adder");
+        assert!(!answered.wait_for(3, Duration::from_millis(20)).await);
     }
 
     #[test]
