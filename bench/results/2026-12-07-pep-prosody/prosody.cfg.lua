@@ -1,9 +1,9 @@
-pidfile = "/tmp/herald-bench.wD5PFG/prosody/prosody.pid"
+pidfile = "/tmp/herald-bench.RoJquV/prosody/prosody.pid"
 daemonize = false
-data_path = "/tmp/herald-bench.wD5PFG/prosody/data"
+data_path = "/tmp/herald-bench.RoJquV/prosody/data"
 plugin_paths = {}
 admins = {}
-log = { warn = "/tmp/herald-bench.wD5PFG/prosody/prosody.log" }
+log = { warn = "/tmp/herald-bench.RoJquV/prosody/prosody.log" }
 -- "pep": XEP-0163 with its XEP-0115 caps handling (Debian's own prosody.cfg.lua enables it too); the pep
 -- phase publishes to it, and a server without it answers the publish with an error.
 modules_enabled = { "roster", "saslauth", "tls", "disco", "register", "offline", "smacks", "ping", "presence", "message", "iq", "mam", "pep" }
@@ -33,6 +33,6 @@ archive_expires_after = "never"
 -- The internal store keeps at most 10,000 messages per archive by default and truncates the oldest
 -- beyond: raised so the archive phase queries the same archive on every server.
 storage_archive_item_limit = 1000000
-certificates = "/tmp/herald-bench.wD5PFG/prosody/certs"
-ssl = { certificate = "/tmp/herald-bench.wD5PFG/cert.pem", key = "/tmp/herald-bench.wD5PFG/key.pem" }
+certificates = "/tmp/herald-bench.RoJquV/prosody/certs"
+ssl = { certificate = "/tmp/herald-bench.RoJquV/cert.pem", key = "/tmp/herald-bench.RoJquV/key.pem" }
 VirtualHost "localhost"
