@@ -6,6 +6,9 @@
 # Usage: bench/compare.sh [--servers "herald-sqlite herald-postgres prosody ejabberd"]
 #                         [--write BENCHMARKS.md] [--keep] [--shared-cpus]
 #                         [-- extra herald-load run arguments]
+# e.g. the PEP phase alone (XEP-0163 notifications and the XEP-0115 caps burst; ejabberd as configured
+# here has no mod_pubsub, so it reports the phase unavailable):
+#   bench/compare.sh --servers "herald-sqlite herald-postgres prosody" -- --phases pep --pep-contacts 100
 # By default each server (with its database) runs on CPU 0 and the load generator on CPU 1, so every
 # server is measured on one core of its own and the generator never takes CPU time from it; with
 # --shared-cpus both float over every CPU, as before.
@@ -102,7 +105,9 @@ data_path = "$dir/data"
 plugin_paths = {}
 admins = {}
 log = { warn = "$dir/prosody.log" }
-modules_enabled = { "roster", "saslauth", "tls", "disco", "register", "offline", "smacks", "ping", "presence", "message", "iq", "mam" }
+-- "pep": XEP-0163 with its XEP-0115 caps handling (Debian's own prosody.cfg.lua enables it too); the pep
+-- phase publishes to it, and a server without it answers the publish with an error.
+modules_enabled = { "roster", "saslauth", "tls", "disco", "register", "offline", "smacks", "ping", "presence", "message", "iq", "mam", "pep" }
 modules_disabled = { "s2s" }
 c2s_ports = { $port }
 c2s_direct_tls_ports = { $((port + 1)) }

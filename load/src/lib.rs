@@ -3,7 +3,8 @@
 //!
 //! - [`client`]: a small async XMPP client (TLS, SASL SCRAM/PLAIN, bind, raw XML in/out), reused by
 //!   the black-box tests.
-//! - [`phase`]: the bounded load phases (accounts, idle sessions, login storm, chat, push).
+//! - [`phase`]: the bounded load phases (accounts, idle sessions, login storm, chat, push, archive,
+//!   hibernated sessions, PEP notifications with a caps burst).
 //! - [`stats`]: latency percentiles, error counts and server memory from `/proc/<pid>/status`.
 //! - [`report`]: the per-run JSON report and the comparison table.
 //! - [`abuse`]: the abuse run (normal users chatting while the server is abused), its report and

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use herald_load::client::{Connector, Mechanism, ScramCache, TlsMode};
-use herald_load::phase::{self, Target, archive::ArchivePlan, chat::ChatPlan};
+use herald_load::phase::{self, Target, archive::ArchivePlan, chat::ChatPlan, pep::PepPlan};
 use herald_load::report::{RunReport, comparison_table};
 use herald_load::stats::{ProcessMemory, own_cpu_seconds};
 
@@ -43,6 +43,8 @@ enum PhaseName {
     Archive,
     /// Sessions left hibernating for XEP-0198 resumption (run it last).
     Hibernated,
+    /// PEP publish-to-notification latency, then a caps login burst (reports `pep` and `pep-caps`).
+    Pep,
 }
 
 #[derive(Subcommand)]
@@ -168,6 +170,22 @@ struct RunArgs {
     /// Archive phase: RSM page size.
     #[arg(long, default_value_t = 50)]
     archive_page: usize,
+    /// PEP phase: contacts ({prefix}pep1..) receiving the publisher's ({prefix}pep0) notifications.
+    #[arg(long, default_value_t = 100)]
+    pep_contacts: usize,
+    /// PEP phase: measured publishes.
+    #[arg(long, default_value_t = 200)]
+    pep_publishes: usize,
+    /// PEP phase: publishes sent per second (one session; Herald limits a session to 200 stanzas/s).
+    #[arg(long, default_value_t = 50.0)]
+    pep_rate: f64,
+    /// PEP phase: publishes sent but not yet answered, at most (a server falling behind slows the
+    /// publisher down rather than queueing without bound).
+    #[arg(long, default_value_t = 8)]
+    pep_window: usize,
+    /// PEP phase: contacts logging in at once with the same new caps in the burst.
+    #[arg(long, default_value_t = 100)]
+    pep_burst: usize,
     /// Also write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -241,7 +259,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     for name in &args.phases {
         let cpu_before = (target.server_cpu_seconds(), own_cpu_seconds());
-        let mut result = match name {
+        let single = match name {
             PhaseName::Accounts => {
                 phase::accounts::run(&target, args.sessions, args.concurrency, deadline).await
             }
@@ -296,21 +314,29 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 };
                 phase::archive::run(&target, &plan).await
             }
+            PhaseName::Pep => {
+                let plan = PepPlan {
+                    contacts: args.pep_contacts,
+                    publishes: args.pep_publishes,
+                    rate: args.pep_rate,
+                    window: args.pep_window,
+                    burst: args.pep_burst,
+                    concurrency: args.concurrency,
+                    wait: Duration::from_secs(args.timeout_secs),
+                };
+                // Two reports, each with its own CPU figures.
+                for result in phase::pep::run(&target, &plan).await {
+                    log_phase(&args.name, &result);
+                    report.phases.push(result);
+                }
+                continue;
+            }
         };
+        let mut result = single;
         let cpu_after = (target.server_cpu_seconds(), own_cpu_seconds());
         result.server_cpu_s = cpu_before.0.zip(cpu_after.0).map(|(b, a)| a - b);
         result.client_cpu_s = cpu_before.1.zip(cpu_after.1).map(|(b, a)| a - b);
-        eprintln!(
-            "[{}] {}: {}/{} ok in {:.1}s ({:.1}/s) errors {} {}",
-            args.name,
-            result.name,
-            result.succeeded,
-            result.attempted,
-            result.seconds,
-            result.rate_per_s,
-            result.errors.total(),
-            result.note
-        );
+        log_phase(&args.name, &result);
         report.phases.push(result);
     }
     report.memory_end = target.sample_memory();
@@ -320,4 +346,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     println!("{json}");
     Ok(())
+}
+
+/// One progress line per phase on stderr.
+fn log_phase(server: &str, result: &phase::PhaseReport) {
+    eprintln!(
+        "[{}] {}: {}/{} ok in {:.1}s ({:.1}/s) errors {} {}",
+        server,
+        result.name,
+        result.succeeded,
+        result.attempted,
+        result.seconds,
+        result.rate_per_s,
+        result.errors.total(),
+        result.note
+    );
 }

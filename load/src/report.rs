@@ -53,6 +53,13 @@ fn available(r: &RunReport, name: &str) -> Option<PhaseReport> {
     r.phase(name).filter(|p| p.available).cloned()
 }
 
+/// A named figure of an available phase.
+fn figure(r: &RunReport, phase: &str, name: &str) -> Option<f64> {
+    r.phase(phase)
+        .filter(|p| p.available)
+        .and_then(|p| p.figures.get(name).copied())
+}
+
 const METRICS: &[Metric] = &[
     Metric {
         label: "accounts: in-band registrations /s",
@@ -206,6 +213,76 @@ const METRICS: &[Metric] = &[
                 .and_then(|p| p.latency)
                 .map(|l| l.max_ms)
         },
+    },
+    Metric {
+        label: "pep: publish-to-notification p50 (ms)",
+        better: Better::Lower,
+        value: |r| {
+            available(r, "pep")
+                .and_then(|p| p.latency)
+                .map(|l| l.p50_ms)
+        },
+    },
+    Metric {
+        label: "pep: publish-to-notification p99 (ms)",
+        better: Better::Lower,
+        value: |r| {
+            available(r, "pep")
+                .and_then(|p| p.latency)
+                .map(|l| l.p99_ms)
+        },
+    },
+    Metric {
+        label: "pep: publish-to-notification max (ms)",
+        better: Better::Lower,
+        value: |r| {
+            available(r, "pep")
+                .and_then(|p| p.latency)
+                .map(|l| l.max_ms)
+        },
+    },
+    Metric {
+        label: "pep: publishes /s sustained",
+        better: Better::Higher,
+        value: |r| available(r, "pep").map(|p| p.rate_per_s),
+    },
+    Metric {
+        label: "pep: notifications delivered /s",
+        better: Better::Higher,
+        value: |r| figure(r, "pep", "notifications_per_s"),
+    },
+    Metric {
+        label: "pep: errors (missing notifications, refused publishes)",
+        better: Better::Lower,
+        value: |r| available(r, "pep").map(|p| p.errors.total() as f64),
+    },
+    Metric {
+        label: "pep caps burst: all online, presence exchanged (ms)",
+        better: Better::Lower,
+        value: |r| {
+            available(r, "pep-caps")
+                .filter(|p| p.attempted > 0 && p.succeeded == p.attempted)
+                .map(|p| p.seconds * 1000.0)
+        },
+    },
+    Metric {
+        label: "pep caps burst: per-contact p99 (ms)",
+        better: Better::Lower,
+        value: |r| {
+            available(r, "pep-caps")
+                .and_then(|p| p.latency)
+                .map(|l| l.p99_ms)
+        },
+    },
+    Metric {
+        label: "pep caps burst: disco#info queries for one new hash",
+        better: Better::Lower,
+        value: |r| figure(r, "pep-caps", "disco_queries"),
+    },
+    Metric {
+        label: "pep caps burst: errors",
+        better: Better::Lower,
+        value: |r| available(r, "pep-caps").map(|p| p.errors.total() as f64),
     },
 ];
 
@@ -388,6 +465,59 @@ mod tests {
         assert!(
             !t.contains("idle: sessions established"),
             "no run has it: {t}"
+        );
+    }
+
+    #[test]
+    fn pep_rows_read_the_figures_and_an_unavailable_phase_is_na() {
+        let pep = |server: &str, available: bool, disco: f64| RunReport {
+            server: server.into(),
+            phases: vec![
+                PhaseReport {
+                    name: "pep".into(),
+                    available,
+                    rate_per_s: 49.5,
+                    latency: Latency::from_micros(vec![2000, 4000]),
+                    ..PhaseReport::default()
+                },
+                PhaseReport {
+                    name: "pep-caps".into(),
+                    available,
+                    attempted: 100,
+                    succeeded: 100,
+                    seconds: 1.25,
+                    figures: [("disco_queries".to_string(), disco)].into(),
+                    ..PhaseReport::default()
+                },
+            ],
+            ..RunReport::default()
+        };
+        let t = comparison_table(&[pep("herald-sqlite", true, 1.0), pep("prosody", true, 200.0)]);
+        assert!(
+            t.contains(
+                "| pep caps burst: disco#info queries for one new hash ↓ | 1 | 200 | 0.0050× |"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "| pep caps burst: all online, presence exchanged (ms) ↓ | 1250 | 1250 | 1.00× |"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("| pep: publishes /s sustained ↑ | 49.5 | 49.5 | 1.00× |"),
+            "{t}"
+        );
+        let t = comparison_table(&[
+            pep("herald-sqlite", false, 0.0),
+            pep("prosody", true, 200.0),
+        ]);
+        assert!(
+            t.contains(
+                "| pep caps burst: disco#info queries for one new hash ↓ | n/a | 200 | n/a |"
+            ),
+            "{t}"
         );
     }
 

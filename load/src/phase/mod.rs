@@ -1,19 +1,22 @@
 //! The load phases, each bounded in count and time: account creation (XEP-0077), idle sessions,
 //! a login storm, chatting pairs (RFC 6121 section 5 messages), push to offline users
-//! (XEP-0357, Herald only), archive queries (XEP-0313), and sessions hibernated by stream
-//! management (XEP-0198).
+//! (XEP-0357, Herald only), archive queries (XEP-0313), sessions hibernated by stream
+//! management (XEP-0198), and PEP notifications with a caps login burst (XEP-0163, XEP-0115).
 
 pub mod accounts;
 pub mod archive;
 pub mod batch;
+pub mod caps;
 pub mod chat;
 pub mod hibernated;
 pub mod idle;
 pub mod login;
 pub mod mam;
+pub mod pep;
 pub mod provider;
 pub mod push;
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
@@ -103,7 +106,7 @@ pub fn loopback_sources(count: usize) -> Vec<IpAddr> {
 /// The outcome of one phase, as written to the JSON report.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PhaseReport {
-    /// `accounts`, `idle`, `login`, `chat`, `push` or `archive`.
+    /// `accounts`, `idle`, `login`, `chat`, `push`, `archive`, `hibernated`, `pep` or `pep-caps`.
     pub name: String,
     /// False when the phase could not run against this server (see `note`).
     pub available: bool,
@@ -135,6 +138,9 @@ pub struct PhaseReport {
     /// Latency per kind of operation, for phases that time several (archive: one per query kind).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queries: Vec<NamedLatency>,
+    /// Further named figures of a phase (pep: `notifications_per_s`, `disco_queries`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub figures: BTreeMap<String, f64>,
 }
 
 /// The latency of one kind of operation within a phase.
