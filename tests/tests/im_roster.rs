@@ -358,3 +358,69 @@ async fn a_subscribe_for_a_contact_already_subscribed_pushes_no_unchanged_roster
     bob.assert_none("a roster push", |e| is_roster_push(e, "alice@localhost"))
         .await;
 }
+
+/// Two users approving each other's requests at the same moment both end subscribed both ways: each
+/// approval changes an item of each user (RFC 6121 section 3.1.5), one in the approver's session and
+/// one where the other's approval arrives, and neither change may overwrite the other. Ten pairs at
+/// once, so the two changes of a pair overlap in some of them.
+#[tokio::test]
+async fn simultaneous_mutual_approvals_end_in_both() {
+    use herald_storage::Subscription;
+    let server = TestServer::start().await;
+    server.add_user("alice").await;
+    let mut alice = server.online("alice", "r").await;
+    let mut contacts = Vec::new();
+    for i in 0..10 {
+        let name = format!("c{i}");
+        server.add_user(&name).await;
+        let client = server.online(&name, "r").await;
+        contacts.push((name, client));
+    }
+    for (name, client) in &mut contacts {
+        alice
+            .send(&format!(
+                "<presence to='{name}@localhost' type='subscribe'/>"
+            ))
+            .await;
+        client
+            .send("<presence to='alice@localhost' type='subscribe'/>")
+            .await;
+    }
+    alice.barrier().await;
+    for (_, client) in &mut contacts {
+        client.barrier().await;
+    }
+    for (name, client) in &mut contacts {
+        client
+            .send("<presence to='alice@localhost' type='subscribed'/>")
+            .await;
+        alice
+            .send(&format!(
+                "<presence to='{name}@localhost' type='subscribed'/>"
+            ))
+            .await;
+    }
+    alice.barrier().await;
+    for (_, client) in &mut contacts {
+        client.barrier().await;
+    }
+    for (name, _) in &contacts {
+        let contact = format!("{name}@localhost");
+        for (owner, of) in [
+            ("alice@localhost", contact.as_str()),
+            (&contact, "alice@localhost"),
+        ] {
+            let item = server.storage.rosters.item(owner, of).await.unwrap();
+            let item = item.unwrap_or_else(|| panic!("{owner} has {of}"));
+            assert_eq!(
+                item.subscription,
+                Subscription::Both,
+                "{owner}'s {of}: {item:?}"
+            );
+            assert!(
+                !item.pending_out && !item.pending_in,
+                "{owner}'s {of}: {item:?}"
+            );
+        }
+    }
+}

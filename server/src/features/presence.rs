@@ -239,6 +239,8 @@ async fn outbound_subscription(
     envelope.set_from(&Jid::from(session.bare_jid()));
     envelope.set_to(&Jid::from(contact.clone()));
     let owner = session.bare.clone();
+    // Held until the change is stored: the contact's answer may be changing the same item.
+    let roster_gate = router.roster_gates.lock(&owner).await;
     // A storage failure ends here with an error to the client (type `wait`): routing the stanza
     // without the state change stored would leave the two rosters disagreeing.
     let Ok((mut item, is_stored)) = load_item(router, &owner, &contact).await else {
@@ -284,6 +286,7 @@ async fn outbound_subscription(
             return;
         }
     }
+    drop(roster_gate);
     if transition.route_to_contact {
         tell_session_if_bounced(router, session, envelope.element).await;
         match event {
@@ -316,6 +319,8 @@ pub async fn inbound_subscription(
     envelope.set_from(&Jid::from(contact.clone()));
     envelope.set_to(&Jid::from(user.clone()));
     let owner = user.to_string();
+    // Held until the change is stored: the user's own client may be changing the same item.
+    let roster_gate = router.roster_gates.lock(&owner).await;
     // A storage failure is answered (type `wait`) so the contact's server or client can try again;
     // dropping the stanza would lose a subscription request for good.
     let Ok((mut item, is_stored)) = load_item(router, &owner, &contact).await else {
@@ -353,6 +358,7 @@ pub async fn inbound_subscription(
             tracing::error!(error = %e, "dropping an empty roster entry failed");
         }
     }
+    drop(roster_gate);
     if transition.auto_subscribed_reply {
         router
             .send(presence("subscribed", &owner, &contact.to_string()))

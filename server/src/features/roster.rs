@@ -85,6 +85,8 @@ async fn set(router: &Arc<Router>, session: &ClientSession, query: &Element) -> 
         groups.push(name);
     }
     let owner_key = owner.to_string();
+    // A subscription change to the same item must not be overwritten by this one (`Router::roster_gates`).
+    let _roster_gate = router.roster_gates.lock(&owner_key).await;
     let existing = router
         .context
         .storage
@@ -120,6 +122,7 @@ async fn set(router: &Arc<Router>, session: &ClientSession, query: &Element) -> 
 pub async fn remove(router: &Arc<Router>, owner: &BareJid, contact: &BareJid) -> IqAnswer {
     let owner_key = owner.to_string();
     let contact_key = contact.to_string();
+    let roster_gate = router.roster_gates.lock(&owner_key).await;
     let Some(existing) = router
         .context
         .storage
@@ -153,6 +156,7 @@ pub async fn remove(router: &Arc<Router>, owner: &BareJid, contact: &BareJid) ->
     else {
         return Err(IqError::new(DefinedCondition::ItemNotFound));
     };
+    drop(roster_gate);
     for kind in cancel {
         let mut presence = Element::builder("presence", ns::CLIENT).build();
         for (name, value) in [

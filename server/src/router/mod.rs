@@ -76,7 +76,9 @@ pub struct Router {
     local: Arc<dyn LocalHandling>,
     subscribers: Subscribers,
     /// Orders offline stores against resources becoming available (`offline_gate.rs`).
-    pub offline_gates: offline_gate::OfflineGates,
+    pub offline_gates: offline_gate::UserGates,
+    /// Serialises the read-change-write of one user's roster items (`offline_gate.rs`).
+    pub roster_gates: offline_gate::UserGates,
     /// IQ requests the server sent and waits for the answer of (`pending_iqs.rs`).
     pub pending_iqs: pending_iqs::PendingIqs,
 }
@@ -106,6 +108,7 @@ impl Router {
             local,
             subscribers,
             offline_gates: Default::default(),
+            roster_gates: Default::default(),
             pending_iqs: Default::default(),
         })
     }

@@ -9,6 +9,10 @@
 //! recipient available by then routes the message again instead of storing it; a store that committed
 //! first is in the storage before the session fetches. Only the offline path takes the gate: delivery to
 //! an online resource never waits for it.
+//!
+//! The router keeps a second set of the same gates for roster items (`Router::roster_gates`): a
+//! subscription change is read, changed and written back (RFC 6121 section 3), and the user's own
+//! approval and the contact's arriving at once must not overwrite each other.
 
 use std::hash::BuildHasher;
 
@@ -20,21 +24,21 @@ const GATES: usize = 64;
 
 /// Per-user gates, sharded by hash.
 #[derive(Debug)]
-pub struct OfflineGates {
+pub struct UserGates {
     gates: Box<[Mutex<()>]>,
     hasher: std::collections::hash_map::RandomState,
 }
 
-impl Default for OfflineGates {
+impl Default for UserGates {
     fn default() -> Self {
-        OfflineGates {
+        UserGates {
             gates: (0..GATES).map(|_| Mutex::new(())).collect(),
             hasher: Default::default(),
         }
     }
 }
 
-impl OfflineGates {
+impl UserGates {
     /// Waits for and holds `user`'s gate (a bare JID). Never hold it across anything but the
     /// availability check and the offline store, or the presence that marks a resource available.
     pub async fn lock(&self, user: &str) -> MutexGuard<'_, ()> {
