@@ -35,7 +35,11 @@ fn fragment<'a>(result: &'a Element, name: &str, namespace: &str) -> &'a Element
 
 async fn get(client: &mut TestClient, name: &str, namespace: &str) -> Element {
     client
-        .iq_result("get", None, &query(&format!("<{name} xmlns='{namespace}'/>")))
+        .iq_result(
+            "get",
+            None,
+            &query(&format!("<{name} xmlns='{namespace}'/>")),
+        )
         .await
 }
 
@@ -119,7 +123,11 @@ async fn another_user_is_forbidden(backend: Backend) {
     let bookmarks_get = query("<storage xmlns='storage:bookmarks'/>");
     for (kind, to, payload) in [
         ("get", "alice@localhost", bookmarks_get.as_str()),
-        ("set", "alice@localhost", &query("<storage xmlns='storage:bookmarks'/>")),
+        (
+            "set",
+            "alice@localhost",
+            &query("<storage xmlns='storage:bookmarks'/>"),
+        ),
         ("get", "localhost", bookmarks_get.as_str()),
     ] {
         let refused = mallory.iq(kind, Some(to), payload).await;
@@ -148,7 +156,10 @@ async fn reserved_namespaces_and_an_empty_query_are_not_acceptable(backend: Back
     server.add_user("alice").await;
     let mut alice = server.login("alice", "r").await;
     for (kind, inner) in [
-        ("set", "<message xmlns='jabber:client'><body>x</body></message>"),
+        (
+            "set",
+            "<message xmlns='jabber:client'><body>x</body></message>",
+        ),
         ("get", "<message xmlns='jabber:client'/>"),
         ("set", "<db xmlns='jabber:server'/>"),
         ("set", "<query xmlns='jabber:iq:private'/>"),

@@ -27,7 +27,10 @@ pub async fn private_xml(storage: &Storage) {
     let private = &storage.private_xml;
     let alice = "alice@private.example";
     let bob = "bob@private.example";
-    assert_eq!(get(storage, alice, "storage:bookmarks", "storage").await, None);
+    assert_eq!(
+        get(storage, alice, "storage:bookmarks", "storage").await,
+        None
+    );
     assert_eq!(private.count(alice).await.expect("count"), 0);
 
     let bookmarks = "<storage xmlns='storage:bookmarks'><conference jid='a@b'/></storage>";
@@ -57,9 +60,15 @@ pub async fn private_xml(storage: &Storage) {
         Some(prefs)
     );
     // The key is the namespace and the element name together, and it is per account.
-    assert_eq!(get(storage, alice, "urn:example:prefs", "other").await, None);
+    assert_eq!(
+        get(storage, alice, "urn:example:prefs", "other").await,
+        None
+    );
     assert_eq!(get(storage, alice, "storage:other", "storage").await, None);
-    assert_eq!(get(storage, bob, "storage:bookmarks", "storage").await, None);
+    assert_eq!(
+        get(storage, bob, "storage:bookmarks", "storage").await,
+        None
+    );
 
     // A put replaces the fragment of its key only.
     let replaced = "<storage xmlns='storage:bookmarks'/>";
@@ -88,14 +97,22 @@ pub async fn private_xml(storage: &Storage) {
     // Limit 3: one new key fits; two more new keys in one put do not, and nothing of that put is
     // kept (not even the replacement that came with it).
     private
-        .put(alice, &[fragment("urn:example:c", "c", "<c xmlns='urn:example:c'/>")], 3)
+        .put(
+            alice,
+            &[fragment("urn:example:c", "c", "<c xmlns='urn:example:c'/>")],
+            3,
+        )
         .await
         .expect("third");
     let refused = private
         .put(
             alice,
             &[
-                fragment("urn:example:prefs", "prefs", "<prefs xmlns='urn:example:prefs'/>"),
+                fragment(
+                    "urn:example:prefs",
+                    "prefs",
+                    "<prefs xmlns='urn:example:prefs'/>",
+                ),
                 fragment("urn:example:d", "d", "<d xmlns='urn:example:d'/>"),
             ],
             3,
@@ -115,7 +132,11 @@ pub async fn private_xml(storage: &Storage) {
     let again = private
         .put(
             alice,
-            &[fragment("urn:example:c", "c", "<c xmlns='urn:example:c'>2</c>")],
+            &[fragment(
+                "urn:example:c",
+                "c",
+                "<c xmlns='urn:example:c'>2</c>",
+            )],
             3,
         )
         .await
@@ -123,7 +144,11 @@ pub async fn private_xml(storage: &Storage) {
     assert_eq!(again, PrivatePut::Stored);
     // Another account has its own count.
     let bobs = private
-        .put(bob, &[fragment("urn:example:d", "d", "<d xmlns='urn:example:d'/>")], 3)
+        .put(
+            bob,
+            &[fragment("urn:example:d", "d", "<d xmlns='urn:example:d'/>")],
+            3,
+        )
         .await
         .expect("bob");
     assert_eq!(bobs, PrivatePut::Stored);
@@ -143,14 +168,21 @@ pub async fn private_xml_deleted_with_account(storage: &Storage) {
             .private_xml
             .put(
                 jid,
-                &[fragment("storage:bookmarks", "storage", "<storage xmlns='storage:bookmarks'/>")],
+                &[fragment(
+                    "storage:bookmarks",
+                    "storage",
+                    "<storage xmlns='storage:bookmarks'/>",
+                )],
                 10,
             )
             .await
             .expect("put");
     }
     assert!(storage.accounts.delete(carol).await.expect("delete"));
-    assert_eq!(get(storage, carol, "storage:bookmarks", "storage").await, None);
+    assert_eq!(
+        get(storage, carol, "storage:bookmarks", "storage").await,
+        None
+    );
     assert_eq!(storage.private_xml.count(carol).await.expect("count"), 0);
     assert!(
         get(storage, dave, "storage:bookmarks", "storage")
