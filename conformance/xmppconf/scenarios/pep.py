@@ -248,9 +248,7 @@ async def bookmarks2(ctx: Context) -> str:
     conference = ours[0].find(f"{{{BOOKMARKS2_NS}}}conference")
     expect(conference is not None, f"item {room} holds no <conference xmlns='{BOOKMARKS2_NS}'/>")
     expect(conference.get("name") == name, f"bookmark name {conference.get('name')!r}, not {name!r}")
-    expect(
-        conference.get("autojoin") in ("true", "1"), f"bookmark autojoin {conference.get('autojoin')!r}, not true"
-    )
+    expect(conference.get("autojoin") in ("true", "1"), f"bookmark autojoin {conference.get('autojoin')!r}, not true")
     nick = conference.find(f"{{{BOOKMARKS2_NS}}}nick")
     expect(nick is not None and nick.text == "al", "bookmark nick not kept")
     return "bookmark published with XEP-0402 publish-options and read back by another resource"
