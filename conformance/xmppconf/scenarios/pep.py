@@ -188,6 +188,16 @@ async def stranger_refused(ctx: Context) -> str:
     bob = await login_pep(ctx, "bob", interests=(DEVICELIST_NODE,))
     stranger = await login_pep(ctx, "stranger", interests=(DEVICELIST_NODE,))
     await mutual_contacts(ctx, alice, bob)
+    # Directed presence (RFC 6121 section 4.6) carries the stranger's caps to alice's account, so the server
+    # knows of its +notify interest: only the access model can keep the notification from it.
+    mark = alice.presences.mark()
+    stranger.xmpp.send_presence(pto=alice.jid.bare)
+    await alice.presences.wait_for(
+        lambda p: p["from"] == stranger.jid and p.xml.find(f"{{{CAPS_NS}}}c") is not None,
+        WAIT,
+        "the stranger's directed presence with caps at alice",
+        after=mark,
+    )
     device_id = secrets.randbelow(2**31 - 1) + 1
     # No publish-options: the node gets PEP's default access model, "presence" (XEP-0163 section 4.1.1).
     await publish(alice, DEVICELIST_NODE, "current", device_list(device_id), "publishing the OMEMO device list")
