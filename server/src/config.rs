@@ -866,6 +866,7 @@ mod tests {
              [storage]\nurl = \"mysql://x\"\n[limits]\nmax_stanza_bytes = 5\nmax_elements = 3\n\
              max_attributes = 2\nmax_unauthenticated = 0\nmax_unauthenticated_per_address = 0\n\
              max_roster_items = 0\n\
+             max_private_xml_fragments = 0\nmax_private_xml_bytes = 0\n\
              [[tls.certificates]]\ndomain = \"other.org\"\ncert = \"/nonexistent.pem\"\nkey = \"/nonexistent.key\"\n",
         )
         .unwrap();
@@ -881,6 +882,8 @@ mod tests {
             "limits.max_unauthenticated:",
             "limits.max_unauthenticated_per_address",
             "limits.max_roster_items",
+            "limits.max_private_xml_fragments",
+            "limits.max_private_xml_bytes",
             "tls.certificates[other.org].cert",
             "tls.certificates[other.org].key",
             "is not one of server.domains",

@@ -22,7 +22,9 @@ pub use archive::{
     archive_retention, concurrent_archive_appends,
 };
 pub use offline::{concurrent_offline_quota, offline_messages};
-pub use private_xml::{private_xml, private_xml_deleted_with_account};
+pub use private_xml::{
+    concurrent_private_xml_limit, private_xml, private_xml_deleted_with_account,
+};
 pub use push_registrations::{push_registrations, push_registrations_deleted_with_account};
 pub use rosters::{concurrent_roster_versions, roster_count, rosters};
 
@@ -51,6 +53,7 @@ pub async fn run_all(storage: &Storage) {
     push_registrations_deleted_with_account(storage).await;
     private_xml(storage).await;
     private_xml_deleted_with_account(storage).await;
+    concurrent_private_xml_limit(storage).await;
 }
 
 /// Distinct credentials for each `seed`, with iteration counts spanning the `u32` range.

@@ -35,8 +35,8 @@ pub trait PrivateXml: Send + Sync {
     async fn get(&self, owner: &str, namespace: &str, name: &str) -> StorageResult<Option<String>>;
     /// Stores `fragments` for `owner` in one transaction, each replacing the fragment of the same
     /// (namespace, name), unless the account would then hold more than `limit` fragments (replacing
-    /// one never counts as growth). On PostgreSQL two puts of new fragments racing may each pass the
-    /// limit check before either commits (as for push registrations); on SQLite they cannot.
+    /// one never counts as growth). Puts of one owner take turns (SQLite's write lock, a per-owner
+    /// advisory lock on PostgreSQL), so racing puts never pass the limit together.
     async fn put(
         &self,
         owner: &str,

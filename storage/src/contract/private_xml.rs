@@ -1,6 +1,8 @@
 //! Contract: XEP-0049 private XML: a fragment per (namespace, element name) per account, replaced
 //! by a new put, independent across namespaces, names and accounts; the per-account limit counts
-//! only new keys and refuses a put whole; fragments go with their account.
+//! only new keys and refuses a put whole, also when puts race; fragments go with their account.
+
+use tokio::task::JoinSet;
 
 use crate::{PrivateFragment, PrivatePut, Storage};
 
@@ -188,5 +190,35 @@ pub async fn private_xml_deleted_with_account(storage: &Storage) {
         get(storage, dave, "storage:bookmarks", "storage")
             .await
             .is_some()
+    );
+}
+
+/// Puts of new fragments racing from many sessions never leave more than the limit stored.
+pub async fn concurrent_private_xml_limit(storage: &Storage) {
+    const LIMIT: usize = 3;
+    const ATTEMPTS: usize = 16;
+    let owner = "busy@private-concurrent.example";
+    let mut tasks = JoinSet::new();
+    for n in 0..ATTEMPTS {
+        let storage = storage.clone();
+        tasks.spawn(async move {
+            let namespace = format!("urn:example:{n}");
+            let xml = format!("<x xmlns='{namespace}'/>");
+            storage
+                .private_xml
+                .put(owner, &[fragment(&namespace, "x", &xml)], LIMIT)
+                .await
+                .expect("put")
+        });
+    }
+    let outcomes = tasks.join_all().await;
+    let stored = outcomes
+        .iter()
+        .filter(|o| **o == PrivatePut::Stored)
+        .count();
+    assert_eq!(stored, LIMIT, "{outcomes:?}");
+    assert_eq!(
+        storage.private_xml.count(owner).await.expect("count"),
+        LIMIT as u64
     );
 }

@@ -36,6 +36,9 @@ pub(crate) use vcards::vcards_sql;
 /// - `archive_contact_hint`: what follows the table name in an archive page query with a contact,
 ///   and `archive_append`: one statement that archives a message with its timestamp kept from going
 ///   back (both explained at [`archive::archive_sql`]).
+/// - `private_xml_lock`: a statement run first in a private XML put's transaction (`$1` the owner) so
+///   that puts of one owner cannot both pass the fragment limit, or `""` when `write` already
+///   serialises writers.
 macro_rules! xmpp_sql_impl {
     (
         $store:ident,
@@ -44,7 +47,8 @@ macro_rules! xmpp_sql_impl {
         snapshot = $snapshot:literal,
         offline_store = $offline_store:literal,
         archive_contact_hint = $archive_contact_hint:literal,
-        archive_append = $archive_append:literal $(,)?
+        archive_append = $archive_append:literal,
+        private_xml_lock = $private_xml_lock:literal $(,)?
     ) => {
         $crate::sql::accounts_sql!($store, $db, write = $write);
         $crate::sql::rosters_sql!($store, $db, write = $write, snapshot = $snapshot);
@@ -59,7 +63,7 @@ macro_rules! xmpp_sql_impl {
             append = $archive_append,
         );
         $crate::sql::push_registrations_sql!($store);
-        $crate::sql::private_xml_sql!($store, write = $write);
+        $crate::sql::private_xml_sql!($store, write = $write, lock = $private_xml_lock);
     };
 }
 pub(crate) use xmpp_sql_impl;

@@ -2,9 +2,10 @@
 //! The SQL for both backends, stamped out by [`private_xml_sql`] (see [`crate::sql`]).
 
 /// Implements [`crate::PrivateXml`] for `$store` (a struct with `pool` (reads) and `writer` (writes)
-/// fields); `write` begins a read-then-write transaction.
+/// fields); `write` begins a read-then-write transaction, and `lock` (run first in it with `$1` the
+/// owner, unless empty) serialises puts of one owner where `write` alone does not.
 macro_rules! private_xml_sql {
-    ($store:ident, write = $write:literal) => {
+    ($store:ident, write = $write:literal, lock = $lock:literal) => {
         mod private_xml_impl {
             use async_trait::async_trait;
 
@@ -41,6 +42,13 @@ macro_rules! private_xml_sql {
                     // Write first, count after, and roll back if over: one transaction, so a set
                     // of several fragments is stored whole or not at all.
                     let mut tx = self.writer.begin_with($write).await.map_err(db_error)?;
+                    if !$lock.is_empty() {
+                        sqlx::query($lock)
+                            .bind(owner)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db_error)?;
+                    }
                     for fragment in fragments {
                         sqlx::query(
                             "INSERT INTO private_xml (owner, namespace, name, xml) \
