@@ -258,7 +258,23 @@ class Prosody(Target):
     """Prosody (Debian package) as a reference server that proves the scenarios themselves are right."""
 
     label = "prosody"
-    MODULES = ("roster", "saslauth", "tls", "disco", "ping", "vcard", "blocklist", "offline", "register", "mam", "carbons")
+    MODULES = (
+        "roster",
+        "saslauth",
+        "tls",
+        "disco",
+        "ping",
+        "vcard",
+        "blocklist",
+        "offline",
+        "register",
+        "mam",
+        "carbons",
+        # XEP-0163, XEP-0049, and XEP-0402 with its XEP-0049 compatibility (Prosody 0.12 built-ins).
+        "pep",
+        "private",
+        "bookmarks",
+    )
 
     def __init__(self, keep: bool = False, without: tuple[str, ...] = ()) -> None:
         super().__init__(keep)

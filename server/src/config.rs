@@ -144,6 +144,10 @@ pub struct RawLimits {
     pub max_roster_items: usize,
     /// JIDs one block list may hold (XEP-0191).
     pub max_block_list_items: usize,
+    /// XEP-0049 private XML fragments (one per namespace and element name) one account may store.
+    pub max_private_xml_fragments: usize,
+    /// Bytes of one XEP-0049 private XML fragment, serialised.
+    pub max_private_xml_bytes: usize,
     /// Bytes of stanzas (serialised) one external component may have queued for writing; beyond it stanzas
     /// to its domain bounce with remote-server-timeout.
     pub component_queue_bytes: usize,
@@ -169,6 +173,10 @@ impl Default for RawLimits {
             session_queue_bytes: 2 * 1024 * 1024,
             max_roster_items: 1000,
             max_block_list_items: 1000,
+            // Clients keep a handful (bookmarks, a few preferences); 64 fragments of at most 64 KiB
+            // bound an account's private XML at 4 MiB.
+            max_private_xml_fragments: 64,
+            max_private_xml_bytes: 65_536,
             component_queue_bytes: 16 * 1024 * 1024,
         }
     }
@@ -239,6 +247,10 @@ pub struct Config {
     pub max_roster_items: usize,
     /// Most JIDs in one block list.
     pub max_block_list_items: usize,
+    /// Most XEP-0049 private XML fragments per account.
+    pub max_private_xml_fragments: usize,
+    /// Largest XEP-0049 private XML fragment, bytes serialised.
+    pub max_private_xml_bytes: usize,
     pub component_queue_bytes: usize,
     pub certificates: Vec<CertificateFiles>,
     pub component_listen: Option<SocketAddr>,
@@ -463,6 +475,12 @@ impl Config {
         if limits.max_block_list_items == 0 {
             problems.push("limits.max_block_list_items: must be positive".into());
         }
+        if limits.max_private_xml_fragments == 0 {
+            problems.push("limits.max_private_xml_fragments: must be positive".into());
+        }
+        if limits.max_private_xml_bytes == 0 {
+            problems.push("limits.max_private_xml_bytes: must be positive".into());
+        }
         let mut certificates = Vec::new();
         for cert in &raw.tls.certificates {
             let files = CertificateFiles {
@@ -575,6 +593,8 @@ impl Config {
             session_queue_bytes: limits.session_queue_bytes,
             max_roster_items: limits.max_roster_items,
             max_block_list_items: limits.max_block_list_items,
+            max_private_xml_fragments: limits.max_private_xml_fragments,
+            max_private_xml_bytes: limits.max_private_xml_bytes,
             component_queue_bytes: limits.component_queue_bytes,
             certificates,
             component_listen,
@@ -846,6 +866,7 @@ mod tests {
              [storage]\nurl = \"mysql://x\"\n[limits]\nmax_stanza_bytes = 5\nmax_elements = 3\n\
              max_attributes = 2\nmax_unauthenticated = 0\nmax_unauthenticated_per_address = 0\n\
              max_roster_items = 0\n\
+             max_private_xml_fragments = 0\nmax_private_xml_bytes = 0\n\
              [[tls.certificates]]\ndomain = \"other.org\"\ncert = \"/nonexistent.pem\"\nkey = \"/nonexistent.key\"\n",
         )
         .unwrap();
@@ -861,6 +882,8 @@ mod tests {
             "limits.max_unauthenticated:",
             "limits.max_unauthenticated_per_address",
             "limits.max_roster_items",
+            "limits.max_private_xml_fragments",
+            "limits.max_private_xml_bytes",
             "tls.certificates[other.org].cert",
             "tls.certificates[other.org].key",
             "is not one of server.domains",

@@ -43,7 +43,7 @@ pub struct IqHandlers {
 
 /// Every IQ payload the server handles: namespace x addressee. A new XEP is one row here and one file
 /// beside this one; disco#info is derived from this table ([`super::disco::server_features`]).
-pub static IQ_HANDLERS: [IqHandlers; 12] = [
+pub static IQ_HANDLERS: [IqHandlers; 13] = [
     // RFC 6121 section 2; implied by RFC 6121, so not advertised.
     IqHandlers {
         namespace: ns::ROSTER,
@@ -71,6 +71,22 @@ pub static IQ_HANDLERS: [IqHandlers; 12] = [
         for_own_account: Some(|router, session, request| {
             Box::pin(async move {
                 super::vcard::handle_own(router, session, request)
+                    .await
+                    .into()
+            })
+        }),
+    },
+    // XEP-0049: a user's own private XML only; anyone else, the server's JID included, is refused
+    // with forbidden (section 2.3).
+    IqHandlers {
+        namespace: ns::PRIVATE,
+        is_advertised: true,
+        is_advertised_on_account: false,
+        for_server: Some(|_, _| answer_now(super::private_xml::refuse_other())),
+        for_account: Some(|_, _, _| answer_now(super::private_xml::refuse_other())),
+        for_own_account: Some(|router, session, request| {
+            Box::pin(async move {
+                super::private_xml::handle_own(router, session, request)
                     .await
                     .into()
             })

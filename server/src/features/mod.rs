@@ -15,6 +15,7 @@ pub mod iq;
 pub mod offline;
 pub mod ping;
 pub mod presence;
+pub mod private_xml;
 pub mod push;
 pub mod push_notifications;
 pub mod register;

@@ -99,6 +99,8 @@ macro_rules! accounts_sql {
                         "DELETE FROM archive_prefs WHERE owner = $1",
                         // XEP-0357: no app server is notified for whoever registers the JID next.
                         "DELETE FROM push_registrations WHERE owner = $1",
+                        // XEP-0049: bookmarks and preferences are not inherited by the next owner.
+                        "DELETE FROM private_xml WHERE owner = $1",
                     ]
                     .into_iter()
                     // A local account's relay account has the bare JID as its id: its API keys,

@@ -1,4 +1,4 @@
-//! The XMPP areas' SQL (accounts, rosters, offline messages, vCards, block lists, archives), written once for
+//! The XMPP areas' SQL (accounts, rosters, offline messages, vCards, block lists, archives, private XML), written once for
 //! SQLite and PostgreSQL. As in [`crate::relay::sql`], the queries use only syntax both accept (`$N`
 //! placeholders, `RETURNING`, `ON CONFLICT`), and [`xmpp_sql_impl`] stamps the trait implementations
 //! out for each backend's pool type. What genuinely differs between the backends (how a transaction
@@ -9,6 +9,7 @@ mod accounts;
 pub(crate) mod archive;
 mod block_lists;
 mod offline;
+pub(crate) mod private_xml;
 pub(crate) mod push_registrations;
 mod rosters;
 mod vcards;
@@ -17,15 +18,16 @@ pub(crate) use accounts::accounts_sql;
 pub(crate) use archive::archive_sql;
 pub(crate) use block_lists::block_lists_sql;
 pub(crate) use offline::offline_sql;
+pub(crate) use private_xml::private_xml_sql;
 pub(crate) use push_registrations::push_registrations_sql;
 pub(crate) use rosters::rosters_sql;
 pub(crate) use vcards::vcards_sql;
 
 /// Implements [`crate::Accounts`], [`crate::Rosters`], [`crate::OfflineMessages`], [`crate::VCards`],
-/// [`crate::BlockLists`], [`crate::Archive`] and [`crate::PushRegistrations`] for `$store`, a struct with `pool` (reads) and `writer` (writes) fields of database `$db`.
+/// [`crate::BlockLists`], [`crate::Archive`], [`crate::PushRegistrations`] and [`crate::PrivateXml`] for `$store`, a struct with `pool` (reads) and `writer` (writes) fields of database `$db`.
 ///
 /// - `write`: the statement that begins a read-then-write transaction (account deletion, roster
-///   changes with their version bump, offline store, block and unblock).
+///   changes with their version bump, offline store, block and unblock, private XML puts).
 /// - `snapshot`: the statement that begins a read-only transaction whose reads must agree (roster
 ///   version plus items).
 /// - `offline_store`: one statement that stores an offline message (`$1` owner, `$2` stanza, `$3`
@@ -34,6 +36,9 @@ pub(crate) use vcards::vcards_sql;
 /// - `archive_contact_hint`: what follows the table name in an archive page query with a contact,
 ///   and `archive_append`: one statement that archives a message with its timestamp kept from going
 ///   back (both explained at [`archive::archive_sql`]).
+/// - `private_xml_lock`: a statement run first in a private XML put's transaction (`$1` the owner) so
+///   that puts of one owner cannot both pass the fragment limit, or `""` when `write` already
+///   serialises writers.
 macro_rules! xmpp_sql_impl {
     (
         $store:ident,
@@ -42,7 +47,8 @@ macro_rules! xmpp_sql_impl {
         snapshot = $snapshot:literal,
         offline_store = $offline_store:literal,
         archive_contact_hint = $archive_contact_hint:literal,
-        archive_append = $archive_append:literal $(,)?
+        archive_append = $archive_append:literal,
+        private_xml_lock = $private_xml_lock:literal $(,)?
     ) => {
         $crate::sql::accounts_sql!($store, $db, write = $write);
         $crate::sql::rosters_sql!($store, $db, write = $write, snapshot = $snapshot);
@@ -57,6 +63,7 @@ macro_rules! xmpp_sql_impl {
             append = $archive_append,
         );
         $crate::sql::push_registrations_sql!($store);
+        $crate::sql::private_xml_sql!($store, write = $write, lock = $private_xml_lock);
     };
 }
 pub(crate) use xmpp_sql_impl;
