@@ -6,11 +6,12 @@
 //! so they may share one storage and run in any order, but not twice on the same one. [`run_all`] runs
 //! them all. Covers RFC 6121 section 2.6 (roster versions), XEP-0160 (offline order and quota), XEP-0054
 //! (vCard replace), XEP-0191 (block list semantics) and XEP-0313/XEP-0441 (archive paging, filters,
-//! metadata, preferences, retention) and XEP-0357 (push registrations) as far as storage is concerned.
+//! metadata, preferences, retention) XEP-0357 (push registrations) and XEP-0163 (PEP nodes and items) as far as storage is concerned.
 
 mod account_removal;
 mod archive;
 mod offline;
+mod pep;
 mod push_registrations;
 mod rosters;
 
@@ -20,6 +21,7 @@ pub use archive::{
     archive_retention, concurrent_archive_appends,
 };
 pub use offline::{concurrent_offline_quota, offline_messages};
+pub use pep::{pep, pep_deleted_with_account, pep_many_items};
 pub use push_registrations::{push_registrations, push_registrations_deleted_with_account};
 pub use rosters::{concurrent_roster_versions, roster_count, rosters};
 
@@ -46,6 +48,9 @@ pub async fn run_all(storage: &Storage) {
     concurrent_archive_appends(storage).await;
     push_registrations(storage).await;
     push_registrations_deleted_with_account(storage).await;
+    pep(storage).await;
+    pep_many_items(storage).await;
+    pep_deleted_with_account(storage).await;
 }
 
 /// Distinct credentials for each `seed`, with iteration counts spanning the `u32` range.

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 mod archive;
 pub mod contract;
 pub mod contract_relay;
+mod pep;
 mod postgres;
 mod push_registrations;
 pub mod relay;
@@ -26,6 +27,7 @@ pub use archive::{
     ArchiveMark, ArchiveMetadata, ArchivePage, ArchivePaging, ArchivePrefs, ArchiveQuery,
     ArchivedMessage, Direction, new_stanza_id,
 };
+pub use pep::{Pep, PepCreate, PepItem, PepNode, PepPublish};
 pub use push_registrations::{PushRegistration, PushRegistrations, PushUpsert};
 
 /// Everything that can go wrong talking to a database.
@@ -81,7 +83,7 @@ pub trait Accounts: Send + Sync {
     /// Replaces the credentials; returns `false` if there is no such account.
     async fn set_credentials(&self, jid: &str, credentials: &Credentials) -> StorageResult<bool>;
     /// Deletes the account and everything it owns (roster, offline messages, vCard, block list,
-    /// message archive and archiving preferences, XEP-0357 push registrations, and its push relay account, whose id is the bare
+    /// message archive and archiving preferences, XEP-0357 push registrations, PEP nodes and items, and its push relay account, whose id is the bare
     /// JID, with that account's API keys, devices, tokens, messages, outbox entries and audit trail),
     /// in one transaction.
     /// Returns `false` if there was no such account.
@@ -237,6 +239,8 @@ pub struct Storage {
     pub archive: Arc<dyn Archive>,
     /// XEP-0357 push registrations.
     pub push_registrations: Arc<dyn PushRegistrations>,
+    /// XEP-0163 PEP nodes and items.
+    pub pep: Arc<dyn Pep>,
     /// Push relay areas (see [`relay`]).
     pub relay_accounts: Arc<dyn relay::RelayAccounts>,
     pub relay_devices: Arc<dyn relay::RelayDevices>,
@@ -273,6 +277,7 @@ impl Storage {
             + BlockLists
             + Archive
             + PushRegistrations
+            + Pep
             + 'static,
         R: relay::RelayAccounts
             + relay::RelayDevices
@@ -290,7 +295,8 @@ impl Storage {
             vcards: xmpp.clone(),
             block_lists: xmpp.clone(),
             archive: xmpp.clone(),
-            push_registrations: xmpp,
+            push_registrations: xmpp.clone(),
+            pep: xmpp,
             relay_accounts: relay.clone(),
             relay_devices: relay.clone(),
             whitelist_tokens: relay.clone(),

@@ -232,6 +232,9 @@ pub type IqAnswer = Result<Option<Element>, IqError>;
 pub struct IqError {
     pub condition: DefinedCondition,
     pub text: Option<String>,
+    /// An application-specific condition beside the defined one (RFC 6120 section 8.3.2), e.g.
+    /// XEP-0060's `<precondition-not-met/>`.
+    pub app_condition: Option<Element>,
 }
 
 impl IqError {
@@ -239,6 +242,7 @@ impl IqError {
         IqError {
             condition,
             text: None,
+            app_condition: None,
         }
     }
 
@@ -246,6 +250,7 @@ impl IqError {
         IqError {
             condition,
             text: Some(text.to_string()),
+            app_condition: None,
         }
     }
 }
@@ -375,7 +380,14 @@ pub async fn reply(router: &Arc<Router>, request: &Envelope, answer: IqAnswer) {
             result
         }
         Err(error) => match request.error_reply(error.condition, error.text.as_deref()) {
-            Some(element) => element,
+            Some(mut element) => {
+                if let Some(app_condition) = error.app_condition
+                    && let Some(error) = element.children_mut().find(|c| c.name() == "error")
+                {
+                    error.append_child(app_condition);
+                }
+                element
+            }
             None => return,
         },
     };

@@ -99,6 +99,9 @@ macro_rules! accounts_sql {
                         "DELETE FROM archive_prefs WHERE owner = $1",
                         // XEP-0357: no app server is notified for whoever registers the JID next.
                         "DELETE FROM push_registrations WHERE owner = $1",
+                        // XEP-0163: the next holder of the JID inherits no node (OMEMO keys!).
+                        "DELETE FROM pep_items WHERE owner = $1",
+                        "DELETE FROM pep_nodes WHERE owner = $1",
                     ]
                     .into_iter()
                     // A local account's relay account has the bare JID as its id: its API keys,
