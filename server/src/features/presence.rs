@@ -140,6 +140,9 @@ async fn broadcast(router: &Arc<Router>, session: &mut ClientSession, envelope: 
             super::reply_storage_failure(router, session, &envelope).await;
         }
     }
+    // XEP-0115 caps for XEP-0163: after the offline messages, so the last PEP items come after what
+    // waited for the user.
+    super::entity_caps::presence_sent(router, session, Some(&envelope.element), is_initial).await;
 }
 
 /// Routes a stanza the server sends from the user's bare JID (a probe, a subscription stanza) and, if
@@ -159,6 +162,8 @@ async fn tell_session_if_bounced(router: &Arc<Router>, session: &ClientSession, 
 
 fn mark_unavailable(router: &Arc<Router>, session: &mut ClientSession) {
     session.is_available = false;
+    // XEP-0115: what an unavailable resource announced no longer holds.
+    router.context.caps.forget(&session.jid.to_string());
     router
         .sessions
         .set_presence(&session.bare, session.jid.resource().as_str(), None);
