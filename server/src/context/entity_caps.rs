@@ -128,6 +128,11 @@ impl CapsCache {
         inner.verified.get(ver).cloned()
     }
 
+    /// Whether `ver` is verified (and remembered).
+    pub fn is_verified(&self, ver: &str) -> bool {
+        self.lock().verified.contains_key(ver)
+    }
+
     /// Whether `full` still announces `ver` (it may have gone unavailable or changed meanwhile).
     pub fn announces(&self, full: &str, ver: &str) -> bool {
         self.lock().resources.get(full).is_some_and(|v| v == ver)
