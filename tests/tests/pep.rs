@@ -26,9 +26,7 @@ fn disco_info(notify: &[&str]) -> String {
     for node in notify {
         features.push_str(&format!("<feature var='{node}+notify'/>"));
     }
-    format!(
-        "<identity category='client' type='pc' name='herald-tests'/>{features}"
-    )
+    format!("<identity category='client' type='pc' name='herald-tests'/>{features}")
 }
 
 fn ver_of(notify: &[&str]) -> String {
@@ -98,12 +96,17 @@ fn publish(node: &str, id: &str, payload: &str, options: &[(&str, &str)]) -> Str
 }
 
 fn devices(ids: &[u32]) -> String {
-    let devices: String = ids.iter().map(|id| format!("<device id='{id}'/>")).collect();
+    let devices: String = ids
+        .iter()
+        .map(|id| format!("<device id='{id}'/>"))
+        .collect();
     format!("<devices xmlns='urn:xmpp:omemo:2'>{devices}</devices>")
 }
 
 fn items_query(node: &str, extra: &str) -> String {
-    format!("<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='{node}'{extra}</pubsub>")
+    format!(
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='{node}'{extra}</pubsub>"
+    )
 }
 
 /// The ids of the items in an items result, in order.
@@ -183,7 +186,11 @@ async fn notifications_follow_caps(backend: Backend) {
 
     let open = [("pubsub#access_model", "open"), ("pubsub#max_items", "max")];
     let answer = alice
-        .iq_result("set", None, &publish(DEVICES, "current", &devices(&[1, 2]), &open))
+        .iq_result(
+            "set",
+            None,
+            &publish(DEVICES, "current", &devices(&[1, 2]), &open),
+        )
         .await;
     assert_eq!(
         answer
@@ -199,7 +206,11 @@ async fn notifications_follow_caps(backend: Backend) {
         })
         .await;
     assert_eq!(event.attr("to"), Some("bob@localhost/pc"));
-    assert!(xml::show(&event).contains("device id='2'"), "{}", xml::show(&event));
+    assert!(
+        xml::show(&event).contains("device id='2'"),
+        "{}",
+        xml::show(&event)
+    );
     tablet
         .assert_none("a notification without +notify", is_any_event)
         .await;
@@ -241,7 +252,11 @@ async fn notifications_follow_caps(backend: Backend) {
         })
         .await;
     alice
-        .iq_result("set", None, &publish(DEVICES, "current", &devices(&[1, 2, 3]), &open))
+        .iq_result(
+            "set",
+            None,
+            &publish(DEVICES, "current", &devices(&[1, 2, 3]), &open),
+        )
         .await;
     laptop
         .expect("its own account's update", |e| {
@@ -259,7 +274,12 @@ async fn strangers_are_refused(backend: Backend) {
         .iq_result(
             "set",
             None,
-            &publish(AVATAR_METADATA, "abc", "<metadata xmlns='urn:xmpp:avatar:metadata'/>", &[]),
+            &publish(
+                AVATAR_METADATA,
+                "abc",
+                "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
+                &[],
+            ),
         )
         .await;
     alice
@@ -270,27 +290,42 @@ async fn strangers_are_refused(backend: Backend) {
                 BOOKMARKS,
                 "room@muc.localhost",
                 "<conference xmlns='urn:xmpp:bookmarks:1' autojoin='true'/>",
-                &[("pubsub#access_model", "whitelist"), ("pubsub#max_items", "max")],
+                &[
+                    ("pubsub#access_model", "whitelist"),
+                    ("pubsub#max_items", "max"),
+                ],
             ),
         )
         .await;
     // bob (presence subscriber) reads the presence node; the whitelist node is as missing to him.
     let read = bob
-        .iq_result("get", Some("alice@localhost"), &items_query(AVATAR_METADATA, "/>"))
+        .iq_result(
+            "get",
+            Some("alice@localhost"),
+            &items_query(AVATAR_METADATA, "/>"),
+        )
         .await;
     assert_eq!(item_ids(&read), ["abc"]);
     for node in [BOOKMARKS, "urn:example:none"] {
         let refused = bob
             .iq("get", Some("alice@localhost"), &items_query(node, "/>"))
             .await;
-        assert_eq!(error_condition(&refused).as_deref(), Some("item-not-found"), "{node}");
+        assert_eq!(
+            error_condition(&refused).as_deref(),
+            Some("item-not-found"),
+            "{node}"
+        );
     }
     // carol is no contact: existing or not, every non-open node is forbidden alike.
     for node in [AVATAR_METADATA, BOOKMARKS, "urn:example:none"] {
         let refused = carol
             .iq("get", Some("alice@localhost"), &items_query(node, "/>"))
             .await;
-        assert_eq!(error_condition(&refused).as_deref(), Some("forbidden"), "{node}");
+        assert_eq!(
+            error_condition(&refused).as_deref(),
+            Some("forbidden"),
+            "{node}"
+        );
         assert!(item_ids(&refused).is_empty());
     }
     // Nobody but the owner publishes, retracts or deletes.
@@ -298,7 +333,12 @@ async fn strangers_are_refused(backend: Backend) {
         .iq(
             "set",
             Some("alice@localhost"),
-            &publish(AVATAR_METADATA, "x", "<metadata xmlns='urn:xmpp:avatar:metadata'/>", &[]),
+            &publish(
+                AVATAR_METADATA,
+                "x",
+                "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
+                &[],
+            ),
         )
         .await;
     assert_eq!(error_condition(&refused).as_deref(), Some("forbidden"));
@@ -335,7 +375,11 @@ async fn max_items_and_preconditions(backend: Backend) {
     let two = [("pubsub#max_items", "2")];
     for id in ["a", "b", "c"] {
         alice
-            .iq_result("set", None, &publish("urn:example:log", id, "<x xmlns='urn:x'/>", &two))
+            .iq_result(
+                "set",
+                None,
+                &publish("urn:example:log", id, "<x xmlns='urn:x'/>", &two),
+            )
             .await;
     }
     let all = alice
@@ -343,7 +387,11 @@ async fn max_items_and_preconditions(backend: Backend) {
         .await;
     assert_eq!(item_ids(&all), ["b", "c"], "the oldest went; oldest first");
     let newest = alice
-        .iq_result("get", None, &items_query("urn:example:log", " max_items='1'/>"))
+        .iq_result(
+            "get",
+            None,
+            &items_query("urn:example:log", " max_items='1'/>"),
+        )
         .await;
     assert_eq!(item_ids(&newest), ["c"]);
 
@@ -353,7 +401,11 @@ async fn max_items_and_preconditions(backend: Backend) {
         vec![("pubsub#max_items", "max")],
     ] {
         let refused = alice
-            .iq("set", None, &publish("urn:example:log", "d", "<x xmlns='urn:x'/>", &options))
+            .iq(
+                "set",
+                None,
+                &publish("urn:example:log", "d", "<x xmlns='urn:x'/>", &options),
+            )
             .await;
         assert_eq!(error_condition(&refused).as_deref(), Some("conflict"));
         assert_eq!(
@@ -364,7 +416,11 @@ async fn max_items_and_preconditions(backend: Backend) {
     let kept = alice
         .iq_result("get", None, &items_query("urn:example:log", "/>"))
         .await;
-    assert_eq!(item_ids(&kept), ["b", "c"], "a refused publish stores nothing");
+    assert_eq!(
+        item_ids(&kept),
+        ["b", "c"],
+        "a refused publish stores nothing"
+    );
 
     // Configure the node as the precondition wants (Conversations' recovery), then publish.
     alice
@@ -381,12 +437,21 @@ async fn max_items_and_preconditions(backend: Backend) {
     let trimmed = alice
         .iq_result("get", None, &items_query("urn:example:log", "/>"))
         .await;
-    assert_eq!(item_ids(&trimmed), ["c"], "a smaller max_items trims at once");
+    assert_eq!(
+        item_ids(&trimmed),
+        ["c"],
+        "a smaller max_items trims at once"
+    );
     alice
         .iq_result(
             "set",
             None,
-            &publish("urn:example:log", "d", "<x xmlns='urn:x'/>", &[("pubsub#access_model", "open")]),
+            &publish(
+                "urn:example:log",
+                "d",
+                "<x xmlns='urn:x'/>",
+                &[("pubsub#access_model", "open")],
+            ),
         )
         .await;
     let config = alice
@@ -396,7 +461,11 @@ async fn max_items_and_preconditions(backend: Backend) {
             "<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='urn:example:log'/></pubsub>",
         )
         .await;
-    assert!(xml::show(&config).contains("<value>open</value>"), "{}", xml::show(&config));
+    assert!(
+        xml::show(&config).contains("<value>open</value>"),
+        "{}",
+        xml::show(&config)
+    );
 
     // Retract, purge and delete.
     alice
@@ -430,14 +499,24 @@ async fn the_last_item_on_presence(backend: Backend) {
         .iq_result(
             "set",
             None,
-            &publish(AVATAR_METADATA, "old", "<metadata xmlns='urn:xmpp:avatar:metadata'/>", &[]),
+            &publish(
+                AVATAR_METADATA,
+                "old",
+                "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
+                &[],
+            ),
         )
         .await;
     alice
         .iq_result(
             "set",
             None,
-            &publish(AVATAR_METADATA, "new", "<metadata xmlns='urn:xmpp:avatar:metadata'/>", &[]),
+            &publish(
+                AVATAR_METADATA,
+                "new",
+                "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
+                &[],
+            ),
         )
         .await;
     alice
@@ -455,7 +534,9 @@ async fn the_last_item_on_presence(backend: Backend) {
     // carol asks for the same nodes but is no contact.
     let mut carol = server.login("carol", "pc").await;
     announce_caps(&server, &mut carol, &[AVATAR_METADATA, BOOKMARKS]).await;
-    carol.assert_none("another account's items", is_any_event).await;
+    carol
+        .assert_none("another account's items", is_any_event)
+        .await;
 
     let mut bob = server.login("bob", "pc").await;
     bob.roster_get().await;
@@ -509,7 +590,11 @@ async fn limits_refuse_rather_than_drop(backend: Backend) {
             .await;
     }
     let third = alice
-        .iq("set", None, &publish("urn:example:three", "1", "<x xmlns='urn:x'/>", &[]))
+        .iq(
+            "set",
+            None,
+            &publish("urn:example:three", "1", "<x xmlns='urn:x'/>", &[]),
+        )
         .await;
     assert_eq!(error_condition(&third).as_deref(), Some("policy-violation"));
     let big = format!("<x xmlns='urn:x'>{}</x>", "a".repeat(2000));
@@ -517,15 +602,27 @@ async fn limits_refuse_rather_than_drop(backend: Backend) {
         .iq("set", None, &publish("urn:example:one", "2", &big, &[]))
         .await;
     assert_eq!(error_condition(&refused).as_deref(), Some("not-acceptable"));
-    assert_eq!(pubsub_condition(&refused).as_deref(), Some("payload-too-big"));
+    assert_eq!(
+        pubsub_condition(&refused).as_deref(),
+        Some("payload-too-big")
+    );
     let too_many = alice
         .iq(
             "set",
             None,
-            &publish("urn:example:one", "2", "<x xmlns='urn:x'/>", &[("pubsub#max_items", "4")]),
+            &publish(
+                "urn:example:one",
+                "2",
+                "<x xmlns='urn:x'/>",
+                &[("pubsub#max_items", "4")],
+            ),
         )
         .await;
-    assert_eq!(error_condition(&too_many).as_deref(), Some("conflict"), "an existing node: a precondition");
+    assert_eq!(
+        error_condition(&too_many).as_deref(),
+        Some("conflict"),
+        "an existing node: a precondition"
+    );
     let kept = alice
         .iq_result("get", None, &items_query("urn:example:one", "/>"))
         .await;
@@ -542,7 +639,12 @@ async fn limits_refuse_rather_than_drop(backend: Backend) {
         .iq(
             "set",
             None,
-            &publish("urn:example:two", "1", "<x xmlns='urn:x'/>", &[("pubsub#max_items", "4")]),
+            &publish(
+                "urn:example:two",
+                "1",
+                "<x xmlns='urn:x'/>",
+                &[("pubsub#max_items", "4")],
+            ),
         )
         .await;
     assert_eq!(error_condition(&over).as_deref(), Some("not-acceptable"));
@@ -550,7 +652,12 @@ async fn limits_refuse_rather_than_drop(backend: Backend) {
         .iq_result(
             "set",
             None,
-            &publish("urn:example:two", "1", "<x xmlns='urn:x'/>", &[("pubsub#max_items", "max")]),
+            &publish(
+                "urn:example:two",
+                "1",
+                "<x xmlns='urn:x'/>",
+                &[("pubsub#max_items", "max")],
+            ),
         )
         .await;
     let node = server
@@ -567,9 +674,22 @@ async fn a_removed_account_leaves_no_nodes(backend: Backend) {
     let server = server_with_friends(backend).await;
     let mut alice = server.online("alice", "phone").await;
     alice
-        .iq_result("set", None, &publish(DEVICES, "current", &devices(&[7]), &[]))
+        .iq_result(
+            "set",
+            None,
+            &publish(DEVICES, "current", &devices(&[7]), &[]),
+        )
         .await;
-    assert_eq!(server.storage.pep.nodes("alice@localhost").await.unwrap().len(), 1);
+    assert_eq!(
+        server
+            .storage
+            .pep
+            .nodes("alice@localhost")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     alice
         .send("<iq type='set' id='bye'><query xmlns='jabber:iq:register'><remove/></query></iq>")
         .await;
@@ -579,7 +699,15 @@ async fn a_removed_account_leaves_no_nodes(backend: Backend) {
         })
         .await;
     alice.expect_any_stream_error().await;
-    assert!(server.storage.pep.nodes("alice@localhost").await.unwrap().is_empty());
+    assert!(
+        server
+            .storage
+            .pep
+            .nodes("alice@localhost")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         server
             .storage

@@ -69,7 +69,7 @@ impl RawPep {
                 "pep.max_item_bytes: must be between 1024 and {MAX_ITEM_BYTES_LIMIT}"
             ));
         }
-        (problems.len() == before).then(|| PepSettings {
+        (problems.len() == before).then_some(PepSettings {
             max_nodes_per_account: self.max_nodes_per_account,
             max_items_per_node: self.max_items_per_node,
             max_item_bytes: self.max_item_bytes,

@@ -76,10 +76,10 @@ pub fn verification_string(query: &Element) -> Result<String, CapsError> {
             ));
         } else if child.is("feature", ns::DISCO_INFO) {
             features.push(child.attr("var").unwrap_or("").to_string());
-        } else if child.is("x", ns::DATA_FORMS) {
-            if let Some(form) = form_string(child)? {
-                forms.push(form);
-            }
+        } else if child.is("x", ns::DATA_FORMS)
+            && let Some(form) = form_string(child)?
+        {
+            forms.push(form);
         }
     }
     // Sorted by octets (section 5.1, "i;octet" collation).

@@ -281,7 +281,8 @@ pub struct IqError {
     pub text: Option<String>,
     /// An application-specific condition beside the defined one (RFC 6120 section 8.3.2), e.g.
     /// XEP-0060's `<precondition-not-met/>`.
-    pub app_condition: Option<Element>,
+    /// Boxed: an `IqError` stays small on the many paths that carry none.
+    pub app_condition: Option<Box<Element>>,
 }
 
 impl IqError {
@@ -431,7 +432,7 @@ pub async fn reply(router: &Arc<Router>, request: &Envelope, answer: IqAnswer) {
                 if let Some(app_condition) = error.app_condition
                     && let Some(error) = element.children_mut().find(|c| c.name() == "error")
                 {
-                    error.append_child(app_condition);
+                    error.append_child(*app_condition);
                 }
                 element
             }

@@ -114,7 +114,7 @@ pub enum PubsubRequest {
 pub fn pubsub_error(condition: DefinedCondition, specific: Option<&str>) -> IqError {
     let mut error = IqError::new(condition);
     if let Some(name) = specific {
-        error.app_condition = Some(Element::builder(name, PUBSUB_ERRORS).build());
+        error.app_condition = Some(Box::new(Element::builder(name, PUBSUB_ERRORS).build()));
     }
     error
 }
@@ -124,7 +124,7 @@ fn unsupported(feature: &str) -> IqError {
     let mut error = IqError::new(DefinedCondition::FeatureNotImplemented);
     let mut specific = Element::builder("unsupported", PUBSUB_ERRORS).build();
     set_attribute(&mut specific, "feature", feature);
-    error.app_condition = Some(specific);
+    error.app_condition = Some(Box::new(specific));
     error
 }
 
