@@ -263,6 +263,31 @@ async fn notifications_follow_caps(backend: Backend) {
             is_event(e, "alice@localhost", DEVICES, "current")
         })
         .await;
+    bob.expect("the update", |e| {
+        is_event(e, "alice@localhost", DEVICES, "current")
+    })
+    .await;
+
+    // Retractions are notified (pubsub#notify_retract is on by default).
+    alice
+        .iq_result(
+            "set",
+            None,
+            &format!(
+                "<pubsub xmlns='http://jabber.org/protocol/pubsub'><retract node='{DEVICES}'><item id='current'/></retract></pubsub>"
+            ),
+        )
+        .await;
+    let retraction = bob
+        .expect("the retraction", |e| {
+            e.get_child("event", ns::PUBSUB_EVENT)
+                .and_then(|ev| ev.get_child("items", ns::PUBSUB_EVENT))
+                .and_then(|items| items.get_child("retract", ns::PUBSUB_EVENT))
+                .is_some_and(|r| r.attr("id") == Some("current"))
+        })
+        .await;
+    assert_eq!(retraction.attr("from"), Some("alice@localhost"));
+    tablet.assert_none("any notification", is_any_event).await;
 }
 
 async fn strangers_are_refused(backend: Backend) {
@@ -724,7 +749,92 @@ async fn a_removed_account_leaves_no_nodes(backend: Backend) {
     assert_eq!(error_condition(&missing).as_deref(), Some("item-not-found"));
 }
 
+/// The server's disco#info query for `ver` to `client`, answered with `notify` as the features.
+async fn answer_caps_query(client: &mut TestClient, ver: &str, notify: &[&str]) {
+    let query_node = format!("{CAPS_NODE}#{ver}");
+    let query = client
+        .expect("the server's disco#info query", |e| {
+            is_caps_query(e, &query_node)
+        })
+        .await;
+    let id = query.attr("id").unwrap();
+    client
+        .send(&format!(
+            "<iq type='result' id='{id}' to='localhost'>\
+             <query xmlns='http://jabber.org/protocol/disco#info' node='{query_node}'>{}</query></iq>",
+            disco_info(notify)
+        ))
+        .await;
+}
+
+fn is_caps_query(e: &Element, query_node: &str) -> bool {
+    e.is("iq", ns::CLIENT)
+        && e.attr("type") == Some("get")
+        && e.get_child("query", ns::DISCO_INFO)
+            .is_some_and(|q| q.attr("node") == Some(query_node))
+}
+
+fn caps_presence(ver: &str) -> String {
+    format!(
+        "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='{CAPS_NODE}' ver='{ver}'/></presence>"
+    )
+}
+
+/// XEP-0115 sections 5.4 and 6.3: an answer that does not hash to the announced string is not
+/// believed (the next announcement is asked again), and resources announcing one string at once
+/// cause one query, whose verified answer serves them all.
+async fn caps_are_verified_and_asked_once(backend: Backend) {
+    let server = server_with_friends(backend).await;
+    let mut alice = server.online("alice", "phone").await;
+    alice
+        .iq_result(
+            "set",
+            None,
+            &publish(
+                AVATAR_METADATA,
+                "a1",
+                "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
+                &[],
+            ),
+        )
+        .await;
+    let ver = ver_of(&[AVATAR_METADATA]);
+    let query_node = format!("{CAPS_NODE}#{ver}");
+    let mut pc = server.login("bob", "pc").await;
+    let mut phone = server.login("bob", "phone").await;
+    pc.send(&caps_presence(&ver)).await;
+    // A lie: the features do not hash to `ver`.
+    answer_caps_query(&mut pc, &ver, &[AVATAR_METADATA, BUNDLES]).await;
+    let caps = &server.router().context.caps;
+    eventually("the answer handled", async || !caps.is_querying(&ver)).await;
+    assert!(!caps.is_verified(&ver));
+    pc.send(&caps_presence(&ver)).await;
+    // Asked again: the lie was not cached. Now both resources announce it; only pc is asked.
+    let query = pc
+        .expect("a second query", |e| is_caps_query(e, &query_node))
+        .await;
+    phone.send(&caps_presence(&ver)).await;
+    phone
+        .assert_none("a query of its own", |e| is_caps_query(e, &query_node))
+        .await;
+    let id = query.attr("id").unwrap();
+    pc.send(&format!(
+        "<iq type='result' id='{id}' to='localhost'>\
+         <query xmlns='http://jabber.org/protocol/disco#info' node='{query_node}'>{}</query></iq>",
+        disco_info(&[AVATAR_METADATA])
+    ))
+    .await;
+    for client in [&mut pc, &mut phone] {
+        client
+            .expect("alice's last avatar once the caps are verified", |e| {
+                is_event(e, "alice@localhost", AVATAR_METADATA, "a1")
+            })
+            .await;
+    }
+}
+
 on_every_backend!(
+    caps_are_verified_and_asked_once,
     notifications_follow_caps,
     strangers_are_refused,
     max_items_and_preconditions,

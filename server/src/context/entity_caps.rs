@@ -133,6 +133,11 @@ impl CapsCache {
         self.lock().verified.contains_key(ver)
     }
 
+    /// Whether a query for `ver` is in flight.
+    pub fn is_querying(&self, ver: &str) -> bool {
+        self.lock().querying.contains(ver)
+    }
+
     /// Whether `full` still announces `ver` (it may have gone unavailable or changed meanwhile).
     pub fn announces(&self, full: &str, ver: &str) -> bool {
         self.lock().resources.get(full).is_some_and(|v| v == ver)

@@ -32,7 +32,7 @@ pub use notify::send_last_items;
 
 /// The `http://jabber.org/protocol/pubsub#...` features of the service (XEP-0060 section 10), as
 /// the account's disco#info lists them: exactly what is implemented.
-pub const FEATURES: [&str; 22] = [
+pub const FEATURES: [&str; 23] = [
     "http://jabber.org/protocol/pubsub#access-open",
     "http://jabber.org/protocol/pubsub#access-presence",
     "http://jabber.org/protocol/pubsub#access-roster",
@@ -54,6 +54,7 @@ pub const FEATURES: [&str; 22] = [
     "http://jabber.org/protocol/pubsub#publish-options",
     "http://jabber.org/protocol/pubsub#purge-nodes",
     "http://jabber.org/protocol/pubsub#retract-items",
+    "http://jabber.org/protocol/pubsub#retrieve-default",
     "http://jabber.org/protocol/pubsub#retrieve-items",
 ];
 
@@ -86,7 +87,7 @@ pub async fn handle_own(
             let settings = &router.context.config.pep;
             let mut default = Element::builder("default", PUBSUB_OWNER).build();
             default.append_child(wire::config_form(
-                &node_config(&default_node("", settings)),
+                &node_config(&default_node("")),
                 settings.max_items_per_node,
             ));
             Ok(Some(wire::pubsub(PUBSUB_OWNER, default)))
@@ -204,8 +205,7 @@ fn access_model(node: &PepNode) -> AccessModel {
 
 /// A new node's configuration (XEP-0163 section 3: presence access, as Prosody's defaults: one
 /// item, persisted, retractions notified, last item sent on presence).
-fn default_node(name: &str, settings: &PepSettings) -> PepNode {
-    let _ = settings;
+fn default_node(name: &str) -> PepNode {
     PepNode {
         node: name.to_string(),
         access_model: AccessModel::Presence.as_str().to_string(),
@@ -388,8 +388,8 @@ async fn publish(
         }
         None => {
             let fresh = match options {
-                Some(options) => configured(default_node(node, settings), options, settings)?,
-                None => default_node(node, settings),
+                Some(options) => configured(default_node(node), options, settings)?,
+                None => default_node(node),
             };
             create_node(router, owner, &fresh).await?;
             // A node created meanwhile by another resource is used as it is.
@@ -465,8 +465,8 @@ async fn create(
 ) -> Handled {
     let settings = &router.context.config.pep;
     let fresh = match &config {
-        Some(config) => configured(default_node(node, settings), config, settings)?,
-        None => default_node(node, settings),
+        Some(config) => configured(default_node(node), config, settings)?,
+        None => default_node(node),
     };
     if !create_node(router, owner, &fresh).await? {
         // Section 8.1.3.
