@@ -833,7 +833,49 @@ async fn caps_are_verified_and_asked_once(backend: Backend) {
     }
 }
 
+/// A contact whose subscription is approved while online gets the last items at once (XEP-0163
+/// section 6.2, on_sub_and_presence), not at its next presence; before that, nothing.
+async fn the_last_item_on_subscription(backend: Backend) {
+    let server = TestServer::builder().backend(backend).start().await;
+    for user in ["alice", "bob"] {
+        server.add_user(user).await;
+    }
+    let mut alice = server.online("alice", "phone").await;
+    let mut bob = server.login("bob", "pc").await;
+    bob.roster_get().await;
+    announce_caps(&server, &mut bob, &[AVATAR_METADATA]).await;
+    alice
+        .iq_result(
+            "set",
+            None,
+            &publish(
+                AVATAR_METADATA,
+                "av",
+                "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
+                &[],
+            ),
+        )
+        .await;
+    bob.assert_none("an avatar before subscribing", is_any_event)
+        .await;
+    bob.send("<presence to='alice@localhost' type='subscribe'/>")
+        .await;
+    alice
+        .expect("bob's request", |e| {
+            e.is("presence", ns::CLIENT) && e.attr("type") == Some("subscribe")
+        })
+        .await;
+    alice
+        .send("<presence to='bob@localhost' type='subscribed'/>")
+        .await;
+    bob.expect("alice's last avatar once subscribed", |e| {
+        is_event(e, "alice@localhost", AVATAR_METADATA, "av")
+    })
+    .await;
+}
+
 on_every_backend!(
+    the_last_item_on_subscription,
     caps_are_verified_and_asked_once,
     notifications_follow_caps,
     strangers_are_refused,

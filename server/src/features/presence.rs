@@ -409,6 +409,8 @@ async fn deliver_pending_requests(
     }
 }
 
+/// 3.1.5: a contact newly subscribed to `owner`'s presence gets its current presence, and (XEP-0163
+/// section 6.2, "on_sub_and_presence") the last item of each PEP node it asks for and may read.
 async fn send_current_presence(router: &Arc<Router>, owner: &str, contact: &BareJid) {
     for resource in router.sessions.resources(owner) {
         if let Some(element) = resource.presence.and_then(|p| p.unpack()) {
@@ -416,6 +418,7 @@ async fn send_current_presence(router: &Arc<Router>, owner: &str, contact: &Bare
             send_copy(router, &element, &from, &contact.to_string()).await;
         }
     }
+    super::pep::notify::send_last_items_to_contact(router, owner, contact).await;
 }
 
 /// Unavailable presence from each of `owner`'s available resources to `contact` (RFC 6121 section 3.2.2).

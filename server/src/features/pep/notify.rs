@@ -139,6 +139,56 @@ pub async fn send_last_items(router: &Arc<Router>, full: &str, nodes: &BTreeSet<
     }
 }
 
+/// `contact` was just subscribed to `owner`'s presence: each of its available local resources whose
+/// caps are known gets the newest item of the nodes of `owner` it asks for and may now read.
+pub async fn send_last_items_to_contact(router: &Arc<Router>, owner: &str, contact: &BareJid) {
+    if !router.is_local_user(contact) {
+        return;
+    }
+    let contact_key = contact.to_string();
+    let resources: Vec<(String, Arc<crate::context::entity_caps::Caps>)> = router
+        .sessions
+        .resources(&contact_key)
+        .into_iter()
+        .filter(|r| r.view.is_available)
+        .filter_map(|r| {
+            let full = format!("{contact_key}/{}", r.resource);
+            let caps = router.context.caps.of(&full)?;
+            (!caps.notify.is_empty()).then_some((full, caps))
+        })
+        .collect();
+    if resources.is_empty() {
+        return;
+    }
+    let view = match router
+        .context
+        .storage
+        .rosters
+        .item(owner, &contact_key)
+        .await
+    {
+        Ok(view) => view,
+        Err(e) => {
+            tracing::error!(error = %e, "loading a roster item for the last PEP items failed");
+            return;
+        }
+    };
+    let no_groups: Vec<String> = Vec::new();
+    let requester = match &view {
+        Some(view) => requester_of(view),
+        None => Requester {
+            is_owner: false,
+            subscription: None,
+            groups: &no_groups,
+        },
+    };
+    for (full, caps) in resources {
+        if let Err(e) = send_last_of(router, owner, &full, &caps.notify, &requester).await {
+            tracing::error!(error = %e, "sending the last PEP items failed");
+        }
+    }
+}
+
 /// The newest item of each node of `owner` in `wanted` that `requester` may read, sent to `to`.
 async fn send_last_of(
     router: &Arc<Router>,
