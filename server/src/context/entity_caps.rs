@@ -5,9 +5,10 @@
 //!
 //! Bounded: at most [`MAX_VERIFIED`] verification strings (the oldest is forgotten first; a client
 //! announcing it again is asked again), one entry per available resource (dropped when it goes
-//! unavailable), and at most [`MAX_QUERIES`] disco#info queries in flight.
+//! unavailable), and at most [`MAX_QUERIES`] disco#info queries in flight, one per account, so an
+//! account announcing made-up strings and never answering cannot take every slot.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Verification strings remembered at most.
@@ -44,8 +45,8 @@ struct Inner {
     order: VecDeque<String>,
     /// Full JID of an available local resource -> the `ver` of its latest available presence.
     resources: HashMap<String, String>,
-    /// `ver`s with a disco#info query in flight.
-    querying: HashSet<String>,
+    /// `ver`s with a disco#info query in flight -> the bare JID of the account asked.
+    querying: HashMap<String, String>,
 }
 
 /// The cache (see the module comment).
@@ -77,10 +78,14 @@ impl CapsCache {
             let before = previous.and_then(|p| inner.verified.get(&p).cloned());
             return Announced::Known { now, before };
         }
-        if inner.querying.contains(ver) || inner.querying.len() >= MAX_QUERIES {
+        let account = full.split('/').next().unwrap_or(full);
+        if inner.querying.contains_key(ver)
+            || inner.querying.len() >= MAX_QUERIES
+            || inner.querying.values().any(|asked| asked == account)
+        {
             return Announced::Waiting;
         }
-        inner.querying.insert(ver.to_string());
+        inner.querying.insert(ver.to_string(), account.to_string());
         Announced::Query
     }
 
@@ -135,7 +140,7 @@ impl CapsCache {
 
     /// Whether a query for `ver` is in flight.
     pub fn is_querying(&self, ver: &str) -> bool {
-        self.lock().querying.contains(ver)
+        self.lock().querying.contains_key(ver)
     }
 
     /// Whether `full` still announces `ver` (it may have gone unavailable or changed meanwhile).
@@ -196,10 +201,19 @@ mod tests {
     #[test]
     fn queries_and_verified_strings_are_bounded() {
         let cache = CapsCache::default();
-        for n in 0..MAX_QUERIES {
-            assert_eq!(cache.announce("a@x/1", &format!("q{n}")), Announced::Query);
+        assert_eq!(cache.announce("a@x/1", "q"), Announced::Query);
+        assert_eq!(
+            cache.announce("a@x/2", "another"),
+            Announced::Waiting,
+            "one query per account"
+        );
+        for n in 1..MAX_QUERIES {
+            assert_eq!(
+                cache.announce(&format!("u{n}@x/1"), &format!("q{n}")),
+                Announced::Query
+            );
         }
-        assert_eq!(cache.announce("a@x/1", "one-more"), Announced::Waiting);
+        assert_eq!(cache.announce("b@x/1", "one-more"), Announced::Waiting);
         for n in 0..=MAX_VERIFIED {
             cache.verified(&format!("v{n}"), Caps::default());
         }
