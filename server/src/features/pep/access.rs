@@ -3,7 +3,7 @@
 //! requester, and the one answer everyone refused or asking for a missing node gets, so that it
 //! tells nothing beyond the requester's own relationship with the owner.
 
-use herald_storage::Subscription;
+use herald_storage::{RosterItem, Subscription};
 
 use super::wire::AccessModel;
 use crate::xmpp::DefinedCondition;
@@ -26,6 +26,16 @@ impl Requester<'_> {
         subscription: None,
         groups: &[],
     };
+
+    /// Someone else, as the owner's roster item for them says (`None`: not in the roster; an item
+    /// kept only for a pending request counts as none).
+    pub fn contact(item: Option<&RosterItem>) -> Requester<'_> {
+        Requester {
+            is_owner: false,
+            subscription: item.filter(|i| i.in_roster).map(|i| i.subscription),
+            groups: item.map_or(&[], |i| i.groups.as_slice()),
+        }
+    }
 
     /// Subscribed to the owner's presence (XEP-0163 section 3.2: `from` or `both`).
     fn has_presence_subscription(&self) -> bool {

@@ -121,15 +121,7 @@ pub async fn handle_other(
                 .item(&owner, &requester_bare)
                 .await
                 .map_err(internal)?;
-            let no_groups: Vec<String> = Vec::new();
-            let requester = Requester {
-                is_owner: false,
-                subscription: item
-                    .as_ref()
-                    .filter(|i| i.in_roster)
-                    .map(|i| i.subscription),
-                groups: item.as_ref().map_or(&no_groups, |i| &i.groups),
-            };
+            let requester = Requester::contact(item.as_ref());
             items(router, &owner, &requester, &node, max_items, &ids)
                 .await
                 .map_err(IqError::from)
@@ -150,15 +142,7 @@ pub async fn readable_nodes(
         return Ok(nodes);
     };
     let item = storage.rosters.item(owner, &requester.to_string()).await?;
-    let no_groups: Vec<String> = Vec::new();
-    let requester = Requester {
-        is_owner: false,
-        subscription: item
-            .as_ref()
-            .filter(|i| i.in_roster)
-            .map(|i| i.subscription),
-        groups: item.as_ref().map_or(&no_groups, |i| &i.groups),
-    };
+    let requester = Requester::contact(item.as_ref());
     Ok(nodes
         .into_iter()
         .filter(|node| may_read(access_model(node), &node.roster_groups, &requester))

@@ -37,11 +37,7 @@ fn interested_resources(router: &Router, bare: &str, node: &str) -> Vec<String> 
 
 /// What a roster item says of its contact, for the access decision.
 fn requester_of(item: &RosterItem) -> Requester<'_> {
-    Requester {
-        is_owner: false,
-        subscription: item.in_roster.then_some(item.subscription),
-        groups: &item.groups,
-    }
+    Requester::contact(Some(item))
 }
 
 /// The full JIDs that get notifications of `node` of `owner`. Remote contacts are not reached yet
@@ -124,15 +120,7 @@ pub async fn send_last_items(router: &Arc<Router>, full: &str, nodes: &BTreeSet<
                 continue;
             }
         };
-        let no_groups: Vec<String> = Vec::new();
-        let requester = match &view {
-            Some(view) => requester_of(view),
-            None => Requester {
-                is_owner: false,
-                subscription: None,
-                groups: &no_groups,
-            },
-        };
+        let requester = Requester::contact(view.as_ref());
         if let Err(e) = send_last_of(router, &item.contact, full, nodes, &requester).await {
             tracing::error!(error = %e, "sending the last PEP items failed");
         }
@@ -173,15 +161,7 @@ pub async fn send_last_items_to_contact(router: &Arc<Router>, owner: &str, conta
             return;
         }
     };
-    let no_groups: Vec<String> = Vec::new();
-    let requester = match &view {
-        Some(view) => requester_of(view),
-        None => Requester {
-            is_owner: false,
-            subscription: None,
-            groups: &no_groups,
-        },
-    };
+    let requester = Requester::contact(view.as_ref());
     for (full, caps) in resources {
         if let Err(e) = send_last_of(router, owner, &full, &caps.notify, &requester).await {
             tracing::error!(error = %e, "sending the last PEP items failed");
