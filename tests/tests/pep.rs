@@ -392,6 +392,30 @@ async fn strangers_are_refused(backend: Backend) {
     assert_eq!(items(&bobs), [AVATAR_METADATA]);
     let carols = carol.iq_result("get", Some("alice@localhost"), disco).await;
     assert!(items(&carols).is_empty());
+    // disco#info on a node (XEP-0060 section 5.3) follows the same rules.
+    let node_info = |node: &str| {
+        format!("<query xmlns='http://jabber.org/protocol/disco#info' node='{node}'/>")
+    };
+    let leaf = bob
+        .iq_result("get", Some("alice@localhost"), &node_info(AVATAR_METADATA))
+        .await;
+    assert!(
+        xml::show(&leaf).contains("type='leaf'"),
+        "{}",
+        xml::show(&leaf)
+    );
+    let own = alice
+        .iq_result("get", Some("alice@localhost"), &node_info(BOOKMARKS))
+        .await;
+    assert!(xml::show(&own).contains("type='leaf'"));
+    let hidden = bob
+        .iq("get", Some("alice@localhost"), &node_info(BOOKMARKS))
+        .await;
+    assert_eq!(error_condition(&hidden).as_deref(), Some("item-not-found"));
+    let hidden = carol
+        .iq("get", Some("alice@localhost"), &node_info(AVATAR_METADATA))
+        .await;
+    assert_eq!(error_condition(&hidden).as_deref(), Some("forbidden"));
 }
 
 async fn max_items_and_preconditions(backend: Backend) {

@@ -132,8 +132,31 @@ pub static IQ_HANDLERS: [IqHandlers; 14] = [
         is_advertised: true,
         is_advertised_on_account: false,
         for_server: Some(|router, request| answer_now(super::disco::server_info(router, request))),
-        for_account: Some(|_, _, request| answer_now(super::disco::account_info(request))),
-        for_own_account: Some(|_, _, request| answer_now(super::disco::own_account_info(request))),
+        // With a node: a PEP node of the account (XEP-0060 section 5.3).
+        for_account: Some(|router, user, request| {
+            Box::pin(async move {
+                match request.payload.attr("node") {
+                    Some(node) if !request.is_set => {
+                        super::pep::node_info(router, user, Some(request.from), node)
+                            .await
+                            .into()
+                    }
+                    _ => super::disco::account_info(request).into(),
+                }
+            })
+        }),
+        for_own_account: Some(|router, session, request| {
+            Box::pin(async move {
+                match request.payload.attr("node") {
+                    Some(node) if !request.is_set => {
+                        super::pep::node_info(router, &session.bare_jid(), None, node)
+                            .await
+                            .into()
+                    }
+                    _ => super::disco::own_account_info(request).into(),
+                }
+            })
+        }),
     },
     IqHandlers {
         namespace: ns::DISCO_ITEMS,

@@ -149,6 +149,53 @@ pub async fn readable_nodes(
         .collect())
 }
 
+/// disco#info on a node of `owner`'s service (XEP-0060 section 5.3): identity pubsub/leaf, for
+/// whoever may read it (`requester` `None`: the owner); anyone else gets the same answer as for a
+/// node that does not exist ([`access::refusal`]).
+pub async fn node_info(
+    router: &Arc<Router>,
+    owner: &BareJid,
+    requester: Option<&crate::xmpp::Jid>,
+    node: &str,
+) -> IqAnswer {
+    let owner_key = owner.to_string();
+    let storage = &router.context.storage;
+    let requester_bare = requester
+        .map(|jid| jid.to_bare())
+        .filter(|bare| bare != owner);
+    let item = match &requester_bare {
+        Some(bare) => storage
+            .rosters
+            .item(&owner_key, &bare.to_string())
+            .await
+            .map_err(internal)?,
+        None => None,
+    };
+    let requester = match requester_bare {
+        Some(_) => Requester::contact(item.as_ref()),
+        None => Requester::OWNER,
+    };
+    let stored = storage.pep.node(&owner_key, node).await.map_err(internal)?;
+    let Some(stored) = stored.filter(|n| may_read(access_model(n), &n.roster_groups, &requester))
+    else {
+        return Err(IqError::new(refusal(&requester)));
+    };
+    let mut identity = Element::builder("identity", ns::DISCO_INFO).build();
+    crate::xmpp::set_attribute(&mut identity, "category", "pubsub");
+    crate::xmpp::set_attribute(&mut identity, "type", "leaf");
+    if let Some(title) = &stored.title {
+        crate::xmpp::set_attribute(&mut identity, "name", title);
+    }
+    let mut feature = Element::builder("feature", ns::DISCO_INFO).build();
+    crate::xmpp::set_attribute(&mut feature, "var", ns::PUBSUB);
+    let mut query = Element::builder("query", ns::DISCO_INFO)
+        .append(identity)
+        .append(feature)
+        .build();
+    crate::xmpp::set_attribute(&mut query, "node", node);
+    Ok(Some(query))
+}
+
 /// What the handlers fail with: an answer to send, or a storage failure.
 enum Failure {
     Answer(IqError),
