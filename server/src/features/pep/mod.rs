@@ -593,3 +593,85 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> PepSettings {
+        PepSettings {
+            max_nodes_per_account: 10,
+            max_items_per_node: 50,
+            max_item_bytes: 4096,
+        }
+    }
+
+    #[test]
+    fn publish_options_are_preconditions() {
+        let mut node = default_node("n");
+        node.access_model = "open".into();
+        node.max_items = 50;
+        let options = |f: fn(&mut ConfigFields)| {
+            let mut fields = ConfigFields::default();
+            f(&mut fields);
+            fields
+        };
+        // (options, the field reported as unmet)
+        let cases: [(ConfigFields, Option<&str>); 8] = [
+            (ConfigFields::default(), None),
+            (options(|o| o.access_model = Some(AccessModel::Open)), None),
+            (options(|o| o.max_items = Some(MaxItems::Max)), None),
+            (options(|o| o.max_items = Some(MaxItems::Count(50))), None),
+            (
+                options(|o| o.access_model = Some(AccessModel::Whitelist)),
+                Some("pubsub#access_model"),
+            ),
+            (
+                options(|o| o.max_items = Some(MaxItems::Count(10))),
+                Some("pubsub#max_items"),
+            ),
+            (
+                options(|o| o.send_last_published_item = Some("never".into())),
+                Some("pubsub#send_last_published_item"),
+            ),
+            (
+                options(|o| o.persist_items = Some(false)),
+                Some("pubsub#persist_items"),
+            ),
+        ];
+        for (n, (fields, expected)) in cases.iter().enumerate() {
+            assert_eq!(
+                unmet_precondition(&node, fields, &settings()),
+                *expected,
+                "case {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_configuration_beyond_the_limits_is_refused() {
+        for max_items in [MaxItems::Count(0), MaxItems::Count(51)] {
+            let fields = ConfigFields {
+                max_items: Some(max_items),
+                ..ConfigFields::default()
+            };
+            let refused = configured(default_node("n"), &fields, &settings());
+            assert!(
+                matches!(&refused, Err(e) if e.condition == DefinedCondition::NotAcceptable),
+                "{max_items:?}"
+            );
+        }
+        let fields = ConfigFields {
+            max_items: Some(MaxItems::Max),
+            access_model: Some(AccessModel::Roster),
+            roster_groups: Some(vec!["Friends".into()]),
+            title: Some(String::new()),
+            ..ConfigFields::default()
+        };
+        let node = configured(default_node("n"), &fields, &settings()).expect("valid");
+        assert_eq!(node.max_items, 50, "max is the limit");
+        assert_eq!(node.access_model, "roster");
+        assert_eq!(node.roster_groups, ["Friends"]);
+        assert_eq!(node.title, None, "an empty title is none");
+    }
+}
