@@ -11,7 +11,9 @@ use serde::Deserialize;
 
 use crate::xmpp::Limits;
 
+mod pep;
 mod push_notifications;
+pub use pep::{PepSettings, RawPep};
 pub use push_notifications::{PushNotificationSettings, RawPushNotifications};
 
 /// The file as written by the admin. Every section and key is optional.
@@ -28,6 +30,7 @@ pub struct RawConfig {
     pub relay: herald_relay::RelayConfig,
     pub archive: RawArchive,
     pub push_notifications: RawPushNotifications,
+    pub pep: RawPep,
 }
 
 /// `[archive]`: the message archive (XEP-0313).
@@ -261,6 +264,8 @@ pub struct Config {
     pub archive_retention: Option<std::time::Duration>,
     /// XEP-0357 publishing (`[push_notifications]`).
     pub push_notifications: PushNotificationSettings,
+    /// XEP-0163 limits (`[pep]`).
+    pub pep: PepSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -558,6 +563,7 @@ impl Config {
             None
         };
         let push_notifications = raw.push_notifications.resolve(&mut problems);
+        let pep = raw.pep.resolve(&mut problems);
         if !problems.is_empty() {
             return Err(ConfigErrors { problems });
         }
@@ -604,6 +610,7 @@ impl Config {
                 std::time::Duration::from_secs(u64::from(raw.archive.retention_days) * 86_400)
             }),
             push_notifications: push_notifications.unwrap_or_default(),
+            pep: pep.unwrap_or_default(),
         })
     }
 

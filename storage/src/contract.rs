@@ -6,12 +6,13 @@
 //! so they may share one storage and run in any order, but not twice on the same one. [`run_all`] runs
 //! them all. Covers RFC 6121 section 2.6 (roster versions), XEP-0160 (offline order and quota), XEP-0054
 //! (vCard replace), XEP-0191 (block list semantics) and XEP-0313/XEP-0441 (archive paging, filters,
-//! metadata, preferences, retention), XEP-0357 (push registrations) and XEP-0049 (private XML) as far as
-//! storage is concerned.
+//! metadata, preferences, retention), XEP-0357 (push registrations), XEP-0049 (private XML) and XEP-0163
+//! (PEP nodes and items) as far as storage is concerned.
 
 mod account_removal;
 mod archive;
 mod offline;
+mod pep;
 mod private_xml;
 mod push_registrations;
 mod rosters;
@@ -22,6 +23,7 @@ pub use archive::{
     archive_retention, concurrent_archive_appends,
 };
 pub use offline::{concurrent_offline_quota, offline_messages};
+pub use pep::{pep, pep_deleted_with_account, pep_many_items};
 pub use private_xml::{
     concurrent_private_xml_limit, private_xml, private_xml_deleted_with_account,
 };
@@ -54,6 +56,9 @@ pub async fn run_all(storage: &Storage) {
     private_xml(storage).await;
     private_xml_deleted_with_account(storage).await;
     concurrent_private_xml_limit(storage).await;
+    pep(storage).await;
+    pep_many_items(storage).await;
+    pep_deleted_with_account(storage).await;
 }
 
 /// Distinct credentials for each `seed`, with iteration counts spanning the `u32` range.

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 mod archive;
 pub mod contract;
 pub mod contract_relay;
+mod pep;
 mod postgres;
 mod private_xml;
 mod push_registrations;
@@ -27,6 +28,7 @@ pub use archive::{
     ArchiveMark, ArchiveMetadata, ArchivePage, ArchivePaging, ArchivePrefs, ArchiveQuery,
     ArchivedMessage, Direction, new_stanza_id,
 };
+pub use pep::{Pep, PepCreate, PepItem, PepNode, PepPublish};
 pub use private_xml::{PrivateFragment, PrivatePut, PrivateXml};
 pub use push_registrations::{PushRegistration, PushRegistrations, PushUpsert};
 
@@ -83,7 +85,8 @@ pub trait Accounts: Send + Sync {
     /// Replaces the credentials; returns `false` if there is no such account.
     async fn set_credentials(&self, jid: &str, credentials: &Credentials) -> StorageResult<bool>;
     /// Deletes the account and everything it owns (roster, offline messages, vCard, block list,
-    /// message archive and archiving preferences, XEP-0357 push registrations, XEP-0049 private XML, and its push relay account, whose id is the bare
+    /// message archive and archiving preferences, XEP-0357 push registrations, XEP-0049 private XML, PEP
+    /// nodes and items, and its push relay account, whose id is the bare
     /// JID, with that account's API keys, devices, tokens, messages, outbox entries and audit trail),
     /// in one transaction.
     /// Returns `false` if there was no such account.
@@ -241,6 +244,8 @@ pub struct Storage {
     pub push_registrations: Arc<dyn PushRegistrations>,
     /// XEP-0049 private XML fragments.
     pub private_xml: Arc<dyn PrivateXml>,
+    /// XEP-0163 PEP nodes and items.
+    pub pep: Arc<dyn Pep>,
     /// Push relay areas (see [`relay`]).
     pub relay_accounts: Arc<dyn relay::RelayAccounts>,
     pub relay_devices: Arc<dyn relay::RelayDevices>,
@@ -278,6 +283,7 @@ impl Storage {
             + Archive
             + PushRegistrations
             + PrivateXml
+            + Pep
             + 'static,
         R: relay::RelayAccounts
             + relay::RelayDevices
@@ -296,7 +302,8 @@ impl Storage {
             block_lists: xmpp.clone(),
             archive: xmpp.clone(),
             push_registrations: xmpp.clone(),
-            private_xml: xmpp,
+            private_xml: xmpp.clone(),
+            pep: xmpp,
             relay_accounts: relay.clone(),
             relay_devices: relay.clone(),
             whitelist_tokens: relay.clone(),

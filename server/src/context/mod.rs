@@ -7,6 +7,7 @@
 pub mod archive_prefs;
 pub mod archive_queue;
 pub mod block_lists;
+pub mod entity_caps;
 pub mod registration_limit;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use herald_storage::Storage;
 pub use archive_prefs::ArchivePrefsCache;
 pub use archive_queue::{ArchiveQueue, QueueError, QueuedAppend};
 pub use block_lists::{BlockListCache, Recipient};
+pub use entity_caps::CapsCache;
 pub use registration_limit::RegistrationLimit;
 
 use crate::config::Config;
@@ -36,6 +38,8 @@ pub struct ServerContext {
     pub archive: ArchiveQueue,
     /// Archiving preferences read on every archived message (XEP-0441).
     pub archive_prefs: ArchivePrefsCache,
+    /// XEP-0115 verification strings and what each available resource announced (for XEP-0163).
+    pub caps: CapsCache,
     /// Random bytes made at start that key the fake SCRAM salts of unknown users, so they cannot be told
     /// apart from real ones (RFC 5802 section 9 leaves enumeration resistance to the server).
     pub unknown_user_secret: [u8; 32],
@@ -67,6 +71,7 @@ impl ServerContext {
             login_throttle,
             block_lists: BlockListCache::default(),
             archive_prefs: ArchivePrefsCache::default(),
+            caps: CapsCache::default(),
             unknown_user_secret: rand::random(),
         }
     }

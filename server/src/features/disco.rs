@@ -6,32 +6,36 @@ use std::sync::Arc;
 use super::iq::{IQ_HANDLERS, IqAnswer, IqError, IqRequest};
 use crate::router::Router;
 use crate::xmpp::ns;
-use crate::xmpp::{DefinedCondition, Element, set_attribute};
+use crate::xmpp::{BareJid, DefinedCondition, Element, Jid, set_attribute};
 
 /// Features that are behaviours rather than IQ payloads: XEP-0160 offline storage.
 const BEHAVIOUR_FEATURES: [&str; 1] = ["msgoffline"];
 
-/// Every feature the server's disco#info lists, sorted.
+/// Every feature the server's disco#info lists, sorted: the table's, the behaviours', and the PEP
+/// service's `pubsub#...` features, which clients look for on the server as well (as ejabberd lists
+/// them there).
 pub fn server_features() -> Vec<&'static str> {
     let mut features: Vec<&'static str> = IQ_HANDLERS
         .iter()
         .filter(|h| h.is_advertised)
         .map(|h| h.namespace)
         .chain(BEHAVIOUR_FEATURES)
+        .chain(super::pep::FEATURES)
         .collect();
     features.sort_unstable();
     features.dedup();
     features
 }
 
-/// Every feature an account's disco#info lists, sorted: disco#info itself and the payloads marked
-/// for accounts in [`IQ_HANDLERS`].
+/// Every feature an account's disco#info lists, sorted: disco#info itself, the payloads marked
+/// for accounts in [`IQ_HANDLERS`] and the PEP service's features (XEP-0163 section 5).
 pub fn account_features() -> Vec<&'static str> {
     let mut features: Vec<&'static str> = IQ_HANDLERS
         .iter()
         .filter(|h| h.is_advertised_on_account)
         .map(|h| h.namespace)
         .chain([ns::DISCO_INFO])
+        .chain(super::pep::FEATURES)
         .collect();
     features.sort_unstable();
     features.dedup();
@@ -43,9 +47,7 @@ pub fn server_info(router: &Arc<Router>, request: &IqRequest<'_>) -> IqAnswer {
     let _ = router;
     reject_nodes(request)?;
     Ok(Some(info(
-        "server",
-        "im",
-        Some("Herald"),
+        &[("server", "im", Some("Herald"))],
         &server_features(),
     )))
 }
@@ -63,15 +65,15 @@ pub fn server_items(router: &Arc<Router>, request: &IqRequest<'_>) -> IqAnswer {
     Ok(Some(query))
 }
 
-/// disco#info on an account's bare JID: identity account/registered (section 3.1).
+/// The identities of an account: account/registered (section 3.1) and its PEP service, pubsub/pep
+/// (XEP-0163 section 5), which Conversations looks for before using PEP.
+const ACCOUNT_IDENTITIES: [(&str, &str, Option<&str>); 2] =
+    [("account", "registered", None), ("pubsub", "pep", None)];
+
+/// disco#info on an account's bare JID (section 3.1).
 pub fn account_info(request: &IqRequest<'_>) -> IqAnswer {
     reject_nodes(request)?;
-    Ok(Some(info(
-        "account",
-        "registered",
-        None,
-        &account_features(),
-    )))
+    Ok(Some(info(&ACCOUNT_IDENTITIES, &account_features())))
 }
 
 /// disco#info on the user's own account, from their client: also what the account offers its owner,
@@ -81,13 +83,37 @@ pub fn own_account_info(request: &IqRequest<'_>) -> IqAnswer {
     let mut features = account_features();
     features.extend([ns::MAM, ns::MAM_EXTENDED]);
     features.sort_unstable();
-    Ok(Some(info("account", "registered", None, &features)))
+    Ok(Some(info(&ACCOUNT_IDENTITIES, &features)))
 }
 
-/// disco#items on an account's bare JID: none yet (no PEP nodes).
-pub fn account_items(request: &IqRequest<'_>) -> IqAnswer {
+/// disco#items on an account's bare JID: its PEP nodes that `requester` (`None`: the owner) may
+/// read (XEP-0163 section 5, XEP-0060 section 5.2).
+pub async fn account_items(
+    router: &Arc<Router>,
+    owner: &BareJid,
+    requester: Option<&Jid>,
+    request: &IqRequest<'_>,
+) -> IqAnswer {
     reject_nodes(request)?;
-    Ok(Some(Element::builder("query", ns::DISCO_ITEMS).build()))
+    let owner_key = owner.to_string();
+    let requester = requester.map(Jid::to_bare).filter(|bare| bare != owner);
+    let nodes = super::pep::readable_nodes(router, &owner_key, requester.as_ref())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "listing PEP nodes failed");
+            IqError::new(DefinedCondition::InternalServerError)
+        })?;
+    let mut query = Element::builder("query", ns::DISCO_ITEMS).build();
+    for node in nodes {
+        let mut item = Element::builder("item", ns::DISCO_ITEMS).build();
+        set_attribute(&mut item, "jid", &owner_key);
+        set_attribute(&mut item, "node", &node.node);
+        if let Some(title) = &node.title {
+            set_attribute(&mut item, "name", title);
+        }
+        query.append_child(item);
+    }
+    Ok(Some(query))
 }
 
 fn reject_nodes(request: &IqRequest<'_>) -> Result<(), IqError> {
@@ -100,16 +126,17 @@ fn reject_nodes(request: &IqRequest<'_>) -> Result<(), IqError> {
     Ok(())
 }
 
-fn info(category: &str, kind: &str, name: Option<&str>, features: &[&str]) -> Element {
-    let mut identity = Element::builder("identity", ns::DISCO_INFO).build();
-    set_attribute(&mut identity, "category", category);
-    set_attribute(&mut identity, "type", kind);
-    if let Some(name) = name {
-        set_attribute(&mut identity, "name", name);
+fn info(identities: &[(&str, &str, Option<&str>)], features: &[&str]) -> Element {
+    let mut query = Element::builder("query", ns::DISCO_INFO).build();
+    for (category, kind, name) in identities {
+        let mut identity = Element::builder("identity", ns::DISCO_INFO).build();
+        set_attribute(&mut identity, "category", category);
+        set_attribute(&mut identity, "type", kind);
+        if let Some(name) = name {
+            set_attribute(&mut identity, "name", name);
+        }
+        query.append_child(identity);
     }
-    let mut query = Element::builder("query", ns::DISCO_INFO)
-        .append(identity)
-        .build();
     for feature in features {
         let mut element = Element::builder("feature", ns::DISCO_INFO).build();
         set_attribute(&mut element, "var", feature);
@@ -137,9 +164,15 @@ mod tests {
     }
 
     #[test]
-    fn an_account_lists_push_and_disco_info() {
+    fn an_account_lists_push_disco_info_and_pep() {
         let features = account_features();
-        assert_eq!(features, [ns::DISCO_INFO, ns::PUSH]);
+        assert!(
+            features.starts_with(&[ns::DISCO_INFO, ns::PUBSUB]),
+            "{features:?}"
+        );
+        assert!(features.contains(&ns::PUSH));
+        assert!(features.contains(&"http://jabber.org/protocol/pubsub#publish-options"));
+        assert_eq!(features.len(), 3 + super::super::pep::FEATURES.len());
         for handlers in IQ_HANDLERS.iter().filter(|h| h.is_advertised_on_account) {
             assert!(handlers.for_own_account.is_some(), "{}", handlers.namespace);
         }

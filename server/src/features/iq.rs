@@ -43,7 +43,7 @@ pub struct IqHandlers {
 
 /// Every IQ payload the server handles: namespace x addressee. A new XEP is one row here and one file
 /// beside this one; disco#info is derived from this table ([`super::disco::server_features`]).
-pub static IQ_HANDLERS: [IqHandlers; 13] = [
+pub static IQ_HANDLERS: [IqHandlers; 15] = [
     // RFC 6121 section 2; implied by RFC 6121, so not advertised.
     IqHandlers {
         namespace: ns::ROSTER,
@@ -156,8 +156,55 @@ pub static IQ_HANDLERS: [IqHandlers; 13] = [
         is_advertised: true,
         is_advertised_on_account: false,
         for_server: Some(|router, request| answer_now(super::disco::server_items(router, request))),
-        for_account: Some(|_, _, request| answer_now(super::disco::account_items(request))),
-        for_own_account: Some(|_, _, request| answer_now(super::disco::account_items(request))),
+        for_account: Some(|router, user, request| {
+            Box::pin(async move {
+                super::disco::account_items(router, user, Some(request.from), request)
+                    .await
+                    .into()
+            })
+        }),
+        for_own_account: Some(|router, session, request| {
+            Box::pin(async move {
+                super::disco::account_items(router, &session.bare_jid(), None, request)
+                    .await
+                    .into()
+            })
+        }),
+    },
+    // XEP-0163: the pubsub service on every account's bare JID (XEP-0060 requests, section 4);
+    // the account's disco#info lists the namespace with the `#...` features of `pep::FEATURES`.
+    IqHandlers {
+        namespace: ns::PUBSUB,
+        is_advertised: false,
+        is_advertised_on_account: true,
+        for_server: None,
+        for_account: Some(|router, user, request| {
+            Box::pin(async move { super::pep::handle_other(router, user, request).await.into() })
+        }),
+        for_own_account: Some(|router, session, request| {
+            Box::pin(async move {
+                super::pep::handle_own(router, session, request)
+                    .await
+                    .into()
+            })
+        }),
+    },
+    // XEP-0060 section 8 on the same service: the owner's alone (others get `forbidden`).
+    IqHandlers {
+        namespace: ns::PUBSUB_OWNER,
+        is_advertised: false,
+        is_advertised_on_account: false,
+        for_server: None,
+        for_account: Some(|router, user, request| {
+            Box::pin(async move { super::pep::handle_other(router, user, request).await.into() })
+        }),
+        for_own_account: Some(|router, session, request| {
+            Box::pin(async move {
+                super::pep::handle_own(router, session, request)
+                    .await
+                    .into()
+            })
+        }),
     },
     // XEP-0313 (with XEP-0441 preferences and `#extended` metadata): a user's own archive only. Listed
     // on the account's disco#info, not the server's (XEP-0313: the archive is the account's).
@@ -248,6 +295,10 @@ pub type IqAnswer = Result<Option<Element>, IqError>;
 pub struct IqError {
     pub condition: DefinedCondition,
     pub text: Option<String>,
+    /// An application-specific condition beside the defined one (RFC 6120 section 8.3.2), e.g.
+    /// XEP-0060's `<precondition-not-met/>`.
+    /// Boxed: an `IqError` stays small on the many paths that carry none.
+    pub app_condition: Option<Box<Element>>,
 }
 
 impl IqError {
@@ -255,6 +306,7 @@ impl IqError {
         IqError {
             condition,
             text: None,
+            app_condition: None,
         }
     }
 
@@ -262,6 +314,7 @@ impl IqError {
         IqError {
             condition,
             text: Some(text.to_string()),
+            app_condition: None,
         }
     }
 }
@@ -391,7 +444,14 @@ pub async fn reply(router: &Arc<Router>, request: &Envelope, answer: IqAnswer) {
             result
         }
         Err(error) => match request.error_reply(error.condition, error.text.as_deref()) {
-            Some(element) => element,
+            Some(mut element) => {
+                if let Some(app_condition) = error.app_condition
+                    && let Some(error) = element.children_mut().find(|c| c.name() == "error")
+                {
+                    error.append_child(*app_condition);
+                }
+                element
+            }
             None => return,
         },
     };

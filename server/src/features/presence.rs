@@ -140,6 +140,9 @@ async fn broadcast(router: &Arc<Router>, session: &mut ClientSession, envelope: 
             super::reply_storage_failure(router, session, &envelope).await;
         }
     }
+    // XEP-0115 caps for XEP-0163: after the offline messages, so the last PEP items come after what
+    // waited for the user.
+    super::entity_caps::presence_sent(router, session, Some(&envelope.element), is_initial).await;
 }
 
 /// Routes a stanza the server sends from the user's bare JID (a probe, a subscription stanza) and, if
@@ -159,6 +162,8 @@ async fn tell_session_if_bounced(router: &Arc<Router>, session: &ClientSession, 
 
 fn mark_unavailable(router: &Arc<Router>, session: &mut ClientSession) {
     session.is_available = false;
+    // XEP-0115: what an unavailable resource announced no longer holds.
+    router.context.caps.forget(&session.jid.to_string());
     router
         .sessions
         .set_presence(&session.bare, session.jid.resource().as_str(), None);
@@ -410,6 +415,8 @@ async fn deliver_pending_requests(
     }
 }
 
+/// 3.1.5: a contact newly subscribed to `owner`'s presence gets its current presence, and (XEP-0163
+/// section 6.2, "on_sub_and_presence") the last item of each PEP node it asks for and may read.
 async fn send_current_presence(router: &Arc<Router>, owner: &str, contact: &BareJid) {
     for resource in router.sessions.resources(owner) {
         if let Some(element) = resource.presence.and_then(|p| p.unpack()) {
@@ -417,6 +424,7 @@ async fn send_current_presence(router: &Arc<Router>, owner: &str, contact: &Bare
             send_copy(router, &element, &from, &contact.to_string()).await;
         }
     }
+    super::pep::notify::send_last_items_to_contact(router, owner, contact).await;
 }
 
 /// Unavailable presence from each of `owner`'s available resources to `contact` (RFC 6121 section 3.2.2).

@@ -75,6 +75,12 @@ pub const PUSH: &str = "urn:xmpp:push:0";
 pub const DATA_FORMS: &str = "jabber:x:data";
 /// XEP-0060: Publish-Subscribe (push notifications are pubsub publishes).
 pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+/// XEP-0060 section 8: owner use cases.
+pub const PUBSUB_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
+/// XEP-0060 section 7.1.2.1: event notifications.
+pub const PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+/// XEP-0060 section 14.2: pubsub-specific error conditions.
+pub const PUBSUB_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
 /// XEP-0050: Ad-Hoc Commands (the push service's registration commands).
 pub const COMMANDS: &str = "http://jabber.org/protocol/commands";
 /// XEP-0313: Message Archive Management.

@@ -101,6 +101,9 @@ macro_rules! accounts_sql {
                         "DELETE FROM push_registrations WHERE owner = $1",
                         // XEP-0049: bookmarks and preferences are not inherited by the next owner.
                         "DELETE FROM private_xml WHERE owner = $1",
+                        // XEP-0163: the next holder of the JID inherits no node (OMEMO keys!).
+                        "DELETE FROM pep_items WHERE owner = $1",
+                        "DELETE FROM pep_nodes WHERE owner = $1",
                     ]
                     .into_iter()
                     // A local account's relay account has the bare JID as its id: its API keys,

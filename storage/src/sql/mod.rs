@@ -9,6 +9,7 @@ mod accounts;
 pub(crate) mod archive;
 mod block_lists;
 mod offline;
+pub(crate) mod pep;
 pub(crate) mod private_xml;
 pub(crate) mod push_registrations;
 mod rosters;
@@ -18,13 +19,15 @@ pub(crate) use accounts::accounts_sql;
 pub(crate) use archive::archive_sql;
 pub(crate) use block_lists::block_lists_sql;
 pub(crate) use offline::offline_sql;
+pub(crate) use pep::pep_sql;
 pub(crate) use private_xml::private_xml_sql;
 pub(crate) use push_registrations::push_registrations_sql;
 pub(crate) use rosters::rosters_sql;
 pub(crate) use vcards::vcards_sql;
 
 /// Implements [`crate::Accounts`], [`crate::Rosters`], [`crate::OfflineMessages`], [`crate::VCards`],
-/// [`crate::BlockLists`], [`crate::Archive`], [`crate::PushRegistrations`] and [`crate::PrivateXml`] for `$store`, a struct with `pool` (reads) and `writer` (writes) fields of database `$db`.
+/// [`crate::BlockLists`], [`crate::Archive`], [`crate::PushRegistrations`], [`crate::PrivateXml`] and
+/// [`crate::Pep`] for `$store`, a struct with `pool` (reads) and `writer` (writes) fields of database `$db`.
 ///
 /// - `write`: the statement that begins a read-then-write transaction (account deletion, roster
 ///   changes with their version bump, offline store, block and unblock, private XML puts).
@@ -64,6 +67,7 @@ macro_rules! xmpp_sql_impl {
         );
         $crate::sql::push_registrations_sql!($store);
         $crate::sql::private_xml_sql!($store, write = $write, lock = $private_xml_lock);
+        $crate::sql::pep_sql!($store, write = $write);
     };
 }
 pub(crate) use xmpp_sql_impl;

@@ -164,6 +164,49 @@ mod tests {
         assert_eq!(size, -2000, "the writer keeps SQLite's default");
     }
 
+    /// PEP reads and trims are index seeks on an empty, unanalysed database, so a busy node (an OMEMO
+    /// bundle node with many items, a device list republished often) stays fast: the newest N and
+    /// the trim walk `pep_items_by_node` from the end, an item by id is one `pep_items_by_item_id` seek.
+    #[tokio::test]
+    async fn pep_reads_are_index_seeks() {
+        use crate::sql::pep::TRIM;
+
+        let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .unwrap();
+        let newest = "SELECT item_id, payload, publisher, published_at_ms FROM pep_items \
+                      WHERE owner = $1 AND node = $2 ORDER BY id DESC LIMIT $3";
+        let by_id = "SELECT id FROM pep_items WHERE owner = $1 AND node = $2 AND item_id = $3";
+        for (statement, index) in [
+            (newest, "pep_items_by_node"),
+            (TRIM, "pep_items_by_node"),
+            (by_id, "pep_items_by_item_id"),
+        ] {
+            let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN QUERY PLAN {statement}"
+            )))
+            .bind("o")
+            .bind("n")
+            .bind(if statement == by_id { "i" } else { "1" })
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect();
+            assert!(
+                plan.iter().any(|step| step.contains(index)),
+                "{statement}: {plan:?}"
+            );
+            assert!(
+                plan.iter().all(|step| !step.starts_with("SCAN pep_items")),
+                "{statement}: {plan:?}"
+            );
+        }
+    }
+
     /// The archive's page statements are index range scans on an empty, unanalysed database, which is
     /// what SQLite's planner sees in production (nothing runs ANALYZE): no plan may scan the table,
     /// and a contact's page keeps to the contact index even with two row-id bounds (where, unhinted,
