@@ -8,6 +8,7 @@ pub mod app_server;
 pub mod app_server_commands;
 pub mod archive;
 pub mod blocking;
+pub mod bookmarks_compat;
 pub mod carbons;
 pub mod client_state;
 pub mod disco;
