@@ -234,14 +234,14 @@ async fn a_private_xml_set_publishes_and_retracts_bookmarks2_items(backend: Back
     let ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(
         ids,
-        ["two@conference.localhost", "one@conference.localhost"],
-        "newest first"
+        ["one@conference.localhost", "two@conference.localhost"],
+        "in the order of the list"
     );
-    let one = &items[1].1;
+    let one = &items[0].1;
     assert_eq!(one.attr("name"), Some("One"));
     assert_eq!(one.attr("autojoin"), Some("true"));
     assert_eq!(child_text(one, "nick", BOOKMARKS2).as_deref(), Some("al"));
-    let two = &items[0].1;
+    let two = &items[1].1;
     assert_eq!(
         child_text(two, "password", BOOKMARKS2).as_deref(),
         Some("pw")
