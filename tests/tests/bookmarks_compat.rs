@@ -27,7 +27,11 @@ fn private(inner: &str) -> String {
 /// The `<storage xmlns='storage:bookmarks'/>` a private XML get answers.
 async fn legacy_storage(client: &mut TestClient) -> Element {
     let result = client
-        .iq_result("get", None, &private("<storage xmlns='storage:bookmarks'/>"))
+        .iq_result(
+            "get",
+            None,
+            &private("<storage xmlns='storage:bookmarks'/>"),
+        )
         .await;
     result
         .get_child("query", ns::PRIVATE)
@@ -48,7 +52,10 @@ async fn bookmarks2_items(client: &mut TestClient) -> Vec<(String, Element)> {
         .iq_result(
             "get",
             None,
-            &format!("<pubsub xmlns='{}'><items node='{BOOKMARKS2}'/></pubsub>", ns::PUBSUB),
+            &format!(
+                "<pubsub xmlns='{}'><items node='{BOOKMARKS2}'/></pubsub>",
+                ns::PUBSUB
+            ),
         )
         .await;
     result
@@ -267,7 +274,12 @@ async fn a_private_xml_set_publishes_and_retracts_bookmarks2_items(backend: Back
         })
         .and_then(|f| f.get_child("value", ns::DATA_FORMS))
         .map(Element::text);
-    assert_eq!(access.as_deref(), Some("whitelist"), "{}", xml::show(&config));
+    assert_eq!(
+        access.as_deref(),
+        Some("whitelist"),
+        "{}",
+        xml::show(&config)
+    );
 
     // Dropping a room from the list retracts its item; an unchanged room is not published again.
     legacy

@@ -180,13 +180,15 @@ async fn node_conferences(
     owner: &str,
 ) -> Result<Option<Vec<(String, Conference)>>, IqError> {
     let pep = &router.context.storage.pep;
-    if pep.node(owner, BOOKMARKS2).await.map_err(internal)?.is_none() {
+    if pep
+        .node(owner, BOOKMARKS2)
+        .await
+        .map_err(internal)?
+        .is_none()
+    {
         return Ok(None);
     }
-    let mut items = pep
-        .items(owner, BOOKMARKS2, None)
-        .await
-        .map_err(internal)?;
+    let mut items = pep.items(owner, BOOKMARKS2, None).await.map_err(internal)?;
     items.reverse();
     Ok(Some(
         items
@@ -275,7 +277,9 @@ fn publish_request(jid: &str, conference: &Conference, with_options: bool) -> El
     let mut publish = Element::builder("publish", ns::PUBSUB).build();
     set_attribute(&mut publish, "node", BOOKMARKS2);
     publish.append_child(item);
-    let mut pubsub = Element::builder("pubsub", ns::PUBSUB).append(publish).build();
+    let mut pubsub = Element::builder("pubsub", ns::PUBSUB)
+        .append(publish)
+        .build();
     if with_options {
         let mut form = Element::builder("x", ns::DATA_FORMS).build();
         set_attribute(&mut form, "type", "submit");
@@ -316,7 +320,9 @@ fn retract_request(id: &str) -> Element {
     let mut retract = Element::builder("retract", ns::PUBSUB).append(item).build();
     set_attribute(&mut retract, "node", BOOKMARKS2);
     set_attribute(&mut retract, "notify", "true");
-    Element::builder("pubsub", ns::PUBSUB).append(retract).build()
+    Element::builder("pubsub", ns::PUBSUB)
+        .append(retract)
+        .build()
 }
 
 /// XEP-0402 Compatibility, "Publishing via this specification": in a private XML answer, a
@@ -496,12 +502,9 @@ mod tests {
         let options = with
             .get_child("publish-options", ns::PUBSUB)
             .expect("publish-options");
-        let parsed = pep::wire::parse_form(
-            options
-                .get_child("x", ns::DATA_FORMS)
-                .expect("a data form"),
-        )
-        .expect("a valid form");
+        let parsed =
+            pep::wire::parse_form(options.get_child("x", ns::DATA_FORMS).expect("a data form"))
+                .expect("a valid form");
         assert_eq!(parsed.access_model, Some(pep::wire::AccessModel::Whitelist));
         assert_eq!(parsed.persist_items, Some(true));
         assert_eq!(parsed.max_items, Some(pep::wire::MaxItems::Max));

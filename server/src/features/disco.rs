@@ -177,7 +177,8 @@ mod tests {
         assert!(features.contains(&"urn:xmpp:bookmarks:1#compat"));
         assert_eq!(
             features.len(),
-            3 + super::super::pep::FEATURES.len() + super::super::bookmarks_compat::ACCOUNT_FEATURES.len()
+            3 + super::super::pep::FEATURES.len()
+                + super::super::bookmarks_compat::ACCOUNT_FEATURES.len()
         );
         for handlers in IQ_HANDLERS.iter().filter(|h| h.is_advertised_on_account) {
             assert!(handlers.for_own_account.is_some(), "{}", handlers.namespace);

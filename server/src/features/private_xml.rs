@@ -58,9 +58,9 @@ pub async fn handle_own(
         bookmarks_compat::publish_legacy(router, session, request, &fragments).await?;
         Ok(None)
     } else {
-        let query = load(router, &session.bare, &fragments).await?.unwrap_or_else(|| {
-            Element::builder("query", ns::PRIVATE).build()
-        });
+        let query = load(router, &session.bare, &fragments)
+            .await?
+            .unwrap_or_else(|| Element::builder("query", ns::PRIVATE).build());
         bookmarks_compat::fill_legacy(router, &session.bare, query)
             .await
             .map(Some)
