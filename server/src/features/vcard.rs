@@ -1,10 +1,13 @@
 //! XEP-0054: vcard-temp. A user sets their own vCard (section 3.2); anyone may read it (section 3.1). The
 //! vCard is stored as the XML the client sent; a user without one gets an empty `<vCard/>` (section 3.1).
+//! Its photo is the XEP-0084 avatar when the user published one (XEP-0398 section 3.1, `vcard_avatar`).
 
 use std::sync::Arc;
 
 use super::ClientSession;
 use super::iq::{IqAnswer, IqError, IqRequest};
+use super::pep::access::Requester;
+use super::vcard_avatar;
 use crate::router::Router;
 use crate::xmpp::ns;
 use crate::xmpp::{BareJid, DefinedCondition, Element};
@@ -28,7 +31,8 @@ pub async fn handle_own(
             }
         };
     }
-    load(router, &session.bare).await
+    let vcard = load(router, &session.bare).await?;
+    with_avatar(router, &session.bare, &Requester::OWNER, vcard).await
 }
 
 /// Someone else's request for a user's vCard: reading is allowed, writing is not (section 3.2).
@@ -43,7 +47,38 @@ pub async fn handle_other(
     if !request.payload.is("vCard", ns::VCARD) {
         return Err(IqError::new(DefinedCondition::BadRequest));
     }
-    load(router, &user.to_string()).await
+    let owner = user.to_string();
+    let vcard = load(router, &owner).await?;
+    let item = router
+        .context
+        .storage
+        .rosters
+        .item(&owner, &request.from.to_bare().to_string())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "loading a roster item for a vCard failed");
+            IqError::new(DefinedCondition::InternalServerError)
+        })?;
+    with_avatar(router, &owner, &Requester::contact(item.as_ref()), vcard).await
+}
+
+/// XEP-0398 section 3.1: the XEP-0084 avatar `requester` may see, as the vCard's photo.
+async fn with_avatar(
+    router: &Arc<Router>,
+    owner: &str,
+    requester: &Requester<'_>,
+    vcard: Option<Element>,
+) -> IqAnswer {
+    let Some(vcard) = vcard else {
+        return Ok(None);
+    };
+    vcard_avatar::vcard_with_avatar(router, owner, requester, vcard)
+        .await
+        .map(Some)
+        .map_err(|e| {
+            tracing::error!(error = %e, "loading the avatar for a vCard failed");
+            IqError::new(DefinedCondition::InternalServerError)
+        })
 }
 
 async fn load(router: &Arc<Router>, owner: &str) -> IqAnswer {
