@@ -77,14 +77,24 @@ async fn a_published_avatar_shows_in_the_vcard_and_presence(backend: Backend) {
     .await;
 
     let own = vcard_of(&mut alice, None).await;
-    assert_eq!(binval(&own).as_deref(), Some(IMAGE_BASE64), "{}", xml::show(&own));
+    assert_eq!(
+        binval(&own).as_deref(),
+        Some(IMAGE_BASE64),
+        "{}",
+        xml::show(&own)
+    );
     assert_eq!(
         own.get_child("FN", ns::VCARD).map(Element::text).as_deref(),
         Some("Alice")
     );
     let mut bob = server.online("bob", "r").await;
     let seen = vcard_of(&mut bob, Some("alice@localhost")).await;
-    assert_eq!(binval(&seen).as_deref(), Some(IMAGE_BASE64), "{}", xml::show(&seen));
+    assert_eq!(
+        binval(&seen).as_deref(),
+        Some(IMAGE_BASE64),
+        "{}",
+        xml::show(&seen)
+    );
     assert_eq!(
         seen.get_child("PHOTO", ns::VCARD)
             .and_then(|p| p.get_child("TYPE", ns::VCARD))
@@ -95,7 +105,12 @@ async fn a_published_avatar_shows_in_the_vcard_and_presence(backend: Backend) {
     // Not a contact: the avatar nodes are not readable, so the stored vCard is answered as it is.
     let mut stranger = server.login("stranger", "r").await;
     let other = vcard_of(&mut stranger, Some("alice@localhost")).await;
-    assert_eq!(binval(&other).as_deref(), Some("b2xk"), "{}", xml::show(&other));
+    assert_eq!(
+        binval(&other).as_deref(),
+        Some("b2xk"),
+        "{}",
+        xml::show(&other)
+    );
 
     alice.send("<presence/>").await;
     let presence = bob

@@ -151,7 +151,9 @@ pub async fn stamp_presence(router: &Arc<Router>, owner: &str, presence: &mut El
             return;
         }
     };
-    let hash = avatar_info(&metadata).map(|info| info.id).unwrap_or_default();
+    let hash = avatar_info(&metadata)
+        .map(|info| info.id)
+        .unwrap_or_default();
     let mut photo = Element::builder("photo", VCARD_UPDATE).build();
     if !hash.is_empty() {
         photo.append_text_node(hash);
@@ -159,11 +161,7 @@ pub async fn stamp_presence(router: &Arc<Router>, owner: &str, presence: &mut El
     if let Some(x) = presence.get_child_mut("x", VCARD_UPDATE) {
         x.append_child(photo);
     } else {
-        presence.append_child(
-            Element::builder("x", VCARD_UPDATE)
-                .append(photo)
-                .build(),
-        );
+        presence.append_child(Element::builder("x", VCARD_UPDATE).append(photo).build());
     }
 }
 
