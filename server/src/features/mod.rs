@@ -26,6 +26,7 @@ pub mod roster;
 pub mod stream_management;
 pub mod subscription;
 pub mod vcard;
+pub mod vcard4;
 pub mod vcard_avatar;
 pub mod version;
 

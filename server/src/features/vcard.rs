@@ -1,13 +1,14 @@
 //! XEP-0054: vcard-temp. A user sets their own vCard (section 3.2); anyone may read it (section 3.1). The
 //! vCard is stored as the XML the client sent; a user without one gets an empty `<vCard/>` (section 3.1).
-//! Its photo is the XEP-0084 avatar when the user published one (XEP-0398 section 3.1, `vcard_avatar`).
+//! Its photo is the XEP-0084 avatar when the user published one (XEP-0398 section 3.1, `vcard_avatar`);
+//! a user with no vcard-temp but a XEP-0292 vCard4 in PEP is answered that, converted (`vcard4`).
 
 use std::sync::Arc;
 
 use super::ClientSession;
 use super::iq::{IqAnswer, IqError, IqRequest};
 use super::pep::access::Requester;
-use super::vcard_avatar;
+use super::{vcard_avatar, vcard4};
 use crate::router::Router;
 use crate::xmpp::ns;
 use crate::xmpp::{BareJid, DefinedCondition, Element};
@@ -31,7 +32,7 @@ pub async fn handle_own(
             }
         };
     }
-    let vcard = load(router, &session.bare).await?;
+    let vcard = load(router, &session.bare, &Requester::OWNER).await?;
     with_avatar(router, &session.bare, &Requester::OWNER, vcard).await
 }
 
@@ -48,7 +49,6 @@ pub async fn handle_other(
         return Err(IqError::new(DefinedCondition::BadRequest));
     }
     let owner = user.to_string();
-    let vcard = load(router, &owner).await?;
     let item = router
         .context
         .storage
@@ -59,7 +59,9 @@ pub async fn handle_other(
             tracing::error!(error = %e, "loading a roster item for a vCard failed");
             IqError::new(DefinedCondition::InternalServerError)
         })?;
-    with_avatar(router, &owner, &Requester::contact(item.as_ref()), vcard).await
+    let requester = Requester::contact(item.as_ref());
+    let vcard = load(router, &owner, &requester).await?;
+    with_avatar(router, &owner, &requester, vcard).await
 }
 
 /// XEP-0398 section 3.1: the XEP-0084 avatar `requester` may see, as the vCard's photo.
@@ -81,13 +83,25 @@ async fn with_avatar(
         })
 }
 
-async fn load(router: &Arc<Router>, owner: &str) -> IqAnswer {
+/// The stored vCard; without one, the user's XEP-0292 vCard4 as `requester` may read it, else an
+/// empty `<vCard/>`.
+async fn load(router: &Arc<Router>, owner: &str, requester: &Requester<'_>) -> IqAnswer {
     match router.context.storage.vcards.get(owner).await {
         Ok(Some(xml)) => match xml.parse::<Element>() {
             Ok(vcard) => Ok(Some(vcard)),
             Err(_) => Err(IqError::new(DefinedCondition::InternalServerError)),
         },
-        Ok(None) => Ok(Some(Element::builder("vCard", ns::VCARD).build())),
+        Ok(None) => match vcard4::as_vcard_temp(router, owner, requester).await {
+            Ok(from_vcard4) => {
+                Ok(Some(from_vcard4.unwrap_or_else(|| {
+                    Element::builder("vCard", ns::VCARD).build()
+                })))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "loading a vCard4 failed");
+                Err(IqError::new(DefinedCondition::InternalServerError))
+            }
+        },
         Err(e) => {
             tracing::error!(error = %e, "loading a vCard failed");
             Err(IqError::new(DefinedCondition::InternalServerError))
