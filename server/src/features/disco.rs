@@ -28,7 +28,8 @@ pub fn server_features() -> Vec<&'static str> {
 }
 
 /// Every feature an account's disco#info lists, sorted: disco#info itself, the payloads marked
-/// for accounts in [`IQ_HANDLERS`] and the PEP service's features (XEP-0163 section 5).
+/// for accounts in [`IQ_HANDLERS`], the PEP service's features (XEP-0163 section 5) and XEP-0402
+/// bookmarks compatibility.
 pub fn account_features() -> Vec<&'static str> {
     let mut features: Vec<&'static str> = IQ_HANDLERS
         .iter()
@@ -36,6 +37,7 @@ pub fn account_features() -> Vec<&'static str> {
         .map(|h| h.namespace)
         .chain([ns::DISCO_INFO])
         .chain(super::pep::FEATURES)
+        .chain(super::bookmarks_compat::ACCOUNT_FEATURES)
         .collect();
     features.sort_unstable();
     features.dedup();
@@ -172,7 +174,12 @@ mod tests {
         );
         assert!(features.contains(&ns::PUSH));
         assert!(features.contains(&"http://jabber.org/protocol/pubsub#publish-options"));
-        assert_eq!(features.len(), 3 + super::super::pep::FEATURES.len());
+        assert!(features.contains(&"urn:xmpp:bookmarks:1#compat"));
+        assert_eq!(
+            features.len(),
+            3 + super::super::pep::FEATURES.len()
+                + super::super::bookmarks_compat::ACCOUNT_FEATURES.len()
+        );
         for handlers in IQ_HANDLERS.iter().filter(|h| h.is_advertised_on_account) {
             assert!(handlers.for_own_account.is_some(), "{}", handlers.namespace);
         }

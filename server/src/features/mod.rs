@@ -8,6 +8,7 @@ pub mod app_server;
 pub mod app_server_commands;
 pub mod archive;
 pub mod blocking;
+pub mod bookmarks_compat;
 pub mod carbons;
 pub mod client_state;
 pub mod disco;
@@ -25,6 +26,8 @@ pub mod roster;
 pub mod stream_management;
 pub mod subscription;
 pub mod vcard;
+pub mod vcard4;
+pub mod vcard_avatar;
 pub mod version;
 
 use std::collections::HashSet;

@@ -47,7 +47,7 @@ pub async fn from_client(
 }
 
 /// 4.2 (initial), 4.4 (update) and 4.5 (unavailable) presence broadcast.
-async fn broadcast(router: &Arc<Router>, session: &mut ClientSession, envelope: Envelope) {
+async fn broadcast(router: &Arc<Router>, session: &mut ClientSession, mut envelope: Envelope) {
     let is_unavailable = envelope.presence_type.as_deref() == Some("unavailable");
     let is_initial = !session.is_available && !is_unavailable;
     if is_unavailable && !session.is_available {
@@ -80,6 +80,8 @@ async fn broadcast(router: &Arc<Router>, session: &mut ClientSession, envelope: 
     if is_unavailable {
         mark_unavailable(router, session);
     } else {
+        // XEP-0398 section 4: the XEP-0084 avatar's hash, for XEP-0153 clients.
+        super::vcard_avatar::stamp_presence(router, &session.bare, &mut envelope.element).await;
         session.is_available = true;
         // Initial presence waits for offline stores in flight for this user to commit, so the fetch
         // below sees them; stores after this see the resource available (`router/offline_gate.rs`).

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use herald_storage::{PrivateFragment, PrivatePut};
 
 use super::ClientSession;
+use super::bookmarks_compat;
 use super::iq::{IqAnswer, IqError, IqRequest};
 use crate::router::Router;
 use crate::xmpp::ns;
@@ -51,9 +52,18 @@ pub async fn handle_own(
         ));
     }
     if request.is_set {
-        store(router, &session.bare, &fragments).await
+        // XEP-0402 compatibility: bookmarks go to the PEP node, private XML keeps the rest.
+        let kept = bookmarks_compat::kept_fragments(&fragments);
+        store(router, &session.bare, &kept.iter().collect::<Vec<_>>()).await?;
+        bookmarks_compat::publish_legacy(router, session, request, &fragments).await?;
+        Ok(None)
     } else {
-        load(router, &session.bare, &fragments).await
+        let query = load(router, &session.bare, &fragments)
+            .await?
+            .unwrap_or_else(|| Element::builder("query", ns::PRIVATE).build());
+        bookmarks_compat::fill_legacy(router, &session.bare, query)
+            .await
+            .map(Some)
     }
 }
 

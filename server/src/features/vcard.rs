@@ -1,10 +1,14 @@
 //! XEP-0054: vcard-temp. A user sets their own vCard (section 3.2); anyone may read it (section 3.1). The
 //! vCard is stored as the XML the client sent; a user without one gets an empty `<vCard/>` (section 3.1).
+//! Its photo is the XEP-0084 avatar when the user published one (XEP-0398 section 3.1, `vcard_avatar`);
+//! a user with no vcard-temp but a XEP-0292 vCard4 in PEP is answered that, converted (`vcard4`).
 
 use std::sync::Arc;
 
 use super::ClientSession;
 use super::iq::{IqAnswer, IqError, IqRequest};
+use super::pep::access::Requester;
+use super::{vcard_avatar, vcard4};
 use crate::router::Router;
 use crate::xmpp::ns;
 use crate::xmpp::{BareJid, DefinedCondition, Element};
@@ -28,7 +32,8 @@ pub async fn handle_own(
             }
         };
     }
-    load(router, &session.bare).await
+    let vcard = load(router, &session.bare, &Requester::OWNER).await?;
+    with_avatar(router, &session.bare, &Requester::OWNER, vcard).await
 }
 
 /// Someone else's request for a user's vCard: reading is allowed, writing is not (section 3.2).
@@ -43,16 +48,60 @@ pub async fn handle_other(
     if !request.payload.is("vCard", ns::VCARD) {
         return Err(IqError::new(DefinedCondition::BadRequest));
     }
-    load(router, &user.to_string()).await
+    let owner = user.to_string();
+    let item = router
+        .context
+        .storage
+        .rosters
+        .item(&owner, &request.from.to_bare().to_string())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "loading a roster item for a vCard failed");
+            IqError::new(DefinedCondition::InternalServerError)
+        })?;
+    let requester = Requester::contact(item.as_ref());
+    let vcard = load(router, &owner, &requester).await?;
+    with_avatar(router, &owner, &requester, vcard).await
 }
 
-async fn load(router: &Arc<Router>, owner: &str) -> IqAnswer {
+/// XEP-0398 section 3.1: the XEP-0084 avatar `requester` may see, as the vCard's photo.
+async fn with_avatar(
+    router: &Arc<Router>,
+    owner: &str,
+    requester: &Requester<'_>,
+    vcard: Option<Element>,
+) -> IqAnswer {
+    let Some(vcard) = vcard else {
+        return Ok(None);
+    };
+    vcard_avatar::vcard_with_avatar(router, owner, requester, vcard)
+        .await
+        .map(Some)
+        .map_err(|e| {
+            tracing::error!(error = %e, "loading the avatar for a vCard failed");
+            IqError::new(DefinedCondition::InternalServerError)
+        })
+}
+
+/// The stored vCard; without one, the user's XEP-0292 vCard4 as `requester` may read it, else an
+/// empty `<vCard/>`.
+async fn load(router: &Arc<Router>, owner: &str, requester: &Requester<'_>) -> IqAnswer {
     match router.context.storage.vcards.get(owner).await {
         Ok(Some(xml)) => match xml.parse::<Element>() {
             Ok(vcard) => Ok(Some(vcard)),
             Err(_) => Err(IqError::new(DefinedCondition::InternalServerError)),
         },
-        Ok(None) => Ok(Some(Element::builder("vCard", ns::VCARD).build())),
+        Ok(None) => match vcard4::as_vcard_temp(router, owner, requester).await {
+            Ok(from_vcard4) => {
+                Ok(Some(from_vcard4.unwrap_or_else(|| {
+                    Element::builder("vCard", ns::VCARD).build()
+                })))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "loading a vCard4 failed");
+                Err(IqError::new(DefinedCondition::InternalServerError))
+            }
+        },
         Err(e) => {
             tracing::error!(error = %e, "loading a vCard failed");
             Err(IqError::new(DefinedCondition::InternalServerError))
