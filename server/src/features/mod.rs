@@ -53,6 +53,8 @@ pub struct ClientSession {
     pub directed_presence: HashSet<Jid>,
     /// Offline messages could not be read when it became available; the next presence tries again.
     pub has_undelivered_offline: bool,
+    /// The avatar hash stamped on its presence (XEP-0398 section 4), read once.
+    pub avatar_photo: vcard_avatar::AvatarPhoto,
 }
 
 impl ClientSession {
@@ -63,6 +65,7 @@ impl ClientSession {
             is_available: false,
             directed_presence: HashSet::new(),
             has_undelivered_offline: false,
+            avatar_photo: vcard_avatar::AvatarPhoto::Unread,
         }
     }
 

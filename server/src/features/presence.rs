@@ -81,7 +81,13 @@ async fn broadcast(router: &Arc<Router>, session: &mut ClientSession, mut envelo
         mark_unavailable(router, session);
     } else {
         // XEP-0398 section 4: the XEP-0084 avatar's hash, for XEP-0153 clients.
-        super::vcard_avatar::stamp_presence(router, &session.bare, &mut envelope.element).await;
+        super::vcard_avatar::stamp_presence(
+            router,
+            &session.bare,
+            &mut session.avatar_photo,
+            &mut envelope.element,
+        )
+        .await;
         session.is_available = true;
         // Initial presence waits for offline stores in flight for this user to commit, so the fetch
         // below sees them; stores after this see the resource available (`router/offline_gate.rs`).

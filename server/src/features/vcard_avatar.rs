@@ -131,32 +131,58 @@ pub async fn vcard_with_avatar(
     })
 }
 
+/// The user's avatar hash for presence (XEP-0398 section 4), read once per session at its first
+/// available presence: a presence update then costs no storage read. An avatar published during the
+/// session shows in presence from the next login (the client that published it stamps its own).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AvatarPhoto {
+    /// Not read yet.
+    #[default]
+    Unread,
+    /// The user never published avatar metadata (or it could not be read): presence is left alone.
+    Unpublished,
+    /// The published avatar's id; empty when the avatar is disabled.
+    Hash(Box<str>),
+}
+
 /// Section 4 (XEP-0153 section 3.1): adds `<x xmlns='vcard-temp:x:update'><photo>hash</photo></x>`
 /// to the user's available presence, the hash being the published avatar's id (empty `<photo/>` when
 /// the avatar is disabled). A presence whose client already says something about its photo is left
 /// alone, and so is one of a user who never published avatar metadata. A storage failure leaves
-/// the presence as the client sent it (logged).
-pub async fn stamp_presence(router: &Arc<Router>, owner: &str, presence: &mut Element) {
+/// the presence as the client sent it (logged). Reads storage only while `photo` is unread.
+pub async fn stamp_presence(
+    router: &Arc<Router>,
+    owner: &str,
+    photo: &mut AvatarPhoto,
+    presence: &mut Element,
+) {
     if presence
         .get_child("x", VCARD_UPDATE)
         .is_some_and(|x| x.get_child("photo", VCARD_UPDATE).is_some())
     {
         return;
     }
-    let metadata = match metadata(router, owner, &Requester::OWNER).await {
-        Ok(Some(metadata)) => metadata,
-        Ok(None) => return,
-        Err(error) => {
-            tracing::warn!(%error, "reading avatar metadata for presence failed");
-            return;
-        }
+    if *photo == AvatarPhoto::Unread {
+        *photo = match metadata(router, owner, &Requester::OWNER).await {
+            Ok(Some(metadata)) => AvatarPhoto::Hash(
+                avatar_info(&metadata)
+                    .map(|info| info.id)
+                    .unwrap_or_default()
+                    .into(),
+            ),
+            Ok(None) => AvatarPhoto::Unpublished,
+            Err(error) => {
+                tracing::warn!(%error, "reading avatar metadata for presence failed");
+                AvatarPhoto::Unpublished
+            }
+        };
+    }
+    let AvatarPhoto::Hash(hash) = photo else {
+        return;
     };
-    let hash = avatar_info(&metadata)
-        .map(|info| info.id)
-        .unwrap_or_default();
     let mut photo = Element::builder("photo", VCARD_UPDATE).build();
     if !hash.is_empty() {
-        photo.append_text_node(hash);
+        photo.append_text_node(hash.to_string());
     }
     if let Some(x) = presence.get_child_mut("x", VCARD_UPDATE) {
         x.append_child(photo);
