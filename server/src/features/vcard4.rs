@@ -9,8 +9,7 @@ use std::sync::Arc;
 
 use herald_storage::StorageError;
 
-use super::pep::access::{Requester, may_read};
-use super::pep::wire::AccessModel;
+use super::pep::access::Requester;
 use crate::router::Router;
 use crate::xmpp::{Element, ns};
 
@@ -116,19 +115,8 @@ pub async fn as_vcard_temp(
     owner: &str,
     requester: &Requester<'_>,
 ) -> Result<Option<Element>, StorageError> {
-    let pep = &router.context.storage.pep;
-    let Some(node) = pep.node(owner, NODE).await? else {
-        return Ok(None);
-    };
-    let model = AccessModel::parse(&node.access_model).unwrap_or(AccessModel::Presence);
-    if !may_read(model, &node.roster_groups, requester) {
-        return Ok(None);
-    }
-    let items = pep.items(owner, NODE, Some(1)).await?;
-    Ok(items
-        .into_iter()
-        .next()
-        .and_then(|item| item.payload.parse::<Element>().ok())
+    Ok(super::pep::newest_readable(router, owner, NODE, requester)
+        .await?
         .and_then(|vcard4| to_vcard_temp(&vcard4)))
 }
 

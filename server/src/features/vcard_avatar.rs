@@ -12,8 +12,7 @@ use std::sync::Arc;
 
 use herald_storage::StorageError;
 
-use super::pep::access::{Requester, may_read};
-use super::pep::wire::AccessModel;
+use super::pep::access::{Requester, may_read_node};
 use crate::router::Router;
 use crate::xmpp::{Element, ns};
 
@@ -79,19 +78,7 @@ async fn metadata(
     owner: &str,
     requester: &Requester<'_>,
 ) -> Result<Option<Element>, StorageError> {
-    let pep = &router.context.storage.pep;
-    let Some(node) = pep.node(owner, METADATA).await? else {
-        return Ok(None);
-    };
-    let model = AccessModel::parse(&node.access_model).unwrap_or(AccessModel::Presence);
-    if !may_read(model, &node.roster_groups, requester) {
-        return Ok(None);
-    }
-    let items = pep.items(owner, METADATA, Some(1)).await?;
-    Ok(items
-        .into_iter()
-        .next()
-        .and_then(|item| item.payload.parse::<Element>().ok()))
+    super::pep::newest_readable(router, owner, METADATA, requester).await
 }
 
 /// Section 3.1: the vCard `requester` reads, with the XEP-0084 avatar as its photo when `owner` has
@@ -111,10 +98,7 @@ pub async fn vcard_with_avatar(
     };
     let pep = &router.context.storage.pep;
     let data_node = pep.node(owner, DATA).await?;
-    let readable = data_node.is_some_and(|node| {
-        let model = AccessModel::parse(&node.access_model).unwrap_or(AccessModel::Presence);
-        may_read(model, &node.roster_groups, requester)
-    });
+    let readable = data_node.is_some_and(|node| may_read_node(&node, requester));
     if !readable {
         return Ok(vcard);
     }

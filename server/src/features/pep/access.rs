@@ -3,7 +3,7 @@
 //! requester, and the one answer everyone refused or asking for a missing node gets, so that it
 //! tells nothing beyond the requester's own relationship with the owner.
 
-use herald_storage::{RosterItem, Subscription};
+use herald_storage::{PepNode, RosterItem, Subscription};
 
 use super::wire::AccessModel;
 use crate::xmpp::DefinedCondition;
@@ -63,6 +63,17 @@ pub fn may_read(model: AccessModel, allowed_groups: &[String], requester: &Reque
         // No affiliations are managed: the whitelist holds the owner alone.
         AccessModel::Whitelist => false,
     }
+}
+
+/// The stored node's access model; one this build does not know reads as `presence`, the XEP-0163
+/// section 3 default.
+pub fn access_model(node: &PepNode) -> AccessModel {
+    AccessModel::parse(&node.access_model).unwrap_or(AccessModel::Presence)
+}
+
+/// [`may_read`] for a stored node: its access model and its `pubsub#roster_groups_allowed`.
+pub fn may_read_node(node: &PepNode, requester: &Requester<'_>) -> bool {
+    may_read(access_model(node), &node.roster_groups, requester)
 }
 
 /// The error for a read that is refused or names a missing node. It depends only on the requester:

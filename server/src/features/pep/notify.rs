@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use herald_storage::{PepNode, RosterItem, StorageError, Subscription};
 
-use super::access::{Requester, may_read};
-use super::wire::{self, AccessModel, PUBSUB_EVENT};
+use super::access::{Requester, access_model, may_read, may_read_node};
+use super::wire::{self, PUBSUB_EVENT};
 use crate::router::Router;
 use crate::xmpp::{BareJid, Element, FullJid};
 
@@ -47,7 +47,7 @@ pub async fn recipients(
     owner: &str,
     node: &PepNode,
 ) -> Result<Vec<String>, StorageError> {
-    let model = AccessModel::parse(&node.access_model).unwrap_or(AccessModel::Presence);
+    let model = access_model(node);
     let mut out = interested_resources(router, owner, &node.node);
     let (_, roster) = router.context.storage.rosters.items(owner).await?;
     for item in &roster {
@@ -182,8 +182,7 @@ async fn send_last_of(
         if !wanted.contains(&node.node) || node.send_last_published_item != "on_sub_and_presence" {
             continue;
         }
-        let model = AccessModel::parse(&node.access_model).unwrap_or(AccessModel::Presence);
-        if !may_read(model, &node.roster_groups, requester) {
+        if !may_read_node(&node, requester) {
             continue;
         }
         if let Some(item) = pep
