@@ -337,6 +337,45 @@ impl TestClient {
         response
     }
 
+    /// Waits for a message with `body`, then checks with [`Self::barrier`] that no second copy follows
+    /// (a stanza delivered exactly once, XEP-0198 section 5).
+    pub async fn expect_body_once(&mut self, body: &str) {
+        self.expect("the message", |e| {
+            e.name() == "message" && xml::body(e).as_deref() == Some(body)
+        })
+        .await;
+        let after = self.barrier().await;
+        assert!(
+            !after.iter().any(|e| xml::body(e).as_deref() == Some(body)),
+            "delivered once: {after:?}"
+        );
+    }
+
+    /// The vcard-temp of `to` (the own account when `None`) as the server answers it (XEP-0054).
+    pub async fn vcard(&mut self, to: Option<&str>) -> Element {
+        let result = self
+            .iq_result("get", to, "<vCard xmlns='vcard-temp'/>")
+            .await;
+        result
+            .get_child("vCard", ns::VCARD)
+            .cloned()
+            .unwrap_or_else(|| panic!("no vCard in {}", xml::show(&result)))
+    }
+
+    /// Publishes `payload` as item `id` of the own account's PEP `node` (XEP-0163 section 3) and
+    /// waits for the result.
+    pub async fn pep_publish(&mut self, node: &str, id: &str, payload: &str) {
+        self.iq_result(
+            "set",
+            None,
+            &format!(
+                "<pubsub xmlns='{}'><publish node='{node}'><item id='{id}'>{payload}</item></publish></pubsub>",
+                ns::PUBSUB
+            ),
+        )
+        .await;
+    }
+
     /// Pings the server and returns everything that arrived before the answer. Since the server handles one
     /// client's stanzas in order and session queues are FIFO, anything already routed to us is in the list.
     pub async fn barrier(&mut self) -> Vec<Element> {

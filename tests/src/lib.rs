@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod app_server;
+pub mod caps;
 pub mod client;
 pub mod component;
 pub mod faulty_storage;

@@ -288,18 +288,7 @@ async fn a_message_to_a_hibernated_phone_wakes_it_once_and_arrives_once(backend:
     assert!(!wake.contains("meet at noon"), "content-free: {wake}");
 
     let mut alice = server.resume("alice", "phone", &previd, 0).await;
-    alice
-        .expect("the message", |e| {
-            e.name() == "message" && xml::body(e).as_deref() == Some("meet at noon")
-        })
-        .await;
-    let after = alice.barrier().await;
-    assert!(
-        !after
-            .iter()
-            .any(|e| xml::body(e).as_deref() == Some("meet at noon")),
-        "delivered once: {after:?}"
-    );
+    alice.expect_body_once("meet at noon").await;
     // Exactly one wake-up: the relay accepted one push for alice (its audit trail), none queued after.
     assert_eq!(accepted_pushes(&server, "alice@localhost").await, 1);
     assert!(fcm.sends.try_recv().is_err(), "a second wake-up");

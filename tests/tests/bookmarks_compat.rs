@@ -5,10 +5,10 @@
 //! configured as XEP-0402 asks, and keeps in private XML only what the node cannot hold.
 #![allow(clippy::unwrap_used)]
 
-use herald::features::entity_caps::verification_string;
 use herald::xmpp::{Element, ns};
+use herald_tests::caps::announce_caps;
 use herald_tests::xml::{self};
-use herald_tests::{Backend, TestClient, TestServer, eventually, on_every_backend};
+use herald_tests::{Backend, TestClient, TestServer, on_every_backend};
 
 on_every_backend!(
     the_account_advertises_compat,
@@ -18,7 +18,6 @@ on_every_backend!(
 
 const BOOKMARKS2: &str = "urn:xmpp:bookmarks:1";
 const LEGACY: &str = "storage:bookmarks";
-const CAPS_NODE: &str = "https://herald.example/tests";
 
 fn private(inner: &str) -> String {
     format!("<query xmlns='jabber:iq:private'>{inner}</query>")
@@ -81,44 +80,7 @@ fn child_text(element: &Element, name: &str, namespace: &str) -> Option<String> 
 
 /// Announces caps with `urn:xmpp:bookmarks:1+notify` and answers the server's disco#info query.
 async fn want_bookmark_notifications(server: &TestServer, client: &mut TestClient) {
-    let info = format!(
-        "<identity category='client' type='pc' name='herald-tests'/>\
-         <feature var='http://jabber.org/protocol/caps'/>\
-         <feature var='http://jabber.org/protocol/disco#info'/>\
-         <feature var='{BOOKMARKS2}+notify'/>"
-    );
-    let query: Element = format!("<query xmlns='{}'>{info}</query>", ns::DISCO_INFO)
-        .parse()
-        .unwrap();
-    let ver = verification_string(&query).unwrap();
-    let caps = &server.router().context.caps;
-    let known = caps.is_verified(&ver);
-    client
-        .send(&format!(
-            "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='{CAPS_NODE}' ver='{ver}'/></presence>"
-        ))
-        .await;
-    if !known {
-        let query_node = format!("{CAPS_NODE}#{ver}");
-        let asked = client
-            .expect("the server's disco#info query", |e| {
-                e.is("iq", ns::CLIENT)
-                    && e.attr("type") == Some("get")
-                    && e.get_child("query", ns::DISCO_INFO)
-                        .is_some_and(|q| q.attr("node") == Some(query_node.as_str()))
-            })
-            .await;
-        let id = asked.attr("id").unwrap();
-        client
-            .send(&format!(
-                "<iq type='result' id='{id}' to='localhost'>\
-                 <query xmlns='{}' node='{query_node}'>{info}</query></iq>",
-                ns::DISCO_INFO
-            ))
-            .await;
-    }
-    let full = client.jid.clone();
-    eventually("caps verified", async || caps.of(&full).is_some()).await;
+    announce_caps(server, client, &[BOOKMARKS2]).await;
 }
 
 /// Whether `e` is a bookmarks notification carrying `child` (`item` or `retract`) with `id`.

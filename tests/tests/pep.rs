@@ -6,73 +6,15 @@
 //! node goes with the account.
 #![allow(clippy::unwrap_used)]
 
-use herald::features::entity_caps::verification_string;
 use herald::xmpp::{Element, ns};
+use herald_tests::caps::{CAPS_NODE, announce_caps, disco_info, ver_of};
 use herald_tests::xml::{self, error_condition};
 use herald_tests::{Backend, TestClient, TestServer, eventually, on_every_backend};
 
-const CAPS_NODE: &str = "https://herald.example/tests";
 const DEVICES: &str = "urn:xmpp:omemo:2:devices";
 const BUNDLES: &str = "urn:xmpp:omemo:2:bundles";
 const AVATAR_METADATA: &str = "urn:xmpp:avatar:metadata";
 const BOOKMARKS: &str = "urn:xmpp:bookmarks:1";
-
-/// The disco#info a test client answers with: a client identity and `node+notify` for `notify`.
-fn disco_info(notify: &[&str]) -> String {
-    let mut features = String::from(
-        "<feature var='http://jabber.org/protocol/caps'/>\
-         <feature var='http://jabber.org/protocol/disco#info'/>",
-    );
-    for node in notify {
-        features.push_str(&format!("<feature var='{node}+notify'/>"));
-    }
-    format!("<identity category='client' type='pc' name='herald-tests'/>{features}")
-}
-
-fn ver_of(notify: &[&str]) -> String {
-    let query: Element = format!(
-        "<query xmlns='http://jabber.org/protocol/disco#info'>{}</query>",
-        disco_info(notify)
-    )
-    .parse()
-    .unwrap();
-    verification_string(&query).unwrap()
-}
-
-/// Sends available presence with caps asking for `notify` and, unless the server knows the
-/// verification string already, answers its disco#info query; returns once the server holds them.
-async fn announce_caps(server: &TestServer, client: &mut TestClient, notify: &[&str]) {
-    let ver = ver_of(notify);
-    let caps = &server.router().context.caps;
-    let known = caps.is_verified(&ver);
-    client
-        .send(&format!(
-            "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='{CAPS_NODE}' ver='{ver}'/></presence>"
-        ))
-        .await;
-    if !known {
-        let query_node = format!("{CAPS_NODE}#{ver}");
-        let query = client
-            .expect("the server's disco#info query", |e| {
-                e.is("iq", ns::CLIENT)
-                    && e.attr("type") == Some("get")
-                    && e.attr("from") == Some("localhost")
-                    && e.get_child("query", ns::DISCO_INFO)
-                        .is_some_and(|q| q.attr("node") == Some(query_node.as_str()))
-            })
-            .await;
-        let id = query.attr("id").unwrap();
-        client
-            .send(&format!(
-                "<iq type='result' id='{id}' to='localhost'>\
-                 <query xmlns='http://jabber.org/protocol/disco#info' node='{query_node}'>{}</query></iq>",
-                disco_info(notify)
-            ))
-            .await;
-    }
-    let full = client.jid.clone();
-    eventually("caps verified", async || caps.of(&full).is_some()).await;
-}
 
 /// A publish of `payload` as item `id` of `node`, with publish-options fields `options`.
 fn publish(node: &str, id: &str, payload: &str, options: &[(&str, &str)]) -> String {

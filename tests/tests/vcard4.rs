@@ -6,23 +6,13 @@
 
 use herald::xmpp::{Element, ns};
 use herald_tests::xml;
-use herald_tests::{Backend, TestClient, TestServer, on_every_backend};
+use herald_tests::{Backend, TestServer, on_every_backend};
 
 on_every_backend!(a_vcard4_is_read_through_vcard_temp);
 
 const VCARD4: &str = "<vcard xmlns='urn:ietf:params:xml:ns:vcard-4.0'>\
     <fn><text>Alice Liddell</text></fn><nickname><text>al</text></nickname>\
     <impp><uri>xmpp:alice@localhost</uri></impp></vcard>";
-
-async fn vcard_of(client: &mut TestClient, to: Option<&str>) -> Element {
-    let result = client
-        .iq_result("get", to, "<vCard xmlns='vcard-temp'/>")
-        .await;
-    result
-        .get_child("vCard", ns::VCARD)
-        .cloned()
-        .unwrap_or_else(|| panic!("no vCard in {}", xml::show(&result)))
-}
 
 fn text_of(vcard: &Element, name: &str) -> Option<String> {
     vcard.get_child(name, ns::VCARD).map(Element::text)
@@ -36,16 +26,9 @@ async fn a_vcard4_is_read_through_vcard_temp(backend: Backend) {
     server.befriend("alice", "bob").await;
     let mut alice = server.login("alice", "r").await;
     alice
-        .iq_result(
-            "set",
-            None,
-            &format!(
-                "<pubsub xmlns='{}'><publish node='urn:xmpp:vcard4'><item id='current'>{VCARD4}</item></publish></pubsub>",
-                ns::PUBSUB
-            ),
-        )
+        .pep_publish("urn:xmpp:vcard4", "current", VCARD4)
         .await;
-    let own = vcard_of(&mut alice, None).await;
+    let own = alice.vcard(None).await;
     assert_eq!(
         text_of(&own, "FN").as_deref(),
         Some("Alice Liddell"),
@@ -58,7 +41,7 @@ async fn a_vcard4_is_read_through_vcard_temp(backend: Backend) {
         Some("alice@localhost")
     );
     let mut bob = server.login("bob", "r").await;
-    let seen = vcard_of(&mut bob, Some("alice@localhost")).await;
+    let seen = bob.vcard(Some("alice@localhost")).await;
     assert_eq!(
         text_of(&seen, "FN").as_deref(),
         Some("Alice Liddell"),
@@ -67,7 +50,7 @@ async fn a_vcard4_is_read_through_vcard_temp(backend: Backend) {
     );
     // The node has the PEP default (presence) access model: a stranger learns nothing.
     let mut stranger = server.login("stranger", "r").await;
-    let other = vcard_of(&mut stranger, Some("alice@localhost")).await;
+    let other = stranger.vcard(Some("alice@localhost")).await;
     assert_eq!(other.children().count(), 0, "{}", xml::show(&other));
     // A stored vcard-temp is what vcard-temp readers get.
     alice
@@ -77,7 +60,7 @@ async fn a_vcard4_is_read_through_vcard_temp(backend: Backend) {
             "<vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>",
         )
         .await;
-    let seen = vcard_of(&mut bob, Some("alice@localhost")).await;
+    let seen = bob.vcard(Some("alice@localhost")).await;
     assert_eq!(
         text_of(&seen, "FN").as_deref(),
         Some("Alice"),

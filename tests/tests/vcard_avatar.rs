@@ -6,36 +6,13 @@
 
 use herald::xmpp::{Element, ns};
 use herald_tests::xml;
-use herald_tests::{Backend, TestClient, TestServer, on_every_backend};
+use herald_tests::{Backend, TestServer, on_every_backend};
 
 on_every_backend!(a_published_avatar_shows_in_the_vcard_and_presence);
 
 const IMAGE_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
 /// Stands in for the SHA-1 of the image (XEP-0084 section 4.2); the server does not check it.
 const AVATAR_ID: &str = "111f4b3c50d7b0df729d299bc6f8e9ef9066971f";
-
-async fn publish(client: &mut TestClient, node: &str, id: &str, payload: &str) {
-    client
-        .iq_result(
-            "set",
-            None,
-            &format!(
-                "<pubsub xmlns='{}'><publish node='{node}'><item id='{id}'>{payload}</item></publish></pubsub>",
-                ns::PUBSUB
-            ),
-        )
-        .await;
-}
-
-async fn vcard_of(client: &mut TestClient, to: Option<&str>) -> Element {
-    let result = client
-        .iq_result("get", to, "<vCard xmlns='vcard-temp'/>")
-        .await;
-    result
-        .get_child("vCard", ns::VCARD)
-        .cloned()
-        .unwrap_or_else(|| panic!("no vCard in {}", xml::show(&result)))
-}
 
 fn binval(vcard: &Element) -> Option<String> {
     vcard
@@ -59,16 +36,14 @@ async fn a_published_avatar_shows_in_the_vcard_and_presence(backend: Backend) {
         )
         .await;
     // XEP-0084 section 4.1 then 4.2, on nodes with the PEP default (presence) access model.
-    publish(
-        &mut alice,
-        "urn:xmpp:avatar:data",
-        AVATAR_ID,
-        &format!("<data xmlns='urn:xmpp:avatar:data'>{IMAGE_BASE64}</data>"),
-    )
-    .await;
-    publish(
-        &mut alice,
-        "urn:xmpp:avatar:metadata",
+    alice
+        .pep_publish(
+            "urn:xmpp:avatar:data",
+            AVATAR_ID,
+            &format!("<data xmlns='urn:xmpp:avatar:data'>{IMAGE_BASE64}</data>"),
+        )
+        .await;
+    alice.pep_publish("urn:xmpp:avatar:metadata",
         AVATAR_ID,
         &format!(
             "<metadata xmlns='urn:xmpp:avatar:metadata'><info id='{AVATAR_ID}' type='image/png' bytes='70'/></metadata>"
@@ -76,7 +51,7 @@ async fn a_published_avatar_shows_in_the_vcard_and_presence(backend: Backend) {
     )
     .await;
 
-    let own = vcard_of(&mut alice, None).await;
+    let own = alice.vcard(None).await;
     assert_eq!(
         binval(&own).as_deref(),
         Some(IMAGE_BASE64),
@@ -88,7 +63,7 @@ async fn a_published_avatar_shows_in_the_vcard_and_presence(backend: Backend) {
         Some("Alice")
     );
     let mut bob = server.online("bob", "r").await;
-    let seen = vcard_of(&mut bob, Some("alice@localhost")).await;
+    let seen = bob.vcard(Some("alice@localhost")).await;
     assert_eq!(
         binval(&seen).as_deref(),
         Some(IMAGE_BASE64),
@@ -104,7 +79,7 @@ async fn a_published_avatar_shows_in_the_vcard_and_presence(backend: Backend) {
     );
     // Not a contact: the avatar nodes are not readable, so the stored vCard is answered as it is.
     let mut stranger = server.login("stranger", "r").await;
-    let other = vcard_of(&mut stranger, Some("alice@localhost")).await;
+    let other = stranger.vcard(Some("alice@localhost")).await;
     assert_eq!(
         binval(&other).as_deref(),
         Some("b2xk"),
