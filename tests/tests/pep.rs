@@ -238,15 +238,10 @@ async fn strangers_are_refused(backend: Backend) {
     let mut bob = server.online("bob", "pc").await;
     let mut carol = server.online("carol", "pc").await;
     alice
-        .iq_result(
-            "set",
-            None,
-            &publish(
-                AVATAR_METADATA,
-                "abc",
-                "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
-                &[],
-            ),
+        .pep_publish(
+            AVATAR_METADATA,
+            "abc",
+            "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
         )
         .await;
     alice
@@ -487,27 +482,17 @@ async fn the_last_item_on_presence(backend: Backend) {
     let server = server_with_friends(backend).await;
     let mut alice = server.online("alice", "phone").await;
     alice
-        .iq_result(
-            "set",
-            None,
-            &publish(
-                AVATAR_METADATA,
-                "old",
-                "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
-                &[],
-            ),
+        .pep_publish(
+            AVATAR_METADATA,
+            "old",
+            "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
         )
         .await;
     alice
-        .iq_result(
-            "set",
-            None,
-            &publish(
-                AVATAR_METADATA,
-                "new",
-                "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
-                &[],
-            ),
+        .pep_publish(
+            AVATAR_METADATA,
+            "new",
+            "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
         )
         .await;
     alice
@@ -576,9 +561,7 @@ async fn limits_refuse_rather_than_drop(backend: Backend) {
     server.add_user("alice").await;
     let mut alice = server.online("alice", "phone").await;
     for node in ["urn:example:one", "urn:example:two"] {
-        alice
-            .iq_result("set", None, &publish(node, "1", "<x xmlns='urn:x'/>", &[]))
-            .await;
+        alice.pep_publish(node, "1", "<x xmlns='urn:x'/>").await;
     }
     let third = alice
         .iq(
@@ -753,15 +736,10 @@ async fn caps_are_verified_and_asked_once(backend: Backend) {
     let server = server_with_friends(backend).await;
     let mut alice = server.online("alice", "phone").await;
     alice
-        .iq_result(
-            "set",
-            None,
-            &publish(
-                AVATAR_METADATA,
-                "a1",
-                "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
-                &[],
-            ),
+        .pep_publish(
+            AVATAR_METADATA,
+            "a1",
+            "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
         )
         .await;
     let ver = ver_of(&[AVATAR_METADATA]);
@@ -811,15 +789,10 @@ async fn the_last_item_on_subscription(backend: Backend) {
     bob.roster_get().await;
     announce_caps(&server, &mut bob, &[AVATAR_METADATA]).await;
     alice
-        .iq_result(
-            "set",
-            None,
-            &publish(
-                AVATAR_METADATA,
-                "av",
-                "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
-                &[],
-            ),
+        .pep_publish(
+            AVATAR_METADATA,
+            "av",
+            "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
         )
         .await;
     bob.assert_none("an avatar before subscribing", is_any_event)
