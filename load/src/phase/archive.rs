@@ -81,17 +81,7 @@ fn bare_jid(target: &Target, n: usize) -> String {
 }
 
 async fn login(target: &Target, n: usize, resource: &str) -> Result<TlsSession, ClientError> {
-    target
-        .connector
-        .login(
-            &username(target, n),
-            &target.password,
-            resource,
-            target.mechanism,
-            Some(&target.cache),
-            target.source_ip(n),
-        )
-        .await
+    target.login_as(&username(target, n), n, resource).await
 }
 
 /// The sender and recipient (user numbers, owner resource) of fill message `i`: even messages go from

@@ -80,14 +80,25 @@ impl Target {
         index: usize,
         resource: &str,
     ) -> Result<crate::client::TlsSession, crate::client::ClientError> {
+        self.login_as(&self.username(index), index, resource).await
+    }
+
+    /// Logs `username` in (SCRAM cache on) with resource `resource`, from the source address of
+    /// connection `n`: for phases whose users have names of their own.
+    pub async fn login_as(
+        &self,
+        username: &str,
+        n: usize,
+        resource: &str,
+    ) -> Result<crate::client::TlsSession, crate::client::ClientError> {
         self.connector
             .login(
-                &self.username(index),
+                username,
                 &self.password,
                 resource,
                 self.mechanism,
                 Some(&self.cache),
-                self.source_ip(index),
+                self.source_ip(n),
             )
             .await
     }

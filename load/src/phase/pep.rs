@@ -75,17 +75,7 @@ fn bare_jid(target: &Target, n: usize) -> String {
 }
 
 async fn login(target: &Target, n: usize, resource: &str) -> Result<TlsSession, ClientError> {
-    target
-        .connector
-        .login(
-            &username(target, n),
-            &target.password,
-            resource,
-            target.mechanism,
-            Some(&target.cache),
-            target.source_ip(n),
-        )
-        .await
+    target.login_as(&username(target, n), n, resource).await
 }
 
 /// The bare part of a JID (`user@host/res` -> `user@host`).
