@@ -45,6 +45,8 @@ enum PhaseName {
     Hibernated,
     /// PEP publish-to-notification latency, then a caps login burst (reports `pep` and `pep-caps`).
     Pep,
+    /// Chatting pairs across two servers (`--peer-*`): every message crosses server-to-server.
+    Federation,
 }
 
 #[derive(Subcommand)]
@@ -186,6 +188,20 @@ struct RunArgs {
     /// PEP phase: contacts logging in at once with the same new caps in the burst.
     #[arg(long, default_value_t = 100)]
     pep_burst: usize,
+    /// Federation phase: the second server's address (its users chat with this server's).
+    #[arg(long)]
+    peer_host: Option<String>,
+    #[arg(long, default_value_t = 5222)]
+    peer_port: u16,
+    /// Federation phase: the second server's XMPP domain.
+    #[arg(long)]
+    peer_domain: Option<String>,
+    /// Federation phase: the second server's process id (its CPU is added to the server's).
+    #[arg(long)]
+    peer_pid: Option<u32>,
+    /// Federation phase: users chatting, half on each server ({prefix}0.. on both).
+    #[arg(long, default_value_t = 200)]
+    federation_users: usize,
     /// Also write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -249,6 +265,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         bail!("--chat-users must not exceed --sessions (accounts are {{prefix}}0..sessions)");
     }
     let deadline = Duration::from_secs(args.phase_deadline_secs);
+    let peer = if args.phases.contains(&PhaseName::Federation) {
+        Some(peer_target(&args, &target)?)
+    } else {
+        None
+    };
     let mut report = RunReport {
         server: args.name.clone(),
         address: addr.to_string(),
@@ -258,7 +279,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         memory_end: None,
     };
     for name in &args.phases {
-        let cpu_before = (target.server_cpu_seconds(), own_cpu_seconds());
+        let cpu_before = (
+            servers_cpu_seconds(&target, peer.as_ref()),
+            own_cpu_seconds(),
+        );
         let single = match name {
             PhaseName::Accounts => {
                 phase::accounts::run(&target, args.sessions, args.concurrency, deadline).await
@@ -314,6 +338,36 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 };
                 phase::archive::run(&target, &plan).await
             }
+            PhaseName::Federation => {
+                let Some(peer) = peer.as_ref() else {
+                    bail!("the federation phase needs --peer-host and --peer-domain");
+                };
+                let per_side = args.federation_users / 2;
+                // Accounts on both sides (existing ones count as created).
+                for side in [&target, peer] {
+                    let accounts =
+                        phase::accounts::run(side, per_side, args.concurrency, deadline).await;
+                    if (accounts.succeeded as usize) < per_side {
+                        eprintln!(
+                            "[{}] federation: only {} of {per_side} accounts on {}: {}",
+                            args.name,
+                            accounts.succeeded,
+                            side.connector.domain(),
+                            accounts.note
+                        );
+                    }
+                }
+                let plan = ChatPlan {
+                    users: per_side * 2,
+                    start_rate: args.chat_start_rate,
+                    max_rate: args.chat_max_rate,
+                    step: Duration::from_secs(args.chat_step_secs),
+                    max_p99: Duration::from_millis(args.chat_max_p99_ms),
+                    drain: Duration::from_secs(3),
+                    login_concurrency: args.concurrency,
+                };
+                phase::chat::run_federated(&target, peer, &plan).await
+            }
             PhaseName::Pep => {
                 let plan = PepPlan {
                     contacts: args.pep_contacts,
@@ -333,7 +387,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         };
         let mut result = single;
-        let cpu_after = (target.server_cpu_seconds(), own_cpu_seconds());
+        let cpu_after = (
+            servers_cpu_seconds(&target, peer.as_ref()),
+            own_cpu_seconds(),
+        );
         result.server_cpu_s = cpu_before.0.zip(cpu_after.0).map(|(b, a)| a - b);
         result.client_cpu_s = cpu_before.1.zip(cpu_after.1).map(|(b, a)| a - b);
         log_phase(&args.name, &result);
@@ -346,6 +403,41 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     println!("{json}");
     Ok(())
+}
+
+/// The federation phase's second server: same users, password, mechanism and TLS settings as
+/// `target`, at `--peer-host:--peer-port` serving `--peer-domain`.
+fn peer_target(args: &RunArgs, target: &Target) -> anyhow::Result<Target> {
+    let (Some(host), Some(domain)) = (&args.peer_host, &args.peer_domain) else {
+        bail!("the federation phase needs --peer-host and --peer-domain");
+    };
+    let addr: SocketAddr = (host.as_str(), args.peer_port)
+        .to_socket_addrs()?
+        .next()
+        .context("peer host did not resolve")?;
+    let mode = if args.direct_tls {
+        TlsMode::Direct
+    } else {
+        TlsMode::StartTls
+    };
+    let mut connector = Connector::new(addr, domain, mode)?
+        .with_tls(args.tls_resumption, args.check_tls_signatures)?;
+    connector.timeout = target.connector.timeout;
+    Ok(Target {
+        connector,
+        memory: args.peer_pid.map(ProcessMemory::new),
+        cache: ScramCache::default(),
+        ..target.clone()
+    })
+}
+
+/// CPU seconds of the server and, in the federation phase, of its peer: both carry the load.
+fn servers_cpu_seconds(target: &Target, peer: Option<&Target>) -> Option<f64> {
+    let own = target.server_cpu_seconds()?;
+    match peer.and_then(|p| p.memory.as_ref()) {
+        Some(memory) => Some(own + memory.cpu_seconds()?),
+        None => Some(own),
+    }
 }
 
 /// One progress line per phase on stderr.

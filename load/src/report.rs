@@ -183,6 +183,34 @@ const METRICS: &[Metric] = &[
         value: |r| available(r, "chat").map(|p| p.errors.total() as f64),
     },
     Metric {
+        label: "federation: delivered msgs /s across s2s (best clean step)",
+        better: Better::Higher,
+        value: |r| available(r, "federation").map(|p| p.rate_per_s),
+    },
+    Metric {
+        label: "federation: delivery p50 (ms)",
+        better: Better::Lower,
+        value: |r| {
+            available(r, "federation")
+                .and_then(|p| p.latency)
+                .map(|l| l.p50_ms)
+        },
+    },
+    Metric {
+        label: "federation: delivery p99 (ms)",
+        better: Better::Lower,
+        value: |r| {
+            available(r, "federation")
+                .and_then(|p| p.latency)
+                .map(|l| l.p99_ms)
+        },
+    },
+    Metric {
+        label: "federation: errors at the failing step",
+        better: Better::Lower,
+        value: |r| available(r, "federation").map(|p| p.errors.total() as f64),
+    },
+    Metric {
         label: "push: offline users woken",
         better: Better::Higher,
         value: |r| available(r, "push").map(|p| p.succeeded as f64),

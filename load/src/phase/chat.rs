@@ -2,6 +2,9 @@
 //! `type='chat'` messages addressed to the peer's bare JID (RFC 6121 section 8.5.2.1.1) at a rate
 //! raised step by step; the report gives the highest step sustained without loss, errors or a p99
 //! latency above the limit.
+//!
+//! [`run_federated`] is the same ramp across two servers (RFC 6120 section 10.4, server-to-server): user
+//! `i` of one domain and user `i` of the other chat, so every message crosses the federation link.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -63,21 +66,7 @@ pub async fn run(target: &Target, plan: &ChatPlan) -> PhaseReport {
         available: true,
         ..PhaseReport::default()
     };
-    let logins = run_batch(
-        users,
-        plan.login_concurrency,
-        plan.step * 20,
-        target.connector.timeout,
-        |i| {
-            let target = target.clone();
-            async move {
-                let mut s = target.login(i, "chat").await?;
-                s.send("<presence/>").await?;
-                Ok((i, s))
-            }
-        },
-    )
-    .await;
+    let logins = log_in(target, 0..users, plan).await;
     if logins.values.len() < users {
         report.errors = logins.errors;
         report.note = format!(
@@ -86,6 +75,85 @@ pub async fn run(target: &Target, plan: &ChatPlan) -> PhaseReport {
         );
         return report;
     }
+    let mut sessions = logins.values;
+    sessions.sort_by_key(|(i, _)| *i);
+    let peers = (0..users).map(|i| target.bare_jid(i ^ 1)).collect();
+    let sessions = sessions.into_iter().map(|(_, s)| s).collect();
+    ramp(report, sessions, peers, plan, target.connector.timeout).await
+}
+
+/// The ramp between two servers: `plan.users / 2` users on each (`{prefix}0..` on both domains, which
+/// must exist), user `i` of `local` paired with user `i` of `remote`, each sending to the other's bare
+/// JID, so every message is carried by server-to-server streams. Reported as phase `federation`.
+pub async fn run_federated(local: &Target, remote: &Target, plan: &ChatPlan) -> PhaseReport {
+    let per_side = plan.users / 2;
+    let mut report = PhaseReport {
+        name: "federation".into(),
+        available: true,
+        ..PhaseReport::default()
+    };
+    let (local_logins, remote_logins) = tokio::join!(
+        log_in(local, 0..per_side, plan),
+        log_in(remote, 0..per_side, plan)
+    );
+    if local_logins.values.len() < per_side || remote_logins.values.len() < per_side {
+        report.errors = local_logins.errors;
+        report.errors.merge(&remote_logins.errors);
+        report.note = format!(
+            "only {} + {} of {per_side} + {per_side} users logged in; no messages sent",
+            local_logins.values.len(),
+            remote_logins.values.len()
+        );
+        return report;
+    }
+    let mut sessions = Vec::with_capacity(2 * per_side);
+    let mut peers = Vec::with_capacity(2 * per_side);
+    for (logins, other) in [(local_logins, remote), (remote_logins, local)] {
+        let mut values = logins.values;
+        values.sort_by_key(|(i, _)| *i);
+        for (i, session) in values {
+            sessions.push(session);
+            peers.push(other.bare_jid(i));
+        }
+    }
+    ramp(report, sessions, peers, plan, local.connector.timeout).await
+}
+
+/// Logs users `indices` of `target` in and sends their initial presence; `(index, session)` pairs.
+async fn log_in(
+    target: &Target,
+    indices: std::ops::Range<usize>,
+    plan: &ChatPlan,
+) -> super::batch::BatchOutcome<(usize, crate::client::TlsSession)> {
+    let first = indices.start;
+    run_batch(
+        indices.len(),
+        plan.login_concurrency,
+        plan.step * 20,
+        target.connector.timeout,
+        |n| {
+            let target = target.clone();
+            async move {
+                let i = first + n;
+                let mut s = target.login(i, "chat").await?;
+                s.send("<presence/>").await?;
+                Ok((i, s))
+            }
+        },
+    )
+    .await
+}
+
+/// Ramps the message rate over `sessions`, session `k` sending to `peers[k]`, and reports the best
+/// step that met the criteria in `report`.
+async fn ramp(
+    mut report: PhaseReport,
+    sessions: Vec<crate::client::TlsSession>,
+    peers: Vec<String>,
+    plan: &ChatPlan,
+    timeout: Duration,
+) -> PhaseReport {
+    let users = sessions.len();
     let inbox = Arc::new(Inbox {
         epoch: Instant::now(),
         samples: Mutex::new(Vec::new()),
@@ -96,11 +164,9 @@ pub async fn run(target: &Target, plan: &ChatPlan) -> PhaseReport {
         arrived: Notify::new(),
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut sessions = logins.values;
-    sessions.sort_by_key(|(i, _)| *i);
     let mut writers: Vec<Option<SessionWriter<TlsSocket>>> = Vec::with_capacity(users);
     let mut readers = Vec::with_capacity(users);
-    for (_, session) in sessions {
+    for session in sessions {
         let (reader, writer) = session.into_split();
         writers.push(Some(writer));
         readers.push(tokio::spawn(receive(
@@ -114,7 +180,7 @@ pub async fn run(target: &Target, plan: &ChatPlan) -> PhaseReport {
     let mut rate = plan.start_rate;
     // A warm-up step at the start rate, not judged: the server may still be busy with the logins
     // and presence of the chat users, which is not what the ramp measures.
-    let warm_up = run_step(target, plan, &inbox, &mut writers, 1, rate).await;
+    let warm_up = run_step(plan, &inbox, &mut writers, &peers, 1, rate).await;
     notes.push(format!(
         "warm-up {:.0}/s: sent {} got {} p99 {}",
         rate,
@@ -128,7 +194,7 @@ pub async fn run(target: &Target, plan: &ChatPlan) -> PhaseReport {
     let mut step_no = 1u64;
     while rate <= plan.max_rate {
         step_no += 1;
-        let result = run_step(target, plan, &inbox, &mut writers, step_no, rate).await;
+        let result = run_step(plan, &inbox, &mut writers, &peers, step_no, rate).await;
         let p99_ok = result
             .latency
             .is_some_and(|l| l.p99_ms <= plan.max_p99.as_secs_f64() * 1000.0);
@@ -159,7 +225,7 @@ pub async fn run(target: &Target, plan: &ChatPlan) -> PhaseReport {
         rate *= 2.0;
     }
     let _ = shutdown_tx.send(true);
-    close_all(readers, target.connector.timeout).await;
+    close_all(readers, timeout).await;
     for writer in writers.into_iter().flatten() {
         // Best effort: the measurements are taken.
         let _ = writer.close().await;
@@ -194,10 +260,10 @@ pub async fn run(target: &Target, plan: &ChatPlan) -> PhaseReport {
 }
 
 async fn run_step(
-    target: &Target,
     plan: &ChatPlan,
     inbox: &Arc<Inbox>,
     writers: &mut [Option<SessionWriter<TlsSocket>>],
+    peers: &[String],
     step_no: u64,
     rate: f64,
 ) -> StepResult {
@@ -216,7 +282,7 @@ async fn run_step(
     let mut tasks = Vec::with_capacity(users);
     for (i, slot) in writers.iter_mut().enumerate() {
         let Some(writer) = slot.take() else { continue };
-        let peer = target.bare_jid(i ^ 1);
+        let peer = peers[i].clone();
         let inbox = inbox.clone();
         // Spread first sends over one period so the load is smooth rather than in bursts.
         let offset = period.mul_f64(i as f64 / users as f64);
