@@ -6,8 +6,9 @@
 //! so they may share one storage and run in any order, but not twice on the same one. [`run_all`] runs
 //! them all. Covers RFC 6121 section 2.6 (roster versions), XEP-0160 (offline order and quota), XEP-0054
 //! (vCard replace), XEP-0191 (block list semantics) and XEP-0313/XEP-0441 (archive paging, filters,
-//! metadata, preferences, retention), XEP-0357 (push registrations), XEP-0049 (private XML) and XEP-0163
-//! (PEP nodes and items) as far as storage is concerned.
+//! metadata, preferences, retention), XEP-0357 (push registrations), XEP-0049 (private XML), XEP-0163
+//! (PEP nodes and items) and RFC 6120 section 10.4.3 (the outbound s2s queue) as far as storage is
+//! concerned.
 
 mod account_removal;
 mod archive;
@@ -16,6 +17,7 @@ mod pep;
 mod private_xml;
 mod push_registrations;
 mod rosters;
+mod s2s_queue;
 
 pub use account_removal::account_delete_takes_relay_data;
 pub use archive::{
@@ -29,6 +31,7 @@ pub use private_xml::{
 };
 pub use push_registrations::{push_registrations, push_registrations_deleted_with_account};
 pub use rosters::{concurrent_roster_versions, roster_count, rosters};
+pub use s2s_queue::{concurrent_s2s_enqueue, s2s_queue, s2s_queue_limits};
 
 use crate::{Credentials, ScramKeys, Storage, StorageError};
 use rosters::item;
@@ -59,6 +62,9 @@ pub async fn run_all(storage: &Storage) {
     pep(storage).await;
     pep_many_items(storage).await;
     pep_deleted_with_account(storage).await;
+    s2s_queue(storage).await;
+    s2s_queue_limits(storage).await;
+    concurrent_s2s_enqueue(storage).await;
 }
 
 /// Distinct credentials for each `seed`, with iteration counts spanning the `u32` range.

@@ -1,6 +1,6 @@
 //! Herald persistence: one small trait per area, implemented for SQLite (the embedded default) and PostgreSQL.
 //!
-//! Business code sees only the traits in this file and in `archive.rs` (re-exported here) and the
+//! Business code sees only the traits in this file and in the area files (`archive.rs`, `s2s_queue.rs`, ...; re-exported here) and the
 //! [`Storage`] handle; sqlx stays inside `sql/` (the XMPP areas' SQL, written once), `relay/`,
 //! `sqlite/`, `postgres/` and the test support in [`testing`]. Both backends run the same [`contract`] suite, so a behaviour that differs
 //! between them is a bug. Keys are plain strings: a bare JID `user@domain` for XMPP data; this crate
@@ -19,6 +19,7 @@ mod private_xml;
 mod push_registrations;
 pub mod relay;
 mod rows;
+mod s2s_queue;
 mod sql;
 mod sqlite;
 pub mod testing;
@@ -31,6 +32,7 @@ pub use archive::{
 pub use pep::{Pep, PepCreate, PepItem, PepNode, PepPublish};
 pub use private_xml::{PrivateFragment, PrivatePut, PrivateXml};
 pub use push_registrations::{PushRegistration, PushRegistrations, PushUpsert};
+pub use s2s_queue::{S2sEnqueue, S2sQueue, S2sQueueLimits, S2sQueueUsage, S2sQueued};
 
 /// Everything that can go wrong talking to a database.
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +248,8 @@ pub struct Storage {
     pub private_xml: Arc<dyn PrivateXml>,
     /// XEP-0163 PEP nodes and items.
     pub pep: Arc<dyn Pep>,
+    /// The outbound server-to-server queue, per remote domain.
+    pub s2s_queue: Arc<dyn S2sQueue>,
     /// Push relay areas (see [`relay`]).
     pub relay_accounts: Arc<dyn relay::RelayAccounts>,
     pub relay_devices: Arc<dyn relay::RelayDevices>,
@@ -284,6 +288,7 @@ impl Storage {
             + PushRegistrations
             + PrivateXml
             + Pep
+            + S2sQueue
             + 'static,
         R: relay::RelayAccounts
             + relay::RelayDevices
@@ -303,7 +308,8 @@ impl Storage {
             archive: xmpp.clone(),
             push_registrations: xmpp.clone(),
             private_xml: xmpp.clone(),
-            pep: xmpp,
+            pep: xmpp.clone(),
+            s2s_queue: xmpp,
             relay_accounts: relay.clone(),
             relay_devices: relay.clone(),
             whitelist_tokens: relay.clone(),

@@ -5,7 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 use herald_storage::testing::ScratchDatabase;
-use herald_storage::{OfflineStore, RosterItem, Storage, StorageError, Subscription, contract};
+use herald_storage::{
+    OfflineStore, RosterItem, S2sEnqueue, S2sQueueLimits, Storage, StorageError, Subscription,
+    contract,
+};
 
 fn sqlite_file_url(dir: &tempfile::TempDir, name: &str) -> String {
     format!("sqlite://{}?mode=rwc", dir.path().join(name).display())
@@ -86,6 +89,22 @@ async fn sqlite_data_survives_reopening() {
             .await
             .unwrap();
         assert_eq!(stored, OfflineStore::Stored);
+        let limits = S2sQueueLimits {
+            max_stanzas: 10,
+            max_bytes: 10_000,
+        };
+        let queued = storage
+            .s2s_queue
+            .enqueue(
+                "remote.example",
+                owner,
+                "<message to='x@remote.example'/>",
+                8,
+                limits,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(queued, S2sEnqueue::Queued(_)), "{queued:?}");
         (version, storage.offline.fetch(owner).await.unwrap()[0].id)
     };
     // A second open applies no migration twice and sees everything committed by the first.
@@ -97,6 +116,23 @@ async fn sqlite_data_survives_reopening() {
     );
     let messages = storage.offline.fetch(owner).await.unwrap();
     assert_eq!(messages.iter().map(|m| m.id).collect::<Vec<_>>(), [id]);
+    // The outbound s2s queue too (issue: a restart loses nothing that was queued).
+    assert_eq!(
+        storage.s2s_queue.domains().await.unwrap(),
+        ["remote.example"]
+    );
+    let queued = storage
+        .s2s_queue
+        .oldest("remote.example", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        queued
+            .iter()
+            .map(|q| (q.sender.as_str(), q.stanza.as_str(), q.enqueued_at_ms))
+            .collect::<Vec<_>>(),
+        [(owner, "<message to='x@remote.example'/>", 8)]
+    );
     let again = storage
         .accounts
         .create(

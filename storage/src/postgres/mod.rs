@@ -45,6 +45,10 @@ crate::sql::xmpp_sql_impl!(
     // lock on the owner (class 49, for XEP-0049; the offline store and the archive use their own)
     // makes the count and the writes of one owner's puts take turns.
     private_xml_lock = "SELECT pg_advisory_xact_lock(49, hashtext($1))",
+    // The same for the outbound s2s queue, per remote domain (class 5269, the s2s port): the cap's
+    // count cannot race, and a domain's ids commit in the order they are drawn, so a link reading
+    // the oldest never skips one that commits later.
+    s2s_queue_lock = "SELECT pg_advisory_xact_lock(5269, hashtext($1))",
 );
 
 pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {

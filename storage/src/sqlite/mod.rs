@@ -59,6 +59,8 @@ crate::sql::xmpp_sql_impl!(
     archive_append = "INSERT INTO archive_messages (owner, stanza_id, contact, at_ms, outgoing, stanza) SELECT $1, $2, $3, MAX($4, COALESCE((SELECT MAX(at_ms) FROM archive_messages WHERE owner = $1), $4)), $5, $6 RETURNING at_ms",
     // BEGIN IMMEDIATE already holds the database write lock for the whole put.
     private_xml_lock = "",
+    // The conditional INSERT alone is atomic: it holds the write lock from its start.
+    s2s_queue_lock = "",
 );
 
 /// The reader connections' options: a smaller page cache (see [`READER_CACHE_KIB`]).
@@ -204,6 +206,50 @@ mod tests {
                 plan.iter().all(|step| !step.starts_with("SCAN pep_items")),
                 "{statement}: {plan:?}"
             );
+        }
+    }
+
+    /// The outbound s2s queue's reads and the cap's counts are range scans of `s2s_queue_by_domain`
+    /// on an empty, unanalysed database: a link task reads the oldest N of a busy domain without
+    /// walking the others' stanzas.
+    #[tokio::test]
+    async fn s2s_queue_reads_are_index_range_scans() {
+        use crate::sql::s2s_queue::{ENQUEUE, OLDEST, remove_statement};
+
+        let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .unwrap();
+        let remove = remove_statement(2);
+        for statement in [OLDEST, ENQUEUE, remove.as_str()] {
+            let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN QUERY PLAN {statement}"
+            )))
+            .bind("remote.example")
+            .bind(1_i64)
+            .bind(2_i64)
+            .bind(3_i64)
+            .bind(4_i64)
+            .bind(5_i64)
+            .bind(6_i64)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect();
+            assert!(
+                plan.iter().all(|step| !step.starts_with("SCAN s2s_queue")),
+                "{statement}: {plan:?}"
+            );
+            if statement == OLDEST {
+                assert!(
+                    plan.iter()
+                        .any(|step| step.contains("s2s_queue_by_domain (domain=? AND id>?)")),
+                    "{plan:?}"
+                );
+            }
         }
     }
 
