@@ -4,8 +4,16 @@
 # and prints one table with Herald's figures as ratios to each peer's.
 #
 # Usage: bench/compare.sh [--servers "herald-sqlite herald-postgres prosody ejabberd"]
-#                         [--write BENCHMARKS.md] [--keep] [--shared-cpus]
+#                         [--write BENCHMARKS.md] [--keep] [--shared-cpus] [--federation]
 #                         [-- extra herald-load run arguments]
+# --federation starts each server twice, as domains a.fed.test (127.0.6.1) and b.fed.test (127.0.6.2)
+# federating with each other (server-to-server on port 5269 of each address), and runs the load with
+# the second one as --peer-*: the federation phase chats across them, e.g.
+#   bench/compare.sh --federation --servers "herald-sqlite prosody ejabberd" -- --phases federation
+# Prosody and ejabberd find the other domain through a hosts file of the run's own (Prosody's unbound
+# `hoststxt`, ejabberd's inetrc), Herald through `[[s2s.peers]] address`; both domains' certificates
+# are signed by one CA of the run, which Herald trusts (`[s2s] ca_files`), so Herald pairs authenticate
+# with SASL EXTERNAL; Prosody and ejabberd, which do not trust it, with dialback.
 # e.g. the PEP phase alone (XEP-0163 notifications and the XEP-0115 caps burst; ejabberd as configured
 # here has no mod_pubsub, so it reports the phase unavailable):
 #   bench/compare.sh --servers "herald-sqlite herald-postgres prosody" -- --phases pep --pep-contacts 100
@@ -22,6 +30,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SERVERS="herald-sqlite herald-postgres prosody ejabberd"
 WRITE=""
 KEEP=0
+FEDERATION=0
 PIN=1
 EXTRA=()
 while [ $# -gt 0 ]; do
@@ -30,6 +39,7 @@ while [ $# -gt 0 ]; do
         --write) WRITE=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --shared-cpus) PIN=0; shift ;;
+        --federation) FEDERATION=1; shift ;;
         --) shift; EXTRA=("$@"); break ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
@@ -57,7 +67,8 @@ STOP_CMD=""
 PG_STOP=""
 cleanup() {
     if [ -n "$STOP_CMD" ]; then eval "$STOP_CMD" >/dev/null 2>&1 || true; fi
-    if [ -n "$STARTED_PID" ]; then kill "$STARTED_PID" 2>/dev/null || true; fi
+    # shellcheck disable=SC2086 # one or two pids (--federation)
+    if [ -n "$STARTED_PID" ]; then kill $STARTED_PID 2>/dev/null || true; fi
     if [ -n "$PG_STOP" ]; then eval "$PG_STOP" >/dev/null 2>&1 || true; fi
     if [ "$KEEP" = 0 ]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi
 }
@@ -240,11 +251,179 @@ EOF
     wait_port "$port"
 }
 
+# --federation: two domains on two loopback addresses, certificates from one CA of the run, and a hosts
+# file of the run's own naming both (see the usage).
+FED_A=a.fed.test FED_A_IP=127.0.6.1 FED_B=b.fed.test FED_B_IP=127.0.6.2
+if [ "$FEDERATION" = 1 ]; then
+    printf '%s %s\n%s %s\n' "$FED_A_IP" "$FED_A" "$FED_B_IP" "$FED_B" > "$WORK/hosts"
+    # No DNS server here: SRV queries fail at once (nothing on 127.0.0.1:53) and the peers fall back
+    # to the domain's address from the hosts file, port 5269 (RFC 6120 section 3.2.2).
+    echo "nameserver 127.0.0.1" > "$WORK/resolv.conf"
+    echo '{file, hosts, "'"$WORK"'/hosts"}. {lookup, [file, dns]}.' > "$WORK/inetrc"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+        -subj "/CN=Herald bench CA" -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
+    for d in "$FED_A" "$FED_B"; do
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$d" \
+            -keyout "$WORK/$d.key" -out "$WORK/$d.csr" 2>/dev/null
+        printf 'subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$d" > "$WORK/$d.ext"
+        openssl x509 -req -in "$WORK/$d.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" \
+            -CAcreateserial -days 7 -extfile "$WORK/$d.ext" -out "$WORK/$d.pem" 2>/dev/null
+        cat "$WORK/$d.pem" "$WORK/$d.key" > "$WORK/$d.combined.pem"
+    done
+    chmod 644 "$WORK"/*.pem "$WORK"/*.key
+fi
+
+# Waits (bounded) until something listens on $1:$2.
+wait_addr() {
+    for _ in $(seq 1 120); do
+        if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
+        sleep 0.5
+    done
+    echo "nothing listening on $1:$2 after 60s" >&2
+    return 1
+}
+
+start_prosody_pair() { # port -> sets PID (domain a) and PEER_PID (domain b)
+    local port=$1 pids=() d ip dir
+    for d in "$FED_A" "$FED_B"; do
+        ip=$FED_A_IP; [ "$d" = "$FED_B" ] && ip=$FED_B_IP
+        dir=$WORK/prosody-$d
+        mkdir -p "$dir/data"
+        cat > "$dir/prosody.cfg.lua" <<PROSODY
+pidfile = "$dir/prosody.pid"
+daemonize = false
+data_path = "$dir/data"
+plugin_paths = {}
+admins = {}
+log = { warn = "$dir/prosody.log" }
+modules_enabled = { "roster", "saslauth", "tls", "disco", "register", "offline", "ping", "presence", "message", "iq", "dialback" }
+c2s_ports = { $port }
+c2s_interfaces = { "$ip" }
+s2s_ports = { 5269 }
+s2s_interfaces = { "$ip" }
+http_ports = {}
+https_ports = {}
+c2s_require_encryption = true
+s2s_require_encryption = true
+-- The run's CA is not in the system store: dialback over TLS authenticates the peer domain.
+s2s_secure_auth = false
+unbound = { hoststxt = "$WORK/hosts", resolvconf = "$WORK/resolv.conf" }
+network_settings = { tcp_backlog = 1024 }
+allow_registration = true
+min_seconds_between_registrations = 0
+registration_throttle_max = 100000000
+authentication = "internal_hashed"
+default_iteration_count = 4096
+storage = "internal"
+certificates = "$dir/certs"
+ssl = { certificate = "$WORK/$d.pem", key = "$WORK/$d.key" }
+VirtualHost "$d"
+PROSODY
+        chown -R prosody "$dir"
+        "${SERVER_CPU[@]}" setpriv --reuid=prosody --regid=prosody --init-groups \
+            prosody --config "$dir/prosody.cfg.lua" >"$dir/stdout.log" 2>&1 &
+        pids+=($!)
+        wait_addr "$ip" "$port"
+    done
+    PID=${pids[0]} PEER_PID=${pids[1]}
+    STARTED_PID="${pids[*]}"
+}
+
+start_ejabberd_pair() { # port -> sets PID and PEER_PID
+    local port=$1 d ip dir ej stops=() pids=()
+    for d in "$FED_A" "$FED_B"; do
+        ip=$FED_A_IP; [ "$d" = "$FED_B" ] && ip=$FED_B_IP
+        dir=$WORK/ejabberd-$d
+        mkdir -p "$dir/db" "$dir/log"
+        cat > "$dir/ejabberd.yml" <<EJABBERD
+hosts: [$d]
+loglevel: warning
+certfiles: ["$WORK/$d.combined.pem"]
+listen:
+  - {port: $port, ip: "$ip", module: ejabberd_c2s, starttls_required: true, max_stanza_size: 262144, shaper: none, access: all, backlog: 1024}
+  - {port: 5269, ip: "$ip", module: ejabberd_s2s_in, max_stanza_size: 262144, shaper: none}
+auth_method: internal
+auth_password_format: scram
+auth_scram_hash: sha
+registration_timeout: infinity
+s2s_use_starttls: required
+s2s_access: all
+acl:
+  local: {user_regexp: ""}
+access_rules:
+  register: {allow: all}
+modules:
+  mod_disco: {}
+  mod_offline: {}
+  mod_ping: {}
+  mod_register: {access: register, ip_access: all}
+  mod_roster: {}
+  mod_s2s_dialback: {}
+EJABBERD
+        # ejabberdctl sets ERL_INETRC to the config dir's inetrc: the run's hosts file, then DNS.
+        cp "$WORK/inetrc" "$dir/inetrc"
+        chown -R ejabberd "$dir"
+        ej="${SERVER_CPU[*]} setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd ejabberdctl --config-dir $dir --config $dir/ejabberd.yml --spool $dir/db --logs $dir/log --node herald_fed_${d%%.*}@localhost"
+        stops+=("$ej stop")
+        $ej start
+        for _ in $(seq 1 120); do
+            if $ej status >/dev/null 2>&1; then break; fi
+            sleep 0.5
+        done
+        wait_addr "$ip" "$port"
+        pids+=("$(pgrep -f -- "herald_fed_${d%%.*}@localhost" | while read -r p; do
+            if [ "$(cat /proc/"$p"/comm 2>/dev/null)" = "beam.smp" ]; then echo "$p"; fi; done | head -1)")
+    done
+    STOP_CMD="${stops[0]}; ${stops[1]}"
+    PID=${pids[0]} PEER_PID=${pids[1]}
+}
+
+start_herald_pair() { # port storage-url-a storage-url-b -> sets PID and PEER_PID
+    local port=$1 d ip other other_ip dir url pids=()
+    for d in "$FED_A" "$FED_B"; do
+        if [ "$d" = "$FED_A" ]; then ip=$FED_A_IP other=$FED_B other_ip=$FED_B_IP url=$2
+        else ip=$FED_B_IP other=$FED_A other_ip=$FED_A_IP url=$3; fi
+        dir=$WORK/herald-$d
+        mkdir -p "$dir"
+        cat > "$dir/herald.toml" <<HERALD
+[server]
+domains = ["$d"]
+data_dir = "$dir/data"
+[storage]
+url = "$url"
+[c2s]
+listen = "$ip:$port"
+[registration]
+allow_in_band = true
+per_address_per_hour = 0
+[limits]
+max_connections = 100000
+[s2s]
+listen = "$ip:5269"
+ca_files = ["$WORK/ca.pem"]
+[[s2s.peers]]
+domain = "$other"
+address = "$other_ip:5269"
+[[tls.certificates]]
+domain = "$d"
+cert = "$WORK/$d.pem"
+key = "$WORK/$d.key"
+HERALD
+        "${SERVER_CPU[@]}" "$WORK/herald" --config "$dir/herald.toml" serve >"$dir/herald.log" 2>&1 &
+        pids+=($!)
+        wait_addr "$ip" "$port"
+    done
+    PID=${pids[0]} PEER_PID=${pids[1]}
+    STARTED_PID="${pids[*]}"
+}
+
 stop_current() {
     if [ -n "$STOP_CMD" ]; then eval "$STOP_CMD" >/dev/null 2>&1 || true; STOP_CMD=""; fi
     if [ -n "$STARTED_PID" ]; then
-        kill "$STARTED_PID" 2>/dev/null || true
-        wait "$STARTED_PID" 2>/dev/null || true
+        # shellcheck disable=SC2086 # one or two pids (--federation)
+        kill $STARTED_PID 2>/dev/null || true
+        # shellcheck disable=SC2086
+        wait $STARTED_PID 2>/dev/null || true
         STARTED_PID=""
     fi
 }
@@ -263,6 +442,26 @@ ensure_free 15822 15823 16822 16823 17822 17823 17881 18822 18823 18881 19832
 REPORTS=()
 for server in $SERVERS; do
     echo "== $server" >&2
+    if [ "$FEDERATION" = 1 ]; then
+        case $server in
+            prosody) port=15822; start_prosody_pair $port ;;
+            ejabberd) port=16822; start_ejabberd_pair $port ;;
+            herald-sqlite) port=17822; start_herald_pair $port "" "" ;;
+            herald-postgres)
+                port=18822; start_postgres
+                runuser -u postgres -- createdb -h 127.0.0.1 -p 19832 -U postgres herald_b
+                start_herald_pair $port "$PG_URL" "${PG_URL%/*}/herald_b" ;;
+            *) echo "unknown server $server" >&2; exit 2 ;;
+        esac
+        "${LOAD_CPU[@]}" "$LOAD" run --name "$server" --host "$FED_A_IP" --port "$port" \
+            --domain "$FED_A" --pid "$PID" --peer-host "$FED_B_IP" --peer-port "$port" \
+            --peer-domain "$FED_B" --peer-pid "$PEER_PID" --mechanism scram-sha-1 \
+            --json "$WORK/$server.json" "${EXTRA[@]}" >/dev/null
+        REPORTS+=("$WORK/$server.json")
+        stop_current
+        if [ -n "$PG_STOP" ]; then eval "$PG_STOP" || true; PG_STOP=""; fi
+        continue
+    fi
     case $server in
         prosody) port=15822; start_prosody $port ;;
         ejabberd) port=16822; start_ejabberd $port ;;
