@@ -813,8 +813,98 @@ async fn the_last_item_on_subscription(backend: Backend) {
     .await;
 }
 
+/// XEP-0060 section 4.3 (`pubsub#persist_items` false): a transient node notifies its items and
+/// keeps none, so an items request and the last item on presence find nothing; a node configured
+/// transient later loses what it kept.
+async fn a_transient_node_keeps_no_items(backend: Backend) {
+    const TRANSIENT: &str = "urn:example:transient";
+    let server = server_with_friends(backend).await;
+    let mut alice = server.online("alice", "phone").await;
+    let mut bob = server.login("bob", "pc").await;
+    bob.roster_get().await;
+    announce_caps(&server, &mut bob, &[TRANSIENT]).await;
+    let transient = [
+        ("pubsub#persist_items", "false"),
+        ("pubsub#access_model", "open"),
+    ];
+    alice
+        .iq_result(
+            "set",
+            None,
+            &publish(TRANSIENT, "now", "<state xmlns='urn:example'/>", &transient),
+        )
+        .await;
+    let event = bob
+        .expect("the transient item", |e| {
+            is_event(e, "alice@localhost", TRANSIENT, "now")
+        })
+        .await;
+    assert!(
+        xml::show(&event).contains("urn:example"),
+        "{}",
+        xml::show(&event)
+    );
+    let own = alice
+        .iq_result("get", None, &items_query(TRANSIENT, "/>"))
+        .await;
+    assert_eq!(item_ids(&own), Vec::<String>::new(), "{}", xml::show(&own));
+    let theirs = bob
+        .iq_result(
+            "get",
+            Some("alice@localhost"),
+            &items_query(TRANSIENT, "/>"),
+        )
+        .await;
+    assert_eq!(item_ids(&theirs), Vec::<String>::new());
+    // The publish-options still describe the node.
+    alice
+        .iq_result(
+            "set",
+            None,
+            &publish(
+                TRANSIENT,
+                "later",
+                "<state xmlns='urn:example'/>",
+                &transient,
+            ),
+        )
+        .await;
+    // No last item for a new resource.
+    let mut tablet = server.login("bob", "tablet").await;
+    tablet.roster_get().await;
+    announce_caps(&server, &mut tablet, &[TRANSIENT]).await;
+    tablet
+        .assert_none("a last item of a transient node", is_any_event)
+        .await;
+
+    // A persistent node configured transient keeps nothing from before.
+    alice.pep_publish(DEVICES, "current", &devices(&[1])).await;
+    alice
+        .iq_result(
+            "set",
+            None,
+            &format!(
+                "<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='{DEVICES}'>\
+                 <x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>\
+                 <field var='pubsub#persist_items'><value>0</value></field></x></configure></pubsub>"
+            ),
+        )
+        .await;
+    let after = alice
+        .iq_result("get", None, &items_query(DEVICES, "/>"))
+        .await;
+    assert_eq!(
+        item_ids(&after),
+        Vec::<String>::new(),
+        "{}",
+        xml::show(&after)
+    );
+}
+
 on_every_backend!(
     the_last_item_on_subscription,
+    a_transient_node_keeps_no_items,
     caps_are_verified_and_asked_once,
     notifications_follow_caps,
     strangers_are_refused,

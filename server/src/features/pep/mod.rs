@@ -453,10 +453,14 @@ async fn publish(
         publisher: owner.to_string(),
         published_at_ms: now_ms(),
     };
-    match pep.publish(owner, node, &item).await? {
-        PepPublish::Stored { .. } => {}
-        // Deleted between the read and the write.
-        PepPublish::NoNode => return Err(IqError::new(DefinedCondition::ItemNotFound).into()),
+    // XEP-0060 section 4.3 and 16.4.3 (`pubsub#persist_items` false): a transient node keeps no
+    // item; the notification carries it and is all there is of it.
+    if stored.persist_items {
+        match pep.publish(owner, node, &item).await? {
+            PepPublish::Stored { .. } => {}
+            // Deleted between the read and the write.
+            PepPublish::NoNode => return Err(IqError::new(DefinedCondition::ItemNotFound).into()),
+        }
     }
     let event_item = wire::item(PUBSUB_EVENT, &item.id, &item.payload);
     notify::broadcast(router, owner, &stored, &event_item).await;
@@ -538,7 +542,7 @@ async fn get_configuration(router: &Arc<Router>, owner: &str, node: &str) -> Han
 }
 
 /// Section 8.2.4: the submitted fields replace the node's; a smaller `max_items` removes the oldest
-/// items at once.
+/// items at once, and `persist_items` false all of them.
 async fn configure(
     router: &Arc<Router>,
     owner: &str,
@@ -551,10 +555,14 @@ async fn configure(
         return Err(IqError::new(DefinedCondition::ItemNotFound).into());
     };
     let updated = configured(stored, config, settings)?;
-    match pep.configure_node(owner, &updated).await? {
-        Some(_) => Ok(None),
-        None => Err(IqError::new(DefinedCondition::ItemNotFound).into()),
+    if pep.configure_node(owner, &updated).await?.is_none() {
+        return Err(IqError::new(DefinedCondition::ItemNotFound).into());
     }
+    if !updated.persist_items {
+        // A node made transient keeps nothing from before either (XEP-0060 section 16.4.3).
+        pep.purge(owner, node).await?;
+    }
+    Ok(None)
 }
 
 /// Section 8.4: the node and its items go; whoever gets its notifications hears of it (8.4.2).
