@@ -410,6 +410,11 @@ impl Session {
                 self.keep_for_push(router);
                 None
             }
+            SessionCommand::AvatarChanged(hash) => {
+                features::vcard_avatar::presence_with_new_avatar(router, &mut self.client, hash)
+                    .await;
+                None
+            }
             other => ending(other),
         }
     }
@@ -832,7 +837,10 @@ async fn answer_error(
 /// The end a command other than a stanza asks for.
 fn ending(command: SessionCommand) -> Option<Ending> {
     let condition = match command {
-        SessionCommand::Stanza(_) | SessionCommand::Resume(_) | SessionCommand::KeepForPush => {
+        SessionCommand::Stanza(_)
+        | SessionCommand::Resume(_)
+        | SessionCommand::KeepForPush
+        | SessionCommand::AvatarChanged(_) => {
             return None;
         }
         SessionCommand::Replaced => StreamErrorCondition::Conflict,

@@ -15,12 +15,19 @@
 //!
 //! Until the node exists, a stored `storage:bookmarks` fragment (written before this feature, or by
 //! a client that never used bookmarks 2) is answered as it was stored.
+//!
+//! XEP-0048 also kept bookmarks in PEP, as item `current` of the node `storage:bookmarks`
+//! (`urn:xmpp:bookmarks:1#compat-pep`). That node is a view, never stored: a publish to it is a
+//! private XML set of its `<storage/>` ([`legacy_pep_publish`]), an items request is answered the
+//! collated list ([`legacy_pep_items`]), and every change of the XEP-0402 node is notified on it to
+//! the owner's resources that ask for `storage:bookmarks+notify` ([`notify_legacy_pep`]; the owner
+//! alone, as the whitelist access model of the node it mirrors).
 
 use std::sync::Arc;
 
 use super::ClientSession;
-use super::iq::{IqError, IqRequest};
-use super::pep;
+use super::iq::{IqAnswer, IqError, IqRequest};
+use super::{pep, private_xml};
 use crate::router::Router;
 use crate::xmpp::{BareJid, DefinedCondition, Element, ns, set_attribute};
 
@@ -29,7 +36,12 @@ pub const BOOKMARKS2: &str = "urn:xmpp:bookmarks:1";
 /// The XEP-0048 namespace of `<storage/>` in private XML.
 pub const LEGACY: &str = "storage:bookmarks";
 /// What the account's disco#info lists for this (XEP-0402, Compatibility: "SHOULD announce").
-pub const ACCOUNT_FEATURES: [&str; 1] = ["urn:xmpp:bookmarks:1#compat"];
+pub const ACCOUNT_FEATURES: [&str; 2] = [
+    "urn:xmpp:bookmarks:1#compat",
+    "urn:xmpp:bookmarks:1#compat-pep",
+];
+/// XEP-0048 over PEP: the one item of the `storage:bookmarks` node.
+const LEGACY_ITEM: &str = "current";
 
 /// One bookmarked room, as both specifications can express it (XEP-0402 section "Data Model",
 /// XEP-0048 section 3.2).
@@ -264,7 +276,10 @@ async fn pep_request(
         is_set: true,
         payload,
     };
-    pep::handle_own(router, session, &inner).await.map(|_| ())
+    // Boxed: a publish to the XEP-0048 PEP node comes back here, for the XEP-0402 node only.
+    Box::pin(pep::handle_own(router, session, &inner))
+        .await
+        .map(|_| ())
 }
 
 /// `<pubsub><publish node><item id>conference</item></publish>`, with the XEP-0402 publish-options
@@ -361,6 +376,89 @@ fn collate(conferences: &[(String, Conference)], kept: &Element) -> Element {
         storage.append_child(child.clone());
     }
     storage
+}
+
+/// The `storage:bookmarks` list as private XML and the XEP-0048 PEP node show it: the XEP-0402
+/// node's conferences and what private XML keeps, or the stored list while that node does not exist.
+async fn legacy_storage(router: &Arc<Router>, owner: &str) -> Result<Element, IqError> {
+    let stored = router
+        .context
+        .storage
+        .private_xml
+        .get(owner, LEGACY, "storage")
+        .await
+        .map_err(internal)?;
+    let kept = match stored {
+        Some(xml) => xml
+            .parse::<Element>()
+            .map_err(|_| IqError::new(DefinedCondition::InternalServerError))?,
+        None => Element::builder("storage", LEGACY).build(),
+    };
+    Ok(match node_conferences(router, owner).await? {
+        Some(conferences) => collate(&conferences, &kept),
+        None => kept,
+    })
+}
+
+/// XEP-0048 over PEP, an items request of the owner on `storage:bookmarks` (XEP-0060 section 6.5):
+/// item `current` holds the list ([`legacy_storage`]).
+pub async fn legacy_pep_items(router: &Arc<Router>, owner: &str) -> IqAnswer {
+    let storage = legacy_storage(router, owner).await?;
+    let mut items = pep::wire::with_node("items", ns::PUBSUB, LEGACY);
+    items.append_child(pep::wire::item(
+        ns::PUBSUB,
+        LEGACY_ITEM,
+        &String::from(&storage),
+    ));
+    Ok(Some(pep::wire::pubsub(ns::PUBSUB, items)))
+}
+
+/// XEP-0048 over PEP, a publish of the owner's `<storage/>` to `storage:bookmarks`: what a private
+/// XML set of it does (XEP-0402, Compatibility, "Publishing via the old specification"), so the
+/// XEP-0402 node is brought in line through the PEP service and private XML keeps the rest. The
+/// item id is always `current`; publish-options are not preconditions on a node that is a view.
+/// Errors: a payload that is not a `<storage/>` (`bad-request`, XEP-0060 section 7.1.3.6
+/// `invalid-payload`), or what private XML or the PEP service answered.
+pub async fn legacy_pep_publish(
+    router: &Arc<Router>,
+    session: &ClientSession,
+    request: &IqRequest<'_>,
+    payload: Option<Element>,
+) -> IqAnswer {
+    let Some(storage) = payload.filter(is_legacy_storage) else {
+        return Err(pep::wire::pubsub_error(
+            DefinedCondition::BadRequest,
+            Some("invalid-payload"),
+        ));
+    };
+    let kept = remainder(&storage);
+    private_xml::store(router, &session.bare, &[&kept]).await?;
+    publish_legacy(router, session, request, &[&storage]).await?;
+    let mut item = Element::builder("item", ns::PUBSUB).build();
+    set_attribute(&mut item, "id", LEGACY_ITEM);
+    let mut publish = pep::wire::with_node("publish", ns::PUBSUB, LEGACY);
+    publish.append_child(item);
+    Ok(Some(pep::wire::pubsub(ns::PUBSUB, publish)))
+}
+
+/// XEP-0048 over PEP: after a change of the XEP-0402 node, the owner's available resources whose
+/// caps ask for `storage:bookmarks+notify` get the whole list as item `current`. A storage failure
+/// is logged: the change itself stands.
+pub async fn notify_legacy_pep(router: &Arc<Router>, owner: &str) {
+    let recipients = pep::notify::interested_resources(router, owner, LEGACY);
+    if recipients.is_empty() {
+        return;
+    }
+    let storage = match legacy_storage(router, owner).await {
+        Ok(storage) => String::from(&storage),
+        Err(_) => return,
+    };
+    for to in recipients {
+        let item = pep::wire::item(pep::wire::PUBSUB_EVENT, LEGACY_ITEM, &storage);
+        router
+            .send(pep::wire::event_message(owner, &to, LEGACY, item))
+            .await;
+    }
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ pub fn account_features() -> Vec<&'static str> {
         .chain([ns::DISCO_INFO])
         .chain(super::pep::FEATURES)
         .chain(super::bookmarks_compat::ACCOUNT_FEATURES)
+        .chain(super::vcard_avatar::ACCOUNT_FEATURES)
         .collect();
     features.sort_unstable();
     features.dedup();
@@ -179,6 +180,7 @@ mod tests {
             features.len(),
             3 + super::super::pep::FEATURES.len()
                 + super::super::bookmarks_compat::ACCOUNT_FEATURES.len()
+                + super::super::vcard_avatar::ACCOUNT_FEATURES.len()
         );
         for handlers in IQ_HANDLERS.iter().filter(|h| h.is_advertised_on_account) {
             assert!(handlers.for_own_account.is_some(), "{}", handlers.namespace);

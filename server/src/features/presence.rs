@@ -153,6 +153,12 @@ async fn broadcast(router: &Arc<Router>, session: &mut ClientSession, mut envelo
     super::entity_caps::presence_sent(router, session, Some(&envelope.element), is_initial).await;
 }
 
+/// Broadcasts `presence` as the session's presence update (RFC 6121 section 4.4), as if the client
+/// had sent it again: what the server changes in a presence (XEP-0398's avatar hash) reaches contacts.
+pub async fn send_again(router: &Arc<Router>, session: &mut ClientSession, presence: Envelope) {
+    broadcast(router, session, presence).await;
+}
+
 /// Routes a stanza the server sends from the user's bare JID (a probe, a subscription stanza) and, if
 /// it bounced, hands the error to the session that caused it: routed, an error to a bare JID is ignored
 /// (RFC 6121 section 8.5.2), and the user would never learn that the contact could not be asked.

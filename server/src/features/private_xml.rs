@@ -74,7 +74,7 @@ pub fn refuse_other() -> IqAnswer {
 }
 
 /// Stores every fragment of a set, or none (section 2.3: a set MAY hold several elements).
-async fn store(router: &Arc<Router>, owner: &str, fragments: &[&Element]) -> IqAnswer {
+pub(super) async fn store(router: &Arc<Router>, owner: &str, fragments: &[&Element]) -> IqAnswer {
     let config = &router.context.config;
     let mut stored = Vec::with_capacity(fragments.len());
     for fragment in fragments {

@@ -1,7 +1,8 @@
 //! XEP-0054: vcard-temp. A user sets their own vCard (section 3.2); anyone may read it (section 3.1). The
 //! vCard is stored as the XML the client sent; a user without one gets an empty `<vCard/>` (section 3.1).
 //! Its photo is the XEP-0084 avatar when the user published one (XEP-0398 section 3.1, `vcard_avatar`);
-//! a user with no vcard-temp but a XEP-0292 vCard4 in PEP is answered that, converted (`vcard4`).
+//! a user with no vcard-temp but a XEP-0292 vCard4 in PEP is answered that, converted (`vcard4`). A set
+//! also publishes the vCard4 and the photo's avatar (XEP-0292, XEP-0398 section 3.2).
 
 use std::sync::Arc;
 
@@ -23,17 +24,59 @@ pub async fn handle_own(
         return Err(IqError::new(DefinedCondition::BadRequest));
     }
     if request.is_set {
-        let xml = String::from(request.payload);
-        return match router.context.storage.vcards.set(&session.bare, &xml).await {
-            Ok(()) => Ok(None),
-            Err(e) => {
-                tracing::error!(error = %e, "storing a vCard failed");
-                Err(IqError::new(DefinedCondition::InternalServerError))
-            }
-        };
+        return set(router, &session.bare, request.payload).await;
     }
     let vcard = load(router, &session.bare, &Requester::OWNER).await?;
     with_avatar(router, &session.bare, &Requester::OWNER, vcard).await
+}
+
+/// Section 3.2: stores the user's vCard, and keeps the other forms of it in line (after checking they
+/// fit, so a refusal stores nothing): the vCard4 in PEP (XEP-0292, `vcard4`) and the avatar of its
+/// `<PHOTO/>` (XEP-0398 section 3.2, `vcard_avatar`), both through the PEP service. Errors: a PHOTO
+/// that is not base64, a PEP item over `[pep] max_item_bytes`, what the PEP service refused, storage.
+async fn set(router: &Arc<Router>, owner: &str, vcard: &Element) -> IqAnswer {
+    let max_item_bytes = router.context.config.pep.max_item_bytes;
+    let photo = vcard_avatar::VcardPhoto::of(vcard)?;
+    if let Some(photo) = &photo {
+        photo.check_size(max_item_bytes)?;
+    }
+    let vcard4 = vcard4::vcard4_for_set(router, owner, vcard)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "loading a vCard4 failed");
+            IqError::new(DefinedCondition::InternalServerError)
+        })?;
+    if vcard4
+        .as_ref()
+        .is_some_and(|v| String::from(v).len() > max_item_bytes)
+    {
+        return Err(super::pep::wire::pubsub_error(
+            DefinedCondition::NotAcceptable,
+            Some("payload-too-big"),
+        ));
+    }
+    if let Err(e) = router
+        .context
+        .storage
+        .vcards
+        .set(owner, &String::from(vcard))
+        .await
+    {
+        tracing::error!(error = %e, "storing a vCard failed");
+        return Err(IqError::new(DefinedCondition::InternalServerError));
+    }
+    if let Some(vcard4) = vcard4 {
+        let open = super::pep::wire::ConfigFields {
+            access_model: Some(super::pep::wire::AccessModel::Open),
+            ..Default::default()
+        };
+        super::pep::publish_converted(router, owner, vcard4::NODE, "current", vcard4, &open)
+            .await?;
+    }
+    if let Some(photo) = photo {
+        vcard_avatar::publish_vcard_photo(router, owner, &photo).await?;
+    }
+    Ok(None)
 }
 
 /// Someone else's request for a user's vCard: reading is allowed, writing is not (section 3.2).

@@ -1,20 +1,33 @@
-//! XEP-0398: User Avatar to vCard-Based Avatars Conversion, the direction from XEP-0084 to XEP-0153
-//! only: a vcard-temp get answers the avatar the user published with XEP-0084 as `<PHOTO/>`
-//! (section 3.1, read-time: nothing is copied), and the user's available presence carries its hash in
-//! `<x xmlns='vcard-temp:x:update'><photo/></x>` (section 4, XEP-0153 section 3.1) unless the client
-//! put one there itself.
-//!
-//! Not done, so `urn:xmpp:pep-vcard-conversion:0` is not advertised: a vCard set with a `<PHOTO/>` is
-//! not published to the XEP-0084 nodes (section 3.2), and publishing new avatar metadata does not
-//! send a new presence (the hash shows from the next presence the client sends).
+//! XEP-0398: User Avatar to vCard-Based Avatars Conversion, both ways.
+//! - From XEP-0084 to XEP-0153: a vcard-temp get answers the avatar the user published with
+//!   XEP-0084 as `<PHOTO/>` (section 3.1, read-time: nothing is copied), and the user's available
+//!   presence carries its hash in `<x xmlns='vcard-temp:x:update'><photo/></x>` (section 4,
+//!   XEP-0153 section 3.1) unless the client put one there itself. A new avatar (any publish of
+//!   avatar metadata) makes every available resource of the user send its presence again with the
+//!   new hash ([`avatar_changed`], `SessionCommand::AvatarChanged`).
+//! - From XEP-0054 to XEP-0084 (section 3.2): a vcard-temp set whose `<PHOTO/>` holds a `<BINVAL/>`
+//!   publishes the image to `urn:xmpp:avatar:data` and its `<info/>` (SHA-1 id, type, bytes) to
+//!   `urn:xmpp:avatar:metadata` through the PEP service, so its limits (`[pep] max_item_bytes`) and
+//!   notifications apply ([`VcardPhoto`]). A vCard without a photo leaves the avatar alone (a client
+//!   that never shows photos must not remove one); a photo that is the current avatar is not
+//!   published again.
 
 use std::sync::Arc;
 
 use herald_storage::StorageError;
 
+use base64::Engine;
+use sha1::{Digest, Sha1};
+
+use super::ClientSession;
+use super::iq::IqError;
 use super::pep::access::{Requester, may_read_node};
-use crate::router::Router;
-use crate::xmpp::{Element, ns};
+use super::pep::wire::{ConfigFields, pubsub_error};
+use crate::router::{Router, SessionCommand};
+use crate::xmpp::{DefinedCondition, Element, Envelope, ns};
+
+/// What the account's disco#info lists for this (XEP-0398 section 2).
+pub const ACCOUNT_FEATURES: [&str; 1] = ["urn:xmpp:pep-vcard-conversion:0"];
 
 /// XEP-0084 section 2: the metadata and data nodes.
 pub const METADATA: &str = "urn:xmpp:avatar:metadata";
@@ -175,6 +188,176 @@ pub async fn stamp_presence(
     }
 }
 
+/// XEP-0398 section 4: `owner` published avatar `metadata`; each of their sessions stamps the new
+/// hash (empty for an avatar disabled, XEP-0084 section 4.6) and, if available, sends its presence
+/// again ([`presence_with_new_avatar`]). Anything but a `<metadata/>` is not an avatar change.
+pub fn avatar_changed(router: &Arc<Router>, owner: &str, metadata: &Element) {
+    if !metadata.is("metadata", METADATA) {
+        return;
+    }
+    let hash: Box<str> = avatar_info(metadata)
+        .map(|info| info.id)
+        .unwrap_or_default()
+        .into();
+    for (_, handle, _) in router.sessions.routes(owner) {
+        handle.send(SessionCommand::AvatarChanged(hash.clone()));
+    }
+}
+
+/// XEP-0398 section 4, in the session: the avatar hash is now `hash`. An available session whose
+/// presence does not carry it yet broadcasts its last presence again (RFC 6121 section 4.4), with
+/// the new `<photo/>` in place of the old.
+pub async fn presence_with_new_avatar(
+    router: &Arc<Router>,
+    session: &mut ClientSession,
+    hash: Box<str>,
+) {
+    let new = AvatarPhoto::Hash(hash);
+    if session.avatar_photo == new {
+        return;
+    }
+    session.avatar_photo = new;
+    if !session.is_available {
+        return;
+    }
+    let resource = session.jid.resource().to_string();
+    let last = router
+        .sessions
+        .resources(&session.bare)
+        .into_iter()
+        .find(|r| r.resource == resource)
+        .and_then(|r| r.presence?.unpack());
+    let Some(mut presence) = last else {
+        return;
+    };
+    if let Some(x) = presence.get_child_mut("x", VCARD_UPDATE) {
+        while x.remove_child("photo", VCARD_UPDATE).is_some() {}
+    }
+    if let Ok(envelope) = Envelope::parse(presence) {
+        super::presence::send_again(router, session, envelope).await;
+    }
+}
+
+/// The image of a vCard's `<PHOTO/>` as XEP-0084 publishes it (section 4.1 data, 4.2 metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VcardPhoto {
+    /// The SHA-1 of the image, hex: the item id of both nodes and the XEP-0153 hash.
+    pub id: String,
+    pub media_type: String,
+    pub bytes: usize,
+    /// The image in base64, without whitespace.
+    pub base64: String,
+}
+
+impl VcardPhoto {
+    /// The photo of a XEP-0054 vCard (`<PHOTO><TYPE/><BINVAL/></PHOTO>`): `Ok(None)` if it has none
+    /// held inline (no PHOTO, an empty one, or an `<EXTVAL/>` link). Errors: a BINVAL that is not
+    /// base64 (`bad-request`).
+    pub fn of(vcard: &Element) -> Result<Option<VcardPhoto>, IqError> {
+        let Some(photo) = vcard.get_child("PHOTO", ns::VCARD) else {
+            return Ok(None);
+        };
+        let Some(binval) = photo.get_child("BINVAL", ns::VCARD) else {
+            return Ok(None);
+        };
+        let base64: String = binval
+            .text()
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
+        if base64.is_empty() {
+            return Ok(None);
+        }
+        let image = base64::engine::general_purpose::STANDARD
+            .decode(&base64)
+            .map_err(|_| {
+                IqError::with_text(DefinedCondition::BadRequest, "PHOTO/BINVAL is not base64")
+            })?;
+        let media_type = photo
+            .get_child("TYPE", ns::VCARD)
+            .map(Element::text)
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| sniff_media_type(&image).to_string());
+        Ok(Some(VcardPhoto {
+            id: hex(&Sha1::digest(&image)),
+            media_type,
+            bytes: image.len(),
+            base64,
+        }))
+    }
+
+    /// The `urn:xmpp:avatar:data` payload (XEP-0084 section 4.1).
+    pub fn data(&self) -> Element {
+        Element::builder("data", DATA)
+            .append(self.base64.clone())
+            .build()
+    }
+
+    /// The `urn:xmpp:avatar:metadata` payload with its one `<info/>` (XEP-0084 section 4.2).
+    pub fn metadata(&self) -> Element {
+        let mut info = Element::builder("info", METADATA).build();
+        crate::xmpp::set_attribute(&mut info, "id", &self.id);
+        crate::xmpp::set_attribute(&mut info, "type", &self.media_type);
+        crate::xmpp::set_attribute(&mut info, "bytes", &self.bytes.to_string());
+        Element::builder("metadata", METADATA).append(info).build()
+    }
+
+    /// Refused before anything is stored when the data item is over `[pep] max_item_bytes`
+    /// (XEP-0060 section 7.1.3.4, as the publish itself would be).
+    pub fn check_size(&self, max_item_bytes: usize) -> Result<(), IqError> {
+        if String::from(&self.data()).len() > max_item_bytes {
+            return Err(pubsub_error(
+                DefinedCondition::NotAcceptable,
+                Some("payload-too-big"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// XEP-0084 requires a type; a vCard PHOTO may lack one, so it is told from the image's first bytes.
+fn sniff_media_type(image: &[u8]) -> &'static str {
+    match image {
+        [0x89, b'P', b'N', b'G', ..] => "image/png",
+        [0xff, 0xd8, 0xff, ..] => "image/jpeg",
+        [b'G', b'I', b'F', b'8', ..] => "image/gif",
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => "image/webp",
+        _ => "application/octet-stream",
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Section 3.2: publishes `photo` as `owner`'s XEP-0084 avatar, data first (section 4.1), then
+/// metadata (4.2), unless it is the avatar already published. New nodes get the PEP default
+/// configuration. Errors: what the PEP service answered.
+pub async fn publish_vcard_photo(
+    router: &Arc<Router>,
+    owner: &str,
+    photo: &VcardPhoto,
+) -> Result<(), IqError> {
+    let current = metadata(router, owner, &Requester::OWNER)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "reading avatar metadata failed");
+            IqError::new(DefinedCondition::InternalServerError)
+        })?;
+    if current
+        .as_ref()
+        .and_then(avatar_info)
+        .is_some_and(|info| info.id == photo.id)
+    {
+        return Ok(());
+    }
+    let defaults = ConfigFields::default();
+    let pep = super::pep::publish_converted;
+    pep(router, owner, DATA, &photo.id, photo.data(), &defaults).await?;
+    pep(router, owner, METADATA, &photo.id, photo.metadata(), &defaults).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +407,49 @@ mod tests {
             with_photo(&vcard, None),
             parse("<vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>")
         );
+    }
+}
+
+#[cfg(test)]
+mod photo_tests {
+    use super::*;
+
+    #[test]
+    fn a_vcard_photo_becomes_data_and_metadata() {
+        // "abc": SHA-1 a9993e364706816aba3e25717850c26c9cd0d89d (FIPS 180-1 appendix A).
+        let vcard: Element = "<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE>\
+             <BINVAL>YW\n Jj</BINVAL></PHOTO></vCard>"
+            .parse()
+            .expect("test XML");
+        let photo = VcardPhoto::of(&vcard).expect("valid").expect("a photo");
+        assert_eq!(photo.id, "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(photo.bytes, 3);
+        assert_eq!(photo.base64, "YWJj");
+        assert_eq!(
+            photo.metadata(),
+            "<metadata xmlns='urn:xmpp:avatar:metadata'><info id='a9993e364706816aba3e25717850c26c9cd0d89d' \
+             type='image/png' bytes='3'/></metadata>"
+                .parse::<Element>()
+                .expect("test XML")
+        );
+        assert!(photo.check_size(100).is_ok());
+        assert!(photo.check_size(20).is_err());
+    }
+
+    #[test]
+    fn no_inline_photo_is_none_and_bad_base64_is_refused() {
+        for xml in [
+            "<vCard xmlns='vcard-temp'><FN>A</FN></vCard>",
+            "<vCard xmlns='vcard-temp'><PHOTO><EXTVAL>https://example.org/a.png</EXTVAL></PHOTO></vCard>",
+            "<vCard xmlns='vcard-temp'><PHOTO><BINVAL/></PHOTO></vCard>",
+        ] {
+            let vcard: Element = xml.parse().expect("test XML");
+            assert_eq!(VcardPhoto::of(&vcard).expect("valid"), None, "{xml}");
+        }
+        let bad: Element = "<vCard xmlns='vcard-temp'><PHOTO><BINVAL>!!</BINVAL></PHOTO></vCard>"
+            .parse()
+            .expect("test XML");
+        assert!(VcardPhoto::of(&bad).is_err());
+        assert_eq!(sniff_media_type(&[0x89, b'P', b'N', b'G', 0]), "image/png");
     }
 }

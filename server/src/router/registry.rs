@@ -31,6 +31,9 @@ pub enum SessionCommand {
     /// `[c2s] push_resume_timeout` and wake the devices shortly before it ends. Ignored by a session
     /// that is not hibernating.
     KeepForPush,
+    /// The user published a new avatar (XEP-0398 section 4): stamp this hash on the session's
+    /// presence and, if it is available, send its presence again.
+    AvatarChanged(Box<str>),
 }
 
 /// A connection that authenticated as a session's user and asked to resume it (XEP-0198 section 5).

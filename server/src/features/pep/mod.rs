@@ -22,6 +22,7 @@ use super::iq::{IqAnswer, IqError, IqRequest};
 use crate::config::PepSettings;
 use crate::router::Router;
 use crate::xmpp::{BareJid, DefinedCondition, Element, ns};
+use super::{bookmarks_compat, vcard4, vcard_avatar};
 use access::{Requester, access_model, may_read_node, refusal};
 use wire::{
     AccessModel, ConfigFields, MaxItems, NodeConfig, PUBSUB_EVENT, PUBSUB_OWNER, PubsubRequest,
@@ -67,6 +68,12 @@ pub async fn handle_own(
     let parsed = wire::parse(request.payload, request.is_set)?;
     let owner = session.bare.as_str();
     let result = match parsed {
+        PubsubRequest::Items { node, .. } if node == bookmarks_compat::LEGACY => {
+            return bookmarks_compat::legacy_pep_items(router, owner).await;
+        }
+        PubsubRequest::Publish { node, payload, .. } if node == bookmarks_compat::LEGACY => {
+            return bookmarks_compat::legacy_pep_publish(router, session, request, payload).await;
+        }
         PubsubRequest::Items {
             node,
             max_items,
@@ -77,7 +84,25 @@ pub async fn handle_own(
             id,
             payload,
             options,
-        } => publish(router, owner, &node, id, payload, options.as_ref()).await,
+        } => {
+            let published = publish(
+                router,
+                owner,
+                &node,
+                id,
+                payload.clone(),
+                PublishOptions::Preconditions(options.as_ref()),
+            )
+            .await;
+            // XEP-0292 beside XEP-0054: a vCard4 the client wrote reaches the vcard-temp too.
+            if published.is_ok()
+                && node == vcard4::NODE
+                && let Some(payload) = &payload
+            {
+                vcard4::merge_into_vcard_temp(router, owner, payload).await;
+            }
+            published
+        }
         PubsubRequest::Retract { node, id, notify } => {
             retract(router, owner, &node, &id, notify).await
         }
@@ -405,6 +430,55 @@ async fn items(
     Ok(Some(wire::pubsub(ns::PUBSUB, answer)))
 }
 
+/// What a publish does with the options it carries.
+enum PublishOptions<'a> {
+    /// A client's publish-options (XEP-0060 section 7.1.5): the configuration of a node the publish
+    /// creates, preconditions on an existing one.
+    Preconditions(Option<&'a ConfigFields>),
+    /// A conversion's: the configuration of a node the publish creates; an existing node is used as
+    /// its owner configured it.
+    CreateWith(&'a ConfigFields),
+}
+
+/// Publishes `payload` as item `id` of `owner`'s `node` for a feature that converts from another
+/// protocol (XEP-0398 avatars, XEP-0292 vCard4, XEP-0402 bookmarks): through the service, so the
+/// limits, notifications and the effects of a publish apply, with `create_with` the configuration of
+/// a node it creates. Errors: what the service would answer the owner.
+pub async fn publish_converted(
+    router: &Arc<Router>,
+    owner: &str,
+    node: &str,
+    id: &str,
+    payload: Element,
+    create_with: &ConfigFields,
+) -> Result<(), IqError> {
+    publish(
+        router,
+        owner,
+        node,
+        Some(id.to_string()),
+        Some(payload),
+        PublishOptions::CreateWith(create_with),
+    )
+    .await
+    .map(|_| ())
+    .map_err(IqError::from)
+}
+
+/// What a change of `owner`'s `node` means beyond its own notifications: a new avatar goes into the
+/// owner's presence (XEP-0398 section 4), and a change of bookmarks reaches the clients that read
+/// them through the XEP-0048 PEP node (XEP-0402, Compatibility). `published`: the new item's payload.
+async fn after_change(router: &Arc<Router>, owner: &str, node: &str, published: Option<&Element>) {
+    if node == vcard_avatar::METADATA
+        && let Some(metadata) = published
+    {
+        vcard_avatar::avatar_changed(router, owner, metadata);
+    }
+    if node == bookmarks_compat::BOOKMARKS2 {
+        bookmarks_compat::notify_legacy_pep(router, owner).await;
+    }
+}
+
 /// Section 7.1 (and XEP-0163 section 3: the node is created on first publish, with publish-options
 /// as its configuration).
 async fn publish(
@@ -413,7 +487,7 @@ async fn publish(
     node: &str,
     id: Option<String>,
     payload: Option<Element>,
-    options: Option<&ConfigFields>,
+    options: PublishOptions<'_>,
 ) -> Handled {
     let settings = &router.context.config.pep;
     let pep = &router.context.storage.pep;
@@ -422,9 +496,13 @@ async fn publish(
         // XEP-0060 section 7.1.3.4.
         return Err(pubsub_error(DefinedCondition::NotAcceptable, Some("payload-too-big")).into());
     }
+    let (preconditions, create_with) = match options {
+        PublishOptions::Preconditions(options) => (options, options),
+        PublishOptions::CreateWith(config) => (None, Some(config)),
+    };
     let stored = match pep.node(owner, node).await? {
         Some(stored) => {
-            if let Some(options) = options
+            if let Some(options) = preconditions
                 && let Some(field) = unmet_precondition(&stored, options, settings)
             {
                 let mut error =
@@ -435,7 +513,7 @@ async fn publish(
             stored
         }
         None => {
-            let fresh = match options {
+            let fresh = match create_with {
                 Some(options) => configured(default_node(node), options, settings)?,
                 None => default_node(node),
             };
@@ -464,6 +542,7 @@ async fn publish(
     }
     let event_item = wire::item(PUBSUB_EVENT, &item.id, &item.payload);
     notify::broadcast(router, owner, &stored, &event_item).await;
+    after_change(router, owner, node, payload.as_ref()).await;
     let mut publish = wire::with_node("publish", ns::PUBSUB, node);
     let mut answer_item = Element::builder("item", ns::PUBSUB).build();
     crate::xmpp::set_attribute(&mut answer_item, "id", &id);
@@ -505,6 +584,7 @@ async fn retract(router: &Arc<Router>, owner: &str, node: &str, id: &str, notify
     if stored.notify_retract || notify {
         notify::broadcast(router, owner, &stored, &wire::retract(id)).await;
     }
+    after_change(router, owner, node, None).await;
     Ok(None)
 }
 
@@ -575,6 +655,7 @@ async fn delete(router: &Arc<Router>, owner: &str, node: &str) -> Handled {
         return Err(IqError::new(DefinedCondition::ItemNotFound).into());
     }
     send_node_event(router, owner, &stored, "delete").await;
+    after_change(router, owner, node, None).await;
     Ok(None)
 }
 
@@ -586,6 +667,7 @@ async fn purge(router: &Arc<Router>, owner: &str, node: &str) -> Handled {
     };
     pep.purge(owner, node).await?;
     send_node_event(router, owner, &stored, "purge").await;
+    after_change(router, owner, node, None).await;
     Ok(None)
 }
 

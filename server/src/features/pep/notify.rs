@@ -24,7 +24,7 @@ fn wants(router: &Router, full: &str, node: &str) -> bool {
 }
 
 /// The available resources of local user `bare` that want `node`.
-fn interested_resources(router: &Router, bare: &str, node: &str) -> Vec<String> {
+pub(crate) fn interested_resources(router: &Router, bare: &str, node: &str) -> Vec<String> {
     router
         .sessions
         .resources(bare)
