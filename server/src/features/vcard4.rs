@@ -118,7 +118,8 @@ pub fn to_vcard_temp(vcard4: &Element) -> Option<Element> {
 
 /// The vcard-temp elements the shared properties are written as ([`to_vcard_temp`]).
 const SHARED_TEMP: [&str; 12] = [
-    "FN", "N", "NICKNAME", "BDAY", "URL", "TITLE", "ROLE", "DESC", "ORG", "EMAIL", "TEL", "JABBERID",
+    "FN", "N", "NICKNAME", "BDAY", "URL", "TITLE", "ROLE", "DESC", "ORG", "EMAIL", "TEL",
+    "JABBERID",
 ];
 /// The vCard4 properties the shared properties are written as, besides `impp` with an `xmpp:` URI.
 const SHARED_VCARD4: [&str; 11] = [
@@ -146,7 +147,11 @@ fn text_of(element: &Element, name: &str) -> Option<String> {
 /// `<name><kind>text</kind></name>` in vCard4.
 fn property(name: &str, kind: &str, text: &str) -> Element {
     Element::builder(name, VCARD4)
-        .append(Element::builder(kind, VCARD4).append(text.to_string()).build())
+        .append(
+            Element::builder(kind, VCARD4)
+                .append(text.to_string())
+                .build(),
+        )
         .build()
 }
 
@@ -313,7 +318,10 @@ mod tests {
         assert_eq!(value(&vcard4, "fn", "text").as_deref(), Some("Alice"));
         assert!(vcard4.get_child("gender", VCARD4).is_some(), "kept");
         assert_eq!(vcard4.children().filter(|p| p.is("fn", VCARD4)).count(), 1);
-        assert_eq!(value(&vcard4, "note", "text").as_deref(), Some("Down the hole"));
+        assert_eq!(
+            value(&vcard4, "note", "text").as_deref(),
+            Some("Down the hole")
+        );
         assert_eq!(value(&vcard4, "tel", "uri").as_deref(), Some("tel:+44-1"));
         // Back again: the shared properties are what was set, ADR stays from the stored one.
         let back = vcard_temp_with(&temp, &vcard4).expect("a vCard4");

@@ -322,7 +322,21 @@ fn sniff_media_type(image: &[u8]) -> &'static str {
         [0x89, b'P', b'N', b'G', ..] => "image/png",
         [0xff, 0xd8, 0xff, ..] => "image/jpeg",
         [b'G', b'I', b'F', b'8', ..] => "image/gif",
-        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => "image/webp",
+        [
+            b'R',
+            b'I',
+            b'F',
+            b'F',
+            _,
+            _,
+            _,
+            _,
+            b'W',
+            b'E',
+            b'B',
+            b'P',
+            ..,
+        ] => "image/webp",
         _ => "application/octet-stream",
     }
 }
@@ -355,7 +369,15 @@ pub async fn publish_vcard_photo(
     let defaults = ConfigFields::default();
     let pep = super::pep::publish_converted;
     pep(router, owner, DATA, &photo.id, photo.data(), &defaults).await?;
-    pep(router, owner, METADATA, &photo.id, photo.metadata(), &defaults).await
+    pep(
+        router,
+        owner,
+        METADATA,
+        &photo.id,
+        photo.metadata(),
+        &defaults,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -19,10 +19,10 @@ use herald_storage::{PepCreate, PepItem, PepNode, PepPublish, StorageError};
 
 use super::ClientSession;
 use super::iq::{IqAnswer, IqError, IqRequest};
+use super::{bookmarks_compat, vcard_avatar, vcard4};
 use crate::config::PepSettings;
 use crate::router::Router;
 use crate::xmpp::{BareJid, DefinedCondition, Element, ns};
-use super::{bookmarks_compat, vcard4, vcard_avatar};
 use access::{Requester, access_model, may_read_node, refusal};
 use wire::{
     AccessModel, ConfigFields, MaxItems, NodeConfig, PUBSUB_EVENT, PUBSUB_OWNER, PubsubRequest,
