@@ -2,7 +2,10 @@
 //! real sockets, on both backends: the account advertises it; a bookmark published or retracted on
 //! the XEP-0402 node is what a private XML get of `storage:bookmarks` answers; a `storage:bookmarks`
 //! set publishes and retracts XEP-0402 items (notified to the owner's interested resources) on a node
-//! configured as XEP-0402 asks, and keeps in private XML only what the node cannot hold.
+//! configured as XEP-0402 asks, and keeps in private XML only what the node cannot hold. The XEP-0048
+//! PEP node (`#compat-pep`): a publish to `storage:bookmarks` publishes and retracts XEP-0402 items,
+//! its items request answers the XEP-0402 list, and a change of the XEP-0402 node is notified on it
+//! to the owner's resources that ask for it and to nobody else.
 #![allow(clippy::unwrap_used)]
 
 use herald::xmpp::{Element, ns};
@@ -14,6 +17,7 @@ on_every_backend!(
     the_account_advertises_compat,
     a_bookmarks2_publish_and_retract_show_in_private_xml,
     a_private_xml_set_publishes_and_retracts_bookmarks2_items,
+    the_xep0048_pep_node_mirrors_bookmarks2,
 );
 
 const BOOKMARKS2: &str = "urn:xmpp:bookmarks:1";
@@ -107,11 +111,16 @@ async fn the_account_advertises_compat(backend: Backend) {
             "<query xmlns='http://jabber.org/protocol/disco#info'/>",
         )
         .await;
-    assert!(
-        xml::disco_features(&info).contains(&"urn:xmpp:bookmarks:1#compat".to_string()),
-        "{}",
-        xml::show(&info)
-    );
+    for feature in [
+        "urn:xmpp:bookmarks:1#compat",
+        "urn:xmpp:bookmarks:1#compat-pep",
+    ] {
+        assert!(
+            xml::disco_features(&info).contains(&feature.to_string()),
+            "{feature}: {}",
+            xml::show(&info)
+        );
+    }
 }
 
 async fn a_bookmarks2_publish_and_retract_show_in_private_xml(backend: Backend) {
@@ -279,4 +288,157 @@ async fn a_private_xml_set_publishes_and_retracts_bookmarks2_items(backend: Back
         "{}",
         xml::show(&storage)
     );
+}
+
+/// The `<storage/>` of item `current` of the XEP-0048 PEP node, as the owner reads it.
+async fn legacy_pep_storage(client: &mut TestClient) -> Element {
+    let result = client
+        .iq_result(
+            "get",
+            None,
+            &format!(
+                "<pubsub xmlns='{}'><items node='{LEGACY}'/></pubsub>",
+                ns::PUBSUB
+            ),
+        )
+        .await;
+    let item = result
+        .get_child("pubsub", ns::PUBSUB)
+        .and_then(|p| p.get_child("items", ns::PUBSUB))
+        .and_then(|i| i.get_child("item", ns::PUBSUB))
+        .unwrap_or_else(|| panic!("no item in {}", xml::show(&result)));
+    assert_eq!(item.attr("id"), Some("current"));
+    item.get_child("storage", LEGACY).cloned().unwrap()
+}
+
+/// Whether `e` is a XEP-0048 PEP notification whose list holds a conference for `jid`.
+fn is_legacy_event_with(e: &Element, jid: &str) -> bool {
+    e.get_child("event", ns::PUBSUB_EVENT)
+        .and_then(|event| event.get_child("items", ns::PUBSUB_EVENT))
+        .filter(|items| items.attr("node") == Some(LEGACY))
+        .and_then(|items| items.get_child("item", ns::PUBSUB_EVENT))
+        .and_then(|item| item.get_child("storage", LEGACY))
+        .is_some_and(|storage| legacy_conference(storage, jid).is_some())
+}
+
+async fn the_xep0048_pep_node_mirrors_bookmarks2(backend: Backend) {
+    let server = TestServer::builder().backend(backend).start().await;
+    for user in ["alice", "bob"] {
+        server.add_user(user).await;
+    }
+    server.befriend("alice", "bob").await;
+    let mut alice = server.login("alice", "r").await;
+    let mut old = server.login("alice", "old").await;
+    announce_caps(&server, &mut old, &[LEGACY]).await;
+    let mut bob = server.login("bob", "r").await;
+    bob.roster_get().await;
+    announce_caps(&server, &mut bob, &[LEGACY, BOOKMARKS2]).await;
+
+    // An old client publishes its whole list to the XEP-0048 PEP node.
+    let answer = alice
+        .iq_result(
+            "set",
+            None,
+            &format!(
+                "<pubsub xmlns='{}'><publish node='{LEGACY}'><item id='current'>\
+                 <storage xmlns='storage:bookmarks'>\
+                 <conference jid='council@muc.localhost' name='Council' autojoin='true'><nick>Puck</nick></conference>\
+                 <conference jid='tea@muc.localhost'/>\
+                 <url name='Site' url='https://example.org/'/></storage></item></publish></pubsub>",
+                ns::PUBSUB
+            ),
+        )
+        .await;
+    assert!(
+        xml::show(&answer).contains("current"),
+        "{}",
+        xml::show(&answer)
+    );
+    let items = bookmarks2_items(&mut alice).await;
+    let ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["council@muc.localhost", "tea@muc.localhost"]);
+    assert_eq!(
+        child_text(&items[0].1, "nick", BOOKMARKS2).as_deref(),
+        Some("Puck")
+    );
+    let storage = legacy_pep_storage(&mut alice).await;
+    assert!(legacy_conference(&storage, "tea@muc.localhost").is_some());
+    assert!(
+        storage.children().any(|c| c.is("url", LEGACY)),
+        "what the node cannot hold is kept: {}",
+        xml::show(&storage)
+    );
+    old.expect("the list on the XEP-0048 node", |e| {
+        is_legacy_event_with(e, "council@muc.localhost")
+    })
+    .await;
+
+    // A XEP-0402 publish shows on the XEP-0048 node, notified to the resource that asks for it.
+    alice
+        .pep_publish(
+            BOOKMARKS2,
+            "dance@muc.localhost",
+            "<conference xmlns='urn:xmpp:bookmarks:1' name='Dance'/>",
+        )
+        .await;
+    old.expect("the new bookmark on the XEP-0048 node", |e| {
+        is_legacy_event_with(e, "dance@muc.localhost")
+    })
+    .await;
+    let storage = legacy_pep_storage(&mut alice).await;
+    assert!(legacy_conference(&storage, "dance@muc.localhost").is_some());
+
+    // Dropping a room from the old list retracts its item.
+    alice
+        .iq_result(
+            "set",
+            None,
+            &format!(
+                "<pubsub xmlns='{}'><publish node='{LEGACY}'><item id='current'>\
+                 <storage xmlns='storage:bookmarks'><conference jid='dance@muc.localhost' name='Dance'/>\
+                 </storage></item></publish></pubsub>",
+                ns::PUBSUB
+            ),
+        )
+        .await;
+    let ids: Vec<String> = bookmarks2_items(&mut alice)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, ["dance@muc.localhost"]);
+
+    // Only the owner: a contact neither reads the node nor hears of it.
+    let refused = bob
+        .iq(
+            "get",
+            Some("alice@localhost"),
+            &format!(
+                "<pubsub xmlns='{}'><items node='{LEGACY}'/></pubsub>",
+                ns::PUBSUB
+            ),
+        )
+        .await;
+    assert_eq!(
+        refused.attr("type"),
+        Some("error"),
+        "{}",
+        xml::show(&refused)
+    );
+    bob.assert_none("alice's bookmarks", |e| {
+        e.get_child("event", ns::PUBSUB_EVENT).is_some()
+    })
+    .await;
+    // A payload that is not a XEP-0048 list is refused.
+    let bad = alice
+        .iq(
+            "set",
+            None,
+            &format!(
+                "<pubsub xmlns='{}'><publish node='{LEGACY}'><item id='current'><x xmlns='urn:x'/></item></publish></pubsub>",
+                ns::PUBSUB
+            ),
+        )
+        .await;
+    assert_eq!(xml::error_condition(&bad).as_deref(), Some("bad-request"));
 }
