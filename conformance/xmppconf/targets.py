@@ -264,7 +264,8 @@ class Prosody(Target):
         "tls",
         "disco",
         "ping",
-        "vcard",
+        # XEP-0054 with XEP-0398 and XEP-0292: vcard-temp kept in PEP (vCard4, avatars); replaces mod_vcard.
+        "vcard_legacy",
         "blocklist",
         "offline",
         "register",

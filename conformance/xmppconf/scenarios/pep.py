@@ -1,8 +1,8 @@
 """XEP-0163 Personal Eventing Protocol with slixmpp's xep_0060, xep_0163, xep_0115, xep_0084, xep_0402 and
 xep_0049 plugins: an OMEMO device list and bundle published by one contact reach the other (notification, then a
 fetch), a stranger is refused the owner's presence-access node, XEP-0402 bookmarks are published and read back,
-kept in step with XEP-0049 private XML by a server that advertises `urn:xmpp:bookmarks:1#compat`, and XEP-0084
-avatar metadata reaches a contact.
+kept in step with XEP-0049 private XML by a server that advertises `urn:xmpp:bookmarks:1#compat`, XEP-0084
+avatar metadata reaches a contact, and (XEP-0398) a vCard-temp PHOTO becomes the XEP-0084 avatar.
 
 Notifications depend on the receiver's interest (XEP-0163 section 4.3 "filtered notifications"): each session here
 announces XEP-0115 caps whose disco#info lists `<node>+notify` for what it wants, and re-sends its presence once
@@ -38,6 +38,8 @@ AVATAR_DATA_NS = "urn:xmpp:avatar:data"
 BOOKMARKS2_NS = "urn:xmpp:bookmarks:1"
 BOOKMARKS_COMPAT = f"{BOOKMARKS2_NS}#compat"
 LEGACY_BOOKMARKS_NS = "storage:bookmarks"
+VCARD_CONVERSION = "urn:xmpp:pep-vcard-conversion:0"
+VCARD_UPDATE_NS = "vcard-temp:x:update"
 PEP_PLUGINS = ("xep_0004", "xep_0060", "xep_0115", "xep_0163", "xep_0084", "xep_0402", "xep_0049")
 
 
@@ -346,6 +348,59 @@ async def avatar_metadata(ctx: Context) -> str:
     return "avatar metadata notification reached the contact; data fetched by its id"
 
 
+async def vcard_photo_to_avatar(ctx: Context) -> str:
+    alice = await login_pep(ctx, "alice")
+    bob = await login_pep(ctx, "bob", interests=(AVATAR_METADATA_NS,))
+    await mutual_contacts(ctx, alice, bob)
+    features = await _account_features(alice)
+    expect(
+        VCARD_CONVERSION in features,
+        f"the account does not advertise {VCARD_CONVERSION}: a vCard photo is not published as the avatar",
+    )
+    image = secrets.token_bytes(64)
+    avatar_id = hashlib.sha1(image).hexdigest()
+    # XEP-0398 section 3.2: a XEP-0054 vCard set with a PHOTO, as a XEP-0153 client does it.
+    iq = alice.xmpp.make_iq_set()
+    vcard = ET.SubElement(iq.xml, "{vcard-temp}vCard")
+    ET.SubElement(vcard, "{vcard-temp}FN").text = "Alice"
+    photo = ET.SubElement(vcard, "{vcard-temp}PHOTO")
+    ET.SubElement(photo, "{vcard-temp}TYPE").text = "image/png"
+    ET.SubElement(photo, "{vcard-temp}BINVAL").text = base64.b64encode(image).decode()
+    mark = bob.presences.mark()
+    await alice.iq(iq.send(timeout=10), "vCard set with a PHOTO")
+
+    def names_avatar(item) -> bool:
+        meta = item.find(f"{{{AVATAR_METADATA_NS}}}metadata/{{{AVATAR_METADATA_NS}}}info")
+        return (
+            item.get("id") == avatar_id
+            and meta is not None
+            and meta.get("id") == avatar_id
+            and meta.get("bytes") == str(len(image))
+        )
+
+    await bob.messages.wait_for(
+        notification(alice.jid.bare, AVATAR_METADATA_NS, names_avatar),
+        WAIT,
+        f"avatar metadata naming the vCard photo {avatar_id} at bob",
+    )
+    data = await bob.iq(
+        alice.xmpp["xep_0084"].retrieve_avatar(alice.jid.bare, avatar_id, timeout=10), "bob fetching the avatar"
+    )
+    value = data.xml.find(f"{{{PUBSUB_NS}}}pubsub/{{{PUBSUB_NS}}}items/{{{PUBSUB_NS}}}item/{{{AVATAR_DATA_NS}}}data")
+    expect(value is not None and value.text, "the avatar data item bob fetched is empty")
+    expect(base64.b64decode(value.text) == image, "the avatar data bob fetched is not the vCard photo")
+    # XEP-0398 section 4: alice's presence carries the hash (XEP-0153), whether the server sent it again on its own
+    # or stamps the next one she sends.
+    alice.xmpp.send_presence()
+
+    def with_hash(presence) -> bool:
+        found = presence.xml.find(f"{{{VCARD_UPDATE_NS}}}x/{{{VCARD_UPDATE_NS}}}photo")
+        return presence["from"].bare == alice.jid.bare and found is not None and found.text == avatar_id
+
+    await bob.presences.wait_for(with_hash, WAIT, f"alice's presence with photo hash {avatar_id} at bob", after=mark)
+    return "vCard photo published as XEP-0084 data and metadata, notified, fetched, and its hash in presence"
+
+
 SCENARIOS = [
     Scenario(
         name="pep_omemo_notify_and_fetch",
@@ -376,6 +431,13 @@ SCENARIOS = [
         name="pep_avatar_metadata_notify",
         description="XEP-0084: avatar metadata notification reaches a contact, who fetches the data by its id",
         run=avatar_metadata,
+        accounts=("alice", "bob"),
+    ),
+    Scenario(
+        name="pep_vcard_photo_to_avatar",
+        description="XEP-0398: a vCard-temp PHOTO becomes the XEP-0084 avatar, notified to a contact, with its hash "
+        "in presence",
+        run=vcard_photo_to_avatar,
         accounts=("alice", "bob"),
     ),
 ]
