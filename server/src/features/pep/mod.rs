@@ -7,7 +7,13 @@
 //! resources whose entity capabilities ask for the node ([`notify`], XEP-0163 section 4.3), and the
 //! last item to a resource once its capabilities are known (section 6.2,
 //! `features::entity_caps`). Limits come from `[pep]`: a request over one is refused, never
-//! answered by dropping stored data.
+//! answered by dropping stored data. A node with `pubsub#persist_items` false is transient (section
+//! 4.3): its items are notified and not kept.
+//!
+//! Features built on PEP publish through [`publish_converted`] (XEP-0398 avatars from a vCard
+//! PHOTO, XEP-0292 vCard4 from vcard-temp, XEP-0402 bookmarks from XEP-0048), and a change of a node
+//! has the effects [`after_change`] lists (the avatar hash in presence, the XEP-0048 PEP view of the
+//! bookmarks). The XEP-0048 node `storage:bookmarks` is that view, answered by `bookmarks_compat`.
 
 pub mod access;
 pub mod notify;
@@ -85,21 +91,21 @@ pub async fn handle_own(
             payload,
             options,
         } => {
+            let vcard = payload.as_ref().filter(|_| node == vcard4::NODE).cloned();
             let published = publish(
                 router,
                 owner,
                 &node,
                 id,
-                payload.clone(),
+                payload,
                 PublishOptions::Preconditions(options.as_ref()),
             )
             .await;
             // XEP-0292 beside XEP-0054: a vCard4 the client wrote reaches the vcard-temp too.
             if published.is_ok()
-                && node == vcard4::NODE
-                && let Some(payload) = &payload
+                && let Some(vcard) = &vcard
             {
-                vcard4::merge_into_vcard_temp(router, owner, payload).await;
+                vcard4::merge_into_vcard_temp(router, owner, vcard).await;
             }
             published
         }
