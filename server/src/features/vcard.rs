@@ -30,10 +30,11 @@ pub async fn handle_own(
     with_avatar(router, &session.bare, &Requester::OWNER, vcard).await
 }
 
-/// Section 3.2: stores the user's vCard, and keeps the other forms of it in line (after checking they
-/// fit, so a refusal stores nothing): the vCard4 in PEP (XEP-0292, `vcard4`) and the avatar of its
-/// `<PHOTO/>` (XEP-0398 section 3.2, `vcard_avatar`), both through the PEP service. Errors: a PHOTO
-/// that is not base64, a PEP item over `[pep] max_item_bytes`, what the PEP service refused, storage.
+/// Section 3.2: stores the user's vCard, and keeps the other forms of it in line: the vCard4 in PEP
+/// (XEP-0292, `vcard4`) and the avatar of its `<PHOTO/>` (XEP-0398 section 3.2, `vcard_avatar`), both
+/// through the PEP service. A PHOTO that is not base64 or a PEP item over `[pep] max_item_bytes` is
+/// refused before anything is stored; a refusal of the PEP service itself (the node limit) comes after
+/// the vcard-temp is stored and is answered as the error. Errors: those, and storage.
 async fn set(router: &Arc<Router>, owner: &str, vcard: &Element) -> IqAnswer {
     let max_item_bytes = router.context.config.pep.max_item_bytes;
     let photo = vcard_avatar::VcardPhoto::of(vcard)?;
