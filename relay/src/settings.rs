@@ -245,6 +245,39 @@ mod tests {
     }
 
     #[test]
+    fn federation_keys_are_checked_and_a_missing_key_file_is_created_only_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a key").unwrap();
+        let problems = resolve(|c| {
+            c.federation.key_file = garbage.display().to_string();
+            c.federation
+                .peer_keys
+                .insert("push.other.example".into(), "short".into());
+            c.federation.signature_lifetime_secs = 0;
+        })
+        .unwrap_err();
+        let all = problems.join("\n");
+        for expected in [
+            "federation.key_file:",
+            "federation.peer_keys: push.other.example:",
+            "federation.signature_lifetime_secs:",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+        let path = dir.path().join("federation.pem");
+        let settings = resolve(|c| c.federation.key_file = path.display().to_string()).unwrap();
+        assert!(!path.exists(), "resolving (check-config) writes nothing");
+        let key = settings.federation_key.key().unwrap();
+        assert!(path.exists());
+        let loaded = resolve(|c| c.federation.key_file = path.display().to_string()).unwrap();
+        assert_eq!(
+            loaded.federation_key.key().unwrap().public_key(),
+            key.public_key()
+        );
+    }
+
+    #[test]
     fn a_vapid_key_is_loaded() {
         let dir = tempfile::tempdir().unwrap();
         let path = p256_pem(&dir);
