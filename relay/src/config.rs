@@ -3,6 +3,8 @@
 //! Every URL that reaches the network (FCM, OAuth2 token exchange) can be overridden, so tests point
 //! the relay at local stand-ins.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 /// The relay's configuration (`[relay]` in herald.toml).
@@ -224,8 +226,8 @@ impl Default for WebPushConfig {
     }
 }
 
-/// Relay-to-relay forwarding.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+/// Relay-to-relay forwarding and its authentication (RFC 9421 HTTP Message Signatures, Ed25519).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct FederationConfig {
     /// Messages endpoints of peer relays this relay forwards to: an endpoint is admitted when it has
@@ -234,7 +236,38 @@ pub struct FederationConfig {
     /// default).
     pub peers: Vec<String>,
     pub forward_to_any: bool,
+    /// This relay's name towards its peers: the `keyid` its forwards are signed with, and the sender
+    /// a peer checks its whitelist tokens' bindings against. Empty: the host of `public_url`.
+    pub domain: String,
+    /// The Ed25519 private key forwards are signed with (PKCS#8 PEM), created (mode 0600) on first
+    /// start when the file does not exist. Empty: the hosting server names a file in its data folder;
+    /// a relay embedded without one gets a key that lasts only as long as the process.
+    pub key_file: String,
+    /// Peer relays whose signed forwards are accepted at `/api/v1/federation/messages/`: peer domain
+    /// (its `domain`, the signature's `keyid`) -> its Ed25519 public key, base64 of the 32 raw bytes
+    /// as its `GET /api/v1/federation/key` shows it.
+    pub peer_keys: BTreeMap<String, String>,
+    /// How long a signature this relay makes is valid (`expires` - `created`), and the longest
+    /// validity it accepts from a peer, in seconds.
+    pub signature_lifetime_secs: u64,
 }
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        FederationConfig {
+            peers: Vec::new(),
+            forward_to_any: false,
+            domain: String::new(),
+            key_file: String::new(),
+            peer_keys: BTreeMap::new(),
+            signature_lifetime_secs: 60,
+        }
+    }
+}
+
+/// The longest `federation.signature_lifetime_secs` accepted: an hour (the replay cache holds every
+/// nonce that long).
+const MAX_SIGNATURE_LIFETIME_SECS: u64 = 3600;
 
 impl RelayConfig {
     /// Every problem with the values (not the files they name, nor `listen`), each starting with the
@@ -274,7 +307,35 @@ impl RelayConfig {
                 self.client_address_header
             ));
         }
+        let federation = &self.federation;
+        if federation.signature_lifetime_secs == 0
+            || federation.signature_lifetime_secs > MAX_SIGNATURE_LIFETIME_SECS
+        {
+            problems.push(format!(
+                "federation.signature_lifetime_secs: must be between 1 and {MAX_SIGNATURE_LIFETIME_SECS}"
+            ));
+        }
+        for (domain, key) in &federation.peer_keys {
+            if let Err(e) = crate::federation::parse_public_key(key) {
+                problems.push(format!("federation.peer_keys: {domain}: {e}"));
+            }
+        }
+        if self.federation_domain().is_empty() {
+            problems
+                .push("federation.domain: empty, and public_url has no host to default to".into());
+        }
         problems
+    }
+
+    /// This relay's name towards its peers: `federation.domain`, else the host of `public_url`.
+    pub fn federation_domain(&self) -> String {
+        if !self.federation.domain.is_empty() {
+            return self.federation.domain.to_ascii_lowercase();
+        }
+        reqwest::Url::parse(&self.public_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .unwrap_or_default()
     }
 
     /// The messages endpoint of this relay, as handed out with tokens.

@@ -9,7 +9,8 @@
 //! files read), `accept` (token checks, limits, enqueue), `api/` (axum handlers), `outbox` (workers,
 //! retries, failure classes), `backends/` (vendors), `login_throttle` (the process's one
 //! failed-login throttle), `ratelimit`, `secrets`, `push_node` (the nodes and secrets the server's
-//! XEP-0357 push service registers and wakes).
+//! XEP-0357 push service registers and wakes), `http_signature` (RFC 9421/9530 mechanics) and
+//! `federation` (this relay's key, signing forwards, verifying peers' against pinned keys).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,8 @@ pub mod api;
 pub mod backends;
 mod batch;
 pub mod config;
+pub mod federation;
+pub mod http_signature;
 pub mod login_throttle;
 pub mod outbox;
 pub mod push_node;
@@ -184,6 +187,8 @@ pub(crate) struct Inner {
     pub(crate) wakes: Arc<batch::Batcher<String, wake::WakeResult>>,
     /// Sent deliveries waiting to be marked together (see `outbox.rs`).
     pub(crate) sent: Arc<batch::Batcher<i64, Result<(), String>>>,
+    /// Checks peer relays' signed forwards (`federation.peer_keys`).
+    pub(crate) federation: federation::Verifier,
 }
 
 impl Relay {
@@ -213,6 +218,11 @@ impl Relay {
         backends: backends::Backends,
     ) -> Relay {
         let trusted_proxies = settings.trusted_proxies.clone();
+        let federation = federation::Verifier::new(
+            settings.peer_keys.clone(),
+            settings.config().federation.signature_lifetime_secs,
+            federation::MAX_REPLAY_NONCES,
+        );
         Relay {
             inner: Arc::new(Inner {
                 unknown_account_hash: tokio::sync::OnceCell::new(),
@@ -226,6 +236,7 @@ impl Relay {
                 backends,
                 wakes: Arc::new(batch::Batcher::new(wake::MAX_WAKE_BATCH)),
                 sent: Arc::new(batch::Batcher::new(outbox::MAX_SENT_BATCH)),
+                federation,
             }),
         }
     }

@@ -4,7 +4,9 @@
 //! The result, [`RelaySettings`], is the only thing a [`crate::Relay`] is built from, so a relay
 //! cannot refuse at start what a configuration check accepted.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::RelayConfig;
@@ -13,6 +15,7 @@ use crate::backends::address_policy::AddressPolicy;
 use crate::backends::apns::ApnsClients;
 use crate::backends::fcm::FcmAccount;
 use crate::backends::vapid::VapidKey;
+use crate::federation::{FederationKey, parse_public_key};
 
 /// A checked `[relay]` section with its credentials loaded. Made only by [`RelayConfig::resolve`].
 #[derive(Clone)]
@@ -22,6 +25,33 @@ pub struct RelaySettings {
     pub(crate) trusted_proxies: Vec<AddressBlock>,
     pub(crate) endpoint_policy: Arc<AddressPolicy>,
     pub(crate) credentials: Credentials,
+    pub(crate) federation_key: KeySource,
+    /// `federation.peer_keys`, parsed.
+    pub(crate) peer_keys: HashMap<String, [u8; 32]>,
+}
+
+/// Where this relay's federation key comes from (see `federation.key_file`).
+#[derive(Clone, Debug)]
+pub(crate) enum KeySource {
+    /// Read from `federation.key_file` while resolving.
+    Loaded(FederationKey),
+    /// `federation.key_file` does not exist yet: created there when the relay is built, so a
+    /// configuration check writes nothing.
+    CreateAt(PathBuf),
+    /// No `federation.key_file`: a key for this process only.
+    Ephemeral,
+}
+
+impl KeySource {
+    /// The key, created (and, for [`KeySource::CreateAt`], written) if need be. Errors: the file
+    /// cannot be written, or the system's random source failed.
+    pub(crate) fn key(&self) -> Result<FederationKey, String> {
+        match self {
+            KeySource::Loaded(key) => Ok(key.clone()),
+            KeySource::CreateAt(path) => FederationKey::load_or_create(path),
+            KeySource::Ephemeral => FederationKey::generate(),
+        }
+    }
 }
 
 /// The vendor credentials, read from the files `[relay]` names; `None` for a vendor not configured.
@@ -61,7 +91,27 @@ impl RelayConfig {
             problems.push(bad);
             None
         });
+        let key_file = &self.federation.key_file;
+        let federation_key = if key_file.is_empty() {
+            KeySource::Ephemeral
+        } else if std::path::Path::new(key_file).exists() {
+            match FederationKey::load(std::path::Path::new(key_file)) {
+                Ok(key) => KeySource::Loaded(key),
+                Err(e) => {
+                    problems.push(format!("federation.key_file: {key_file}: {e}"));
+                    KeySource::Ephemeral
+                }
+            }
+        } else {
+            KeySource::CreateAt(PathBuf::from(key_file))
+        };
         // `problems()` has listed the entries that do not parse.
+        let peer_keys = self
+            .federation
+            .peer_keys
+            .iter()
+            .filter_map(|(domain, key)| Some((domain.clone(), parse_public_key(key).ok()?)))
+            .collect();
         let trusted_proxies = parse_blocks(&self.trusted_proxies).unwrap_or_default();
         let endpoint_policy = AddressPolicy::new(&self.allowed_endpoint_networks).ok();
         match (listen, endpoint_policy) {
@@ -71,6 +121,8 @@ impl RelayConfig {
                 trusted_proxies,
                 endpoint_policy: Arc::new(endpoint_policy),
                 credentials: Credentials { apns, fcm, vapid },
+                federation_key,
+                peer_keys,
             }),
             _ => Err(problems),
         }
@@ -99,6 +151,7 @@ impl std::fmt::Debug for RelaySettings {
             .field("apns", &credentials.apns.is_some())
             .field("fcm", &credentials.fcm.is_some())
             .field("vapid", &credentials.vapid.is_some())
+            .field("federation_key", &self.federation_key)
             .finish_non_exhaustive()
     }
 }
@@ -189,6 +242,39 @@ mod tests {
         )
         .unwrap();
         path.display().to_string()
+    }
+
+    #[test]
+    fn federation_keys_are_checked_and_a_missing_key_file_is_created_only_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a key").unwrap();
+        let problems = resolve(|c| {
+            c.federation.key_file = garbage.display().to_string();
+            c.federation
+                .peer_keys
+                .insert("push.other.example".into(), "short".into());
+            c.federation.signature_lifetime_secs = 0;
+        })
+        .unwrap_err();
+        let all = problems.join("\n");
+        for expected in [
+            "federation.key_file:",
+            "federation.peer_keys: push.other.example:",
+            "federation.signature_lifetime_secs:",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+        let path = dir.path().join("federation.pem");
+        let settings = resolve(|c| c.federation.key_file = path.display().to_string()).unwrap();
+        assert!(!path.exists(), "resolving (check-config) writes nothing");
+        let key = settings.federation_key.key().unwrap();
+        assert!(path.exists());
+        let loaded = resolve(|c| c.federation.key_file = path.display().to_string()).unwrap();
+        assert_eq!(
+            loaded.federation_key.key().unwrap().public_key(),
+            key.public_key()
+        );
     }
 
     #[test]

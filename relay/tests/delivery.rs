@@ -444,14 +444,23 @@ async fn remote_tokens_are_forwarded_to_their_relay() {
     let dir_b = tempfile::tempdir().unwrap();
     let dir_a = tempfile::tempdir().unwrap();
     let mut up = StandIn::start(Reply::status(201)).await;
-    let b = Harness::start(&sqlite_url(&dir_b), no_local(), true, |_| {}).await;
+    // A's forwards are signed; B accepts them only with A's key pinned (tests/federation.rs).
+    let (a_key_file, a_public) = common::federation_key(&dir_a, "federation.pem");
+    let b = Harness::start(&sqlite_url(&dir_b), no_local(), true, |c| {
+        c.federation
+            .peer_keys
+            .insert("relay-a.example".into(), a_public);
+    })
+    .await;
     let key = b.account("remote").await;
     up_device(&b, &key, &up, "/up/remote").await;
     let token = b.token(&key, json!({})).await;
     let b_endpoint = b.url("/api/v1/messages/");
     let peer = b_endpoint.clone();
     let a = Harness::start(&sqlite_url(&dir_a), no_local(), true, |c| {
-        c.federation.peers = vec![peer]
+        c.federation.peers = vec![peer];
+        c.federation.domain = "relay-a.example".into();
+        c.federation.key_file = a_key_file;
     })
     .await;
 

@@ -362,6 +362,11 @@ fn env_value(raw: &str) -> toml::Value {
     }
 }
 
+/// The relay's federation key (Ed25519, PKCS#8 PEM) in the data folder when `[relay.federation]
+/// key_file` names none: created on the relay's first start, published at
+/// `GET /api/v1/federation/key`.
+pub const RELAY_FEDERATION_KEY_FILE: &str = "relay-federation-key.pem";
+
 impl Config {
     /// Checks a raw configuration. Errors: every problem found, not just the first. Component secret files and,
     /// with `[relay] enabled`, the relay's key files (APNs, FCM, VAPID) are read and checked here, so a missing
@@ -551,7 +556,15 @@ impl Config {
             ));
         }
         let relay = if raw.relay.enabled {
-            match raw.relay.resolve() {
+            let mut section = raw.relay;
+            // The relay's federation key lives with the rest of the server's data unless named.
+            if section.federation.key_file.is_empty() {
+                section.federation.key_file = data_dir
+                    .join(RELAY_FEDERATION_KEY_FILE)
+                    .display()
+                    .to_string();
+            }
+            match section.resolve() {
                 Ok(settings) => Some(settings),
                 Err(bad) => {
                     problems.extend(relay_problems(bad));
@@ -665,6 +678,28 @@ mod tests {
         let config = Config::resolve(raw).unwrap();
         assert!(config.is_local_domain("localhost"));
         assert_eq!(config.registrations_per_address_per_hour, 5);
+    }
+
+    /// The relay's federation key defaults to the data folder, and checking the configuration
+    /// creates nothing (the relay creates the key when it starts).
+    #[test]
+    fn the_relay_federation_key_lives_in_the_data_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = vec![
+            ("HERALD_RELAY__ENABLED".to_string(), "true".to_string()),
+            (
+                "HERALD_SERVER__DATA_DIR".to_string(),
+                dir.path().display().to_string(),
+            ),
+        ];
+        let config = Config::resolve(RawConfig::load(None, env).unwrap()).unwrap();
+        let relay = config.relay.as_ref().unwrap();
+        let expected = dir.path().join(RELAY_FEDERATION_KEY_FILE);
+        assert_eq!(
+            relay.config().federation.key_file,
+            expected.display().to_string()
+        );
+        assert!(!expected.exists());
     }
 
     #[test]

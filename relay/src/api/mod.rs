@@ -3,7 +3,8 @@
 //! slash (no redirect that drops a POST body), JSON / form / multipart bodies, `Authorization: Token
 //! <key>`, ChatSecure's date format, and errors that are never 200. Herald additions: Web Push and
 //! UnifiedPush devices, token listing/revocation, API key rotation, message status, audit trail,
-//! health, and the OpenAPI document (relay/openapi.json).
+//! health, the OpenAPI document (relay/openapi.json), and the relay-to-relay endpoints (`federation/`,
+//! RFC 9421 signed forwards and the key peers pin).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use crate::{Relay, RelayError};
 mod accounts;
 pub mod client_addr;
 mod devices;
+mod federation;
 mod fields;
 mod info;
 mod messages;
@@ -284,6 +286,12 @@ pub fn route_table() -> RouteTable {
                 .delete(devices::remove),
         )
         .add("/api/v1/webpush/vapid/", &[g], get(info::vapid))
+        .add("/api/v1/federation/key/", &[g], get(federation::key))
+        .add(
+            "/api/v1/federation/messages/",
+            &[p],
+            post(federation::post_message),
+        )
         .add(
             "/api/v1/tokens/",
             &[g, p],

@@ -1,25 +1,46 @@
 //! Relay-to-relay forwarding: a whitelist token issued by another relay is posted to that relay's
-//! ChatSecure-compatible messages endpoint (`{token, priority, data}`); the answer maps to the same
-//! failure classes (404 = the remote token is gone). Only the whitelist token travels, never a device
-//! token. Also the peer health check (`GET /api/v1/health/`).
+//! federation endpoint (`/api/v1/federation/messages/` beside the token's messages endpoint), as
+//! `{token, priority, data}` signed with RFC 9421 HTTP Message Signatures (see `federation.rs`), so
+//! the peer knows which relay forwards and checks its tokens' sender bindings against it. The answer
+//! maps to the same failure classes (404 = the remote token is gone; 401 = the peer does not trust
+//! this relay's key: rejected). Only the whitelist token travels, never a device token. Also the peer
+//! health check (`GET /api/v1/health/`).
 
 use serde_json::json;
 
 use super::{Guarded, SendOutcome, classify_status, classify_transport, retry_after};
+use crate::federation::{Signer, now_secs};
 use crate::{Priority, RelayError};
 
-/// Posts to peer relays.
+/// Posts to peer relays, signed.
 #[derive(Clone)]
 pub struct Forwarder {
     http: Guarded,
+    signer: Signer,
+}
+
+/// Where a token's messages endpoint (`<base>/api/v1/messages/`) receives signed forwards:
+/// `<base>/api/v1/federation/messages/`. An endpoint of another shape is posted to as it is.
+pub fn federation_endpoint(messages_endpoint: &str) -> String {
+    let trimmed = messages_endpoint.trim_end_matches('/');
+    match trimmed.strip_suffix("/messages") {
+        Some(base) if !messages_endpoint.contains('?') => format!("{base}/federation/messages/"),
+        _ => messages_endpoint.to_string(),
+    }
 }
 
 impl Forwarder {
-    pub fn new(http: Guarded) -> Forwarder {
-        Forwarder { http }
+    pub fn new(http: Guarded, signer: Signer) -> Forwarder {
+        Forwarder { http, signer }
     }
 
-    /// Forwards one message to `endpoint` (a peer's `/api/v1/messages/`).
+    /// The signer of this relay's forwards (its key id and public key).
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    /// Forwards one message for a token whose messages endpoint is `endpoint`, signed, to the
+    /// peer's federation endpoint ([`federation_endpoint`]).
     pub async fn forward(
         &self,
         endpoint: &str,
@@ -27,12 +48,29 @@ impl Forwarder {
         priority: Priority,
         data: Option<&str>,
     ) -> SendOutcome {
-        let body = json!({"token": token, "priority": priority.as_str(), "data": data});
-        let req = match self.http.post(endpoint) {
+        let body = json!({"token": token, "priority": priority.as_str(), "data": data})
+            .to_string()
+            .into_bytes();
+        // Signed as sent: the URL as the HTTP client will serialise it.
+        let target = federation_endpoint(endpoint);
+        let target = reqwest::Url::parse(&target)
+            .map(String::from)
+            .unwrap_or(target);
+        let req = match self.http.post(&target) {
             Ok(r) => r,
             Err(outcome) => return outcome,
         };
-        match req.json(&body).send().await {
+        let headers = match self
+            .signer
+            .sign("POST", &target, "application/json", &body, now_secs())
+        {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::info!(error = %e, "forward could not be signed");
+                return SendOutcome::Rejected(super::ENDPOINT_REFUSED.into());
+            }
+        };
+        match req.headers(headers).body(body).send().await {
             Ok(resp) => classify_status(resp.status().as_u16(), retry_after(resp.headers())),
             Err(e) => classify_transport(&e),
         }
@@ -57,5 +95,27 @@ impl Forwarder {
         }
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
         Ok(body["status"] == "ok")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::federation_endpoint;
+
+    #[test]
+    fn the_federation_endpoint_sits_beside_the_messages_endpoint() {
+        for (messages, federation) in [
+            (
+                "https://push.example/api/v1/messages/",
+                "https://push.example/api/v1/federation/messages/",
+            ),
+            (
+                "https://push.example/prefix/api/v1/messages",
+                "https://push.example/prefix/api/v1/federation/messages/",
+            ),
+            ("https://push.example/other/", "https://push.example/other/"),
+        ] {
+            assert_eq!(federation_endpoint(messages), federation);
+        }
     }
 }

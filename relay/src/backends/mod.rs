@@ -90,6 +90,15 @@ impl Backends {
             policy: endpoint_policy.clone(),
         };
         let credentials = &settings.credentials;
+        let key = settings
+            .federation_key
+            .key()
+            .map_err(|e| RelayError::Config(format!("federation.key_file: {e}")))?;
+        let signer = crate::federation::Signer::new(
+            key,
+            &config.federation_domain(),
+            config.federation.signature_lifetime_secs,
+        );
         let apns = credentials.apns.clone().map(|clients| {
             Arc::new(apns::ApnsBackend::new(clients, config.apns.topic.clone()))
                 as Arc<dyn PushBackend>
@@ -114,7 +123,7 @@ impl Backends {
             fcm,
             webpush,
             unifiedpush,
-            forward: forward::Forwarder::new(guarded),
+            forward: forward::Forwarder::new(guarded, signer),
             endpoint_policy,
             vapid_public_key: vapid.map(|v| v.public_key_b64().to_string()),
         })

@@ -398,3 +398,11 @@ pub fn sqlite_url(dir: &tempfile::TempDir) -> String {
         dir.path().join("relay.db").display()
     )
 }
+
+/// A federation key file in `dir` (created now) and its public key, to pin at another relay before
+/// the relay owning it starts.
+pub fn federation_key(dir: &tempfile::TempDir, name: &str) -> (String, String) {
+    let path = dir.path().join(name);
+    let key = herald_relay::federation::FederationKey::load_or_create(&path).unwrap();
+    (path.display().to_string(), key.public_key())
+}

@@ -4,7 +4,12 @@
 //! publish-options rather than trust in JIDs, 3.2), section 4.2 (discovery: identity `pubsub`/`push`)
 //! and section 7 (a publish to a node, checked against the `secret` publish-option, wakes the
 //! registered device; 7.1, publish errors), plus the registration commands of
-//! `app_server_commands.rs` (XEP-0050, as Conversations' app server p2 offers them).
+//! `app_server_commands.rs` (XEP-0050, as Conversations' app server p2 offers them). A publish
+//! carrying ChatSecure's `token` (and `endpoint`) publish-options instead of a `secret` submits that
+//! relay whitelist token. Publishers may be local or remote servers (over s2s, their domain
+//! authenticated by the s2s layer): the publisher's address is the sender a token's binding (a node's
+//! is its account's domain) is checked against, so a token bound to `remote.example` is usable by
+//! that server only.
 //!
 //! Errors are chosen for what publishing servers do with them (XEP-0357 section 7.1: an IQ error
 //! disables the JID+node): `cancel/item-not-found` for a node that is unknown or gone and
@@ -14,7 +19,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use herald_relay::{NodeError, Publisher, Relay};
+use herald_relay::{NodeError, Notification, Priority, Publisher, Relay, RelayError};
 
 use super::app_server_commands;
 use super::iq::{self, IqAnswer, IqError};
@@ -64,10 +69,17 @@ impl AppServer {
         }
     }
 
-    /// XEP-0357 section 7: wakes the node's device when the secret is right.
+    /// XEP-0357 section 7: wakes the node's device when the secret is right; or, for a publish
+    /// carrying a whitelist `token` (ChatSecure's publish-options), submits that token. `from` is
+    /// the publisher as the router delivers it: a local session's JID, or a remote server's domain
+    /// the s2s layer authenticated (RFC 6120 section 13.7; XEP-0220 or SASL EXTERNAL), which is the
+    /// sender a token's binding is checked against.
     async fn publish(&self, router: &Arc<Router>, from: &Jid, pubsub: &Element) -> IqAnswer {
         let publish = parse_publish(pubsub)?;
         let Some(secret) = publish.secret else {
+            if let Some(token) = publish.token {
+                return self.submit_token(from, token, publish.endpoint).await;
+            }
             return Err(IqError::with_text(
                 DefinedCondition::Forbidden,
                 "a secret publish-option is required",
@@ -101,10 +113,50 @@ impl AppServer {
                 DefinedCondition::ResourceConstraint,
                 "rate limited, try later",
             )),
-            Err(NodeError::Relay(error)) => {
-                tracing::warn!(%error, "push service: a publish could not be queued");
-                Err(IqError::new(DefinedCondition::InternalServerError))
-            }
+            Err(NodeError::Relay(error)) => Err(relay_refusal(error)),
+        }
+    }
+
+    /// A ChatSecure-style publish (publish-options `token` and `endpoint`): the relay's token path,
+    /// with the publisher as the sender its binding is checked against.
+    async fn submit_token(&self, from: &Jid, token: String, endpoint: Option<String>) -> IqAnswer {
+        let notification = Notification {
+            token,
+            endpoint,
+            priority: Priority::High,
+            data: None,
+            sender: Some(from.to_string()),
+            origin: None,
+        };
+        match self.relay.submit(notification).await {
+            Ok(_) => Ok(None),
+            Err(error) => Err(relay_refusal(error)),
+        }
+    }
+}
+
+/// The publish error for a relay refusal (XEP-0357 section 7.1, XEP-0060 section 7.1.3): an unknown
+/// token disables the registration (`cancel/item-not-found`), a token bound to another sender or a
+/// relay not federated with is `auth/forbidden`, what passes is `wait`.
+fn relay_refusal(error: RelayError) -> IqError {
+    match error {
+        RelayError::UnknownToken => IqError::new(DefinedCondition::ItemNotFound),
+        RelayError::SenderNotAllowed => IqError::with_text(
+            DefinedCondition::Forbidden,
+            "this token is bound to another sender",
+        ),
+        RelayError::ForwardNotAllowed => IqError::with_text(
+            DefinedCondition::Forbidden,
+            "forwarding to that relay is not allowed",
+        ),
+        RelayError::RateLimited(_) => IqError::with_text(
+            DefinedCondition::ResourceConstraint,
+            "rate limited, try later",
+        ),
+        RelayError::BadInput(text) => IqError::with_text(DefinedCondition::BadRequest, &text),
+        error @ (RelayError::Config(_) | RelayError::Storage(_)) => {
+            tracing::warn!(%error, "push service: a publish could not be queued");
+            IqError::new(DefinedCondition::InternalServerError)
         }
     }
 }
@@ -214,11 +266,15 @@ fn disco_info(query: &Element) -> IqAnswer {
     Ok(Some(answer))
 }
 
-/// What a publish asks for: the node, and the `secret` of its publish-options if any.
-#[derive(Debug, PartialEq, Eq)]
+/// What a publish asks for: the node, and the `secret` of its publish-options if any, or
+/// ChatSecure's `token` and `endpoint` (a relay whitelist token and the messages endpoint of the
+/// relay that issued it).
+#[derive(Debug, PartialEq, Eq, Default)]
 pub struct Publish {
     pub node: String,
     pub secret: Option<String>,
+    pub token: Option<String>,
+    pub endpoint: Option<String>,
 }
 
 /// Reads a `<pubsub/>` publish (XEP-0357 section 7, XEP-0060 section 7.1). The notification item is
@@ -240,13 +296,18 @@ pub fn parse_publish(pubsub: &Element) -> Result<Publish, IqError> {
     let is_options = options
         .get("FORM_TYPE")
         .is_none_or(|form_type| form_type == PUBLISH_OPTIONS_FORM);
-    Ok(Publish {
-        node: node.to_string(),
-        secret: options
-            .get("secret")
+    let option = |name: &str| {
+        options
+            .get(name)
             .filter(|_| is_options)
             .filter(|s| !s.is_empty())
-            .cloned(),
+            .cloned()
+    };
+    Ok(Publish {
+        node: node.to_string(),
+        secret: option("secret"),
+        token: option("token"),
+        endpoint: option("endpoint"),
     })
 }
 
@@ -276,6 +337,29 @@ mod tests {
             Publish {
                 node: "yxs32uqsflafdk3iuqo".into(),
                 secret: Some("eruio234vzxc2kla-91".into()),
+                ..Publish::default()
+            }
+        );
+    }
+
+    /// ChatSecure's publish-options (XMPPFramework's XMPPPushModule): `token` and `endpoint`.
+    #[test]
+    fn a_chatsecure_publish_gives_its_token_and_endpoint() {
+        let element = pubsub(
+            "<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='a-uuid'><item/></publish>\
+               <publish-options><x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>\
+                 <field var='token'><value>t0k3n</value></field>\
+                 <field var='endpoint'><value>https://push.example/api/v1/messages/</value></field>\
+               </x></publish-options></pubsub>",
+        );
+        assert_eq!(
+            parse_publish(&element).expect("publish"),
+            Publish {
+                node: "a-uuid".into(),
+                secret: None,
+                token: Some("t0k3n".into()),
+                endpoint: Some("https://push.example/api/v1/messages/".into()),
             }
         );
     }
