@@ -92,7 +92,22 @@ pub async fn run(relay: Relay, shutdown: CancellationToken) {
                 }
             }
         };
-        if claimed.is_empty() {
+        // Fewer than asked for: everything due is claimed, and whatever is queued after the claim
+        // signals `queued`, so the worker can wait at once instead of claiming again for nothing (a
+        // round trip per wake-up on PostgreSQL).
+        let all_due_claimed = claimed.len() < free;
+        // One query for the devices of the whole claim rather than one per delivery.
+        let devices = prefetch_devices(&relay, &claimed).await;
+        for entry in claimed {
+            let relay = relay.clone();
+            let device = match (&entry.target, &devices) {
+                (DeliveryTarget::Device(id), Ok(found)) => Ok(found.get(id).cloned()),
+                (DeliveryTarget::Device(_), Err(_)) => Err(LookupFailed),
+                (DeliveryTarget::Remote { .. }, _) => Ok(None),
+            };
+            tasks.spawn(async move { deliver(&relay, entry, device).await });
+        }
+        if all_due_claimed {
             let wait = match inner.storage.push_outbox.next_due_at().await {
                 Ok(Some(due)) => {
                     Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0)).min(IDLE_POLL)
@@ -104,18 +119,6 @@ pub async fn run(relay: Relay, shutdown: CancellationToken) {
                 _ = inner.queued.notified() => {}
                 _ = shutdown.cancelled() => break,
             }
-            continue;
-        }
-        // One query for the devices of the whole claim rather than one per delivery.
-        let devices = prefetch_devices(&relay, &claimed).await;
-        for entry in claimed {
-            let relay = relay.clone();
-            let device = match (&entry.target, &devices) {
-                (DeliveryTarget::Device(id), Ok(found)) => Ok(found.get(id).cloned()),
-                (DeliveryTarget::Device(_), Err(_)) => Err(LookupFailed),
-                (DeliveryTarget::Remote { .. }, _) => Ok(None),
-            };
-            tasks.spawn(async move { deliver(&relay, entry, device).await });
         }
     }
     // Let in-flight sends finish so their outcome is recorded.

@@ -11,4 +11,13 @@ pub(crate) struct PgRelay {
     pub(crate) writer: PgPool,
 }
 
-crate::relay::sql::relay_sql_impl!(PgRelay, sqlx::Postgres, "BEGIN", " FOR UPDATE SKIP LOCKED");
+// An outbox batch is one call of `herald_relay_enqueue` (migration 0010): one round trip and one
+// prepared statement, instead of BEGIN, five statements whose text changes with the batch size,
+// and COMMIT.
+crate::relay::sql::relay_sql_impl!(
+    PgRelay,
+    sqlx::Postgres,
+    "BEGIN",
+    " FOR UPDATE SKIP LOCKED",
+    "SELECT o_request, o_outbox_id, o_collapsed FROM herald_relay_enqueue($1::json, $2, $3)"
+);

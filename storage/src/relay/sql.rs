@@ -3,6 +3,7 @@
 //! stamps the trait implementations out for each pool type. The contract suite checks both.
 
 use crate::StorageError;
+use crate::relay::{DeliveryTarget, EnqueueRequest, Enqueued};
 
 /// Maps a sqlx error: unique violations become [`StorageError::AlreadyExists`].
 pub(crate) fn db_err(e: sqlx::Error) -> StorageError {
@@ -35,12 +36,97 @@ pub(crate) const RELAY_ACCOUNT_DELETES: [&str; 7] = [
     "DELETE FROM relay_accounts WHERE id = $1",
 ];
 
+/// A batch for the `$enqueue` statement of [`relay_sql_impl`] (PostgreSQL's `herald_relay_enqueue`,
+/// migration 0010): a JSON array of `{message, deliveries, audit}` objects.
+pub(crate) fn enqueue_json(requests: &[EnqueueRequest]) -> String {
+    let rows: Vec<serde_json::Value> = requests
+        .iter()
+        .map(|r| {
+            let m = &r.message;
+            let deliveries: Vec<serde_json::Value> = r
+                .deliveries
+                .iter()
+                .map(|d| {
+                    let (device, endpoint, token) = match &d.target {
+                        DeliveryTarget::Device(id) => (Some(id.as_str()), None, None),
+                        DeliveryTarget::Remote { endpoint, token } => {
+                            (None, Some(endpoint.as_str()), Some(token.as_str()))
+                        }
+                    };
+                    serde_json::json!({
+                        "device_id": device,
+                        "remote_endpoint": endpoint,
+                        "remote_token": token,
+                        "collapse_key": d.collapse_key,
+                        "priority": d.priority,
+                        "data": d.data,
+                    })
+                })
+                .collect();
+            let audit = r.audit.as_ref().map(|e| {
+                serde_json::json!({
+                    "account_id": e.account_id,
+                    "at_ms": e.at_ms,
+                    "token_id": e.token_id,
+                    "sender": e.sender,
+                    "message_id": e.message_id,
+                    "outcome": e.outcome,
+                })
+            });
+            serde_json::json!({
+                "message": {
+                    "id": m.id,
+                    "account_id": m.account_id,
+                    "token_id": m.token_id,
+                    "sender": m.sender,
+                    "priority": m.priority,
+                    "created_at_ms": m.created_at_ms,
+                },
+                "deliveries": deliveries,
+                "audit": audit,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+/// What each of `requests` got, from the `$enqueue` statement's rows: (request index, outbox id,
+/// joined a pending entry), one per delivery in order. Errors: a row names no request, or a
+/// request's rows do not match its deliveries.
+pub(crate) fn enqueued_from_rows(
+    requests: &[EnqueueRequest],
+    rows: Vec<(i64, i64, bool)>,
+) -> Result<Vec<Enqueued>, StorageError> {
+    let mut out = vec![Enqueued::default(); requests.len()];
+    for (request, outbox_id, collapsed) in rows {
+        let done = usize::try_from(request)
+            .ok()
+            .and_then(|i| out.get_mut(i))
+            .ok_or_else(|| StorageError::Database(format!("enqueue returned request {request}")))?;
+        done.outbox_ids.push(outbox_id);
+        done.collapsed += usize::from(collapsed);
+    }
+    for (done, request) in out.iter().zip(requests) {
+        if done.outbox_ids.len() != request.deliveries.len() {
+            return Err(StorageError::Database(
+                "enqueue returned a different number of deliveries".into(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Implements the relay traits for `$store` (a struct with `pool` (reads) and `writer` (writes) fields).
 /// `$begin` starts the enqueue transaction (SQLite takes the write lock up front with
 /// `BEGIN IMMEDIATE`, so two writers never deadlock on lock upgrade); `$skip_locked` is appended to
-/// the claim sub-select (PostgreSQL `FOR UPDATE SKIP LOCKED` lets several workers claim at once).
+/// the claim sub-select (PostgreSQL `FOR UPDATE SKIP LOCKED` lets several workers claim at once);
+/// `$enqueue` is one statement that stores a whole [`PushOutbox::enqueue_batch`] (`$1` the JSON of
+/// [`enqueue_json`], `$2` the collapse window, `$3` now; rows as [`enqueued_from_rows`] reads them),
+/// or `""` to run the statements below in one transaction.
+///
+/// [`PushOutbox::enqueue_batch`]: crate::relay::PushOutbox::enqueue_batch
 macro_rules! relay_sql_impl {
-    ($store:ident, $db:ty, $begin:literal, $skip_locked:literal) => {
+    ($store:ident, $db:ty, $begin:literal, $skip_locked:literal, $enqueue:literal) => {
         mod relay_sql_generated {
             use super::$store;
             use async_trait::async_trait;
@@ -48,7 +134,9 @@ macro_rules! relay_sql_impl {
             use $crate::relay::rows::{
                 AccountRow, AuditRow, DeviceRow, MessageRow, OutboxRow, TokenRow, join_ids, limit,
             };
-            use $crate::relay::sql::{RELAY_ACCOUNT_DELETES, ROWS_PER_STATEMENT, db_err};
+            use $crate::relay::sql::{
+                RELAY_ACCOUNT_DELETES, ROWS_PER_STATEMENT, db_err, enqueue_json, enqueued_from_rows,
+            };
             use $crate::relay::*;
             use sqlx::QueryBuilder;
             use std::collections::HashMap;
@@ -226,6 +314,12 @@ macro_rules! relay_sql_impl {
                     if requests.is_empty() {
                         return Ok(Vec::new());
                     }
+                    if !$enqueue.is_empty() {
+                        let rows = sqlx::query_as::<$db, (i64, i64, bool)>($enqueue)
+                            .bind(enqueue_json(requests)).bind(window_ms).bind(now_ms)
+                            .fetch_all(&self.writer).await.map_err(db_err)?;
+                        return enqueued_from_rows(requests, rows);
+                    }
                     let mut tx = self.writer.begin_with($begin).await.map_err(db_err)?;
                     for chunk in requests.chunks(ROWS_PER_STATEMENT) {
                         let mut q = QueryBuilder::<$db>::new("INSERT INTO relay_messages (id, account_id, token_id, sender, priority, created_at_ms) ");
@@ -237,24 +331,25 @@ macro_rules! relay_sql_impl {
                         q.build().execute(&mut *tx).await.map_err(db_err)?;
                     }
                     // What the outbox holds for each collapse key of the batch: its pending entry, and
-                    // when the newest entry within the window was created.
+                    // when the newest entry within the window was created. One statement for both (a
+                    // round trip per statement on PostgreSQL).
                     let mut keys: Vec<&str> = requests.iter().flat_map(|r| r.deliveries.iter().map(|d| d.collapse_key.as_str())).collect();
                     keys.sort_unstable();
                     keys.dedup();
                     let mut pending: HashMap<String, i64> = HashMap::new();
                     let mut newest: HashMap<String, i64> = HashMap::new();
+                    let window_start = now_ms - window_ms;
                     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-                        let mut q = QueryBuilder::<$db>::new("SELECT collapse_key, MAX(id) FROM relay_outbox WHERE status = 'pending' AND collapse_key IN (");
+                        let mut q = QueryBuilder::<$db>::new("SELECT collapse_key, MAX(CASE WHEN status = 'pending' THEN id END), MAX(CASE WHEN created_at_ms > ");
+                        q.push_bind(window_start).push(" THEN created_at_ms END) FROM relay_outbox WHERE collapse_key IN (");
                         let mut list = q.separated(", ");
                         for k in chunk { list.push_bind(k.to_string()); }
-                        q.push(") GROUP BY collapse_key");
-                        pending.extend(q.build_query_as::<(String, i64)>().fetch_all(&mut *tx).await.map_err(db_err)?);
-                        let mut q = QueryBuilder::<$db>::new("SELECT collapse_key, MAX(created_at_ms) FROM relay_outbox WHERE created_at_ms > ");
-                        q.push_bind(now_ms - window_ms).push(" AND collapse_key IN (");
-                        let mut list = q.separated(", ");
-                        for k in chunk { list.push_bind(k.to_string()); }
-                        q.push(") GROUP BY collapse_key");
-                        newest.extend(q.build_query_as::<(String, i64)>().fetch_all(&mut *tx).await.map_err(db_err)?);
+                        q.push(") AND (status = 'pending' OR created_at_ms > ").push_bind(window_start).push(") GROUP BY collapse_key");
+                        let found = q.build_query_as::<(String, Option<i64>, Option<i64>)>().fetch_all(&mut *tx).await.map_err(db_err)?;
+                        for (key, pending_id, newest_at) in found {
+                            if let Some(id) = pending_id { pending.insert(key.clone(), id); }
+                            if let Some(at) = newest_at { newest.insert(key, at); }
+                        }
                     }
                     // Plan every delivery in order: join a pending entry, join a new entry planned
                     // earlier in this batch, or plan a new one.
