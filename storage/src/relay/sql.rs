@@ -3,7 +3,7 @@
 //! stamps the trait implementations out for each pool type. The contract suite checks both.
 
 use crate::StorageError;
-use crate::relay::{DeliveryTarget, EnqueueRequest, Enqueued};
+use crate::relay::{Claim, DeliveryTarget, EnqueueRequest, Enqueued, PushOutbox, RelayDevices};
 
 /// Maps a sqlx error: unique violations become [`StorageError::AlreadyExists`].
 pub(crate) fn db_err(e: sqlx::Error) -> StorageError {
@@ -116,26 +116,65 @@ pub(crate) fn enqueued_from_rows(
     Ok(out)
 }
 
+/// [`PushOutbox::claim_due_with_devices`] as three statements: the claim, the devices, and the next
+/// due time when the claim was not full.
+///
+/// [`PushOutbox::claim_due_with_devices`]: crate::relay::PushOutbox::claim_due_with_devices
+pub(crate) async fn claim_in_steps<S: PushOutbox + RelayDevices>(
+    store: &S,
+    now_ms: i64,
+    limit: usize,
+) -> Result<Claim, StorageError> {
+    let entries = store.claim_due(now_ms, limit).await?;
+    let ids: Vec<String> = entries
+        .iter()
+        .filter_map(|e| match &e.target {
+            DeliveryTarget::Device(id) => Some(id.clone()),
+            DeliveryTarget::Remote { .. } => None,
+        })
+        .collect();
+    let devices = if ids.is_empty() {
+        Ok(Vec::new())
+    } else {
+        store.get_many(&ids).await
+    };
+    let next_due_at_ms = if entries.len() < limit {
+        store.next_due_at().await
+    } else {
+        Ok(None)
+    };
+    Ok(Claim {
+        entries,
+        devices,
+        next_due_at_ms,
+    })
+}
+
 /// Implements the relay traits for `$store` (a struct with `pool` (reads) and `writer` (writes) fields).
 /// `$begin` starts the enqueue transaction (SQLite takes the write lock up front with
 /// `BEGIN IMMEDIATE`, so two writers never deadlock on lock upgrade); `$skip_locked` is appended to
 /// the claim sub-select (PostgreSQL `FOR UPDATE SKIP LOCKED` lets several workers claim at once);
 /// `$enqueue` is one statement that stores a whole [`PushOutbox::enqueue_batch`] (`$1` the JSON of
 /// [`enqueue_json`], `$2` the collapse window, `$3` now; rows as [`enqueued_from_rows`] reads them),
-/// or `""` to run the statements below in one transaction.
+/// or `""` to run the statements below in one transaction; `$claim` is one statement for
+/// [`PushOutbox::claim_due_with_devices`] (`$1` now, `$2` the limit; rows as `ClaimRow`), or `""` for
+/// [`claim_in_steps`].
 ///
 /// [`PushOutbox::enqueue_batch`]: crate::relay::PushOutbox::enqueue_batch
+/// [`PushOutbox::claim_due_with_devices`]: crate::relay::PushOutbox::claim_due_with_devices
 macro_rules! relay_sql_impl {
-    ($store:ident, $db:ty, $begin:literal, $skip_locked:literal, $enqueue:literal) => {
+    ($store:ident, $db:ty, $begin:literal, $skip_locked:literal, $enqueue:literal, $claim:literal) => {
         mod relay_sql_generated {
             use super::$store;
             use async_trait::async_trait;
             use $crate::StorageResult;
             use $crate::relay::rows::{
-                AccountRow, AuditRow, DeviceRow, MessageRow, OutboxRow, TokenRow, join_ids, limit,
+                AccountRow, AuditRow, ClaimRow, DeviceRow, MessageRow, OutboxRow, TokenRow,
+                claim_from_rows, join_ids, limit,
             };
             use $crate::relay::sql::{
-                RELAY_ACCOUNT_DELETES, ROWS_PER_STATEMENT, db_err, enqueue_json, enqueued_from_rows,
+                RELAY_ACCOUNT_DELETES, ROWS_PER_STATEMENT, claim_in_steps, db_err, enqueue_json,
+                enqueued_from_rows,
             };
             use $crate::relay::*;
             use sqlx::QueryBuilder;
@@ -444,6 +483,20 @@ macro_rules! relay_sql_impl {
                     let mut v = rows.into_iter().map(OutboxEntry::try_from).collect::<StorageResult<Vec<_>>>()?;
                     v.sort_by_key(|e| (e.next_attempt_at_ms, e.id));
                     Ok(v)
+                }
+                async fn claim_due_with_devices(&self, now_ms: i64, n: usize) -> StorageResult<Claim> {
+                    if $claim.is_empty() {
+                        return claim_in_steps(self, now_ms, n).await;
+                    }
+                    let rows = sqlx::query_as::<$db, ClaimRow>($claim)
+                        .bind(now_ms).bind(limit(n)).fetch_all(&self.writer).await.map_err(db_err)?;
+                    let claimed = claim_from_rows(rows)?;
+                    let next_due_at_ms = match claimed.next_due {
+                        _ if claimed.entries.len() >= n => Ok(None),
+                        Some(due) => Ok(due),
+                        None => self.next_due_at().await,
+                    };
+                    Ok(Claim { entries: claimed.entries, devices: Ok(claimed.devices), next_due_at_ms })
                 }
                 async fn next_due_at(&self) -> StorageResult<Option<i64>> {
                     let (v,): (Option<i64>,) = sqlx::query_as::<$db, (Option<i64>,)>("SELECT MIN(next_attempt_at_ms) FROM relay_outbox WHERE status = 'pending'")
