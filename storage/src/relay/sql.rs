@@ -158,12 +158,25 @@ pub(crate) async fn claim_in_steps<S: PushOutbox + RelayDevices>(
 /// [`enqueue_json`], `$2` the collapse window, `$3` now; rows as [`enqueued_from_rows`] reads them),
 /// or `""` to run the statements below in one transaction; `$claim` is one statement for
 /// [`PushOutbox::claim_due_with_devices`] (`$1` now, `$2` the limit; rows as `ClaimRow`), or `""` for
-/// [`claim_in_steps`].
+/// [`claim_in_steps`]. `$devices_of_accounts` (`$1` a JSON array of account ids) and `$mark_sent`
+/// (`$1` now, `$2` a JSON array of outbox ids) are [`RelayDevices::list_for_accounts`] and
+/// [`PushOutbox::mark_sent_many`] as one statement whose text does not change with the number of
+/// ids, so it is prepared once per connection rather than once per count; `""` builds an `IN (...)`
+/// list.
 ///
 /// [`PushOutbox::enqueue_batch`]: crate::relay::PushOutbox::enqueue_batch
 /// [`PushOutbox::claim_due_with_devices`]: crate::relay::PushOutbox::claim_due_with_devices
 macro_rules! relay_sql_impl {
-    ($store:ident, $db:ty, $begin:literal, $skip_locked:literal, $enqueue:literal, $claim:literal) => {
+    (
+        $store:ident,
+        $db:ty,
+        $begin:literal,
+        $skip_locked:literal,
+        $enqueue:literal,
+        $claim:literal,
+        $devices_of_accounts:literal,
+        $mark_sent:literal $(,)?
+    ) => {
         mod relay_sql_generated {
             use super::$store;
             use async_trait::async_trait;
@@ -269,6 +282,12 @@ macro_rules! relay_sql_impl {
                     Ok(devices)
                 }
                 async fn list_for_accounts(&self, account_ids: &[String]) -> StorageResult<Vec<Device>> {
+                    if !$devices_of_accounts.is_empty() {
+                        let rows = sqlx::query_as::<$db, DeviceRow>($devices_of_accounts)
+                            .bind(serde_json::Value::from(account_ids.to_vec()).to_string())
+                            .fetch_all(&self.pool).await.map_err(db_err)?;
+                        return rows.into_iter().map(Device::try_from).collect();
+                    }
                     let mut devices = Vec::new();
                     for chunk in account_ids.chunks(ROWS_PER_STATEMENT) {
                         let mut q = QueryBuilder::<$db>::new("SELECT * FROM relay_devices WHERE account_id IN (");
@@ -504,6 +523,14 @@ macro_rules! relay_sql_impl {
                     Ok(v)
                 }
                 async fn mark_sent_many(&self, ids: &[i64], now_ms: i64) -> StorageResult<()> {
+                    if !$mark_sent.is_empty() {
+                        if !ids.is_empty() {
+                            sqlx::query::<$db>($mark_sent)
+                                .bind(now_ms).bind(serde_json::Value::from(ids.to_vec()).to_string())
+                                .execute(&self.writer).await.map_err(db_err)?;
+                        }
+                        return Ok(());
+                    }
                     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
                         let mut q = QueryBuilder::<$db>::new("UPDATE relay_outbox SET status = 'sent', attempts = attempts + 1, reason = NULL, remote_token = CASE WHEN remote_token IS NULL THEN NULL ELSE '' END, updated_at_ms = ");
                         q.push_bind(now_ms).push(" WHERE id IN (");

@@ -13,4 +13,13 @@ pub(crate) struct SqliteRelay {
 
 // Each statement is a call on the connection's thread, not a network round trip: the outbox batch
 // runs as statements in one transaction, and a worker's claim as three statements.
-crate::relay::sql::relay_sql_impl!(SqliteRelay, sqlx::Sqlite, "BEGIN IMMEDIATE", "", "", "");
+crate::relay::sql::relay_sql_impl!(
+    SqliteRelay,
+    sqlx::Sqlite,
+    "BEGIN IMMEDIATE",
+    "",
+    "",
+    "",
+    "",
+    ""
+);
