@@ -82,7 +82,14 @@ pub async fn run(relay: Relay, shutdown: CancellationToken) {
                 _ = shutdown.cancelled() => break,
             }
         }
-        let claimed = match inner.storage.push_outbox.claim_due(now_ms(), free).await {
+        // One call for the claim, the devices of the whole claim (rather than one query per
+        // delivery) and the next due time: one statement on PostgreSQL.
+        let claim = match inner
+            .storage
+            .push_outbox
+            .claim_due_with_devices(now_ms(), free)
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox claim failed");
@@ -92,8 +99,27 @@ pub async fn run(relay: Relay, shutdown: CancellationToken) {
                 }
             }
         };
-        if claimed.is_empty() {
-            let wait = match inner.storage.push_outbox.next_due_at().await {
+        // Fewer than asked for: everything due is claimed, and whatever is queued after the claim
+        // signals `queued`, so the worker can wait at once instead of claiming again for nothing (a
+        // round trip per wake-up on PostgreSQL).
+        let all_due_claimed = claim.entries.len() < free;
+        let devices: Result<HashMap<String, Device>, _> = claim
+            .devices
+            .map(|found| found.into_iter().map(|d| (d.id.clone(), d)).collect());
+        if let Err(e) = &devices {
+            tracing::warn!(error = %e, "looking up the devices of claimed deliveries failed");
+        }
+        for entry in claim.entries {
+            let relay = relay.clone();
+            let device = match (&entry.target, &devices) {
+                (DeliveryTarget::Device(id), Ok(found)) => Ok(found.get(id).cloned()),
+                (DeliveryTarget::Device(_), Err(_)) => Err(LookupFailed),
+                (DeliveryTarget::Remote { .. }, _) => Ok(None),
+            };
+            tasks.spawn(async move { deliver(&relay, entry, device).await });
+        }
+        if all_due_claimed {
+            let wait = match claim.next_due_at_ms {
                 Ok(Some(due)) => {
                     Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0)).min(IDLE_POLL)
                 }
@@ -104,18 +130,6 @@ pub async fn run(relay: Relay, shutdown: CancellationToken) {
                 _ = inner.queued.notified() => {}
                 _ = shutdown.cancelled() => break,
             }
-            continue;
-        }
-        // One query for the devices of the whole claim rather than one per delivery.
-        let devices = prefetch_devices(&relay, &claimed).await;
-        for entry in claimed {
-            let relay = relay.clone();
-            let device = match (&entry.target, &devices) {
-                (DeliveryTarget::Device(id), Ok(found)) => Ok(found.get(id).cloned()),
-                (DeliveryTarget::Device(_), Err(_)) => Err(LookupFailed),
-                (DeliveryTarget::Remote { .. }, _) => Ok(None),
-            };
-            tasks.spawn(async move { deliver(&relay, entry, device).await });
         }
     }
     // Let in-flight sends finish so their outcome is recorded.
@@ -136,25 +150,6 @@ async fn purge(relay: &Relay) {
 fn purge_before(now_ms: i64, retention_days: u64) -> i64 {
     let keep_ms = i64::try_from(retention_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
     now_ms.saturating_sub(keep_ms)
-}
-
-/// The devices the claimed entries target, by id; devices removed since are absent.
-async fn prefetch_devices(
-    relay: &Relay,
-    claimed: &[OutboxEntry],
-) -> StorageResult<HashMap<String, Device>> {
-    let ids: Vec<String> = claimed
-        .iter()
-        .filter_map(|e| match &e.target {
-            DeliveryTarget::Device(id) => Some(id.clone()),
-            DeliveryTarget::Remote { .. } => None,
-        })
-        .collect();
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let devices = relay.inner.storage.relay_devices.get_many(&ids).await?;
-    Ok(devices.into_iter().map(|d| (d.id.clone(), d)).collect())
 }
 
 /// A delivery's device as looked up for its claim: the device, or `None` if it was removed; an error

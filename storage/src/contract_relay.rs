@@ -60,6 +60,7 @@ pub async fn run(storage: &Storage) {
     outbox_collapse_and_lifecycle(storage).await;
     outbox_recover_and_fail_device(storage).await;
     outbox_batches(storage).await;
+    outbox_claim_with_devices(storage).await;
     audit(storage).await;
     account_delete_cascades(storage).await;
 }
@@ -592,6 +593,97 @@ pub async fn outbox_batches(s: &Storage) {
         [DeliveryStatus::Sent]
     );
     s.push_outbox.mark_sent_many(&[], t0 + 6).await.unwrap();
+}
+
+/// `claim_due_with_devices` is `claim_due` with the claimed entries' devices (those that still
+/// exist) and, after a claim that took fewer than asked, the next due time of what is left pending.
+pub async fn outbox_claim_with_devices(s: &Storage) {
+    let acct = unique("acct");
+    s.relay_accounts.create(&account(&acct)).await.unwrap();
+    let dev = unique("dev");
+    let registered = device(&dev, &acct, DeviceKind::UnifiedPush, 1);
+    s.relay_devices.create(&registered).await.unwrap();
+    let gone = unique("dev");
+    let window = 1_000;
+    // Later than every other case's times: whatever they left pending is due here and claimed too.
+    let t0 = 7_000_000_000_000_i64 + (std::process::id() as i64) * 100_000;
+    let remote = NewDelivery {
+        target: DeliveryTarget::Remote {
+            endpoint: "https://relay.example/api/v1/messages/".into(),
+            token: unique("tok"),
+        },
+        collapse_key: unique("remote"),
+        priority: "high".into(),
+        data: None,
+    };
+    let m1 = message(&unique("m"), Some(&acct), t0);
+    let deliveries = [to_device(&dev, "low"), to_device(&gone, "low"), remote];
+    let e1 = s
+        .push_outbox
+        .enqueue(&m1, &deliveries, window, t0)
+        .await
+        .unwrap();
+    let claim = s
+        .push_outbox
+        .claim_due_with_devices(t0, 10_000)
+        .await
+        .unwrap();
+    let ours: Vec<&OutboxEntry> = claim
+        .entries
+        .iter()
+        .filter(|e| e1.outbox_ids.contains(&e.id))
+        .collect();
+    assert_eq!(ours.len(), 3);
+    assert!(ours.iter().all(|e| e.status == DeliveryStatus::Sending));
+    let devices = claim.devices.unwrap();
+    assert_eq!(devices.iter().find(|d| d.id == dev), Some(&registered));
+    assert!(!devices.iter().any(|d| d.id == gone));
+    // Everything due was claimed; a new push to the device waits for the window.
+    let m2 = message(&unique("m"), Some(&acct), t0 + 10);
+    let e2 = s
+        .push_outbox
+        .enqueue(&m2, &[to_device(&dev, "low")], window, t0 + 10)
+        .await
+        .unwrap();
+    // With one due now for another device: the next due time is the device's, not the one just
+    // claimed.
+    let other = unique("dev");
+    let m3 = message(&unique("m"), Some(&acct), t0 + 10);
+    let e3 = s
+        .push_outbox
+        .enqueue(&m3, &[to_device(&other, "low")], window, t0 + 10)
+        .await
+        .unwrap();
+    let claim = s
+        .push_outbox
+        .claim_due_with_devices(t0 + 10, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim.entries.iter().map(|e| e.id).collect::<Vec<_>>(),
+        e3.outbox_ids
+    );
+    assert!(claim.devices.unwrap().is_empty());
+    assert_eq!(claim.next_due_at_ms.unwrap(), Some(t0 + window));
+    let claim = s
+        .push_outbox
+        .claim_due_with_devices(t0 + 20, 10_000)
+        .await
+        .unwrap();
+    assert!(claim.entries.is_empty());
+    assert_eq!(claim.next_due_at_ms.unwrap(), Some(t0 + window));
+    // A full claim says nothing of what is left.
+    let claim = s
+        .push_outbox
+        .claim_due_with_devices(t0 + window, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim.entries.iter().map(|e| e.id).collect::<Vec<_>>(),
+        e2.outbox_ids
+    );
+    assert_eq!(claim.devices.unwrap(), vec![registered]);
+    assert_eq!(claim.next_due_at_ms.unwrap(), None);
 }
 
 pub async fn audit(s: &Storage) {

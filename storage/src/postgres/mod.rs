@@ -41,6 +41,9 @@ crate::sql::xmpp_sql_impl!(
     // The function (migration 0004) locks the owner until the commit, so an owner's row ids are
     // in commit order and a page read between two appends can never skip the earlier one.
     archive_append = "SELECT herald_archive_append($1, $2, $3, $4, $5, $6)",
+    // The function (migration 0009) runs that append for each message of a batch: one round trip
+    // for the archive queue's batch instead of BEGIN, one per message and COMMIT.
+    archive_append_all = "SELECT o_index, o_at_ms FROM herald_archive_append_all($1::json)",
     // READ COMMITTED lets two puts each count before the other commits: a transaction-scoped advisory
     // lock on the owner (class 49, for XEP-0049; the offline store and the archive use their own)
     // makes the count and the writes of one owner's puts take turns.

@@ -270,6 +270,19 @@ pub struct Enqueued {
     pub collapsed: usize,
 }
 
+/// One round of an outbox worker ([`PushOutbox::claim_due_with_devices`]).
+#[derive(Debug)]
+pub struct Claim {
+    /// The claimed entries (now `sending`), earliest due first.
+    pub entries: Vec<OutboxEntry>,
+    /// The devices the entries target that still exist, in no particular order; an error if they
+    /// could not be read (the entries stay claimed: retry them later).
+    pub devices: StorageResult<Vec<Device>>,
+    /// When fewer entries than asked for were claimed: when the earliest entry left pending is due
+    /// (`None`: none is). `Ok(None)` after a full claim.
+    pub next_due_at_ms: StorageResult<Option<i64>>,
+}
+
 /// The durable outbox: a message and its deliveries are persisted before the relay answers 202.
 #[async_trait]
 pub trait PushOutbox: Send + Sync {
@@ -309,6 +322,12 @@ pub trait PushOutbox: Send + Sync {
     async fn claim_due(&self, now_ms: i64, limit: usize) -> StorageResult<Vec<OutboxEntry>>;
     /// When the earliest pending entry is due, if any.
     async fn next_due_at(&self) -> StorageResult<Option<i64>>;
+    /// What an outbox worker needs for one round: [`PushOutbox::claim_due`], the devices of the
+    /// claimed entries, and, when fewer than `limit` were claimed, [`PushOutbox::next_due_at`]
+    /// after the claim. Errors: the claim failed (nothing was claimed). A failed device or due-time
+    /// look-up after a claim that stands is reported in [`Claim`] instead, so the claimed entries
+    /// are not left in `sending`.
+    async fn claim_due_with_devices(&self, now_ms: i64, limit: usize) -> StorageResult<Claim>;
     /// Marks an entry sent.
     async fn mark_sent(&self, id: i64, now_ms: i64) -> StorageResult<()> {
         self.mark_sent_many(&[id], now_ms).await

@@ -208,3 +208,70 @@ impl From<AuditRow> for AuditEntry {
 pub(crate) fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
+
+/// One row of the one-statement claim (`$claim` of `relay_sql_impl`): a claimed entry, its device
+/// (columns `d_*`, null for a remote entry or a removed device) and, on every row, when the earliest
+/// entry left pending is due.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ClaimRow {
+    #[sqlx(flatten)]
+    entry: OutboxRow,
+    d_id: Option<String>,
+    d_account_id: Option<String>,
+    d_kind: Option<String>,
+    d_name: Option<String>,
+    d_device_id: Option<String>,
+    d_active: Option<bool>,
+    d_token: Option<String>,
+    d_apns_topic: Option<String>,
+    d_apns_sandbox: Option<bool>,
+    d_webpush_p256dh: Option<String>,
+    d_webpush_auth: Option<String>,
+    d_created_at_ms: Option<i64>,
+    next_due_at_ms: Option<i64>,
+}
+
+/// What the rows of the one-statement claim say.
+pub(crate) struct ClaimedRows {
+    /// The claimed entries, earliest due first.
+    pub(crate) entries: Vec<OutboxEntry>,
+    /// Their devices that exist, each once.
+    pub(crate) devices: Vec<Device>,
+    /// The next due time of what was left pending; `None` when no row came back (the caller asks
+    /// separately then).
+    pub(crate) next_due: Option<Option<i64>>,
+}
+
+/// Decodes the rows of the one-statement claim.
+pub(crate) fn claim_from_rows(rows: Vec<ClaimRow>) -> Result<ClaimedRows, StorageError> {
+    let next_due = rows.first().map(|r| r.next_due_at_ms);
+    let mut entries = Vec::with_capacity(rows.len());
+    let mut devices: Vec<Device> = Vec::new();
+    for r in rows {
+        if let Some(id) = r.d_id
+            && !devices.iter().any(|d| d.id == id)
+        {
+            devices.push(Device::try_from(DeviceRow {
+                id,
+                account_id: r.d_account_id.unwrap_or_default(),
+                kind: r.d_kind.unwrap_or_default(),
+                name: r.d_name.unwrap_or_default(),
+                device_id: r.d_device_id.unwrap_or_default(),
+                active: r.d_active.unwrap_or_default(),
+                token: r.d_token.unwrap_or_default(),
+                apns_topic: r.d_apns_topic,
+                apns_sandbox: r.d_apns_sandbox.unwrap_or_default(),
+                webpush_p256dh: r.d_webpush_p256dh,
+                webpush_auth: r.d_webpush_auth,
+                created_at_ms: r.d_created_at_ms.unwrap_or_default(),
+            })?);
+        }
+        entries.push(OutboxEntry::try_from(r.entry)?);
+    }
+    entries.sort_by_key(|e| (e.next_attempt_at_ms, e.id));
+    Ok(ClaimedRows {
+        entries,
+        devices,
+        next_due,
+    })
+}

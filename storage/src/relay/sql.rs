@@ -3,6 +3,7 @@
 //! stamps the trait implementations out for each pool type. The contract suite checks both.
 
 use crate::StorageError;
+use crate::relay::{Claim, DeliveryTarget, EnqueueRequest, Enqueued, PushOutbox, RelayDevices};
 
 /// Maps a sqlx error: unique violations become [`StorageError::AlreadyExists`].
 pub(crate) fn db_err(e: sqlx::Error) -> StorageError {
@@ -35,20 +36,159 @@ pub(crate) const RELAY_ACCOUNT_DELETES: [&str; 7] = [
     "DELETE FROM relay_accounts WHERE id = $1",
 ];
 
+/// A batch for the `$enqueue` statement of [`relay_sql_impl`] (PostgreSQL's `herald_relay_enqueue`,
+/// migration 0010): a JSON array of `{message, deliveries, audit}` objects.
+pub(crate) fn enqueue_json(requests: &[EnqueueRequest]) -> String {
+    let rows: Vec<serde_json::Value> = requests
+        .iter()
+        .map(|r| {
+            let m = &r.message;
+            let deliveries: Vec<serde_json::Value> = r
+                .deliveries
+                .iter()
+                .map(|d| {
+                    let (device, endpoint, token) = match &d.target {
+                        DeliveryTarget::Device(id) => (Some(id.as_str()), None, None),
+                        DeliveryTarget::Remote { endpoint, token } => {
+                            (None, Some(endpoint.as_str()), Some(token.as_str()))
+                        }
+                    };
+                    serde_json::json!({
+                        "device_id": device,
+                        "remote_endpoint": endpoint,
+                        "remote_token": token,
+                        "collapse_key": d.collapse_key,
+                        "priority": d.priority,
+                        "data": d.data,
+                    })
+                })
+                .collect();
+            let audit = r.audit.as_ref().map(|e| {
+                serde_json::json!({
+                    "account_id": e.account_id,
+                    "at_ms": e.at_ms,
+                    "token_id": e.token_id,
+                    "sender": e.sender,
+                    "message_id": e.message_id,
+                    "outcome": e.outcome,
+                })
+            });
+            serde_json::json!({
+                "message": {
+                    "id": m.id,
+                    "account_id": m.account_id,
+                    "token_id": m.token_id,
+                    "sender": m.sender,
+                    "priority": m.priority,
+                    "created_at_ms": m.created_at_ms,
+                },
+                "deliveries": deliveries,
+                "audit": audit,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+/// What each of `requests` got, from the `$enqueue` statement's rows: (request index, outbox id,
+/// joined a pending entry), one per delivery in order. Errors: a row names no request, or a
+/// request's rows do not match its deliveries.
+pub(crate) fn enqueued_from_rows(
+    requests: &[EnqueueRequest],
+    rows: Vec<(i64, i64, bool)>,
+) -> Result<Vec<Enqueued>, StorageError> {
+    let mut out = vec![Enqueued::default(); requests.len()];
+    for (request, outbox_id, collapsed) in rows {
+        let done = usize::try_from(request)
+            .ok()
+            .and_then(|i| out.get_mut(i))
+            .ok_or_else(|| StorageError::Database(format!("enqueue returned request {request}")))?;
+        done.outbox_ids.push(outbox_id);
+        done.collapsed += usize::from(collapsed);
+    }
+    for (done, request) in out.iter().zip(requests) {
+        if done.outbox_ids.len() != request.deliveries.len() {
+            return Err(StorageError::Database(
+                "enqueue returned a different number of deliveries".into(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// [`PushOutbox::claim_due_with_devices`] as three statements: the claim, the devices, and the next
+/// due time when the claim was not full.
+///
+/// [`PushOutbox::claim_due_with_devices`]: crate::relay::PushOutbox::claim_due_with_devices
+pub(crate) async fn claim_in_steps<S: PushOutbox + RelayDevices>(
+    store: &S,
+    now_ms: i64,
+    limit: usize,
+) -> Result<Claim, StorageError> {
+    let entries = store.claim_due(now_ms, limit).await?;
+    let ids: Vec<String> = entries
+        .iter()
+        .filter_map(|e| match &e.target {
+            DeliveryTarget::Device(id) => Some(id.clone()),
+            DeliveryTarget::Remote { .. } => None,
+        })
+        .collect();
+    let devices = if ids.is_empty() {
+        Ok(Vec::new())
+    } else {
+        store.get_many(&ids).await
+    };
+    let next_due_at_ms = if entries.len() < limit {
+        store.next_due_at().await
+    } else {
+        Ok(None)
+    };
+    Ok(Claim {
+        entries,
+        devices,
+        next_due_at_ms,
+    })
+}
+
 /// Implements the relay traits for `$store` (a struct with `pool` (reads) and `writer` (writes) fields).
 /// `$begin` starts the enqueue transaction (SQLite takes the write lock up front with
 /// `BEGIN IMMEDIATE`, so two writers never deadlock on lock upgrade); `$skip_locked` is appended to
-/// the claim sub-select (PostgreSQL `FOR UPDATE SKIP LOCKED` lets several workers claim at once).
+/// the claim sub-select (PostgreSQL `FOR UPDATE SKIP LOCKED` lets several workers claim at once);
+/// `$enqueue` is one statement that stores a whole [`PushOutbox::enqueue_batch`] (`$1` the JSON of
+/// [`enqueue_json`], `$2` the collapse window, `$3` now; rows as [`enqueued_from_rows`] reads them),
+/// or `""` to run the statements below in one transaction; `$claim` is one statement for
+/// [`PushOutbox::claim_due_with_devices`] (`$1` now, `$2` the limit; rows as `ClaimRow`), or `""` for
+/// [`claim_in_steps`]. `$devices_of_accounts` (`$1` a JSON array of account ids) and `$mark_sent`
+/// (`$1` now, `$2` a JSON array of outbox ids) are [`RelayDevices::list_for_accounts`] and
+/// [`PushOutbox::mark_sent_many`] as one statement whose text does not change with the number of
+/// ids, so it is prepared once per connection rather than once per count; `""` builds an `IN (...)`
+/// list.
+///
+/// [`PushOutbox::enqueue_batch`]: crate::relay::PushOutbox::enqueue_batch
+/// [`PushOutbox::claim_due_with_devices`]: crate::relay::PushOutbox::claim_due_with_devices
 macro_rules! relay_sql_impl {
-    ($store:ident, $db:ty, $begin:literal, $skip_locked:literal) => {
+    (
+        $store:ident,
+        $db:ty,
+        $begin:literal,
+        $skip_locked:literal,
+        $enqueue:literal,
+        $claim:literal,
+        $devices_of_accounts:literal,
+        $mark_sent:literal $(,)?
+    ) => {
         mod relay_sql_generated {
             use super::$store;
             use async_trait::async_trait;
             use $crate::StorageResult;
             use $crate::relay::rows::{
-                AccountRow, AuditRow, DeviceRow, MessageRow, OutboxRow, TokenRow, join_ids, limit,
+                AccountRow, AuditRow, ClaimRow, DeviceRow, MessageRow, OutboxRow, TokenRow,
+                claim_from_rows, join_ids, limit,
             };
-            use $crate::relay::sql::{RELAY_ACCOUNT_DELETES, ROWS_PER_STATEMENT, db_err};
+            use $crate::relay::sql::{
+                RELAY_ACCOUNT_DELETES, ROWS_PER_STATEMENT, claim_in_steps, db_err, enqueue_json,
+                enqueued_from_rows,
+            };
             use $crate::relay::*;
             use sqlx::QueryBuilder;
             use std::collections::HashMap;
@@ -142,6 +282,12 @@ macro_rules! relay_sql_impl {
                     Ok(devices)
                 }
                 async fn list_for_accounts(&self, account_ids: &[String]) -> StorageResult<Vec<Device>> {
+                    if !$devices_of_accounts.is_empty() {
+                        let rows = sqlx::query_as::<$db, DeviceRow>($devices_of_accounts)
+                            .bind(serde_json::Value::from(account_ids.to_vec()).to_string())
+                            .fetch_all(&self.pool).await.map_err(db_err)?;
+                        return rows.into_iter().map(Device::try_from).collect();
+                    }
                     let mut devices = Vec::new();
                     for chunk in account_ids.chunks(ROWS_PER_STATEMENT) {
                         let mut q = QueryBuilder::<$db>::new("SELECT * FROM relay_devices WHERE account_id IN (");
@@ -226,6 +372,12 @@ macro_rules! relay_sql_impl {
                     if requests.is_empty() {
                         return Ok(Vec::new());
                     }
+                    if !$enqueue.is_empty() {
+                        let rows = sqlx::query_as::<$db, (i64, i64, bool)>($enqueue)
+                            .bind(enqueue_json(requests)).bind(window_ms).bind(now_ms)
+                            .fetch_all(&self.writer).await.map_err(db_err)?;
+                        return enqueued_from_rows(requests, rows);
+                    }
                     let mut tx = self.writer.begin_with($begin).await.map_err(db_err)?;
                     for chunk in requests.chunks(ROWS_PER_STATEMENT) {
                         let mut q = QueryBuilder::<$db>::new("INSERT INTO relay_messages (id, account_id, token_id, sender, priority, created_at_ms) ");
@@ -237,24 +389,25 @@ macro_rules! relay_sql_impl {
                         q.build().execute(&mut *tx).await.map_err(db_err)?;
                     }
                     // What the outbox holds for each collapse key of the batch: its pending entry, and
-                    // when the newest entry within the window was created.
+                    // when the newest entry within the window was created. One statement for both (a
+                    // round trip per statement on PostgreSQL).
                     let mut keys: Vec<&str> = requests.iter().flat_map(|r| r.deliveries.iter().map(|d| d.collapse_key.as_str())).collect();
                     keys.sort_unstable();
                     keys.dedup();
                     let mut pending: HashMap<String, i64> = HashMap::new();
                     let mut newest: HashMap<String, i64> = HashMap::new();
+                    let window_start = now_ms - window_ms;
                     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-                        let mut q = QueryBuilder::<$db>::new("SELECT collapse_key, MAX(id) FROM relay_outbox WHERE status = 'pending' AND collapse_key IN (");
+                        let mut q = QueryBuilder::<$db>::new("SELECT collapse_key, MAX(CASE WHEN status = 'pending' THEN id END), MAX(CASE WHEN created_at_ms > ");
+                        q.push_bind(window_start).push(" THEN created_at_ms END) FROM relay_outbox WHERE collapse_key IN (");
                         let mut list = q.separated(", ");
                         for k in chunk { list.push_bind(k.to_string()); }
-                        q.push(") GROUP BY collapse_key");
-                        pending.extend(q.build_query_as::<(String, i64)>().fetch_all(&mut *tx).await.map_err(db_err)?);
-                        let mut q = QueryBuilder::<$db>::new("SELECT collapse_key, MAX(created_at_ms) FROM relay_outbox WHERE created_at_ms > ");
-                        q.push_bind(now_ms - window_ms).push(" AND collapse_key IN (");
-                        let mut list = q.separated(", ");
-                        for k in chunk { list.push_bind(k.to_string()); }
-                        q.push(") GROUP BY collapse_key");
-                        newest.extend(q.build_query_as::<(String, i64)>().fetch_all(&mut *tx).await.map_err(db_err)?);
+                        q.push(") AND (status = 'pending' OR created_at_ms > ").push_bind(window_start).push(") GROUP BY collapse_key");
+                        let found = q.build_query_as::<(String, Option<i64>, Option<i64>)>().fetch_all(&mut *tx).await.map_err(db_err)?;
+                        for (key, pending_id, newest_at) in found {
+                            if let Some(id) = pending_id { pending.insert(key.clone(), id); }
+                            if let Some(at) = newest_at { newest.insert(key, at); }
+                        }
                     }
                     // Plan every delivery in order: join a pending entry, join a new entry planned
                     // earlier in this batch, or plan a new one.
@@ -350,12 +503,34 @@ macro_rules! relay_sql_impl {
                     v.sort_by_key(|e| (e.next_attempt_at_ms, e.id));
                     Ok(v)
                 }
+                async fn claim_due_with_devices(&self, now_ms: i64, n: usize) -> StorageResult<Claim> {
+                    if $claim.is_empty() {
+                        return claim_in_steps(self, now_ms, n).await;
+                    }
+                    let rows = sqlx::query_as::<$db, ClaimRow>($claim)
+                        .bind(now_ms).bind(limit(n)).fetch_all(&self.writer).await.map_err(db_err)?;
+                    let claimed = claim_from_rows(rows)?;
+                    let next_due_at_ms = match claimed.next_due {
+                        _ if claimed.entries.len() >= n => Ok(None),
+                        Some(due) => Ok(due),
+                        None => self.next_due_at().await,
+                    };
+                    Ok(Claim { entries: claimed.entries, devices: Ok(claimed.devices), next_due_at_ms })
+                }
                 async fn next_due_at(&self) -> StorageResult<Option<i64>> {
                     let (v,): (Option<i64>,) = sqlx::query_as::<$db, (Option<i64>,)>("SELECT MIN(next_attempt_at_ms) FROM relay_outbox WHERE status = 'pending'")
                         .fetch_one(&self.pool).await.map_err(db_err)?;
                     Ok(v)
                 }
                 async fn mark_sent_many(&self, ids: &[i64], now_ms: i64) -> StorageResult<()> {
+                    if !$mark_sent.is_empty() {
+                        if !ids.is_empty() {
+                            sqlx::query::<$db>($mark_sent)
+                                .bind(now_ms).bind(serde_json::Value::from(ids.to_vec()).to_string())
+                                .execute(&self.writer).await.map_err(db_err)?;
+                        }
+                        return Ok(());
+                    }
                     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
                         let mut q = QueryBuilder::<$db>::new("UPDATE relay_outbox SET status = 'sent', attempts = attempts + 1, reason = NULL, remote_token = CASE WHEN remote_token IS NULL THEN NULL ELSE '' END, updated_at_ms = ");
                         q.push_bind(now_ms).push(" WHERE id IN (");

@@ -181,6 +181,26 @@ pub(crate) fn page_statement<'a>(
     Ok(statement)
 }
 
+/// A batch of appends as the JSON array the `append_all` statement takes, in `order` (indices into
+/// `messages`): objects with `owner`, `id`, `contact`, `at_ms`, `outgoing` and `stanza`.
+pub(crate) fn batch_json(messages: &[crate::ArchiveAppend<'_>], order: &[usize]) -> String {
+    let rows: Vec<serde_json::Value> = order
+        .iter()
+        .filter_map(|&i| messages.get(i))
+        .map(|m| {
+            serde_json::json!({
+                "owner": m.owner,
+                "id": m.id,
+                "contact": m.contact,
+                "at_ms": m.at_ms,
+                "outgoing": m.direction == crate::Direction::Outgoing,
+                "stanza": m.stanza,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
 /// Implements [`crate::Archive`] for `$store` (a struct with `pool` (reads) and `writer` (writes)
 /// fields of database `$db`).
 ///
@@ -195,13 +215,17 @@ pub(crate) fn page_statement<'a>(
 ///   at_ms, `$5` outgoing, `$6` stanza) with its timestamp raised to the owner's newest, so that an
 ///   owner's timestamps never go back, and returns the stored `at_ms`. On PostgreSQL it also orders
 ///   concurrent appends of one owner (see `crate::archive`).
+/// - `append_all`: one statement that archives a whole batch (`$1` the JSON of [`batch_json`]) and
+///   returns `(index, at_ms)` rows, or `""` to run `append` for each message in one transaction. On
+///   PostgreSQL that transaction took two round trips more than the batch has messages.
 macro_rules! archive_sql {
     (
         $store:ident,
         $db:ty,
         write = $write:literal,
         contact_hint = $contact_hint:literal,
-        append = $append:literal $(,)?
+        append = $append:literal,
+        append_all = $append_all:literal $(,)?
     ) => {
         mod archive_impl {
             use std::collections::HashMap;
@@ -214,7 +238,7 @@ macro_rules! archive_sql {
                 to_u64,
             };
             use $crate::sql::archive::{
-                Bind, lookup_statement, named_ids, page_statement,
+                Bind, batch_json, lookup_statement, named_ids, page_statement,
             };
             use $crate::{
                 Archive, ArchiveAppend, ArchiveMark, ArchiveMetadata, ArchivePage, ArchivePrefs,
@@ -262,6 +286,28 @@ macro_rules! archive_sql {
                     let mut order: Vec<usize> = (0..messages.len()).collect();
                     order.sort_by_key(|&i| messages[i].owner);
                     let mut marks: Vec<Option<ArchiveMark>> = vec![None; messages.len()];
+                    if !$append_all.is_empty() {
+                        if messages.is_empty() {
+                            return Ok(Vec::new());
+                        }
+                        let stored: Vec<(i64, i64)> = sqlx::query_as($append_all)
+                            .bind(batch_json(messages, &order))
+                            .fetch_all(&self.writer)
+                            .await
+                            .map_err(db_error)?;
+                        for (position, at_ms) in stored {
+                            let i = usize::try_from(position).ok().and_then(|p| order.get(p)).copied();
+                            if let Some(i) = i {
+                                marks[i] = Some(ArchiveMark {
+                                    id: messages[i].id.to_string(),
+                                    at_ms,
+                                });
+                            }
+                        }
+                        return marks.into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
+                            $crate::StorageError::Database("the batch append left out a message".into())
+                        });
+                    }
                     let mut tx = self.writer.begin_with($write).await.map_err(db_error)?;
                     for i in order {
                         marks[i] = Some(append_on(&mut *tx, &messages[i]).await?);

@@ -40,7 +40,8 @@ pub(crate) use vcards::vcards_sql;
 ///   atomically, and returns a row only when it stored.
 /// - `archive_contact_hint`: what follows the table name in an archive page query with a contact,
 ///   and `archive_append`: one statement that archives a message with its timestamp kept from going
-///   back (both explained at [`archive::archive_sql`]).
+///   back, and `archive_append_all`: one statement for a batch of them, or `""` (all explained at
+///   [`archive::archive_sql`]).
 /// - `private_xml_lock`: a statement run first in a private XML put's transaction (`$1` the owner) so
 ///   that puts of one owner cannot both pass the fragment limit, or `""` when `write` already
 ///   serialises writers.
@@ -56,6 +57,7 @@ macro_rules! xmpp_sql_impl {
         offline_store = $offline_store:literal,
         archive_contact_hint = $archive_contact_hint:literal,
         archive_append = $archive_append:literal,
+        archive_append_all = $archive_append_all:literal,
         private_xml_lock = $private_xml_lock:literal,
         s2s_queue_lock = $s2s_queue_lock:literal $(,)?
     ) => {
@@ -70,6 +72,7 @@ macro_rules! xmpp_sql_impl {
             write = $write,
             contact_hint = $archive_contact_hint,
             append = $archive_append,
+            append_all = $archive_append_all,
         );
         $crate::sql::push_registrations_sql!($store);
         $crate::sql::private_xml_sql!($store, write = $write, lock = $private_xml_lock);

@@ -57,6 +57,8 @@ crate::sql::xmpp_sql_impl!(
     // The one writer orders appends; the newest timestamp of the owner is one seek on
     // (owner, at_ms), and the two-argument MAX is SQLite's scalar max.
     archive_append = "INSERT INTO archive_messages (owner, stanza_id, contact, at_ms, outgoing, stanza) SELECT $1, $2, $3, MAX($4, COALESCE((SELECT MAX(at_ms) FROM archive_messages WHERE owner = $1), $4)), $5, $6 RETURNING at_ms",
+    // Each append is a call on the connection's thread, not a network round trip: one transaction.
+    archive_append_all = "",
     // BEGIN IMMEDIATE already holds the database write lock for the whole put.
     private_xml_lock = "",
     // The conditional INSERT alone is atomic: it holds the write lock from its start.

@@ -11,4 +11,15 @@ pub(crate) struct SqliteRelay {
     pub(crate) writer: SqlitePool,
 }
 
-crate::relay::sql::relay_sql_impl!(SqliteRelay, sqlx::Sqlite, "BEGIN IMMEDIATE", "");
+// Each statement is a call on the connection's thread, not a network round trip: the outbox batch
+// runs as statements in one transaction, and a worker's claim as three statements.
+crate::relay::sql::relay_sql_impl!(
+    SqliteRelay,
+    sqlx::Sqlite,
+    "BEGIN IMMEDIATE",
+    "",
+    "",
+    "",
+    "",
+    ""
+);
