@@ -1,0 +1,144 @@
+//! Federation between two in-process Herald domains, `a.test` and `b.test` (RFC 6120 sections 4 to 6 and
+//! 10.4; RFC 6121 across domains): messages and IQs both ways over SASL EXTERNAL (XEP-0178, with
+//! serverAuth-only certificates) and over Server Dialback (XEP-0220); spoofed addresses and garbage from
+//! a peer end only that peer's stream.
+#![allow(clippy::unwrap_used)]
+
+use herald::xmpp::ns;
+use herald_tests::federation::{Authentication, S2sPeer, federate};
+use herald_tests::xml;
+use herald_tests::{TestClient, TestServer};
+
+/// alice@a.test and bob@b.test online.
+async fn alice_and_bob(a: &TestServer, b: &TestServer) -> (TestClient, TestClient) {
+    a.add_user("alice").await;
+    b.add_user("bob").await;
+    let alice = a.login("alice", "r").await;
+    let bob = b.login("bob", "r").await;
+    (alice, bob)
+}
+
+async fn messages_and_pings_both_ways(authentication: Authentication) {
+    let (_ca, a, b) = federate(authentication).await;
+    let (mut alice, mut bob) = alice_and_bob(&a, &b).await;
+
+    alice.chat("bob@b.test/r", "hello from a").await;
+    let message = bob
+        .expect("alice's message", |e| {
+            e.name() == "message" && xml::body(e).as_deref() == Some("hello from a")
+        })
+        .await;
+    assert_eq!(message.attr("from"), Some("alice@a.test/r"));
+    bob.chat("alice@a.test/r", "hello from b").await;
+    let message = alice
+        .expect("bob's message", |e| {
+            e.name() == "message" && xml::body(e).as_deref() == Some("hello from b")
+        })
+        .await;
+    assert_eq!(message.attr("from"), Some("bob@b.test/r"));
+
+    // XEP-0199: the remote server answers for its domain, and a remote client for itself.
+    let pong = alice
+        .iq("get", Some("b.test"), "<ping xmlns='urn:xmpp:ping'/>")
+        .await;
+    assert_eq!(pong.attr("type"), Some("result"), "{}", xml::show(&pong));
+    assert_eq!(pong.attr("from"), Some("b.test"));
+    let pong = bob
+        .iq("get", Some("a.test"), "<ping xmlns='urn:xmpp:ping'/>")
+        .await;
+    assert_eq!(pong.attr("type"), Some("result"), "{}", xml::show(&pong));
+    // A ping to a client is delivered to it; its answer goes back across.
+    let id = alice.id();
+    alice
+        .send(&format!(
+            "<iq type='get' id='{id}' to='bob@b.test/r'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ))
+        .await;
+    let ping = bob
+        .expect("the ping", |e| {
+            e.name() == "iq" && e.get_child("ping", ns::PING).is_some()
+        })
+        .await;
+    assert_eq!(ping.attr("from"), Some("alice@a.test/r"));
+    bob.send(&format!(
+        "<iq type='result' id='{}' to='alice@a.test/r'/>",
+        ping.attr("id").unwrap()
+    ))
+    .await;
+    alice
+        .expect("bob's answer", |e| {
+            e.name() == "iq"
+                && e.attr("id") == Some(id.as_str())
+                && e.attr("type") == Some("result")
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn messages_and_pings_go_both_ways_over_sasl_external() {
+    messages_and_pings_both_ways(Authentication::External).await;
+}
+
+#[tokio::test]
+async fn messages_and_pings_go_both_ways_over_dialback() {
+    messages_and_pings_both_ways(Authentication::Dialback).await;
+}
+
+#[tokio::test]
+async fn a_message_for_an_unknown_remote_user_bounces_back() {
+    let (_ca, a, b) = federate(Authentication::External).await;
+    let (mut alice, _bob) = alice_and_bob(&a, &b).await;
+    let id = alice.id();
+    alice
+        .send(&format!(
+            "<iq type='get' id='{id}' to='nobody@b.test'><query xmlns='jabber:iq:version'/></iq>"
+        ))
+        .await;
+    let error = alice
+        .expect("the error", |e| e.attr("id") == Some(id.as_str()))
+        .await;
+    assert_eq!(error.attr("type"), Some("error"), "{}", xml::show(&error));
+    assert_eq!(error.attr("from"), Some("nobody@b.test"));
+}
+
+#[tokio::test]
+async fn a_spoofed_from_ends_the_peers_stream_with_invalid_from() {
+    let (ca, a, _b) = federate(Authentication::External).await;
+    a.add_user("alice").await;
+    let mut alice = a.login("alice", "r").await;
+    let mut peer = S2sPeer::external(&a, "b.test", &ca, ca.issue("b.test")).await;
+    // Authenticated as b.test, it claims a stanza from c.test (RFC 6120 section 4.9.3.9).
+    peer.send(
+        "<message from='mallory@c.test' to='alice@a.test' type='chat'><body>spoof</body></message>",
+    )
+    .await;
+    assert_eq!(peer.expect_stream_error().await, "invalid-from");
+    alice
+        .assert_none("the spoofed message", |e| {
+            xml::body(e).as_deref() == Some("spoof")
+        })
+        .await;
+    // And a stanza for a domain a.test does not serve: host-unknown (section 4.9.3.6).
+    let mut peer = S2sPeer::external(&a, "b.test", &ca, ca.issue("b.test")).await;
+    peer.send("<message from='mallory@b.test' to='x@elsewhere.test'><body>x</body></message>")
+        .await;
+    assert_eq!(peer.expect_stream_error().await, "host-unknown");
+}
+
+#[tokio::test]
+async fn garbage_from_a_peer_ends_only_its_stream() {
+    let (ca, a, b) = federate(Authentication::External).await;
+    let (mut alice, mut bob) = alice_and_bob(&a, &b).await;
+    // The real b.test link is up.
+    bob.chat("alice@a.test/r", "before").await;
+    alice.expect_body_once("before").await;
+
+    let mut peer = S2sPeer::external(&a, "b.test", &ca, ca.issue("b.test")).await;
+    peer.send("<message><body>unbalanced</message>").await;
+    assert_eq!(peer.expect_stream_error().await, "not-well-formed");
+
+    bob.chat("alice@a.test/r", "after").await;
+    alice.expect_body_once("after").await;
+    alice.chat("bob@b.test/r", "still").await;
+    bob.expect_body_once("still").await;
+}
