@@ -142,3 +142,90 @@ async fn garbage_from_a_peer_ends_only_its_stream() {
     alice.chat("bob@b.test/r", "still").await;
     bob.expect_body_once("still").await;
 }
+
+async fn subscription_handshake_and_presence(authentication: Authentication) {
+    let (_ca, a, b) = federate(authentication).await;
+    a.add_user("alice").await;
+    b.add_user("bob").await;
+    let mut alice = a.online("alice", "r").await;
+    let mut bob = b.online("bob", "r").await;
+
+    // RFC 6121 section 3.1: alice asks, bob's server delivers the request, bob approves.
+    alice
+        .send("<presence to='bob@b.test' type='subscribe'/>")
+        .await;
+    let pushed = alice
+        .expect("the pending-out roster push", |e| {
+            xml::is_roster_push(e, "bob@b.test")
+        })
+        .await;
+    assert_eq!(xml::pushed_item(&pushed).ask.as_deref(), Some("subscribe"));
+    bob.expect("alice's request", |e| {
+        xml::is_presence(e, "alice@a.test", Some("subscribe"))
+    })
+    .await;
+    bob.send("<presence to='alice@a.test' type='subscribed'/>")
+        .await;
+    let pushed = alice
+        .expect("the subscription roster push", |e| {
+            xml::is_roster_push(e, "bob@b.test") && xml::pushed_item(e).subscription == "to"
+        })
+        .await;
+    assert_eq!(xml::pushed_item(&pushed).ask, None);
+    // Section 3.1.5: bob's server sends bob's current presence once subscribed.
+    alice
+        .expect("bob's presence", |e| {
+            xml::is_presence(e, "bob@b.test/r", None)
+        })
+        .await;
+
+    // Section 4.2: alice's next initial presence probes bob across the federation, and bob's server
+    // answers with his presence.
+    alice.send("<presence type='unavailable'/>").await;
+    alice.barrier().await;
+    alice.available(None).await;
+    alice
+        .expect("bob's presence answering the probe", |e| {
+            xml::is_presence(e, "bob@b.test/r", None)
+        })
+        .await;
+    // Section 4.4: bob's presence changes reach alice, his subscriber.
+    bob.send("<presence><show>away</show></presence>").await;
+    let away = alice
+        .expect("bob's new presence", |e| {
+            xml::is_presence(e, "bob@b.test/r", None)
+        })
+        .await;
+    assert!(
+        away.get_child("show", ns::CLIENT).is_some(),
+        "{}",
+        xml::show(&away)
+    );
+}
+
+#[tokio::test]
+async fn subscription_handshake_probe_and_presence_over_sasl_external() {
+    subscription_handshake_and_presence(Authentication::External).await;
+}
+
+#[tokio::test]
+async fn subscription_handshake_probe_and_presence_over_dialback() {
+    subscription_handshake_and_presence(Authentication::Dialback).await;
+}
+
+#[tokio::test]
+async fn a_message_to_an_offline_remote_user_is_stored_and_delivered_at_login() {
+    let (_ca, a, b) = federate(Authentication::External).await;
+    a.add_user("alice").await;
+    b.add_user("bob").await;
+    let mut alice = a.login("alice", "r").await;
+    alice.chat("bob@b.test", "while you were out").await;
+    // Answered by b.test's server (stored offline): a ping after it through the same link proves it was
+    // routed there before the check.
+    let pong = alice
+        .iq("get", Some("b.test"), "<ping xmlns='urn:xmpp:ping'/>")
+        .await;
+    assert_eq!(pong.attr("type"), Some("result"));
+    let mut bob = b.online("bob", "r").await;
+    bob.expect_body_once("while you were out").await;
+}
