@@ -253,9 +253,19 @@ impl TestServer {
         self.config.domains.first().map_or(DOMAIN, String::as_str)
     }
 
+    /// The s2s listeners and federation state; panics without `[s2s]`.
+    pub fn s2s(&self) -> &herald::s2s::S2sAddresses {
+        self.running().s2s.as_ref().expect("[s2s] is configured")
+    }
+
+    /// (inbound EXTERNAL, inbound dialback, outbound EXTERNAL, outbound dialback) authentications so far.
+    pub fn s2s_authentications(&self) -> (u64, u64, u64, u64) {
+        self.s2s().federation.authentications.snapshot()
+    }
+
     /// The s2s listener (STARTTLS), when `[s2s]` is configured.
     pub fn s2s_address(&self) -> SocketAddr {
-        self.running().s2s.expect("[s2s] is configured").starttls
+        self.s2s().starttls
     }
 
     /// Stops the server: every session ends with `<system-shutdown/>` and the listeners close.

@@ -15,9 +15,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::Federation;
 use super::dialback::{self, Dialback, Outcome};
 use super::outbound::FederationDialer;
+use super::{AuthenticationCounts, Federation};
 use crate::c2s::flood::FloodGuard;
 use crate::net::shutdown::Shutdown;
 use crate::net::transport::Transport;
@@ -374,6 +374,7 @@ impl Inbound<'_> {
                     .await?;
                 tracing::info!(peer = %self.peer, %local, %remote, "s2s inbound authenticated with SASL EXTERNAL");
                 authenticated.add(local.clone(), remote);
+                AuthenticationCounts::count(&self.federation.authentications.inbound_external);
                 slot.take();
                 stream.reset();
                 let transport = stream.into_inner()?;
@@ -442,6 +443,7 @@ impl Inbound<'_> {
                 if outcome == Outcome::Valid {
                     tracing::info!(peer = %self.peer, local = %to, remote = %from, "s2s inbound authenticated with dialback");
                     authenticated.add(to.clone(), from.clone());
+                    AuthenticationCounts::count(&self.federation.authentications.inbound_dialback);
                 }
                 Some(answer(outcome))
             }

@@ -18,8 +18,12 @@ pub mod outbound;
 pub mod sender;
 pub mod trust;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -52,6 +56,38 @@ pub struct Federation {
     pub auth_timeout: Duration,
     /// How long a write may make no progress.
     pub write_timeout: Duration,
+    /// How streams authenticated since start (diagnostics, and what tests check).
+    pub authentications: AuthenticationCounts,
+}
+
+/// Streams authenticated since start, by direction and method.
+#[derive(Debug, Default)]
+pub struct AuthenticationCounts {
+    /// Peers that authenticated to us with SASL EXTERNAL (XEP-0178).
+    pub inbound_external: AtomicU64,
+    /// Domains a peer authenticated with dialback (XEP-0220), piggybacked ones included.
+    pub inbound_dialback: AtomicU64,
+    /// Our outbound streams authenticated with SASL EXTERNAL.
+    pub outbound_external: AtomicU64,
+    /// Our outbound streams authenticated with dialback.
+    pub outbound_dialback: AtomicU64,
+}
+
+impl AuthenticationCounts {
+    /// (inbound EXTERNAL, inbound dialback, outbound EXTERNAL, outbound dialback).
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        (
+            get(&self.inbound_external),
+            get(&self.inbound_dialback),
+            get(&self.outbound_external),
+            get(&self.outbound_dialback),
+        )
+    }
+
+    pub(crate) fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Federation {
@@ -92,6 +128,7 @@ impl Federation {
             limits: config.stream_limits(),
             auth_timeout: config.auth_timeout,
             write_timeout: config.write_timeout,
+            authentications: AuthenticationCounts::default(),
         })))
     }
 
@@ -103,11 +140,12 @@ impl Federation {
     }
 }
 
-/// Where the s2s listeners listen.
-#[derive(Debug, Clone, Copy)]
+/// Where the s2s listeners listen, and the federation state they share.
+#[derive(Debug, Clone)]
 pub struct S2sAddresses {
     pub starttls: SocketAddr,
     pub direct_tls: Option<SocketAddr>,
+    pub federation: Arc<Federation>,
 }
 
 /// Binds the s2s listeners, spawns them into `tasks`, and attaches the outbound sender to `router`.
@@ -161,5 +199,6 @@ pub async fn start(
     Ok(S2sAddresses {
         starttls,
         direct_tls,
+        federation,
     })
 }

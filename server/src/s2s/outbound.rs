@@ -13,9 +13,9 @@ use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::Federation;
 use super::dialback::{Dialback, Outcome};
 use super::link::{DialError, Dialer, Link, LinkError};
+use super::{AuthenticationCounts, Federation};
 use crate::net::tls::ALPN_XMPP_SERVER;
 use crate::net::transport::Transport;
 use crate::net::write_deadline::WriteDeadline;
@@ -249,6 +249,7 @@ where
                 stream.reset();
                 open_stream(&mut stream, local, remote).await?;
                 stream.set_limits(federation.limits);
+                AuthenticationCounts::count(&federation.authentications.outbound_external);
                 return Ok(Negotiated::Authenticated(stream));
             }
             tracing::info!(local, remote, "SASL EXTERNAL refused; trying dialback");
@@ -272,6 +273,9 @@ where
                     return match outcome {
                         Outcome::Valid => {
                             stream.set_limits(federation.limits);
+                            AuthenticationCounts::count(
+                                &federation.authentications.outbound_dialback,
+                            );
                             Ok(Negotiated::Authenticated(stream))
                         }
                         Outcome::Invalid => Err(rejected("dialback key refused")),
