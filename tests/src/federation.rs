@@ -77,27 +77,64 @@ pub fn free_port() -> u16 {
 }
 
 /// The test CA (for [`S2sPeer`]) and two started servers hosting `a.test` and `b.test` that federate
-/// with `authentication`.
+/// with `authentication` over STARTTLS.
 pub async fn federate(authentication: Authentication) -> (TestCa, TestServer, TestServer) {
-    let ca = TestCa::new();
-    let ports = [free_port(), free_port()];
-    let a = federated_server(&ca, authentication, "a.test", ports[0], "b.test", ports[1]).await;
-    let b = federated_server(&ca, authentication, "b.test", ports[1], "a.test", ports[0]).await;
-    (ca, a, b)
+    federate_with(authentication, false).await
 }
 
-/// One server of [`federate`].
+/// Like [`federate`]; with `direct_tls` each server also listens for XEP-0368 direct TLS and reaches
+/// the other there.
+pub async fn federate_with(
+    authentication: Authentication,
+    direct_tls: bool,
+) -> (TestCa, TestServer, TestServer) {
+    let ca = TestCa::new();
+    let a = Listening::new("a.test", direct_tls);
+    let b = Listening::new("b.test", direct_tls);
+    let server_a = federated_server(&ca, authentication, &a, &b).await;
+    let server_b = federated_server(&ca, authentication, &b, &a).await;
+    (ca, server_a, server_b)
+}
+
+/// A domain of [`federate_with`] and the ports it will listen on.
+pub struct Listening {
+    pub domain: String,
+    pub port: u16,
+    pub direct_tls_port: Option<u16>,
+}
+
+impl Listening {
+    pub fn new(domain: &str, direct_tls: bool) -> Listening {
+        Listening {
+            domain: domain.to_string(),
+            port: free_port(),
+            direct_tls_port: direct_tls.then(free_port),
+        }
+    }
+}
+
+/// One server of [`federate_with`]: `me`, listing `peer` with its static address.
 pub async fn federated_server(
     ca: &TestCa,
     authentication: Authentication,
-    domain: &str,
-    port: u16,
-    peer: &str,
-    peer_port: u16,
+    me: &Listening,
+    peer: &Listening,
 ) -> TestServer {
+    let domain = &me.domain;
     let mut builder =
         TestServer::builder().env("HERALD_SERVER__DOMAINS", &format!("[\"{domain}\"]"));
-    let mut toml = format!("[s2s]\nlisten = \"127.0.0.1:{port}\"\n");
+    let mut toml = format!("[s2s]\nlisten = \"127.0.0.1:{}\"\n", me.port);
+    if let Some(port) = me.direct_tls_port {
+        toml.push_str(&format!("direct_tls_listen = \"127.0.0.1:{port}\"\n"));
+    }
+    let mut peer_entry = format!(
+        "[[s2s.peers]]\ndomain = \"{}\"\naddress = \"127.0.0.1:{}\"\n",
+        peer.domain,
+        peer.direct_tls_port.unwrap_or(peer.port)
+    );
+    if peer.direct_tls_port.is_some() {
+        peer_entry.push_str("direct_tls = true\n");
+    }
     match authentication {
         Authentication::External => {
             let (cert, key) = ca.issue(domain);
@@ -108,15 +145,11 @@ pub async fn federated_server(
                 .client_trust("ca.pem");
             toml = format!(
                 "[[tls.certificates]]\ndomain = \"{domain}\"\ncert = \"{{dir}}/server.crt\"\n\
-                 key = \"{{dir}}/server.key\"\n{toml}ca_files = [\"{{dir}}/ca.pem\"]\n\
-                 [[s2s.peers]]\ndomain = \"{peer}\"\naddress = \"127.0.0.1:{peer_port}\"\n"
+                 key = \"{{dir}}/server.key\"\n{toml}ca_files = [\"{{dir}}/ca.pem\"]\n{peer_entry}"
             );
         }
         Authentication::Dialback => {
-            toml = format!(
-                "{toml}[[s2s.peers]]\ndomain = \"{peer}\"\naddress = \"127.0.0.1:{peer_port}\"\n\
-                 allow_dialback_without_certificate = true\n"
-            );
+            toml = format!("{toml}{peer_entry}allow_dialback_without_certificate = true\n");
         }
     }
     builder.toml(&toml).start().await

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use herald::xmpp::ns;
-use herald_tests::federation::{Authentication, S2sPeer, federate};
+use herald_tests::federation::{Authentication, S2sPeer, federate, federate_with};
 use herald_tests::xml;
 use herald_tests::{TestClient, TestServer};
 
@@ -228,4 +228,39 @@ async fn a_message_to_an_offline_remote_user_is_stored_and_delivered_at_login() 
     assert_eq!(pong.attr("type"), Some("result"));
     let mut bob = b.online("bob", "r").await;
     bob.expect_body_once("while you were out").await;
+}
+
+#[tokio::test]
+async fn direct_tls_federation_carries_messages_both_ways() {
+    let (_ca, a, b) = federate_with(Authentication::External, true).await;
+    let (mut alice, mut bob) = alice_and_bob(&a, &b).await;
+    alice.chat("bob@b.test/r", "over direct TLS").await;
+    bob.expect_body_once("over direct TLS").await;
+    bob.chat("alice@a.test/r", "and back").await;
+    alice.expect_body_once("and back").await;
+    assert_eq!(a.s2s_authentications(), (1, 0, 1, 0));
+}
+
+#[tokio::test]
+async fn a_stanza_for_a_peer_that_is_down_bounces_to_its_sender() {
+    let (_ca, a, mut b) = federate(Authentication::External).await;
+    a.add_user("alice").await;
+    let mut alice = a.login("alice", "r").await;
+    b.stop().await;
+    alice.chat("bob@b.test/r", "anyone there?").await;
+    let error = alice
+        .expect("the bounce", |e| {
+            e.name() == "message" && e.attr("type") == Some("error")
+        })
+        .await;
+    assert_eq!(error.attr("from"), Some("bob@b.test/r"));
+    let condition = xml::error_condition(&error);
+    assert!(
+        matches!(
+            condition.as_deref(),
+            Some("remote-server-timeout" | "remote-server-not-found")
+        ),
+        "{}",
+        xml::show(&error)
+    );
 }

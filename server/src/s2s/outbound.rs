@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine;
+use futures::FutureExt;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -36,7 +37,7 @@ pub(crate) enum Purpose {
 
 /// What a negotiation ended with.
 pub(crate) enum Negotiated<S> {
-    Authenticated(XmlStream<Transport<S>>),
+    Authenticated(Box<XmlStream<Transport<S>>>),
     Verified(Outcome),
 }
 
@@ -115,6 +116,7 @@ impl Dialer for FederationDialer {
             .await?
         {
             Negotiated::Authenticated(stream) => {
+                let stream = *stream;
                 tracing::info!(
                     local = local_domain,
                     remote = remote_domain,
@@ -250,7 +252,7 @@ where
                 open_stream(&mut stream, local, remote).await?;
                 stream.set_limits(federation.limits);
                 AuthenticationCounts::count(&federation.authentications.outbound_external);
-                return Ok(Negotiated::Authenticated(stream));
+                return Ok(Negotiated::Authenticated(Box::new(stream)));
             }
             tracing::info!(local, remote, "SASL EXTERNAL refused; trying dialback");
         }
@@ -276,7 +278,7 @@ where
                             AuthenticationCounts::count(
                                 &federation.authentications.outbound_dialback,
                             );
-                            Ok(Negotiated::Authenticated(stream))
+                            Ok(Negotiated::Authenticated(Box::new(stream)))
                         }
                         Outcome::Invalid => Err(rejected("dialback key refused")),
                         Outcome::Error(condition) => {
@@ -360,6 +362,20 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     async fn send(&mut self, stanza: &str) -> Result<(), LinkError> {
+        // The peer may have closed the stream since the last write (idle, shutting down, a stream
+        // error): what it sent is read without waiting, so the stanza goes over a fresh stream instead
+        // of into a socket nobody reads. `next` is cancel-safe, so nothing is lost by not waiting.
+        while let Some(frame) = self.stream.next().now_or_never() {
+            match frame {
+                Ok(Frame::Element(element)) if !element.is("error", ns::STREAMS) => continue,
+                _ => {
+                    return Err(LinkError::Io(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "the peer closed the stream",
+                    )));
+                }
+            }
+        }
         self.stream.send_raw(stanza).await.map_err(LinkError::Io)
     }
 
