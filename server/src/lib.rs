@@ -23,6 +23,7 @@ pub mod fuzzing;
 pub mod net;
 pub mod relay_host;
 pub mod router;
+pub mod s2s;
 pub mod xmpp;
 
 use std::net::SocketAddr;
