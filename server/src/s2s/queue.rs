@@ -354,6 +354,13 @@ struct DomainWorker {
 
 impl DomainWorker {
     async fn run(mut self, mut woken: mpsc::Receiver<()>) {
+        // Forgets the task however it ends, a panic included, so a later submit starts a new one
+        // and `stopped` still resolves.
+        let _forget = ForgetOnDrop {
+            shared: self.shared.clone(),
+            domain: self.domain.clone(),
+            generation: self.generation,
+        };
         let mut shutdown = self.shared.shutdown.clone();
         tokio::select! {
             biased;
@@ -361,7 +368,6 @@ impl DomainWorker {
             () = self.work(&mut woken) => {}
         }
         self.close_links().await;
-        self.shared.forget_task(&self.domain, self.generation);
     }
 
     async fn work(&mut self, woken: &mut mpsc::Receiver<()>) {
@@ -574,6 +580,19 @@ impl DomainWorker {
         for (_, open) in self.links.drain() {
             let _ = timeout(send_timeout, open.link.close()).await;
         }
+    }
+}
+
+/// Removes a domain task's entry when the task ends.
+struct ForgetOnDrop {
+    shared: Arc<Shared>,
+    domain: String,
+    generation: u64,
+}
+
+impl Drop for ForgetOnDrop {
+    fn drop(&mut self) {
+        self.shared.forget_task(&self.domain, self.generation);
     }
 }
 

@@ -76,6 +76,16 @@ pub enum ResolveError {
     Lookup { domain: String, reason: String },
 }
 
+impl From<ResolveError> for super::queue::DialError {
+    /// `NotFound` bounces at once (`remote-server-not-found`); a failed lookup is retried.
+    fn from(error: ResolveError) -> Self {
+        match error {
+            ResolveError::NotFound(_) => Self::NotFound,
+            ResolveError::Lookup { .. } => Self::Unreachable(error.to_string()),
+        }
+    }
+}
+
 /// Why the resolver could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolverSetupError {

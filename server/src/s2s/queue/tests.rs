@@ -39,6 +39,8 @@ enum Dial {
         writes_before_failure: Option<usize>,
     },
     Fail(DialError),
+    /// A bug in the streams: the domain task dies.
+    Panic,
 }
 
 struct FakeDialer {
@@ -76,6 +78,7 @@ impl Dialer for FakeDialer {
                 events: self.events.clone(),
             })),
             Dial::Fail(error) => Err(error),
+            Dial::Panic => panic!("dialer bug (expected by the test)"),
         }
     }
 }
@@ -237,6 +240,7 @@ struct Harness {
     events: UnboundedReceiver<Event>,
     dialer: Arc<FakeDialer>,
     trigger: ShutdownTrigger,
+    on_paused_time: bool,
 }
 
 fn harness(
@@ -265,6 +269,20 @@ fn harness(
         events,
         dialer,
         trigger,
+        on_paused_time: false,
+    }
+}
+
+/// A harness for a test on paused time.
+fn paused(
+    store: Arc<dyn S2sQueue>,
+    settings: QueueSettings,
+    script: Vec<Dial>,
+    otherwise: Dial,
+) -> Harness {
+    Harness {
+        on_paused_time: true,
+        ..harness(store, settings, script, otherwise)
     }
 }
 
@@ -291,8 +309,28 @@ impl Harness {
             .expect("queued");
     }
 
+    /// The next event; a missing one fails the test instead of hanging it (on paused time the
+    /// hour passes at once once nothing else is waiting, so it must exceed every test's timers).
     async fn next(&mut self) -> Event {
-        self.events.recv().await.expect("an event")
+        timeout(self.patience(), self.events.recv())
+            .await
+            .expect("an event in time")
+            .expect("an event")
+    }
+
+    /// Waits for every domain task to end, failing rather than hanging.
+    async fn stopped(&self) {
+        timeout(self.patience(), self.queue.stopped())
+            .await
+            .expect("the domain tasks ended in time");
+    }
+
+    fn patience(&self) -> Duration {
+        if self.on_paused_time {
+            Duration::from_secs(3600)
+        } else {
+            Duration::from_secs(20)
+        }
     }
 
     fn nothing_more(&mut self) {
@@ -325,7 +363,7 @@ fn bounced(n: u32, condition: DefinedCondition) -> Event {
 #[tokio::test(start_paused = true)]
 async fn delivers_in_order_reuses_the_busy_link_and_closes_it_when_idle() {
     let store = Arc::new(MemoryQueue::default());
-    let mut h = harness(store.clone(), settings(), vec![], CONNECT);
+    let mut h = paused(store.clone(), settings(), vec![], CONNECT);
     for n in 1..=3 {
         h.submit(&message(n)).await;
     }
@@ -338,7 +376,7 @@ async fn delivers_in_order_reuses_the_busy_link_and_closes_it_when_idle() {
     let last_write = Instant::now();
     assert_eq!(h.next().await, Event::Closed { link: 1 });
     assert_eq!(last_write.elapsed(), settings().idle_timeout);
-    h.queue.stopped().await;
+    h.stopped().await;
     assert!(store.domains().await.expect("domains").is_empty());
     assert_eq!(h.dialer.links.load(Ordering::SeqCst), 1);
     h.nothing_more();
@@ -351,7 +389,7 @@ async fn a_failed_dial_is_retried_after_the_backoff() {
         unreachable(),
         Dial::Fail(DialError::Rejected("dialback failed".to_string())),
     ];
-    let mut h = harness(store.clone(), settings(), script, CONNECT);
+    let mut h = paused(store.clone(), settings(), script, CONNECT);
     let start = Instant::now();
     h.submit(&message(1)).await;
     assert_eq!(h.next().await, dialed(1));
@@ -384,7 +422,7 @@ async fn stanzas_bounce_with_remote_server_timeout_once_they_waited_the_queue_ti
         max: Duration::from_secs(4),
         jitter: 0.0,
     };
-    let mut h = harness(store.clone(), settings, vec![], unreachable());
+    let mut h = paused(store.clone(), settings, vec![], unreachable());
     let start = Instant::now();
     h.submit(&message(1)).await;
     assert_eq!(h.next().await, dialed(1));
@@ -412,7 +450,7 @@ async fn stanzas_bounce_with_remote_server_timeout_once_they_waited_the_queue_ti
         Duration::from_secs(15) < waited && waited <= Duration::from_millis(15_002),
         "{waited:?}"
     );
-    h.queue.stopped().await;
+    h.stopped().await;
     assert!(store.domains().await.expect("domains").is_empty());
     h.nothing_more();
 }
@@ -420,7 +458,7 @@ async fn stanzas_bounce_with_remote_server_timeout_once_they_waited_the_queue_ti
 #[tokio::test(start_paused = true)]
 async fn not_found_bounces_everything_at_once_but_never_an_error_stanza() {
     let store = Arc::new(MemoryQueue::default());
-    let mut h = harness(
+    let mut h = paused(
         store.clone(),
         settings(),
         vec![],
@@ -442,7 +480,7 @@ async fn not_found_bounces_everything_at_once_but_never_an_error_stanza() {
         bounced(2, DefinedCondition::RemoteServerNotFound)
     );
     assert_eq!(start.elapsed(), Duration::ZERO);
-    h.queue.stopped().await;
+    h.stopped().await;
     assert!(store.domains().await.expect("domains").is_empty());
     h.nothing_more();
 }
@@ -453,7 +491,7 @@ async fn a_lost_link_is_redialed_at_once_and_nothing_is_lost() {
     let script = vec![Dial::Connect {
         writes_before_failure: Some(2),
     }];
-    let mut h = harness(store.clone(), settings(), script, CONNECT);
+    let mut h = paused(store.clone(), settings(), script, CONNECT);
     let start = Instant::now();
     for n in 1..=4 {
         h.submit(&message(n)).await;
@@ -471,17 +509,30 @@ async fn a_lost_link_is_redialed_at_once_and_nothing_is_lost() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_closes_the_link_and_keeps_what_is_queued() {
     let store = Arc::new(MemoryQueue::default());
-    let mut h = harness(store.clone(), settings(), vec![], CONNECT);
+    let mut h = paused(store.clone(), settings(), vec![], CONNECT);
     h.submit(&message(1)).await;
     assert_eq!(h.next().await, dialed(1));
     assert_eq!(h.next().await, sent(1, 1));
     h.trigger.trigger();
     assert_eq!(h.next().await, Event::Closed { link: 1 });
-    h.queue.stopped().await;
+    h.stopped().await;
     // After shutdown stanzas are still stored (for the next start) but no task is started.
     h.submit(&message(2)).await;
     assert_eq!(store.domains().await.expect("domains"), ["b.test"]);
     h.nothing_more();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_that_died_is_replaced_by_the_next_submit() {
+    let store = Arc::new(MemoryQueue::default());
+    let mut h = paused(store.clone(), settings(), vec![Dial::Panic], CONNECT);
+    h.submit(&message(1)).await;
+    assert_eq!(h.next().await, dialed(1));
+    h.stopped().await;
+    h.submit(&message(2)).await;
+    assert_eq!(h.next().await, dialed(2));
+    assert_eq!(h.next().await, sent(2, 1));
+    assert_eq!(h.next().await, sent(2, 2));
 }
 
 #[tokio::test]
@@ -499,7 +550,7 @@ async fn a_new_queue_over_the_same_sqlite_file_delivers_what_the_first_left() {
     }
     assert_eq!(h.next().await, dialed(1));
     h.trigger.trigger();
-    h.queue.stopped().await;
+    h.stopped().await;
 
     let second = Storage::connect(&url).await.expect("storage again");
     let mut quick = settings();
@@ -511,7 +562,7 @@ async fn a_new_queue_over_the_same_sqlite_file_delivers_what_the_first_left() {
         assert_eq!(h.next().await, sent(1, n));
     }
     assert_eq!(h.next().await, Event::Closed { link: 1 });
-    h.queue.stopped().await;
+    h.stopped().await;
     assert!(
         second
             .s2s_queue
