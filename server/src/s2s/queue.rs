@@ -604,11 +604,16 @@ fn domain_of(jid: &str) -> String {
     }
 }
 
-/// Whether `stanza` is `type='error'` (RFC 6120 section 8.3.1: never answered with an error).
+/// Whether `stanza` is `type='error'` (RFC 6120 section 8.3.1: never answered with an error),
+/// whether it carries its namespace or inherits `jabber:server` from the stream.
 fn is_error_stanza(stanza: &str) -> bool {
-    stanza
-        .parse::<Element>()
-        .is_ok_and(|element| element.attr("type") == Some("error"))
+    let element = stanza.parse::<Element>().ok().or_else(|| {
+        format!("<stanza xmlns='jabber:server'>{stanza}</stanza>")
+            .parse::<Element>()
+            .ok()
+            .and_then(|wrapper| wrapper.children().next().cloned())
+    });
+    element.is_some_and(|element| element.attr("type") == Some("error"))
 }
 
 fn duration_ms(duration: Duration) -> i64 {

@@ -602,3 +602,21 @@ async fn a_full_queue_refuses_with_resource_constraint() {
     let usage = storage.s2s_queue.usage("b.test").await.expect("usage");
     assert_eq!(usage.stanzas, 2);
 }
+
+#[test]
+fn error_stanzas_are_recognised_with_or_without_their_namespace() {
+    let table = [
+        ("<message xmlns='jabber:server' type='error'/>", true),
+        (
+            "<message type='error' to='b.test'><error type='cancel'/></message>",
+            true,
+        ),
+        ("<iq type='error' id='1'/>", true),
+        ("<message xmlns='jabber:server' type='chat'/>", false),
+        ("<presence/>", false),
+        ("not xml", false),
+    ];
+    for (stanza, expected) in table {
+        assert_eq!(is_error_stanza(stanza), expected, "{stanza}");
+    }
+}
