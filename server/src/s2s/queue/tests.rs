@@ -523,6 +523,37 @@ async fn shutdown_closes_the_link_and_keeps_what_is_queued() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn each_local_domain_gets_its_own_link_to_the_remote_domain() {
+    let store = Arc::new(MemoryQueue::default());
+    let mut h = paused(store.clone(), settings(), vec![], CONNECT);
+    h.submit(&message(1)).await;
+    let from_other = "<message xmlns='jabber:server' from='news@other.test' to='bob@b.test'/>";
+    h.queue
+        .submit("other.test", "B.test", "news@other.test", from_other)
+        .await
+        .expect("queued");
+    h.submit(&message(2)).await;
+    assert_eq!(h.next().await, dialed(1));
+    assert_eq!(h.next().await, sent(1, 1));
+    assert_eq!(
+        h.next().await,
+        Event::Dialed {
+            link: 2,
+            local: "other.test".to_string(),
+            remote: "b.test".to_string(),
+        }
+    );
+    assert_eq!(
+        h.next().await,
+        Event::Sent {
+            link: 2,
+            stanza: from_other.to_string(),
+        }
+    );
+    assert_eq!(h.next().await, sent(1, 2));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_task_that_died_is_replaced_by_the_next_submit() {
     let store = Arc::new(MemoryQueue::default());
     let mut h = paused(store.clone(), settings(), vec![Dial::Panic], CONNECT);
