@@ -7,7 +7,8 @@ use std::sync::Arc;
 use hickory_resolver::proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_resolver::proto::rr::rdata::{A, SRV};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 
 use super::*;
 
@@ -15,65 +16,110 @@ use super::*;
 #[derive(Clone)]
 enum Answer {
     Records(Vec<RData>),
+    /// Truncated over UDP (so the resolver must ask again over TCP), the records over TCP.
+    RecordsOverTcpOnly(Vec<RData>),
     NxDomain,
     ServFail,
 }
 
-/// A DNS server on 127.0.0.1 port 0 answering from a table; names not in it get NOERROR with
-/// no answer (NODATA). Runs until the test's runtime ends.
+type Table = Arc<HashMap<(String, RecordType), Answer>>;
+
+/// A DNS server on 127.0.0.1, UDP and TCP on one port, answering from a table; names not in it
+/// get NOERROR with no answer (NODATA). Runs until the test's runtime ends.
 async fn dns_stub(table: Vec<(&str, RecordType, Answer)>) -> SocketAddr {
-    let table: Arc<HashMap<(String, RecordType), Answer>> = Arc::new(
+    let table: Table = Arc::new(
         table
             .into_iter()
             .map(|(name, kind, answer)| ((format!("{name}."), kind), answer))
             .collect(),
     );
-    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .expect("bind the stub");
-    let address = socket.local_addr().expect("stub address");
+    let (udp, tcp) = bind_udp_and_tcp().await;
+    let address = udp.local_addr().expect("stub address");
+    let udp_table = table.clone();
     tokio::spawn(async move {
         let mut buffer = vec![0u8; 4096];
         loop {
-            let Ok((length, from)) = socket.recv_from(&mut buffer).await else {
+            let Ok((length, from)) = udp.recv_from(&mut buffer).await else {
                 return;
             };
-            let Ok(request) = Message::from_vec(&buffer[..length]) else {
-                continue;
-            };
-            let mut response =
-                Message::new(request.metadata.id, MessageType::Response, OpCode::Query);
-            response.metadata.recursion_desired = request.metadata.recursion_desired;
-            response.metadata.recursion_available = true;
-            response.metadata.authoritative = true;
-            if let Some(query) = request.queries.first() {
-                response.add_query(query.clone());
-                let key = (query.name.to_ascii().to_ascii_lowercase(), query.query_type);
-                match table.get(&key) {
-                    Some(Answer::Records(records)) => {
-                        for data in records {
-                            response.add_answer(Record::from_rdata(
-                                query.name.clone(),
-                                60,
-                                data.clone(),
-                            ));
-                        }
-                    }
-                    Some(Answer::NxDomain) => {
-                        response.metadata.response_code = ResponseCode::NXDomain;
-                    }
-                    Some(Answer::ServFail) => {
-                        response.metadata.response_code = ResponseCode::ServFail;
-                    }
-                    None => {}
-                }
-            }
-            if let Ok(bytes) = response.to_vec() {
-                let _ = socket.send_to(&bytes, from).await;
+            if let Some(bytes) = respond(&udp_table, &buffer[..length], false) {
+                let _ = udp.send_to(&bytes, from).await;
             }
         }
     });
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = tcp.accept().await {
+            let table = table.clone();
+            tokio::spawn(async move {
+                // RFC 1035 section 4.2.2: each message is preceded by its two-byte length.
+                while let Ok(length) = stream.read_u16().await {
+                    let mut request = vec![0u8; usize::from(length)];
+                    if stream.read_exact(&mut request).await.is_err() {
+                        return;
+                    }
+                    let Some(bytes) = respond(&table, &request, true) else {
+                        return;
+                    };
+                    let Ok(length) = u16::try_from(bytes.len()) else {
+                        return;
+                    };
+                    if stream.write_u16(length).await.is_err()
+                        || stream.write_all(&bytes).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
     address
+}
+
+/// A UDP socket on a free loopback port and a TCP listener on the same port.
+async fn bind_udp_and_tcp() -> (UdpSocket, TcpListener) {
+    for _ in 0..20 {
+        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind the stub");
+        let address = udp.local_addr().expect("stub address");
+        if let Ok(tcp) = TcpListener::bind(address).await {
+            return (udp, tcp);
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP");
+}
+
+fn respond(table: &Table, request: &[u8], over_tcp: bool) -> Option<Vec<u8>> {
+    let request = Message::from_vec(request).ok()?;
+    let mut response = Message::new(request.metadata.id, MessageType::Response, OpCode::Query);
+    response.metadata.recursion_desired = request.metadata.recursion_desired;
+    response.metadata.recursion_available = true;
+    response.metadata.authoritative = true;
+    if let Some(query) = request.queries.first() {
+        response.add_query(query.clone());
+        let key = (query.name.to_ascii().to_ascii_lowercase(), query.query_type);
+        let records = match table.get(&key) {
+            Some(Answer::Records(records)) => records.as_slice(),
+            Some(Answer::RecordsOverTcpOnly(records)) if over_tcp => records.as_slice(),
+            Some(Answer::RecordsOverTcpOnly(_)) => {
+                response.metadata.truncation = true;
+                &[]
+            }
+            Some(Answer::NxDomain) => {
+                response.metadata.response_code = ResponseCode::NXDomain;
+                &[]
+            }
+            Some(Answer::ServFail) => {
+                response.metadata.response_code = ResponseCode::ServFail;
+                &[]
+            }
+            None => &[],
+        };
+        for data in records {
+            response.add_answer(Record::from_rdata(query.name.clone(), 60, data.clone()));
+        }
+    }
+    response.to_vec().ok()
 }
 
 fn srv(priority: u16, weight: u16, port: u16, target: &str) -> RData {
@@ -296,6 +342,31 @@ async fn a_static_address_overrides_dns() {
             address,
             direct_tls: true,
             host: "127.0.0.7".to_string(),
+        }]
+    );
+}
+
+#[tokio::test]
+async fn a_truncated_answer_is_asked_again_over_tcp_on_the_configured_port() {
+    let stub = dns_stub(vec![
+        (
+            "_xmpp-server._tcp.big.test",
+            RecordType::SRV,
+            Answer::RecordsOverTcpOnly(vec![srv(0, 0, 15269, "xmpp.big.test")]),
+        ),
+        (
+            "xmpp.big.test",
+            RecordType::A,
+            Answer::RecordsOverTcpOnly(vec![a([127, 0, 0, 6])]),
+        ),
+    ])
+    .await;
+    assert_eq!(
+        resolver(stub).resolve("big.test").await.expect("resolve"),
+        vec![PeerAddress {
+            address: SocketAddr::from(([127, 0, 0, 6], 15269)),
+            direct_tls: false,
+            host: "xmpp.big.test".to_string(),
         }]
     );
 }
