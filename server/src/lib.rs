@@ -45,6 +45,8 @@ pub enum StartError {
     Tls(#[from] net::tls::TlsSetupError),
     #[error("relay: {0}")]
     Relay(#[from] herald_relay::RelayError),
+    #[error("federation: {0}")]
+    Federation(#[from] s2s::FederationSetupError),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: SocketAddr,

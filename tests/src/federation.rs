@@ -88,11 +88,21 @@ pub async fn federate_with(
     authentication: Authentication,
     direct_tls: bool,
 ) -> (TestCa, TestServer, TestServer) {
+    federate_tuned(authentication, direct_tls, &[]).await
+}
+
+/// Like [`federate_with`], with `HERALD_*` overrides for both servers (such as
+/// `HERALD_S2S__QUEUE_TIMEOUT_SECONDS`).
+pub async fn federate_tuned(
+    authentication: Authentication,
+    direct_tls: bool,
+    env: &[(&str, &str)],
+) -> (TestCa, TestServer, TestServer) {
     let ca = TestCa::new();
     let a = Listening::new("a.test", direct_tls);
     let b = Listening::new("b.test", direct_tls);
-    let server_a = federated_server(&ca, authentication, &a, &b).await;
-    let server_b = federated_server(&ca, authentication, &b, &a).await;
+    let server_a = federated_server(&ca, authentication, &a, &b, env).await;
+    let server_b = federated_server(&ca, authentication, &b, &a, env).await;
     (ca, server_a, server_b)
 }
 
@@ -119,10 +129,14 @@ pub async fn federated_server(
     authentication: Authentication,
     me: &Listening,
     peer: &Listening,
+    env: &[(&str, &str)],
 ) -> TestServer {
     let domain = &me.domain;
     let mut builder =
         TestServer::builder().env("HERALD_SERVER__DOMAINS", &format!("[\"{domain}\"]"));
+    for (key, value) in env {
+        builder = builder.env(key, value);
+    }
     let mut toml = format!("[s2s]\nlisten = \"127.0.0.1:{}\"\n", me.port);
     if let Some(port) = me.direct_tls_port {
         toml.push_str(&format!("direct_tls_listen = \"127.0.0.1:{port}\"\n"));

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use herald::xmpp::ns;
-use herald_tests::federation::{Authentication, S2sPeer, federate, federate_with};
+use herald_tests::federation::{Authentication, S2sPeer, federate, federate_tuned, federate_with};
 use herald_tests::xml;
 use herald_tests::{TestClient, TestServer};
 
@@ -242,8 +242,13 @@ async fn direct_tls_federation_carries_messages_both_ways() {
 }
 
 #[tokio::test]
-async fn a_stanza_for_a_peer_that_is_down_bounces_to_its_sender() {
-    let (_ca, a, mut b) = federate(Authentication::External).await;
+async fn a_stanza_for_a_peer_that_stays_down_bounces_at_the_queue_timeout() {
+    let (_ca, a, mut b) = federate_tuned(
+        Authentication::External,
+        false,
+        &[("HERALD_S2S__QUEUE_TIMEOUT_SECONDS", "1")],
+    )
+    .await;
     a.add_user("alice").await;
     let mut alice = a.login("alice", "r").await;
     b.stop().await;
@@ -254,15 +259,27 @@ async fn a_stanza_for_a_peer_that_is_down_bounces_to_its_sender() {
         })
         .await;
     assert_eq!(error.attr("from"), Some("bob@b.test/r"));
-    let condition = xml::error_condition(&error);
-    assert!(
-        matches!(
-            condition.as_deref(),
-            Some("remote-server-timeout" | "remote-server-not-found")
-        ),
+    assert_eq!(
+        xml::error_condition(&error).as_deref(),
+        Some("remote-server-timeout"),
         "{}",
         xml::show(&error)
     );
+}
+
+#[tokio::test]
+async fn stanzas_wait_for_a_peer_that_comes_back_within_the_queue_timeout() {
+    let (_ca, a, mut b) = federate(Authentication::External).await;
+    a.add_user("alice").await;
+    b.add_user("bob").await;
+    let mut alice = a.login("alice", "r").await;
+    b.stop().await;
+    alice.chat("bob@b.test", "queued while you were down").await;
+    alice.barrier().await;
+    // The same s2s port (configured), new client ports: the queue's next attempt gets through.
+    b.restart().await;
+    let mut bob = b.online("bob", "r").await;
+    bob.expect_body_once("queued while you were down").await;
 }
 
 #[tokio::test]

@@ -5,18 +5,27 @@
 //!   secret, the TLS acceptors that ask peers for certificates).
 //! - `inbound.rs`: the listeners and the receiving side: TLS, EXTERNAL or dialback, db:verify answered,
 //!   stanzas checked against the authenticated domains and handed to the router.
-//! - `outbound.rs`: the [`link::Dialer`] the queue uses: TCP, TLS with our certificate, EXTERNAL or
-//!   dialback; also the receiving server's db:verify connection.
+//! - `outbound.rs`: the [`Dialer`] the queue uses: resolution, TCP, TLS with our certificate, EXTERNAL
+//!   or dialback; also the receiving server's db:verify connection.
 //! - `trust.rs`: which certificates validate for a domain; `dialback.rs`: keys and elements.
-//! - `link.rs`: the `Dialer`/`Link` interface to the outbound queue; `sender.rs` is the in-memory
-//!   stepping stone in place of the durable queue.
+//! - `resolve.rs` finds peers (SRV, XEP-0368, A/AAAA, static addresses), `retry.rs` is the backoff
+//!   between attempts, and `queue.rs` the durable per-domain outbound queue, which reaches the streams
+//!   only through its [`Dialer`], [`Link`] and [`BounceSink`] traits. Router's `Route::Remote` submits
+//!   to it ([`QueueRoute`]); its bounces go back through the router ([`RouterBounces`]).
 
 pub mod dialback;
 pub mod inbound;
-pub mod link;
 pub mod outbound;
-pub mod sender;
+pub mod queue;
+pub mod resolve;
+pub mod retry;
 pub mod trust;
+
+pub use queue::{
+    BounceSink, DialError, Dialer, Link, LinkError, OutboundQueue, QueueSettings, SubmitError,
+};
+pub use resolve::{PeerResolver, ResolveError, ResolverSettings, StaticPeer};
+pub use retry::RetryPolicy;
 
 #[cfg(test)]
 mod tests;
@@ -29,12 +38,16 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use async_trait::async_trait;
+use herald_storage::S2sQueueLimits;
+
 use crate::config::{Config, S2sSettings};
 use crate::net::shutdown::Shutdown;
 use crate::net::tls::{ALPN_XMPP_SERVER, TlsIdentity, TlsSetupError};
 use crate::net::unauthenticated::UnauthenticatedSlots;
 use crate::router::Router;
-use crate::xmpp::Limits;
+use crate::router::routes::RemoteDelivery;
+use crate::xmpp::{DefinedCondition, Envelope, Limits, WireStanza, ns};
 use dialback::DialbackSecret;
 use trust::{AnyPeerCertificate, PeerTrust};
 
@@ -58,6 +71,17 @@ pub struct Federation {
     pub write_timeout: Duration,
     /// How streams authenticated since start (diagnostics, and what tests check).
     pub authentications: AuthenticationCounts,
+    /// Where peers are found (`[s2s] nameserver`, static `address`es).
+    pub resolver: PeerResolver,
+}
+
+/// Why federation could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum FederationSetupError {
+    #[error("{0}")]
+    Tls(#[from] TlsSetupError),
+    #[error("DNS resolver: {0}")]
+    Resolver(#[from] resolve::ResolverSetupError),
 }
 
 /// Streams authenticated since start, by direction and method.
@@ -102,15 +126,34 @@ impl std::fmt::Debug for Federation {
 impl Federation {
     /// Builds the shared state from the configuration (`None` when `[s2s]` is absent).
     ///
-    /// Errors: unreadable trust anchors or pinned certificates, a TLS setup rustls refuses.
+    /// Errors: unreadable trust anchors or pinned certificates, a TLS setup rustls refuses, a resolver
+    /// configuration that cannot be read.
     pub fn new(
         config: &Config,
         tls: &TlsIdentity,
-    ) -> Result<Option<Arc<Federation>>, TlsSetupError> {
+    ) -> Result<Option<Arc<Federation>>, FederationSetupError> {
         let Some(settings) = config.s2s.clone() else {
             return Ok(None);
         };
         let trust = PeerTrust::load(&settings)?;
+        let resolver = PeerResolver::new(&ResolverSettings {
+            nameserver: settings.nameserver,
+            static_peers: settings
+                .peers
+                .iter()
+                .filter_map(|peer| {
+                    let address = peer.address?;
+                    let direct_tls = peer.direct_tls;
+                    Some((
+                        peer.domain.clone(),
+                        StaticPeer {
+                            address,
+                            direct_tls,
+                        },
+                    ))
+                })
+                .collect(),
+        })?;
         let starttls_acceptor =
             tls.acceptor_with_client_auth(AnyPeerCertificate::new(), Vec::new())?;
         let direct_acceptor = tls.acceptor_with_client_auth(
@@ -129,6 +172,7 @@ impl Federation {
             auth_timeout: config.auth_timeout,
             write_timeout: config.write_timeout,
             authentications: AuthenticationCounts::default(),
+            resolver,
         })))
     }
 
@@ -159,6 +203,7 @@ pub async fn start(
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Result<S2sAddresses, (SocketAddr, std::io::Error)> {
     let settings = &federation.settings;
+    let shutdown_for_queue = shutdown.clone();
     let bind = |address: SocketAddr| async move {
         TcpListener::bind(address)
             .await
@@ -191,14 +236,73 @@ pub async fn start(
         None => None,
     };
     let dialer = Arc::new(outbound::FederationDialer::new(federation.clone()));
-    router.attach_remote(sender::MemorySender::new(
+    let limits = S2sQueueLimits {
+        max_stanzas: settings.max_queue_stanzas,
+        max_bytes: settings.max_queue_bytes,
+    };
+    let queue = OutboundQueue::new(
+        router.context.storage.s2s_queue.clone(),
         dialer,
-        settings.idle_timeout,
-        settings.max_queue_stanzas,
-    ));
+        Arc::new(RouterBounces(Arc::downgrade(router))),
+        QueueSettings::new(settings.queue_timeout, settings.idle_timeout, limits),
+        shutdown_for_queue,
+    );
+    // A restart loses nothing queued: every domain with stanzas waiting gets its task again.
+    if let Err(error) = queue.resume().await {
+        tracing::warn!(%error, "s2s queue: the domains with stanzas waiting could not be read");
+    }
+    router.attach_remote(Arc::new(QueueRoute { queue }));
     Ok(S2sAddresses {
         starttls,
         direct_tls,
         federation,
     })
+}
+
+/// Router's `Route::Remote` when federation is on: the stanza is serialised for a `jabber:server` stream
+/// and queued for its domain (RFC 6120 section 10.4.3).
+struct QueueRoute {
+    queue: OutboundQueue,
+}
+
+#[async_trait]
+impl RemoteDelivery for QueueRoute {
+    async fn submit(&self, envelope: &Envelope) -> Result<(), DefinedCondition> {
+        let (Some(from), Some(to)) = (&envelope.from, &envelope.to) else {
+            return Err(DefinedCondition::BadRequest);
+        };
+        let stanza = WireStanza::for_stream(&envelope.element, ns::SERVER);
+        self.queue
+            .submit(
+                from.domain().as_str(),
+                to.domain().as_str(),
+                &from.to_string(),
+                stanza.as_str(),
+            )
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "s2s queue refused a stanza");
+                error.condition()
+            })
+    }
+}
+
+/// The queue's bounces, answered to their senders through the router (never for an error stanza,
+/// RFC 6120 section 8.3.1: `Router::bounce` makes no reply to one). Weak: the router owns the queue.
+struct RouterBounces(std::sync::Weak<Router>);
+
+impl BounceSink for RouterBounces {
+    fn bounce(&self, stanza: &str, condition: DefinedCondition) {
+        let Some(router) = self.0.upgrade() else {
+            return;
+        };
+        let Some(element) = crate::xmpp::packed::parse_on_stream(stanza, ns::SERVER) else {
+            tracing::warn!("s2s queue: a queued stanza does not parse; not bounced");
+            return;
+        };
+        let element = crate::xmpp::renamespace(element, ns::SERVER, ns::CLIENT);
+        if let Ok(envelope) = Envelope::parse(element) {
+            router.bounce(&envelope, condition);
+        }
+    }
 }

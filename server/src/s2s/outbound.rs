@@ -4,7 +4,6 @@
 //! offers it, else Server Dialback (XEP-0220 section 2.1, as the originating server). The same code asks
 //! an authoritative server to verify a dialback key (section 2.2, as the receiving server).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,16 +14,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::dialback::{Dialback, Outcome};
-use super::link::{DialError, Dialer, Link, LinkError};
+use super::queue::{DialError, Dialer, Link, LinkError};
 use super::{AuthenticationCounts, Federation};
 use crate::net::tls::ALPN_XMPP_SERVER;
 use crate::net::transport::Transport;
 use crate::net::write_deadline::WriteDeadline;
 use crate::xmpp::{Element, Frame, StreamHeader, XmlStream, ns, set_attribute};
-
-/// The default s2s port when a domain has neither a static address nor SRV records (RFC 6120 section
-/// 3.2.2).
-pub const DEFAULT_S2S_PORT: u16 = 5269;
 
 /// What an outbound negotiation is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,18 +80,26 @@ impl FederationDialer {
         let federation = &self.federation;
         let deadline = federation.auth_timeout;
         let attempt = async {
-            let peer = federation.settings.peer(remote);
-            let address = address_of(federation, remote).await?;
-            let socket = TcpStream::connect(address)
-                .await
-                .map_err(|e| DialError::Unreachable(format!("{address}: {e}")))?;
-            let _ = socket.set_nodelay(true);
-            let socket = WriteDeadline::new(socket, federation.write_timeout);
-            let mut transport = Transport::Plain(socket);
-            if peer.is_some_and(|p| p.direct_tls) {
-                transport = start_tls(federation, transport, local, remote, true).await?;
+            // RFC 6120 section 3.2 and XEP-0368: the static address, else SRV, else the domain on
+            // 5269; each address in turn until one accepts the connection.
+            let mut failure = DialError::NotFound;
+            for peer in federation.resolver.resolve(remote).await? {
+                let socket = match TcpStream::connect(peer.address).await {
+                    Ok(socket) => socket,
+                    Err(e) => {
+                        failure = DialError::Unreachable(format!("{}: {e}", peer.address));
+                        continue;
+                    }
+                };
+                let _ = socket.set_nodelay(true);
+                let socket = WriteDeadline::new(socket, federation.write_timeout);
+                let mut transport = Transport::Plain(socket);
+                if peer.direct_tls {
+                    transport = start_tls(federation, transport, local, remote, true).await?;
+                }
+                return negotiate(federation, transport, local, remote, purpose).await;
             }
-            negotiate(federation, transport, local, remote, purpose).await
+            Err(failure)
         };
         tokio::time::timeout(deadline, attempt)
             .await
@@ -127,18 +130,6 @@ impl Dialer for FederationDialer {
             Negotiated::Verified(_) => Err(DialError::Rejected("unexpected verification".into())),
         }
     }
-}
-
-/// Where `remote` is reached: its static `[[s2s.peers]] address`, else its address records on port 5269.
-// TODO(s2s-queue): SRV lookups (`_xmpp-server._tcp`, `_xmpps-server._tcp`) come with resolve.rs.
-async fn address_of(federation: &Federation, remote: &str) -> Result<SocketAddr, DialError> {
-    if let Some(address) = federation.settings.peer(remote).and_then(|p| p.address) {
-        return Ok(address);
-    }
-    let mut addresses = tokio::net::lookup_host((remote, DEFAULT_S2S_PORT))
-        .await
-        .map_err(|_| DialError::NotFound)?;
-    addresses.next().ok_or(DialError::NotFound)
 }
 
 async fn start_tls<S>(
@@ -369,14 +360,14 @@ where
             match frame {
                 Ok(Frame::Element(element)) if !element.is("error", ns::STREAMS) => continue,
                 _ => {
-                    return Err(LinkError::Io(std::io::Error::new(
-                        std::io::ErrorKind::ConnectionAborted,
-                        "the peer closed the stream",
-                    )));
+                    return Err(LinkError("the peer closed the stream".into()));
                 }
             }
         }
-        self.stream.send_raw(stanza).await.map_err(LinkError::Io)
+        self.stream
+            .send_raw(stanza)
+            .await
+            .map_err(|e| LinkError(e.to_string()))
     }
 
     async fn close(mut self: Box<Self>) {

@@ -10,8 +10,8 @@ use tokio::io::DuplexStream;
 use super::Federation;
 use super::dialback::{Dialback, Outcome};
 use super::inbound::Inbound;
-use super::link::DialError;
 use super::outbound::{FederationDialer, Negotiated, Purpose, negotiate};
+use super::queue::DialError;
 use crate::config::{Config, RawConfig};
 use crate::context::ServerContext;
 use crate::net::shutdown::Shutdown;
@@ -207,6 +207,7 @@ async fn nothing_but_starttls_before_tls_when_encryption_is_required() {
         auth_timeout: federation.auth_timeout,
         write_timeout: federation.write_timeout,
         authentications: Default::default(),
+        resolver: super::resolve::PeerResolver::new(&Default::default()).unwrap(),
     });
     let mut peer = inbound(&strict, &router);
     let (_, features) = open(&mut peer, "b.test", "a.test").await;
