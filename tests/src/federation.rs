@@ -173,6 +173,8 @@ pub async fn federated_server(
 /// then raw XML out and elements in.
 pub struct S2sPeer {
     stream: XmlStream<Transport<TcpStream>>,
+    /// The id the server gave the current stream (what dialback keys are made for).
+    pub stream_id: String,
 }
 
 impl S2sPeer {
@@ -195,7 +197,7 @@ impl S2sPeer {
         assert!(success.is("success", ns::SASL), "{success:?}");
         peer.stream.reset();
         let to = server.domain().to_string();
-        open(&mut peer.stream, from, &to).await;
+        peer.stream_id = open(&mut peer.stream, from, &to).await.0;
         peer
     }
 
@@ -226,8 +228,8 @@ impl S2sPeer {
                 .await
                 .unwrap();
         let mut stream = XmlStream::new(tls, limits());
-        let features = open(&mut stream, from, &to).await;
-        (S2sPeer { stream }, features)
+        let (stream_id, features) = open(&mut stream, from, &to).await;
+        (S2sPeer { stream, stream_id }, features)
     }
 
     /// Writes raw XML (or garbage) as is.
@@ -258,7 +260,12 @@ impl S2sPeer {
     }
 }
 
-async fn open(stream: &mut XmlStream<Transport<TcpStream>>, from: &str, to: &str) -> Element {
+/// Sends our header, reads the server's; returns its stream id and the features.
+async fn open(
+    stream: &mut XmlStream<Transport<TcpStream>>,
+    from: &str,
+    to: &str,
+) -> (String, Element) {
     let header = StreamHeader {
         to: Some(to.to_string()),
         from: Some(from.to_string()),
@@ -267,10 +274,10 @@ async fn open(stream: &mut XmlStream<Transport<TcpStream>>, from: &str, to: &str
         ..StreamHeader::default()
     };
     stream.send_header(&header).await.unwrap();
-    within(stream.read_header()).await.unwrap();
+    let theirs = within(stream.read_header()).await.unwrap();
     let features = next(stream).await;
     assert!(features.is("features", ns::STREAMS), "{features:?}");
-    features
+    (theirs.id.unwrap_or_default(), features)
 }
 
 async fn next(stream: &mut XmlStream<Transport<TcpStream>>) -> Element {

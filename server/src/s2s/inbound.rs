@@ -469,7 +469,7 @@ impl Inbound<'_> {
 
     /// Routes one stanza if its addresses fit the authenticated pairs: `from` must be an authenticated
     /// domain of this stream (else `invalid-from`, RFC 6120 section 4.9.3.9), `to` one we serve (else
-    /// `host-unknown`, section 4.9.3.6), and the pair authenticated (else `invalid-from`).
+    /// `host-unknown`, section 4.9.3.6), and that pair authenticated (else `invalid-from`).
     async fn accept_stanza(
         &self,
         element: Element,
@@ -492,6 +492,11 @@ impl Inbound<'_> {
         }
         if !self.router.serves_domain(to_domain) {
             return Err(StreamErrorCondition::HostUnknown);
+        }
+        // XEP-0220 section 2.5: each (receiving, originating) pair is authenticated on its own, by
+        // the stream's EXTERNAL or by a dialback for that pair (piggybacked on this stream).
+        if !authenticated.allows(to_domain, from_domain) {
+            return Err(StreamErrorCondition::InvalidFrom);
         }
         self.router.route(envelope).await;
         Ok(())
