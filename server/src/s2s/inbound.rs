@@ -449,7 +449,9 @@ impl Inbound<'_> {
             }
             Dialback::VerifyRequest { from, to, id, key } => {
                 // XEP-0220 section 2.3: we are `to`, the authoritative server of the key.
-                let outcome = if !self.federation.local_domains.contains(&to) {
+                // Any domain we serve may have originated the key: our users' domains, and the
+                // in-process services (the push service) that send as themselves.
+                let outcome = if !self.router.serves_domain(&to) {
                     Outcome::Error("item-not-found".into())
                 } else if self.federation.secret.verifies(&key, &from, &to, &id) {
                     Outcome::Valid
