@@ -1,10 +1,11 @@
 //! Inbound server-to-server streams (RFC 6120 sections 4 to 6 with us as the receiving entity): STARTTLS
 //! (section 5.4; required with `require_encryption`) or XEP-0368 direct TLS, then SASL EXTERNAL (XEP-0178,
 //! offered only once the peer's certificate validated for the stream's `from`) or Server Dialback
-//! (XEP-0220 section 2.1 as the receiving server, with piggybacking of more domains, section 2.5 of
-//! XEP-0220 and XEP-0288-style multiplexing of pairs), and db:verify answered as the authoritative server
-//! (section 2.3). Stanzas are accepted only for authenticated domain pairs (RFC 6120 sections 4.9.3.9,
-//! 4.9.3.10 and 8.1.1.1) and routed like a client's.
+//! (XEP-0220 section 2.1 as the receiving server, more domain pairs piggybacked on one stream as in
+//! section 2.5), and db:verify answered as the authoritative server (section 2.3). Stanzas are accepted
+//! only for authenticated domain pairs (RFC 6120 sections 4.9.3.6, 4.9.3.9 and 8.1.1.1) and routed like a
+//! client's. Until a pair authenticates, the pre-authentication limits and `auth_timeout` bound the stream
+//! (section 13.12); afterwards the stanza limits, a per-peer rate and `[s2s] idle_timeout_seconds`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -341,3 +341,21 @@ async fn the_originating_server_refuses_a_peer_it_cannot_authenticate() {
     assert!(matches!(outcome, Err(DialError::Rejected(_))));
     receiver.abort();
 }
+
+#[tokio::test]
+async fn an_unauthenticated_peer_is_held_to_the_pre_authentication_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (federation, router) = federation(dir.path(), "").await;
+    let mut peer = inbound(&federation, &router);
+    open(&mut peer, "b.test", "a.test").await;
+    // Larger than `Limits::PRE_AUTH` allows (8 KiB), far below the stanza limit after authentication.
+    let big = format!(
+        "<message from='x@b.test' to='y@a.test'><body>{}</body></message>",
+        "x".repeat(Limits::PRE_AUTH.max_stanza_bytes)
+    );
+    peer.send_raw(&big).await.unwrap();
+    assert_eq!(
+        stream_error(&next(&mut peer).await).as_deref(),
+        Some("policy-violation")
+    );
+}
