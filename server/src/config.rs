@@ -13,8 +13,10 @@ use crate::xmpp::Limits;
 
 mod pep;
 mod push_notifications;
+mod s2s;
 pub use pep::{PepSettings, RawPep};
 pub use push_notifications::{PushNotificationSettings, RawPushNotifications};
+pub use s2s::{PeerSettings, RawPeer, RawS2s, S2sSettings};
 
 /// The file as written by the admin. Every section and key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -31,6 +33,8 @@ pub struct RawConfig {
     pub archive: RawArchive,
     pub push_notifications: RawPushNotifications,
     pub pep: RawPep,
+    /// Federation; absent means off.
+    pub s2s: Option<RawS2s>,
 }
 
 /// `[archive]`: the message archive (XEP-0313).
@@ -266,6 +270,8 @@ pub struct Config {
     pub push_notifications: PushNotificationSettings,
     /// XEP-0163 limits (`[pep]`).
     pub pep: PepSettings,
+    /// Federation (`[s2s]`); `None`: remote domains bounce with remote-server-not-found.
+    pub s2s: Option<S2sSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -577,6 +583,10 @@ impl Config {
         };
         let push_notifications = raw.push_notifications.resolve(&mut problems);
         let pep = raw.pep.resolve(&mut problems);
+        let s2s = raw
+            .s2s
+            .as_ref()
+            .and_then(|s2s| s2s.resolve(&domains, &mut problems));
         if !problems.is_empty() {
             return Err(ConfigErrors { problems });
         }
@@ -624,6 +634,7 @@ impl Config {
             }),
             push_notifications: push_notifications.unwrap_or_default(),
             pep: pep.unwrap_or_default(),
+            s2s,
         })
     }
 

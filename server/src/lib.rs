@@ -23,6 +23,7 @@ pub mod fuzzing;
 pub mod net;
 pub mod relay_host;
 pub mod router;
+pub mod s2s;
 pub mod xmpp;
 
 use std::net::SocketAddr;
@@ -44,6 +45,8 @@ pub enum StartError {
     Tls(#[from] net::tls::TlsSetupError),
     #[error("relay: {0}")]
     Relay(#[from] herald_relay::RelayError),
+    #[error("federation: {0}")]
+    Federation(#[from] s2s::FederationSetupError),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: SocketAddr,
@@ -56,6 +59,8 @@ pub struct Running {
     pub c2s_address: SocketAddr,
     pub direct_tls_address: Option<SocketAddr>,
     pub component_address: Option<SocketAddr>,
+    /// The s2s listeners, when `[s2s]` is configured.
+    pub s2s: Option<s2s::S2sAddresses>,
     /// The relay's HTTP API, when `[relay] enabled`.
     pub relay_address: Option<SocketAddr>,
     /// The hosted relay, when enabled.
@@ -251,8 +256,24 @@ pub async fn start(
         }
         None => None,
     };
+    // Federation (`[s2s]`): the inbound listeners, and the outbound sender behind Route::Remote.
+    let s2s = match s2s::Federation::new(&config, &tls)? {
+        Some(federation) => Some(
+            s2s::start(
+                federation,
+                &router,
+                unauthenticated.clone(),
+                shutdown.clone(),
+                &mut tasks,
+            )
+            .await
+            .map_err(|(address, source)| StartError::Listen { address, source })?,
+        ),
+        None => None,
+    };
     tracing::info!(
         domains = ?config.domains,
+        s2s = ?s2s,
         c2s = %c2s_address,
         direct_tls = ?direct_tls_address,
         relay = ?relay_address,
@@ -263,6 +284,7 @@ pub async fn start(
         c2s_address,
         direct_tls_address,
         component_address,
+        s2s,
         relay_address,
         relay,
         router,

@@ -51,6 +51,9 @@ pub struct TestClient {
     pub alpn: Option<Vec<u8>>,
     /// The RFC 9266 tls-exporter channel binding of the TLS session, when it is TLS 1.3.
     pub tls_exporter: Option<Vec<u8>>,
+    /// The server's domain: the stream's `to`, the TLS server name ([`DOMAIN`] unless the server hosts
+    /// another).
+    pub domain: String,
     next_id: u32,
 }
 
@@ -60,7 +63,7 @@ impl TestClient {
         let socket = within("TCP connect", TcpStream::connect(server.c2s_address()))
             .await
             .unwrap();
-        TestClient::over(Box::new(socket), &server.certificate())
+        TestClient::over(Box::new(socket), &server.certificate()).for_domain(server.domain())
     }
 
     /// A TCP connection to the c2s port at `address`, trusting `certificate`, with nothing sent yet (for
@@ -76,7 +79,7 @@ impl TestClient {
     /// stand for several peers), with nothing sent yet.
     pub async fn tcp_from(server: &TestServer, source: IpAddr) -> TestClient {
         let socket = connect_from(server.c2s_address(), source).await;
-        TestClient::over(Box::new(socket), &server.certificate())
+        TestClient::over(Box::new(socket), &server.certificate()).for_domain(server.domain())
     }
 
     /// [`TestClient::tcp_from`], then the first stream opened (its features are in `features`).
@@ -108,9 +111,14 @@ impl TestClient {
         )
         .await
         .unwrap();
-        let (tls, alpn, exporter) =
-            tls_handshake(&server.certificate(), Box::new(socket), true).await;
-        let mut client = TestClient::over(tls, &server.certificate());
+        let (tls, alpn, exporter) = tls_handshake(
+            &server.certificate(),
+            server.domain(),
+            Box::new(socket),
+            true,
+        )
+        .await;
+        let mut client = TestClient::over(tls, &server.certificate()).for_domain(server.domain());
         client.alpn = alpn;
         client.tls_exporter = exporter;
         client.open_stream().await;
@@ -126,17 +134,24 @@ impl TestClient {
             jid: String::new(),
             alpn: None,
             tls_exporter: None,
+            domain: DOMAIN.to_string(),
             next_id: 0,
         }
+    }
+
+    fn for_domain(mut self, domain: &str) -> TestClient {
+        self.domain = domain.to_string();
+        self
     }
 
     fn stream(&mut self) -> &mut Stream {
         self.stream.as_mut().expect("stream present")
     }
 
-    /// Sends our header to `localhost`, reads the server's header and its features.
+    /// Sends our header to the server's domain, reads the server's header and its features.
     pub async fn open_stream(&mut self) -> &Element {
-        self.send_header(DOMAIN).await;
+        let domain = self.domain.clone();
+        self.send_header(&domain).await;
         self.read_header().await;
         self.features = self
             .expect("stream features", |e| e.is("features", ns::STREAMS))
@@ -176,7 +191,8 @@ impl TestClient {
             .expect("stream present")
             .into_inner()
             .unwrap();
-        let (tls, alpn, exporter) = tls_handshake(&self.certificate, plain, false).await;
+        let (tls, alpn, exporter) =
+            tls_handshake(&self.certificate, &self.domain, plain, false).await;
         self.alpn = alpn;
         self.tls_exporter = exporter;
         self.stream = Some(XmlStream::new(tls, client_limits()));
@@ -380,8 +396,9 @@ impl TestClient {
     /// client's stanzas in order and session queues are FIFO, anything already routed to us is in the list.
     pub async fn barrier(&mut self) -> Vec<Element> {
         let id = self.id();
+        let domain = self.domain.clone();
         self.send(&format!(
-            "<iq type='get' id='{id}' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>"
+            "<iq type='get' id='{id}' to='{domain}'><ping xmlns='urn:xmpp:ping'/></iq>"
         ))
         .await;
         let mut before = Vec::new();
@@ -491,9 +508,11 @@ impl TestClient {
     }
 }
 
-/// A TLS client handshake for `localhost`, trusting only the server's generated certificate.
+/// A TLS client handshake for `domain`, trusting only `certificate` (the server's generated one, or the
+/// test CA).
 async fn tls_handshake(
     certificate: &Path,
+    domain: &str,
     io: Box<dyn Io>,
     offer_alpn: bool,
 ) -> (Box<dyn Io>, Option<Vec<u8>>, Option<Vec<u8>>) {
@@ -511,7 +530,7 @@ async fn tls_handshake(
         config.alpn_protocols = vec![b"xmpp-client".to_vec()];
     }
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let name = ServerName::try_from(DOMAIN).unwrap();
+    let name = ServerName::try_from(domain.to_string()).unwrap();
     let tls = within("TLS handshake", connector.connect(name, io))
         .await
         .unwrap();

@@ -15,6 +15,7 @@ pub mod client;
 pub mod component;
 pub mod faulty_storage;
 pub mod fcm;
+pub mod federation;
 pub mod herald_process;
 pub mod process;
 pub mod scram;

@@ -50,9 +50,18 @@ pub struct TestServerBuilder {
     push: Option<Arc<dyn PushWaker>>,
     backend: Backend,
     wrap_storage: Option<StorageWrapper>,
+    /// The file clients trust instead of the generated certificate (a test CA), relative to the data folder.
+    client_trust: Option<String>,
 }
 
 impl TestServerBuilder {
+    /// Clients trust this file of the data folder (written with [`Self::file`], such as a test CA)
+    /// instead of the server's generated certificate.
+    pub fn client_trust(mut self, name: &str) -> Self {
+        self.client_trust = Some(name.to_string());
+        self
+    }
+
     /// Writes a file into the data folder before the configuration is read (e.g. a component secret).
     pub fn file(mut self, name: &str, contents: &str) -> Self {
         self.files.push((name.to_string(), contents.to_string()));
@@ -130,7 +139,9 @@ impl TestServerBuilder {
             "sqlite"
         };
         assert_eq!(storage.backend, expected, "the backend asked for");
+        let client_trust = self.client_trust.map(|name| dir.path().join(name));
         let mut server = TestServer {
+            client_trust,
             dir,
             config,
             storage,
@@ -158,6 +169,7 @@ pub struct TestServer {
     live: Option<(Running, ShutdownTrigger)>,
     scratch: Option<ScratchDatabase>,
     wrap_storage: Option<StorageWrapper>,
+    client_trust: Option<PathBuf>,
 }
 
 impl TestServer {
@@ -174,6 +186,7 @@ impl TestServer {
             push: None,
             backend: Backend::Sqlite,
             wrap_storage: None,
+            client_trust: None,
         }
     }
 
@@ -223,9 +236,36 @@ impl TestServer {
         self.dir.path()
     }
 
-    /// The self-signed certificate the server generated for [`DOMAIN`], which clients trust.
+    /// What clients trust: the self-signed certificate the server generated for its domain, or the file
+    /// named with [`TestServerBuilder::client_trust`].
     pub fn certificate(&self) -> PathBuf {
-        self.data_dir().join("certs").join(format!("{DOMAIN}.crt"))
+        match &self.client_trust {
+            Some(path) => path.clone(),
+            None => self
+                .data_dir()
+                .join("certs")
+                .join(format!("{}.crt", self.domain())),
+        }
+    }
+
+    /// The server's (first) domain: [`DOMAIN`] unless configured otherwise.
+    pub fn domain(&self) -> &str {
+        self.config.domains.first().map_or(DOMAIN, String::as_str)
+    }
+
+    /// The s2s listeners and federation state; panics without `[s2s]`.
+    pub fn s2s(&self) -> &herald::s2s::S2sAddresses {
+        self.running().s2s.as_ref().expect("[s2s] is configured")
+    }
+
+    /// (inbound EXTERNAL, inbound dialback, outbound EXTERNAL, outbound dialback) authentications so far.
+    pub fn s2s_authentications(&self) -> (u64, u64, u64, u64) {
+        self.s2s().federation.authentications.snapshot()
+    }
+
+    /// The s2s listener (STARTTLS), when `[s2s]` is configured.
+    pub fn s2s_address(&self) -> SocketAddr {
+        self.s2s().starttls
     }
 
     /// Stops the server: every session ends with `<system-shutdown/>` and the listeners close.
@@ -263,7 +303,7 @@ impl TestServer {
     }
 
     pub async fn add_user_with_password(&self, name: &str, password: &str) {
-        let jid = herald::accounts::parse_account(&format!("{name}@{DOMAIN}")).unwrap();
+        let jid = herald::accounts::parse_account(&format!("{name}@{}", self.domain())).unwrap();
         herald::accounts::create(&self.storage, &jid, password)
             .await
             .unwrap();
@@ -272,15 +312,16 @@ impl TestServer {
     /// Test setup: makes `a` and `b` contacts with a mutual (`both`) subscription, straight in storage.
     pub async fn befriend(&self, a: &str, b: &str) {
         for (owner, contact) in [(a, b), (b, a)] {
+            let domain = self.domain();
             let item = RosterItem {
-                contact: format!("{contact}@{DOMAIN}"),
+                contact: format!("{contact}@{domain}"),
                 subscription: Subscription::Both,
                 in_roster: true,
                 ..RosterItem::default()
             };
             self.storage
                 .rosters
-                .upsert(&format!("{owner}@{DOMAIN}"), &item)
+                .upsert(&format!("{owner}@{domain}"), &item)
                 .await
                 .unwrap();
         }
@@ -299,7 +340,7 @@ impl TestServer {
     pub async fn resume(&self, user: &str, resource: &str, previd: &str, h: u32) -> TestClient {
         let mut client = TestClient::connect_starttls(self).await;
         client.auth_plain(user, PASSWORD).await.unwrap();
-        client.jid = format!("{user}@{DOMAIN}/{resource}");
+        client.jid = format!("{user}@{}/{resource}", self.domain());
         client
             .send(&format!(
                 "<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='{h}'/>"

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 /// A token bucket over first-level elements: `rate` per second with bursts of twice that.
 #[derive(Debug)]
-pub(super) struct FloodGuard {
+pub(crate) struct FloodGuard {
     tokens: f64,
     capacity: f64,
     rate: f64,
@@ -15,7 +15,7 @@ pub(super) struct FloodGuard {
 }
 
 impl FloodGuard {
-    pub(super) fn new(per_second: u32) -> FloodGuard {
+    pub(crate) fn new(per_second: u32) -> FloodGuard {
         let rate = f64::from(per_second.max(1));
         FloodGuard {
             tokens: rate * 2.0,
@@ -26,7 +26,7 @@ impl FloodGuard {
     }
 
     /// Whether one more element received at `now` is within the rate; takes its token if so.
-    pub(super) fn allows(&mut self, now: Instant) -> bool {
+    pub(crate) fn allows(&mut self, now: Instant) -> bool {
         let elapsed: Duration = now.saturating_duration_since(self.last);
         self.last = now;
         self.tokens = (self.tokens + elapsed.as_secs_f64() * self.rate).min(self.capacity);

@@ -1,7 +1,7 @@
 //! Client-to-server streams (RFC 6120): negotiation (STARTTLS, SASL, bind), the session task, and the
 //! stream trait a session reads and writes its client through.
 
-mod flood;
+pub(crate) mod flood;
 pub mod negotiation;
 pub mod sasl;
 pub mod session;

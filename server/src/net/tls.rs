@@ -22,6 +22,9 @@ use crate::net::channel_binding;
 /// ALPN protocol id for direct-TLS client connections (XEP-0368 section 3).
 pub const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
 
+/// ALPN protocol id for direct-TLS server-to-server connections (XEP-0368 section 3).
+pub const ALPN_XMPP_SERVER: &[u8] = b"xmpp-server";
+
 /// Problems setting TLS up at start.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
@@ -122,6 +125,33 @@ impl TlsIdentity {
             https: build(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
             certificates: store,
         })
+    }
+
+    /// The certificate chain and key served for `domain` (the first domain's for an unknown one): what
+    /// outbound federation presents as its client certificate (XEP-0178 section 3).
+    pub fn certified_key(&self, domain: &str) -> Option<Arc<CertifiedKey>> {
+        self.certificates
+            .pick(Some(domain))
+            .map(|served| served.key.clone())
+    }
+
+    /// An acceptor serving the same certificates (chosen by SNI) that asks the peer for a certificate and
+    /// leaves judging it to `verifier`, with `alpn` offered: the s2s listeners (RFC 6120 section 13.7.1,
+    /// XEP-0178).
+    ///
+    /// Errors: [`TlsSetupError::Rustls`] if the crypto provider supports none of the versions.
+    pub fn acceptor_with_client_auth(
+        &self,
+        verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+        alpn: Vec<Vec<u8>>,
+    ) -> Result<TlsAcceptor, TlsSetupError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(self.certificates.clone());
+        server.alpn_protocols = alpn;
+        Ok(TlsAcceptor::from(Arc::new(server)))
     }
 
     /// The DER of the leaf certificate served for `server_name`.

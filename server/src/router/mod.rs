@@ -40,7 +40,7 @@ use std::sync::Arc;
 use events::{DeliveryEvent, Reactions, Subscribers};
 pub use local::{LocalHandling, Stored};
 pub use registry::{Registry, Resumption, SessionCommand, SessionHandle};
-use routes::{InProcessService, Route, RouteTable};
+use routes::{InProcessService, RemoteDelivery, Route, RouteTable};
 use rules::{Addressee, Decision};
 
 use crate::context::ServerContext;
@@ -81,6 +81,8 @@ pub struct Router {
     pub roster_gates: offline_gate::UserGates,
     /// IQ requests the server sent and waits for the answer of (`pending_iqs.rs`).
     pub pending_iqs: pending_iqs::PendingIqs,
+    /// The outbound federation queue, once `[s2s]` attached it.
+    remote: std::sync::OnceLock<Arc<dyn RemoteDelivery>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -110,6 +112,7 @@ impl Router {
             offline_gates: Default::default(),
             roster_gates: Default::default(),
             pending_iqs: Default::default(),
+            remote: std::sync::OnceLock::new(),
         })
     }
 
@@ -140,9 +143,15 @@ impl Router {
                 let outcome = service.receive(self, envelope).await;
                 self.bounce_or(outcome)
             }
-            // Server-to-server federation is not part of this build yet: tell the sender at once rather
-            // than letting the stanza vanish (RFC 6120 section 8.3.3.15).
-            Route::Remote => self.bounce(&envelope, DefinedCondition::RemoteServerNotFound),
+            Route::Remote => match self.remote.get() {
+                Some(remote) => match remote.submit(&envelope).await {
+                    Ok(()) => Delivery::Forwarded,
+                    Err(condition) => self.bounce(&envelope, condition),
+                },
+                // Federation is off: tell the sender at once rather than letting the stanza vanish
+                // (RFC 6120 section 8.3.3.15).
+                None => self.bounce(&envelope, DefinedCondition::RemoteServerNotFound),
+            },
         }
     }
 
@@ -522,6 +531,18 @@ impl Router {
     /// Whether `jid` is an account on one of our domains.
     pub fn is_local_user(&self, jid: &BareJid) -> bool {
         jid.node().is_some() && self.routes.is_local(jid.domain().as_str())
+    }
+
+    /// Sends stanzas for remote domains to `remote` from now on (federation, `[s2s]`); only the first
+    /// call takes effect.
+    pub fn attach_remote(&self, remote: Arc<dyn RemoteDelivery>) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// Whether stanzas to `domain` are ours to handle: one of our domains, an attached component or an
+    /// in-process service (what an inbound s2s stream may address, RFC 6120 section 4.9.3.6).
+    pub fn serves_domain(&self, domain: &str) -> bool {
+        !matches!(self.routes.route(domain), Route::Remote)
     }
 
     /// Attaches an external component for `domain`; returns `false` if one is already attached.

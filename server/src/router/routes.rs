@@ -21,6 +21,14 @@ pub trait InProcessService: Send + Sync {
     async fn receive(&self, router: &Arc<Router>, envelope: Envelope) -> Result<Delivery, Bounce>;
 }
 
+/// Where stanzas for remote domains go when federation is on (RFC 6120 section 10.4.2): the outbound queue.
+#[async_trait]
+pub trait RemoteDelivery: Send + Sync {
+    /// Queues `envelope` (its `from` verified, its `to` a remote domain) for delivery. `Err` asks the router
+    /// to bounce it with that condition (a full queue: `resource-constraint`).
+    async fn submit(&self, envelope: &Envelope) -> Result<(), crate::xmpp::DefinedCondition>;
+}
+
 /// Where stanzas for one domain go.
 #[derive(Clone)]
 pub enum Route {
@@ -30,8 +38,9 @@ pub enum Route {
     Component(MailboxSender<WireStanza>),
     /// A service in this process (MUC later).
     InProcess(Arc<dyn InProcessService>),
-    /// Any other domain: a remote server. Until federation exists, the sender is told at once with
-    /// `<remote-server-not-found/>` (RFC 6120 section 8.3.3.15) rather than the stanza vanishing.
+    /// Any other domain: a remote server, reached through [`RemoteDelivery`] when `[s2s]` is configured;
+    /// without it the sender is told at once with `<remote-server-not-found/>` (RFC 6120 section
+    /// 8.3.3.15) rather than the stanza vanishing.
     Remote,
 }
 

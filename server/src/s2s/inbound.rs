@@ -1,0 +1,550 @@
+//! Inbound server-to-server streams (RFC 6120 sections 4 to 6 with us as the receiving entity): STARTTLS
+//! (section 5.4; required with `require_encryption`) or XEP-0368 direct TLS, then SASL EXTERNAL (XEP-0178,
+//! offered only once the peer's certificate validated for the stream's `from`) or Server Dialback
+//! (XEP-0220 section 2.1 as the receiving server, more domain pairs piggybacked on one stream as in
+//! section 2.5), and db:verify answered as the authoritative server (section 2.3). Stanzas are accepted
+//! only for authenticated domain pairs (RFC 6120 sections 4.9.3.6, 4.9.3.9 and 8.1.1.1) and routed like a
+//! client's. Until a pair authenticates, the pre-authentication limits and `auth_timeout` bound the stream
+//! (section 13.12); afterwards the stanza limits, a per-peer rate and `[s2s] idle_timeout_seconds`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use base64::Engine;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::dialback::{self, Dialback, Outcome};
+use super::outbound::FederationDialer;
+use super::{AuthenticationCounts, Federation};
+use crate::c2s::flood::FloodGuard;
+use crate::net::shutdown::Shutdown;
+use crate::net::transport::Transport;
+use crate::net::unauthenticated::{UnauthenticatedSlot, UnauthenticatedSlots};
+use crate::net::write_deadline::WriteDeadline;
+use crate::router::Router;
+use crate::xmpp::{
+    Element, Envelope, Frame, StreamError, StreamErrorCondition, StreamHeader, XmlStream, ns,
+};
+
+/// How many times a client's `[limits] stanzas_per_second` one peer server may send.
+const PEER_RATE_FACTOR: u32 = 50;
+
+/// Accepts inbound s2s connections until shutdown. Until one of its domains authenticates, a
+/// connection counts in `unauthenticated` (shared with the client listeners) and is bounded by the
+/// pre-authentication limits and `[c2s] auth_timeout_seconds`.
+pub async fn serve(
+    listener: TcpListener,
+    federation: Arc<Federation>,
+    router: Arc<Router>,
+    direct_tls: bool,
+    unauthenticated: Arc<UnauthenticatedSlots>,
+    mut shutdown: Shutdown,
+) {
+    let slots = Arc::new(Semaphore::new(router.context.config.max_connections.max(1)));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.wait() => return,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        let (socket, peer) = tokio::select! {
+            _ = shutdown.wait() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "s2s accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = socket.set_nodelay(true);
+        let Ok(slot) = unauthenticated.try_acquire(peer.ip()) else {
+            tracing::debug!(%peer, "s2s connection refused: too many unauthenticated");
+            continue;
+        };
+        let federation = federation.clone();
+        let router = router.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) =
+                accept(socket, peer, federation, router, direct_tls, slot, shutdown).await
+            {
+                tracing::info!(%peer, error = %e, "s2s inbound stream ended");
+            }
+        });
+    }
+}
+
+async fn accept(
+    socket: TcpStream,
+    peer: SocketAddr,
+    federation: Arc<Federation>,
+    router: Arc<Router>,
+    direct_tls: bool,
+    slot: UnauthenticatedSlot,
+    shutdown: Shutdown,
+) -> Result<(), StreamError> {
+    let socket = WriteDeadline::new(socket, federation.write_timeout);
+    let transport = if direct_tls {
+        let handshake = federation.direct_acceptor.accept(socket);
+        match tokio::time::timeout(federation.auth_timeout, handshake).await {
+            Ok(Ok(tls)) => Transport::ServerTls(Box::new(tls)),
+            Ok(Err(e)) => return Err(StreamError::Io(e)),
+            Err(_) => return Err(StreamError::bare(StreamErrorCondition::ConnectionTimeout)),
+        }
+    } else {
+        Transport::Plain(socket)
+    };
+    let dialer = FederationDialer::new(federation.clone());
+    let inbound = Inbound {
+        federation: &federation,
+        router: &router,
+        dialer: &dialer,
+        peer: peer.ip(),
+    };
+    inbound.run(transport, slot, shutdown).await
+}
+
+/// One inbound stream's fixed context.
+pub(crate) struct Inbound<'a> {
+    pub(crate) federation: &'a Arc<Federation>,
+    pub(crate) router: &'a Arc<Router>,
+    pub(crate) dialer: &'a FederationDialer,
+    pub(crate) peer: IpAddr,
+}
+
+/// What one stream has established so far.
+#[derive(Debug, Default)]
+struct Authenticated {
+    /// (our domain, their domain) pairs the peer may send stanzas for.
+    pairs: Vec<(String, String)>,
+}
+
+impl Authenticated {
+    fn allows(&self, local: &str, remote: &str) -> bool {
+        self.pairs.iter().any(|(l, r)| l == local && r == remote)
+    }
+
+    fn has_remote(&self, remote: &str) -> bool {
+        self.pairs.iter().any(|(_, r)| r == remote)
+    }
+
+    fn add(&mut self, local: String, remote: String) {
+        if !self.allows(&local, &remote) {
+            self.pairs.push((local, remote));
+        }
+    }
+}
+
+/// How a stream (re)start ends.
+enum Next<S> {
+    /// A new stream header is due on this transport (after TLS or SASL success).
+    Restart(Transport<S>),
+    Done,
+}
+
+impl Inbound<'_> {
+    /// Runs the stream until it ends; `slot` is given back once a domain has authenticated.
+    pub(crate) async fn run<S>(
+        &self,
+        mut transport: Transport<S>,
+        slot: UnauthenticatedSlot,
+        mut shutdown: Shutdown,
+    ) -> Result<(), StreamError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let mut slot = Some(slot);
+        let mut authenticated = Authenticated::default();
+        let deadline = Instant::now() + self.federation.auth_timeout;
+        loop {
+            let limits = if authenticated.pairs.is_empty() {
+                self.federation.limits.before_auth()
+            } else {
+                self.federation.limits
+            };
+            let stream = XmlStream::new(transport, limits);
+            match self
+                .run_stream(
+                    stream,
+                    &mut authenticated,
+                    &mut slot,
+                    deadline,
+                    &mut shutdown,
+                )
+                .await?
+            {
+                Next::Restart(next) => transport = next,
+                Next::Done => return Ok(()),
+            }
+        }
+    }
+
+    async fn run_stream<S>(
+        &self,
+        mut stream: XmlStream<Transport<S>>,
+        authenticated: &mut Authenticated,
+        slot: &mut Option<UnauthenticatedSlot>,
+        deadline: Instant,
+        shutdown: &mut Shutdown,
+    ) -> Result<Next<S>, StreamError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let header = match tokio::time::timeout_at(deadline, stream.read_header()).await {
+            Ok(Ok(header)) => header,
+            Ok(Err(error)) => return fail(stream, error).await,
+            Err(_) => {
+                return fail(
+                    stream,
+                    StreamError::bare(StreamErrorCondition::ConnectionTimeout),
+                )
+                .await;
+            }
+        };
+        let local = header
+            .to
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let remote = header.from.as_deref().map(str::to_ascii_lowercase);
+        let stream_id = crate::c2s::negotiation::random_id();
+        stream.queue_header(&StreamHeader {
+            to: remote.clone(),
+            from: Some(local.clone()),
+            id: Some(stream_id.clone()),
+            version: Some("1.0".into()),
+            lang: None,
+            default_ns: ns::SERVER.into(),
+        });
+        if header.default_ns != ns::SERVER {
+            return fail(
+                stream,
+                StreamError::bare(StreamErrorCondition::InvalidNamespace),
+            )
+            .await;
+        }
+        if !self.router.serves_domain(&local) {
+            return fail(stream, StreamError::bare(StreamErrorCondition::HostUnknown)).await;
+        }
+        let is_tls = stream.get_ref().is_tls();
+        let chain: Vec<_> = stream
+            .get_ref()
+            .tls_state()
+            .and_then(|tls| tls.peer_certificates())
+            .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default();
+        let validates = |domain: &str| self.federation.trust.validates(domain, &chain);
+        let certificate_valid = remote.as_deref().is_some_and(validates);
+        // The contract of `[s2s]`: dialback with a domain whose certificate validates, or one listed with
+        // `allow_dialback_without_certificate`; never over plaintext when encryption is required.
+        let may_dialback = |domain: &str| {
+            (is_tls || !self.federation.settings.require_encryption)
+                && (validates(domain)
+                    || self.federation.allows_dialback_without_certificate(domain))
+        };
+        // RFC 6120 section 4.3.2: the features for this stage.
+        let mut features = Element::builder("features", ns::STREAMS).build();
+        if !is_tls {
+            let mut starttls = Element::builder("starttls", ns::TLS).build();
+            if self.federation.settings.require_encryption {
+                starttls.append_child(Element::builder("required", ns::TLS).build());
+            }
+            features.append_child(starttls);
+        }
+        let remote_authenticated = remote
+            .as_deref()
+            .is_some_and(|r| authenticated.allows(&local, r));
+        if is_tls && certificate_valid && !remote_authenticated {
+            // XEP-0178 section 3 step 6: EXTERNAL only once the certificate validated for `from`.
+            features.append_child(
+                Element::builder("mechanisms", ns::SASL)
+                    .append(
+                        Element::builder("mechanism", ns::SASL)
+                            .append("EXTERNAL")
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        if is_tls || !self.federation.settings.require_encryption {
+            features.append_child(dialback::feature());
+        }
+        stream.send(&features).await?;
+
+        // A per-peer rate: a server carries many users' traffic, so well above one client's.
+        let mut flood = FloodGuard::new(
+            self.router
+                .context
+                .config
+                .stanzas_per_second
+                .saturating_mul(PEER_RATE_FACTOR),
+        );
+        loop {
+            let frame = if authenticated.pairs.is_empty() {
+                match tokio::time::timeout_at(deadline, stream.next()).await {
+                    Ok(frame) => frame,
+                    Err(_) => {
+                        return fail(
+                            stream,
+                            StreamError::bare(StreamErrorCondition::ConnectionTimeout),
+                        )
+                        .await;
+                    }
+                }
+            } else {
+                tokio::select! {
+                    _ = shutdown.wait() => {
+                        return fail(stream, StreamError::bare(StreamErrorCondition::SystemShutdown)).await;
+                    }
+                    idle = tokio::time::timeout(self.federation.settings.idle_timeout, stream.next()) => match idle {
+                        Ok(frame) => frame,
+                        Err(_) => {
+                            // Idle: closed politely (RFC 6120 section 4.4); the peer reconnects when it needs to.
+                            let _ = stream.close().await;
+                            return Ok(Next::Done);
+                        }
+                    },
+                }
+            };
+            let element = match frame {
+                Ok(Frame::Element(element)) => element,
+                Ok(Frame::End) => {
+                    let _ = stream.close().await;
+                    return Ok(Next::Done);
+                }
+                Err(error) => return fail(stream, error).await,
+            };
+            if !flood.allows(Instant::now()) {
+                return fail(
+                    stream,
+                    StreamError::new(StreamErrorCondition::PolicyViolation, "too many stanzas"),
+                )
+                .await;
+            }
+            if element.is("starttls", ns::TLS) && !is_tls {
+                stream
+                    .send(&Element::builder("proceed", ns::TLS).build())
+                    .await?;
+                let plain = match stream.into_inner() {
+                    Ok(plain) => plain,
+                    Err(error) => return Err(error),
+                };
+                let Transport::Plain(plain) = plain else {
+                    return Err(StreamError::bare(StreamErrorCondition::UnsupportedFeature));
+                };
+                let handshake = self.federation.starttls_acceptor.accept(plain);
+                return match tokio::time::timeout_at(deadline, handshake).await {
+                    Ok(Ok(tls)) => Ok(Next::Restart(Transport::ServerTls(Box::new(tls)))),
+                    Ok(Err(e)) => Err(StreamError::Io(e)),
+                    Err(_) => Err(StreamError::bare(StreamErrorCondition::ConnectionTimeout)),
+                };
+            }
+            if !is_tls && self.federation.settings.require_encryption {
+                // RFC 6120 section 5.3.1: nothing but STARTTLS until TLS is up.
+                return fail(
+                    stream,
+                    StreamError::new(StreamErrorCondition::PolicyViolation, "TLS is required"),
+                )
+                .await;
+            }
+            if element.is("auth", ns::SASL) {
+                let accepted = element.attr("mechanism") == Some("EXTERNAL")
+                    && is_tls
+                    && certificate_valid
+                    && remote
+                        .as_deref()
+                        .is_some_and(|r| external_authzid_matches(&element.text(), r));
+                let Some(remote) = remote.clone().filter(|_| accepted) else {
+                    // RFC 6120 section 6.4.5; XEP-0178 section 3 step 8.
+                    let failure = Element::builder("failure", ns::SASL)
+                        .append(Element::builder("not-authorized", ns::SASL).build())
+                        .build();
+                    stream.send(&failure).await?;
+                    continue;
+                };
+                stream
+                    .send(&Element::builder("success", ns::SASL).build())
+                    .await?;
+                tracing::info!(peer = %self.peer, %local, %remote, "s2s inbound authenticated with SASL EXTERNAL");
+                authenticated.add(local.clone(), remote);
+                AuthenticationCounts::count(&self.federation.authentications.inbound_external);
+                slot.take();
+                stream.reset();
+                let transport = stream.into_inner()?;
+                return Ok(Next::Restart(transport));
+            }
+            if let Some(dialback) = Dialback::parse(&element) {
+                let allowed = match &dialback {
+                    Dialback::ResultRequest { from, .. } => may_dialback(from),
+                    _ => false,
+                };
+                let answer = self
+                    .dialback(dialback, &stream_id, authenticated, allowed)
+                    .await;
+                if let Some(answer) = answer {
+                    stream.send(&answer.to_element()).await?;
+                }
+                if !authenticated.pairs.is_empty() && slot.take().is_some() {
+                    stream.set_limits(self.federation.limits);
+                }
+                continue;
+            }
+            if authenticated.pairs.is_empty() {
+                return fail(
+                    stream,
+                    StreamError::bare(StreamErrorCondition::NotAuthorized),
+                )
+                .await;
+            }
+            if let Err(condition) = self.accept_stanza(element, authenticated).await {
+                return fail(stream, StreamError::bare(condition)).await;
+            }
+        }
+    }
+
+    /// Answers one dialback element on this stream: as the receiving server for `db:result` (verifying
+    /// the key with the authoritative server unless the certificate already proves the domain), as the
+    /// authoritative server for `db:verify`. Answers to our own requests are not expected here.
+    async fn dialback(
+        &self,
+        dialback: Dialback,
+        stream_id: &str,
+        authenticated: &mut Authenticated,
+        may_dialback: bool,
+    ) -> Option<Dialback> {
+        match dialback {
+            Dialback::ResultRequest { from, to, key } => {
+                let answer = |outcome| Dialback::ResultAnswer {
+                    from: to.clone(),
+                    to: from.clone(),
+                    outcome,
+                };
+                if !self.router.serves_domain(&to) {
+                    // XEP-0220 section 2.6.2: not a domain we host.
+                    return Some(answer(Outcome::Error("item-not-found".into())));
+                }
+                if !may_dialback {
+                    return Some(answer(Outcome::Error("not-authorized".into())));
+                }
+                let outcome = match self.dialer.verify(&to, &from, stream_id, &key).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        tracing::info!(%from, error = %e, "dialback verification failed");
+                        Outcome::Error("remote-connection-failed".into())
+                    }
+                };
+                if outcome == Outcome::Valid {
+                    tracing::info!(peer = %self.peer, local = %to, remote = %from, "s2s inbound authenticated with dialback");
+                    authenticated.add(to.clone(), from.clone());
+                    AuthenticationCounts::count(&self.federation.authentications.inbound_dialback);
+                }
+                Some(answer(outcome))
+            }
+            Dialback::VerifyRequest { from, to, id, key } => {
+                // XEP-0220 section 2.3: we are `to`, the authoritative server of the key.
+                // Any domain we serve may have originated the key: our users' domains, and the
+                // in-process services (the push service) that send as themselves.
+                let outcome = if !self.router.serves_domain(&to) {
+                    Outcome::Error("item-not-found".into())
+                } else if self.federation.secret.verifies(&key, &from, &to, &id) {
+                    Outcome::Valid
+                } else {
+                    Outcome::Invalid
+                };
+                Some(Dialback::VerifyAnswer {
+                    from: to,
+                    to: from,
+                    id,
+                    outcome,
+                })
+            }
+            Dialback::ResultAnswer { .. } | Dialback::VerifyAnswer { .. } => None,
+        }
+    }
+
+    /// Routes one stanza if its addresses fit the authenticated pairs: `from` must be an authenticated
+    /// domain of this stream (else `invalid-from`, RFC 6120 section 4.9.3.9), `to` one we serve (else
+    /// `host-unknown`, section 4.9.3.6), and that pair authenticated (else `invalid-from`).
+    async fn accept_stanza(
+        &self,
+        element: Element,
+        authenticated: &Authenticated,
+    ) -> Result<(), StreamErrorCondition> {
+        if !crate::xmpp::is_stanza(&element) {
+            // Nonzas after authentication (a stray dialback answer, XEP-0198 not offered): ignored.
+            return Ok(());
+        }
+        let element = crate::xmpp::renamespace(element, ns::SERVER, ns::CLIENT);
+        let envelope =
+            Envelope::parse(element).map_err(|_| StreamErrorCondition::ImproperAddressing)?;
+        let (Some(from), Some(to)) = (&envelope.from, &envelope.to) else {
+            return Err(StreamErrorCondition::ImproperAddressing);
+        };
+        let from_domain = from.domain().as_str();
+        let to_domain = to.domain().as_str();
+        if !authenticated.has_remote(from_domain) {
+            return Err(StreamErrorCondition::InvalidFrom);
+        }
+        if !self.router.serves_domain(to_domain) {
+            return Err(StreamErrorCondition::HostUnknown);
+        }
+        // XEP-0220 section 2.5: each (receiving, originating) pair is authenticated on its own, by
+        // the stream's EXTERNAL or by a dialback for that pair (piggybacked on this stream).
+        if !authenticated.allows(to_domain, from_domain) {
+            return Err(StreamErrorCondition::InvalidFrom);
+        }
+        self.router.route(envelope).await;
+        Ok(())
+    }
+}
+
+/// XEP-0178 section 3 step 7 and RFC 6120 section 6.4.6: an empty authzid (`=` or nothing) means the
+/// stream's `from`; otherwise it must be that domain.
+pub(crate) fn external_authzid_matches(text: &str, remote: &str) -> bool {
+    let text = text.trim();
+    if text.is_empty() || text == "=" {
+        return true;
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .is_some_and(|authzid| authzid.eq_ignore_ascii_case(remote))
+}
+
+/// Sends the stream error (after our header if none went out yet) and ends the stream with it.
+async fn fail<S, T>(mut stream: XmlStream<S>, error: StreamError) -> Result<T, StreamError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = stream.send_error(&error).await;
+    Err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_authzid_is_empty_or_the_stream_domain() {
+        assert!(external_authzid_matches("=", "a.test"));
+        assert!(external_authzid_matches("", "a.test"));
+        assert!(
+            external_authzid_matches("YS50ZXN0", "a.test"),
+            "base64 of a.test"
+        );
+        assert!(
+            !external_authzid_matches("Yi50ZXN0", "a.test"),
+            "base64 of b.test"
+        );
+        assert!(!external_authzid_matches("!!", "a.test"));
+    }
+}

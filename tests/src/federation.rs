@@ -1,0 +1,313 @@
+//! Two federating Herald servers, `a.test` and `b.test`, on 127.0.0.1 ([`federate`]), each listing the
+//! other with a static address; a test CA made with rcgen ([`TestCa`]) for SASL EXTERNAL (XEP-0178), or
+//! the servers' own self-signed certificates and `allow_dialback_without_certificate` for Server Dialback
+//! (XEP-0220). [`S2sPeer`] is a hand-driven peer server for what a Herald would never send.
+
+use std::sync::Arc;
+
+use herald::net::transport::Transport;
+use herald::xmpp::stream::{Frame, StreamHeader, XmlStream};
+use herald::xmpp::{Element, Limits, ns};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::TcpStream;
+
+use crate::TIMEOUT;
+use crate::server::TestServer;
+
+/// A certificate authority for the tests: issues leaf certificates (PEM) for a domain.
+pub struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// The CA certificate, PEM.
+    pub pem: String,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Herald test CA");
+        let pem = params.self_signed(&key).unwrap().pem();
+        TestCa {
+            issuer: rcgen::Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    /// A certificate for `domain` with only the serverAuth purpose (as Let's Encrypt issues them since
+    /// 2026) and its key, both PEM.
+    pub fn issue(&self, domain: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![domain.to_string()]).unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, domain);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        TestCa::new()
+    }
+}
+
+/// How the two servers authenticate each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authentication {
+    /// Certificates from one test CA that both trust: SASL EXTERNAL both ways.
+    External,
+    /// Self-signed certificates neither trusts, each allowing dialback without a certificate for the
+    /// other: Server Dialback both ways.
+    Dialback,
+}
+
+/// A free port on 127.0.0.1 now (the listener is closed again; the servers bind it a moment later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The test CA (for [`S2sPeer`]) and two started servers hosting `a.test` and `b.test` that federate
+/// with `authentication` over STARTTLS.
+pub async fn federate(authentication: Authentication) -> (TestCa, TestServer, TestServer) {
+    federate_with(authentication, false).await
+}
+
+/// Like [`federate`]; with `direct_tls` each server also listens for XEP-0368 direct TLS and reaches
+/// the other there.
+pub async fn federate_with(
+    authentication: Authentication,
+    direct_tls: bool,
+) -> (TestCa, TestServer, TestServer) {
+    federate_tuned(authentication, direct_tls, &[]).await
+}
+
+/// Like [`federate_with`], with `HERALD_*` overrides for both servers (such as
+/// `HERALD_S2S__QUEUE_TIMEOUT_SECONDS`).
+pub async fn federate_tuned(
+    authentication: Authentication,
+    direct_tls: bool,
+    env: &[(&str, &str)],
+) -> (TestCa, TestServer, TestServer) {
+    let ca = TestCa::new();
+    let a = Listening::new("a.test", direct_tls);
+    let b = Listening::new("b.test", direct_tls);
+    let server_a = federated_server(&ca, authentication, &a, &b, env).await;
+    let server_b = federated_server(&ca, authentication, &b, &a, env).await;
+    (ca, server_a, server_b)
+}
+
+/// A domain of [`federate_with`] and the ports it will listen on.
+pub struct Listening {
+    pub domain: String,
+    pub port: u16,
+    pub direct_tls_port: Option<u16>,
+}
+
+impl Listening {
+    pub fn new(domain: &str, direct_tls: bool) -> Listening {
+        Listening {
+            domain: domain.to_string(),
+            port: free_port(),
+            direct_tls_port: direct_tls.then(free_port),
+        }
+    }
+}
+
+/// One server of [`federate_with`]: `me`, listing `peer` with its static address.
+pub async fn federated_server(
+    ca: &TestCa,
+    authentication: Authentication,
+    me: &Listening,
+    peer: &Listening,
+    env: &[(&str, &str)],
+) -> TestServer {
+    let domain = &me.domain;
+    let mut builder =
+        TestServer::builder().env("HERALD_SERVER__DOMAINS", &format!("[\"{domain}\"]"));
+    for (key, value) in env {
+        builder = builder.env(key, value);
+    }
+    let mut toml = format!("[s2s]\nlisten = \"127.0.0.1:{}\"\n", me.port);
+    if let Some(port) = me.direct_tls_port {
+        toml.push_str(&format!("direct_tls_listen = \"127.0.0.1:{port}\"\n"));
+    }
+    let mut peer_entry = format!(
+        "[[s2s.peers]]\ndomain = \"{}\"\naddress = \"127.0.0.1:{}\"\n",
+        peer.domain,
+        peer.direct_tls_port.unwrap_or(peer.port)
+    );
+    if peer.direct_tls_port.is_some() {
+        peer_entry.push_str("direct_tls = true\n");
+    }
+    match authentication {
+        Authentication::External => {
+            let (cert, key) = ca.issue(domain);
+            builder = builder
+                .file("ca.pem", &ca.pem)
+                .file("server.crt", &cert)
+                .file("server.key", &key)
+                .client_trust("ca.pem");
+            toml = format!(
+                "[[tls.certificates]]\ndomain = \"{domain}\"\ncert = \"{{dir}}/server.crt\"\n\
+                 key = \"{{dir}}/server.key\"\n{toml}ca_files = [\"{{dir}}/ca.pem\"]\n{peer_entry}"
+            );
+        }
+        Authentication::Dialback => {
+            toml = format!("{toml}{peer_entry}allow_dialback_without_certificate = true\n");
+        }
+    }
+    builder.toml(&toml).start().await
+}
+
+/// A peer server driven by hand over a real socket: STARTTLS with a client certificate, SASL EXTERNAL,
+/// then raw XML out and elements in.
+pub struct S2sPeer {
+    stream: XmlStream<Transport<TcpStream>>,
+    /// The id the server gave the current stream (what dialback keys are made for).
+    pub stream_id: String,
+}
+
+impl S2sPeer {
+    /// Connects to `server`'s s2s port as `from` (presenting `certificate` and `key`, PEM, and trusting
+    /// `ca`), and authenticates with SASL EXTERNAL. Panics if any step fails.
+    pub async fn external(
+        server: &TestServer,
+        from: &str,
+        ca: &TestCa,
+        certificate: (String, String),
+    ) -> S2sPeer {
+        let (mut peer, features) = S2sPeer::starttls(server, from, ca, certificate).await;
+        let mechanisms = features
+            .get_child("mechanisms", ns::SASL)
+            .expect("EXTERNAL offered");
+        assert!(mechanisms.children().any(|m| m.text() == "EXTERNAL"));
+        peer.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+            .await;
+        let success = peer.recv().await;
+        assert!(success.is("success", ns::SASL), "{success:?}");
+        peer.stream.reset();
+        let to = server.domain().to_string();
+        peer.stream_id = open(&mut peer.stream, from, &to).await.0;
+        peer
+    }
+
+    /// Connects to `server`'s s2s port as `from`, STARTTLS presenting `certificate` (PEM certificate and
+    /// key) and trusting `ca`; returns the peer and the features of the stream over TLS.
+    pub async fn starttls(
+        server: &TestServer,
+        from: &str,
+        ca: &TestCa,
+        certificate: (String, String),
+    ) -> (S2sPeer, Element) {
+        let to = server.domain().to_string();
+        let socket = within(TcpStream::connect(server.s2s_address()))
+            .await
+            .unwrap();
+        let mut stream = XmlStream::new(Transport::Plain(socket), limits());
+        open(&mut stream, from, &to).await;
+        stream
+            .send_raw("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await
+            .unwrap();
+        let proceed = next(&mut stream).await;
+        assert!(proceed.is("proceed", ns::TLS), "{proceed:?}");
+        let plain = stream.into_inner().unwrap();
+        let config = client_config(ca, certificate);
+        let tls =
+            within(plain.connect_tls(Arc::new(config), ServerName::try_from(to.clone()).unwrap()))
+                .await
+                .unwrap();
+        let mut stream = XmlStream::new(tls, limits());
+        let (stream_id, features) = open(&mut stream, from, &to).await;
+        (S2sPeer { stream, stream_id }, features)
+    }
+
+    /// Writes raw XML (or garbage) as is.
+    pub async fn send(&mut self, xml: &str) {
+        self.stream.send_raw(xml).await.unwrap();
+    }
+
+    /// The next element; panics on timeout or end of stream.
+    pub async fn recv(&mut self) -> Element {
+        next(&mut self.stream).await
+    }
+
+    /// Waits for a stream error and returns its condition.
+    pub async fn expect_stream_error(&mut self) -> String {
+        loop {
+            match within(self.stream.next()).await {
+                Ok(Frame::Element(e)) if e.is("error", ns::STREAMS) => {
+                    return e
+                        .children()
+                        .find(|c| c.ns() == ns::STREAM_ERRORS)
+                        .map(|c| c.name().to_string())
+                        .unwrap_or_default();
+                }
+                Ok(Frame::Element(_)) => continue,
+                other => panic!("expected a stream error, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// Sends our header, reads the server's; returns its stream id and the features.
+async fn open(
+    stream: &mut XmlStream<Transport<TcpStream>>,
+    from: &str,
+    to: &str,
+) -> (String, Element) {
+    let header = StreamHeader {
+        to: Some(to.to_string()),
+        from: Some(from.to_string()),
+        version: Some("1.0".into()),
+        default_ns: ns::SERVER.into(),
+        ..StreamHeader::default()
+    };
+    stream.send_header(&header).await.unwrap();
+    let theirs = within(stream.read_header()).await.unwrap();
+    let features = next(stream).await;
+    assert!(features.is("features", ns::STREAMS), "{features:?}");
+    (theirs.id.unwrap_or_default(), features)
+}
+
+async fn next(stream: &mut XmlStream<Transport<TcpStream>>) -> Element {
+    match within(stream.next()).await {
+        Ok(Frame::Element(element)) => element,
+        other => panic!("expected an element, got {other:?}"),
+    }
+}
+
+fn client_config(ca: &TestCa, (cert, key): (String, String)) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
+        .unwrap();
+    let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap()
+}
+
+fn limits() -> Limits {
+    Limits::default()
+}
+
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(TIMEOUT, future)
+        .await
+        .expect("timed out")
+}
