@@ -264,20 +264,22 @@ class FedHerald(FedServer):
         return [self.binary, "--config", str(self.config), "serve"]
 
     def auth_methods(self, peer: str) -> dict[str, set[str]]:
+        """Herald's tracing lines, e.g. `s2s inbound authenticated with SASL EXTERNAL ... remote=<peer>` or
+        `... with dialback`, and the same for `outbound` when it logs them."""
         found: dict[str, set[str]] = {"in": set(), "out": set()}
         try:
             text = self.log.read_text(errors="replace")
         except OSError:
             return found
+        pattern = re.compile(
+            r"s2s (inbound|outbound)\b.*?authenticated (?:with|by|using) (SASL EXTERNAL|EXTERNAL|dialback)"
+        )
         for line in text.splitlines():
-            if peer not in line or "s2s" not in line.lower():
+            m = pattern.search(line)
+            if m is None or not re.search(rf"\bremote=\"?{re.escape(peer)}\b", line):
                 continue
-            low = line.lower()
-            method = "external" if "external" in low else "dialback" if "dialback" in low else None
-            if method is None or not re.search(r"authenticat|established|verified|success", low):
-                continue
-            direction = "in" if re.search(r"inbound|incoming|\bin\b", low) else "out"
-            found[direction].add(method)
+            method = DIALBACK if m.group(2) == "dialback" else EXTERNAL
+            found["in" if m.group(1) == "inbound" else "out"].add(method)
         return found
 
     def cleanup(self) -> None:
