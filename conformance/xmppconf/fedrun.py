@@ -41,16 +41,23 @@ MARKS = {PASS: "PASS", FAIL: "FAIL", NOT_APPLICABLE: "N/A "}
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pair", action="append", default=[], choices=PAIRS, help="federation: pairs to run (default: all)")
     p.add_argument(
+        "--herald-static-peers",
+        action="store_true",
+        help="federation: give Herald each peer's address in [[s2s.peers]] (no DNS); results are not compared",
+    )
+    p.add_argument(
         "--mode", action="append", default=[], choices=MODES, help="federation: auth modes to run (default: both)"
     )
 
 
-def make_server(kind: str, run_dir: Path, mode: str, pki: RunPki, herald: str | None) -> FedServer:
+def make_server(
+    kind: str, run_dir: Path, mode: str, pki: RunPki, herald: str | None, static_peers: bool = False
+) -> FedServer:
     address = ADDRESSES[kind]
     if kind == "herald":
         if not herald:
             raise TargetError("--herald BIN is required for pairs with herald")
-        return FedHerald(run_dir, address, mode, pki, DNS_ADDRESS, herald)
+        return FedHerald(run_dir, address, mode, pki, DNS_ADDRESS, herald, static_peers=static_peers)
     if kind == "prosody":
         return FedProsody(run_dir, address, mode, pki, DNS_ADDRESS)
     return FedEjabberd(run_dir, address, mode, pki, DNS_ADDRESS)
@@ -101,7 +108,7 @@ async def run_scenarios(scenarios, a: FedServer, b: FedServer, password: str) ->
 
 
 def run_target(pair: str, mode: str, scenarios, args: argparse.Namespace) -> tuple[str, dict[str, Outcome], str | None]:
-    label = f"fed/{pair}/{mode}"
+    label = f"fed/{pair}/{mode}" + ("+static-peers" if args.herald_static_peers and "herald" in pair else "")
     run_dir = Path(tempfile.mkdtemp(prefix=f"conf-fed-{pair}-{mode}-"))
     run_dir.chmod(0o755)  # ejabberd runs as its own user
     print(f"conformance: {label}, {len(scenarios)} scenarios, dir {run_dir}", flush=True)
@@ -114,8 +121,8 @@ def run_target(pair: str, mode: str, scenarios, args: argparse.Namespace) -> tup
         try:
             pki = RunPki(CertificateAuthority(run_dir, "ca"), CertificateAuthority(run_dir, "untrusted-ca"))
             kind_a, kind_b = pair.split("-")
-            a = make_server(kind_a, run_dir, mode, pki, args.herald)
-            b = make_server(kind_b, run_dir, mode, pki, args.herald)
+            a = make_server(kind_a, run_dir, mode, pki, args.herald, args.herald_static_peers)
+            b = make_server(kind_b, run_dir, mode, pki, args.herald, args.herald_static_peers)
             servers = [a, b]
             zone = Zone()
             for server in servers:

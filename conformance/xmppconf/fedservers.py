@@ -34,7 +34,7 @@ DIRECT_TLS_PORT = 5223
 S2S_PORT = 5299
 START_TIMEOUT = 60.0
 # Short, so the queue scenarios see the bounce within a scenario's timeout.
-QUEUE_TIMEOUT_SECONDS = 20
+QUEUE_TIMEOUT_SECONDS = 12
 
 # Capabilities beyond XMPP a federation scenario may need on one side.
 S2S_QUEUE = "s2s-queue"  # stanzas to an unreachable peer wait in a durable queue (Herald's [s2s])
@@ -180,8 +180,12 @@ class FedHerald(FedServer):
     kind = "herald"
     capabilities = frozenset({PUSH_RELAY, S2S_QUEUE})
 
-    def __init__(self, run_dir: Path, address: str, mode: str, pki: RunPki, dns: str, binary: str) -> None:
+    def __init__(
+        self, run_dir: Path, address: str, mode: str, pki: RunPki, dns: str, binary: str, static_peers: bool = False
+    ) -> None:
         super().__init__(run_dir, address, mode, pki, dns)
+        # Also list each peer's address in [[s2s.peers]] (skipping DNS), to tell DNS problems from the rest.
+        self.static_peers = static_peers
         self.binary = str(Path(binary).resolve())
         self.config = self.dir / "herald.toml"
         self.fcm = FcmStandIn(self.dir)
@@ -236,9 +240,14 @@ class FedHerald(FedServer):
         ]
         if self.mode == EXTERNAL:
             lines.append(f'ca_files = ["{self.ca.path}"]')
-        else:
-            for peer in peers:
-                lines += ["[[s2s.peers]]", f'domain = "{peer.domain}"', "allow_dialback_without_certificate = true"]
+        for peer in peers:
+            entry = []
+            if self.mode == DIALBACK:
+                entry.append("allow_dialback_without_certificate = true")
+            if self.static_peers:
+                entry.append(f'address = "{peer.address}:{S2S_PORT}"')
+            if entry:
+                lines += ["[[s2s.peers]]", f'domain = "{peer.domain}"', *entry]
         lines += [
             "[[tls.certificates]]",
             f'domain = "{self.domain}"',

@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from ..client import Session, is_available, open_session
+from ..client import ScenarioFailure, Session, is_available, open_session
 from ..fcm import SendRequest
 from ..fedservers import CLOUD_NOTIFY, QUEUE_TIMEOUT_SECONDS, S2S_QUEUE, FedServer
 from ..scenario import PUSH_RELAY, expect
@@ -234,9 +234,13 @@ async def queue_delivered_after_restart(ctx: FedContext) -> str:
         await asyncio.to_thread(ctx.b.start)
     started = time.monotonic()
     receiver = await ctx.login("receiver")
-    got = await receiver.messages.wait_for(
-        _body(text), QUEUE_TIMEOUT_SECONDS + 5, "the queued message at the receiver after the peer came back"
-    )
+    try:
+        got = await receiver.messages.wait_for(
+            _body(text), QUEUE_TIMEOUT_SECONDS + 5, "the queued message at the receiver after the peer came back"
+        )
+    except ScenarioFailure as failure:
+        errors = [_error_condition(m) for m in sender.messages.matching(lambda m: m.xml.get("type") == "error")]
+        raise ScenarioFailure(f"{failure}; errors back at the sender: {errors or 'none'}") from failure
     expect(got["from"].bare == sender.jid.bare, f"queued message came from {got['from']}")
     return f"delivered {time.monotonic() - started:.1f}s after the peer came back"
 
