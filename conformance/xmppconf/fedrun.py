@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--herald-static-peers",
         action="store_true",
-        help="federation: give Herald each peer's address in [[s2s.peers]] (no DNS); results are not compared",
+        help="federation: give Herald each peer's address in [[s2s.peers]] (no DNS); target fed/<pair>/<mode>+static-peers",
     )
     p.add_argument(
         "--mode", action="append", default=[], choices=MODES, help="federation: auth modes to run (default: both)"
