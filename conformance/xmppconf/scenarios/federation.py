@@ -359,14 +359,6 @@ SCENARIOS = [
         roles={"alice": "a", "bob": "b"},
     ),
     FedScenario(
-        name="fed_push_remote_server_to_relay",
-        description="a mod_cloud_notify user on b pushes through a's relay over s2s: one content-free push",
-        run=push_through_remote_server,
-        roles={"alice": "b", "bob": "b"},
-        timeout=60.0,
-        requires=(("a", PUSH_RELAY), ("b", CLOUD_NOTIFY)),
-    ),
-    FedScenario(
         name="fed_queue_delivered_after_restart",
         description="peer b stopped: a message waits in a's queue and is delivered when b is back",
         run=queue_delivered_after_restart,
@@ -381,5 +373,13 @@ SCENARIOS = [
         roles={"sender": "a", "receiver": "b"},
         timeout=QUEUE_TIMEOUT_SECONDS + 60.0,
         requires=(("a", S2S_QUEUE),),
+    ),
+    FedScenario(
+        name="fed_push_remote_server_to_relay",
+        description="a mod_cloud_notify user on b pushes through a's relay over s2s: one content-free push",
+        run=push_through_remote_server,
+        roles={"alice": "b", "bob": "b"},
+        timeout=60.0,
+        requires=(("a", PUSH_RELAY), ("b", CLOUD_NOTIFY)),
     ),
 ]
