@@ -6,6 +6,7 @@ conformance/baseline.json (exit 1 on a regression; --update-baseline rewrites th
     python3 conformance/run.py --herald target/debug/herald --db sqlite
     python3 conformance/run.py --herald target/debug/herald --db postgres
     python3 conformance/run.py --server prosody
+    python3 conformance/run.py --federation --herald target/debug/herald   # fed_* with Prosody and ejabberd
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from xmppconf import baseline
+from xmppconf import baseline, fedrun
 from xmppconf.scenario import (
     FAIL,
     NOT_APPLICABLE,
@@ -43,7 +44,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--server", choices=("herald", "prosody"), default="herald")
     p.add_argument("--herald", metavar="BIN", help="path of the herald binary (--server herald)")
     p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite", help="herald storage backend")
-    p.add_argument("--out", type=Path, help="results JSON (default conformance/out/<target>.json)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="results JSON (default conformance/out/<target>.json; with --federation a directory)",
+    )
     p.add_argument("--baseline", type=Path, default=HERE / "baseline.json")
     p.add_argument("--update-baseline", action="store_true", help="write this run's results as the expectation")
     p.add_argument("--only", action="append", default=[], metavar="SCENARIO", help="run only these (repeatable)")
@@ -55,10 +60,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="MODULE",
         help="leave a module out of the generated Prosody config (checks scenarios fail without it)",
     )
+    p.add_argument(
+        "--federation",
+        action="store_true",
+        help="run the fed_* scenarios on pairs of servers (Herald, Prosody, ejabberd) instead",
+    )
+    fedrun.add_arguments(p)
     p.add_argument("--keep", action="store_true", help="keep the temp dir (config, logs, data)")
     p.add_argument("-v", "--verbose", action="store_true", help="slixmpp debug logging on stderr")
     args = p.parse_args(argv)
-    if args.server == "herald" and not args.herald and not args.list:
+    if args.server == "herald" and not args.herald and not args.list and not args.federation:
         p.error("--herald BIN is required with --server herald")
     return args
 
@@ -89,6 +100,8 @@ async def run_all(scenarios, target: Target, password: str) -> dict[str, Outcome
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.CRITICAL, stream=sys.stderr)
+    if args.federation:
+        return fedrun.main(args, HERE)
     scenarios = [s for s in ALL if not args.only or s.name in args.only]
     if args.list:
         for s in ALL:

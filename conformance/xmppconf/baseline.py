@@ -55,3 +55,24 @@ def update(path: Path, target: str, actual: dict[str, str]) -> None:
     data = load(path)
     data[target] = dict(sorted(actual.items()))
     path.write_text(json.dumps(dict(sorted(data.items())), indent=2) + "\n")
+
+
+def report(args, label: str, actual: dict[str, str], outcomes: dict) -> bool:
+    """Compare one target's results with the baseline file (`args.baseline`), print what changed, and with
+    `args.update_baseline` rewrite that target's section (merged when `args.only` selected scenarios).
+    False on a regression."""
+    expected = load(args.baseline).get(label, {})
+    cmp = compare(expected, actual)
+    if args.update_baseline:
+        update(args.baseline, label, {**expected, **actual} if args.only else actual)
+        print(f"baseline for {label} updated in {args.baseline}")
+    for name in cmp.regressions:
+        print(f"REGRESSION {name}: expected pass, got {actual[name]}: {outcomes[name].reason}")
+    for name in cmp.improvements:
+        print(f"IMPROVEMENT {name}: expected {expected[name]}, now passes (refresh with --update-baseline)")
+    for name in cmp.changed:
+        print(f"CHANGED {name}: expected {expected[name]}, got {actual[name]}: {outcomes[name].reason}")
+    for name in cmp.unlisted:
+        print(f"NEW {name}: not in the baseline for {label} ({actual[name]})")
+    print(f"{label}: {len(cmp.regressions)} regressions, {len(cmp.improvements)} improvements")
+    return cmp.ok
