@@ -15,7 +15,8 @@ import sys
 import time
 
 CHECKS = (("c2s", 5222, "jabber:client"), ("s2s", 5269, "jabber:server"))
-# A peer that was just started may take a few seconds (ejabberd's Erlang node, Herald's certificate generation).
+# Peers that were just started may take a few seconds (ejabberd's Erlang node, Herald's certificate generation);
+# one budget for all the checks, so that unreachable peers fail within it.
 READY_SECONDS = 60.0
 
 
@@ -36,9 +37,9 @@ def stream_header(domain: str, port: int, namespace: str) -> str:
         return received.decode(errors="replace")
 
 
-def check(domain: str, port: int, namespace: str) -> str | None:
-    """None when `domain` answered with a stream header from itself, else why not."""
-    deadline = time.monotonic() + READY_SECONDS
+def check(domain: str, port: int, namespace: str, deadline: float) -> str | None:
+    """None when `domain` answered with a stream header from itself, else why not (retrying connections until
+    `deadline`, a time.monotonic() value)."""
     while True:
         try:
             answer = stream_header(domain, port, namespace)
@@ -58,9 +59,10 @@ def check(domain: str, port: int, namespace: str) -> str | None:
 
 def main(domains: list[str]) -> int:
     failures = 0
+    deadline = time.monotonic() + READY_SECONDS
     for domain in domains:
         for kind, port, namespace in CHECKS:
-            problem = check(domain, port, namespace)
+            problem = check(domain, port, namespace, deadline)
             failures += problem is not None
             print(f"  {'ok  ' if problem is None else 'FAIL'} {domain} {kind} {port}: {problem or 'stream header'}")
     return 1 if failures else 0
