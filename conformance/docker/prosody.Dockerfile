@@ -1,10 +1,11 @@
 # Prosody as a live federation peer for docker-compose.yml (profile `conformance`): Debian bookworm's prosody
-# 0.12 and prosody-modules (mod_cloud_notify, XEP-0357), domain prosody.test, configuration in prosody.cfg.lua.
+# 0.12 and prosody-modules (mod_cloud_notify, XEP-0357), domain prosody.test, configuration in prosody.cfg.lua;
+# lua-unbound (a Recommends of prosody) is its DNS resolver, reading /etc/resolv.conf and /etc/hosts.
 ARG DEBIAN_IMAGE=debian:bookworm-slim
 FROM ${DEBIAN_IMAGE}
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        ca-certificates openssl prosody prosody-modules \
+        ca-certificates lua-unbound openssl prosody prosody-modules \
     && rm -rf /var/lib/apt/lists/*
 COPY conformance/docker/prosody.cfg.lua /etc/prosody/prosody.cfg.lua
 COPY conformance/docker/peer-certificate.sh /usr/local/bin/peer-certificate
