@@ -65,6 +65,7 @@ pub struct RelayConfig {
     pub fcm: FcmConfig,
     pub webpush: WebPushConfig,
     pub federation: FederationConfig,
+    pub push_service: PushServiceConfig,
 }
 
 impl Default for RelayConfig {
@@ -95,8 +96,78 @@ impl Default for RelayConfig {
             fcm: FcmConfig::default(),
             webpush: WebPushConfig::default(),
             federation: FederationConfig::default(),
+            push_service: PushServiceConfig::default(),
         }
     }
+}
+
+/// `[relay.push_service]`: who besides the hosting server's own accounts may register devices with
+/// the XEP-0357 push service at `pubsub_jid` (XEP-0050 commands, see `push_node.rs`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushServiceConfig {
+    /// Remote XMPP domains whose users may register (their server, authenticated over s2s, is then
+    /// the only publisher of those nodes), or `["*"]` for any domain. Empty: local accounts only.
+    pub remote_domains: Vec<String>,
+    /// Push nodes all users of one remote domain may hold together: whoever owns a domain owns
+    /// unlimited JIDs, so the cap is per domain, not per JID.
+    pub max_nodes_per_remote_domain: usize,
+}
+
+/// The most nodes `max_nodes_per_remote_domain` may allow.
+pub const MAX_NODES_PER_REMOTE_DOMAIN: usize = 100_000;
+
+impl Default for PushServiceConfig {
+    fn default() -> Self {
+        PushServiceConfig {
+            remote_domains: Vec::new(),
+            max_nodes_per_remote_domain: 100,
+        }
+    }
+}
+
+impl PushServiceConfig {
+    /// Whether users of `domain` (as received, compared without case) may register.
+    pub fn allows_remote_domain(&self, domain: &str) -> bool {
+        self.remote_domains
+            .iter()
+            .any(|d| d == "*" || d.eq_ignore_ascii_case(domain))
+    }
+
+    /// What is wrong with the section, each problem naming its key.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for domain in &self.remote_domains {
+            if domain != "*" && !is_domain_name(domain) {
+                problems.push(format!(
+                    "push_service.remote_domains: {domain:?} is not a lower-case domain like friends.example, nor \"*\""
+                ));
+            }
+        }
+        if self.max_nodes_per_remote_domain == 0
+            || self.max_nodes_per_remote_domain > MAX_NODES_PER_REMOTE_DOMAIN
+        {
+            problems.push(format!(
+                "push_service.max_nodes_per_remote_domain: must be between 1 and {MAX_NODES_PER_REMOTE_DOMAIN}"
+            ));
+        }
+        problems
+    }
+}
+
+/// A DNS name as XMPP domains are written (RFC 6120 section 11.4, ASCII form): dot-separated labels
+/// of lower-case letters, digits and inner hyphens, at most 253 bytes.
+fn is_domain_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
 }
 
 /// Rate limits, in requests per minute (token buckets; the burst equals the per-minute figure).
@@ -307,6 +378,7 @@ impl RelayConfig {
                 self.client_address_header
             ));
         }
+        problems.extend(self.push_service.problems());
         let federation = &self.federation;
         if federation.signature_lifetime_secs == 0
             || federation.signature_lifetime_secs > MAX_SIGNATURE_LIFETIME_SECS
@@ -382,6 +454,31 @@ mod tests {
         assert!(problems[0].starts_with("allowed_endpoint_networks:"));
         assert!(problems[1].starts_with("http.header_read_timeout_ms:"));
         assert!(problems[2].starts_with("http.max_connections:"));
+    }
+
+    #[test]
+    fn push_service_remote_domains_are_checked() {
+        let mut c = RelayConfig::default();
+        assert!(!c.push_service.allows_remote_domain("friends.example"));
+        c.push_service.remote_domains = vec!["friends.example".into()];
+        assert!(c.problems().is_empty());
+        assert!(c.push_service.allows_remote_domain("Friends.Example"));
+        assert!(!c.push_service.allows_remote_domain("other.example"));
+        c.push_service.remote_domains = vec!["*".into()];
+        assert!(c.push_service.allows_remote_domain("other.example"));
+        c.push_service.remote_domains = vec![
+            "Friends.example".into(),
+            "a@friends.example".into(),
+            "".into(),
+            "-x.example".into(),
+        ];
+        c.push_service.max_nodes_per_remote_domain = 0;
+        let problems = c.problems();
+        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert!(
+            problems.iter().all(|p| p.starts_with("push_service.")),
+            "{problems:?}"
+        );
     }
 
     #[test]

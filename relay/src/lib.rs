@@ -35,7 +35,9 @@ pub mod settings;
 mod wake;
 
 pub use config::RelayConfig;
-pub use push_node::{NodeError, NodeRegistration, Publisher, PushNode};
+pub use push_node::{
+    NodeError, NodeRegistration, Publisher, PushNode, RegistrationError, remote_domain_account,
+};
 pub use settings::RelaySettings;
 
 /// Everything the relay can refuse or fail with. Each maps to one HTTP status in the API.

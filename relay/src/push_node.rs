@@ -35,6 +35,10 @@ const MAX_TOPIC: usize = 255;
 /// Registrations and removals an account may make per minute: an app registers at each login, so
 /// this is generous for honest use and keeps a looping client from turning commands into writes.
 pub const NODE_CHANGES_PER_MINUTE: u32 = 30;
+/// Registrations and removals all users of one remote domain may make per minute together.
+pub const REMOTE_DOMAIN_NODE_CHANGES_PER_MINUTE: u32 = 300;
+/// How [`remote_domain_account`] ids begin.
+const REMOTE_DOMAIN_ACCOUNT_PREFIX: &str = "xmpp-domain:";
 /// Longer node names or secrets than any this relay issues are refused before any lookup.
 const MAX_NODE_BYTES: usize = 64;
 const MAX_SECRET_BYTES: usize = 128;
@@ -93,6 +97,20 @@ impl From<RelayError> for NodeError {
     }
 }
 
+/// Why a remote user's registration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    /// `[relay.push_service] remote_domains` does not name the registrant's domain.
+    #[error("registrations from this domain are not accepted")]
+    DomainNotAllowed,
+    /// The domain holds `max_nodes_per_remote_domain` nodes already.
+    #[error("this domain holds as many push nodes as it may")]
+    DomainFull,
+    /// Bad input, rate limit or storage, as for a local account.
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+}
+
 /// Who publishes: the hosting server for one of its domains (not metered per sender), or anyone
 /// else (a user of this server, later a remote server over s2s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,12 +133,98 @@ impl Relay {
         registration: NodeRegistration,
     ) -> Result<PushNode, RelayError> {
         check_registration(self, &registration)?;
-        self.meter_node_change(account_id)?;
-        self.ensure_local_account(account_id).await?;
+        self.meter_node_change(account_id, NODE_CHANGES_PER_MINUTE)?;
+        self.ensure_account(account_id, true).await?;
+        let limits = &self.inner.config.limits;
+        let too_many =
+            |what: &str| RelayError::BadInput(format!("too many {what} on this account"));
+        let node = self
+            .put_node(
+                account_id,
+                account_domain,
+                registration.device_key.clone(),
+                registration,
+                (
+                    limits.max_devices_per_account,
+                    limits.max_tokens_per_account,
+                ),
+            )
+            .await?;
+        node.map_err(too_many)
+    }
+
+    /// Registers (or registers again) a device of `jid`, a user of the remote domain `domain`, as a
+    /// push node that only `domain`'s server (or JIDs under it) may publish to (XEP-0357 section 7:
+    /// the user's server publishes). Every node of a remote domain is held by one relay account,
+    /// [`remote_domain_account`], so `[relay.push_service] max_nodes_per_remote_domain` caps them all
+    /// together, and a user sees and removes only their own. Errors:
+    /// [`RegistrationError::DomainNotAllowed`] unless `remote_domains` names `domain` (or is `*`);
+    /// [`RegistrationError::DomainFull`] at the cap; [`RegistrationError::Relay`] as for
+    /// [`Self::register_node`] (the rate limit is per JID and per domain).
+    pub async fn register_remote_node(
+        &self,
+        jid: &str,
+        domain: &str,
+        registration: NodeRegistration,
+    ) -> Result<PushNode, RegistrationError> {
+        let config = &self.inner.config.push_service;
+        if !config.allows_remote_domain(domain) {
+            return Err(RegistrationError::DomainNotAllowed);
+        }
+        check_registration(self, &registration)?;
+        let account_id = remote_domain_account(domain);
+        self.meter_node_change(jid, NODE_CHANGES_PER_MINUTE)?;
+        self.meter_node_change(&account_id, REMOTE_DOMAIN_NODE_CHANGES_PER_MINUTE)?;
+        self.ensure_account(&account_id, false).await?;
+        let device_key = remote_device_key(jid, &registration.device_key);
+        let cap = config.max_nodes_per_remote_domain;
+        let node = self
+            .put_node(&account_id, domain, device_key, registration, (cap, cap))
+            .await?;
+        node.map_err(|_| RegistrationError::DomainFull)
+    }
+
+    /// Whether users of the remote XMPP domain `domain` may register nodes
+    /// (`[relay.push_service] remote_domains`).
+    pub fn accepts_remote_registrations(&self, domain: &str) -> bool {
+        self.inner.config.push_service.allows_remote_domain(domain)
+    }
+
+    /// Removes the node `jid` (a user of remote `domain`) registered with `device_key`; `false`
+    /// when there is none. Errors: [`RelayError::RateLimited`], [`RelayError::Storage`].
+    pub async fn unregister_remote_node(
+        &self,
+        jid: &str,
+        domain: &str,
+        device_key: &str,
+    ) -> Result<bool, RelayError> {
+        self.meter_node_change(jid, NODE_CHANGES_PER_MINUTE)?;
+        self.remove_node(
+            &remote_domain_account(domain),
+            &remote_device_key(jid, device_key),
+        )
+        .await
+    }
+
+    /// Creates or updates the node `device_key` of `account_id`, bound to `publisher_domain`, and
+    /// issues its secret; the inner `Err` names what is full when `(max_devices, max_live_tokens)`
+    /// is reached.
+    async fn put_node(
+        &self,
+        account_id: &str,
+        publisher_domain: &str,
+        device_key: String,
+        registration: NodeRegistration,
+        (max_devices, max_live_tokens): (usize, usize),
+    ) -> Result<Result<PushNode, &'static str>, RelayError> {
         let storage = &self.inner.storage;
         let limits = &self.inner.config.limits;
         let devices = storage.relay_devices.list(account_id, None).await?;
         let now = now_ms();
+        let registration = NodeRegistration {
+            device_key,
+            ..registration
+        };
         let existing = devices
             .iter()
             .find(|d| d.name == NODE_DEVICE_NAME && d.device_id == registration.device_key);
@@ -132,10 +236,8 @@ impl Relay {
                 device
             }
             None => {
-                if devices.len() >= limits.max_devices_per_account {
-                    return Err(RelayError::BadInput(
-                        "too many devices on this account".into(),
-                    ));
+                if devices.len() >= max_devices {
+                    return Ok(Err("devices"));
                 }
                 let mut device = Device {
                     id: uuid::Uuid::new_v4().to_string(),
@@ -172,10 +274,8 @@ impl Relay {
             .iter()
             .filter(|t| t.revoked_at_ms.is_none() && t.expires_at_ms.is_none_or(|e| e > now))
             .count();
-        if live >= limits.max_tokens_per_account {
-            return Err(RelayError::BadInput(
-                "too many live tokens on this account".into(),
-            ));
+        if live >= max_live_tokens {
+            return Ok(Err("live tokens"));
         }
         let secret = new_secret();
         tokens
@@ -185,7 +285,7 @@ impl Relay {
                 account_id: account_id.to_string(),
                 name: Some(NODE_TOKEN_NAME.to_string()),
                 device_ids: vec![device.id.clone()],
-                sender: Some(account_domain.to_ascii_lowercase()),
+                sender: Some(publisher_domain.to_ascii_lowercase()),
                 rate_per_minute: None,
                 created_at_ms: now,
                 // A node lives until it is unregistered or its device is reported dead: an expiry
@@ -194,10 +294,10 @@ impl Relay {
                 revoked_at_ms: None,
             })
             .await?;
-        Ok(PushNode {
+        Ok(Ok(PushNode {
             node: device.id,
             secret,
-        })
+        }))
     }
 
     /// Removes the push node of `account_id` registered with `device_key`: its device (pending
@@ -208,7 +308,12 @@ impl Relay {
         account_id: &str,
         device_key: &str,
     ) -> Result<bool, RelayError> {
-        self.meter_node_change(account_id)?;
+        self.meter_node_change(account_id, NODE_CHANGES_PER_MINUTE)?;
+        self.remove_node(account_id, device_key).await
+    }
+
+    /// Removes the node `device_key` of `account_id` with its secrets; `false` when there is none.
+    async fn remove_node(&self, account_id: &str, device_key: &str) -> Result<bool, RelayError> {
         let storage = &self.inner.storage;
         let Some(device) = storage
             .relay_devices
@@ -258,6 +363,12 @@ impl Relay {
         if device.name != NODE_DEVICE_NAME {
             return Err(NodeError::UnknownNode);
         }
+        // A remote domain taken off `remote_domains` is served no more.
+        if let Some(domain) = device.account_id.strip_prefix(REMOTE_DOMAIN_ACCOUNT_PREFIX)
+            && !self.accepts_remote_registrations(domain)
+        {
+            return Err(NodeError::UnknownNode);
+        }
         let now = now_ms();
         let tokens = storage
             .whitelist_tokens
@@ -302,18 +413,18 @@ impl Relay {
         Ok(accept::deliver(self, token, &notification, metering).await?)
     }
 
-    /// Errors: [`RelayError::RateLimited`] past [`NODE_CHANGES_PER_MINUTE`] for `account_id`.
-    fn meter_node_change(&self, account_id: &str) -> Result<(), RelayError> {
+    /// Errors: [`RelayError::RateLimited`] past `per_minute` changes for `key`.
+    fn meter_node_change(&self, key: &str, per_minute: u32) -> Result<(), RelayError> {
         self.inner
             .limits
             .node_changes
-            .check(account_id, NODE_CHANGES_PER_MINUTE, Instant::now())
+            .check(key, per_minute, Instant::now())
             .map_err(|refused| RelayError::RateLimited(refused.retry_after))
     }
 
-    /// The relay account of a local XMPP account, created on first use (as a first login over the
-    /// HTTP API does).
-    async fn ensure_local_account(&self, account_id: &str) -> Result<(), RelayError> {
+    /// The relay account holding nodes: a local XMPP account's (`is_local`, as a first login over
+    /// the HTTP API creates it) or a remote domain's, created on first use. Neither has a password.
+    async fn ensure_account(&self, account_id: &str, is_local: bool) -> Result<(), RelayError> {
         let accounts = &self.inner.storage.relay_accounts;
         if accounts.by_id(account_id).await?.is_some() {
             return Ok(());
@@ -323,7 +434,7 @@ impl Relay {
             username: account_id.to_string(),
             email: None,
             password_hash: None,
-            is_local: true,
+            is_local,
             created_at_ms: now_ms(),
         };
         match accounts.create(&account).await {
@@ -332,6 +443,22 @@ impl Relay {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The relay account that holds the nodes of every user of the remote XMPP domain `domain`. Its id
+/// has no `@`, so it is never a local account's (a bare JID) nor one made over the HTTP API (a UUID),
+/// and removing a local account never touches it.
+pub fn remote_domain_account(domain: &str) -> String {
+    format!(
+        "{REMOTE_DOMAIN_ACCOUNT_PREFIX}{}",
+        domain.to_ascii_lowercase()
+    )
+}
+
+/// A remote user's device key as stored: their bare JID first, so users of one domain, sharing one
+/// relay account, never see or remove each other's nodes.
+fn remote_device_key(jid: &str, device_key: &str) -> String {
+    format!("{} {device_key}", jid.to_ascii_lowercase())
 }
 
 fn relay(error: herald_storage::StorageError) -> NodeError {

@@ -560,6 +560,14 @@ impl Config {
                 &raw.server.domains,
                 &components,
             ));
+            // A domain of ours is never "remote": its users are local accounts.
+            for domain in &raw.relay.push_service.remote_domains {
+                if raw.server.domains.contains(domain) || *domain == raw.relay.pubsub_jid {
+                    problems.push(format!(
+                        "relay.push_service.remote_domains: {domain} is one of this server's domains"
+                    ));
+                }
+            }
         }
         let relay = if raw.relay.enabled {
             let mut section = raw.relay;

@@ -446,6 +446,43 @@ mod tests {
         assert!(Config::resolve(loaded).is_ok());
     }
 
+    /// `check-config` reports remote push domains that are malformed or ours.
+    #[test]
+    fn the_configuration_check_refuses_bad_remote_push_domains() {
+        use crate::config::{Config, RawConfig};
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("herald.toml");
+        let relay =
+            "[relay]\nenabled = true\nlisten = \"127.0.0.1:0\"\npubsub_jid = \"push.localhost\"\n";
+        let section = |domains: &str, cap: usize| {
+            format!(
+                "{relay}[relay.push_service]\nremote_domains = {domains}\nmax_nodes_per_remote_domain = {cap}\n"
+            )
+        };
+        std::fs::write(
+            &path,
+            section(r#"["localhost", "Bad_Domain", "friends.example"]"#, 0),
+        )
+        .expect("write");
+        let problems = Config::resolve(RawConfig::load(Some(&path), Vec::new()).expect("load"))
+            .expect_err("bad remote domains")
+            .problems;
+        for expected in [
+            "relay.push_service.remote_domains: localhost",
+            "relay.push_service.remote_domains: \"Bad_Domain\"",
+            "relay.push_service.max_nodes_per_remote_domain:",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(expected)),
+                "{expected} in {problems:?}"
+            );
+        }
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        std::fs::write(&path, section(r#"["friends.example", "*"]"#, 5)).expect("write");
+        let loaded = RawConfig::load(Some(&path), Vec::new()).expect("load");
+        assert!(Config::resolve(loaded).is_ok());
+    }
+
     #[test]
     fn disco_info_is_a_push_service_with_commands() {
         let query = pubsub("<query xmlns='http://jabber.org/protocol/disco#info'/>");

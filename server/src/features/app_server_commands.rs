@@ -9,12 +9,14 @@
 //! A command sent with its form completes at once (section 3.3's single-stage case, as p2 works); a
 //! command executed without one is answered with the blank form (section 3.4, `executing`), and the
 //! submitted form is then taken whatever the session id: no state is kept between the two steps.
-//! Only accounts of this server may register, and only for themselves.
+//! Accounts of this server register for themselves; so do users of the remote domains that
+//! `[relay.push_service] remote_domains` names (their `from` verified by the s2s layer, RFC 6120
+//! section 13.7), whose nodes only their own domain's server may publish to, capped per domain.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use herald_relay::{NodeRegistration, Relay, RelayError};
+use herald_relay::{NodeRegistration, RegistrationError, Relay, RelayError};
 use herald_storage::relay::DeviceKind;
 
 use super::iq::{IqAnswer, IqError};
@@ -127,12 +129,7 @@ pub async fn execute(
         return Err(IqError::new(DefinedCondition::ItemNotFound));
     };
     let account = from.to_bare();
-    if !router.is_local_user(&account) {
-        return Err(IqError::with_text(
-            DefinedCondition::Forbidden,
-            "only accounts of this server may register",
-        ));
-    }
+    let registrant = registrant(relay, router, &account, service)?;
     let form = command.get_child("x", ns::DATA_FORMS);
     let cancelled = command.attr("action") == Some("cancel")
         || form.is_some_and(|f| f.attr("type") == Some("cancel"));
@@ -147,10 +144,17 @@ pub async fn execute(
         Command::Register(kind) => {
             let registration = registration(kind, &values)?;
             let domain = account.domain().to_string();
-            let pushed = relay
-                .register_node(&account.to_string(), &domain, registration)
-                .await
-                .map_err(relay_error)?;
+            let jid = account.to_string();
+            let pushed = match registrant {
+                Registrant::Local => relay
+                    .register_node(&jid, &domain, registration)
+                    .await
+                    .map_err(relay_error)?,
+                Registrant::Remote => relay
+                    .register_remote_node(&jid, &domain, registration)
+                    .await
+                    .map_err(remote_refusal)?,
+            };
             let result = result_form(&[
                 ("jid", service),
                 ("node", pushed.node.as_str()),
@@ -160,16 +164,69 @@ pub async fn execute(
         }
         Command::Unregister => {
             let key = device_key(&values)?;
-            let removed = relay
-                .unregister_node(&account.to_string(), &key)
-                .await
-                .map_err(relay_error)?;
+            let jid = account.to_string();
+            let removed = match registrant {
+                Registrant::Local => relay.unregister_node(&jid, &key).await,
+                Registrant::Remote => {
+                    let domain = account.domain().to_string();
+                    relay.unregister_remote_node(&jid, &domain, &key).await
+                }
+            }
+            .map_err(relay_error)?;
             if removed {
                 Ok(Some(response(node, "completed", None)))
             } else {
                 Err(IqError::new(DefinedCondition::ItemNotFound))
             }
         }
+    }
+}
+
+/// Whose registration a command is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Registrant {
+    /// An account of this server.
+    Local,
+    /// A user of another domain; the relay decides whether that domain may register.
+    Remote,
+}
+
+/// Who `account` registers as: an account of this server, or a user of a remote domain that
+/// `[relay.push_service] remote_domains` allows. Errors: `forbidden` for anyone else (a domain not
+/// allowed, a registrant without a user part, anything else on our domains or the service's).
+fn registrant(
+    relay: &Relay,
+    router: &Router,
+    account: &BareJid,
+    service: &str,
+) -> Result<Registrant, IqError> {
+    if router.is_local_user(account) {
+        return Ok(Registrant::Local);
+    }
+    let domain = account.domain().as_str();
+    let is_ours = router.context.config.is_local_domain(domain) || domain == service;
+    if is_ours || account.node().is_none() || !relay.accepts_remote_registrations(domain) {
+        return Err(IqError::with_text(
+            DefinedCondition::Forbidden,
+            "only users of this server and of allowed domains may register",
+        ));
+    }
+    Ok(Registrant::Remote)
+}
+
+/// A refusal of a remote user's registration: a domain not allowed is `forbidden` (it will not
+/// change by retrying), a domain at its cap `policy-violation`, the rest as [`relay_error`].
+fn remote_refusal(error: RegistrationError) -> IqError {
+    match error {
+        RegistrationError::DomainNotAllowed => IqError::with_text(
+            DefinedCondition::Forbidden,
+            "only users of this server and of allowed domains may register",
+        ),
+        RegistrationError::DomainFull => IqError::with_text(
+            DefinedCondition::PolicyViolation,
+            "your domain holds as many push registrations as it may",
+        ),
+        RegistrationError::Relay(error) => relay_error(error),
     }
 }
 
