@@ -10,8 +10,8 @@
 # federating with each other (server-to-server on port 5269 of each address), and runs the load with
 # the second one as --peer-*: the federation phase chats across them, e.g.
 #   bench/compare.sh --federation --servers "herald-sqlite prosody ejabberd" -- --phases federation
-# Prosody and ejabberd find the other domain through a hosts file of the run's own (Prosody's unbound
-# `hoststxt`, ejabberd's inetrc), Herald through `[[s2s.peers]] address`; both domains' certificates
+# Prosody finds the other domain through a hosts file of the run's own (its unbound `hoststxt`), ejabberd
+# through a DNS stub of the run, Herald through `[[s2s.peers]] address`; both domains' certificates
 # are signed by one CA of the run, which Herald trusts (`[s2s] ca_files`), so Herald pairs authenticate
 # with SASL EXTERNAL; Prosody and ejabberd, which do not trust it, with dialback.
 # e.g. the PEP phase alone (XEP-0163 notifications and the XEP-0115 caps burst; ejabberd as configured
@@ -65,7 +65,9 @@ chmod 755 "$WORK"
 STARTED_PID=""
 STOP_CMD=""
 PG_STOP=""
+DNS_PID=""
 cleanup() {
+    if [ -n "$DNS_PID" ]; then kill "$DNS_PID" 2>/dev/null || true; fi
     if [ -n "$STOP_CMD" ]; then eval "$STOP_CMD" >/dev/null 2>&1 || true; fi
     # shellcheck disable=SC2086 # one or two pids (--federation)
     if [ -n "$STARTED_PID" ]; then kill $STARTED_PID 2>/dev/null || true; fi
@@ -256,10 +258,27 @@ EOF
 FED_A=a.fed.test FED_A_IP=127.0.6.1 FED_B=b.fed.test FED_B_IP=127.0.6.2
 if [ "$FEDERATION" = 1 ]; then
     printf '%s %s\n%s %s\n' "$FED_A_IP" "$FED_A" "$FED_B_IP" "$FED_B" > "$WORK/hosts"
-    # No DNS server here: SRV queries fail at once (nothing on 127.0.0.1:53) and the peers fall back
-    # to the domain's address from the hosts file, port 5269 (RFC 6120 section 3.2.2).
-    echo "nameserver 127.0.0.1" > "$WORK/resolv.conf"
-    echo '{file, hosts, "'"$WORK"'/hosts"}. {lookup, [file, dns]}.' > "$WORK/inetrc"
+    # A DNS stub of the run (the conformance suite's, conformance/xmppconf/dnsstub.py) answers SRV
+    # `_xmpp-server._tcp` and A for both domains (RFC 6120 section 3.2.1). Prosody reads the hosts file
+    # through its unbound resolver; ejabberd resolves SRV with Erlang's resolver (inetrc) and addresses
+    # with libc's getaddrinfo, which reads only /etc/resolv.conf: so ejabberd starts in a mount
+    # namespace of its own where /etc/resolv.conf names the stub (nothing outside changes).
+    FED_DNS_IP=127.0.6.50
+    PYTHONPATH="$ROOT/conformance" python3 -c '
+import signal, sys
+from xmppconf.dnsstub import DnsStub, Zone
+zone = Zone()
+for domain, address in zip(sys.argv[1::2], sys.argv[2::2]):
+    zone.add_server(domain, address, 5269)
+stub = DnsStub(zone, "'"$FED_DNS_IP"'", 53)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+signal.pause()
+' "$FED_A" "$FED_A_IP" "$FED_B" "$FED_B_IP" &
+    DNS_PID=$!
+    echo "nameserver $FED_DNS_IP" > "$WORK/resolv.conf"
+    # resolv_conf "" clears the name servers, so it comes before the stub's.
+    printf '{resolv_conf, ""}.\n{hosts_file, ""}.\n{nameserver, {%s}, 53}.\n{lookup, [dns]}.\n' \
+        "${FED_DNS_IP//./,}" > "$WORK/inetrc"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
         -subj "/CN=Herald bench CA" -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
     for d in "$FED_A" "$FED_B"; do
@@ -365,7 +384,9 @@ EJABBERD
         chown -R ejabberd "$dir"
         ej="${SERVER_CPU[*]} setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd ejabberdctl --config-dir $dir --config $dir/ejabberd.yml --spool $dir/db --logs $dir/log --node herald_fed_${d%%.*}@localhost"
         stops+=("$ej stop")
-        $ej start
+        # shellcheck disable=SC2016 # "$@" is expanded by the inner shell
+        unshare --mount --propagation private sh -c 'mount --bind "$0" /etc/resolv.conf && exec "$@"' \
+            "$WORK/resolv.conf" $ej start
         for _ in $(seq 1 120); do
             if $ej status >/dev/null 2>&1; then break; fi
             sleep 0.5
