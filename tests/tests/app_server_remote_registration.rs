@@ -7,7 +7,8 @@
 //! domain and records what the service answers. Checked: the node wakes the stand-in FCM exactly
 //! once and content-free when its own domain publishes, and is refused to any other domain; domains
 //! not allowed cannot register; the per-domain cap holds (`policy-violation`); users of one domain
-//! cannot remove each other's nodes; unregistering ends a node and frees its place.
+//! cannot remove each other's nodes; unregistering ends a node and frees its place; without
+//! `remote_domains` nobody remote registers; deleting a local account leaves remote nodes alone.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -297,4 +298,51 @@ async fn remote_users_cannot_register_by_default() {
     )
     .await;
     assert_eq!(condition(&answer), ("auth".into(), "forbidden".into()));
+}
+
+/// Remote users' nodes are no local account's: deleting local accounts (with their relay data)
+/// leaves them working.
+#[tokio::test]
+async fn deleting_local_accounts_leaves_remote_nodes_alone() {
+    let mut fcm = StandInFcm::start().await;
+    let toml = format!(
+        "{}[relay.push_service]\nremote_domains = [\"*\"]\n",
+        relay_toml(&fcm)
+    );
+    let server = TestServer::builder()
+        .file("service-account.json", &fcm.service_account())
+        .toml(&toml)
+        .start()
+        .await;
+    server.add_user("alice").await;
+    let mut friends = remote(&server, FRIENDS);
+    let mut alice = server.login("alice", "phone").await;
+    herald_tests::app_server::register(&mut alice, "fcm-token-alice", "a1").await;
+    alice.close().await;
+    let (node, secret) = register_from(
+        &server,
+        &mut friends,
+        "bob@friends.example/phone",
+        "fcm-token-bob",
+        "b1",
+    )
+    .await;
+    assert!(
+        server
+            .storage
+            .accounts
+            .delete("alice@localhost")
+            .await
+            .unwrap()
+    );
+
+    let answer = publish_from(&server, &mut friends, FRIENDS, &node, &secret).await;
+    assert_eq!(
+        answer.attr("type"),
+        Some("result"),
+        "{}",
+        xml::show(&answer)
+    );
+    assert!(fcm.next_send().await.contains("fcm-token-bob"));
+    assert_eq!(accepted_pushes(&server, FRIENDS).await, 1);
 }
