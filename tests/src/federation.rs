@@ -96,6 +96,18 @@ pub async fn federate_with(
     (ca, server_a, server_b)
 }
 
+/// Like [`federate`] over SASL EXTERNAL, with `s2s_keys` (TOML lines such as
+/// `queue_timeout_seconds = 1`) added to both servers' `[s2s]` section.
+pub async fn federate_with_keys(s2s_keys: &str) -> (TestCa, TestServer, TestServer) {
+    let ca = TestCa::new();
+    let a = Listening::new("a.test", false);
+    let b = Listening::new("b.test", false);
+    let external = Authentication::External;
+    let server_a = federated_server_with(&ca, external, &a, &b, s2s_keys).await;
+    let server_b = federated_server_with(&ca, external, &b, &a, s2s_keys).await;
+    (ca, server_a, server_b)
+}
+
 /// A domain of [`federate_with`] and the ports it will listen on.
 pub struct Listening {
     pub domain: String,
@@ -120,10 +132,24 @@ pub async fn federated_server(
     me: &Listening,
     peer: &Listening,
 ) -> TestServer {
+    federated_server_with(ca, authentication, me, peer, "").await
+}
+
+/// Like [`federated_server`], with `s2s_keys` (TOML lines) added to the `[s2s]` section.
+pub async fn federated_server_with(
+    ca: &TestCa,
+    authentication: Authentication,
+    me: &Listening,
+    peer: &Listening,
+    s2s_keys: &str,
+) -> TestServer {
     let domain = &me.domain;
     let mut builder =
         TestServer::builder().env("HERALD_SERVER__DOMAINS", &format!("[\"{domain}\"]"));
-    let mut toml = format!("[s2s]\nlisten = \"127.0.0.1:{}\"\n", me.port);
+    let mut toml = format!(
+        "[s2s]\nlisten = \"127.0.0.1:{}\"\n{s2s_keys}\n",
+        me.port
+    );
     if let Some(port) = me.direct_tls_port {
         toml.push_str(&format!("direct_tls_listen = \"127.0.0.1:{port}\"\n"));
     }
@@ -153,6 +179,54 @@ pub async fn federated_server(
         }
     }
     builder.toml(&toml).start().await
+}
+
+/// A DNS server on 127.0.0.1 (UDP) that answers every question with NXDOMAIN (RFC 1035 section
+/// 4.1.1, RCODE 3): every domain looked up through it does not exist. Runs until the test ends.
+pub async fn nxdomain_nameserver() -> std::net::SocketAddr {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let address = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buffer = [0u8; 1500];
+        while let Ok((length, from)) = socket.recv_from(&mut buffer).await {
+            if let Some(answer) = nxdomain_answer(&buffer[..length]) {
+                let _ = socket.send_to(&answer, from).await;
+            }
+        }
+    });
+    address
+}
+
+/// The NXDOMAIN answer to `query`: its id and question, no records.
+fn nxdomain_answer(query: &[u8]) -> Option<Vec<u8>> {
+    let header = query.get(..12)?;
+    // The question: labels up to the root label, then QTYPE and QCLASS.
+    let mut end = 12;
+    loop {
+        let label = usize::from(*query.get(end)?);
+        end += 1 + label;
+        if label == 0 {
+            break;
+        }
+    }
+    let question = query.get(12..end + 4)?;
+    let recursion_desired = header[2] & 0x01;
+    let mut answer = vec![
+        header[0],
+        header[1],
+        0x84 | recursion_desired, // QR, AA, RD as asked
+        0x83,                     // RA, RCODE 3 (name error)
+        0,
+        1, // QDCOUNT
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    answer.extend_from_slice(question);
+    Some(answer)
 }
 
 /// A peer server driven by hand over a real socket: STARTTLS with a client certificate, SASL EXTERNAL,

@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 use herald::xmpp::ns;
-use herald_tests::federation::{Authentication, S2sPeer, federate, federate_with};
+use herald_tests::federation::{
+    Authentication, S2sPeer, federate, federate_with, federate_with_keys,
+};
 use herald_tests::xml;
 use herald_tests::{TestClient, TestServer};
 
@@ -243,7 +245,8 @@ async fn direct_tls_federation_carries_messages_both_ways() {
 
 #[tokio::test]
 async fn a_stanza_for_a_peer_that_is_down_bounces_to_its_sender() {
-    let (_ca, a, mut b) = federate(Authentication::External).await;
+    // The queue gives up on a peer that stays down after `queue_timeout_seconds`.
+    let (_ca, a, mut b) = federate_with_keys("queue_timeout_seconds = 1").await;
     a.add_user("alice").await;
     let mut alice = a.login("alice", "r").await;
     b.stop().await;

@@ -144,7 +144,7 @@ impl Router {
                 self.bounce_or(outcome)
             }
             Route::Remote => match self.remote.get() {
-                Some(remote) => match remote.clone().submit(self, envelope.clone()) {
+                Some(remote) => match remote.submit(&envelope).await {
                     Ok(()) => Delivery::Forwarded,
                     Err(condition) => self.bounce(&envelope, condition),
                 },

@@ -5,18 +5,28 @@
 //!   secret, the TLS acceptors that ask peers for certificates).
 //! - `inbound.rs`: the listeners and the receiving side: TLS, EXTERNAL or dialback, db:verify answered,
 //!   stanzas checked against the authenticated domains and handed to the router.
-//! - `outbound.rs`: the [`link::Dialer`] the queue uses: TCP, TLS with our certificate, EXTERNAL or
-//!   dialback; also the receiving server's db:verify connection.
+//! - `outbound.rs`: the [`Dialer`] the queue uses: the peer's addresses from [`PeerResolver`], TCP,
+//!   TLS with our certificate, EXTERNAL or dialback; also the receiving server's db:verify connection.
 //! - `trust.rs`: which certificates validate for a domain; `dialback.rs`: keys and elements.
-//! - `link.rs`: the `Dialer`/`Link` interface to the outbound queue; `sender.rs` is the in-memory
-//!   stepping stone in place of the durable queue.
+//! - `resolve.rs`: where a peer is (static address, XEP-0368 and RFC 6120 section 3.2 SRV, A/AAAA);
+//!   `retry.rs`: the backoff between attempts.
+//! - `queue.rs`: the durable per-domain [`OutboundQueue`] and the [`Dialer`]/[`Link`]/[`BounceSink`]
+//!   interface it reaches the streams and the router through; `delivery.rs`: the router's side of it.
 
+pub mod delivery;
 pub mod dialback;
 pub mod inbound;
-pub mod link;
 pub mod outbound;
-pub mod sender;
+pub mod queue;
+pub mod resolve;
+pub mod retry;
 pub mod trust;
+
+pub use queue::{
+    BounceSink, DialError, Dialer, Link, LinkError, OutboundQueue, QueueSettings, SubmitError,
+};
+pub use resolve::{PeerResolver, ResolveError, ResolverSettings, StaticPeer};
+pub use retry::RetryPolicy;
 
 #[cfg(test)]
 mod tests;
@@ -36,6 +46,8 @@ use crate::net::unauthenticated::UnauthenticatedSlots;
 use crate::router::Router;
 use crate::xmpp::Limits;
 use dialback::DialbackSecret;
+use herald_storage::S2sQueueLimits;
+use resolve::ResolverSetupError;
 use trust::{AnyPeerCertificate, PeerTrust};
 
 /// What every s2s stream of this server shares.
@@ -50,6 +62,8 @@ pub struct Federation {
     pub starttls_acceptor: TlsAcceptor,
     /// For `direct_tls_listen`: the same, with ALPN `xmpp-server` (XEP-0368 section 3).
     pub direct_acceptor: TlsAcceptor,
+    /// Where peers are: static `[[s2s.peers]] address`es, else DNS (`[s2s] nameserver` or the system's).
+    pub resolver: PeerResolver,
     /// What an authenticated peer may send; [`Limits::before_auth`] before.
     pub limits: Limits,
     /// How long TLS and authentication may take, in each direction.
@@ -102,15 +116,17 @@ impl std::fmt::Debug for Federation {
 impl Federation {
     /// Builds the shared state from the configuration (`None` when `[s2s]` is absent).
     ///
-    /// Errors: unreadable trust anchors or pinned certificates, a TLS setup rustls refuses.
+    /// Errors: unreadable trust anchors or pinned certificates, a TLS setup rustls refuses, no
+    /// `nameserver` configured and the system's DNS configuration unreadable.
     pub fn new(
         config: &Config,
         tls: &TlsIdentity,
-    ) -> Result<Option<Arc<Federation>>, TlsSetupError> {
+    ) -> Result<Option<Arc<Federation>>, FederationSetupError> {
         let Some(settings) = config.s2s.clone() else {
             return Ok(None);
         };
         let trust = PeerTrust::load(&settings)?;
+        let resolver = PeerResolver::new(&resolver_settings(&settings))?;
         let starttls_acceptor =
             tls.acceptor_with_client_auth(AnyPeerCertificate::new(), Vec::new())?;
         let direct_acceptor = tls.acceptor_with_client_auth(
@@ -123,6 +139,7 @@ impl Federation {
             tls: tls.clone(),
             trust,
             secret: DialbackSecret::generate(),
+            resolver,
             starttls_acceptor,
             direct_acceptor,
             limits: config.stream_limits(),
@@ -140,15 +157,53 @@ impl Federation {
     }
 }
 
+/// Why federation could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum FederationSetupError {
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+    #[error("s2s resolver: {0}")]
+    Resolver(#[from] ResolverSetupError),
+}
+
+/// What the resolver is told by `[s2s]`: the nameserver, and the peers with a static address.
+pub fn resolver_settings(settings: &S2sSettings) -> ResolverSettings {
+    ResolverSettings {
+        nameserver: settings.nameserver,
+        static_peers: settings
+            .peers
+            .iter()
+            .filter_map(|peer| {
+                let address = peer.address?;
+                let direct_tls = peer.direct_tls;
+                Some((peer.domain.clone(), StaticPeer { address, direct_tls }))
+            })
+            .collect(),
+    }
+}
+
+/// What the outbound queue is told by `[s2s]`.
+pub fn queue_settings(settings: &S2sSettings) -> QueueSettings {
+    let limits = S2sQueueLimits {
+        max_stanzas: settings.max_queue_stanzas,
+        max_bytes: settings.max_queue_bytes,
+    };
+    QueueSettings::new(settings.queue_timeout, settings.idle_timeout, limits)
+}
+
 /// Where the s2s listeners listen, and the federation state they share.
 #[derive(Debug, Clone)]
 pub struct S2sAddresses {
     pub starttls: SocketAddr,
     pub direct_tls: Option<SocketAddr>,
     pub federation: Arc<Federation>,
+    /// The outbound queue behind the router's remote route.
+    pub queue: OutboundQueue,
 }
 
-/// Binds the s2s listeners, spawns them into `tasks`, and attaches the outbound sender to `router`.
+/// Binds the s2s listeners, spawns them into `tasks`, attaches the outbound queue to `router` and
+/// resumes what the queue held at the last stop. At shutdown `tasks` also waits for the queue's
+/// streams to close.
 ///
 /// Errors: a listener cannot bind (its address and the I/O error).
 pub async fn start(
@@ -184,21 +239,35 @@ pub async fn start(
                 router.clone(),
                 true,
                 unauthenticated,
-                shutdown,
+                shutdown.clone(),
             ));
             Some(bound)
         }
         None => None,
     };
-    let dialer = Arc::new(outbound::FederationDialer::new(federation.clone()));
-    router.attach_remote(sender::MemorySender::new(
-        dialer,
-        settings.idle_timeout,
-        settings.max_queue_stanzas,
-    ));
+    let queue = OutboundQueue::new(
+        router.context.storage.s2s_queue.clone(),
+        Arc::new(outbound::FederationDialer::new(federation.clone())),
+        Arc::new(delivery::RouterBounces::new(router)),
+        queue_settings(settings),
+        shutdown.clone(),
+    );
+    router.attach_remote(Arc::new(delivery::QueueDelivery::new(queue.clone())));
+    if let Err(error) = queue.resume().await {
+        tracing::error!(%error, "s2s queue: stanzas waiting since the last stop not resumed");
+    }
+    tasks.spawn({
+        let queue = queue.clone();
+        let mut shutdown = shutdown;
+        async move {
+            shutdown.wait().await;
+            queue.stopped().await;
+        }
+    });
     Ok(S2sAddresses {
         starttls,
         direct_tls,
         federation,
+        queue,
     })
 }

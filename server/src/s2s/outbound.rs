@@ -1,10 +1,9 @@
 //! Outbound server-to-server streams (RFC 6120 sections 4 to 6 with us as the initiating entity): TCP to
-//! the peer's address, STARTTLS (section 5.4) or XEP-0368 direct TLS with our certificate as the client
+//! the peer's addresses in the order RFC 6120 section 3.2 and XEP-0368 section 3 give them, STARTTLS (section 5.4) or XEP-0368 direct TLS with our certificate as the client
 //! certificate and SNI set to the peer's domain, then SASL EXTERNAL (XEP-0178 section 3) if the peer
 //! offers it, else Server Dialback (XEP-0220 section 2.1, as the originating server). The same code asks
 //! an authoritative server to verify a dialback key (section 2.2, as the receiving server).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,16 +14,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::dialback::{Dialback, Outcome};
-use super::link::{DialError, Dialer, Link, LinkError};
+use super::queue::{DialError, Dialer, Link, LinkError};
+use super::resolve::PeerAddress;
 use super::{AuthenticationCounts, Federation};
 use crate::net::tls::ALPN_XMPP_SERVER;
 use crate::net::transport::Transport;
 use crate::net::write_deadline::WriteDeadline;
 use crate::xmpp::{Element, Frame, StreamHeader, XmlStream, ns, set_attribute};
-
-/// The default s2s port when a domain has neither a static address nor SRV records (RFC 6120 section
-/// 3.2.2).
-pub const DEFAULT_S2S_PORT: u16 = 5269;
 
 /// What an outbound negotiation is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +72,10 @@ impl FederationDialer {
         }
     }
 
+    /// Tries the peer's addresses in order (its static address, else what DNS gives) until one
+    /// negotiates; each attempt gets `auth_timeout`.
+    ///
+    /// Errors: [`DialError::NotFound`] when the domain has no address, else the last attempt's error.
     async fn open(
         &self,
         local: &str,
@@ -83,24 +83,40 @@ impl FederationDialer {
         purpose: Purpose,
     ) -> Result<Negotiated<WriteDeadline<TcpStream>>, DialError> {
         let federation = &self.federation;
-        let deadline = federation.auth_timeout;
-        let attempt = async {
-            let peer = federation.settings.peer(remote);
-            let address = address_of(federation, remote).await?;
-            let socket = TcpStream::connect(address)
-                .await
-                .map_err(|e| DialError::Unreachable(format!("{address}: {e}")))?;
-            let _ = socket.set_nodelay(true);
-            let socket = WriteDeadline::new(socket, federation.write_timeout);
-            let mut transport = Transport::Plain(socket);
-            if peer.is_some_and(|p| p.direct_tls) {
-                transport = start_tls(federation, transport, local, remote, true).await?;
-            }
-            negotiate(federation, transport, local, remote, purpose).await
-        };
-        tokio::time::timeout(deadline, attempt)
+        let mut failure = DialError::NotFound;
+        for peer in federation.resolver.resolve(remote).await? {
+            let attempt = self.attempt(&peer, local, remote, purpose.clone());
+            failure = match tokio::time::timeout(federation.auth_timeout, attempt).await {
+                Ok(Ok(negotiated)) => return Ok(negotiated),
+                Ok(Err(error)) => error,
+                Err(_) => DialError::Unreachable(format!("{}: timed out", peer.address)),
+            };
+            tracing::debug!(remote, address = %peer.address, host = %peer.host, error = %failure,
+                "s2s connection attempt failed");
+        }
+        Err(failure)
+    }
+
+    /// One connection to one of `remote`'s addresses: TCP, direct TLS if the address says so, then
+    /// the negotiation.
+    async fn attempt(
+        &self,
+        peer: &PeerAddress,
+        local: &str,
+        remote: &str,
+        purpose: Purpose,
+    ) -> Result<Negotiated<WriteDeadline<TcpStream>>, DialError> {
+        let federation = &self.federation;
+        let socket = TcpStream::connect(peer.address)
             .await
-            .map_err(|_| DialError::Unreachable(format!("{remote}: timed out")))?
+            .map_err(|e| DialError::Unreachable(format!("{}: {e}", peer.address)))?;
+        let _ = socket.set_nodelay(true);
+        let socket = WriteDeadline::new(socket, federation.write_timeout);
+        let mut transport = Transport::Plain(socket);
+        if peer.direct_tls {
+            transport = start_tls(federation, transport, local, remote, true).await?;
+        }
+        negotiate(federation, transport, local, remote, purpose).await
     }
 }
 
@@ -127,18 +143,6 @@ impl Dialer for FederationDialer {
             Negotiated::Verified(_) => Err(DialError::Rejected("unexpected verification".into())),
         }
     }
-}
-
-/// Where `remote` is reached: its static `[[s2s.peers]] address`, else its address records on port 5269.
-// TODO(s2s-queue): SRV lookups (`_xmpp-server._tcp`, `_xmpps-server._tcp`) come with resolve.rs.
-async fn address_of(federation: &Federation, remote: &str) -> Result<SocketAddr, DialError> {
-    if let Some(address) = federation.settings.peer(remote).and_then(|p| p.address) {
-        return Ok(address);
-    }
-    let mut addresses = tokio::net::lookup_host((remote, DEFAULT_S2S_PORT))
-        .await
-        .map_err(|_| DialError::NotFound)?;
-    addresses.next().ok_or(DialError::NotFound)
 }
 
 async fn start_tls<S>(
@@ -369,14 +373,14 @@ where
             match frame {
                 Ok(Frame::Element(element)) if !element.is("error", ns::STREAMS) => continue,
                 _ => {
-                    return Err(LinkError::Io(std::io::Error::new(
-                        std::io::ErrorKind::ConnectionAborted,
-                        "the peer closed the stream",
-                    )));
+                    return Err(LinkError("the peer closed the stream".into()));
                 }
             }
         }
-        self.stream.send_raw(stanza).await.map_err(LinkError::Io)
+        self.stream
+            .send_raw(stanza)
+            .await
+            .map_err(|e| LinkError(e.to_string()))
     }
 
     async fn close(mut self: Box<Self>) {

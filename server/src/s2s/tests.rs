@@ -10,7 +10,7 @@ use tokio::io::DuplexStream;
 use super::Federation;
 use super::dialback::{Dialback, Outcome};
 use super::inbound::Inbound;
-use super::link::DialError;
+use super::queue::DialError;
 use super::outbound::{FederationDialer, Negotiated, Purpose, negotiate};
 use crate::config::{Config, RawConfig};
 use crate::context::ServerContext;
@@ -201,6 +201,7 @@ async fn nothing_but_starttls_before_tls_when_encryption_is_required() {
         tls: federation.tls.clone(),
         trust: super::trust::PeerTrust::load(&federation.settings).unwrap(),
         secret: federation.secret.clone(),
+        resolver: federation.resolver.clone(),
         starttls_acceptor: federation.starttls_acceptor.clone(),
         direct_acceptor: federation.direct_acceptor.clone(),
         limits: federation.limits,

@@ -78,7 +78,7 @@ impl WireStanza {
 
 /// Parses one element as if it came on a stream whose header declared `stream_ns` and the `stream:`
 /// prefix, which is what the forms above assume.
-fn parse_on_stream(xml: &str, stream_ns: &str) -> Option<Element> {
+pub fn parse_on_stream(xml: &str, stream_ns: &str) -> Option<Element> {
     let header = StreamHeader {
         default_ns: stream_ns.to_owned(),
         ..StreamHeader::default()

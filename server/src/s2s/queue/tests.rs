@@ -1,0 +1,653 @@
+//! The outbound queue against a scripted in-process dialer: timers on paused time (the store is in
+//! memory so nothing waits on another thread), restarts and limits on SQLite.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use herald_storage::{S2sQueueUsage, Storage, StorageResult};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use super::*;
+use crate::net::shutdown::ShutdownTrigger;
+
+/// What the fakes saw, in the order it happened.
+#[derive(Debug, Clone, PartialEq)]
+enum Event {
+    Dialed {
+        link: usize,
+        local: String,
+        remote: String,
+    },
+    Sent {
+        link: usize,
+        stanza: String,
+    },
+    Closed {
+        link: usize,
+    },
+    Bounced {
+        stanza: String,
+        condition: DefinedCondition,
+    },
+}
+
+/// What one dial does.
+#[derive(Debug, Clone)]
+enum Dial {
+    /// A link whose writes fail after this many succeeded (never with `None`).
+    Connect {
+        writes_before_failure: Option<usize>,
+    },
+    Fail(DialError),
+    /// A bug in the streams: the domain task dies.
+    Panic,
+}
+
+struct FakeDialer {
+    script: Mutex<VecDeque<Dial>>,
+    otherwise: Dial,
+    links: AtomicUsize,
+    events: UnboundedSender<Event>,
+}
+
+#[async_trait]
+impl Dialer for FakeDialer {
+    async fn dial(
+        &self,
+        local_domain: &str,
+        remote_domain: &str,
+    ) -> Result<Box<dyn Link>, DialError> {
+        let link = self.links.fetch_add(1, Ordering::SeqCst) + 1;
+        let _ = self.events.send(Event::Dialed {
+            link,
+            local: local_domain.to_string(),
+            remote: remote_domain.to_string(),
+        });
+        let step = self
+            .script
+            .lock()
+            .expect("script")
+            .pop_front()
+            .unwrap_or_else(|| self.otherwise.clone());
+        match step {
+            Dial::Connect {
+                writes_before_failure,
+            } => Ok(Box::new(FakeLink {
+                link,
+                writes_left: writes_before_failure,
+                events: self.events.clone(),
+            })),
+            Dial::Fail(error) => Err(error),
+            Dial::Panic => panic!("dialer bug (expected by the test)"),
+        }
+    }
+}
+
+struct FakeLink {
+    link: usize,
+    writes_left: Option<usize>,
+    events: UnboundedSender<Event>,
+}
+
+#[async_trait]
+impl Link for FakeLink {
+    async fn send(&mut self, stanza: &str) -> Result<(), LinkError> {
+        if let Some(left) = self.writes_left.as_mut() {
+            if *left == 0 {
+                return Err(LinkError("connection reset".to_string()));
+            }
+            *left -= 1;
+        }
+        let _ = self.events.send(Event::Sent {
+            link: self.link,
+            stanza: stanza.to_string(),
+        });
+        Ok(())
+    }
+
+    async fn close(self: Box<Self>) {
+        let _ = self.events.send(Event::Closed { link: self.link });
+    }
+}
+
+struct FakeBounces(UnboundedSender<Event>);
+
+impl BounceSink for FakeBounces {
+    fn bounce(&self, stanza: &str, condition: DefinedCondition) {
+        let _ = self.0.send(Event::Bounced {
+            stanza: stanza.to_string(),
+            condition,
+        });
+    }
+}
+
+/// The [`S2sQueue`] contract in memory: never waits, so paused time only moves when the queue
+/// itself waits.
+#[derive(Default)]
+struct MemoryQueue {
+    rows: Mutex<Vec<(String, S2sQueued)>>,
+    next_id: AtomicUsize,
+}
+
+#[async_trait]
+impl S2sQueue for MemoryQueue {
+    async fn enqueue(
+        &self,
+        domain: &str,
+        sender: &str,
+        stanza: &str,
+        enqueued_at_ms: i64,
+        limits: S2sQueueLimits,
+    ) -> StorageResult<S2sEnqueue> {
+        let mut rows = self.rows.lock().expect("rows");
+        let mine = rows.iter().filter(|(d, _)| d == domain);
+        let (count, bytes) = mine.fold((0, 0), |(c, b), (_, q)| (c + 1, b + q.stanza.len()));
+        if count >= limits.max_stanzas || bytes + stanza.len() > limits.max_bytes {
+            return Ok(S2sEnqueue::Full);
+        }
+        let id = i64::try_from(self.next_id.fetch_add(1, Ordering::SeqCst) + 1).unwrap_or(0);
+        rows.push((
+            domain.to_string(),
+            S2sQueued {
+                id,
+                sender: sender.to_string(),
+                stanza: stanza.to_string(),
+                enqueued_at_ms,
+            },
+        ));
+        Ok(S2sEnqueue::Queued(id))
+    }
+
+    async fn oldest(
+        &self,
+        domain: &str,
+        after_id: Option<i64>,
+        limit: usize,
+    ) -> StorageResult<Vec<S2sQueued>> {
+        let rows = self.rows.lock().expect("rows");
+        Ok(rows
+            .iter()
+            .filter(|(d, q)| d == domain && after_id.is_none_or(|after| q.id > after))
+            .take(limit)
+            .map(|(_, q)| q.clone())
+            .collect())
+    }
+
+    async fn remove(&self, domain: &str, ids: &[i64]) -> StorageResult<u64> {
+        let mut rows = self.rows.lock().expect("rows");
+        let before = rows.len();
+        rows.retain(|(d, q)| d != domain || !ids.contains(&q.id));
+        Ok((before - rows.len()) as u64)
+    }
+
+    async fn take_enqueued_before(
+        &self,
+        domain: &str,
+        cutoff_ms: i64,
+    ) -> StorageResult<Vec<S2sQueued>> {
+        let mut rows = self.rows.lock().expect("rows");
+        let (taken, kept) = rows
+            .drain(..)
+            .partition(|(d, q)| d == domain && q.enqueued_at_ms < cutoff_ms);
+        *rows = kept;
+        Ok(taken
+            .into_iter()
+            .map(|(_, q): (String, S2sQueued)| q)
+            .collect())
+    }
+
+    async fn domains(&self) -> StorageResult<Vec<String>> {
+        let rows = self.rows.lock().expect("rows");
+        let mut domains: Vec<String> = rows.iter().map(|(d, _)| d.clone()).collect();
+        domains.sort();
+        domains.dedup();
+        Ok(domains)
+    }
+
+    async fn usage(&self, domain: &str) -> StorageResult<S2sQueueUsage> {
+        let rows = self.rows.lock().expect("rows");
+        let mine: Vec<&S2sQueued> = rows
+            .iter()
+            .filter(|(d, _)| d == domain)
+            .map(|(_, q)| q)
+            .collect();
+        Ok(S2sQueueUsage {
+            stanzas: mine.len() as u64,
+            bytes: mine.iter().map(|q| q.stanza.len() as u64).sum(),
+        })
+    }
+}
+
+fn settings() -> QueueSettings {
+    let mut settings = QueueSettings::new(
+        Duration::from_secs(300),
+        Duration::from_secs(600),
+        S2sQueueLimits {
+            max_stanzas: 100,
+            max_bytes: 100_000,
+        },
+    );
+    settings.retry = RetryPolicy {
+        initial: Duration::from_secs(2),
+        max: Duration::from_secs(60),
+        jitter: 0.5,
+    };
+    settings
+}
+
+struct Harness {
+    queue: OutboundQueue,
+    events: UnboundedReceiver<Event>,
+    dialer: Arc<FakeDialer>,
+    trigger: ShutdownTrigger,
+    on_paused_time: bool,
+}
+
+fn harness(
+    store: Arc<dyn S2sQueue>,
+    settings: QueueSettings,
+    script: Vec<Dial>,
+    otherwise: Dial,
+) -> Harness {
+    let (sender, events) = unbounded_channel();
+    let dialer = Arc::new(FakeDialer {
+        script: Mutex::new(script.into()),
+        otherwise,
+        links: AtomicUsize::new(0),
+        events: sender.clone(),
+    });
+    let (trigger, shutdown) = Shutdown::new();
+    let queue = OutboundQueue::new(
+        store,
+        dialer.clone(),
+        Arc::new(FakeBounces(sender)),
+        settings,
+        shutdown,
+    );
+    Harness {
+        queue,
+        events,
+        dialer,
+        trigger,
+        on_paused_time: false,
+    }
+}
+
+/// A harness for a test on paused time.
+fn paused(
+    store: Arc<dyn S2sQueue>,
+    settings: QueueSettings,
+    script: Vec<Dial>,
+    otherwise: Dial,
+) -> Harness {
+    Harness {
+        on_paused_time: true,
+        ..harness(store, settings, script, otherwise)
+    }
+}
+
+const CONNECT: Dial = Dial::Connect {
+    writes_before_failure: None,
+};
+
+fn unreachable() -> Dial {
+    Dial::Fail(DialError::Unreachable("connection refused".to_string()))
+}
+
+fn message(n: u32) -> String {
+    format!(
+        "<message xmlns='jabber:server' from='alice@a.test/phone' to='bob@b.test' \
+         id='m{n}' type='chat'><body>{n}</body></message>"
+    )
+}
+
+impl Harness {
+    async fn submit(&self, stanza: &str) {
+        self.queue
+            .submit("a.test", "b.test", "alice@a.test/phone", stanza)
+            .await
+            .expect("queued");
+    }
+
+    /// The next event; a missing one fails the test instead of hanging it (on paused time the
+    /// hour passes at once once nothing else is waiting, so it must exceed every test's timers).
+    async fn next(&mut self) -> Event {
+        timeout(self.patience(), self.events.recv())
+            .await
+            .expect("an event in time")
+            .expect("an event")
+    }
+
+    /// Waits for every domain task to end, failing rather than hanging.
+    async fn stopped(&self) {
+        timeout(self.patience(), self.queue.stopped())
+            .await
+            .expect("the domain tasks ended in time");
+    }
+
+    fn patience(&self) -> Duration {
+        if self.on_paused_time {
+            Duration::from_secs(3600)
+        } else {
+            Duration::from_secs(20)
+        }
+    }
+
+    fn nothing_more(&mut self) {
+        assert_eq!(self.events.try_recv().ok(), None);
+    }
+}
+
+fn dialed(link: usize) -> Event {
+    Event::Dialed {
+        link,
+        local: "a.test".to_string(),
+        remote: "b.test".to_string(),
+    }
+}
+
+fn sent(link: usize, n: u32) -> Event {
+    Event::Sent {
+        link,
+        stanza: message(n),
+    }
+}
+
+fn bounced(n: u32, condition: DefinedCondition) -> Event {
+    Event::Bounced {
+        stanza: message(n),
+        condition,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn delivers_in_order_reuses_the_busy_link_and_closes_it_when_idle() {
+    let store = Arc::new(MemoryQueue::default());
+    let mut h = paused(store.clone(), settings(), vec![], CONNECT);
+    for n in 1..=3 {
+        h.submit(&message(n)).await;
+    }
+    assert_eq!(h.next().await, dialed(1));
+    for n in 1..=3 {
+        assert_eq!(h.next().await, sent(1, n));
+    }
+    h.submit(&message(4)).await;
+    assert_eq!(h.next().await, sent(1, 4), "the open link is reused");
+    let last_write = Instant::now();
+    assert_eq!(h.next().await, Event::Closed { link: 1 });
+    assert_eq!(last_write.elapsed(), settings().idle_timeout);
+    h.stopped().await;
+    assert!(store.domains().await.expect("domains").is_empty());
+    assert_eq!(h.dialer.links.load(Ordering::SeqCst), 1);
+    h.nothing_more();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_dial_is_retried_after_the_backoff() {
+    let store = Arc::new(MemoryQueue::default());
+    let script = vec![
+        unreachable(),
+        Dial::Fail(DialError::Rejected("dialback failed".to_string())),
+    ];
+    let mut h = paused(store.clone(), settings(), script, CONNECT);
+    let start = Instant::now();
+    h.submit(&message(1)).await;
+    assert_eq!(h.next().await, dialed(1));
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(h.next().await, dialed(2));
+    let first_wait = start.elapsed();
+    let (shortest, longest) = settings().retry.bounds(1);
+    assert!(
+        shortest <= first_wait && first_wait <= longest,
+        "{first_wait:?}"
+    );
+    assert_eq!(h.next().await, dialed(3));
+    let second_wait = start.elapsed() - first_wait;
+    let (shortest, longest) = settings().retry.bounds(2);
+    assert!(
+        shortest <= second_wait && second_wait <= longest,
+        "{second_wait:?}"
+    );
+    assert_eq!(h.next().await, sent(3, 1));
+    assert!(store.domains().await.expect("domains").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn stanzas_bounce_with_remote_server_timeout_once_they_waited_the_queue_timeout() {
+    let store = Arc::new(MemoryQueue::default());
+    let mut settings = settings();
+    settings.queue_timeout = Duration::from_secs(10);
+    settings.retry = RetryPolicy {
+        initial: Duration::from_secs(4),
+        max: Duration::from_secs(4),
+        jitter: 0.0,
+    };
+    let mut h = paused(store.clone(), settings, vec![], unreachable());
+    let start = Instant::now();
+    h.submit(&message(1)).await;
+    assert_eq!(h.next().await, dialed(1));
+    tokio::time::advance(Duration::from_secs(5)).await;
+    h.submit(&message(2)).await;
+    // Attempts every 4 seconds; each stanza bounces the moment it has waited 10, between them.
+    assert_eq!(h.next().await, dialed(2));
+    assert_eq!(h.next().await, dialed(3));
+    assert_eq!(
+        h.next().await,
+        bounced(1, DefinedCondition::RemoteServerTimeout)
+    );
+    let waited = start.elapsed();
+    assert!(
+        Duration::from_secs(10) < waited && waited <= Duration::from_millis(10_002),
+        "{waited:?}"
+    );
+    assert_eq!(h.next().await, dialed(4));
+    assert_eq!(
+        h.next().await,
+        bounced(2, DefinedCondition::RemoteServerTimeout)
+    );
+    let waited = start.elapsed();
+    assert!(
+        Duration::from_secs(15) < waited && waited <= Duration::from_millis(15_002),
+        "{waited:?}"
+    );
+    h.stopped().await;
+    assert!(store.domains().await.expect("domains").is_empty());
+    h.nothing_more();
+}
+
+#[tokio::test(start_paused = true)]
+async fn not_found_bounces_everything_at_once_but_never_an_error_stanza() {
+    let store = Arc::new(MemoryQueue::default());
+    let mut h = paused(
+        store.clone(),
+        settings(),
+        vec![],
+        Dial::Fail(DialError::NotFound),
+    );
+    let start = Instant::now();
+    h.submit(&message(1)).await;
+    let error = "<message xmlns='jabber:server' from='alice@a.test/phone' to='bob@b.test' \
+                 type='error'><error type='cancel'/></message>";
+    h.submit(error).await;
+    h.submit(&message(2)).await;
+    assert_eq!(h.next().await, dialed(1));
+    assert_eq!(
+        h.next().await,
+        bounced(1, DefinedCondition::RemoteServerNotFound)
+    );
+    assert_eq!(
+        h.next().await,
+        bounced(2, DefinedCondition::RemoteServerNotFound)
+    );
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    h.stopped().await;
+    assert!(store.domains().await.expect("domains").is_empty());
+    h.nothing_more();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_link_is_redialed_at_once_and_nothing_is_lost() {
+    let store = Arc::new(MemoryQueue::default());
+    let script = vec![Dial::Connect {
+        writes_before_failure: Some(2),
+    }];
+    let mut h = paused(store.clone(), settings(), script, CONNECT);
+    let start = Instant::now();
+    for n in 1..=4 {
+        h.submit(&message(n)).await;
+    }
+    assert_eq!(h.next().await, dialed(1));
+    assert_eq!(h.next().await, sent(1, 1));
+    assert_eq!(h.next().await, sent(1, 2));
+    assert_eq!(h.next().await, dialed(2));
+    assert_eq!(h.next().await, sent(2, 3));
+    assert_eq!(h.next().await, sent(2, 4));
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert!(store.domains().await.expect("domains").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_closes_the_link_and_keeps_what_is_queued() {
+    let store = Arc::new(MemoryQueue::default());
+    let mut h = paused(store.clone(), settings(), vec![], CONNECT);
+    h.submit(&message(1)).await;
+    assert_eq!(h.next().await, dialed(1));
+    assert_eq!(h.next().await, sent(1, 1));
+    h.trigger.trigger();
+    assert_eq!(h.next().await, Event::Closed { link: 1 });
+    h.stopped().await;
+    // After shutdown stanzas are still stored (for the next start) but no task is started.
+    h.submit(&message(2)).await;
+    assert_eq!(store.domains().await.expect("domains"), ["b.test"]);
+    h.nothing_more();
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_local_domain_gets_its_own_link_to_the_remote_domain() {
+    let store = Arc::new(MemoryQueue::default());
+    let mut h = paused(store.clone(), settings(), vec![], CONNECT);
+    h.submit(&message(1)).await;
+    let from_other = "<message xmlns='jabber:server' from='news@other.test' to='bob@b.test'/>";
+    h.queue
+        .submit("other.test", "B.test", "news@other.test", from_other)
+        .await
+        .expect("queued");
+    h.submit(&message(2)).await;
+    assert_eq!(h.next().await, dialed(1));
+    assert_eq!(h.next().await, sent(1, 1));
+    assert_eq!(
+        h.next().await,
+        Event::Dialed {
+            link: 2,
+            local: "other.test".to_string(),
+            remote: "b.test".to_string(),
+        }
+    );
+    assert_eq!(
+        h.next().await,
+        Event::Sent {
+            link: 2,
+            stanza: from_other.to_string(),
+        }
+    );
+    assert_eq!(h.next().await, sent(1, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_that_died_is_replaced_by_the_next_submit() {
+    let store = Arc::new(MemoryQueue::default());
+    let mut h = paused(store.clone(), settings(), vec![Dial::Panic], CONNECT);
+    h.submit(&message(1)).await;
+    assert_eq!(h.next().await, dialed(1));
+    h.stopped().await;
+    h.submit(&message(2)).await;
+    assert_eq!(h.next().await, dialed(2));
+    assert_eq!(h.next().await, sent(2, 1));
+    assert_eq!(h.next().await, sent(2, 2));
+}
+
+#[tokio::test]
+async fn a_new_queue_over_the_same_sqlite_file_delivers_what_the_first_left() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", directory.path().join("herald.db").display());
+    let mut patient = settings();
+    patient.retry.initial = Duration::from_secs(3600);
+    patient.retry.max = Duration::from_secs(3600);
+
+    let first = Storage::connect(&url).await.expect("storage");
+    let mut h = harness(first.s2s_queue.clone(), patient, vec![], unreachable());
+    for n in 1..=3 {
+        h.submit(&message(n)).await;
+    }
+    assert_eq!(h.next().await, dialed(1));
+    h.trigger.trigger();
+    h.stopped().await;
+
+    let second = Storage::connect(&url).await.expect("storage again");
+    let mut quick = settings();
+    quick.idle_timeout = Duration::from_millis(20);
+    let mut h = harness(second.s2s_queue.clone(), quick, vec![], CONNECT);
+    h.queue.resume().await.expect("resume");
+    assert_eq!(h.next().await, dialed(1));
+    for n in 1..=3 {
+        assert_eq!(h.next().await, sent(1, n));
+    }
+    assert_eq!(h.next().await, Event::Closed { link: 1 });
+    h.stopped().await;
+    assert!(
+        second
+            .s2s_queue
+            .domains()
+            .await
+            .expect("domains")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_with_resource_constraint() {
+    let storage = Storage::connect("sqlite::memory:").await.expect("storage");
+    let mut limited = settings();
+    limited.limits.max_stanzas = 2;
+    limited.retry.initial = Duration::from_secs(3600);
+    let h = harness(storage.s2s_queue.clone(), limited, vec![], unreachable());
+    h.submit(&message(1)).await;
+    h.submit(&message(2)).await;
+    let refused = h
+        .queue
+        .submit("a.test", "b.test", "alice@a.test/phone", &message(3))
+        .await;
+    assert!(
+        matches!(&refused, Err(SubmitError::Full(domain)) if domain == "b.test"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.map_err(|e| e.condition()),
+        Err(DefinedCondition::ResourceConstraint)
+    );
+    let foreign = h
+        .queue
+        .submit("a.test", "b.test", "mallory@c.test", &message(4))
+        .await;
+    assert!(matches!(foreign, Err(SubmitError::ForeignSender { .. })));
+    let usage = storage.s2s_queue.usage("b.test").await.expect("usage");
+    assert_eq!(usage.stanzas, 2);
+}
+
+#[test]
+fn error_stanzas_are_recognised_with_or_without_their_namespace() {
+    let table = [
+        ("<message xmlns='jabber:server' type='error'/>", true),
+        (
+            "<message type='error' to='b.test'><error type='cancel'/></message>",
+            true,
+        ),
+        ("<iq type='error' id='1'/>", true),
+        ("<message xmlns='jabber:server' type='chat'/>", false),
+        ("<presence/>", false),
+        ("not xml", false),
+    ];
+    for (stanza, expected) in table {
+        assert_eq!(is_error_stanza(stanza), expected, "{stanza}");
+    }
+}
