@@ -244,6 +244,29 @@ impl S2sPeer {
         ca: &TestCa,
         certificate: (String, String),
     ) -> S2sPeer {
+        let (mut peer, features) = S2sPeer::starttls(server, from, ca, certificate).await;
+        let mechanisms = features
+            .get_child("mechanisms", ns::SASL)
+            .expect("EXTERNAL offered");
+        assert!(mechanisms.children().any(|m| m.text() == "EXTERNAL"));
+        peer.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+            .await;
+        let success = peer.recv().await;
+        assert!(success.is("success", ns::SASL), "{success:?}");
+        peer.stream.reset();
+        let to = server.domain().to_string();
+        open(&mut peer.stream, from, &to).await;
+        peer
+    }
+
+    /// Connects to `server`'s s2s port as `from`, STARTTLS presenting `certificate` (PEM certificate and
+    /// key) and trusting `ca`; returns the peer and the features of the stream over TLS.
+    pub async fn starttls(
+        server: &TestServer,
+        from: &str,
+        ca: &TestCa,
+        certificate: (String, String),
+    ) -> (S2sPeer, Element) {
         let to = server.domain().to_string();
         let socket = within(TcpStream::connect(server.s2s_address()))
             .await
@@ -264,21 +287,7 @@ impl S2sPeer {
                 .unwrap();
         let mut stream = XmlStream::new(tls, limits());
         let features = open(&mut stream, from, &to).await;
-        let mechanisms = features
-            .get_child("mechanisms", ns::SASL)
-            .expect("EXTERNAL offered");
-        assert!(mechanisms.children().any(|m| m.text() == "EXTERNAL"));
-        stream
-            .send_raw(
-                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>",
-            )
-            .await
-            .unwrap();
-        let success = next(&mut stream).await;
-        assert!(success.is("success", ns::SASL), "{success:?}");
-        stream.reset();
-        open(&mut stream, from, &to).await;
-        S2sPeer { stream }
+        (S2sPeer { stream }, features)
     }
 
     /// Writes raw XML (or garbage) as is.

@@ -267,3 +267,24 @@ async fn a_stanza_for_a_peer_that_is_down_bounces_to_its_sender() {
         xml::show(&error)
     );
 }
+
+#[tokio::test]
+async fn a_certificate_for_another_domain_gets_neither_external_nor_dialback() {
+    let (ca, a, _b) = federate(Authentication::External).await;
+    // A valid certificate, but for c.test, on a stream that claims to be b.test (RFC 6125 section 6).
+    let (mut peer, features) = S2sPeer::starttls(&a, "b.test", &ca, ca.issue("c.test")).await;
+    assert!(
+        features.get_child("mechanisms", ns::SASL).is_none(),
+        "{}",
+        xml::show(&features)
+    );
+    peer.send(
+        "<db:result xmlns:db='jabber:server:dialback' from='b.test' to='a.test'>k</db:result>",
+    )
+    .await;
+    let answer = peer.recv().await;
+    assert_eq!(answer.attr("type"), Some("error"), "{}", xml::show(&answer));
+    assert!(xml::show(&answer).contains("not-authorized"));
+    peer.send("<message from='x@b.test' to='y@a.test'/>").await;
+    assert_eq!(peer.expect_stream_error().await, "not-authorized");
+}
