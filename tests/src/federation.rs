@@ -146,10 +146,7 @@ pub async fn federated_server_with(
     let domain = &me.domain;
     let mut builder =
         TestServer::builder().env("HERALD_SERVER__DOMAINS", &format!("[\"{domain}\"]"));
-    let mut toml = format!(
-        "[s2s]\nlisten = \"127.0.0.1:{}\"\n{s2s_keys}\n",
-        me.port
-    );
+    let mut toml = format!("[s2s]\nlisten = \"127.0.0.1:{}\"\n{s2s_keys}\n", me.port);
     if let Some(port) = me.direct_tls_port {
         toml.push_str(&format!("direct_tls_listen = \"127.0.0.1:{port}\"\n"));
     }

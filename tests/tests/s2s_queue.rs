@@ -39,7 +39,12 @@ async fn bounce_condition(alice: &mut TestClient) -> String {
             e.name() == "message" && e.attr("type") == Some("error")
         })
         .await;
-    assert_eq!(error.attr("from"), Some("bob@b.test/r"), "{}", xml::show(&error));
+    assert_eq!(
+        error.attr("from"),
+        Some("bob@b.test/r"),
+        "{}",
+        xml::show(&error)
+    );
     xml::error_condition(&error).unwrap_or_default()
 }
 
@@ -72,7 +77,10 @@ async fn a_message_for_a_peer_that_stays_down_bounces_with_remote_server_timeout
     let sent = Instant::now();
     alice.chat("bob@b.test/r", "anyone there?").await;
     assert_eq!(bounce_condition(&mut alice).await, "remote-server-timeout");
-    assert!(sent.elapsed() >= Duration::from_secs(1), "bounced before the queue timeout");
+    assert!(
+        sent.elapsed() >= Duration::from_secs(1),
+        "bounced before the queue timeout"
+    );
     queued_for(&a, "b.test", 0).await;
 }
 

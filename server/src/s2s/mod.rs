@@ -176,7 +176,13 @@ pub fn resolver_settings(settings: &S2sSettings) -> ResolverSettings {
             .filter_map(|peer| {
                 let address = peer.address?;
                 let direct_tls = peer.direct_tls;
-                Some((peer.domain.clone(), StaticPeer { address, direct_tls }))
+                Some((
+                    peer.domain.clone(),
+                    StaticPeer {
+                        address,
+                        direct_tls,
+                    },
+                ))
             })
             .collect(),
     }
