@@ -43,10 +43,10 @@ use router::Router;
 pub enum StartError {
     #[error("TLS: {0}")]
     Tls(#[from] net::tls::TlsSetupError),
-    #[error("federation: {0}")]
-    Federation(#[from] s2s::FederationSetupError),
     #[error("relay: {0}")]
     Relay(#[from] herald_relay::RelayError),
+    #[error("federation: {0}")]
+    Federation(#[from] s2s::FederationSetupError),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: SocketAddr,

@@ -88,23 +88,21 @@ pub async fn federate_with(
     authentication: Authentication,
     direct_tls: bool,
 ) -> (TestCa, TestServer, TestServer) {
+    federate_tuned(authentication, direct_tls, &[]).await
+}
+
+/// Like [`federate_with`], with `HERALD_*` overrides for both servers (such as
+/// `HERALD_S2S__QUEUE_TIMEOUT_SECONDS`).
+pub async fn federate_tuned(
+    authentication: Authentication,
+    direct_tls: bool,
+    env: &[(&str, &str)],
+) -> (TestCa, TestServer, TestServer) {
     let ca = TestCa::new();
     let a = Listening::new("a.test", direct_tls);
     let b = Listening::new("b.test", direct_tls);
-    let server_a = federated_server(&ca, authentication, &a, &b).await;
-    let server_b = federated_server(&ca, authentication, &b, &a).await;
-    (ca, server_a, server_b)
-}
-
-/// Like [`federate`] over SASL EXTERNAL, with `s2s_keys` (TOML lines such as
-/// `queue_timeout_seconds = 1`) added to both servers' `[s2s]` section.
-pub async fn federate_with_keys(s2s_keys: &str) -> (TestCa, TestServer, TestServer) {
-    let ca = TestCa::new();
-    let a = Listening::new("a.test", false);
-    let b = Listening::new("b.test", false);
-    let external = Authentication::External;
-    let server_a = federated_server_with(&ca, external, &a, &b, s2s_keys).await;
-    let server_b = federated_server_with(&ca, external, &b, &a, s2s_keys).await;
+    let server_a = federated_server(&ca, authentication, &a, &b, env).await;
+    let server_b = federated_server(&ca, authentication, &b, &a, env).await;
     (ca, server_a, server_b)
 }
 
@@ -131,22 +129,15 @@ pub async fn federated_server(
     authentication: Authentication,
     me: &Listening,
     peer: &Listening,
-) -> TestServer {
-    federated_server_with(ca, authentication, me, peer, "").await
-}
-
-/// Like [`federated_server`], with `s2s_keys` (TOML lines) added to the `[s2s]` section.
-pub async fn federated_server_with(
-    ca: &TestCa,
-    authentication: Authentication,
-    me: &Listening,
-    peer: &Listening,
-    s2s_keys: &str,
+    env: &[(&str, &str)],
 ) -> TestServer {
     let domain = &me.domain;
     let mut builder =
         TestServer::builder().env("HERALD_SERVER__DOMAINS", &format!("[\"{domain}\"]"));
-    let mut toml = format!("[s2s]\nlisten = \"127.0.0.1:{}\"\n{s2s_keys}\n", me.port);
+    for (key, value) in env {
+        builder = builder.env(key, value);
+    }
+    let mut toml = format!("[s2s]\nlisten = \"127.0.0.1:{}\"\n", me.port);
     if let Some(port) = me.direct_tls_port {
         toml.push_str(&format!("direct_tls_listen = \"127.0.0.1:{port}\"\n"));
     }
@@ -208,20 +199,9 @@ fn nxdomain_answer(query: &[u8]) -> Option<Vec<u8>> {
     }
     let question = query.get(12..end + 4)?;
     let recursion_desired = header[2] & 0x01;
-    let mut answer = vec![
-        header[0],
-        header[1],
-        0x84 | recursion_desired, // QR, AA, RD as asked
-        0x83,                     // RA, RCODE 3 (name error)
-        0,
-        1, // QDCOUNT
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-    ];
+    // QR, AA and RD as asked; RA and RCODE 3 (name error); one question, no records.
+    let mut answer = vec![header[0], header[1], 0x84 | recursion_desired, 0x83];
+    answer.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
     answer.extend_from_slice(question);
     Some(answer)
 }
@@ -230,6 +210,8 @@ fn nxdomain_answer(query: &[u8]) -> Option<Vec<u8>> {
 /// then raw XML out and elements in.
 pub struct S2sPeer {
     stream: XmlStream<Transport<TcpStream>>,
+    /// The id the server gave the current stream (what dialback keys are made for).
+    pub stream_id: String,
 }
 
 impl S2sPeer {
@@ -252,7 +234,7 @@ impl S2sPeer {
         assert!(success.is("success", ns::SASL), "{success:?}");
         peer.stream.reset();
         let to = server.domain().to_string();
-        open(&mut peer.stream, from, &to).await;
+        peer.stream_id = open(&mut peer.stream, from, &to).await.0;
         peer
     }
 
@@ -283,8 +265,8 @@ impl S2sPeer {
                 .await
                 .unwrap();
         let mut stream = XmlStream::new(tls, limits());
-        let features = open(&mut stream, from, &to).await;
-        (S2sPeer { stream }, features)
+        let (stream_id, features) = open(&mut stream, from, &to).await;
+        (S2sPeer { stream, stream_id }, features)
     }
 
     /// Writes raw XML (or garbage) as is.
@@ -315,7 +297,12 @@ impl S2sPeer {
     }
 }
 
-async fn open(stream: &mut XmlStream<Transport<TcpStream>>, from: &str, to: &str) -> Element {
+/// Sends our header, reads the server's; returns its stream id and the features.
+async fn open(
+    stream: &mut XmlStream<Transport<TcpStream>>,
+    from: &str,
+    to: &str,
+) -> (String, Element) {
     let header = StreamHeader {
         to: Some(to.to_string()),
         from: Some(from.to_string()),
@@ -324,10 +311,10 @@ async fn open(stream: &mut XmlStream<Transport<TcpStream>>, from: &str, to: &str
         ..StreamHeader::default()
     };
     stream.send_header(&header).await.unwrap();
-    within(stream.read_header()).await.unwrap();
+    let theirs = within(stream.read_header()).await.unwrap();
     let features = next(stream).await;
     assert!(features.is("features", ns::STREAMS), "{features:?}");
-    features
+    (theirs.id.unwrap_or_default(), features)
 }
 
 async fn next(stream: &mut XmlStream<Transport<TcpStream>>) -> Element {

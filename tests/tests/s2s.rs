@@ -5,9 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use herald::xmpp::ns;
-use herald_tests::federation::{
-    Authentication, S2sPeer, federate, federate_with, federate_with_keys,
-};
+use herald_tests::federation::{Authentication, S2sPeer, federate, federate_tuned, federate_with};
 use herald_tests::xml;
 use herald_tests::{TestClient, TestServer};
 
@@ -244,9 +242,13 @@ async fn direct_tls_federation_carries_messages_both_ways() {
 }
 
 #[tokio::test]
-async fn a_stanza_for_a_peer_that_is_down_bounces_to_its_sender() {
-    // The queue gives up on a peer that stays down after `queue_timeout_seconds`.
-    let (_ca, a, mut b) = federate_with_keys("queue_timeout_seconds = 1").await;
+async fn a_stanza_for_a_peer_that_stays_down_bounces_at_the_queue_timeout() {
+    let (_ca, a, mut b) = federate_tuned(
+        Authentication::External,
+        false,
+        &[("HERALD_S2S__QUEUE_TIMEOUT_SECONDS", "1")],
+    )
+    .await;
     a.add_user("alice").await;
     let mut alice = a.login("alice", "r").await;
     b.stop().await;
@@ -257,15 +259,27 @@ async fn a_stanza_for_a_peer_that_is_down_bounces_to_its_sender() {
         })
         .await;
     assert_eq!(error.attr("from"), Some("bob@b.test/r"));
-    let condition = xml::error_condition(&error);
-    assert!(
-        matches!(
-            condition.as_deref(),
-            Some("remote-server-timeout" | "remote-server-not-found")
-        ),
+    assert_eq!(
+        xml::error_condition(&error).as_deref(),
+        Some("remote-server-timeout"),
         "{}",
         xml::show(&error)
     );
+}
+
+#[tokio::test]
+async fn stanzas_wait_for_a_peer_that_comes_back_within_the_queue_timeout() {
+    let (_ca, a, mut b) = federate(Authentication::External).await;
+    a.add_user("alice").await;
+    b.add_user("bob").await;
+    let mut alice = a.login("alice", "r").await;
+    b.stop().await;
+    alice.chat("bob@b.test", "queued while you were down").await;
+    alice.barrier().await;
+    // The same s2s port (configured), new client ports: the queue's next attempt gets through.
+    b.restart().await;
+    let mut bob = b.online("bob", "r").await;
+    bob.expect_body_once("queued while you were down").await;
 }
 
 #[tokio::test]
@@ -287,4 +301,70 @@ async fn a_certificate_for_another_domain_gets_neither_external_nor_dialback() {
     assert!(xml::show(&answer).contains("not-authorized"));
     peer.send("<message from='x@b.test' to='y@a.test'/>").await;
     assert_eq!(peer.expect_stream_error().await, "not-authorized");
+}
+
+#[tokio::test]
+async fn dialback_piggybacks_another_domain_pair_on_an_authenticated_stream() {
+    use herald_tests::federation::{Listening, TestCa, federated_server};
+    let ca = TestCa::new();
+    let (a_ports, b_ports) = (
+        Listening::new("a.test", false),
+        Listening::new("b.test", false),
+    );
+    // a.test's server also hosts a2.test.
+    let a = federated_server(
+        &ca,
+        Authentication::External,
+        &a_ports,
+        &b_ports,
+        &[("HERALD_SERVER__DOMAINS", "[\"a.test\", \"a2.test\"]")],
+    )
+    .await;
+    let b = federated_server(&ca, Authentication::External, &b_ports, &a_ports, &[]).await;
+    let alice = herald::accounts::parse_account("alice@a2.test").unwrap();
+    herald::accounts::create(&a.storage, &alice, herald_tests::PASSWORD)
+        .await
+        .unwrap();
+
+    // EXTERNAL authenticated (a.test, b.test) only: a stanza for a2.test is refused.
+    let mut peer = S2sPeer::external(&a, "b.test", &ca, ca.issue("b.test")).await;
+    peer.send("<message from='bob@b.test' to='alice@a2.test'><body>early</body></message>")
+        .await;
+    assert_eq!(peer.expect_stream_error().await, "invalid-from");
+
+    // A dialback for (a2.test, b.test) on the same stream, with the key b.test's server gives: a.test's
+    // server asks b.test's (authoritative) server, which vouches for it.
+    let mut peer = S2sPeer::external(&a, "b.test", &ca, ca.issue("b.test")).await;
+    let key = b
+        .s2s()
+        .federation
+        .secret
+        .key("a2.test", "b.test", &peer.stream_id);
+    peer.send(&format!(
+        "<db:result xmlns:db='jabber:server:dialback' from='b.test' to='a2.test'>{key}</db:result>"
+    ))
+    .await;
+    let answer = peer.recv().await;
+    assert_eq!(answer.attr("type"), Some("valid"), "{}", xml::show(&answer));
+    assert_eq!(answer.attr("from"), Some("a2.test"));
+    assert_eq!(a.s2s_authentications().1, 1, "one dialback inbound");
+    // A wrong key for another pair is refused, and the stream goes on.
+    peer.send(
+        "<db:result xmlns:db='jabber:server:dialback' from='b.test' to='a.test'>0000</db:result>",
+    )
+    .await;
+    let answer = peer.recv().await;
+    assert_eq!(
+        answer.attr("type"),
+        Some("invalid"),
+        "{}",
+        xml::show(&answer)
+    );
+    peer.send("<message from='bob@b.test' to='alice@a2.test'><body>piggybacked</body></message>")
+        .await;
+    peer.send("<message from='mallory@c.test' to='alice@a2.test'/>")
+        .await;
+    assert_eq!(peer.expect_stream_error().await, "invalid-from");
+    let stored = a.storage.offline.count("alice@a2.test").await.unwrap();
+    assert_eq!(stored, 1, "the piggybacked message was accepted and stored");
 }

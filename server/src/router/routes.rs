@@ -24,8 +24,8 @@ pub trait InProcessService: Send + Sync {
 /// Where stanzas for remote domains go when federation is on (RFC 6120 section 10.4.2): the outbound queue.
 #[async_trait]
 pub trait RemoteDelivery: Send + Sync {
-    /// Queues `envelope` (its `from` verified, its `to` a remote domain) for delivery; returns once it is
-    /// queued. `Err` asks the router to bounce it with that condition (a full queue: `resource-constraint`).
+    /// Queues `envelope` (its `from` verified, its `to` a remote domain) for delivery. `Err` asks the router
+    /// to bounce it with that condition (a full queue: `resource-constraint`).
     async fn submit(&self, envelope: &Envelope) -> Result<(), crate::xmpp::DefinedCondition>;
 }
 

@@ -1,10 +1,11 @@
 //! Inbound server-to-server streams (RFC 6120 sections 4 to 6 with us as the receiving entity): STARTTLS
 //! (section 5.4; required with `require_encryption`) or XEP-0368 direct TLS, then SASL EXTERNAL (XEP-0178,
 //! offered only once the peer's certificate validated for the stream's `from`) or Server Dialback
-//! (XEP-0220 section 2.1 as the receiving server, with piggybacking of more domains, section 2.5 of
-//! XEP-0220 and XEP-0288-style multiplexing of pairs), and db:verify answered as the authoritative server
-//! (section 2.3). Stanzas are accepted only for authenticated domain pairs (RFC 6120 sections 4.9.3.9,
-//! 4.9.3.10 and 8.1.1.1) and routed like a client's.
+//! (XEP-0220 section 2.1 as the receiving server, more domain pairs piggybacked on one stream as in
+//! section 2.5), and db:verify answered as the authoritative server (section 2.3). Stanzas are accepted
+//! only for authenticated domain pairs (RFC 6120 sections 4.9.3.6, 4.9.3.9 and 8.1.1.1) and routed like a
+//! client's. Until a pair authenticates, the pre-authentication limits and `auth_timeout` bound the stream
+//! (section 13.12); afterwards the stanza limits, a per-peer rate and `[s2s] idle_timeout_seconds`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -449,7 +450,9 @@ impl Inbound<'_> {
             }
             Dialback::VerifyRequest { from, to, id, key } => {
                 // XEP-0220 section 2.3: we are `to`, the authoritative server of the key.
-                let outcome = if !self.federation.local_domains.contains(&to) {
+                // Any domain we serve may have originated the key: our users' domains, and the
+                // in-process services (the push service) that send as themselves.
+                let outcome = if !self.router.serves_domain(&to) {
                     Outcome::Error("item-not-found".into())
                 } else if self.federation.secret.verifies(&key, &from, &to, &id) {
                     Outcome::Valid
@@ -469,7 +472,7 @@ impl Inbound<'_> {
 
     /// Routes one stanza if its addresses fit the authenticated pairs: `from` must be an authenticated
     /// domain of this stream (else `invalid-from`, RFC 6120 section 4.9.3.9), `to` one we serve (else
-    /// `host-unknown`, section 4.9.3.6), and the pair authenticated (else `invalid-from`).
+    /// `host-unknown`, section 4.9.3.6), and that pair authenticated (else `invalid-from`).
     async fn accept_stanza(
         &self,
         element: Element,
@@ -492,6 +495,11 @@ impl Inbound<'_> {
         }
         if !self.router.serves_domain(to_domain) {
             return Err(StreamErrorCondition::HostUnknown);
+        }
+        // XEP-0220 section 2.5: each (receiving, originating) pair is authenticated on its own, by
+        // the stream's EXTERNAL or by a dialback for that pair (piggybacked on this stream).
+        if !authenticated.allows(to_domain, from_domain) {
+            return Err(StreamErrorCondition::InvalidFrom);
         }
         self.router.route(envelope).await;
         Ok(())

@@ -5,15 +5,14 @@
 //!   secret, the TLS acceptors that ask peers for certificates).
 //! - `inbound.rs`: the listeners and the receiving side: TLS, EXTERNAL or dialback, db:verify answered,
 //!   stanzas checked against the authenticated domains and handed to the router.
-//! - `outbound.rs`: the [`Dialer`] the queue uses: the peer's addresses from [`PeerResolver`], TCP,
-//!   TLS with our certificate, EXTERNAL or dialback; also the receiving server's db:verify connection.
+//! - `outbound.rs`: the [`Dialer`] the queue uses: resolution, TCP, TLS with our certificate, EXTERNAL
+//!   or dialback; also the receiving server's db:verify connection.
 //! - `trust.rs`: which certificates validate for a domain; `dialback.rs`: keys and elements.
-//! - `resolve.rs`: where a peer is (static address, XEP-0368 and RFC 6120 section 3.2 SRV, A/AAAA);
-//!   `retry.rs`: the backoff between attempts.
-//! - `queue.rs`: the durable per-domain [`OutboundQueue`] and the [`Dialer`]/[`Link`]/[`BounceSink`]
-//!   interface it reaches the streams and the router through; `delivery.rs`: the router's side of it.
+//! - `resolve.rs` finds peers (SRV, XEP-0368, A/AAAA, static addresses), `retry.rs` is the backoff
+//!   between attempts, and `queue.rs` the durable per-domain outbound queue, which reaches the streams
+//!   only through its [`Dialer`], [`Link`] and [`BounceSink`] traits. Router's `Route::Remote` submits
+//!   to it ([`QueueRoute`]); its bounces go back through the router ([`RouterBounces`]).
 
-pub mod delivery;
 pub mod dialback;
 pub mod inbound;
 pub mod outbound;
@@ -39,15 +38,17 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use async_trait::async_trait;
+use herald_storage::S2sQueueLimits;
+
 use crate::config::{Config, S2sSettings};
 use crate::net::shutdown::Shutdown;
 use crate::net::tls::{ALPN_XMPP_SERVER, TlsIdentity, TlsSetupError};
 use crate::net::unauthenticated::UnauthenticatedSlots;
 use crate::router::Router;
-use crate::xmpp::Limits;
+use crate::router::routes::RemoteDelivery;
+use crate::xmpp::{DefinedCondition, Envelope, Limits, WireStanza, ns};
 use dialback::DialbackSecret;
-use herald_storage::S2sQueueLimits;
-use resolve::ResolverSetupError;
 use trust::{AnyPeerCertificate, PeerTrust};
 
 /// What every s2s stream of this server shares.
@@ -62,8 +63,6 @@ pub struct Federation {
     pub starttls_acceptor: TlsAcceptor,
     /// For `direct_tls_listen`: the same, with ALPN `xmpp-server` (XEP-0368 section 3).
     pub direct_acceptor: TlsAcceptor,
-    /// Where peers are: static `[[s2s.peers]] address`es, else DNS (`[s2s] nameserver` or the system's).
-    pub resolver: PeerResolver,
     /// What an authenticated peer may send; [`Limits::before_auth`] before.
     pub limits: Limits,
     /// How long TLS and authentication may take, in each direction.
@@ -72,6 +71,17 @@ pub struct Federation {
     pub write_timeout: Duration,
     /// How streams authenticated since start (diagnostics, and what tests check).
     pub authentications: AuthenticationCounts,
+    /// Where peers are found (`[s2s] nameserver`, static `address`es).
+    pub resolver: PeerResolver,
+}
+
+/// Why federation could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum FederationSetupError {
+    #[error("{0}")]
+    Tls(#[from] TlsSetupError),
+    #[error("DNS resolver: {0}")]
+    Resolver(#[from] resolve::ResolverSetupError),
 }
 
 /// Streams authenticated since start, by direction and method.
@@ -116,8 +126,8 @@ impl std::fmt::Debug for Federation {
 impl Federation {
     /// Builds the shared state from the configuration (`None` when `[s2s]` is absent).
     ///
-    /// Errors: unreadable trust anchors or pinned certificates, a TLS setup rustls refuses, no
-    /// `nameserver` configured and the system's DNS configuration unreadable.
+    /// Errors: unreadable trust anchors or pinned certificates, a TLS setup rustls refuses, a resolver
+    /// configuration that cannot be read.
     pub fn new(
         config: &Config,
         tls: &TlsIdentity,
@@ -126,7 +136,24 @@ impl Federation {
             return Ok(None);
         };
         let trust = PeerTrust::load(&settings)?;
-        let resolver = PeerResolver::new(&resolver_settings(&settings))?;
+        let resolver = PeerResolver::new(&ResolverSettings {
+            nameserver: settings.nameserver,
+            static_peers: settings
+                .peers
+                .iter()
+                .filter_map(|peer| {
+                    let address = peer.address?;
+                    let direct_tls = peer.direct_tls;
+                    Some((
+                        peer.domain.clone(),
+                        StaticPeer {
+                            address,
+                            direct_tls,
+                        },
+                    ))
+                })
+                .collect(),
+        })?;
         let starttls_acceptor =
             tls.acceptor_with_client_auth(AnyPeerCertificate::new(), Vec::new())?;
         let direct_acceptor = tls.acceptor_with_client_auth(
@@ -139,13 +166,13 @@ impl Federation {
             tls: tls.clone(),
             trust,
             secret: DialbackSecret::generate(),
-            resolver,
             starttls_acceptor,
             direct_acceptor,
             limits: config.stream_limits(),
             auth_timeout: config.auth_timeout,
             write_timeout: config.write_timeout,
             authentications: AuthenticationCounts::default(),
+            resolver,
         })))
     }
 
@@ -157,59 +184,15 @@ impl Federation {
     }
 }
 
-/// Why federation could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum FederationSetupError {
-    #[error(transparent)]
-    Tls(#[from] TlsSetupError),
-    #[error("s2s resolver: {0}")]
-    Resolver(#[from] ResolverSetupError),
-}
-
-/// What the resolver is told by `[s2s]`: the nameserver, and the peers with a static address.
-pub fn resolver_settings(settings: &S2sSettings) -> ResolverSettings {
-    ResolverSettings {
-        nameserver: settings.nameserver,
-        static_peers: settings
-            .peers
-            .iter()
-            .filter_map(|peer| {
-                let address = peer.address?;
-                let direct_tls = peer.direct_tls;
-                Some((
-                    peer.domain.clone(),
-                    StaticPeer {
-                        address,
-                        direct_tls,
-                    },
-                ))
-            })
-            .collect(),
-    }
-}
-
-/// What the outbound queue is told by `[s2s]`.
-pub fn queue_settings(settings: &S2sSettings) -> QueueSettings {
-    let limits = S2sQueueLimits {
-        max_stanzas: settings.max_queue_stanzas,
-        max_bytes: settings.max_queue_bytes,
-    };
-    QueueSettings::new(settings.queue_timeout, settings.idle_timeout, limits)
-}
-
 /// Where the s2s listeners listen, and the federation state they share.
 #[derive(Debug, Clone)]
 pub struct S2sAddresses {
     pub starttls: SocketAddr,
     pub direct_tls: Option<SocketAddr>,
     pub federation: Arc<Federation>,
-    /// The outbound queue behind the router's remote route.
-    pub queue: OutboundQueue,
 }
 
-/// Binds the s2s listeners, spawns them into `tasks`, attaches the outbound queue to `router` and
-/// resumes what the queue held at the last stop. At shutdown `tasks` also waits for the queue's
-/// streams to close.
+/// Binds the s2s listeners, spawns them into `tasks`, and attaches the outbound sender to `router`.
 ///
 /// Errors: a listener cannot bind (its address and the I/O error).
 pub async fn start(
@@ -220,6 +203,7 @@ pub async fn start(
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Result<S2sAddresses, (SocketAddr, std::io::Error)> {
     let settings = &federation.settings;
+    let shutdown_for_queue = shutdown.clone();
     let bind = |address: SocketAddr| async move {
         TcpListener::bind(address)
             .await
@@ -245,35 +229,90 @@ pub async fn start(
                 router.clone(),
                 true,
                 unauthenticated,
-                shutdown.clone(),
+                shutdown,
             ));
             Some(bound)
         }
         None => None,
     };
+    let dialer = Arc::new(outbound::FederationDialer::new(federation.clone()));
+    let limits = S2sQueueLimits {
+        max_stanzas: settings.max_queue_stanzas,
+        max_bytes: settings.max_queue_bytes,
+    };
     let queue = OutboundQueue::new(
         router.context.storage.s2s_queue.clone(),
-        Arc::new(outbound::FederationDialer::new(federation.clone())),
-        Arc::new(delivery::RouterBounces::new(router)),
-        queue_settings(settings),
-        shutdown.clone(),
+        dialer,
+        Arc::new(RouterBounces(Arc::downgrade(router))),
+        QueueSettings::new(settings.queue_timeout, settings.idle_timeout, limits),
+        shutdown_for_queue.clone(),
     );
-    router.attach_remote(Arc::new(delivery::QueueDelivery::new(queue.clone())));
+    // A restart loses nothing queued: every domain with stanzas waiting gets its task again.
     if let Err(error) = queue.resume().await {
-        tracing::error!(%error, "s2s queue: stanzas waiting since the last stop not resumed");
+        tracing::warn!(%error, "s2s queue: the domains with stanzas waiting could not be read");
     }
+    // At shutdown the server's tasks end only once the queue's streams are closed, so a restart on the
+    // same storage does not overlap with the old queue.
     tasks.spawn({
         let queue = queue.clone();
-        let mut shutdown = shutdown;
+        let mut shutdown = shutdown_for_queue;
         async move {
             shutdown.wait().await;
             queue.stopped().await;
         }
     });
+    router.attach_remote(Arc::new(QueueRoute { queue }));
     Ok(S2sAddresses {
         starttls,
         direct_tls,
         federation,
-        queue,
     })
+}
+
+/// Router's `Route::Remote` when federation is on: the stanza is serialised for a `jabber:server` stream
+/// and queued for its domain (RFC 6120 section 10.4.3).
+struct QueueRoute {
+    queue: OutboundQueue,
+}
+
+#[async_trait]
+impl RemoteDelivery for QueueRoute {
+    async fn submit(&self, envelope: &Envelope) -> Result<(), DefinedCondition> {
+        let (Some(from), Some(to)) = (&envelope.from, &envelope.to) else {
+            return Err(DefinedCondition::BadRequest);
+        };
+        let stanza = WireStanza::for_stream(&envelope.element, ns::SERVER);
+        self.queue
+            .submit(
+                from.domain().as_str(),
+                to.domain().as_str(),
+                &from.to_string(),
+                stanza.as_str(),
+            )
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "s2s queue refused a stanza");
+                error.condition()
+            })
+    }
+}
+
+/// The queue's bounces, answered to their senders through the router (never for an error stanza,
+/// RFC 6120 section 8.3.1: `Router::bounce` makes no reply to one). Weak: the router owns the queue.
+struct RouterBounces(std::sync::Weak<Router>);
+
+impl BounceSink for RouterBounces {
+    fn bounce(&self, stanza: &str, condition: DefinedCondition) {
+        let Some(router) = self.0.upgrade() else {
+            return;
+        };
+        let Some(element) = crate::xmpp::packed::parse_on_stream(stanza, ns::SERVER) else {
+            tracing::warn!("s2s queue: a queued stanza does not parse; not bounced");
+            return;
+        };
+        let element = crate::xmpp::renamespace(element, ns::SERVER, ns::CLIENT);
+        if let Ok(envelope) = Envelope::parse(element) {
+            router.bounce(&envelope, condition);
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! Outbound server-to-server streams (RFC 6120 sections 4 to 6 with us as the initiating entity): TCP to
-//! the peer's addresses in the order RFC 6120 section 3.2 and XEP-0368 section 3 give them, STARTTLS (section 5.4) or XEP-0368 direct TLS with our certificate as the client
+//! the peer's address, STARTTLS (section 5.4) or XEP-0368 direct TLS with our certificate as the client
 //! certificate and SNI set to the peer's domain, then SASL EXTERNAL (XEP-0178 section 3) if the peer
 //! offers it, else Server Dialback (XEP-0220 section 2.1, as the originating server). The same code asks
 //! an authoritative server to verify a dialback key (section 2.2, as the receiving server).
@@ -15,7 +15,6 @@ use tokio::net::TcpStream;
 
 use super::dialback::{Dialback, Outcome};
 use super::queue::{DialError, Dialer, Link, LinkError};
-use super::resolve::PeerAddress;
 use super::{AuthenticationCounts, Federation};
 use crate::net::tls::ALPN_XMPP_SERVER;
 use crate::net::transport::Transport;
@@ -72,10 +71,6 @@ impl FederationDialer {
         }
     }
 
-    /// Tries the peer's addresses in order (its static address, else what DNS gives) until one
-    /// negotiates; each attempt gets `auth_timeout`.
-    ///
-    /// Errors: [`DialError::NotFound`] when the domain has no address, else the last attempt's error.
     async fn open(
         &self,
         local: &str,
@@ -83,40 +78,32 @@ impl FederationDialer {
         purpose: Purpose,
     ) -> Result<Negotiated<WriteDeadline<TcpStream>>, DialError> {
         let federation = &self.federation;
-        let mut failure = DialError::NotFound;
-        for peer in federation.resolver.resolve(remote).await? {
-            let attempt = self.attempt(&peer, local, remote, purpose.clone());
-            failure = match tokio::time::timeout(federation.auth_timeout, attempt).await {
-                Ok(Ok(negotiated)) => return Ok(negotiated),
-                Ok(Err(error)) => error,
-                Err(_) => DialError::Unreachable(format!("{}: timed out", peer.address)),
-            };
-            tracing::debug!(remote, address = %peer.address, host = %peer.host, error = %failure,
-                "s2s connection attempt failed");
-        }
-        Err(failure)
-    }
-
-    /// One connection to one of `remote`'s addresses: TCP, direct TLS if the address says so, then
-    /// the negotiation.
-    async fn attempt(
-        &self,
-        peer: &PeerAddress,
-        local: &str,
-        remote: &str,
-        purpose: Purpose,
-    ) -> Result<Negotiated<WriteDeadline<TcpStream>>, DialError> {
-        let federation = &self.federation;
-        let socket = TcpStream::connect(peer.address)
+        let deadline = federation.auth_timeout;
+        let attempt = async {
+            // RFC 6120 section 3.2 and XEP-0368: the static address, else SRV, else the domain on
+            // 5269; each address in turn until one accepts the connection.
+            let mut failure = DialError::NotFound;
+            for peer in federation.resolver.resolve(remote).await? {
+                let socket = match TcpStream::connect(peer.address).await {
+                    Ok(socket) => socket,
+                    Err(e) => {
+                        failure = DialError::Unreachable(format!("{}: {e}", peer.address));
+                        continue;
+                    }
+                };
+                let _ = socket.set_nodelay(true);
+                let socket = WriteDeadline::new(socket, federation.write_timeout);
+                let mut transport = Transport::Plain(socket);
+                if peer.direct_tls {
+                    transport = start_tls(federation, transport, local, remote, true).await?;
+                }
+                return negotiate(federation, transport, local, remote, purpose).await;
+            }
+            Err(failure)
+        };
+        tokio::time::timeout(deadline, attempt)
             .await
-            .map_err(|e| DialError::Unreachable(format!("{}: {e}", peer.address)))?;
-        let _ = socket.set_nodelay(true);
-        let socket = WriteDeadline::new(socket, federation.write_timeout);
-        let mut transport = Transport::Plain(socket);
-        if peer.direct_tls {
-            transport = start_tls(federation, transport, local, remote, true).await?;
-        }
-        negotiate(federation, transport, local, remote, purpose).await
+            .map_err(|_| DialError::Unreachable(format!("{remote}: timed out")))?
     }
 }
 

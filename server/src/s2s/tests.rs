@@ -201,13 +201,13 @@ async fn nothing_but_starttls_before_tls_when_encryption_is_required() {
         tls: federation.tls.clone(),
         trust: super::trust::PeerTrust::load(&federation.settings).unwrap(),
         secret: federation.secret.clone(),
-        resolver: federation.resolver.clone(),
         starttls_acceptor: federation.starttls_acceptor.clone(),
         direct_acceptor: federation.direct_acceptor.clone(),
         limits: federation.limits,
         auth_timeout: federation.auth_timeout,
         write_timeout: federation.write_timeout,
         authentications: Default::default(),
+        resolver: super::resolve::PeerResolver::new(&Default::default()).unwrap(),
     });
     let mut peer = inbound(&strict, &router);
     let (_, features) = open(&mut peer, "b.test", "a.test").await;
@@ -340,4 +340,129 @@ async fn the_originating_server_refuses_a_peer_it_cannot_authenticate() {
     .await;
     assert!(matches!(outcome, Err(DialError::Rejected(_))));
     receiver.abort();
+}
+
+#[tokio::test]
+async fn an_unauthenticated_peer_is_held_to_the_pre_authentication_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (federation, router) = federation(dir.path(), "").await;
+    let mut peer = inbound(&federation, &router);
+    open(&mut peer, "b.test", "a.test").await;
+    // Larger than `Limits::PRE_AUTH` allows (8 KiB), far below the stanza limit after authentication.
+    let big = format!(
+        "<message from='x@b.test' to='y@a.test'><body>{}</body></message>",
+        "x".repeat(Limits::PRE_AUTH.max_stanza_bytes)
+    );
+    peer.send_raw(&big).await.unwrap();
+    assert_eq!(
+        stream_error(&next(&mut peer).await).as_deref(),
+        Some("policy-violation")
+    );
+}
+
+/// A self-signed certificate for `domain` with only the serverAuth purpose: its PEM, and the key rustls
+/// presents it with.
+fn server_auth_only_certificate(domain: &str) -> (String, rustls::sign::CertifiedKey) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_string()]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.self_signed(&key).unwrap();
+    let der = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    let signing = rustls::crypto::ring::sign::any_supported_type(&der).unwrap();
+    let certified = rustls::sign::CertifiedKey::new(vec![cert.der().clone()], signing);
+    (cert.pem(), certified)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn external_with_a_pinned_server_auth_certificate_then_idle_streams_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, certified) = server_auth_only_certificate("b.test");
+    let pinned = dir.path().join("b.pem");
+    std::fs::write(&pinned, pem).unwrap();
+    let (federation, router) = federation(
+        dir.path(),
+        &format!(
+            "idle_timeout_seconds = 5\n[[s2s.peers]]\ndomain = \"b.test\"\ncertificate = \"{}\"\n",
+            pinned.display()
+        ),
+    )
+    .await;
+    let (near, far) = tokio::io::duplex(64 * 1024);
+    tokio::spawn({
+        let (federation, router) = (federation.clone(), router.clone());
+        async move {
+            let dialer = FederationDialer::new(federation.clone());
+            let inbound = Inbound {
+                federation: &federation,
+                router: &router,
+                dialer: &dialer,
+                peer: "192.0.2.1".parse().unwrap(),
+            };
+            let slot = UnauthenticatedSlots::new(10, 10)
+                .try_acquire("192.0.2.1".parse().unwrap())
+                .unwrap();
+            let (_trigger, shutdown) = Shutdown::new();
+            let _ = inbound.run(Transport::Plain(far), slot, shutdown).await;
+        }
+    });
+    let header = StreamHeader {
+        to: Some("a.test".into()),
+        from: Some("b.test".into()),
+        version: Some("1.0".into()),
+        default_ns: ns::SERVER.into(),
+        ..StreamHeader::default()
+    };
+    let mut plain = XmlStream::new(Transport::Plain(near), Limits::default());
+    plain.send_header(&header).await.unwrap();
+    plain.read_header().await.unwrap();
+    let features = next_on(&mut plain).await;
+    assert!(
+        features.get_child("mechanisms", ns::SASL).is_none(),
+        "not before TLS"
+    );
+    plain
+        .send(&Element::builder("starttls", ns::TLS).build())
+        .await
+        .unwrap();
+    assert!(next_on(&mut plain).await.is("proceed", ns::TLS));
+    let config = super::trust::outbound_config(Some(Arc::new(certified)), Vec::new()).unwrap();
+    let tls = plain
+        .into_inner()
+        .unwrap()
+        .connect_tls(Arc::new(config), "a.test".try_into().unwrap())
+        .await
+        .unwrap();
+    let mut peer = XmlStream::new(tls, Limits::default());
+    peer.send_header(&header).await.unwrap();
+    peer.read_header().await.unwrap();
+    let features = next_on(&mut peer).await;
+    let mechanisms = features
+        .get_child("mechanisms", ns::SASL)
+        .expect("EXTERNAL offered for the pinned certificate");
+    assert!(mechanisms.children().any(|m| m.text() == "EXTERNAL"));
+    peer.send_raw("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+        .await
+        .unwrap();
+    assert!(next_on(&mut peer).await.is("success", ns::SASL));
+    peer.reset();
+    peer.send_header(&header).await.unwrap();
+    peer.read_header().await.unwrap();
+    next_on(&mut peer).await;
+    assert_eq!(federation.authentications.snapshot(), (1, 0, 0, 0));
+
+    // Idle for `idle_timeout_seconds`: closed politely (RFC 6120 section 4.4).
+    tokio::time::pause();
+    tokio::time::advance(std::time::Duration::from_secs(6)).await;
+    let end = tokio::time::timeout(std::time::Duration::from_secs(1), peer.next()).await;
+    assert!(matches!(end, Ok(Ok(Frame::End))), "{end:?}");
+}
+
+async fn next_on<S>(peer: &mut XmlStream<S>) -> Element
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(std::time::Duration::from_secs(5), peer.next()).await {
+        Ok(Ok(Frame::Element(element))) => element,
+        other => panic!("expected an element, got {other:?}"),
+    }
 }
