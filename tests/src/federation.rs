@@ -169,6 +169,43 @@ pub async fn federated_server(
     builder.toml(&toml).start().await
 }
 
+/// A DNS server on 127.0.0.1 (UDP) that answers every question with NXDOMAIN (RFC 1035 section
+/// 4.1.1, RCODE 3): every domain looked up through it does not exist. Runs until the test ends.
+pub async fn nxdomain_nameserver() -> std::net::SocketAddr {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let address = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buffer = [0u8; 1500];
+        while let Ok((length, from)) = socket.recv_from(&mut buffer).await {
+            if let Some(answer) = nxdomain_answer(&buffer[..length]) {
+                let _ = socket.send_to(&answer, from).await;
+            }
+        }
+    });
+    address
+}
+
+/// The NXDOMAIN answer to `query`: its id and question, no records.
+fn nxdomain_answer(query: &[u8]) -> Option<Vec<u8>> {
+    let header = query.get(..12)?;
+    // The question: labels up to the root label, then QTYPE and QCLASS.
+    let mut end = 12;
+    loop {
+        let label = usize::from(*query.get(end)?);
+        end += 1 + label;
+        if label == 0 {
+            break;
+        }
+    }
+    let question = query.get(12..end + 4)?;
+    let recursion_desired = header[2] & 0x01;
+    // QR, AA and RD as asked; RA and RCODE 3 (name error); one question, no records.
+    let mut answer = vec![header[0], header[1], 0x84 | recursion_desired, 0x83];
+    answer.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    answer.extend_from_slice(question);
+    Some(answer)
+}
+
 /// A peer server driven by hand over a real socket: STARTTLS with a client certificate, SASL EXTERNAL,
 /// then raw XML out and elements in.
 pub struct S2sPeer {

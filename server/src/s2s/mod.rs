@@ -245,12 +245,22 @@ pub async fn start(
         dialer,
         Arc::new(RouterBounces(Arc::downgrade(router))),
         QueueSettings::new(settings.queue_timeout, settings.idle_timeout, limits),
-        shutdown_for_queue,
+        shutdown_for_queue.clone(),
     );
     // A restart loses nothing queued: every domain with stanzas waiting gets its task again.
     if let Err(error) = queue.resume().await {
         tracing::warn!(%error, "s2s queue: the domains with stanzas waiting could not be read");
     }
+    // At shutdown the server's tasks end only once the queue's streams are closed, so a restart on the
+    // same storage does not overlap with the old queue.
+    tasks.spawn({
+        let queue = queue.clone();
+        let mut shutdown = shutdown_for_queue;
+        async move {
+            shutdown.wait().await;
+            queue.stopped().await;
+        }
+    });
     router.attach_remote(Arc::new(QueueRoute { queue }));
     Ok(S2sAddresses {
         starttls,
