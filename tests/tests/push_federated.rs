@@ -1,11 +1,12 @@
-//! Push federating end to end between two Herald domains over real s2s streams (RFC 6120), once with
-//! SASL EXTERNAL (XEP-0178; a.test's certificate names its push domain too) and once with Server
-//! Dialback (XEP-0220): `a.test` hosts the relay as a XEP-0357 push service on `push.a.test` and lets `b.test`'s
-//! users register (`[relay.push_service] remote_domains`); bob on `b.test` runs `register-push-fcm`
-//! (XEP-0050) at `push.a.test`, whose answer goes back on a stream from the push domain (b.test asks
-//! a.test's db:verify for it, XEP-0220 section 2.3); bob enables push at his server (XEP-0357
-//! section 5) and his connection drops; alice's message makes `b.test` publish over s2s (section 7)
-//! and the stand-in FCM is woken exactly once, with none of the message's text.
+//! Push federating end to end between two Herald domains over real s2s streams (RFC 6120), once
+//! with SASL EXTERNAL (XEP-0178; a.test's certificate names its push domain too) and once with
+//! Server Dialback (XEP-0220): `a.test` hosts the relay as a XEP-0357 push service on `push.a.test`
+//! and lets `b.test`'s users register (`[relay.push_service] remote_domains`); bob on `b.test` runs
+//! `register-push-fcm` (XEP-0050) at `push.a.test`, whose answer goes back on a stream from the push
+//! domain (with dialback b.test asks a.test's db:verify about it, XEP-0220 section 2.3); bob enables
+//! push at his server (XEP-0357 section 5) and his connection drops; alice's message makes `b.test`
+//! publish over s2s (section 7) and the stand-in FCM is woken exactly once, with none of the
+//! message's text.
 #![allow(clippy::unwrap_used)]
 
 use herald_relay::remote_domain_account;
