@@ -233,6 +233,10 @@ class FedHerald(FedServer):
             f'project_id = "{self.fcm.project_id}"',
             f'base_url = "{self.fcm.base_url}"',
             f'token_url = "{self.fcm.token_url}"',
+            # The peers' users may register devices with the push service (their servers then publish
+            # to it over s2s).
+            "[relay.push_service]",
+            "remote_domains = [{}]".format(", ".join(f'"{peer.domain}"' for peer in peers)),
             "[s2s]",
             f'listen = "{self.address}:{S2S_PORT}"',
             f'nameserver = "{self.dns}:53"',
@@ -286,22 +290,28 @@ class FedHerald(FedServer):
         return [self.binary, "--config", str(self.config), "serve"]
 
     def auth_methods(self, peer: str) -> dict[str, set[str]]:
-        """Herald's tracing lines, e.g. `s2s inbound authenticated with SASL EXTERNAL ... remote=<peer>` or
-        `... with dialback`, and the same for `outbound` when it logs them."""
+        """Herald's tracing lines: `s2s inbound authenticated with SASL EXTERNAL ... remote=<peer>` (or `...
+        with dialback`) and `s2s outbound stream ready ... remote="<peer>" method=external|dialback`."""
         found: dict[str, set[str]] = {"in": set(), "out": set()}
         try:
             text = self.log.read_text(errors="replace")
         except OSError:
             return found
-        pattern = re.compile(
+        inbound = re.compile(
             r"s2s (inbound|outbound)\b.*?authenticated (?:with|by|using) (SASL EXTERNAL|EXTERNAL|dialback)"
         )
+        outbound = re.compile(r"s2s outbound stream ready\b.*?\bmethod=\"?(external|dialback)\b")
         for line in text.splitlines():
-            m = pattern.search(line)
-            if m is None or not re.search(rf"\bremote=\"?{re.escape(peer)}\b", line):
+            if not re.search(rf"\bremote=\"?{re.escape(peer)}\b", line):
                 continue
-            method = DIALBACK if m.group(2) == "dialback" else EXTERNAL
-            found["in" if m.group(1) == "inbound" else "out"].add(method)
+            m = inbound.search(line)
+            if m is not None:
+                method = DIALBACK if m.group(2) == "dialback" else EXTERNAL
+                found["in" if m.group(1) == "inbound" else "out"].add(method)
+                continue
+            m = outbound.search(line)
+            if m is not None:
+                found["out"].add(DIALBACK if m.group(1) == "dialback" else EXTERNAL)
         return found
 
     def cleanup(self) -> None:

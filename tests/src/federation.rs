@@ -40,8 +40,19 @@ impl TestCa {
     /// A certificate for `domain` with only the serverAuth purpose (as Let's Encrypt issues them since
     /// 2026) and its key, both PEM.
     pub fn issue(&self, domain: &str) -> (String, String) {
+        self.issue_for(&[domain])
+    }
+
+    /// Like [`TestCa::issue`], for several DNS names (the first is the common name), as for a server
+    /// whose services send as their own domains.
+    pub fn issue_for(&self, names: &[&str]) -> (String, String) {
+        let domain = names[0];
         let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(vec![domain.to_string()]).unwrap();
+        let names = names
+            .iter()
+            .map(|name| name.to_string())
+            .collect::<Vec<_>>();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         params
             .distinguished_name

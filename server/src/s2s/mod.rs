@@ -51,11 +51,11 @@ use crate::xmpp::{DefinedCondition, Envelope, Limits, WireStanza, ns};
 use dialback::DialbackSecret;
 use trust::{AnyPeerCertificate, PeerTrust};
 
-/// What every s2s stream of this server shares.
+/// What every s2s stream of this server shares. Which domains are ours to serve is the router's to
+/// say ([`Router::serves_domain`]: our domains, attached components, the in-process services such
+/// as the push service), for inbound streams, db:verify and the local side of outbound streams alike.
 pub struct Federation {
     pub settings: S2sSettings,
-    /// Our domains (`[server] domains`).
-    pub local_domains: Vec<String>,
     pub tls: TlsIdentity,
     pub trust: PeerTrust,
     pub secret: DialbackSecret,
@@ -117,7 +117,6 @@ impl AuthenticationCounts {
 impl std::fmt::Debug for Federation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Federation")
-            .field("local_domains", &self.local_domains)
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
@@ -162,7 +161,6 @@ impl Federation {
         )?;
         Ok(Some(Arc::new(Federation {
             settings,
-            local_domains: config.domains.clone(),
             tls: tls.clone(),
             trust,
             secret: DialbackSecret::generate(),

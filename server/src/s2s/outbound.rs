@@ -32,8 +32,26 @@ pub(crate) enum Purpose {
 
 /// What a negotiation ended with.
 pub(crate) enum Negotiated<S> {
-    Authenticated(Box<XmlStream<Transport<S>>>),
+    Authenticated(Box<XmlStream<Transport<S>>>, AuthMethod),
     Verified(Outcome),
+}
+
+/// How an outbound stream authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthMethod {
+    /// SASL EXTERNAL (XEP-0178).
+    External,
+    /// Server Dialback (XEP-0220).
+    Dialback,
+}
+
+impl std::fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AuthMethod::External => "external",
+            AuthMethod::Dialback => "dialback",
+        })
+    }
 }
 
 /// Dials with the [`Federation`]'s settings, trust and secret.
@@ -64,7 +82,7 @@ impl FederationDialer {
         };
         match self.open(receiving, authoritative, purpose).await? {
             Negotiated::Verified(outcome) => Ok(outcome),
-            Negotiated::Authenticated(mut stream) => {
+            Negotiated::Authenticated(mut stream, _) => {
                 let _ = stream.close().await;
                 Err(DialError::Rejected("no verification answer".into()))
             }
@@ -118,11 +136,12 @@ impl Dialer for FederationDialer {
             .open(local_domain, remote_domain, Purpose::Authenticate)
             .await?
         {
-            Negotiated::Authenticated(stream) => {
+            Negotiated::Authenticated(stream, method) => {
                 let stream = *stream;
                 tracing::info!(
                     local = local_domain,
                     remote = remote_domain,
+                    %method,
                     "s2s outbound stream ready"
                 );
                 Ok(Box::new(OutboundLink { stream }))
@@ -243,7 +262,10 @@ where
                 open_stream(&mut stream, local, remote).await?;
                 stream.set_limits(federation.limits);
                 AuthenticationCounts::count(&federation.authentications.outbound_external);
-                return Ok(Negotiated::Authenticated(Box::new(stream)));
+                return Ok(Negotiated::Authenticated(
+                    Box::new(stream),
+                    AuthMethod::External,
+                ));
             }
             tracing::info!(local, remote, "SASL EXTERNAL refused; trying dialback");
         }
@@ -269,7 +291,10 @@ where
                             AuthenticationCounts::count(
                                 &federation.authentications.outbound_dialback,
                             );
-                            Ok(Negotiated::Authenticated(Box::new(stream)))
+                            Ok(Negotiated::Authenticated(
+                                Box::new(stream),
+                                AuthMethod::Dialback,
+                            ))
                         }
                         Outcome::Invalid => Err(rejected("dialback key refused")),
                         Outcome::Error(condition) => {

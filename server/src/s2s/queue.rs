@@ -3,18 +3,20 @@
 //! the bounces). Stanzas wait in storage ([`S2sQueue`]) while a stream to their domain is
 //! established; one task per remote domain dials, writes them oldest first (the in-order
 //! processing of RFC 6120 section 10.1), removes what was written, retries with backoff, bounces
-//! what waited too long, and closes the stream when it has been idle. A restart loses nothing:
+//! what waited too long, and closes the stream when it has been idle. Streams, failures and
+//! backoff are per (local domain, remote domain) link: one of our domains that cannot reach the
+//! peer (a failed dialback for the push service's domain, say) holds back only its own stanzas. A restart loses nothing:
 //! [`OutboundQueue::resume`] restarts a task for every domain with stanzas waiting.
 //!
 //! The streams themselves are behind [`Dialer`] and [`Link`]; bounces go back through
 //! [`BounceSink`]. An error stanza is never bounced (RFC 6120 section 8.3.1), so bounces cannot loop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use herald_storage::{S2sEnqueue, S2sQueue, S2sQueueLimits, S2sQueued, StorageError};
+use herald_storage::{S2sEnqueue, S2sQueue, S2sQueueLimits, StorageError};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -296,7 +298,8 @@ impl OutboundQueue {
             domain: domain.to_string(),
             generation,
             links: HashMap::new(),
-            failures: 0,
+            backoff: HashMap::new(),
+            storage_failures: 0,
         };
         tokio::spawn(worker.run(woken));
     }
@@ -330,16 +333,37 @@ struct OpenLink {
     proven: bool,
 }
 
-/// What one pass over a batch came to.
-enum Pass {
-    /// Everything in the batch was written.
-    Written,
-    /// A proven stream broke: dial again at once.
+/// How writing one stanza over its local domain's link went.
+enum Written {
+    Yes,
+    /// A proven stream broke: dial again at once (after this sweep).
     LinkLost,
-    /// Dialing or a fresh stream failed: back off, bounce what expires meanwhile.
+    /// Dialing or a fresh stream failed: this link backs off.
     Failed(String),
     /// The domain has no server: bounce everything.
     NotFound,
+}
+
+/// What one sweep over the queue came to.
+enum Sweep {
+    /// Nothing is queued.
+    Empty,
+    /// The domain has no server: bounce everything.
+    NotFound,
+    /// Every stanza of a usable link was written. `retry_now`: a proven stream broke, so its
+    /// stanzas go over a fresh one at once; `waiting_until`: the earliest retry of a link that
+    /// backs off with stanzas waiting.
+    Swept {
+        retry_now: bool,
+        waiting_until: Option<Instant>,
+    },
+}
+
+/// The retry state of one (local domain, remote domain) link.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    failures: u32,
+    retry_at: Instant,
 }
 
 /// The task of one remote domain.
@@ -349,7 +373,10 @@ struct DomainWorker {
     generation: u64,
     /// By local domain (the domain of the queued stanza's sender).
     links: HashMap<String, OpenLink>,
-    failures: u32,
+    /// By local domain: the links that failed and when each is tried again.
+    backoff: HashMap<String, Backoff>,
+    /// Consecutive failures to read the queue from storage.
+    storage_failures: u32,
 }
 
 impl DomainWorker {
@@ -372,45 +399,44 @@ impl DomainWorker {
 
     async fn work(&mut self, woken: &mut mpsc::Receiver<()>) {
         loop {
-            let settings = &self.shared.settings;
-            let batch = match self
-                .shared
-                .store
-                .oldest(&self.domain, None, settings.batch_size.max(1))
-                .await
-            {
-                Ok(batch) => batch,
+            let sweep = match self.sweep().await {
+                Ok(sweep) => sweep,
                 Err(error) => {
                     tracing::warn!(domain = %self.domain, %error, "s2s queue unreadable");
-                    self.failures = self.failures.saturating_add(1);
-                    self.back_off().await;
+                    self.storage_failures = self.storage_failures.saturating_add(1);
+                    let delay = self
+                        .shared
+                        .settings
+                        .retry
+                        .random_delay(self.storage_failures);
+                    self.wait_until(Instant::now() + delay, None).await;
                     continue;
                 }
             };
-            if batch.is_empty() {
-                if !self.links.is_empty() && self.idle(woken).await {
-                    continue;
+            self.storage_failures = 0;
+            match sweep {
+                Sweep::Empty => {
+                    if !self.links.is_empty() && self.idle(woken).await {
+                        continue;
+                    }
+                    self.close_links().await;
+                    if self.exit_unless_woken(woken) {
+                        return;
+                    }
                 }
-                self.close_links().await;
-                if self.exit_unless_woken(woken) {
-                    return;
-                }
-                continue;
-            }
-            match self.write(batch).await {
-                Pass::Written => self.failures = 0,
-                Pass::LinkLost => {}
-                Pass::Failed(reason) => {
-                    self.failures = self.failures.saturating_add(1);
-                    tracing::info!(domain = %self.domain, failures = self.failures, %reason,
-                        "s2s peer not reachable, retrying");
-                    self.back_off().await;
-                }
-                Pass::NotFound => {
-                    self.failures = 0;
+                Sweep::NotFound => {
+                    self.backoff.clear();
                     self.bounce_enqueued_before(i64::MAX, DefinedCondition::RemoteServerNotFound)
                         .await;
                 }
+                Sweep::Swept {
+                    retry_now: false,
+                    waiting_until: Some(retry_at),
+                } => {
+                    // A submit wakes the wait: a stanza of another local domain goes out at once.
+                    self.wait_until(retry_at, Some(woken)).await;
+                }
+                Sweep::Swept { .. } => {}
             }
         }
     }
@@ -439,60 +465,133 @@ impl DomainWorker {
         true
     }
 
-    /// Writes the batch in order, removing what was written.
-    async fn write(&mut self, batch: Vec<S2sQueued>) -> Pass {
-        let mut written = Vec::with_capacity(batch.len());
-        let mut pass = Pass::Written;
-        for queued in batch {
-            let local_domain = domain_of(&queued.sender).to_ascii_lowercase();
-            // Taken out while in use: a write cancelled halfway leaves no half-written stream
-            // behind to be reused or politely closed.
-            let mut open = match self.links.remove(&local_domain) {
-                Some(open) => open,
-                None => match self.dial(&local_domain).await {
-                    Ok(link) => OpenLink {
-                        link,
-                        proven: false,
-                    },
-                    Err(DialError::NotFound) => {
-                        pass = Pass::NotFound;
-                        break;
-                    }
-                    Err(error) => {
-                        pass = Pass::Failed(error.to_string());
-                        break;
-                    }
-                },
+    /// One pass over everything queued, oldest first, page by page: each stanza goes over its
+    /// local domain's link unless that link backs off or failed during this pass (then its later
+    /// stanzas wait too, keeping each link's order). What was written is removed.
+    ///
+    /// Errors: the storage error reading the queue.
+    async fn sweep(&mut self) -> Result<Sweep, StorageError> {
+        let batch_size = self.shared.settings.batch_size.max(1);
+        let started = Instant::now();
+        let mut held: HashSet<String> = HashSet::new();
+        let mut retry_now = false;
+        let mut waiting_until: Option<Instant> = None;
+        let mut after_id = None;
+        let mut seen_any = false;
+        loop {
+            let page = self
+                .shared
+                .store
+                .oldest(&self.domain, after_id, batch_size)
+                .await?;
+            let Some(last) = page.last() else {
+                break;
             };
-            let send_timeout = self.shared.settings.send_timeout;
-            match timeout(send_timeout, open.link.send(&queued.stanza)).await {
-                Ok(Ok(())) => {
-                    open.proven = true;
-                    self.links.insert(local_domain, open);
-                    written.push(queued.id);
+            after_id = Some(last.id);
+            seen_any = true;
+            let mut written = Vec::with_capacity(page.len());
+            let mut not_found = false;
+            for queued in page {
+                let local_domain = domain_of(&queued.sender).to_ascii_lowercase();
+                if held.contains(&local_domain) {
+                    continue;
                 }
-                outcome => {
-                    let reason = match outcome {
-                        Ok(Err(error)) => error.to_string(),
-                        _ => "write timed out".to_string(),
-                    };
-                    tracing::debug!(domain = %self.domain, %reason, "s2s link dropped");
-                    pass = if open.proven {
-                        Pass::LinkLost
-                    } else {
-                        Pass::Failed(reason)
-                    };
-                    break;
+                if let Some(backoff) = self.backoff.get(&local_domain)
+                    && backoff.retry_at > started
+                {
+                    waiting_until = earliest(waiting_until, backoff.retry_at);
+                    held.insert(local_domain);
+                    continue;
+                }
+                match self.write(&local_domain, &queued.stanza).await {
+                    Written::Yes => {
+                        self.backoff.remove(&local_domain);
+                        written.push(queued.id);
+                    }
+                    Written::LinkLost => {
+                        retry_now = true;
+                        held.insert(local_domain);
+                    }
+                    Written::Failed(reason) => {
+                        let retry_at = self.failed(&local_domain, &reason);
+                        waiting_until = earliest(waiting_until, retry_at);
+                        held.insert(local_domain);
+                    }
+                    Written::NotFound => {
+                        not_found = true;
+                        break;
+                    }
+                }
+            }
+            if !written.is_empty()
+                && let Err(error) = self.shared.store.remove(&self.domain, &written).await
+            {
+                // They stay queued and are sent again: a duplicate rather than a loss.
+                tracing::warn!(domain = %self.domain, %error, "written s2s stanzas not removed");
+            }
+            if not_found {
+                return Ok(Sweep::NotFound);
+            }
+        }
+        if !seen_any {
+            return Ok(Sweep::Empty);
+        }
+        Ok(Sweep::Swept {
+            retry_now,
+            waiting_until,
+        })
+    }
+
+    /// Counts a failure of `local_domain`'s link and returns when it is tried again.
+    fn failed(&mut self, local_domain: &str, reason: &str) -> Instant {
+        let failures = self
+            .backoff
+            .get(local_domain)
+            .map_or(0, |backoff| backoff.failures)
+            .saturating_add(1);
+        let retry_at = Instant::now() + self.shared.settings.retry.random_delay(failures);
+        tracing::info!(local = %local_domain, domain = %self.domain, failures, %reason,
+            "s2s peer not reachable, retrying");
+        self.backoff
+            .insert(local_domain.to_string(), Backoff { failures, retry_at });
+        retry_at
+    }
+
+    /// Writes one stanza over `local_domain`'s link, dialing one if none is open.
+    async fn write(&mut self, local_domain: &str, stanza: &str) -> Written {
+        // Taken out while in use: a write cancelled halfway leaves no half-written stream
+        // behind to be reused or politely closed.
+        let mut open = match self.links.remove(local_domain) {
+            Some(open) => open,
+            None => match self.dial(local_domain).await {
+                Ok(link) => OpenLink {
+                    link,
+                    proven: false,
+                },
+                Err(DialError::NotFound) => return Written::NotFound,
+                Err(error) => return Written::Failed(error.to_string()),
+            },
+        };
+        let send_timeout = self.shared.settings.send_timeout;
+        match timeout(send_timeout, open.link.send(stanza)).await {
+            Ok(Ok(())) => {
+                open.proven = true;
+                self.links.insert(local_domain.to_string(), open);
+                Written::Yes
+            }
+            outcome => {
+                let reason = match outcome {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => "write timed out".to_string(),
+                };
+                tracing::debug!(local = %local_domain, domain = %self.domain, %reason, "s2s link dropped");
+                if open.proven {
+                    Written::LinkLost
+                } else {
+                    Written::Failed(reason)
                 }
             }
         }
-        if !written.is_empty()
-            && let Err(error) = self.shared.store.remove(&self.domain, &written).await
-        {
-            // They stay queued and are sent again: a duplicate rather than a loss.
-            tracing::warn!(domain = %self.domain, %error, "written s2s stanzas not removed");
-        }
-        pass
     }
 
     async fn dial(&mut self, local_domain: &str) -> Result<Box<dyn Link>, DialError> {
@@ -508,12 +607,10 @@ impl DomainWorker {
         }
     }
 
-    /// Waits out the retry delay, bouncing each stanza the moment it has waited the queue
-    /// timeout. Returns early when nothing is left to send.
-    async fn back_off(&mut self) {
-        let settings = &self.shared.settings;
-        let retry_at = Instant::now() + settings.retry.random_delay(self.failures);
-        let timeout_ms = duration_ms(settings.queue_timeout);
+    /// Waits until `retry_at`, bouncing each stanza the moment it has waited the queue timeout.
+    /// Returns early when nothing is left to send, or, given `woken`, when a submit wakes the task.
+    async fn wait_until(&mut self, retry_at: Instant, mut woken: Option<&mut mpsc::Receiver<()>>) {
+        let timeout_ms = duration_ms(self.shared.settings.queue_timeout);
         loop {
             self.bounce_expired().await;
             let oldest = match self.shared.store.oldest(&self.domain, None, 1).await {
@@ -535,12 +632,26 @@ impl DomainWorker {
                 .saturating_sub(self.shared.clock.now_ms())
                 .max(0);
             let expires_at = Instant::now() + Duration::from_millis(expires_in_ms.unsigned_abs());
-            if retry_at <= expires_at {
-                sleep_until(retry_at).await;
+            let until = retry_at.min(expires_at);
+            match woken.as_deref_mut() {
+                Some(woken) => {
+                    tokio::select! {
+                        () = sleep_until(until) => {}
+                        wake = woken.recv() => {
+                            if wake.is_some() {
+                                self.bounce_expired().await;
+                                return;
+                            }
+                            sleep_until(until).await;
+                        }
+                    }
+                }
+                None => sleep_until(until).await,
+            }
+            if Instant::now() >= retry_at {
                 self.bounce_expired().await;
                 return;
             }
-            sleep_until(expires_at).await;
         }
     }
 
@@ -614,6 +725,11 @@ fn is_error_stanza(stanza: &str) -> bool {
             .and_then(|wrapper| wrapper.children().next().cloned())
     });
     element.is_some_and(|element| element.attr("type") == Some("error"))
+}
+
+/// The earlier of `current` (if any) and `candidate`.
+fn earliest(current: Option<Instant>, candidate: Instant) -> Option<Instant> {
+    Some(current.map_or(candidate, |current| current.min(candidate)))
 }
 
 fn duration_ms(duration: Duration) -> i64 {

@@ -10,7 +10,7 @@ use tokio::io::DuplexStream;
 use super::Federation;
 use super::dialback::{Dialback, Outcome};
 use super::inbound::Inbound;
-use super::outbound::{FederationDialer, Negotiated, Purpose, negotiate};
+use super::outbound::{AuthMethod, FederationDialer, Negotiated, Purpose, negotiate};
 use super::queue::DialError;
 use crate::config::{Config, RawConfig};
 use crate::context::ServerContext;
@@ -147,6 +147,48 @@ async fn the_authoritative_server_answers_db_verify_for_the_keys_it_gave() {
     }
 }
 
+/// An in-process service that takes everything (stands in for the push service).
+struct SilentService;
+
+#[async_trait::async_trait]
+impl crate::router::routes::InProcessService for SilentService {
+    async fn receive(
+        &self,
+        _: &Arc<Router>,
+        _: crate::xmpp::Envelope,
+    ) -> Result<crate::router::Delivery, crate::router::Bounce> {
+        Ok(crate::router::Delivery::Handled)
+    }
+}
+
+#[tokio::test]
+async fn db_verify_is_answered_for_an_in_process_service_domain_too() {
+    // The push service sends as push.a.test (its IQ replies to remote users), so the peer asks us,
+    // on a stream to push.a.test, whether the key is ours (XEP-0220 section 2.3).
+    let dir = tempfile::tempdir().unwrap();
+    let (federation, router) = federation(dir.path(), "").await;
+    assert!(router.attach_service("push.a.test", Arc::new(SilentService)));
+    let mut peer = inbound(&federation, &router);
+    open(&mut peer, "b.test", "push.a.test").await;
+    let key = federation.secret.key("b.test", "push.a.test", "S2");
+    let request = Dialback::VerifyRequest {
+        from: "b.test".into(),
+        to: "push.a.test".into(),
+        id: "S2".into(),
+        key,
+    };
+    peer.send(&request.to_element()).await.unwrap();
+    assert_eq!(
+        Dialback::parse(&next(&mut peer).await),
+        Some(Dialback::VerifyAnswer {
+            from: "push.a.test".into(),
+            to: "b.test".into(),
+            id: "S2".into(),
+            outcome: Outcome::Valid,
+        })
+    );
+}
+
 #[tokio::test]
 async fn dialback_is_refused_for_a_domain_without_certificate_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,7 +239,6 @@ async fn nothing_but_starttls_before_tls_when_encryption_is_required() {
     settings.require_encryption = true;
     let strict = Arc::new(Federation {
         settings,
-        local_domains: federation.local_domains.clone(),
         tls: federation.tls.clone(),
         trust: super::trust::PeerTrust::load(&federation.settings).unwrap(),
         secret: federation.secret.clone(),
@@ -312,7 +353,10 @@ async fn the_originating_server_sends_the_xep_0185_key_and_takes_the_verdict() {
         .await;
         assert!(receiver.await.unwrap(), "the key XEP-0185 gives");
         match outcome {
-            Ok(Negotiated::Authenticated(_)) => assert!(authenticated),
+            Ok(Negotiated::Authenticated(_, method)) => {
+                assert!(authenticated);
+                assert_eq!(method, AuthMethod::Dialback);
+            }
             Err(DialError::Rejected(_)) => assert!(!authenticated),
             _ => panic!("unexpected outcome"),
         }

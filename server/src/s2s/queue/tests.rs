@@ -1,10 +1,10 @@
 //! The outbound queue against a scripted in-process dialer: timers on paused time (the store is in
 //! memory so nothing waits on another thread), restarts and limits on SQLite.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use herald_storage::{S2sQueueUsage, Storage, StorageResult};
+use herald_storage::{S2sQueueUsage, S2sQueued, Storage, StorageResult};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::*;
@@ -44,6 +44,8 @@ enum Dial {
 }
 
 struct FakeDialer {
+    /// Local domains whose dials fail as unreachable, whatever the script says (not consumed).
+    unreachable_from: Mutex<HashSet<String>>,
     script: Mutex<VecDeque<Dial>>,
     otherwise: Dial,
     links: AtomicUsize,
@@ -63,6 +65,14 @@ impl Dialer for FakeDialer {
             local: local_domain.to_string(),
             remote: remote_domain.to_string(),
         });
+        if self
+            .unreachable_from
+            .lock()
+            .expect("unreachable_from")
+            .contains(local_domain)
+        {
+            return Err(DialError::Unreachable("dialback refused".to_string()));
+        }
         let step = self
             .script
             .lock()
@@ -251,6 +261,7 @@ fn harness(
 ) -> Harness {
     let (sender, events) = unbounded_channel();
     let dialer = Arc::new(FakeDialer {
+        unreachable_from: Mutex::new(HashSet::new()),
         script: Mutex::new(script.into()),
         otherwise,
         links: AtomicUsize::new(0),
@@ -551,6 +562,61 @@ async fn each_local_domain_gets_its_own_link_to_the_remote_domain() {
         }
     );
     assert_eq!(h.next().await, sent(1, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_local_domain_failing_to_dial_does_not_hold_back_another_local_domain() {
+    let store = Arc::new(MemoryQueue::default());
+    let mut h = paused(store.clone(), settings(), vec![], CONNECT);
+    h.dialer
+        .unreachable_from
+        .lock()
+        .expect("unreachable_from")
+        .insert("push.a.test".to_string());
+    let from_push = "<iq xmlns='jabber:server' from='push.a.test' to='bob@b.test/p' id='r1' \
+                     type='result'/>";
+    let dialed_from_push = |link| Event::Dialed {
+        link,
+        local: "push.a.test".to_string(),
+        remote: "b.test".to_string(),
+    };
+    let start = Instant::now();
+    h.queue
+        .submit("push.a.test", "b.test", "push.a.test", from_push)
+        .await
+        .expect("queued");
+    h.submit(&message(1)).await;
+    assert_eq!(h.next().await, dialed_from_push(1));
+    assert_eq!(
+        h.next().await,
+        dialed(2),
+        "not after the push domain's backoff"
+    );
+    assert_eq!(h.next().await, sent(2, 1));
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    // While the push domain's link backs off, a.test's stanzas still go out at once.
+    tokio::time::advance(Duration::from_millis(500)).await;
+    h.submit(&message(2)).await;
+    assert_eq!(h.next().await, sent(2, 2));
+    assert_eq!(start.elapsed(), Duration::from_millis(500));
+    // The push domain's link is retried after its own backoff and delivers in turn.
+    h.dialer
+        .unreachable_from
+        .lock()
+        .expect("unreachable_from")
+        .clear();
+    assert_eq!(h.next().await, dialed_from_push(3));
+    let waited = start.elapsed();
+    let (shortest, longest) = settings().retry.bounds(1);
+    assert!(shortest <= waited && waited <= longest, "{waited:?}");
+    assert_eq!(
+        h.next().await,
+        Event::Sent {
+            link: 3,
+            stanza: from_push.to_string(),
+        }
+    );
+    assert!(store.domains().await.expect("domains").is_empty());
 }
 
 #[tokio::test(start_paused = true)]
