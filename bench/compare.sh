@@ -342,6 +342,7 @@ PROSODY
         "${SERVER_CPU[@]}" setpriv --reuid=prosody --regid=prosody --init-groups \
             prosody --config "$dir/prosody.cfg.lua" >"$dir/stdout.log" 2>&1 &
         pids+=($!)
+        STARTED_PID="${pids[*]}" # so that cleanup stops the first one if the second fails to start
         wait_addr "$ip" "$port"
     done
     PID=${pids[0]} PEER_PID=${pids[1]}
@@ -384,6 +385,7 @@ EJABBERD
         chown -R ejabberd "$dir"
         ej="${SERVER_CPU[*]} setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd ejabberdctl --config-dir $dir --config $dir/ejabberd.yml --spool $dir/db --logs $dir/log --node herald_fed_${d%%.*}@localhost"
         stops+=("$ej stop")
+        STOP_CMD=$(IFS=";"; echo "${stops[*]}") # so that cleanup stops the first one if the second fails
         # shellcheck disable=SC2016 # "$@" is expanded by the inner shell
         unshare --mount --propagation private sh -c 'mount --bind "$0" /etc/resolv.conf && exec "$@"' \
             "$WORK/resolv.conf" $ej start
@@ -414,6 +416,7 @@ data_dir = "$dir/data"
 url = "$url"
 [c2s]
 listen = "$ip:$port"
+direct_tls_listen = "$ip:$((port + 1))"
 [registration]
 allow_in_band = true
 per_address_per_hour = 0
@@ -432,6 +435,7 @@ key = "$WORK/$d.key"
 HERALD
         "${SERVER_CPU[@]}" "$WORK/herald" --config "$dir/herald.toml" serve >"$dir/herald.log" 2>&1 &
         pids+=($!)
+        STARTED_PID="${pids[*]}" # so that cleanup stops the first one if the second fails to start
         wait_addr "$ip" "$port"
     done
     PID=${pids[0]} PEER_PID=${pids[1]}
