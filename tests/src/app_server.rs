@@ -3,8 +3,17 @@
 //! `register-push-fcm` (XEP-0050), and the `<enable/>` a client sends its server with the node and
 //! secret it got (XEP-0357 section 5).
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use herald::router::routes::InProcessService;
+use herald::router::{Bounce, Delivery, Router};
+use herald::xmpp::Envelope;
+use tokio::sync::mpsc;
+
 use crate::client::TestClient;
 use crate::fcm::StandInFcm;
+use crate::server::TestServer;
 use crate::{Element, xml};
 
 /// The relay's push service JID in [`relay_toml`].
@@ -98,4 +107,30 @@ pub async fn enable(client: &mut TestClient, node: &str, secret: &str) {
             ),
         )
         .await;
+}
+
+/// A remote server as the router sees it: the route of its domain, recording every stanza for it
+/// (what an s2s stream would carry there).
+struct RemoteServer(mpsc::UnboundedSender<Element>);
+
+#[async_trait]
+impl InProcessService for RemoteServer {
+    async fn receive(&self, _: &Arc<Router>, envelope: Envelope) -> Result<Delivery, Bounce> {
+        let _ = self.0.send(envelope.element.clone());
+        Ok(Delivery::Handled)
+    }
+}
+
+/// Attaches a stand-in remote server as the route of `domain`; returns what it receives.
+///
+/// Panics if something is already attached for `domain`.
+pub fn remote(server: &TestServer, domain: &str) -> mpsc::UnboundedReceiver<Element> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    assert!(
+        server
+            .router()
+            .attach_service(domain, Arc::new(RemoteServer(tx))),
+        "something is already attached for {domain}"
+    );
+    rx
 }

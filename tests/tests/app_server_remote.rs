@@ -8,13 +8,8 @@
 //! (`cancel/item-not-found`, as for any publisher that is not the account's server).
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use herald::router::routes::InProcessService;
-use herald::router::{Bounce, Delivery, Router};
 use herald::xmpp::Envelope;
-use herald_tests::app_server::{PUSH_SERVICE, form, register, relay_toml};
+use herald_tests::app_server::{PUSH_SERVICE, form, register, relay_toml, remote};
 use herald_tests::fcm::StandInFcm;
 use herald_tests::{Element, TestServer, xml};
 use serde_json::{Value, json};
@@ -22,28 +17,6 @@ use tokio::sync::mpsc;
 
 const REMOTE: &str = "remote.example";
 const OTHER: &str = "other.example";
-
-/// A remote server as the router sees it: the route of its domain, recording every stanza for it.
-struct RemoteServer(mpsc::UnboundedSender<Element>);
-
-#[async_trait]
-impl InProcessService for RemoteServer {
-    async fn receive(&self, _: &Arc<Router>, envelope: Envelope) -> Result<Delivery, Bounce> {
-        let _ = self.0.send(envelope.element.clone());
-        Ok(Delivery::Handled)
-    }
-}
-
-/// Attaches a [`RemoteServer`] for `domain`; returns what it receives.
-fn remote(server: &TestServer, domain: &str) -> mpsc::UnboundedReceiver<Element> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    assert!(
-        server
-            .router()
-            .attach_service(domain, Arc::new(RemoteServer(tx)))
-    );
-    rx
-}
 
 /// `from` (a remote server's domain, verified by s2s) publishes to the push service with
 /// `options`; returns the answer that comes back to `from`.

@@ -11,14 +11,9 @@
 //! `remote_domains` nobody remote registers; deleting a local account leaves remote nodes alone.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use herald::router::routes::InProcessService;
-use herald::router::{Bounce, Delivery, Router};
 use herald::xmpp::Envelope;
 use herald_relay::remote_domain_account;
-use herald_tests::app_server::{PUSH_SERVICE, form, relay_toml, value};
+use herald_tests::app_server::{PUSH_SERVICE, form, relay_toml, remote, value};
 use herald_tests::fcm::StandInFcm;
 use herald_tests::{Element, TestServer, xml};
 use tokio::sync::mpsc;
@@ -26,28 +21,6 @@ use tokio::sync::mpsc;
 const FRIENDS: &str = "friends.example";
 const OTHER: &str = "other.example";
 const COMMANDS: &str = "http://jabber.org/protocol/commands";
-
-/// A remote server as the router sees it: the route of its domain, recording every stanza for it.
-struct RemoteServer(mpsc::UnboundedSender<Element>);
-
-#[async_trait]
-impl InProcessService for RemoteServer {
-    async fn receive(&self, _: &Arc<Router>, envelope: Envelope) -> Result<Delivery, Bounce> {
-        let _ = self.0.send(envelope.element.clone());
-        Ok(Delivery::Handled)
-    }
-}
-
-/// Attaches a [`RemoteServer`] for `domain`; returns what it receives.
-fn remote(server: &TestServer, domain: &str) -> mpsc::UnboundedReceiver<Element> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    assert!(
-        server
-            .router()
-            .attach_service(domain, Arc::new(RemoteServer(tx)))
-    );
-    rx
-}
 
 /// Routes `iq` (from a remote domain, as s2s delivers it) and returns the service's answer, which
 /// goes back to the remote domain's route.
