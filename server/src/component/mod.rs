@@ -276,7 +276,7 @@ async fn accept_stanza(
 /// XEP-0114 section 3: lowercase hex SHA-1 of the stream id followed by the secret.
 pub fn expected_handshake(stream_id: &str, secret: &str) -> String {
     let digest = Sha1::digest(format!("{stream_id}{secret}").as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(digest)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

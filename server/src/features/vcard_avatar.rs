@@ -280,7 +280,7 @@ impl VcardPhoto {
             .filter(|t| !t.is_empty())
             .unwrap_or_else(|| sniff_media_type(&image).to_string());
         Ok(Some(VcardPhoto {
-            id: hex(&Sha1::digest(&image)),
+            id: hex::encode(Sha1::digest(&image)),
             media_type,
             bytes: image.len(),
             base64,
@@ -339,10 +339,6 @@ fn sniff_media_type(image: &[u8]) -> &'static str {
         ] => "image/webp",
         _ => "application/octet-stream",
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Section 3.2: publishes `photo` as `owner`'s XEP-0084 avatar, data first (section 4.1), then

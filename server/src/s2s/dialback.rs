@@ -27,11 +27,11 @@ impl DialbackSecret {
     /// XEP-0185 section 2: the hex of HMAC-SHA256 keyed with the hex of SHA-256 of the secret, over
     /// `receiving ' ' originating ' ' stream_id`.
     pub fn key(&self, receiving: &str, originating: &str, stream_id: &str) -> String {
-        let hashed = hex(&Sha256::digest(&self.0));
+        let hashed = hex::encode(Sha256::digest(&self.0));
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(hashed.as_bytes())
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(format!("{receiving} {originating} {stream_id}").as_bytes());
-        hex(&mac.finalize().into_bytes())
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// Whether `key` is the one [`DialbackSecret::key`] gives, compared in constant time.
@@ -40,10 +40,6 @@ impl DialbackSecret {
         let expected = self.key(receiving, originating, stream_id);
         expected.len() == key.len() && bool::from(expected.as_bytes().ct_eq(key.as_bytes()))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The outcome carried by a `type` attribute of an answer.
