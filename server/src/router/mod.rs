@@ -542,7 +542,7 @@ impl Router {
     /// Whether stanzas to `domain` are ours to handle: one of our domains, an attached component or an
     /// in-process service (what an inbound s2s stream may address, RFC 6120 section 4.9.3.6).
     pub fn serves_domain(&self, domain: &str) -> bool {
-        !matches!(self.routes.route(domain), Route::Remote)
+        self.routes.serves(domain)
     }
 
     /// Attaches an external component for `domain`; returns `false` if one is already attached.

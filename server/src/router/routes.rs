@@ -80,6 +80,16 @@ impl RouteTable {
         self.read().get(domain).cloned().unwrap_or(Route::Remote)
     }
 
+    /// Whether `domain` is served here (ours, or something attached that is not remote): what
+    /// [`RouteTable::route`] would say, without cloning the route.
+    pub fn serves(&self, domain: &str) -> bool {
+        self.is_local(domain)
+            || self
+                .read()
+                .get(domain)
+                .is_some_and(|route| !matches!(route, Route::Remote))
+    }
+
     /// Whether `domain` is one of ours.
     pub fn is_local(&self, domain: &str) -> bool {
         self.local_domains.iter().any(|d| d == domain)

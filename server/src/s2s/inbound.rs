@@ -141,7 +141,17 @@ impl Authenticated {
             self.pairs.push((local, remote));
         }
     }
+
+    /// Whether another pair may be authenticated on this stream ([`MAX_PAIRS_PER_STREAM`]).
+    fn has_room(&self) -> bool {
+        self.pairs.len() < MAX_PAIRS_PER_STREAM
+    }
 }
+
+/// Domain pairs one inbound stream may carry (XEP-0220 section 2.5 piggybacking): a peer whose
+/// certificate covers any number of names (a wildcard) could otherwise grow the list, and the scan
+/// every stanza makes of it, for as long as the stream lives.
+const MAX_PAIRS_PER_STREAM: usize = 64;
 
 /// How a stream (re)start ends.
 enum Next<S> {
@@ -356,7 +366,10 @@ impl Inbound<'_> {
                 .await;
             }
             if element.is("auth", ns::SASL) {
+                // RFC 6120 section 6.4.6: SASL is done once per stream; a peer that authenticated
+                // is not offered it again, and asking again would restart the stream for free.
                 let accepted = element.attr("mechanism") == Some("EXTERNAL")
+                    && !remote_authenticated
                     && is_tls
                     && certificate_valid
                     && remote
@@ -411,8 +424,8 @@ impl Inbound<'_> {
     }
 
     /// Answers one dialback element on this stream: as the receiving server for `db:result` (verifying
-    /// the key with the authoritative server unless the certificate already proves the domain), as the
-    /// authoritative server for `db:verify`. Answers to our own requests are not expected here.
+    /// the key with the authoritative server), as the authoritative server for
+    /// `db:verify`. Answers to our own requests are not expected here.
     async fn dialback(
         &self,
         dialback: Dialback,
@@ -433,6 +446,9 @@ impl Inbound<'_> {
                 }
                 if !may_dialback {
                     return Some(answer(Outcome::Error("not-authorized".into())));
+                }
+                if !authenticated.has_room() {
+                    return Some(answer(Outcome::Error("policy-violation".into())));
                 }
                 let outcome = match self.dialer.verify(&to, &from, stream_id, &key).await {
                     Ok(outcome) => outcome,

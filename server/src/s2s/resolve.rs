@@ -16,6 +16,9 @@ use hickory_resolver::{Resolver, TokioResolver};
 /// The port of a peer found through its A/AAAA records (RFC 6120 section 3.2.1, fallback).
 pub const DEFAULT_S2S_PORT: u16 = 5269;
 
+/// SRV records of one domain (both services together) kept, lowest priority values first.
+const MAX_SRV_RECORDS: usize = 16;
+
 /// A peer reached at a fixed address instead of through DNS (`[[s2s.peers]] address`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StaticPeer {
@@ -180,6 +183,10 @@ impl PeerResolver {
             }
         }
         if found_any {
+            // The peer's DNS decides how many records there are: only the best few are worth
+            // trying (each costs address lookups and a connection attempt in turn).
+            records.sort_by_key(|record| record.priority);
+            records.truncate(MAX_SRV_RECORDS);
             let candidates = order_candidates(records, &mut |total| rand::random_range(0..=total));
             // Only "." targets: the service is decidedly not available (RFC 2782).
             if candidates.is_empty() {

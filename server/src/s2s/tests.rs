@@ -492,6 +492,11 @@ async fn external_with_a_pinned_server_auth_certificate_then_idle_streams_are_cl
     peer.send_header(&header).await.unwrap();
     peer.read_header().await.unwrap();
     next_on(&mut peer).await;
+    // SASL once per stream (RFC 6120 section 6.4.6): asking again gets a failure, not a restart.
+    peer.send_raw("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+        .await
+        .unwrap();
+    assert!(next_on(&mut peer).await.is("failure", ns::SASL));
     assert_eq!(federation.authentications.snapshot(), (1, 0, 0, 0));
 
     // Idle for `idle_timeout_seconds`: closed politely (RFC 6120 section 4.4).
