@@ -7,12 +7,8 @@
 //! the route of its domain, as the s2s layer's route would be.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use herald::router::routes::InProcessService;
-use herald::router::{Bounce, Delivery, Router};
 use herald::xmpp::{Envelope, ns};
+use herald_tests::app_server::remote;
 use herald_tests::xml::{self};
 use herald_tests::{Element, TIMEOUT, TestServer, eventually};
 use tokio::sync::mpsc;
@@ -21,17 +17,6 @@ const SERVICE: &str = "push.remote.example";
 const ALICE: &str = "alice@localhost";
 const NODE: &str = "yxs32uqsflafdk3iuqo";
 const SECRET: &str = "eruio234vzxc2kla-91";
-
-/// The remote app server as the router sees it: the route of its domain, recording every stanza.
-struct RemoteAppServer(mpsc::UnboundedSender<Element>);
-
-#[async_trait]
-impl InProcessService for RemoteAppServer {
-    async fn receive(&self, _: &Arc<Router>, envelope: Envelope) -> Result<Delivery, Bounce> {
-        let _ = self.0.send(envelope.element.clone());
-        Ok(Delivery::Handled)
-    }
-}
 
 /// The next stanza the remote app server receives: a publish to `NODE`, replaying the
 /// publish-options alice enabled with; returns (id, from, last-message-body).
@@ -115,21 +100,8 @@ async fn a_remote_app_server_is_published_to_and_its_answers_are_acted_on() {
         .await;
     server.add_user("alice").await;
     server.add_user("bob").await;
-    let (tx, mut received) = mpsc::unbounded_channel();
-    assert!(
-        server
-            .router()
-            .attach_service(SERVICE, Arc::new(RemoteAppServer(tx)))
-    );
-    let mut other_received = {
-        let (tx, rx) = mpsc::unbounded_channel();
-        assert!(
-            server
-                .router()
-                .attach_service("other.example", Arc::new(RemoteAppServer(tx)))
-        );
-        rx
-    };
+    let mut received = remote(&server, SERVICE);
+    let mut other_received = remote(&server, "other.example");
     let mut bob = server.online("bob", "pc").await;
     let mut alice = server.login("alice", "phone").await;
     alice
