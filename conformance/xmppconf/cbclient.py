@@ -21,12 +21,21 @@ import json
 from functools import partial
 from pathlib import Path
 
+from . import xmppjs
 from .client import DIRECT_TLS, STARTTLS, ScenarioFailure
-from .scenario import TLS13_CHANNEL_BINDING, Context, NotApplicable, Scenario, expect
+from .scenario import TLS13_CHANNEL_BINDING, TLS_UNIQUE, Context, NotApplicable, Scenario, expect
 
 MECHANISMS = ("SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS")
 BINDINGS = ("tls-exporter", "tls-server-end-point")
 CLIENT = "herald-cb"
+NO_TLS13_BINDING = (
+    "{target} offers SCRAM -PLUS only with tls-unique on TLS 1.2; it offers neither tls-exporter nor "
+    "tls-server-end-point, and tls-unique is checked by the openssl_*_tls_unique scenarios"
+)
+NO_TLS_UNIQUE = (
+    "{target} offers SCRAM -PLUS only on TLS 1.3, where tls-unique is not defined (RFC 9266); its tls-exporter and "
+    "tls-server-end-point are checked by the other herald-cb/* scenarios"
+)
 
 
 async def _client(binary: Path | None, ctx: Context, transport: str, mechanism: str, binding: str, corrupt: bool):
@@ -102,6 +111,7 @@ def scenarios(binary: Path | None) -> list[Scenario]:
             accounts=("user",),
             timeout=30,
             requires=(TLS13_CHANNEL_BINDING,),
+            why_not_applicable=NO_TLS13_BINDING,
         )
         for mech in MECHANISMS
         for binding in BINDINGS
@@ -115,8 +125,32 @@ def scenarios(binary: Path | None) -> list[Scenario]:
             accounts=("user",),
             timeout=30,
             requires=(TLS13_CHANNEL_BINDING,),
+            why_not_applicable=NO_TLS13_BINDING,
         )
         for mech in MECHANISMS
         for binding in BINDINGS
     ]
+    # The same SCRAM -PLUS logins with binding data from another TLS stack: our mechanism in driver.mjs over
+    # Node's OpenSSL (xmpp.js carries the stream), so a mistake shared by rustls on both ends would show. With
+    # tls-unique over TLS 1.2 (OpenSSL's Finished message) the same code logs in to Prosody, which shows our
+    # SCRAM -PLUS code right against a server we did not write.
+    found += [
+        Scenario(
+            name=f"{CLIENT}/openssl_{_slug(mech)}_{_slug(binding)}{suffix}",
+            description=f"ours over Node/OpenSSL: {mech} with {binding}" + (" corrupted, refused" if suffix else ""),
+            run=partial(_openssl, f"ours_{_slug(mech)}_{_slug(binding)}{suffix}"),
+            accounts=("user",),
+            timeout=40,
+            requires=(TLS_UNIQUE,) if binding == "tls-unique" else (TLS13_CHANNEL_BINDING,),
+            why_not_applicable=NO_TLS_UNIQUE if binding == "tls-unique" else NO_TLS13_BINDING,
+        )
+        for mech in MECHANISMS
+        for binding in (*BINDINGS, "tls-unique")
+        for suffix in ("", "_wrong_binding_refused")
+    ]
     return found
+
+
+async def _openssl(name: str, ctx: Context) -> str:
+    reason = await xmppjs.run_driver(name, ctx)
+    return f"ours (herald-cb over Node/OpenSSL): {reason}"

@@ -30,13 +30,6 @@ TLS_UNIQUE = "tls-unique"
 # own rustls client (herald-cb, xmppconf/cbclient.py) can compute; rustls has no tls-unique.
 TLS13_CHANNEL_BINDING = "tls13-channel-binding"
 
-# Why a missing capability makes a scenario not applicable, for the reason reported (default: "has no X").
-WHY_MISSING = {
-    TLS_UNIQUE: "slixmpp offers only tls-unique, which TLS 1.3 does not define (RFC 9266), and {target} offers "
-    "-PLUS only on TLS 1.3 (channel binding is checked by the herald-cb/* scenarios)",
-    TLS13_CHANNEL_BINDING: "{target} offers SCRAM -PLUS only with tls-unique on TLS 1.2, which our rustls client "
-    "cannot compute; it offers neither tls-exporter nor tls-server-end-point",
-}
 
 
 @dataclass(frozen=True)
@@ -51,6 +44,9 @@ class Scenario:
     timeout: float = 30.0
     # Target capabilities beyond XMPP (e.g. PUSH_RELAY); on a target without them the result is NOT_APPLICABLE.
     requires: tuple[str, ...] = ()
+    # The reason reported when the target lacks a required capability ("{target}" is its label); by default
+    # "<target> has no <capability>".
+    why_not_applicable: str = ""
 
 
 def account_user(scenario: Scenario, role: str) -> str:
@@ -106,8 +102,9 @@ def missing_capabilities(scenario: Scenario, capabilities: frozenset[str]) -> li
 
 
 def not_applicable(scenario: Scenario, target_label: str, missing: list[str]) -> Outcome:
-    parts = [WHY_MISSING[m].format(target=target_label) if m in WHY_MISSING else f"{target_label} has no {m}" for m in missing]
-    return Outcome(NOT_APPLICABLE, "not applicable: " + "; ".join(parts), 0.0)
+    if scenario.why_not_applicable:
+        return Outcome(NOT_APPLICABLE, "not applicable: " + scenario.why_not_applicable.format(target=target_label), 0.0)
+    return Outcome(NOT_APPLICABLE, f"not applicable: {target_label} has no {', '.join(missing)}", 0.0)
 
 
 class NotApplicable(ScenarioFailure):

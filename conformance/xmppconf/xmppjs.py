@@ -36,7 +36,8 @@ SCENARIOS_SPEC = {
 }
 
 
-async def _run(name: str, ctx: Context) -> str:
+async def run_driver(name: str, ctx: Context) -> str:
+    """Runs one driver.mjs scenario; its reason on a pass, ScenarioFailure otherwise."""
     node = shutil.which("node")
     if node is None:
         raise ScenarioFailure("node is not installed (xmpp.js needs Node.js 20.10 or later)")
@@ -76,7 +77,11 @@ async def _run(name: str, ctx: Context) -> str:
         raise ScenarioFailure(f"xmpp.js driver exited {proc.returncode} without a verdict: {tail}") from None
     if verdict.get("result") != "pass":
         raise ScenarioFailure(verdict.get("reason", "no reason"))
-    return f"xmpp.js: {verdict.get('reason', 'ok')}"
+    return verdict.get("reason", "ok")
+
+
+async def _run(name: str, ctx: Context) -> str:
+    return f"xmpp.js: {await run_driver(name, ctx)}"
 
 
 def scenarios() -> list[Scenario]:

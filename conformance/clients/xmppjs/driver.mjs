@@ -9,6 +9,9 @@
 // every session must still be encrypted (STARTTLS on the c2s port, or XEP-0368 direct TLS), which each
 // login checks. Stanzas are awaited as events with a bound, never by sleeping.
 
+import crypto from "node:crypto";
+import tlsModule from "node:tls";
+
 import { client, xml } from "@xmpp/client";
 
 const WAIT_MS = 10_000;
@@ -70,7 +73,7 @@ const sessions = [];
 
 // Connect, secure, authenticate with `mechanism` (or the library's choice) and bind; with `presence`,
 // fetch the roster and send initial presence (RFC 6121 sections 2.2 and 4.2).
-async function login(env, role, { transport = "starttls", mechanism = null, resource, presence = true, password } = {}) {
+async function login(env, role, { transport = "starttls", mechanism = null, resource, presence = true, password, cb } = {}) {
   const service =
     transport === "directtls" ? `xmpps://${env.host}:${env.direct_tls_port}` : `xmpp://${env.host}:${env.c2s_port}`;
   const username = env.jids[role].split("@")[0];
@@ -79,12 +82,25 @@ async function login(env, role, { transport = "starttls", mechanism = null, reso
     service,
     domain: env.domain,
     resource,
+    // xmpp.js waits 2 s by default for each negotiation answer (stream header, <proceed/>); a debug build on a
+    // shared machine can take longer, so allow what the scenarios allow any step.
+    timeout: WAIT_MS,
     credentials: async (authenticate, mechanisms) => {
       const mech = mechanism ?? mechanisms[0];
       if (!mechanisms.includes(mech)) throw new Failure(`${mech} not offered to xmpp.js (usable: ${mechanisms})`);
       session.mechanism = mech;
-      await authenticate({ username, password: password ?? env.password }, mech);
+      const creds = { username, password: password ?? env.password };
+      if (cb) Object.assign(creds, channelBinding(xmpp, cb), { session });
+      await authenticate(creds, mech);
     },
+  });
+  if (cb) xmpp.saslFactory.use(cb.mechanism, scramPlus(cb.mechanism));
+  xmpp.on("element", (el) => {
+    // The features offering SASL (after TLS), where XEP-0440 lists the channel-binding types.
+    if (el.is("features", "http://etherx.jabber.org/streams") && el.getChild("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl")) {
+      session.features = el;
+    }
+    if (el.is("success", "urn:ietf:params:xml:ns:xmpp-sasl")) session.saslSuccess = el.text();
   });
   xmpp.reconnect.stop();
   xmpp.on("error", () => {}); // surfaced through start() or the awaited stanzas
@@ -94,7 +110,9 @@ async function login(env, role, { transport = "starttls", mechanism = null, reso
   try {
     session.jid = String(await withTimeout(xmpp.start(), 15_000, `${transport} login`));
   } catch (err) {
-    throw new Failure(err instanceof Failure ? err.message : `login failed: ${err.condition ?? err.message}`);
+    if (err instanceof Failure) throw err;
+    // A SASL <failure/> has a condition (SASLError); anything else is reported with its name and message.
+    throw new Failure(err.condition ? `login failed: ${err.condition}` : `login failed: ${err.name}: ${err.message || err.code || err}`);
   }
   const tls = xmpp.socket?.socket?.getProtocol?.();
   expect(xmpp.isSecure() && tls, "session established without TLS");
@@ -169,7 +187,122 @@ async function subscribeBoth(env, a, b) {
 
 const body = (s) => s.getChildText("body");
 
+// OURS, not xmpp.js's: SCRAM-SHA-1-PLUS / SCRAM-SHA-256-PLUS (RFC 5802 section 6, RFC 7677) as a mechanism for
+// xmpp.js's SASL factory, with the binding data from Node's TLS (OpenSSL), a TLS stack other than the rustls
+// that Herald and our Rust client (tests/src/bin/herald_cb_client.rs) share. The server's final `v=` is
+// checked by the caller against creds.session.expectedServerSignature.
+function scramPlus(mechanism) {
+  const hash = mechanism.startsWith("SCRAM-SHA-1-") ? "sha1" : "sha256";
+  const hmac = (key, data) => crypto.createHmac(hash, key).update(data).digest();
+  return class ScramPlus {
+    name = mechanism;
+    clientFirst = true;
+    #serverFirst = null;
+    response(creds) {
+      if (this.#serverFirst === null) {
+        this.nonce = crypto.randomBytes(18).toString("base64");
+        this.gs2 = `p=${creds.binding},,`;
+        this.firstBare = `n=${creds.username},r=${this.nonce}`;
+        return this.gs2 + this.firstBare;
+      }
+      const attrs = Object.fromEntries(this.#serverFirst.split(",").map((kv) => [kv[0], kv.slice(2)]));
+      if (!attrs.r?.startsWith(this.nonce)) throw new Failure("server nonce does not extend ours");
+      const salted = crypto.pbkdf2Sync(creds.password, Buffer.from(attrs.s, "base64"), Number(attrs.i), hash === "sha1" ? 20 : 32, hash);
+      const clientKey = hmac(salted, "Client Key");
+      const storedKey = crypto.createHash(hash).update(clientKey).digest();
+      // RFC 5802 section 7: c= is base64(gs2-header || channel-binding data).
+      const withoutProof = `c=${Buffer.concat([Buffer.from(this.gs2), creds.bindingData]).toString("base64")},r=${attrs.r}`;
+      const authMessage = `${this.firstBare},${this.#serverFirst},${withoutProof}`;
+      const signature = hmac(storedKey, authMessage);
+      const proof = Buffer.from(clientKey.map((b, i) => b ^ signature[i]));
+      creds.session.expectedServerSignature = "v=" + hmac(hmac(salted, "Server Key"), authMessage).toString("base64");
+      return `${withoutProof},p=${proof.toString("base64")}`;
+    }
+    challenge(text) {
+      this.#serverFirst = text;
+      return this;
+    }
+  };
+}
+
+// The binding data from the TLS socket xmpp.js negotiated (OpenSSL): RFC 9266 tls-exporter, or RFC 5929
+// section 4.1 tls-server-end-point (the certificate hashed with its signature's hash, SHA-256 for MD5/SHA-1).
+function channelBinding(xmpp, { binding, corrupt }) {
+  const tls = xmpp.socket.socket;
+  let data;
+  if (binding === "tls-unique") {
+    // RFC 5929 section 3.1: the first Finished message of the handshake, ours on a full handshake; TLS 1.2 only.
+    if (tls.getProtocol() !== "TLSv1.2" || tls.isSessionReused()) throw new Failure(`tls-unique needs a full TLS 1.2 handshake`);
+    data = tls.getFinished();
+  } else if (binding === "tls-exporter") {
+    if (tls.getProtocol() !== "TLSv1.3") throw new Failure(`tls-exporter needs TLS 1.3, got ${tls.getProtocol()}`);
+    data = tls.exportKeyingMaterial(32, "EXPORTER-Channel-Binding");
+  } else {
+    const der = tls.getPeerCertificate(true).raw;
+    data = crypto.createHash(endPointHash(der)).update(der).digest();
+  }
+  if (corrupt) data[0] ^= 1;
+  return { binding, bindingData: data };
+}
+
+// The signatureAlgorithm OID of a DER certificate (RFC 5280 section 4.1: SEQUENCE { tbs, algorithm, value }).
+function endPointHash(der) {
+  const header = (at) => {
+    let len = der[at + 1];
+    let start = at + 2;
+    if (len & 0x80) {
+      const n = len & 0x7f;
+      len = 0;
+      for (let i = 0; i < n; i++) len = len * 256 + der[at + 2 + i];
+      start += n;
+    }
+    return { start, end: start + len };
+  };
+  const tbs = header(header(0).start);
+  const alg = header(tbs.end);
+  const oid = header(alg.start);
+  const hex = der.subarray(oid.start, oid.end).toString("hex");
+  const byOid = {
+    "2a864886f70d01010c": "sha384", // sha384WithRSAEncryption
+    "2a8648ce3d040303": "sha384", // ecdsa-with-SHA384
+    "2a864886f70d01010d": "sha512", // sha512WithRSAEncryption
+    "2a8648ce3d040304": "sha512", // ecdsa-with-SHA512
+  };
+  return byOid[hex] ?? "sha256";
+}
+
+async function cbLogin(env, mechanism, binding, corrupt) {
+  // tls-unique exists only up to TLS 1.2 (RFC 9266 section 1); the others are computed over TLS 1.3.
+  if (binding === "tls-unique") tlsModule.DEFAULT_MAX_VERSION = "TLSv1.2";
+  try {
+    const s = await login(env, "user", { mechanism, presence: false, cb: { mechanism, binding, corrupt } });
+    if (corrupt) throw new Failure(`${mechanism} with a corrupted ${binding} was ACCEPTED`);
+    expect(s.saslSuccess !== undefined && atob(s.saslSuccess) === s.expectedServerSignature, "the server's v= does not prove it knows the password");
+    expect(bare(s.jid) === env.jids.user, `bound ${s.jid}`);
+    const types = s.features?.getChild("sasl-channel-binding", "urn:xmpp:sasl-cb:0")?.getChildren("channel-binding").map((c) => c.attrs.type);
+    return `${mechanism} ${binding} over ${s.tls} (Node/OpenSSL binding data), XEP-0440 types ${JSON.stringify(types ?? [])}`;
+  } catch (err) {
+    if (!corrupt || err.message.includes("ACCEPTED")) throw err;
+    // Any SASL <failure/> refuses it (RFC 5802 section 7 has `e=channel-bindings-dont-match`, which RFC 6120
+    // section 6.5 does not map to one condition: Herald says not-authorized, Prosody malformed-request).
+    const condition = /^login failed: ([a-z-]+)$/.exec(err.message)?.[1];
+    expect(condition, `not refused with a SASL failure: ${err.message}`);
+    return `corrupted ${binding} refused with ${condition} (Node/OpenSSL binding data)`;
+  }
+}
+
 const SCENARIOS = {
+  ...Object.fromEntries(
+    ["SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS"].flatMap((mech) =>
+      ["tls-exporter", "tls-server-end-point", "tls-unique"].flatMap((binding) => {
+        const slug = `${mech}_${binding}`.toLowerCase().replaceAll("-", "_");
+        return [
+          [`ours_${slug}`, (env) => cbLogin(env, mech, binding, false)],
+          [`ours_${slug}_wrong_binding_refused`, (env) => cbLogin(env, mech, binding, true)],
+        ];
+      }),
+    ),
+  ),
   async auth_scram_sha_1_starttls(env) {
     return authWith(env, "SCRAM-SHA-1", "starttls");
   },

@@ -66,7 +66,9 @@ fn parse_args() -> Result<Args> {
             corrupt = true;
             continue;
         }
-        let name = flag.strip_prefix("--").ok_or_else(|| anyhow!("unexpected {flag}"))?;
+        let name = flag
+            .strip_prefix("--")
+            .ok_or_else(|| anyhow!("unexpected {flag}"))?;
         let value = it.next().ok_or_else(|| anyhow!("{flag} needs a value"))?;
         map.insert(name.to_string(), value);
     }
@@ -110,7 +112,11 @@ async fn main() {
 }
 
 async fn run(args: &Args, report: &mut serde_json::Value) -> Result<()> {
-    let tcp = step("TCP connect", TcpStream::connect((args.host.as_str(), args.port))).await??;
+    let tcp = step(
+        "TCP connect",
+        TcpStream::connect((args.host.as_str(), args.port)),
+    )
+    .await??;
     let (mut stream, mut tls) = if args.direct_tls {
         // XEP-0368: TLS first, ALPN `xmpp-client`.
         let tls = handshake(&args.domain, Box::new(tcp), true).await?;
@@ -122,7 +128,11 @@ async fn run(args: &Args, report: &mut serde_json::Value) -> Result<()> {
             bail!("no <starttls/> offered");
         }
         // RFC 6120 section 5.4.2.
-        send(&mut stream, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await?;
+        send(
+            &mut stream,
+            "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+        )
+        .await?;
         let proceed = next(&mut stream).await?;
         if !proceed.is("proceed", ns::TLS) {
             bail!("STARTTLS answered with <{}/>", proceed.name());
@@ -140,7 +150,11 @@ async fn run(args: &Args, report: &mut serde_json::Value) -> Result<()> {
     // XEP-0440 section 2: <sasl-channel-binding><channel-binding type='...'/></sasl-channel-binding>.
     let bindings: Vec<String> = features
         .get_child("sasl-channel-binding", NS_SASL_CB)
-        .map(|cb| cb.children().filter_map(|c| c.attr("type").map(str::to_string)).collect())
+        .map(|cb| {
+            cb.children()
+                .filter_map(|c| c.attr("type").map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     report["mechanisms"] = json!(mechanisms);
     report["channel_bindings"] = json!(bindings);
@@ -152,8 +166,14 @@ async fn run(args: &Args, report: &mut serde_json::Value) -> Result<()> {
         return Ok(());
     }
     let mut data = match args.binding.as_str() {
-        "tls-exporter" => tls.exporter.take().ok_or_else(|| anyhow!("no tls-exporter on {}", tls.version))?,
-        "tls-server-end-point" => tls.end_point.take().ok_or_else(|| anyhow!("no server certificate hash"))?,
+        "tls-exporter" => tls
+            .exporter
+            .take()
+            .ok_or_else(|| anyhow!("no tls-exporter on {}", tls.version))?,
+        "tls-server-end-point" => tls
+            .end_point
+            .take()
+            .ok_or_else(|| anyhow!("no server certificate hash"))?,
         other => bail!("unknown binding type {other}"),
     };
     if args.corrupt {
@@ -171,7 +191,11 @@ async fn run(args: &Args, report: &mut serde_json::Value) -> Result<()> {
             // RFC 6120 section 6.4.6 and 7: restart, then bind a resource to show the session is usable.
             stream.reset();
             open(&mut stream, &args.domain).await?;
-            send(&mut stream, "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>").await?;
+            send(
+                &mut stream,
+                "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>",
+            )
+            .await?;
             let bound = next(&mut stream).await?;
             let jid = bound
                 .get_child("bind", ns::BIND)
@@ -200,25 +224,36 @@ impl Scram {
         let sha256 = match mechanism {
             "SCRAM-SHA-1-PLUS" => false,
             "SCRAM-SHA-256-PLUS" => true,
-            other => bail!("this client does only SCRAM-SHA-1-PLUS and SCRAM-SHA-256-PLUS, not {other}"),
+            other => {
+                bail!("this client does only SCRAM-SHA-1-PLUS and SCRAM-SHA-256-PLUS, not {other}")
+            }
         };
-        Ok(Scram { name: mechanism.to_string(), sha256 })
+        Ok(Scram {
+            name: mechanism.to_string(),
+            sha256,
+        })
     }
 
     fn hmac(&self, key: &[u8], data: &[u8]) -> Vec<u8> {
         if self.sha256 {
-            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+            let mut mac =
+                <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
             mac.update(data);
             mac.finalize().into_bytes().to_vec()
         } else {
-            let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+            let mut mac =
+                <Hmac<Sha1> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
             mac.update(data);
             mac.finalize().into_bytes().to_vec()
         }
     }
 
     fn hash(&self, data: &[u8]) -> Vec<u8> {
-        if self.sha256 { Sha256::digest(data).to_vec() } else { Sha1::digest(data).to_vec() }
+        if self.sha256 {
+            Sha256::digest(data).to_vec()
+        } else {
+            Sha1::digest(data).to_vec()
+        }
     }
 
     fn salted(&self, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
@@ -238,11 +273,14 @@ impl Scram {
         // RFC 5802 section 5.1: `=` and `,` in the username are escaped; our test accounts have neither.
         let first_bare = format!("n={},r={nonce}", args.user);
         let gs2 = format!("p={},,", args.binding);
-        send(stream, &format!(
-            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{}'>{}</auth>",
-            self.name,
-            BASE64.encode(format!("{gs2}{first_bare}"))
-        ))
+        send(
+            stream,
+            &format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{}'>{}</auth>",
+                self.name,
+                BASE64.encode(format!("{gs2}{first_bare}"))
+            ),
+        )
         .await?;
         let challenge = next(stream).await?;
         if challenge.is("failure", ns::SASL) {
@@ -271,19 +309,30 @@ impl Scram {
         let without_proof = format!("c={},r={full_nonce}", BASE64.encode(cbind));
         let auth_message = format!("{first_bare},{server_first},{without_proof}");
         let signature = self.hmac(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(k, s)| k ^ s).collect();
-        let server_signature = self.hmac(&self.hmac(&salted, b"Server Key"), auth_message.as_bytes());
-        send(stream, &format!(
-            "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
-            BASE64.encode(format!("{without_proof},p={}", BASE64.encode(proof)))
-        ))
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        let server_signature =
+            self.hmac(&self.hmac(&salted, b"Server Key"), auth_message.as_bytes());
+        send(
+            stream,
+            &format!(
+                "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
+                BASE64.encode(format!("{without_proof},p={}", BASE64.encode(proof)))
+            ),
+        )
         .await?;
         let outcome = next(stream).await?;
         if outcome.is("failure", ns::SASL) {
             return Ok(Outcome::Failure(condition(&outcome)));
         }
         if !outcome.is("success", ns::SASL) {
-            bail!("expected <success/> or <failure/>, got <{}/>", outcome.name());
+            bail!(
+                "expected <success/> or <failure/>, got <{}/>",
+                outcome.name()
+            );
         }
         let additional = String::from_utf8(BASE64.decode(outcome.text().trim())?)?;
         let verified = additional == format!("v={}", BASE64.encode(server_signature));
@@ -327,7 +376,10 @@ async fn handshake(domain: &str, io: Box<dyn Io>, alpn: bool) -> Result<Tls> {
     let tls13 = conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
     // RFC 9266 section 2: 32 bytes, label EXPORTER-Channel-Binding, no context; TLS 1.3 only here.
     let exporter = tls13
-        .then(|| conn.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None).ok())
+        .then(|| {
+            conn.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+                .ok()
+        })
         .flatten()
         .map(|b| b.to_vec());
     let end_point = conn
@@ -336,13 +388,21 @@ async fn handshake(domain: &str, io: Box<dyn Io>, alpn: bool) -> Result<Tls> {
         .map(|cert| server_end_point(cert.as_ref()))
         .transpose()?;
     let version = format!("{:?}", conn.protocol_version().context("no TLS version")?);
-    Ok(Tls { io: Box::new(tls), binding: Binding { version, exporter, end_point } })
+    Ok(Tls {
+        io: Box::new(tls),
+        binding: Binding {
+            version,
+            exporter,
+            end_point,
+        },
+    })
 }
 
 /// RFC 5929 section 4.1: hash the server's certificate with its signature algorithm's hash function,
 /// SHA-256 if that is MD5 or SHA-1.
 fn server_end_point(der: &[u8]) -> Result<Vec<u8>> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| anyhow!("certificate: {e}"))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| anyhow!("certificate: {e}"))?;
     let oid = cert.signature_algorithm.algorithm.to_id_string();
     Ok(match oid.as_str() {
         // sha384WithRSAEncryption, ecdsa-with-SHA384
@@ -350,7 +410,10 @@ fn server_end_point(der: &[u8]) -> Result<Vec<u8>> {
         // sha512WithRSAEncryption, ecdsa-with-SHA512
         "1.2.840.113549.1.1.13" | "1.2.840.10045.4.3.4" => Sha512::digest(der).to_vec(),
         // md5/sha1/sha256 with RSA, ecdsa-with-SHA1/SHA256
-        "1.2.840.113549.1.1.4" | "1.2.840.113549.1.1.5" | "1.2.840.113549.1.1.11" | "1.2.840.10045.4.1"
+        "1.2.840.113549.1.1.4"
+        | "1.2.840.113549.1.1.5"
+        | "1.2.840.113549.1.1.11"
+        | "1.2.840.10045.4.1"
         | "1.2.840.10045.4.3.2" => Sha256::digest(der).to_vec(),
         other => bail!("tls-server-end-point undefined for signature algorithm {other}"),
     })
@@ -379,7 +442,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -388,7 +456,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -404,7 +477,9 @@ async fn open(stream: &mut Stream, domain: &str) -> Result<Element> {
         ..StreamHeader::default()
     };
     step("send stream header", stream.send_header(&header)).await??;
-    step("server stream header", stream.read_header()).await?.map_err(|e| anyhow!("{e:?}"))?;
+    step("server stream header", stream.read_header())
+        .await?
+        .map_err(|e| anyhow!("{e:?}"))?;
     let features = next(stream).await?;
     if !features.is("features", ns::STREAMS) {
         bail!("expected <stream:features/>, got <{}/>", features.name());
@@ -418,7 +493,10 @@ async fn send(stream: &mut Stream, xml: &str) -> Result<()> {
 }
 
 async fn next(stream: &mut Stream) -> Result<Element> {
-    match step("read", stream.next()).await?.map_err(|e| anyhow!("{e:?}"))? {
+    match step("read", stream.next())
+        .await?
+        .map_err(|e| anyhow!("{e:?}"))?
+    {
         Frame::Element(e) => Ok(e),
         Frame::End => bail!("server closed the stream"),
     }
