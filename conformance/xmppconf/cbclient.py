@@ -63,7 +63,9 @@ async def _client(binary: Path | None, ctx: Context, transport: str, mechanism: 
     try:
         report = json.loads(out.decode(errors="replace").strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
-        raise ScenarioFailure(f"herald_cb_client exited {proc.returncode}: {err.decode(errors='replace')[-300:]}") from None
+        raise ScenarioFailure(
+            f"herald_cb_client exited {proc.returncode}: {err.decode(errors='replace')[-300:]}"
+        ) from None
     if report.get("error"):
         raise ScenarioFailure(f"ours (herald-cb): {report['error']}")
     offered = report.get("channel_bindings") or []
@@ -88,7 +90,9 @@ async def login(binary, transport: str, mechanism: str, binding: str, ctx: Conte
     expect(outcome == "success", f"{mechanism} with {binding} refused: {report.get('condition')} ({_offered(report)})")
     expect(report.get("server_signature") == "verified", "the server's v= does not prove it knows the password")
     jid = report.get("jid") or ""
-    expect(jid.split("/")[0] == ctx.jid("user") and "/" in jid, f"bound {jid!r}, expected a resource of {ctx.jid('user')}")
+    expect(
+        jid.split("/")[0] == ctx.jid("user") and "/" in jid, f"bound {jid!r}, expected a resource of {ctx.jid('user')}"
+    )
     return f"ours (herald-cb): {mechanism} {binding} over {report.get('tls')} ({transport}), {_offered(report)}"
 
 

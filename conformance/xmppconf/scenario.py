@@ -31,7 +31,6 @@ TLS_UNIQUE = "tls-unique"
 TLS13_CHANNEL_BINDING = "tls13-channel-binding"
 
 
-
 @dataclass(frozen=True)
 class Scenario:
     """One independent check. `accounts` are roles; each gets its own pre-created account per scenario so
@@ -103,7 +102,9 @@ def missing_capabilities(scenario: Scenario, capabilities: frozenset[str]) -> li
 
 def not_applicable(scenario: Scenario, target_label: str, missing: list[str]) -> Outcome:
     if scenario.why_not_applicable:
-        return Outcome(NOT_APPLICABLE, "not applicable: " + scenario.why_not_applicable.format(target=target_label), 0.0)
+        return Outcome(
+            NOT_APPLICABLE, "not applicable: " + scenario.why_not_applicable.format(target=target_label), 0.0
+        )
     return Outcome(NOT_APPLICABLE, f"not applicable: {target_label} has no {', '.join(missing)}", 0.0)
 
 
