@@ -17,6 +17,8 @@
 
 ARG RUST_IMAGE=rust:1.95-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
+# Node.js for xmpp.js, the conformance runner's second client library (@xmpp/client 0.14 needs Node >= 20.10).
+ARG NODE_IMAGE=node:20-bookworm-slim
 
 FROM ${RUST_IMAGE} AS chef
 ARG CARGO_CHEF_VERSION=0.1.77
@@ -43,8 +45,16 @@ COPY relay relay
 COPY storage storage
 COPY tests tests
 COPY load load
-RUN cargo build --release --locked --package herald --bin herald \
-    && install -D -m 0755 target/release/herald /out/herald
+# herald_cb_client: our own SCRAM -PLUS client for the conformance runner's herald-cb/* scenarios.
+RUN cargo build --release --locked --package herald --bin herald --package herald-tests --bin herald_cb_client \
+    && install -D -m 0755 target/release/herald /out/herald \
+    && install -D -m 0755 target/release/herald_cb_client /out/herald_cb_client
+
+# xmpp.js for the conformance runner, installed from its lock file.
+FROM ${NODE_IMAGE} AS xmppjs
+WORKDIR /xmppjs
+COPY conformance/clients/xmppjs/package.json conformance/clients/xmppjs/package-lock.json ./
+RUN npm ci --no-audit --no-fund
 
 # The conformance runner (docker-compose.yml, profile `conformance`): the same Debian packages and Python client
 # as the no-Docker run (.ci/run), so both print the same table. Prosody (with prosody-modules: mod_cloud_notify)
@@ -60,8 +70,11 @@ RUN python3 -m venv /opt/conformance/venv \
     && /opt/conformance/venv/bin/pip install --no-cache-dir -r /opt/conformance/requirements.txt
 ENV PATH=/opt/conformance/venv/bin:$PATH
 COPY --from=builder /out/herald /usr/local/bin/herald
+COPY --from=builder /out/herald_cb_client /usr/local/bin/herald_cb_client
+COPY --from=xmppjs /usr/local/bin/node /usr/local/bin/node
 WORKDIR /herald
 COPY conformance conformance
+COPY --from=xmppjs /xmppjs/node_modules conformance/clients/xmppjs/node_modules
 # Runs as root like CI does: the scenarios start Prosody (run_as_root in its generated config) and ejabberd.
 CMD ["bash", "conformance/docker/run-all.sh"]
 

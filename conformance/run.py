@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from xmppconf import baseline, fedrun
+from xmppconf import baseline, clients, fedrun
 from xmppconf.scenario import (
     FAIL,
     NOT_APPLICABLE,
@@ -33,7 +33,6 @@ from xmppconf.scenario import (
     not_applicable,
     run_one,
 )
-from xmppconf.scenarios import ALL
 from xmppconf.targets import Herald, Prosody, Target, TargetError
 
 HERE = Path(__file__).resolve().parent
@@ -66,6 +65,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="run the fed_* scenarios on pairs of servers (Herald, Prosody, ejabberd) instead",
     )
     fedrun.add_arguments(p)
+    clients.add_arguments(p)
     p.add_argument("--keep", action="store_true", help="keep the temp dir (config, logs, data)")
     p.add_argument("-v", "--verbose", action="store_true", help="slixmpp debug logging on stderr")
     args = p.parse_args(argv)
@@ -102,12 +102,13 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.CRITICAL, stream=sys.stderr)
     if args.federation:
         return fedrun.main(args, HERE)
-    scenarios = [s for s in ALL if not args.only or s.name in args.only]
+    every = clients.scenarios(args)
+    scenarios = [s for s in every if not args.only or s.name in args.only]
     if args.list:
-        for s in ALL:
+        for s in every:
             print(f"{s.name:<40} {s.description}")
         return 0
-    unknown = set(args.only) - {s.name for s in ALL}
+    unknown = set(args.only) - {s.name for s in every}
     if unknown:
         print(f"unknown scenarios: {sorted(unknown)}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 HERALD=${HERALD_BIN:-/usr/local/bin/herald}
+CB_CLIENT=${CB_CLIENT_BIN:-/usr/local/bin/herald_cb_client} # our channel-binding client (herald-cb/* scenarios)
 PYTHON=${PYTHON:-python3}
 LIVE_PEERS=${LIVE_PEERS-herald.test prosody.test ejabberd.test} # LIVE_PEERS= skips the check
 
@@ -23,9 +24,9 @@ step() { # step NAME COMMAND...
 }
 
 rm -f conformance/out/*.json
-step "herald/sqlite" "$PYTHON" conformance/run.py --herald "$HERALD" --db sqlite
-step "herald/postgres" "$PYTHON" conformance/run.py --herald "$HERALD" --db postgres
-step "prosody" "$PYTHON" conformance/run.py --server prosody
+step "herald/sqlite" "$PYTHON" conformance/run.py --herald "$HERALD" --db sqlite --cb-client "$CB_CLIENT"
+step "herald/postgres" "$PYTHON" conformance/run.py --herald "$HERALD" --db postgres --cb-client "$CB_CLIENT"
+step "prosody" "$PYTHON" conformance/run.py --server prosody --cb-client "$CB_CLIENT"
 step "federation" "$PYTHON" conformance/run.py --federation --herald "$HERALD"
 if [ -n "$LIVE_PEERS" ]; then
     # shellcheck disable=SC2086 # a list of domains

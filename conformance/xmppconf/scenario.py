@@ -22,6 +22,13 @@ NOT_APPLICABLE = "n/a"
 PUSH_RELAY = "push-relay"
 # An external component (XEP-0114) the scenario attaches as a XEP-0357 app server (PushSetup.component).
 PUSH_COMPONENT = "push-component"
+# SCRAM -PLUS with the `tls-unique` channel binding (RFC 5929), the only one Python's ssl (so slixmpp) offers. It
+# exists only up to TLS 1.2; a server that offers -PLUS only on TLS 1.3 (Herald: tls-exporter, RFC 9266, and
+# tls-server-end-point) cannot be reached this way, and its -PLUS logins are proven by the herald-cb client.
+TLS_UNIQUE = "tls-unique"
+# SCRAM -PLUS over TLS 1.3 with `tls-exporter` (RFC 9266) or `tls-server-end-point` (RFC 5929), the bindings our
+# own rustls client (herald-cb, xmppconf/cbclient.py) can compute; rustls has no tls-unique.
+TLS13_CHANNEL_BINDING = "tls13-channel-binding"
 
 
 @dataclass(frozen=True)
@@ -36,11 +43,15 @@ class Scenario:
     timeout: float = 30.0
     # Target capabilities beyond XMPP (e.g. PUSH_RELAY); on a target without them the result is NOT_APPLICABLE.
     requires: tuple[str, ...] = ()
+    # The reason reported when the target lacks a required capability ("{target}" is its label); by default
+    # "<target> has no <capability>".
+    why_not_applicable: str = ""
 
 
 def account_user(scenario: Scenario, role: str) -> str:
     """Localpart of a role's account: readable in server logs, unique per scenario."""
-    return f"{scenario.name}-{role}".lower()
+    # Scenarios of other clients are named `<client>/<scenario>`; a `/` cannot be in a localpart (RFC 7622).
+    return f"{scenario.name}-{role}".lower().replace("/", "-")
 
 
 @dataclass
@@ -90,7 +101,16 @@ def missing_capabilities(scenario: Scenario, capabilities: frozenset[str]) -> li
 
 
 def not_applicable(scenario: Scenario, target_label: str, missing: list[str]) -> Outcome:
+    if scenario.why_not_applicable:
+        return Outcome(
+            NOT_APPLICABLE, "not applicable: " + scenario.why_not_applicable.format(target=target_label), 0.0
+        )
     return Outcome(NOT_APPLICABLE, f"not applicable: {target_label} has no {', '.join(missing)}", 0.0)
+
+
+class NotApplicable(ScenarioFailure):
+    """Raised by a scenario that finds, while running, that the target does not offer what it checks (an
+    optional feature, such as one channel-binding type); reported as `n/a` with this reason."""
 
 
 async def run_one(scenario: Scenario, endpoint: Endpoint, password: str, push: PushSetup | None = None) -> Outcome:
@@ -101,6 +121,8 @@ async def run_one(scenario: Scenario, endpoint: Endpoint, password: str, push: P
         outcome = Outcome(PASS, note or "ok", 0.0)
     except TimeoutError:
         outcome = Outcome(FAIL, f"scenario timed out after {scenario.timeout:g}s", 0.0)
+    except NotApplicable as why:
+        outcome = Outcome(NOT_APPLICABLE, f"not applicable: {why}", 0.0)
     except ScenarioFailure as failure:
         outcome = Outcome(FAIL, str(failure), 0.0)
     except Exception as err:  # noqa: BLE001 - a harness bug is reported as this scenario's failure

@@ -18,7 +18,7 @@ from .client import Endpoint
 from .fcm import FcmStandIn, PushSetup
 from .pg import Database
 from .pushservice import ComponentSetup
-from .scenario import PUSH_COMPONENT, PUSH_RELAY
+from .scenario import PUSH_COMPONENT, PUSH_RELAY, TLS13_CHANNEL_BINDING, TLS_UNIQUE
 
 DOMAIN = "localhost"
 HOST = "127.0.0.1"
@@ -148,7 +148,8 @@ class Herald(Target):
     stand-in (conformance/xmppconf/fcm.py) started with the target and stopped at cleanup.
     """
 
-    capabilities = frozenset({PUSH_RELAY, PUSH_COMPONENT})
+    # -PLUS on TLS 1.3 with tls-exporter and tls-server-end-point (server/src/net/channel_binding.rs).
+    capabilities = frozenset({PUSH_RELAY, PUSH_COMPONENT, TLS13_CHANNEL_BINDING})
 
     def __init__(self, binary: str, db: str, keep: bool = False) -> None:
         self.label = f"herald/{db}"
@@ -258,6 +259,9 @@ class Prosody(Target):
     """Prosody (Debian package) as a reference server that proves the scenarios themselves are right."""
 
     label = "prosody"
+    # Prosody 0.12 (mod_saslauth with LuaSec) offers SCRAM -PLUS with tls-unique only, on TLS 1.2: slixmpp can
+    # use it, our rustls client (TLS13_CHANNEL_BINDING) cannot.
+    capabilities = frozenset({TLS_UNIQUE})
     MODULES = (
         "roster",
         "saslauth",
