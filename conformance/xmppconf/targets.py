@@ -271,6 +271,9 @@ class Prosody(Target):
         "register",
         "mam",
         "carbons",
+        # XEP-0198 (mod_smacks from prosody-modules) and XEP-0352 (mod_csi_simple, a 0.12 built-in).
+        "smacks",
+        "csi_simple",
         # XEP-0163, XEP-0049, and XEP-0402 with its XEP-0049 compatibility (Prosody 0.12 built-ins).
         "pep",
         "private",
@@ -337,6 +340,9 @@ storage = "internal"
 allow_registration = {"true" if "register" in self.modules else "false"}
 min_seconds_between_registrations = 0
 c2s_require_encryption = true
+-- mod_csi_simple stays pseudo-active for this many seconds after a flush (default 5), so an inactive client's
+-- IQ round trip would let the next presence through; the CSI scenario needs the hold to resume at once.
+csi_resume_inactive_delay = 0
 ssl = {{ key = "{key}", certificate = "{crt}" }}
 VirtualHost "{DOMAIN}"
 """
