@@ -11,7 +11,9 @@ from . import (
     private_xml,
     push,
     push_notifications,
+    push_relay,
     register,
+    relay_api,
     roster,
     services,
     stream_management,
@@ -32,4 +34,6 @@ ALL = [
     *push.SCENARIOS,
     *push_notifications.SCENARIOS,
     *app_server.SCENARIOS,
+    *push_relay.SCENARIOS,
+    *relay_api.SCENARIOS,
 ]

@@ -39,6 +39,14 @@ class Resumable:
     def plugin(self):
         return self.session.xmpp["xep_0198"]
 
+    async def acknowledge_all(self) -> None:
+        """Sends `<a h/>` for everything handled so far, then `<r/>`, and waits for the server's `<a/>`: the
+        server processes them in order, so by then it knows the client has every stanza it was sent."""
+        mark = self.acks.mark()
+        self.plugin.send_ack()
+        self.plugin.request_ack()
+        await self.acks.wait_for(lambda _a: True, WAIT, "an <a/> answering <r/>", after=mark)
+
     async def wait_resumed(self):
         """The server's `<resumed/>`."""
         try:
