@@ -275,6 +275,11 @@ class Prosody(Target):
         "register",
         "mam",
         "carbons",
+        # XEP-0198 (mod_smacks from prosody-modules) and XEP-0352 (mod_csi_simple, a 0.12 built-in).
+        "smacks",
+        "csi_simple",
+        # XEP-0357, the user's server side (mod_cloud_notify from prosody-modules).
+        "cloud_notify",
         # XEP-0163, XEP-0049, and XEP-0402 with its XEP-0049 compatibility (Prosody 0.12 built-ins).
         "pep",
         "private",
@@ -284,10 +289,20 @@ class Prosody(Target):
     def __init__(self, keep: bool = False, without: tuple[str, ...] = ()) -> None:
         super().__init__(keep)
         self.config = self.dir / "prosody.cfg.lua"
+        # A XEP-0357 app server attaches as a XEP-0114 component (scenarios/push_notifications.py); Prosody
+        # publishes to it with mod_cloud_notify (prosody-modules).
+        (self.component_port,) = free_ports(1)
+        self.component = ComponentSetup(HOST, self.component_port, f"push.{DOMAIN}", secrets.token_hex(16))
+        self.capabilities = frozenset({PUSH_COMPONENT})
         # Dropping modules is how the scenarios are shown to fail (with a clear reason) when a feature is absent.
         # modules_disabled too: some (offline) are auto-loaded by Prosody whether enabled or not.
         self.modules = tuple(m for m in self.MODULES if m not in without)
         self.disabled = ("s2s", *without)
+
+    @property
+    def push(self) -> PushSetup:
+        """Only the component: Prosody has no relay and no FCM stand-in (no PUSH_RELAY)."""
+        return PushSetup(relay_url="", fcm=None, component=self.component)  # type: ignore[arg-type]
 
     def configure(self) -> None:
         if shutil.which("prosody") is None:
@@ -341,8 +356,15 @@ storage = "internal"
 allow_registration = {"true" if "register" in self.modules else "false"}
 min_seconds_between_registrations = 0
 c2s_require_encryption = true
+-- mod_csi_simple stays pseudo-active for this many seconds after a flush (default 5), so an inactive client's
+-- IQ round trip would let the next presence through; the CSI scenario needs the hold to resume at once.
+csi_resume_inactive_delay = 0
 ssl = {{ key = "{key}", certificate = "{crt}" }}
+component_ports = {{ {self.component_port} }}
+component_interfaces = {{ "{HOST}" }}
 VirtualHost "{DOMAIN}"
+Component "{self.component.domain}"
+    component_secret = "{self.component.secret}"
 """
         )
 

@@ -544,6 +544,32 @@ async fn a_burst_during_a_publish_is_one_more_publish() {
     app.answer(&request, "result").await;
 }
 
+/// The wake at start is for messages stored before the server stopped: a user pushed since the start
+/// was woken after those were stored, so a message stored and pushed in the first seconds after the
+/// start is published exactly once, not again by the wake at start.
+#[tokio::test]
+async fn the_wake_at_start_skips_users_pushed_since_the_start() {
+    let server = server(Backend::Sqlite, "").await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut app = AppServer::attach(&server).await;
+    let mut bob = server.online("bob", "pc").await;
+    let mut alice = server.login("alice", "phone").await;
+    alice.iq_result("set", None, &enable("node-1", "one")).await;
+    alice.close_and_wait_for_end().await;
+
+    bob.chat(ALICE, "soon after the start").await;
+    let publish = app.publish().await;
+    assert_eq!(publish.body.as_deref(), Some("soon after the start"));
+    app.answer(&publish, "result").await;
+    // The wake at start runs WAKE_AT_START_DELAY after the start, which was before this; showing
+    // that it publishes nothing needs a wait that bounded.
+    let quiet = herald::WAKE_AT_START_DELAY + std::time::Duration::from_secs(1);
+    if let Ok(element) = tokio::time::timeout(quiet, app.next()).await {
+        panic!("a second publish for one message: {}", xml::show(&element));
+    }
+}
+
 /// The publish is routed like any stanza: to an in-process service (as Herald's own app server will
 /// be), whose answer comes back through the router; to a remote domain, which bounces until
 /// federation exists, counted as a failure.

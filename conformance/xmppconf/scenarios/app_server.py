@@ -52,6 +52,25 @@ async def _error_of(awaitable, what: str) -> tuple[str, str]:
     return "", ""
 
 
+async def register_fcm(session: Session, service: str, registration_id: str, android_id: str) -> tuple[str, str]:
+    """Runs `register-push-fcm` at `service` (fields as Conversations sends them to p2); the node and secret to
+    `enable` with. The session needs slixmpp's xep_0004 and xep_0050."""
+    xmpp = session.xmpp
+    form = xmpp["xep_0004"].make_form(ftype="submit")
+    form.add_field(var="token", value=registration_id)
+    form.add_field(var="android-id", value=android_id)
+    answer = await session.iq(
+        xmpp["xep_0050"].send_command(service, "register-push-fcm", payload=form, timeout=10),
+        "register-push-fcm",
+    )
+    expect(answer["command"]["status"] == "completed", f"command status {answer['command']['status']!r}")
+    values = answer["command"]["form"].get_values()
+    node, secret = values.get("node"), values.get("secret")
+    expect(bool(node) and bool(secret), f"no node and secret in the answer: {values}")
+    expect(values.get("jid") == service, f"answer names jid {values.get('jid')!r}, not {service}")
+    return str(node), str(secret)
+
+
 async def register_and_publish(ctx: Context) -> str:
     push = ctx.push
     expect(push is not None and push.app_server_jid is not None, "target names no XEP-0357 push service")
@@ -72,18 +91,7 @@ async def register_and_publish(ctx: Context) -> str:
 
     registration_id = f"conf{secrets.token_hex(8)}:APA91b{secrets.token_urlsafe(32)}"
     android_id = secrets.token_hex(8)
-    form = xmpp["xep_0004"].make_form(ftype="submit")
-    form.add_field(var="token", value=registration_id)
-    form.add_field(var="android-id", value=android_id)
-    answer = await bob.iq(
-        xmpp["xep_0050"].send_command(service, "register-push-fcm", payload=form, timeout=10),
-        "register-push-fcm",
-    )
-    expect(answer["command"]["status"] == "completed", f"command status {answer['command']['status']!r}")
-    values = answer["command"]["form"].get_values()
-    node, secret = values.get("node"), values.get("secret")
-    expect(bool(node) and bool(secret), f"no node and secret in the answer: {values}")
-    expect(values.get("jid") == service, f"answer names jid {values.get('jid')!r}, not {service}")
+    node, secret = await register_fcm(bob, service, registration_id, android_id)
 
     await bob.iq(_publish(bob, service, node, secret), "publish with the node's secret")
     sent = await fcm.sends.wait_for(

@@ -171,13 +171,18 @@ impl PushNotifications {
     /// have been acknowledged to its sender just before the server stopped, with its push not yet
     /// out; the user must still hear of it (XEP-0357 section 7). Content-free, like the wake before a
     /// hibernation ends; the count is the number waiting. Reads one count per such account, one at a
-    /// time, so a large install pays it in the background, not in its start.
+    /// time, so a large install pays it in the background, not in its start. An account notified
+    /// since the start is skipped: that push came after everything it has waiting was stored, and
+    /// a second one would notify the same stanzas twice.
     pub async fn wake_accounts_with_waiting_messages(&self, router: &Arc<Router>) {
         let accounts: Vec<String> = match &self.lock().with_registrations {
             Some(accounts) => accounts.iter().cloned().collect(),
             None => return,
         };
         for account in accounts {
+            if self.was_notified_since_start(&account) {
+                continue;
+            }
             let waiting = match router.context.storage.offline.count(&account).await {
                 Ok(waiting) => waiting,
                 Err(error) => {
@@ -189,6 +194,10 @@ impl PushNotifications {
                 continue;
             }
             let state = self.lock();
+            // Noted while the count was read: that publish covers what is waiting.
+            if state.recent.contains_key(&account) {
+                continue;
+            }
             let nothing = Trigger::Message {
                 sender: String::new(),
                 body: String::new(),
@@ -196,6 +205,12 @@ impl PushNotifications {
             let count = u32::try_from(waiting).unwrap_or(u32::MAX);
             self.enqueue(state, &account, nothing, false, count);
         }
+    }
+
+    /// Whether a stanza for `account` was noted for a publish since the server started (forgotten
+    /// only past [`MAX_ACCOUNTS_REMEMBERED`], which at worst wakes such an account once more).
+    fn was_notified_since_start(&self, account: &str) -> bool {
+        self.lock().recent.contains_key(account)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
