@@ -22,6 +22,9 @@ NOT_APPLICABLE = "n/a"
 PUSH_RELAY = "push-relay"
 # An external component (XEP-0114) the scenario attaches as a XEP-0357 app server (PushSetup.component).
 PUSH_COMPONENT = "push-component"
+# XEP-0402 section 5 compatibility: bookmarks 2 and XEP-0049 storage:bookmarks kept in step (`#compat`), which
+# a server may leave out (ejabberd 23.01 does).
+BOOKMARKS_COMPAT = "bookmarks-compat"
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ listening on free ports, with the scenarios' accounts created before start and t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -14,11 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import ejabberd
 from .client import Endpoint
 from .fcm import FcmStandIn, PushSetup
 from .pg import Database
+from .pki import CertificateAuthority
 from .pushservice import ComponentSetup
-from .scenario import PUSH_COMPONENT, PUSH_RELAY
+from .scenario import BOOKMARKS_COMPAT, PUSH_COMPONENT, PUSH_RELAY
 
 DOMAIN = "localhost"
 HOST = "127.0.0.1"
@@ -57,6 +60,35 @@ def _run(cmd: list[str], what: str, **kwargs) -> None:
         raise TargetError(f"{what}: {err}") from err
     if done.returncode != 0:
         raise TargetError(f"{what}: exit {done.returncode}: {(done.stderr or done.stdout).strip()[-400:]}")
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the process group `proc` was started in (start_new_session; ejabberd's beam runs under a
+    wrapper shell that exits first), then wait until no process of the group is left; SIGKILL after 20 s."""
+    group = proc.pid
+    try:
+        os.killpg(group, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    started, killed = time.monotonic(), False
+    while _group_alive(proc, group):
+        waited = time.monotonic() - started
+        if waited > 20 and not killed:
+            os.killpg(group, signal.SIGKILL)
+            killed = True
+        elif waited > 30:
+            break  # only unreaped zombies can be left (a container whose init does not reap)
+        time.sleep(0.1)  # a process group has no exit event to wait on
+    proc.wait(timeout=10)
+
+
+def _group_alive(proc: subprocess.Popen, group: int) -> bool:
+    proc.poll()  # reaps the leader, so it does not linger as a zombie in the group
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 class Target:
@@ -99,6 +131,10 @@ class Target:
         self.configure()
         for user in accounts:
             self.add_user(user, password)
+        self.launch()
+
+    def launch(self) -> None:
+        """Starts the configured server and waits until its c2s port accepts."""
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 self.command(),
@@ -148,7 +184,7 @@ class Herald(Target):
     stand-in (conformance/xmppconf/fcm.py) started with the target and stopped at cleanup.
     """
 
-    capabilities = frozenset({PUSH_RELAY, PUSH_COMPONENT})
+    capabilities = frozenset({PUSH_RELAY, PUSH_COMPONENT, BOOKMARKS_COMPAT})
 
     def __init__(self, binary: str, db: str, keep: bool = False) -> None:
         self.label = f"herald/{db}"
@@ -275,15 +311,26 @@ class Prosody(Target):
         "pep",
         "private",
         "bookmarks",
+        # XEP-0198 (a Prosody 0.12 built-in) and XEP-0357 (mod_cloud_notify from prosody-modules).
+        "smacks",
+        "cloud_notify",
     )
+    capabilities = frozenset({PUSH_COMPONENT, BOOKMARKS_COMPAT})
 
     def __init__(self, keep: bool = False, without: tuple[str, ...] = ()) -> None:
         super().__init__(keep)
         self.config = self.dir / "prosody.cfg.lua"
+        (self.component_port,) = free_ports(1)
+        self.component = ComponentSetup(HOST, self.component_port, f"push.{DOMAIN}", secrets.token_hex(16))
         # Dropping modules is how the scenarios are shown to fail (with a clear reason) when a feature is absent.
         # modules_disabled too: some (offline) are auto-loaded by Prosody whether enabled or not.
         self.modules = tuple(m for m in self.MODULES if m not in without)
         self.disabled = ("s2s", *without)
+
+    @property
+    def push(self) -> PushSetup:
+        # Only the XEP-0357 component is used (PUSH_COMPONENT); Prosody has no relay and no FCM stand-in.
+        return PushSetup(relay_url="", fcm=None, component=self.component)  # type: ignore[arg-type]
 
     def configure(self) -> None:
         if shutil.which("prosody") is None:
@@ -338,7 +385,11 @@ allow_registration = {"true" if "register" in self.modules else "false"}
 min_seconds_between_registrations = 0
 c2s_require_encryption = true
 ssl = {{ key = "{key}", certificate = "{crt}" }}
+component_interfaces = {{ "{HOST}" }}
+component_ports = {{ {self.component_port} }}
 VirtualHost "{DOMAIN}"
+Component "{self.component.domain}"
+    component_secret = "{self.component.secret}"
 """
         )
 
@@ -350,3 +401,100 @@ VirtualHost "{DOMAIN}"
 
     def command(self) -> list[str]:
         return ["prosody", "--config", str(self.config), "-F"]
+
+
+class Ejabberd(Target):
+    """ejabberd 23.01 (Debian) as a second reference server, with the modules of the features the scenarios
+    check (mod_stream_mgmt, mod_mam, mod_carboncopy, mod_pubsub with PEP, mod_avatar, mod_private, mod_vcard,
+    mod_blocking, mod_push with the app server attached through ejabberd_service, XEP-0114). Accounts are made
+    in-band after start (xmppconf/ejabberd.py); the certificate comes from a throwaway CA (xmppconf/pki.py)."""
+
+    label = "ejabberd"
+    capabilities = frozenset({PUSH_COMPONENT})
+
+    def __init__(self, keep: bool = False) -> None:
+        super().__init__(keep)
+        self.config = self.dir / "ejabberd.yml"
+        (self.component_port,) = free_ports(1)
+        self.component = ComponentSetup(HOST, self.component_port, f"push.{DOMAIN}", secrets.token_hex(16))
+        self.node = ""
+
+    @property
+    def push(self) -> PushSetup:
+        # Only the XEP-0357 component is used (PUSH_COMPONENT); ejabberd has no relay and no FCM stand-in.
+        return PushSetup(relay_url="", fcm=None, component=self.component)  # type: ignore[arg-type]
+
+    def configure(self) -> None:
+        try:
+            self.node = ejabberd.prepare(self.dir)
+        except ejabberd.EjabberdError as err:
+            raise TargetError(str(err)) from err
+        try:
+            cert = CertificateAuthority(self.dir, "ca").issue(DOMAIN)
+        except (OSError, ValueError) as err:
+            raise TargetError(f"certificate for {DOMAIN}: {err}") from err
+        self.config.write_text(
+            f"""# generated by conformance/run.py --server ejabberd
+hosts: ["{DOMAIN}"]
+loglevel: info
+certfiles: ["{cert.combined}"]
+listen:
+  - {{port: {self.c2s_port}, ip: "{HOST}", module: ejabberd_c2s, starttls_required: true}}
+  - {{port: {self.direct_tls_port}, ip: "{HOST}", module: ejabberd_c2s, tls: true}}
+  - port: {self.component_port}
+    ip: "{HOST}"
+    module: ejabberd_service
+    hosts: {{"{self.component.domain}": {{password: "{self.component.secret}"}}}}
+# plain: every SCRAM variant can then be offered (scram would store one hash only); a throwaway server.
+auth_password_format: plain
+auth_method: internal
+registration_timeout: infinity
+acl:
+  local: {{user_regexp: ""}}
+access_rules:
+  local: {{allow: local}}
+  register: {{allow: all}}
+  pubsub_createnode: {{allow: local}}
+modules:
+  mod_adhoc: {{}}
+  mod_avatar: {{}}
+  mod_blocking: {{}}
+  mod_caps: {{}}
+  mod_carboncopy: {{}}
+  mod_disco: {{}}
+  mod_mam: {{default: always}}
+  mod_offline: {{}}
+  mod_ping: {{}}
+  mod_privacy: {{}}
+  mod_private: {{}}
+  mod_pubsub:
+    access_createnode: pubsub_createnode
+    plugins: ["flat", "pep"]
+  mod_push: {{}}
+  mod_register: {{access: register, ip_access: all}}
+  mod_roster: {{}}
+  mod_stream_mgmt: {{}}
+  mod_vcard: {{}}
+  mod_vcard_xupdate: {{}}
+"""
+        )
+        ejabberd.hand_over(self.dir)
+
+    def start(self, accounts: list[str], password: str) -> None:
+        self.configure()
+        self.launch()
+        try:
+            asyncio.run(ejabberd.register_inband(self.endpoint, accounts, password))
+        except ejabberd.EjabberdError as err:
+            raise TargetError(str(err)) from err
+
+    def command(self) -> list[str]:
+        return ejabberd.command(self.dir, self.config, self.node)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process_group(self.proc)
+            self.proc = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _tail(self.log, lines) + "\n" + _tail(ejabberd.log_file(self.dir), lines)
