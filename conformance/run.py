@@ -8,6 +8,7 @@ conformance/baseline.json (exit 1 on a regression; --update-baseline rewrites th
     python3 conformance/run.py --server prosody
     python3 conformance/run.py --server ejabberd
     python3 conformance/run.py --federation --herald target/debug/herald   # fed_* with Prosody and ejabberd
+    python3 conformance/run.py --results     # conformance/RESULTS.md from conformance/out/*.json
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from xmppconf import baseline, fedrun
+from xmppconf import baseline, fedrun, results
 from xmppconf.scenario import (
     FAIL,
     NOT_APPLICABLE,
@@ -67,10 +68,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="run the fed_* scenarios on pairs of servers (Herald, Prosody, ejabberd) instead",
     )
     fedrun.add_arguments(p)
+    p.add_argument(
+        "--results",
+        action="store_true",
+        help="run nothing: print RESULTS.md from the result files (--out DIR, default conformance/out) and write it",
+    )
+    p.add_argument(
+        "--results-file", type=Path, default=HERE / "RESULTS.md", help="where --results writes (default %(default)s)"
+    )
     p.add_argument("--keep", action="store_true", help="keep the temp dir (config, logs, data)")
     p.add_argument("-v", "--verbose", action="store_true", help="slixmpp debug logging on stderr")
     args = p.parse_args(argv)
-    if args.server == "herald" and not args.herald and not args.list and not args.federation:
+    if args.server == "herald" and not (args.herald or args.list or args.federation or args.results):
         p.error("--herald BIN is required with --server herald")
     return args
 
@@ -103,6 +112,8 @@ async def run_all(scenarios, target: Target, password: str) -> dict[str, Outcome
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.CRITICAL, stream=sys.stderr)
+    if args.results:
+        return results.main(args.out or HERE / "out", args.results_file)
     if args.federation:
         return fedrun.main(args, HERE)
     scenarios = [s for s in ALL if not args.only or s.name in args.only]
