@@ -224,7 +224,8 @@ def render(reports: dict[str, dict]) -> str:
             "XEP-0479 lists the same server requirements as the 2022 suites (XEP-0459). Each requirement maps to the "
             "scenarios (patterns) that observe it; met: every mapped scenario that ran for that server passed; NOT MET: "
             "one failed (listed below the tables); not tested: no scenario observes it. Federation scenarios count for "
-            "both servers of a pair (Herald's federation runs use SQLite)."
+            "both servers of a pair (Herald's federation runs use SQLite). IM and Mobile compliance also need the Core "
+            "level (XEP-0479 section 2); their level rows count only their own requirements."
         ),
     ]
     failures: list[str] = []
