@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .client import Endpoint, ScenarioFailure, open_session
+from . import ejabberd
+from .client import Endpoint
 from .fcm import FcmStandIn, PushSetup
 from .pki import CertificateAuthority
 from .scenario import PUSH_RELAY
-from .targets import TargetError, _run, _tail, free_ports
+from .targets import TargetError, _run, _tail, free_ports, stop_process_group
 
 EXTERNAL = "external"
 DIALBACK = "dialback"
@@ -135,35 +134,9 @@ class FedServer:
         raise TargetError(f"{self.kind} did not listen on {self.address}:{C2S_PORT} within {START_TIMEOUT:g}s")
 
     def stop(self) -> None:
-        """SIGTERM to the process group this server was started in (ejabberd's beam runs under a wrapper shell
-        that exits first), then wait until no process of the group is left; SIGKILL after 20 s."""
-        if self.proc is None:
-            return
-        group = self.proc.pid
-        try:
-            os.killpg(group, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        started, killed = time.monotonic(), False
-        while self._group_alive(group):
-            waited = time.monotonic() - started
-            if waited > 20 and not killed:
-                os.killpg(group, signal.SIGKILL)
-                killed = True
-            elif waited > 30:
-                break  # only unreaped zombies can be left (a container whose init does not reap)
-            time.sleep(0.1)  # a process group has no exit event to wait on
-        self.proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_process_group(self.proc)
         self.proc = None
-
-    def _group_alive(self, group: int) -> bool:
-        assert self.proc is not None
-        self.proc.poll()  # reaps the leader, so it does not linger as a zombie in the group
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return False
-        return True
 
     def cleanup(self) -> None:
         pass
@@ -414,10 +387,10 @@ class FedEjabberd(FedServer):
     kind = "ejabberd"
 
     def configure(self, peers: list[FedServer]) -> None:
-        if shutil.which("ejabberdctl") is None:
-            raise TargetError("ejabberd is not installed (apt-get install ejabberd)")
-        for sub in ("db", "log"):
-            (self.dir / sub).mkdir()
+        try:
+            self.node = ejabberd.prepare(self.dir)
+        except ejabberd.EjabberdError as err:
+            raise TargetError(str(err)) from err
         octets = ",".join(self.dns.split("."))
         (self.dir / "inetrc").write_text(
             # resolv_conf "" clears the name servers, so it comes before the stub's.
@@ -455,21 +428,16 @@ modules:
   mod_s2s_dialback: {{}}
 """
         )
-        subprocess.run(["chown", "-R", "ejabberd:ejabberd", str(self.dir)], check=False)
-        self.node = f"conf_fed_{secrets.token_hex(4)}@localhost"
+        ejabberd.hand_over(self.dir)
 
     def create_accounts(self, users: list[str], password: str) -> None:
         pass  # in-band after start, see create_accounts_inband
 
     async def create_accounts_inband(self, users: list[str], password: str) -> None:
-        for user in users:
-            try:
-                session = await open_session(
-                    self.endpoint, f"{user}@{self.domain}", password, register=True, initial_presence=False
-                )
-            except ScenarioFailure as err:
-                raise TargetError(f"registering {user}@{self.domain} in-band: {err}") from err
-            await session.close()
+        try:
+            await ejabberd.register_inband(self.endpoint, users, password)
+        except ejabberd.EjabberdError as err:
+            raise TargetError(str(err)) from err
 
     def command(self) -> list[str]:
         # ejabberd's SRV lookups use Erlang's resolver (inetrc), but its address lookups go through libc's
@@ -479,20 +447,16 @@ modules:
         return [
             "unshare", "--mount", "--propagation", "private", "sh", "-c",
             f'mount --bind "{resolv}" /etc/resolv.conf && exec "$@"', "ejabberd-ns",
-            "setpriv", "--reuid=ejabberd", "--regid=ejabberd", "--init-groups",
-            "env", "HOME=/var/lib/ejabberd",
-            "ejabberdctl", "--config-dir", str(self.dir), "--config", str(self.config),
-            "--spool", str(self.dir / "db"), "--logs", str(self.dir / "log"), "--node", self.node,
-            "foreground",
+            *ejabberd.command(self.dir, self.config, self.node),
         ]  # fmt: skip
 
     def log_tail(self, lines: int = 30) -> str:
-        return _tail(self.log, lines) + "\n" + _tail(self.dir / "log" / "ejabberd.log", lines)
+        return _tail(self.log, lines) + "\n" + _tail(ejabberd.log_file(self.dir), lines)
 
     def auth_methods(self, peer: str) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {"in": set(), "out": set()}
         try:
-            text = (self.dir / "log" / "ejabberd.log").read_text(errors="replace")
+            text = ejabberd.log_file(self.dir).read_text(errors="replace")
         except OSError:
             return found
         # ejabberd_s2s_in / ejabberd_s2s_out: "Accepted inbound s2s EXTERNAL authentication a -> b (ip)".

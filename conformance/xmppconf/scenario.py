@@ -29,6 +29,9 @@ TLS_UNIQUE = "tls-unique"
 # SCRAM -PLUS over TLS 1.3 with `tls-exporter` (RFC 9266) or `tls-server-end-point` (RFC 5929), the bindings our
 # own rustls client (herald-cb, xmppconf/cbclient.py) can compute; rustls has no tls-unique.
 TLS13_CHANNEL_BINDING = "tls13-channel-binding"
+# XEP-0402 section 5 compatibility: bookmarks 2 and XEP-0049 storage:bookmarks kept in step (`#compat`), which
+# a server may leave out (ejabberd 23.01 does).
+BOOKMARKS_COMPAT = "bookmarks-compat"
 
 
 @dataclass(frozen=True)

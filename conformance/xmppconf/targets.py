@@ -4,6 +4,7 @@ listening on free ports, with the scenarios' accounts created before start and t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -14,11 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import ejabberd
 from .client import Endpoint
 from .fcm import FcmStandIn, PushSetup
 from .pg import Database
+from .pki import CertificateAuthority
 from .pushservice import ComponentSetup
-from .scenario import PUSH_COMPONENT, PUSH_RELAY, TLS13_CHANNEL_BINDING, TLS_UNIQUE
+from .scenario import BOOKMARKS_COMPAT, PUSH_COMPONENT, PUSH_RELAY, TLS13_CHANNEL_BINDING, TLS_UNIQUE
 
 DOMAIN = "localhost"
 HOST = "127.0.0.1"
@@ -57,6 +60,35 @@ def _run(cmd: list[str], what: str, **kwargs) -> None:
         raise TargetError(f"{what}: {err}") from err
     if done.returncode != 0:
         raise TargetError(f"{what}: exit {done.returncode}: {(done.stderr or done.stdout).strip()[-400:]}")
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the process group `proc` was started in (start_new_session; ejabberd's beam runs under a
+    wrapper shell that exits first), then wait until no process of the group is left; SIGKILL after 20 s."""
+    group = proc.pid
+    try:
+        os.killpg(group, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    started, killed = time.monotonic(), False
+    while _group_alive(proc, group):
+        waited = time.monotonic() - started
+        if waited > 20 and not killed:
+            os.killpg(group, signal.SIGKILL)
+            killed = True
+        elif waited > 30:
+            break  # only unreaped zombies can be left (a container whose init does not reap)
+        time.sleep(0.1)  # a process group has no exit event to wait on
+    proc.wait(timeout=10)
+
+
+def _group_alive(proc: subprocess.Popen, group: int) -> bool:
+    proc.poll()  # reaps the leader, so it does not linger as a zombie in the group
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 class Target:
@@ -99,6 +131,10 @@ class Target:
         self.configure()
         for user in accounts:
             self.add_user(user, password)
+        self.launch()
+
+    def launch(self) -> None:
+        """Starts the configured server and waits until its c2s port accepts."""
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 self.command(),
@@ -149,7 +185,7 @@ class Herald(Target):
     """
 
     # -PLUS on TLS 1.3 with tls-exporter and tls-server-end-point (server/src/net/channel_binding.rs).
-    capabilities = frozenset({PUSH_RELAY, PUSH_COMPONENT, TLS13_CHANNEL_BINDING})
+    capabilities = frozenset({PUSH_RELAY, PUSH_COMPONENT, BOOKMARKS_COMPAT, TLS13_CHANNEL_BINDING})
 
     def __init__(self, binary: str, db: str, keep: bool = False) -> None:
         self.label = f"herald/{db}"
@@ -261,7 +297,6 @@ class Prosody(Target):
     label = "prosody"
     # Prosody 0.12 (mod_saslauth with LuaSec) offers SCRAM -PLUS with tls-unique only, on TLS 1.2: slixmpp can
     # use it, our rustls client (TLS13_CHANNEL_BINDING) cannot.
-    capabilities = frozenset({TLS_UNIQUE})
     MODULES = (
         "roster",
         "saslauth",
@@ -285,6 +320,7 @@ class Prosody(Target):
         "private",
         "bookmarks",
     )
+    capabilities = frozenset({PUSH_COMPONENT, BOOKMARKS_COMPAT, TLS_UNIQUE})
 
     def __init__(self, keep: bool = False, without: tuple[str, ...] = ()) -> None:
         super().__init__(keep)
@@ -293,7 +329,6 @@ class Prosody(Target):
         # publishes to it with mod_cloud_notify (prosody-modules).
         (self.component_port,) = free_ports(1)
         self.component = ComponentSetup(HOST, self.component_port, f"push.{DOMAIN}", secrets.token_hex(16))
-        self.capabilities = frozenset({PUSH_COMPONENT})
         # Dropping modules is how the scenarios are shown to fail (with a clear reason) when a feature is absent.
         # modules_disabled too: some (offline) are auto-loaded by Prosody whether enabled or not.
         self.modules = tuple(m for m in self.MODULES if m not in without)
@@ -376,3 +411,101 @@ Component "{self.component.domain}"
 
     def command(self) -> list[str]:
         return ["prosody", "--config", str(self.config), "-F"]
+
+
+class Ejabberd(Target):
+    """ejabberd 23.01 (Debian) as a second reference server, with the modules of the features the scenarios
+    check (mod_stream_mgmt, mod_mam, mod_carboncopy, mod_pubsub with PEP, mod_avatar, mod_private, mod_vcard,
+    mod_blocking, mod_push with the app server attached through ejabberd_service, XEP-0114). Accounts are made
+    in-band after start (xmppconf/ejabberd.py); the certificate comes from a throwaway CA (xmppconf/pki.py)."""
+
+    label = "ejabberd"
+    # ejabberd 23.01 (p1_xmpp) offers SCRAM -PLUS with tls-unique only, like Prosody.
+    capabilities = frozenset({PUSH_COMPONENT, TLS_UNIQUE})
+
+    def __init__(self, keep: bool = False) -> None:
+        super().__init__(keep)
+        self.config = self.dir / "ejabberd.yml"
+        (self.component_port,) = free_ports(1)
+        self.component = ComponentSetup(HOST, self.component_port, f"push.{DOMAIN}", secrets.token_hex(16))
+        self.node = ""
+
+    @property
+    def push(self) -> PushSetup:
+        # Only the XEP-0357 component is used (PUSH_COMPONENT); ejabberd has no relay and no FCM stand-in.
+        return PushSetup(relay_url="", fcm=None, component=self.component)  # type: ignore[arg-type]
+
+    def configure(self) -> None:
+        try:
+            self.node = ejabberd.prepare(self.dir)
+        except ejabberd.EjabberdError as err:
+            raise TargetError(str(err)) from err
+        try:
+            cert = CertificateAuthority(self.dir, "ca").issue(DOMAIN)
+        except (OSError, ValueError) as err:
+            raise TargetError(f"certificate for {DOMAIN}: {err}") from err
+        self.config.write_text(
+            f"""# generated by conformance/run.py --server ejabberd
+hosts: ["{DOMAIN}"]
+loglevel: info
+certfiles: ["{cert.combined}"]
+listen:
+  - {{port: {self.c2s_port}, ip: "{HOST}", module: ejabberd_c2s, starttls_required: true}}
+  - {{port: {self.direct_tls_port}, ip: "{HOST}", module: ejabberd_c2s, tls: true}}
+  - port: {self.component_port}
+    ip: "{HOST}"
+    module: ejabberd_service
+    hosts: {{"{self.component.domain}": {{password: "{self.component.secret}"}}}}
+# plain: every SCRAM variant can then be offered (scram would store one hash only); a throwaway server.
+auth_password_format: plain
+auth_method: internal
+registration_timeout: infinity
+acl:
+  local: {{user_regexp: ""}}
+access_rules:
+  local: {{allow: local}}
+  register: {{allow: all}}
+  pubsub_createnode: {{allow: local}}
+modules:
+  mod_adhoc: {{}}
+  mod_avatar: {{}}
+  mod_blocking: {{}}
+  mod_caps: {{}}
+  mod_carboncopy: {{}}
+  mod_disco: {{}}
+  mod_mam: {{default: always}}
+  mod_offline: {{}}
+  mod_ping: {{}}
+  mod_privacy: {{}}
+  mod_private: {{}}
+  mod_pubsub:
+    access_createnode: pubsub_createnode
+    plugins: ["flat", "pep"]
+  mod_push: {{}}
+  mod_register: {{access: register, ip_access: all}}
+  mod_roster: {{}}
+  mod_stream_mgmt: {{}}
+  mod_vcard: {{}}
+  mod_vcard_xupdate: {{}}
+"""
+        )
+        ejabberd.hand_over(self.dir)
+
+    def start(self, accounts: list[str], password: str) -> None:
+        self.configure()
+        self.launch()
+        try:
+            asyncio.run(ejabberd.register_inband(self.endpoint, accounts, password))
+        except ejabberd.EjabberdError as err:
+            raise TargetError(str(err)) from err
+
+    def command(self) -> list[str]:
+        return ejabberd.command(self.dir, self.config, self.node)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process_group(self.proc)
+            self.proc = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _tail(self.log, lines) + "\n" + _tail(ejabberd.log_file(self.dir), lines)

@@ -10,6 +10,26 @@ use sqlx::Connection;
 use crate::rows::db_error;
 use crate::{StorageError, StorageResult};
 
+/// The PostgreSQL admin URL the tests use, from `HERALD_TEST_POSTGRES_URL`. When it is unset or empty the
+/// calling test should return early: this prints `SKIPPED (no HERALD_TEST_POSTGRES_URL): <test name>` straight to
+/// the process's stderr (the test harness captures `eprintln!`, so a skip would otherwise look like a pass), and
+/// `.ci/run` counts those lines.
+pub fn postgres_url_or_skip() -> Option<String> {
+    match std::env::var("HERALD_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let thread = std::thread::current();
+            let line = format!(
+                "SKIPPED (no HERALD_TEST_POSTGRES_URL): {}\n",
+                thread.name().unwrap_or("unnamed test")
+            );
+            // One write, so parallel tests cannot interleave inside the line; nothing to do if stderr is gone.
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            None
+        }
+    }
+}
+
 /// PostgreSQL's SQLSTATE for "database already exists" (`duplicate_database`).
 const DUPLICATE_DATABASE: &str = "42P04";
 /// Names tried before giving up, should another scratch database have taken the first.

@@ -153,8 +153,7 @@ async fn unknown_url_is_rejected() {
 
 #[tokio::test]
 async fn contract_on_postgres() {
-    let Ok(admin_url) = std::env::var("HERALD_TEST_POSTGRES_URL") else {
-        eprintln!("HERALD_TEST_POSTGRES_URL not set: PostgreSQL contract skipped");
+    let Some(admin_url) = herald_storage::testing::postgres_url_or_skip() else {
         return;
     };
     let scratch = ScratchDatabase::create(&admin_url, "herald_contract")

@@ -25,8 +25,7 @@ async fn relay_contract_on_sqlite_file() {
 
 #[tokio::test]
 async fn relay_contract_on_postgres() {
-    let Ok(admin_url) = std::env::var("HERALD_TEST_POSTGRES_URL") else {
-        eprintln!("HERALD_TEST_POSTGRES_URL not set: PostgreSQL relay contract skipped");
+    let Some(admin_url) = herald_storage::testing::postgres_url_or_skip() else {
         return;
     };
     let nanos = SystemTime::now()

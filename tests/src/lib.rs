@@ -50,7 +50,8 @@ pub async fn eventually(what: &str, condition: impl AsyncFn() -> bool) {
 }
 
 /// Runs `async fn scenario(backend: Backend)` as two tests, `scenario::sqlite` and `scenario::postgres`;
-/// the PostgreSQL one passes with a note when `HERALD_TEST_POSTGRES_URL` is not set.
+/// without `HERALD_TEST_POSTGRES_URL` the PostgreSQL one returns early and prints a `SKIPPED (no
+/// HERALD_TEST_POSTGRES_URL)` line (see `herald_storage::testing::postgres_url_or_skip`).
 #[macro_export]
 macro_rules! on_every_backend {
     ($($scenario:ident),+ $(,)?) => {$(

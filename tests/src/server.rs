@@ -27,15 +27,11 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// PostgreSQL if `HERALD_TEST_POSTGRES_URL` is set. `None` means the caller should skip, saying so.
+    /// PostgreSQL if `HERALD_TEST_POSTGRES_URL` is set. `None` means the caller should return: a `SKIPPED` line
+    /// has been printed (`herald_storage::testing::postgres_url_or_skip`).
     pub fn postgres_from_env() -> Option<Backend> {
-        match std::env::var("HERALD_TEST_POSTGRES_URL") {
-            Ok(admin_url) if !admin_url.is_empty() => Some(Backend::Postgres { admin_url }),
-            _ => {
-                eprintln!("HERALD_TEST_POSTGRES_URL not set: PostgreSQL variant skipped");
-                None
-            }
-        }
+        herald_storage::testing::postgres_url_or_skip()
+            .map(|admin_url| Backend::Postgres { admin_url })
     }
 }
 

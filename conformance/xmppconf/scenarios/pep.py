@@ -18,6 +18,7 @@ import secrets
 from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.xmlstream import ET
 
+from .. import scenario
 from ..client import Session, open_session
 from ..scenario import Context, Scenario, expect
 from .roster import make_mutual
@@ -426,6 +427,7 @@ SCENARIOS = [
         description="XEP-0402 compatibility (#compat): bookmarks 2 and XEP-0049 storage:bookmarks kept in step",
         run=bookmarks2_private_compat,
         accounts=("alice",),
+        requires=(scenario.BOOKMARKS_COMPAT,),
     ),
     Scenario(
         name="pep_avatar_metadata_notify",
