@@ -77,7 +77,12 @@ SUITES: dict[str, tuple[Requirement, ...]] = {
         ),
         Requirement("TLS", "RFC 7590", BOTH, ("auth_scram_sha_256_starttls", "auth_plain_starttls")),
         Requirement("Direct TLS", "XEP-0368", ADV, ("auth_scram_sha_1_directtls", "auth_scram_sha_256_directtls")),
-        Requirement("Feature discovery", "XEP-0030", BOTH, ("disco_info_server", "disco_items_server", "xmppjs/disco_info_server")),
+        Requirement(
+            "Feature discovery",
+            "XEP-0030",
+            BOTH,
+            ("disco_info_server", "disco_items_server", "xmppjs/disco_info_server"),
+        ),
         Requirement(
             "Feature broadcasts",
             "XEP-0115",
@@ -114,7 +119,12 @@ SUITES: dict[str, tuple[Requirement, ...]] = {
         ),
         Requirement("User avatar compatibility", "XEP-0398, XEP-0153", ADV, ("pep_vcard_photo_to_avatar",)),
         Requirement("vcard-temp", "XEP-0054", BOTH, ("vcard_set_get",)),
-        Requirement("Outbound message synchronization", "XEP-0280", BOTH, ("carbons_two_resources", "xmppjs/carbons_two_resources")),
+        Requirement(
+            "Outbound message synchronization",
+            "XEP-0280",
+            BOTH,
+            ("carbons_two_resources", "xmppjs/carbons_two_resources"),
+        ),
         Requirement("User blocking", "XEP-0191", ADV, ("blocking_block_unblock",)),
         Requirement("Group chat", "XEP-0045, XEP-0249", BOTH, ("muc_*",)),
         Requirement(

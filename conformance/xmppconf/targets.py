@@ -415,8 +415,8 @@ Component "{self.component.domain}"
 
 class Ejabberd(Target):
     """ejabberd 23.01 (Debian) as a second reference server, with the modules of the features the scenarios
-    check (mod_stream_mgmt, mod_mam, mod_carboncopy, mod_pubsub with PEP, mod_avatar, mod_private, mod_vcard,
-    mod_blocking, mod_push with the app server attached through ejabberd_service, XEP-0114). Accounts are made
+    check (mod_stream_mgmt, mod_client_state, mod_mam, mod_carboncopy, mod_pubsub with PEP, mod_avatar,
+    mod_private, mod_vcard, mod_blocking, mod_push with the app server attached through ejabberd_service, XEP-0114). Accounts are made
     in-band after start (xmppconf/ejabberd.py); the certificate comes from a throwaway CA (xmppconf/pki.py)."""
 
     label = "ejabberd"
@@ -472,6 +472,7 @@ modules:
   mod_blocking: {{}}
   mod_caps: {{}}
   mod_carboncopy: {{}}
+  mod_client_state: {{}}
   mod_disco: {{}}
   mod_mam: {{default: always}}
   mod_offline: {{}}
