@@ -30,6 +30,9 @@ use crate::xmpp::{
     Element, Envelope, Frame, StreamError, StreamErrorCondition, StreamHeader, XmlStream, ns,
 };
 
+/// How long an authenticated stream still routes what its peer sent after we closed it at shutdown.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How many times a client's `[limits] stanzas_per_second` one peer server may send.
 const PEER_RATE_FACTOR: u32 = 50;
 
@@ -323,9 +326,7 @@ impl Inbound<'_> {
                 }
             } else {
                 tokio::select! {
-                    _ = shutdown.wait() => {
-                        return fail(stream, StreamError::bare(StreamErrorCondition::SystemShutdown)).await;
-                    }
+                    _ = shutdown.wait() => return self.drain(stream, authenticated).await,
                     idle = tokio::time::timeout(self.federation.settings.idle_timeout, stream.next()) => match idle {
                         Ok(frame) => frame,
                         Err(_) => {
@@ -442,6 +443,32 @@ impl Inbound<'_> {
                 return fail(stream, StreamError::bare(condition)).await;
             }
         }
+    }
+
+    /// Ends an authenticated stream at shutdown without losing what the peer already sent: the
+    /// `system-shutdown` stream error and our closing tag go out first, then, as RFC 6120 section 4.4
+    /// lets the side that closed keep receiving, the stanzas the peer wrote before it saw them are
+    /// still routed until it closes its side too or [`SHUTDOWN_DRAIN`] passes. A peer's stanza queue
+    /// forgets a stanza once written, so ending at once would lose those in flight.
+    async fn drain<S, T>(
+        &self,
+        mut stream: XmlStream<Transport<S>>,
+        authenticated: &Authenticated,
+    ) -> Result<T, StreamError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let error = StreamError::bare(StreamErrorCondition::SystemShutdown);
+        let _ = stream.send_error(&error).await;
+        let deadline = Instant::now() + SHUTDOWN_DRAIN;
+        while let Ok(Ok(Frame::Element(element))) =
+            tokio::time::timeout_at(deadline, stream.next()).await
+        {
+            if self.accept_stanza(element, authenticated).await.is_err() {
+                break;
+            }
+        }
+        Err(error)
     }
 
     /// Answers one dialback element on this stream: as the receiving server for `db:result` (verifying
