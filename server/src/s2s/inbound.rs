@@ -82,7 +82,13 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             if let Err(e) = accept(
-                socket, peer, federation, router, direct_tls, slot, connection, shutdown,
+                socket,
+                peer,
+                federation,
+                router,
+                direct_tls,
+                (slot, connection),
+                shutdown,
             )
             .await
             {
@@ -98,8 +104,7 @@ async fn accept(
     federation: Arc<Federation>,
     router: Arc<Router>,
     direct_tls: bool,
-    slot: UnauthenticatedSlot,
-    connection: PeerConnection,
+    (slot, connection): (UnauthenticatedSlot, PeerConnection),
     shutdown: Shutdown,
 ) -> Result<(), StreamError> {
     let socket = WriteDeadline::new(socket, federation.write_timeout);
