@@ -112,6 +112,9 @@ pub struct PushServiceConfig {
     /// Push nodes all users of one remote domain may hold together: whoever owns a domain owns
     /// unlimited JIDs, so the cap is per domain, not per JID.
     pub max_nodes_per_remote_domain: usize,
+    /// Push nodes all remote domains may hold together: with `remote_domains = ["*"]` anyone can
+    /// make a domain, so the per-domain cap alone does not bound the relay's storage.
+    pub max_remote_nodes: usize,
 }
 
 /// The most nodes `max_nodes_per_remote_domain` may allow.
@@ -122,6 +125,7 @@ impl Default for PushServiceConfig {
         PushServiceConfig {
             remote_domains: Vec::new(),
             max_nodes_per_remote_domain: 100,
+            max_remote_nodes: 100_000,
         }
     }
 }
@@ -150,6 +154,12 @@ impl PushServiceConfig {
             problems.push(format!(
                 "push_service.max_nodes_per_remote_domain: must be between 1 and {MAX_NODES_PER_REMOTE_DOMAIN}"
             ));
+        }
+        if self.max_remote_nodes < self.max_nodes_per_remote_domain {
+            problems.push(
+                "push_service.max_remote_nodes: must be at least max_nodes_per_remote_domain"
+                    .into(),
+            );
         }
         problems
     }
@@ -478,6 +488,13 @@ mod tests {
         assert!(
             problems.iter().all(|p| p.starts_with("push_service.")),
             "{problems:?}"
+        );
+        // The cap on every remote domain together is at least one domain's.
+        let mut c = RelayConfig::default();
+        c.push_service.max_remote_nodes = 99;
+        assert_eq!(
+            c.problems(),
+            ["push_service.max_remote_nodes: must be at least max_nodes_per_remote_domain"]
         );
     }
 

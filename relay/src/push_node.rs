@@ -106,6 +106,9 @@ pub enum RegistrationError {
     /// The domain holds `max_nodes_per_remote_domain` nodes already.
     #[error("this domain holds as many push nodes as it may")]
     DomainFull,
+    /// Remote domains hold `max_remote_nodes` nodes together already.
+    #[error("remote domains hold as many push nodes as the service allows")]
+    ServiceFull,
     /// Bad input, rate limit or storage, as for a local account.
     #[error(transparent)]
     Relay(#[from] RelayError),
@@ -159,7 +162,8 @@ impl Relay {
     /// [`remote_domain_account`], so `[relay.push_service] max_nodes_per_remote_domain` caps them all
     /// together, and a user sees and removes only their own. Errors:
     /// [`RegistrationError::DomainNotAllowed`] unless `remote_domains` names `domain` (or is `*`);
-    /// [`RegistrationError::DomainFull`] at the cap; [`RegistrationError::Relay`] as for
+    /// [`RegistrationError::DomainFull`] at the cap; [`RegistrationError::ServiceFull`] when a new node
+    /// would pass `max_remote_nodes`; [`RegistrationError::Relay`] as for
     /// [`Self::register_node`] (the rate limit is per JID and per domain).
     pub async fn register_remote_node(
         &self,
@@ -177,6 +181,27 @@ impl Relay {
         self.meter_node_change(&account_id, REMOTE_DOMAIN_NODE_CHANGES_PER_MINUTE)?;
         self.ensure_account(&account_id, false).await?;
         let device_key = remote_device_key(jid, &registration.device_key);
+        // A new node counts against every remote domain's nodes together (a registration again of
+        // an existing node does not grow them). Counted before the insert, so concurrent
+        // registrations may pass the cap by a few; it bounds growth, not an exact number.
+        let storage = &self.inner.storage;
+        let is_new = !storage
+            .relay_devices
+            .list(&account_id, None)
+            .await
+            .map_err(RelayError::from)?
+            .iter()
+            .any(|d| d.name == NODE_DEVICE_NAME && d.device_id == device_key);
+        if is_new {
+            let held = storage
+                .relay_devices
+                .count_with_account_prefix(REMOTE_DOMAIN_ACCOUNT_PREFIX)
+                .await
+                .map_err(RelayError::from)?;
+            if held >= config.max_remote_nodes as u64 {
+                return Err(RegistrationError::ServiceFull);
+            }
+        }
         let cap = config.max_nodes_per_remote_domain;
         let node = self
             .put_node(&account_id, domain, device_key, registration, (cap, cap))

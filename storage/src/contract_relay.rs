@@ -162,6 +162,27 @@ pub async fn devices(s: &Storage) {
     assert!(s.relay_devices.delete(&d1.id).await.unwrap());
     assert!(!s.relay_devices.delete(&d1.id).await.unwrap());
     assert_eq!(s.relay_devices.list(&acct, None).await.unwrap(), vec![d2]);
+
+    // Counted by account prefix: `_` and `%` in it are literal.
+    let base = unique("pfx");
+    let prefix = format!("{base}_%:");
+    let (one, two, other) = (
+        format!("{prefix}one"),
+        format!("{prefix}two"),
+        format!("{base}x%:one"),
+    );
+    for (n, owner) in [&one, &two, &two, &other].into_iter().enumerate() {
+        s.relay_accounts.create(&account(owner)).await.ok();
+        let d = device(&unique("d"), owner, DeviceKind::Fcm, n as i64);
+        s.relay_devices.create(&d).await.unwrap();
+    }
+    assert_eq!(
+        s.relay_devices
+            .count_with_account_prefix(&prefix)
+            .await
+            .unwrap(),
+        3
+    );
 }
 
 pub async fn tokens(s: &Storage) {

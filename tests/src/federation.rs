@@ -217,6 +217,137 @@ fn nxdomain_answer(query: &[u8]) -> Option<Vec<u8>> {
     Some(answer)
 }
 
+/// One record the [`dns_stub`] answers with.
+#[derive(Debug, Clone)]
+pub enum DnsRecord {
+    /// An SRV record (RFC 2782): priority, weight, port, target (without the trailing dot).
+    Srv(u16, u16, u16, String),
+    /// An A record.
+    A(std::net::Ipv4Addr),
+}
+
+impl DnsRecord {
+    fn kind(&self) -> u16 {
+        match self {
+            DnsRecord::Srv(..) => 33,
+            DnsRecord::A(_) => 1,
+        }
+    }
+
+    fn rdata(&self) -> Vec<u8> {
+        match self {
+            DnsRecord::Srv(priority, weight, port, target) => {
+                let mut data = Vec::new();
+                data.extend_from_slice(&priority.to_be_bytes());
+                data.extend_from_slice(&weight.to_be_bytes());
+                data.extend_from_slice(&port.to_be_bytes());
+                data.extend_from_slice(&dns_name(target));
+                data
+            }
+            DnsRecord::A(ip) => ip.octets().to_vec(),
+        }
+    }
+}
+
+/// A DNS server on 127.0.0.1 (UDP) answering from `records` (name without trailing dot, record):
+/// a question whose name and type match gets those records, any other NOERROR without answers
+/// (NODATA). Runs until the test ends.
+pub async fn dns_stub(records: Vec<(&str, DnsRecord)>) -> std::net::SocketAddr {
+    let records: Vec<(String, DnsRecord)> = records
+        .into_iter()
+        .map(|(name, record)| (name.to_ascii_lowercase(), record))
+        .collect();
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let address = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buffer = [0u8; 1500];
+        while let Ok((length, from)) = socket.recv_from(&mut buffer).await {
+            if let Some(answer) = stub_answer(&records, &buffer[..length]) {
+                let _ = socket.send_to(&answer, from).await;
+            }
+        }
+    });
+    address
+}
+
+/// `name` as DNS labels (RFC 1035 section 3.1), root label included.
+fn dns_name(name: &str) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        bytes.push(label.len() as u8);
+        bytes.extend_from_slice(label.as_bytes());
+    }
+    bytes.push(0);
+    bytes
+}
+
+/// The answer of [`dns_stub`] to `query` (RFC 1035 section 4.1).
+fn stub_answer(records: &[(String, DnsRecord)], query: &[u8]) -> Option<Vec<u8>> {
+    let header = query.get(..12)?;
+    let mut labels = Vec::new();
+    let mut end = 12;
+    loop {
+        let length = usize::from(*query.get(end)?);
+        end += 1;
+        if length == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(query.get(end..end + length)?).to_ascii_lowercase());
+        end += length;
+    }
+    let name = labels.join(".");
+    let kind = u16::from_be_bytes([*query.get(end)?, *query.get(end + 1)?]);
+    let question = query.get(12..end + 4)?;
+    let found: Vec<&DnsRecord> = records
+        .iter()
+        .filter(|(n, r)| *n == name && r.kind() == kind)
+        .map(|(_, r)| r)
+        .collect();
+    let recursion_desired = header[2] & 0x01;
+    // QR, AA and RD as asked; RA, NOERROR; one question and the records found.
+    let mut answer = vec![header[0], header[1], 0x84 | recursion_desired, 0x80];
+    answer.extend_from_slice(&[0, 1]);
+    answer.extend_from_slice(&(found.len() as u16).to_be_bytes());
+    answer.extend_from_slice(&[0, 0, 0, 0]);
+    answer.extend_from_slice(question);
+    for record in found {
+        let data = record.rdata();
+        // The owner name points at the question's (offset 12), class IN, TTL 60.
+        answer.extend_from_slice(&[0xC0, 0x0C]);
+        answer.extend_from_slice(&kind.to_be_bytes());
+        answer.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+        answer.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        answer.extend_from_slice(&data);
+    }
+    Some(answer)
+}
+
+/// A server hosting `me` that finds its peers through DNS at `nameserver` (no static addresses),
+/// with a certificate from `ca` and trusting it: SASL EXTERNAL with any peer `ca` certified.
+pub async fn federated_server_resolving(
+    ca: &TestCa,
+    me: &Listening,
+    nameserver: std::net::SocketAddr,
+) -> TestServer {
+    let domain = &me.domain;
+    let (cert, key) = ca.issue(domain);
+    let toml = format!(
+        "[[tls.certificates]]\ndomain = \"{domain}\"\ncert = \"{{dir}}/server.crt\"\n\
+         key = \"{{dir}}/server.key\"\n[s2s]\nlisten = \"127.0.0.1:{}\"\n\
+         nameserver = \"{nameserver}\"\nca_files = [\"{{dir}}/ca.pem\"]\n",
+        me.port
+    );
+    TestServer::builder()
+        .env("HERALD_SERVER__DOMAINS", &format!("[\"{domain}\"]"))
+        .file("ca.pem", &ca.pem)
+        .file("server.crt", &cert)
+        .file("server.key", &key)
+        .client_trust("ca.pem")
+        .toml(&toml)
+        .start()
+        .await
+}
+
 /// A peer server driven by hand over a real socket: STARTTLS with a client certificate, SASL EXTERNAL,
 /// then raw XML out and elements in.
 pub struct S2sPeer {

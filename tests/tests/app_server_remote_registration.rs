@@ -319,3 +319,55 @@ async fn deleting_local_accounts_leaves_remote_nodes_alone() {
     assert!(fcm.next_send().await.contains("fcm-token-bob"));
     assert_eq!(accepted_pushes(&server, FRIENDS).await, 1);
 }
+
+/// With `remote_domains = ["*"]` anyone can make new domains: `max_remote_nodes` caps every remote
+/// domain's nodes together (`resource-constraint`), while registering an existing node again and a
+/// local user's registration still work.
+#[tokio::test]
+async fn remote_domains_together_hold_at_most_max_remote_nodes() {
+    let fcm = StandInFcm::start().await;
+    let toml = format!(
+        "{}[relay.push_service]\nremote_domains = [\"*\"]\nmax_nodes_per_remote_domain = 2\n\
+         max_remote_nodes = 2\n",
+        relay_toml(&fcm)
+    );
+    let server = TestServer::builder()
+        .file("service-account.json", &fcm.service_account())
+        .toml(&toml)
+        .start()
+        .await;
+    let mut friends = remote(&server, FRIENDS);
+    let mut other = remote(&server, OTHER);
+    let bob = "bob@friends.example/phone";
+    register_from(&server, &mut friends, bob, "fcm-token-bob", "b1").await;
+    register_from(
+        &server,
+        &mut other,
+        "dave@other.example/phone",
+        "fcm-dave",
+        "d1",
+    )
+    .await;
+    // A third domain, within its own cap, finds the service full.
+    let mut third = remote(&server, "third.example");
+    let answer = command_from(
+        &server,
+        &mut third,
+        "erin@third.example/phone",
+        "register-push-fcm",
+        &[("token", "fcm-erin"), ("android-id", "e1")],
+    )
+    .await;
+    assert_eq!(
+        condition(&answer),
+        ("wait".into(), "resource-constraint".into()),
+        "{}",
+        xml::show(&answer)
+    );
+    // Registering an existing node again does not grow the count.
+    register_from(&server, &mut friends, bob, "fcm-token-bob-2", "b1").await;
+    // Local users are not remote nodes.
+    server.add_user("alice").await;
+    let mut alice = server.login("alice", "phone").await;
+    herald_tests::app_server::register(&mut alice, "fcm-token-alice", "a1").await;
+}

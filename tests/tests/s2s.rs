@@ -368,3 +368,55 @@ async fn dialback_piggybacks_another_domain_pair_on_an_authenticated_stream() {
     let stored = a.storage.offline.count("alice@a2.test").await.unwrap();
     assert_eq!(stored, 1, "the piggybacked message was accepted and stored");
 }
+
+/// RFC 6120 section 3.2.1 and XEP-0368 section 3: an SRV target that accepts TCP but is not an XMPP
+/// server is skipped like one that refuses TCP, and the next target is tried.
+#[tokio::test]
+async fn a_target_that_is_not_an_xmpp_server_is_skipped_for_the_next_srv_record() {
+    use herald_tests::federation::{
+        DnsRecord, Listening, TestCa, dns_stub, federated_server, federated_server_resolving,
+    };
+    use std::net::Ipv4Addr;
+    use tokio::io::AsyncWriteExt;
+
+    // The first target answers every connection with an HTTP error and closes it.
+    let impostor = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let impostor_port = impostor.local_addr().unwrap().port();
+    let (tried, mut tried_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = impostor.accept().await {
+            let _ = tried.send(());
+            let _ = socket
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    let ca = TestCa::new();
+    let (a_ports, b_ports) = (
+        Listening::new("a.test", false),
+        Listening::new("b.test", false),
+    );
+    let localhost = Ipv4Addr::LOCALHOST;
+    let nameserver = dns_stub(vec![
+        (
+            "_xmpp-server._tcp.b.test",
+            DnsRecord::Srv(10, 0, impostor_port, "first.b.test".into()),
+        ),
+        (
+            "_xmpp-server._tcp.b.test",
+            DnsRecord::Srv(20, 0, b_ports.port, "second.b.test".into()),
+        ),
+        ("first.b.test", DnsRecord::A(localhost)),
+        ("second.b.test", DnsRecord::A(localhost)),
+    ])
+    .await;
+    let a = federated_server_resolving(&ca, &a_ports, nameserver).await;
+    let b = federated_server(&ca, Authentication::External, &b_ports, &a_ports, &[]).await;
+    let (mut alice, mut bob) = alice_and_bob(&a, &b).await;
+    alice.chat("bob@b.test/r", "past the impostor").await;
+    bob.expect_body_once("past the impostor").await;
+    assert!(
+        tried_rx.try_recv().is_ok(),
+        "the first SRV target was tried first"
+    );
+}

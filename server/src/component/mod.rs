@@ -3,29 +3,27 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
+use crate::net::listener;
 use crate::net::shutdown::Shutdown;
-use crate::net::unauthenticated::{Refusal, UnauthenticatedSlot, UnauthenticatedSlots};
+use crate::net::unauthenticated::{UnauthenticatedSlot, UnauthenticatedSlots};
 use crate::net::write_deadline::WriteDeadline;
 use crate::router::Router;
 use crate::router::mailbox::mailbox;
 use crate::xmpp::Envelope;
 use crate::xmpp::error::{StreamError, StreamErrorCondition};
+use crate::xmpp::ns;
 use crate::xmpp::stream::{Frame, StreamHeader, XmlStream};
 use crate::xmpp::{Element, to_client_namespace};
-use crate::xmpp::{Limits, ns};
 
 /// Stanzas queued for a component before it counts as stuck (and at most `[limits] component_queue_bytes`
 /// of them).
 const COMPONENT_QUEUE_LENGTH: usize = 8192;
-
-/// How long writing the refusal to a connection over an unauthenticated cap may take.
-const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts component connections until shutdown. Until its handshake succeeds a connection counts in
 /// `unauthenticated` like a client's; one over the caps gets `policy-violation` without being read.
@@ -37,18 +35,22 @@ pub async fn serve(
 ) {
     let mut stop = shutdown.clone();
     loop {
-        let accepted = tokio::select! {
-            _ = stop.wait() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let Ok((socket, peer)) = accepted else {
-            continue;
+        let Some((socket, peer)) =
+            listener::next_connection(&listener, &mut stop, "component").await
+        else {
+            return;
         };
         let slot = match unauthenticated.try_acquire(peer.ip()) {
             Ok(slot) => slot,
             Err(refusal) => {
-                tracing::debug!(%peer, %refusal, "component connection refused");
-                tokio::spawn(refuse(socket, refusal));
+                let reason = refusal.to_string();
+                tokio::spawn(listener::refuse(
+                    socket,
+                    peer,
+                    false,
+                    ns::COMPONENT_ACCEPT,
+                    reason,
+                ));
                 continue;
             }
         };
@@ -66,17 +68,6 @@ pub async fn serve(
 
 /// A `policy-violation` stream error (RFC 6120 section 4.9.3.14) after a header of ours, written without
 /// reading anything from the peer.
-async fn refuse(socket: TcpStream, refusal: Refusal) {
-    let mut stream = XmlStream::new(socket, Limits::PRE_AUTH);
-    stream.queue_header(&StreamHeader {
-        id: Some(crate::c2s::negotiation::random_id()),
-        default_ns: ns::COMPONENT_ACCEPT.into(),
-        ..StreamHeader::default()
-    });
-    let error = StreamError::new(StreamErrorCondition::PolicyViolation, refusal.to_string());
-    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, stream.send_error(&error)).await;
-}
-
 /// Runs one component stream from `peer`. `slot` counts it as unauthenticated until the handshake
 /// succeeds.
 pub async fn run<S>(

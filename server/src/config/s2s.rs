@@ -30,6 +30,12 @@ pub struct RawS2s {
     pub max_queue_stanzas: usize,
     /// Bytes of stanzas waiting per remote domain.
     pub max_queue_bytes: usize,
+    /// Inbound s2s connections at once, over every s2s listener; more are refused.
+    pub max_connections: usize,
+    /// Inbound s2s connections at once from one address (IPv6: one /64).
+    pub max_connections_per_address: usize,
+    /// Inbound s2s streams at once on which one remote domain authenticated.
+    pub max_connections_per_domain: usize,
     /// Per-domain settings.
     pub peers: Vec<RawPeer>,
 }
@@ -46,6 +52,9 @@ impl Default for RawS2s {
             idle_timeout_seconds: 600,
             max_queue_stanzas: 10_000,
             max_queue_bytes: 10_000_000,
+            max_connections: 1000,
+            max_connections_per_address: 64,
+            max_connections_per_domain: 16,
             peers: Vec::new(),
         }
     }
@@ -82,6 +91,9 @@ pub struct S2sSettings {
     pub idle_timeout: Duration,
     pub max_queue_stanzas: usize,
     pub max_queue_bytes: usize,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub max_connections_per_domain: usize,
     pub peers: Vec<PeerSettings>,
 }
 
@@ -197,6 +209,21 @@ impl RawS2s {
         if self.max_queue_bytes == 0 {
             problems.push("s2s.max_queue_bytes: must be positive".into());
         }
+        for (key, value) in [
+            ("max_connections", self.max_connections),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address,
+            ),
+            (
+                "max_connections_per_domain",
+                self.max_connections_per_domain,
+            ),
+        ] {
+            if value == 0 {
+                problems.push(format!("s2s.{key}: must be positive"));
+            }
+        }
         if problems.len() != before {
             return None;
         }
@@ -210,6 +237,9 @@ impl RawS2s {
             idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
             max_queue_stanzas: self.max_queue_stanzas,
             max_queue_bytes: self.max_queue_bytes,
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            max_connections_per_domain: self.max_connections_per_domain,
             peers,
         })
     }
@@ -247,6 +277,7 @@ mod tests {
     fn every_problem_is_reported() {
         let raw = parse(
             "[s2s]\nlisten = \"nowhere\"\nnameserver = \"x\"\nidle_timeout_seconds = 0\n\
+             max_connections_per_domain = 0\n\
              ca_files = [\"/nonexistent/ca.pem\"]\n\
              [[s2s.peers]]\ndomain = \"a.example\"\naddress = \"bad\"\ncertificate = \"/nonexistent.pem\"\n",
         );
@@ -257,6 +288,7 @@ mod tests {
             "s2s.listen",
             "s2s.nameserver",
             "s2s.idle_timeout_seconds",
+            "s2s.max_connections_per_domain",
             "s2s.ca_files",
             "s2s.peers[a.example].address",
             "s2s.peers[a.example].certificate",

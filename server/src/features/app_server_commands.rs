@@ -215,7 +215,9 @@ fn registrant(
 }
 
 /// A refusal of a remote user's registration: a domain not allowed is `forbidden` (it will not
-/// change by retrying), a domain at its cap `policy-violation`, the rest as [`relay_error`].
+/// change by retrying), a domain at its cap `policy-violation`, the service at its cap for every
+/// remote domain together `resource-constraint` (RFC 6120 section 8.3.3.18: the service lacks the
+/// room, not the requester the right), the rest as [`relay_error`].
 fn remote_refusal(error: RegistrationError) -> IqError {
     match error {
         RegistrationError::DomainNotAllowed => IqError::with_text(
@@ -225,6 +227,10 @@ fn remote_refusal(error: RegistrationError) -> IqError {
         RegistrationError::DomainFull => IqError::with_text(
             DefinedCondition::PolicyViolation,
             "your domain holds as many push registrations as it may",
+        ),
+        RegistrationError::ServiceFull => IqError::with_text(
+            DefinedCondition::ResourceConstraint,
+            "this push service holds as many registrations from other servers as it may",
         ),
         RegistrationError::Relay(error) => relay_error(error),
     }

@@ -2,6 +2,7 @@
 
 pub mod channel_binding;
 pub mod idle;
+pub mod listener;
 pub mod shutdown;
 pub mod tls;
 pub mod transport;
@@ -10,7 +11,6 @@ pub mod write_deadline;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -20,14 +20,10 @@ use crate::c2s::stream_features::StreamFeatures;
 use crate::net::shutdown::Shutdown;
 use crate::net::tls::TlsIdentity;
 use crate::net::transport::Transport;
-use crate::net::unauthenticated::{Refusal, UnauthenticatedSlot, UnauthenticatedSlots};
+use crate::net::unauthenticated::{UnauthenticatedSlot, UnauthenticatedSlots};
 use crate::net::write_deadline::WriteDeadline;
 use crate::router::Router;
-use crate::xmpp::{Limits, StreamError, StreamErrorCondition, XmlStream};
-
-/// How long writing the refusal to a connection over an unauthenticated cap may take: a few hundred bytes,
-/// which fit the socket's send buffer unless the peer stopped reading long ago.
-const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::xmpp::ns;
 
 /// Accepts client connections until shutdown. `direct_tls` selects XEP-0368 (TLS first) over STARTTLS.
 /// At most `max_connections` run at once; further ones wait in the kernel backlog. A connection counts
@@ -52,24 +48,21 @@ pub async fn serve_c2s(
                 Err(_) => return,
             },
         };
-        let (socket, peer) = tokio::select! {
-            _ = shutdown.wait() => return router.sessions.shut_down(),
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let Some((socket, peer)) = listener::next_connection(&listener, &mut shutdown, "c2s").await
+        else {
+            return router.sessions.shut_down();
         };
-        let _ = socket.set_nodelay(true);
         let slot = match unauthenticated.try_acquire(peer.ip()) {
             Ok(slot) => slot,
             Err(refusal) => {
-                tracing::debug!(%peer, %refusal, "connection refused");
-                tokio::spawn(refuse(socket, direct_tls, refusal));
+                let reason = refusal.to_string();
+                tokio::spawn(listener::refuse(
+                    socket,
+                    peer,
+                    direct_tls,
+                    ns::CLIENT,
+                    reason,
+                ));
                 continue;
             }
         };
@@ -96,18 +89,6 @@ pub async fn serve_c2s(
         };
         tokio::spawn(task);
     }
-}
-
-/// Ends a connection over an unauthenticated cap without reading from it: on the STARTTLS port with a
-/// `policy-violation` stream error (RFC 6120 section 4.9.3.14, after a stream header of ours as section
-/// 4.9.1.2 requires), on the direct-TLS port, where nothing can be said before a handshake, by closing it.
-async fn refuse(socket: TcpStream, direct_tls: bool, refusal: Refusal) {
-    if direct_tls {
-        return;
-    }
-    let mut stream = XmlStream::new(socket, Limits::PRE_AUTH);
-    let error = StreamError::new(StreamErrorCondition::PolicyViolation, refusal.to_string());
-    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, stream.send_error(&error)).await;
 }
 
 /// TLS first for XEP-0368 direct TLS, then stream negotiation. `None` when the connection ended before a

@@ -46,6 +46,8 @@ pub struct TlsIdentity {
     pub direct: TlsAcceptor,
     /// For the relay's HTTP API: ALPN `h2` and `http/1.1`.
     pub https: TlsAcceptor,
+    /// The stateless session-ticket key every acceptor shares (the s2s ones included).
+    ticketer: Arc<dyn rustls::server::ProducesTickets>,
 }
 
 #[derive(Debug)]
@@ -124,6 +126,7 @@ impl TlsIdentity {
             direct: build(vec![ALPN_XMPP_CLIENT.to_vec()])?,
             https: build(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
             certificates: store,
+            ticketer,
         })
     }
 
@@ -151,6 +154,11 @@ impl TlsIdentity {
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(self.certificates.clone());
         server.alpn_protocols = alpn;
+        // The same stateless tickets as the client listeners: a peer server reconnecting after an
+        // idle close resumes instead of paying a full handshake (RFC 8446 section 2.2), with one
+        // ticket per handshake for the same reason as there.
+        server.ticketer = self.ticketer.clone();
+        server.send_tls13_tickets = 1;
         Ok(TlsAcceptor::from(Arc::new(server)))
     }
 
@@ -481,5 +489,34 @@ mod tests {
         let other = identity(dir.path()).starttls.config().clone();
         let (kind, _) = connect(&other, &client_config);
         assert_eq!(kind, rustls::HandshakeKind::Full);
+    }
+
+    #[test]
+    fn the_s2s_acceptors_resume_with_the_same_stateless_tickets() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = identity(dir.path());
+        let leaf = tls.leaf_certificate(Some("a.test")).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(leaf)).unwrap();
+        let client_config = Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+        );
+        let acceptor = tls
+            .acceptor_with_client_auth(crate::s2s::trust::AnyPeerCertificate::new(), Vec::new())
+            .unwrap();
+        let server_config = acceptor.config().clone();
+        assert!(server_config.ticketer.enabled(), "tickets are stateless");
+        assert_eq!(
+            connect(&server_config, &client_config),
+            (rustls::HandshakeKind::Full, 1)
+        );
+        let (kind, _) = connect(&server_config, &client_config);
+        assert_eq!(kind, rustls::HandshakeKind::Resumed);
     }
 }

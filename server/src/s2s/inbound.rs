@@ -13,13 +13,14 @@ use std::sync::Arc;
 use base64::Engine;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::connections::PeerConnection;
 use super::dialback::{self, Dialback, Outcome};
 use super::outbound::FederationDialer;
 use super::{AuthenticationCounts, Federation};
 use crate::c2s::flood::FloodGuard;
+use crate::net::listener;
 use crate::net::shutdown::Shutdown;
 use crate::net::transport::Transport;
 use crate::net::unauthenticated::{UnauthenticatedSlot, UnauthenticatedSlots};
@@ -29,12 +30,17 @@ use crate::xmpp::{
     Element, Envelope, Frame, StreamError, StreamErrorCondition, StreamHeader, XmlStream, ns,
 };
 
+/// How long an authenticated stream still routes what its peer sent after we closed it at shutdown.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How many times a client's `[limits] stanzas_per_second` one peer server may send.
 const PEER_RATE_FACTOR: u32 = 50;
 
-/// Accepts inbound s2s connections until shutdown. Until one of its domains authenticates, a
-/// connection counts in `unauthenticated` (shared with the client listeners) and is bounded by the
-/// pre-authentication limits and `[c2s] auth_timeout_seconds`.
+/// Accepts inbound s2s connections until shutdown. Every connection counts in the federation's
+/// [`PeerConnections`] (shared by the s2s listeners) until it ends; until one of its domains
+/// authenticates, it also counts in `unauthenticated` (shared with the client listeners) and is
+/// bounded by the pre-authentication limits and `[c2s] auth_timeout_seconds`. One over a cap is
+/// refused as a client's is ([`listener::refuse`]).
 pub async fn serve(
     listener: TcpListener,
     federation: Arc<Federation>,
@@ -43,38 +49,48 @@ pub async fn serve(
     unauthenticated: Arc<UnauthenticatedSlots>,
     mut shutdown: Shutdown,
 ) {
-    let slots = Arc::new(Semaphore::new(router.context.config.max_connections.max(1)));
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.wait() => return,
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
+        let Some((socket, peer)) = listener::next_connection(&listener, &mut shutdown, "s2s").await
+        else {
+            return;
         };
-        let (socket, peer) = tokio::select! {
-            _ = shutdown.wait() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "s2s accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = socket.set_nodelay(true);
-        let Ok(slot) = unauthenticated.try_acquire(peer.ip()) else {
-            tracing::debug!(%peer, "s2s connection refused: too many unauthenticated");
-            continue;
+        let counted = federation
+            .connections
+            .try_accept(peer.ip())
+            .map_err(|refusal| refusal.to_string())
+            .and_then(|connection| {
+                let slot = unauthenticated
+                    .try_acquire(peer.ip())
+                    .map_err(|refusal| refusal.to_string())?;
+                Ok((connection, slot))
+            });
+        let (connection, slot) = match counted {
+            Ok(counted) => counted,
+            Err(reason) => {
+                tokio::spawn(listener::refuse(
+                    socket,
+                    peer,
+                    direct_tls,
+                    ns::SERVER,
+                    reason,
+                ));
+                continue;
+            }
         };
         let federation = federation.clone();
         let router = router.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(e) =
-                accept(socket, peer, federation, router, direct_tls, slot, shutdown).await
+            if let Err(e) = accept(
+                socket,
+                peer,
+                federation,
+                router,
+                direct_tls,
+                (slot, connection),
+                shutdown,
+            )
+            .await
             {
                 tracing::info!(%peer, error = %e, "s2s inbound stream ended");
             }
@@ -88,7 +104,7 @@ async fn accept(
     federation: Arc<Federation>,
     router: Arc<Router>,
     direct_tls: bool,
-    slot: UnauthenticatedSlot,
+    (slot, connection): (UnauthenticatedSlot, PeerConnection),
     shutdown: Shutdown,
 ) -> Result<(), StreamError> {
     let socket = WriteDeadline::new(socket, federation.write_timeout);
@@ -109,7 +125,7 @@ async fn accept(
         dialer: &dialer,
         peer: peer.ip(),
     };
-    inbound.run(transport, slot, shutdown).await
+    inbound.run(transport, slot, connection, shutdown).await
 }
 
 /// One inbound stream's fixed context.
@@ -161,11 +177,13 @@ enum Next<S> {
 }
 
 impl Inbound<'_> {
-    /// Runs the stream until it ends; `slot` is given back once a domain has authenticated.
+    /// Runs the stream until it ends; `slot` is given back once a domain has authenticated, and each
+    /// remote domain that authenticates is counted on `connection` (refused over its cap).
     pub(crate) async fn run<S>(
         &self,
         mut transport: Transport<S>,
         slot: UnauthenticatedSlot,
+        mut connection: PeerConnection,
         mut shutdown: Shutdown,
     ) -> Result<(), StreamError>
     where
@@ -186,6 +204,7 @@ impl Inbound<'_> {
                     stream,
                     &mut authenticated,
                     &mut slot,
+                    &mut connection,
                     deadline,
                     &mut shutdown,
                 )
@@ -202,6 +221,7 @@ impl Inbound<'_> {
         mut stream: XmlStream<Transport<S>>,
         authenticated: &mut Authenticated,
         slot: &mut Option<UnauthenticatedSlot>,
+        connection: &mut PeerConnection,
         deadline: Instant,
         shutdown: &mut Shutdown,
     ) -> Result<Next<S>, StreamError>
@@ -311,9 +331,7 @@ impl Inbound<'_> {
                 }
             } else {
                 tokio::select! {
-                    _ = shutdown.wait() => {
-                        return fail(stream, StreamError::bare(StreamErrorCondition::SystemShutdown)).await;
-                    }
+                    _ = shutdown.wait() => return self.drain(stream, authenticated).await,
                     idle = tokio::time::timeout(self.federation.settings.idle_timeout, stream.next()) => match idle {
                         Ok(frame) => frame,
                         Err(_) => {
@@ -332,12 +350,11 @@ impl Inbound<'_> {
                 }
                 Err(error) => return fail(stream, error).await,
             };
-            if !flood.allows(Instant::now()) {
-                return fail(
-                    stream,
-                    StreamError::new(StreamErrorCondition::PolicyViolation, "too many stanzas"),
-                )
-                .await;
+            // Over the rate, reading pauses instead of the stream ending: a peer server carries
+            // stanzas it already took responsibility for, and ending its stream would lose those
+            // in flight. Not reading lets TCP slow it down (RFC 6120 section 13.12).
+            if let Some(wait) = flood.debt(Instant::now()) {
+                tokio::time::sleep(wait).await;
             }
             if element.is("starttls", ns::TLS) && !is_tls {
                 stream
@@ -383,6 +400,16 @@ impl Inbound<'_> {
                     stream.send(&failure).await?;
                     continue;
                 };
+                if let Err(refusal) = connection.add_domain(&remote) {
+                    return fail(
+                        stream,
+                        StreamError::new(
+                            StreamErrorCondition::PolicyViolation,
+                            refusal.to_string(),
+                        ),
+                    )
+                    .await;
+                }
                 stream
                     .send(&Element::builder("success", ns::SASL).build())
                     .await?;
@@ -400,7 +427,7 @@ impl Inbound<'_> {
                     _ => false,
                 };
                 let answer = self
-                    .dialback(dialback, &stream_id, authenticated, allowed)
+                    .dialback(dialback, &stream_id, authenticated, connection, allowed)
                     .await;
                 if let Some(answer) = answer {
                     stream.send(&answer.to_element()).await?;
@@ -423,6 +450,32 @@ impl Inbound<'_> {
         }
     }
 
+    /// Ends an authenticated stream at shutdown without losing what the peer already sent: the
+    /// `system-shutdown` stream error and our closing tag go out first, then, as RFC 6120 section 4.4
+    /// lets the side that closed keep receiving, the stanzas the peer wrote before it saw them are
+    /// still routed until it closes its side too or [`SHUTDOWN_DRAIN`] passes. A peer's stanza queue
+    /// forgets a stanza once written, so ending at once would lose those in flight.
+    async fn drain<S, T>(
+        &self,
+        mut stream: XmlStream<Transport<S>>,
+        authenticated: &Authenticated,
+    ) -> Result<T, StreamError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let error = StreamError::bare(StreamErrorCondition::SystemShutdown);
+        let _ = stream.send_error(&error).await;
+        let deadline = Instant::now() + SHUTDOWN_DRAIN;
+        while let Ok(Ok(Frame::Element(element))) =
+            tokio::time::timeout_at(deadline, stream.next()).await
+        {
+            if self.accept_stanza(element, authenticated).await.is_err() {
+                break;
+            }
+        }
+        Err(error)
+    }
+
     /// Answers one dialback element on this stream: as the receiving server for `db:result` (verifying
     /// the key with the authoritative server), as the authoritative server for
     /// `db:verify`. Answers to our own requests are not expected here.
@@ -431,6 +484,7 @@ impl Inbound<'_> {
         dialback: Dialback,
         stream_id: &str,
         authenticated: &mut Authenticated,
+        connection: &mut PeerConnection,
         may_dialback: bool,
     ) -> Option<Dialback> {
         match dialback {
@@ -457,6 +511,14 @@ impl Inbound<'_> {
                         Outcome::Error("remote-connection-failed".into())
                     }
                 };
+                if outcome == Outcome::Valid
+                    && let Err(refusal) = connection.add_domain(&from)
+                {
+                    // XEP-0220 section 2.6.2: an error answer leaves the stream (and its other
+                    // domain pairs) as they were.
+                    tracing::info!(peer = %self.peer, remote = %from, %refusal, "s2s dialback refused");
+                    return Some(answer(Outcome::Error("policy-violation".into())));
+                }
                 if outcome == Outcome::Valid {
                     tracing::info!(peer = %self.peer, local = %to, remote = %from, "s2s inbound authenticated with dialback");
                     authenticated.add(to.clone(), from.clone());

@@ -13,6 +13,7 @@
 //!   only through its [`Dialer`], [`Link`] and [`BounceSink`] traits. Router's `Route::Remote` submits
 //!   to it ([`QueueRoute`]); its bounces go back through the router ([`RouterBounces`]).
 
+pub mod connections;
 pub mod dialback;
 pub mod inbound;
 pub mod outbound;
@@ -48,6 +49,7 @@ use crate::net::unauthenticated::UnauthenticatedSlots;
 use crate::router::Router;
 use crate::router::routes::RemoteDelivery;
 use crate::xmpp::{DefinedCondition, Envelope, Limits, WireStanza, ns};
+use connections::PeerConnections;
 use dialback::DialbackSecret;
 use trust::{AnyPeerCertificate, PeerTrust};
 
@@ -73,6 +75,8 @@ pub struct Federation {
     pub authentications: AuthenticationCounts,
     /// Where peers are found (`[s2s] nameserver`, static `address`es).
     pub resolver: PeerResolver,
+    /// The inbound connections counted against `[s2s] max_connections*`.
+    pub connections: Arc<PeerConnections>,
 }
 
 /// Why federation could not be set up at start.
@@ -160,7 +164,6 @@ impl Federation {
             vec![ALPN_XMPP_SERVER.to_vec()],
         )?;
         Ok(Some(Arc::new(Federation {
-            settings,
             tls: tls.clone(),
             trust,
             secret: DialbackSecret::generate(),
@@ -171,6 +174,8 @@ impl Federation {
             write_timeout: config.write_timeout,
             authentications: AuthenticationCounts::default(),
             resolver,
+            connections: PeerConnections::new(&settings),
+            settings,
         })))
     }
 

@@ -97,31 +97,48 @@ impl FederationDialer {
     ) -> Result<Negotiated<WriteDeadline<TcpStream>>, DialError> {
         let federation = &self.federation;
         let deadline = federation.auth_timeout;
-        let attempt = async {
-            // RFC 6120 section 3.2 and XEP-0368: the static address, else SRV, else the domain on
-            // 5269; each address in turn until one accepts the connection.
-            let mut failure = DialError::NotFound;
-            for peer in federation.resolver.resolve(remote).await? {
-                let socket = match TcpStream::connect(peer.address).await {
-                    Ok(socket) => socket,
-                    Err(e) => {
-                        failure = DialError::Unreachable(format!("{}: {e}", peer.address));
-                        continue;
-                    }
-                };
-                let _ = socket.set_nodelay(true);
-                let socket = WriteDeadline::new(socket, federation.write_timeout);
-                let mut transport = Transport::Plain(socket);
-                if peer.direct_tls {
-                    transport = start_tls(federation, transport, local, remote, true).await?;
-                }
-                return negotiate(federation, transport, local, remote, purpose).await;
-            }
-            Err(failure)
-        };
-        tokio::time::timeout(deadline, attempt)
+        let peers = tokio::time::timeout(deadline, federation.resolver.resolve(remote))
             .await
-            .map_err(|_| DialError::Unreachable(format!("{remote}: timed out")))?
+            .map_err(|_| DialError::Unreachable(format!("{remote}: resolution timed out")))??;
+        // RFC 6120 section 3.2.1 and XEP-0368 section 3: the static address, else SRV, else the
+        // domain on 5269; each address in turn until one gives an authenticated stream. An address
+        // that accepts TCP but fails TLS or stream negotiation (not an XMPP server, a broken
+        // certificate, a stream error) is no better than one that refuses TCP (RFC 6120 section
+        // 3.2.1 step 6: "cycle through the remaining SRV records"). Each address gets its own
+        // `auth_timeout`, so one that accepts and then stays silent does not use up the others' time.
+        let mut failure = DialError::NotFound;
+        for peer in peers {
+            let attempt = self.open_at(&peer, local, remote, purpose.clone());
+            let error = match tokio::time::timeout(deadline, attempt).await {
+                Ok(Ok(negotiated)) => return Ok(negotiated),
+                Ok(Err(error)) => error,
+                Err(_) => DialError::Unreachable(format!("{}: timed out", peer.address)),
+            };
+            tracing::info!(%remote, address = %peer.address, %error, "s2s peer address failed; trying the next");
+            failure = error;
+        }
+        Err(failure)
+    }
+
+    /// TCP, then TLS (direct or STARTTLS) and negotiation with one address of `remote`.
+    async fn open_at(
+        &self,
+        peer: &super::resolve::PeerAddress,
+        local: &str,
+        remote: &str,
+        purpose: Purpose,
+    ) -> Result<Negotiated<WriteDeadline<TcpStream>>, DialError> {
+        let federation = &self.federation;
+        let socket = TcpStream::connect(peer.address)
+            .await
+            .map_err(|e| DialError::Unreachable(format!("{}: {e}", peer.address)))?;
+        let _ = socket.set_nodelay(true);
+        let socket = WriteDeadline::new(socket, federation.write_timeout);
+        let mut transport = Transport::Plain(socket);
+        if peer.direct_tls {
+            transport = start_tls(federation, transport, local, remote, true).await?;
+        }
+        negotiate(federation, transport, local, remote, purpose).await
     }
 }
 

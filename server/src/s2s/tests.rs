@@ -67,7 +67,13 @@ fn inbound(federation: &Arc<Federation>, router: &Arc<Router>) -> XmlStream<Dupl
             .try_acquire("192.0.2.1".parse().unwrap())
             .unwrap();
         let (_trigger, shutdown) = Shutdown::new();
-        let _ = inbound.run(Transport::Plain(far), slot, shutdown).await;
+        let connection = federation
+            .connections
+            .try_accept("192.0.2.1".parse().unwrap())
+            .unwrap();
+        let _ = inbound
+            .run(Transport::Plain(far), slot, connection, shutdown)
+            .await;
     });
     XmlStream::new(near, Limits::default())
 }
@@ -249,6 +255,7 @@ async fn nothing_but_starttls_before_tls_when_encryption_is_required() {
         write_timeout: federation.write_timeout,
         authentications: Default::default(),
         resolver: super::resolve::PeerResolver::new(&Default::default()).unwrap(),
+        connections: federation.connections.clone(),
     });
     let mut peer = inbound(&strict, &router);
     let (_, features) = open(&mut peer, "b.test", "a.test").await;
@@ -446,7 +453,13 @@ async fn external_with_a_pinned_server_auth_certificate_then_idle_streams_are_cl
                 .try_acquire("192.0.2.1".parse().unwrap())
                 .unwrap();
             let (_trigger, shutdown) = Shutdown::new();
-            let _ = inbound.run(Transport::Plain(far), slot, shutdown).await;
+            let connection = federation
+                .connections
+                .try_accept("192.0.2.1".parse().unwrap())
+                .unwrap();
+            let _ = inbound
+                .run(Transport::Plain(far), slot, connection, shutdown)
+                .await;
         }
     });
     let header = StreamHeader {

@@ -288,6 +288,9 @@ mod tests {
             idle_timeout: std::time::Duration::from_secs(1),
             max_queue_stanzas: 1,
             max_queue_bytes: 1,
+            max_connections: 1,
+            max_connections_per_address: 1,
+            max_connections_per_domain: 1,
             peers,
         }
     }

@@ -126,6 +126,9 @@ pub trait RelayDevices: Send + Sync {
     /// Devices of every account in `account_ids`, each account's oldest first (one query for a batch
     /// of wake-ups).
     async fn list_for_accounts(&self, account_ids: &[String]) -> StorageResult<Vec<Device>>;
+    /// How many devices accounts whose id starts with `prefix` hold together (the push service's
+    /// cap on every remote domain's nodes).
+    async fn count_with_account_prefix(&self, prefix: &str) -> StorageResult<u64>;
     /// Replaces every field but `id`, `account_id` and `created_at_ms`; `false` if absent.
     async fn update(&self, device: &Device) -> StorageResult<bool>;
     async fn delete(&self, id: &str) -> StorageResult<bool>;

@@ -299,6 +299,12 @@ macro_rules! relay_sql_impl {
                     }
                     Ok(devices)
                 }
+                async fn count_with_account_prefix(&self, prefix: &str) -> StorageResult<u64> {
+                    // substr rather than LIKE: the prefix is compared as is, `%` and `_` included.
+                    let count: i64 = sqlx::query_scalar::<$db, i64>("SELECT COUNT(*) FROM relay_devices WHERE substr(account_id, 1, length($1)) = $1")
+                        .bind(prefix).fetch_one(&self.pool).await.map_err(db_err)?;
+                    Ok(u64::try_from(count).unwrap_or(0))
+                }
                 async fn list(&self, account_id: &str, kind: Option<DeviceKind>) -> StorageResult<Vec<Device>> {
                     let rows = sqlx::query_as::<$db, DeviceRow>("SELECT * FROM relay_devices WHERE account_id = $1 AND ($2 IS NULL OR kind = $2) ORDER BY created_at_ms, id")
                         .bind(account_id).bind(kind.map(DeviceKind::as_str))
