@@ -204,6 +204,15 @@ pub fn avatar_changed(router: &Arc<Router>, owner: &str, metadata: &Element) {
     }
 }
 
+/// `owner` has no avatar any more (its XEP-0084 metadata retracted, purged or deleted): each session
+/// stamps an empty hash, so presence is sent again with an empty `<photo/>` (XEP-0153 section 4.3).
+pub fn avatar_removed(router: &Arc<Router>, owner: &str) {
+    let hash: Box<str> = "".into();
+    for (_, handle, _) in router.sessions.routes(owner) {
+        handle.send(SessionCommand::AvatarChanged(hash.clone()));
+    }
+}
+
 /// XEP-0398 section 4, in the session: the avatar hash is now `hash`. An available session whose
 /// presence does not carry it yet broadcasts its last presence again (RFC 6121 section 4.4), with
 /// the new `<photo/>` in place of the old.

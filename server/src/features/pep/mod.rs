@@ -471,14 +471,21 @@ pub async fn publish_converted(
     .map_err(IqError::from)
 }
 
-/// What a change of `owner`'s `node` means beyond its own notifications: a new avatar goes into the
-/// owner's presence (XEP-0398 section 4), and a change of bookmarks reaches the clients that read
-/// them through the XEP-0048 PEP node (XEP-0402, Compatibility). `published`: the new item's payload.
+/// What a change of `owner`'s `node` means beyond its own notifications: a new or removed avatar goes
+/// into the owner's presence (XEP-0398 section 4), and a change of bookmarks reaches the clients that read
+/// them through the XEP-0048 PEP node (XEP-0402, Compatibility). `published`: the new item's payload (`None`: items were removed).
 async fn after_change(router: &Arc<Router>, owner: &str, node: &str, published: Option<&Element>) {
-    if node == vcard_avatar::METADATA
-        && let Some(metadata) = published
-    {
-        vcard_avatar::avatar_changed(router, owner, metadata);
+    if node == vcard_avatar::METADATA {
+        match published {
+            Some(metadata) => vcard_avatar::avatar_changed(router, owner, metadata),
+            // Retracted, purged or deleted: the avatar is the newest metadata left, or none, and
+            // then presence carries an empty `<photo/>` (XEP-0153 section 4.3).
+            None => match newest_readable(router, owner, node, &Requester::OWNER).await {
+                Ok(Some(metadata)) => vcard_avatar::avatar_changed(router, owner, &metadata),
+                Ok(None) => vcard_avatar::avatar_removed(router, owner),
+                Err(e) => tracing::error!(error = %e, "reading the avatar metadata failed"),
+            },
+        }
     }
     if node == bookmarks_compat::BOOKMARKS2 {
         bookmarks_compat::notify_legacy_pep(router, owner).await;
