@@ -78,7 +78,7 @@ pub async fn handle_own(
             return bookmarks_compat::legacy_pep_items(router, owner).await;
         }
         PubsubRequest::Publish { node, payload, .. } if node == bookmarks_compat::LEGACY => {
-            return bookmarks_compat::legacy_pep_publish(router, session, request, payload).await;
+            return bookmarks_compat::legacy_pep_publish(router, session, payload).await;
         }
         PubsubRequest::Items {
             node,
@@ -99,6 +99,7 @@ pub async fn handle_own(
                 id,
                 payload,
                 PublishOptions::Preconditions(options.as_ref()),
+                Effects::All,
             )
             .await;
             // XEP-0292 beside XEP-0054: a vCard4 the client wrote reaches the vcard-temp too.
@@ -110,7 +111,7 @@ pub async fn handle_own(
             published
         }
         PubsubRequest::Retract { node, id, notify } => {
-            retract(router, owner, &node, &id, notify).await
+            retract(router, owner, &node, &id, notify, Effects::All).await
         }
         PubsubRequest::Create { node, config } => create(router, owner, &node, config).await,
         PubsubRequest::GetConfiguration { node } => get_configuration(router, owner, &node).await,
@@ -465,6 +466,62 @@ pub async fn publish_converted(
         Some(id.to_string()),
         Some(payload),
         PublishOptions::CreateWith(create_with),
+        Effects::All,
+    )
+    .await
+    .map(|_| ())
+    .map_err(IqError::from)
+}
+
+/// What a change has beyond its own notifications ([`after_change`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effects {
+    All,
+    /// All but the XEP-0048 PEP view of the bookmarks, which `bookmarks_compat` sends once after
+    /// all the changes of one write (one list, not one per changed item).
+    AllButLegacyBookmarks,
+}
+
+/// Like [`publish_converted`], for `bookmarks_compat` bringing the XEP-0402 node in line with a
+/// XEP-0048 list: the item is notified on `node` as any publish, and the caller sends the XEP-0048
+/// view once when it is done ([`bookmarks_compat::notify_legacy_pep`]). Errors: as the service.
+pub async fn publish_mirrored(
+    router: &Arc<Router>,
+    owner: &str,
+    node: &str,
+    id: &str,
+    payload: Element,
+    create_with: &ConfigFields,
+) -> Result<(), IqError> {
+    publish(
+        router,
+        owner,
+        node,
+        Some(id.to_string()),
+        Some(payload),
+        PublishOptions::CreateWith(create_with),
+        Effects::AllButLegacyBookmarks,
+    )
+    .await
+    .map(|_| ())
+    .map_err(IqError::from)
+}
+
+/// Retracts item `id` of `owner`'s `node` with notification (XEP-0402 asks retractions to be
+/// notified), for `bookmarks_compat` as [`publish_mirrored`]. Errors: as the service.
+pub async fn retract_mirrored(
+    router: &Arc<Router>,
+    owner: &str,
+    node: &str,
+    id: &str,
+) -> Result<(), IqError> {
+    retract(
+        router,
+        owner,
+        node,
+        id,
+        true,
+        Effects::AllButLegacyBookmarks,
     )
     .await
     .map(|_| ())
@@ -474,7 +531,13 @@ pub async fn publish_converted(
 /// What a change of `owner`'s `node` means beyond its own notifications: a new or removed avatar goes
 /// into the owner's presence (XEP-0398 section 4), and a change of bookmarks reaches the clients that read
 /// them through the XEP-0048 PEP node (XEP-0402, Compatibility). `published`: the new item's payload (`None`: items were removed).
-async fn after_change(router: &Arc<Router>, owner: &str, node: &str, published: Option<&Element>) {
+async fn after_change(
+    router: &Arc<Router>,
+    owner: &str,
+    node: &str,
+    published: Option<&Element>,
+    effects: Effects,
+) {
     if node == vcard_avatar::METADATA {
         match published {
             Some(metadata) => vcard_avatar::avatar_changed(router, owner, metadata),
@@ -487,7 +550,7 @@ async fn after_change(router: &Arc<Router>, owner: &str, node: &str, published: 
             },
         }
     }
-    if node == bookmarks_compat::BOOKMARKS2 {
+    if node == bookmarks_compat::BOOKMARKS2 && effects == Effects::All {
         bookmarks_compat::notify_legacy_pep(router, owner).await;
     }
 }
@@ -501,6 +564,7 @@ async fn publish(
     id: Option<String>,
     payload: Option<Element>,
     options: PublishOptions<'_>,
+    effects: Effects,
 ) -> Handled {
     let settings = &router.context.config.pep;
     let pep = &router.context.storage.pep;
@@ -555,7 +619,7 @@ async fn publish(
     }
     let event_item = wire::item(PUBSUB_EVENT, &item.id, &item.payload);
     notify::broadcast(router, owner, &stored, &event_item).await;
-    after_change(router, owner, node, payload.as_ref()).await;
+    after_change(router, owner, node, payload.as_ref(), effects).await;
     let mut publish = wire::with_node("publish", ns::PUBSUB, node);
     let mut answer_item = Element::builder("item", ns::PUBSUB).build();
     crate::xmpp::set_attribute(&mut answer_item, "id", &id);
@@ -586,7 +650,14 @@ async fn create_node(router: &Arc<Router>, owner: &str, node: &PepNode) -> Resul
 
 /// Section 7.2: an item is removed; retractions are notified if the node asks for it
 /// (`pubsub#notify_retract`) or the request does (`notify`).
-async fn retract(router: &Arc<Router>, owner: &str, node: &str, id: &str, notify: bool) -> Handled {
+async fn retract(
+    router: &Arc<Router>,
+    owner: &str,
+    node: &str,
+    id: &str,
+    notify: bool,
+    effects: Effects,
+) -> Handled {
     let pep = &router.context.storage.pep;
     let Some(stored) = pep.node(owner, node).await? else {
         return Err(IqError::new(DefinedCondition::ItemNotFound).into());
@@ -597,7 +668,7 @@ async fn retract(router: &Arc<Router>, owner: &str, node: &str, id: &str, notify
     if stored.notify_retract || notify {
         notify::broadcast(router, owner, &stored, &wire::retract(id)).await;
     }
-    after_change(router, owner, node, None).await;
+    after_change(router, owner, node, None, effects).await;
     Ok(None)
 }
 
@@ -668,7 +739,7 @@ async fn delete(router: &Arc<Router>, owner: &str, node: &str) -> Handled {
         return Err(IqError::new(DefinedCondition::ItemNotFound).into());
     }
     send_node_event(router, owner, &stored, "delete").await;
-    after_change(router, owner, node, None).await;
+    after_change(router, owner, node, None, Effects::All).await;
     Ok(None)
 }
 
@@ -680,7 +751,7 @@ async fn purge(router: &Arc<Router>, owner: &str, node: &str) -> Handled {
     };
     pep.purge(owner, node).await?;
     send_node_event(router, owner, &stored, "purge").await;
-    after_change(router, owner, node, None).await;
+    after_change(router, owner, node, None, Effects::All).await;
     Ok(None)
 }
 
