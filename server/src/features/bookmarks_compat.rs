@@ -255,7 +255,7 @@ pub async fn publish_legacy(
                 if old == Some(&conference) {
                     continue;
                 }
-                let payload = conference.to_bookmarks2();
+                let payload = pep::Payload::new(conference.to_bookmarks2());
                 pep::publish_mirrored(router, owner, BOOKMARKS2, jid, payload, &options).await?;
                 changed = true;
             }

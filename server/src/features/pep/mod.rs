@@ -97,7 +97,7 @@ pub async fn handle_own(
                 owner,
                 &node,
                 id,
-                payload,
+                payload.map(Payload::new),
                 PublishOptions::Preconditions(options.as_ref()),
                 Effects::All,
             )
@@ -225,6 +225,39 @@ pub async fn node_info(
         .build();
     crate::xmpp::set_attribute(&mut query, "node", node);
     Ok(Some(query))
+}
+
+/// An item's payload with its serialisation, made once: the size check (`[pep] max_item_bytes`),
+/// storage and the notifications all use it (the notification carries the element itself, never
+/// the stored text parsed back).
+#[derive(Debug, Clone)]
+pub struct Payload {
+    element: Element,
+    xml: String,
+}
+
+impl Payload {
+    /// Serialises `element`.
+    pub fn new(element: Element) -> Payload {
+        let xml = String::from(&element);
+        Payload { element, xml }
+    }
+
+    /// The size of the serialised payload, as `[pep] max_item_bytes` counts it.
+    pub fn bytes(&self) -> usize {
+        self.xml.len()
+    }
+
+    /// Whether it is over `max_item_bytes`: XEP-0060 section 7.1.3.4 `payload-too-big`.
+    pub fn check_size(&self, max_item_bytes: usize) -> Result<(), IqError> {
+        if self.bytes() > max_item_bytes {
+            return Err(pubsub_error(
+                DefinedCondition::NotAcceptable,
+                Some("payload-too-big"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What the handlers fail with: an answer to send, or a storage failure.
@@ -456,7 +489,7 @@ pub async fn publish_converted(
     owner: &str,
     node: &str,
     id: &str,
-    payload: Element,
+    payload: Payload,
     create_with: &ConfigFields,
 ) -> Result<(), IqError> {
     publish(
@@ -490,7 +523,7 @@ pub async fn publish_mirrored(
     owner: &str,
     node: &str,
     id: &str,
-    payload: Element,
+    payload: Payload,
     create_with: &ConfigFields,
 ) -> Result<(), IqError> {
     publish(
@@ -562,16 +595,14 @@ async fn publish(
     owner: &str,
     node: &str,
     id: Option<String>,
-    payload: Option<Element>,
+    payload: Option<Payload>,
     options: PublishOptions<'_>,
     effects: Effects,
 ) -> Handled {
     let settings = &router.context.config.pep;
     let pep = &router.context.storage.pep;
-    let payload_xml = payload.as_ref().map(String::from).unwrap_or_default();
-    if payload_xml.len() > settings.max_item_bytes {
-        // XEP-0060 section 7.1.3.4.
-        return Err(pubsub_error(DefinedCondition::NotAcceptable, Some("payload-too-big")).into());
+    if let Some(payload) = &payload {
+        payload.check_size(settings.max_item_bytes)?;
     }
     let (preconditions, create_with) = match options {
         PublishOptions::Preconditions(options) => (options, options),
@@ -602,6 +633,10 @@ async fn publish(
         }
     };
     let id = id.unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
+    let (element, payload_xml) = match payload {
+        Some(Payload { element, xml }) => (Some(element), xml),
+        None => (None, String::new()),
+    };
     let item = PepItem {
         id: id.clone(),
         payload: payload_xml,
@@ -617,9 +652,13 @@ async fn publish(
             PepPublish::NoNode => return Err(IqError::new(DefinedCondition::ItemNotFound).into()),
         }
     }
-    let event_item = wire::item(PUBSUB_EVENT, &item.id, &item.payload);
+    let mut event_item = Element::builder("item", PUBSUB_EVENT).build();
+    crate::xmpp::set_attribute(&mut event_item, "id", &item.id);
+    if let Some(element) = &element {
+        event_item.append_child(element.clone());
+    }
     notify::broadcast(router, owner, &stored, &event_item).await;
-    after_change(router, owner, node, payload.as_ref(), effects).await;
+    after_change(router, owner, node, element.as_ref(), effects).await;
     let mut publish = wire::with_node("publish", ns::PUBSUB, node);
     let mut answer_item = Element::builder("item", ns::PUBSUB).build();
     crate::xmpp::set_attribute(&mut answer_item, "id", &id);
