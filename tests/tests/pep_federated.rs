@@ -97,21 +97,28 @@ async fn answering_queries(
         if until(&e) {
             return (e, queries);
         }
-        let from = e.attr("from").unwrap().to_string();
-        if from == counted {
+        if e.attr("from") == Some(counted) {
             queries += 1;
         }
-        let query = e.get_child("query", ns::DISCO_INFO).unwrap();
-        let node = query.attr("node").unwrap_or("");
-        client
-            .send(&format!(
-                "<iq type='result' id='{}' to='{from}'><query xmlns='{}' node='{node}'>{}</query></iq>",
-                e.attr("id").unwrap(),
-                ns::DISCO_INFO,
-                disco_info(notify)
-            ))
-            .await;
+        answer_query(client, &e, notify).await;
     }
+}
+
+/// Answers the disco#info `query` with the caps for `notify`.
+async fn answer_query(client: &mut TestClient, query: &Element, notify: &[&str]) {
+    let from = query.attr("from").unwrap();
+    let node = query
+        .get_child("query", ns::DISCO_INFO)
+        .and_then(|q| q.attr("node"))
+        .unwrap_or("");
+    client
+        .send(&format!(
+            "<iq type='result' id='{}' to='{from}'><query xmlns='{}' node='{node}'>{}</query></iq>",
+            query.attr("id").unwrap(),
+            ns::DISCO_INFO,
+            disco_info(notify)
+        ))
+        .await;
 }
 
 #[tokio::test]
@@ -250,4 +257,71 @@ async fn omemo_device_lists_reach_a_remote_contact() {
         ),
         "a stranger is not tracked"
     );
+}
+
+/// RFC 6121 section 3 across domains, then XEP-0163 section 6.2: bob's caps are known to a.test as
+/// soon as alice is subscribed to his presence, but alice's device list (presence access) reaches
+/// him only once she approves his subscription to hers.
+#[tokio::test]
+async fn the_last_device_list_follows_the_subscription_handshake() {
+    let (_ca, a, b) = federate(Authentication::Dialback).await;
+    a.add_user("alice").await;
+    b.add_user("bob").await;
+    let mut alice = a.online("alice", "phone").await;
+    alice.pep_publish(DEVICES, "current", &devices(&[7])).await;
+    let mut bob = b.login("bob", "pc").await;
+    bob.roster_get().await;
+    bob.send(&caps_presence(&[DEVICES], None)).await;
+
+    // alice subscribes to bob: a.test then gets bob's presence and asks him about his caps.
+    alice
+        .send("<presence to='bob@b.test' type='subscribe'/>")
+        .await;
+    answering_queries(&mut bob, &[DEVICES], "a.test", "alice's request", |e| {
+        xml::is_presence(e, "alice@a.test", Some("subscribe"))
+    })
+    .await;
+    bob.send("<presence to='alice@a.test' type='subscribed'/>")
+        .await;
+    let ver = ver_of(&[DEVICES]);
+    let tracked = &a.router().context.remote_resources;
+    let (query, _) = answering_queries(&mut bob, &[DEVICES], "a.test", "a.test's query", |e| {
+        is_caps_query(e, "a.test")
+    })
+    .await;
+    assert!(tracked.announces("alice@a.test", "bob@b.test/pc", &ver));
+    answer_query(&mut bob, &query, &[DEVICES]).await;
+    eventually("a.test verified bob's caps", async || {
+        a.router().context.caps.is_verified(&ver)
+    })
+    .await;
+    // bob is not subscribed to alice's presence yet: the presence access model keeps her list.
+    alice.chat("bob@b.test/pc", "marker").await;
+    loop {
+        let e = bob.recv().await;
+        if e.name() == "message" && xml::body(&e).as_deref() == Some("marker") {
+            break;
+        }
+        assert!(!is_any_event(&e), "{}", xml::show(&e));
+    }
+
+    // bob subscribes to alice; her approval sends her presence and her last device list.
+    bob.send("<presence to='alice@a.test' type='subscribe'/>")
+        .await;
+    alice
+        .expect("bob's request", |e| {
+            xml::is_presence(e, "bob@b.test", Some("subscribe"))
+        })
+        .await;
+    alice
+        .send("<presence to='bob@b.test' type='subscribed'/>")
+        .await;
+    answering_queries(
+        &mut bob,
+        &[DEVICES],
+        "a.test",
+        "alice's last device list",
+        |e| is_event(e, "alice@a.test", DEVICES, "current"),
+    )
+    .await;
 }
