@@ -38,6 +38,7 @@ QUEUE_TIMEOUT_SECONDS = 12
 # Capabilities beyond XMPP a federation scenario may need on one side.
 S2S_QUEUE = "s2s-queue"  # stanzas to an unreachable peer wait in a durable queue (Herald's [s2s])
 CLOUD_NOTIFY = "cloud-notify"  # the server publishes XEP-0357 push notifications (Prosody's mod_cloud_notify)
+PEP = "pep"  # every account is a XEP-0163 service (Herald's features/pep, Prosody's mod_pep)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ class FedHerald(FedServer):
     with the FCM stand-in and `pubsub_jid` push.<domain>, the XEP-0357 push service remote servers publish to."""
 
     kind = "herald"
-    capabilities = frozenset({PUSH_RELAY, S2S_QUEUE})
+    capabilities = frozenset({PUSH_RELAY, S2S_QUEUE, PEP})
 
     def __init__(
         self, run_dir: Path, address: str, mode: str, pki: RunPki, dns: str, binary: str, static_peers: bool = False
@@ -292,12 +293,12 @@ class FedHerald(FedServer):
 
 
 class FedProsody(FedServer):
-    """Prosody 0.12 (Debian): dialback and s2s modules, mod_cloud_notify (prosody-modules) for XEP-0357, DNS through
+    """Prosody 0.12 (Debian): dialback and s2s modules, mod_pep, mod_cloud_notify (prosody-modules) for XEP-0357, DNS through
     its libunbound resolver pointed at the stub; s2s_secure_auth on with the run's CA as cafile (external), off
     with the system store, which does not know the untrusted CA (dialback)."""
 
     kind = "prosody"
-    capabilities = frozenset({CLOUD_NOTIFY})
+    capabilities = frozenset({CLOUD_NOTIFY, PEP})
     MODULES = (
         "roster",
         "saslauth",
@@ -310,6 +311,7 @@ class FedProsody(FedServer):
         "iq",
         "dialback",
         "cloud_notify",
+        "pep",
     )
 
     def configure(self, peers: list[FedServer]) -> None:

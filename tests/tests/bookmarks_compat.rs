@@ -18,6 +18,7 @@ on_every_backend!(
     a_bookmarks2_publish_and_retract_show_in_private_xml,
     a_private_xml_set_publishes_and_retracts_bookmarks2_items,
     the_xep0048_pep_node_mirrors_bookmarks2,
+    a_private_xml_set_of_many_bookmarks_notifies_once_per_change,
 );
 
 const BOOKMARKS2: &str = "urn:xmpp:bookmarks:1";
@@ -441,4 +442,78 @@ async fn the_xep0048_pep_node_mirrors_bookmarks2(backend: Backend) {
         )
         .await;
     assert_eq!(xml::error_condition(&bad).as_deref(), Some("bad-request"));
+}
+
+/// A private XML set of N bookmarks is N XEP-0402 publishes, each notified once on the XEP-0402
+/// node, and one notification of the whole list on the XEP-0048 PEP view (not one per publish,
+/// which made N lists of up to N conferences).
+async fn a_private_xml_set_of_many_bookmarks_notifies_once_per_change(backend: Backend) {
+    const N: usize = 8;
+    let server = TestServer::builder().backend(backend).start().await;
+    server.add_user("alice").await;
+    let mut legacy = server.login("alice", "legacy").await;
+    let mut watcher = server.login("alice", "watcher").await;
+    announce_caps(&server, &mut watcher, &[BOOKMARKS2, LEGACY]).await;
+    let conferences: String = (0..N)
+        .map(|n| format!("<conference jid='room{n}@muc.example' autojoin='true' name='Room {n}'/>"))
+        .collect();
+    legacy
+        .iq_result(
+            "set",
+            None,
+            &private(&format!(
+                "<storage xmlns='storage:bookmarks'>{conferences}</storage>"
+            )),
+        )
+        .await;
+    let events = watcher.barrier().await;
+    let on = |node: &str| {
+        events
+            .iter()
+            .filter(|e| {
+                e.get_child("event", ns::PUBSUB_EVENT)
+                    .and_then(|ev| ev.get_child("items", ns::PUBSUB_EVENT))
+                    .is_some_and(|items| items.attr("node") == Some(node))
+            })
+            .count()
+    };
+    assert_eq!(
+        on(BOOKMARKS2),
+        N,
+        "one XEP-0402 notification per new bookmark"
+    );
+    assert_eq!(on(LEGACY), 1, "one notification of the XEP-0048 view");
+    // One changed and one removed: two XEP-0402 notifications, one XEP-0048 list.
+    let conferences: String = (1..N)
+        .map(|n| {
+            let name = if n == 1 {
+                "Renamed".to_string()
+            } else {
+                format!("Room {n}")
+            };
+            format!("<conference jid='room{n}@muc.example' autojoin='true' name='{name}'/>")
+        })
+        .collect();
+    legacy
+        .iq_result(
+            "set",
+            None,
+            &private(&format!(
+                "<storage xmlns='storage:bookmarks'>{conferences}</storage>"
+            )),
+        )
+        .await;
+    let events = watcher.barrier().await;
+    let count = |node: &str| {
+        events
+            .iter()
+            .filter(|e| {
+                e.get_child("event", ns::PUBSUB_EVENT)
+                    .and_then(|ev| ev.get_child("items", ns::PUBSUB_EVENT))
+                    .is_some_and(|items| items.attr("node") == Some(node))
+            })
+            .count()
+    };
+    assert_eq!(count(BOOKMARKS2), 2, "{events:?}");
+    assert_eq!(count(LEGACY), 1, "{events:?}");
 }

@@ -913,3 +913,31 @@ on_every_backend!(
     limits_refuse_rather_than_drop,
     a_removed_account_leaves_no_nodes,
 );
+
+/// Not a check: the load a measurement of the publish path runs (under callgrind, counting the
+/// instructions inside `herald::features::pep::publish`): alice publishes 20 items of about 48 KiB
+/// of structured XML, each notified to bob's resource that asks for the node.
+#[tokio::test]
+#[ignore = "measurement driver"]
+async fn publish_cost_driver() {
+    const NODE: &str = "urn:xmpp:omemo:2:bundles";
+    let server = server_with_friends(Backend::Sqlite).await;
+    let mut alice = server.online("alice", "phone").await;
+    let mut bob = server.login("bob", "pc").await;
+    bob.roster_get().await;
+    announce_caps(&server, &mut bob, &[NODE]).await;
+    let keys: String = (0..400)
+        .map(|n| format!("<pk id='{n}'>{}</pk>", "A".repeat(100)))
+        .collect();
+    let payload = format!("<bundle xmlns='urn:xmpp:omemo:2'><prekeys>{keys}</prekeys></bundle>");
+    for n in 0..20 {
+        let id = format!("item{n}");
+        alice
+            .iq_result("set", None, &publish(NODE, &id, &payload, &[]))
+            .await;
+        bob.expect("the notification", |e| {
+            is_event(e, "alice@localhost", NODE, &id)
+        })
+        .await;
+    }
+}

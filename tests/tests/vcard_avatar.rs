@@ -17,6 +17,7 @@ on_every_backend!(
     a_published_avatar_shows_in_the_vcard_and_presence,
     a_vcard_photo_becomes_the_avatar_and_the_presence_hash,
     a_vcard_photo_over_the_item_limit_is_refused_whole,
+    removing_the_avatar_metadata_empties_the_presence_hash,
 );
 
 const IMAGE_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
@@ -279,4 +280,43 @@ async fn a_vcard_photo_over_the_item_limit_is_refused_whole(backend: Backend) {
         error_condition(&metadata).as_deref(),
         Some("item-not-found")
     );
+}
+
+/// XEP-0153 section 4.3 via XEP-0398 section 4: once the avatar metadata is gone (its item
+/// retracted, the node purged or deleted), alice's presence is sent again with an empty `<photo/>`.
+async fn removing_the_avatar_metadata_empties_the_presence_hash(backend: Backend) {
+    let server = TestServer::builder().backend(backend).start().await;
+    for user in ["alice", "bob"] {
+        server.add_user(user).await;
+    }
+    server.befriend("alice", "bob").await;
+    let mut bob = server.online("bob", "r").await;
+    let mut alice = server.online("alice", "r").await;
+    let metadata = format!(
+        "<metadata xmlns='urn:xmpp:avatar:metadata'><info id='{AVATAR_ID}' type='image/png' bytes='70'/></metadata>"
+    );
+    let retract = format!(
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><retract node='urn:xmpp:avatar:metadata'><item id='{AVATAR_ID}'/></retract></pubsub>"
+    );
+    let purge = "<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><purge node='urn:xmpp:avatar:metadata'/></pubsub>";
+    let delete = "<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><delete node='urn:xmpp:avatar:metadata'/></pubsub>";
+    for removal in [retract.as_str(), purge, delete] {
+        alice
+            .pep_publish("urn:xmpp:avatar:metadata", AVATAR_ID, &metadata)
+            .await;
+        bob.expect("alice's presence with the hash", |e| {
+            is_presence_of_alice(e) && photo_hash(e).as_deref() == Some(AVATAR_ID)
+        })
+        .await;
+        alice.iq_result("set", None, removal).await;
+        let again = bob
+            .expect("alice's presence again", is_presence_of_alice)
+            .await;
+        assert_eq!(
+            photo_hash(&again).as_deref(),
+            Some(""),
+            "an empty <photo/> after {removal}: {}",
+            xml::show(&again)
+        );
+    }
 }

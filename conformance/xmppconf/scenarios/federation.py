@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ..client import ScenarioFailure, Session, is_available, open_session
 from ..fcm import SendRequest
-from ..fedservers import CLOUD_NOTIFY, QUEUE_TIMEOUT_SECONDS, S2S_QUEUE, FedServer
+from ..fedservers import CLOUD_NOTIFY, PEP, QUEUE_TIMEOUT_SECONDS, S2S_QUEUE, FedServer
 from ..scenario import PUSH_RELAY, expect
 
 # s2s connections are set up on first use (DNS, TCP, TLS, authentication, dialback's connection back).
@@ -319,6 +319,53 @@ async def push_through_remote_server(ctx: FedContext) -> str:
     return f"one content-free push via {service} for node {node}"
 
 
+async def pep_device_list(ctx: FedContext) -> str:
+    """XEP-0163 across domains: the receiver's caps (XEP-0115) ask for the OMEMO device list (`+notify`); after
+    a mutual subscription the sender's server learns them from the presence the receiver's server sends, and a
+    device list the sender publishes reaches the receiver over s2s (section 4.3), then a second one too."""
+    from .pep import DEVICELIST_NODE, PEP_PLUGINS, _lists_device, device_list, notification, publish
+
+    def setup(session: Session) -> None:
+        ctx.sessions.append(session)
+        for plugin in PEP_PLUGINS:
+            session.xmpp.register_plugin(plugin)
+
+    async def login_pep(role: str, interests: tuple[str, ...]) -> Session:
+        server = ctx.server(ctx.scenario.roles[role])
+        session = await open_session(server.endpoint, ctx.jid(role), ctx.password, on_created=setup)
+        for namespace in interests:
+            session.xmpp["xep_0163"].add_interest(namespace)
+        await session.xmpp["xep_0115"].update_caps(broadcast=False)
+        session.xmpp.send_presence()
+        await session.sync()
+        return session
+
+    sender = await login_pep("sender", ())
+    receiver = await login_pep("receiver", (DEVICELIST_NODE,))
+    await subscribe(sender, receiver)
+    await subscribe(receiver, sender)
+    # The receiver's presence (with caps) reaches the sender's server now that both are subscribed.
+    mark = sender.presences.mark()
+    receiver.xmpp.send_presence()
+    await sender.presences.wait_for(
+        lambda p: p["from"] == receiver.jid and is_available(p),
+        WAIT,
+        "the receiver's presence at the sender",
+        after=mark,
+    )
+    found = []
+    for n in range(2):
+        device_id = secrets.randbelow(2**31 - 1) + 1
+        await publish(sender, DEVICELIST_NODE, "current", device_list(device_id), f"publishing device list {n}")
+        await receiver.messages.wait_for(
+            notification(sender.jid.bare, DEVICELIST_NODE, _lists_device(device_id)),
+            WAIT,
+            f"a {DEVICELIST_NODE} notification listing device {device_id} at {receiver.jid}",
+        )
+        found.append(device_id)
+    return f"both device lists ({len(found)}) reached {receiver.jid.domain} over s2s"
+
+
 def _one_way(name: str, what: str, run, sender: str, timeout: float = 45.0, requires=()) -> FedScenario:
     other = "b" if sender == "a" else "a"
     return FedScenario(
@@ -350,6 +397,17 @@ SCENARIOS = [
     *(_one_way("fed_ping_full_jid", "XEP-0199 ping to a remote full JID", ping_full_jid, s) for s in "ab"),
     *(
         _one_way("fed_unknown_user", "message to a remote user that does not exist errors back", unknown_user, s)
+        for s in "ab"
+    ),
+    *(
+        _one_way(
+            "fed_pep_device_list",
+            "XEP-0163 OMEMO device list notifications over s2s",
+            pep_device_list,
+            s,
+            60.0,
+            requires=(("a", PEP), ("b", PEP)),
+        )
         for s in "ab"
     ),
     FedScenario(

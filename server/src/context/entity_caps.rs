@@ -79,6 +79,22 @@ impl CapsCache {
             return Announced::Known { now, before };
         }
         let account = full.split('/').next().unwrap_or(full);
+        Self::claim_query(&mut inner, ver, account)
+    }
+
+    /// A `ver` announced by a resource of another server, which [`CapsCache`] does not track (its
+    /// owner's contacts do, `RemoteResources`): what is known of it, or whether the caller must query
+    /// (one query per `ver`, the same bounds as for local resources; `account` is the announcer's
+    /// bare JID).
+    pub fn announce_remote(&self, account: &str, ver: &str) -> Announced {
+        let mut inner = self.lock();
+        if let Some(now) = inner.verified.get(ver).cloned() {
+            return Announced::Known { now, before: None };
+        }
+        Self::claim_query(&mut inner, ver, account)
+    }
+
+    fn claim_query(inner: &mut Inner, ver: &str, account: &str) -> Announced {
         if inner.querying.contains_key(ver)
             || inner.querying.len() >= MAX_QUERIES
             || inner.querying.values().any(|asked| asked == account)
@@ -131,6 +147,11 @@ impl CapsCache {
         let inner = self.lock();
         let ver = inner.resources.get(full)?;
         inner.verified.get(ver).cloned()
+    }
+
+    /// The caps `ver` stands for, if verified (and remembered).
+    pub fn of_ver(&self, ver: &str) -> Option<Arc<Caps>> {
+        self.lock().verified.get(ver).cloned()
     }
 
     /// Whether `ver` is verified (and remembered).

@@ -9,6 +9,7 @@ pub mod archive_queue;
 pub mod block_lists;
 pub mod entity_caps;
 pub mod registration_limit;
+pub mod remote_resources;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ pub use archive_queue::{ArchiveQueue, QueueError, QueuedAppend};
 pub use block_lists::{BlockListCache, Recipient};
 pub use entity_caps::CapsCache;
 pub use registration_limit::RegistrationLimit;
+pub use remote_resources::RemoteResources;
 
 use crate::config::Config;
 
@@ -40,6 +42,8 @@ pub struct ServerContext {
     pub archive_prefs: ArchivePrefsCache,
     /// XEP-0115 verification strings and what each available resource announced (for XEP-0163).
     pub caps: CapsCache,
+    /// Resources of contacts on other servers that announced caps to a local user (XEP-0163).
+    pub remote_resources: RemoteResources,
     /// Random bytes made at start that key the fake SCRAM salts of unknown users, so they cannot be told
     /// apart from real ones (RFC 5802 section 9 leaves enumeration resistance to the server).
     pub unknown_user_secret: [u8; 32],
@@ -72,6 +76,7 @@ impl ServerContext {
             block_lists: BlockListCache::default(),
             archive_prefs: ArchivePrefsCache::default(),
             caps: CapsCache::default(),
+            remote_resources: RemoteResources::default(),
             unknown_user_secret: rand::random(),
         }
     }

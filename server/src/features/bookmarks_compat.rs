@@ -9,7 +9,8 @@
 //!   whose `jid` is the item id ([`fill_legacy`]).
 //! - "Publishing via the old specification": a private XML set of `storage:bookmarks` is compared
 //!   with the node's items; new or changed conferences are published and missing ones retracted
-//!   through the PEP service itself, so notifications go out as for any publish ([`publish_legacy`]).
+//!   through the PEP service itself, so notifications go out as for any publish, and the XEP-0048
+//!   view once for the whole write ([`publish_legacy`]).
 //!   A node created this way has the configuration XEP-0402 asks clients to publish with (section
 //!   "Outline of use", publish-options): `whitelist`, persisted, as many items as allowed.
 //!
@@ -26,10 +27,11 @@
 use std::sync::Arc;
 
 use super::ClientSession;
-use super::iq::{IqAnswer, IqError, IqRequest};
+use super::iq::{IqAnswer, IqError};
 use super::{pep, private_xml};
 use crate::router::Router;
 use crate::xmpp::{BareJid, DefinedCondition, Element, ns, set_attribute};
+use pep::wire::{AccessModel, ConfigFields, MaxItems};
 
 /// The XEP-0402 node and payload namespace.
 pub const BOOKMARKS2: &str = "urn:xmpp:bookmarks:1";
@@ -221,123 +223,69 @@ fn internal(error: herald_storage::StorageError) -> IqError {
 /// XEP-0402 Compatibility, "Publishing via the old specification": brings the PEP node in line with
 /// every `storage:bookmarks` list of a private XML set. Each new or changed conference is published
 /// (keeping the XEP-0402 extensions of the item it replaces when the old client sent none) and each
-/// item no longer listed is retracted with notification. Errors: what the PEP service answered.
+/// item no longer listed is retracted with notification: one XEP-0402 notification per changed
+/// item, and then one of the whole list on the XEP-0048 PEP view ([`notify_legacy_pep`]) if anything
+/// changed. Errors: what the PEP service answered.
 pub async fn publish_legacy(
     router: &Arc<Router>,
-    session: &ClientSession,
-    request: &IqRequest<'_>,
+    owner: &str,
     fragments: &[&Element],
 ) -> Result<(), IqError> {
-    for storage in fragments.iter().filter(|f| is_legacy_storage(f)) {
-        let wanted: Vec<(String, Conference)> = storage
-            .children()
-            .filter_map(Conference::from_legacy)
-            .collect();
-        let current = node_conferences(router, &session.bare).await?;
-        let mut node_exists = current.is_some();
-        let current = current.unwrap_or_default();
-        for (index, (jid, conference)) in wanted.iter().enumerate() {
-            // A room listed twice: the last entry is the one kept.
-            if wanted[index + 1..].iter().any(|(later, _)| later == jid) {
-                continue;
+    let options = xep0402_options();
+    let mut changed = false;
+    let result = async {
+        for storage in fragments.iter().filter(|f| is_legacy_storage(f)) {
+            let wanted: Vec<(String, Conference)> = storage
+                .children()
+                .filter_map(Conference::from_legacy)
+                .collect();
+            let current = node_conferences(router, owner).await?.unwrap_or_default();
+            for (index, (jid, conference)) in wanted.iter().enumerate() {
+                // A room listed twice: the last entry is the one kept.
+                if wanted[index + 1..].iter().any(|(later, _)| later == jid) {
+                    continue;
+                }
+                let old = current.iter().find(|(id, _)| id == jid).map(|(_, c)| c);
+                let mut conference = conference.clone();
+                if conference.extensions.is_empty()
+                    && let Some(old) = old
+                {
+                    conference.extensions = old.extensions.clone();
+                }
+                if old == Some(&conference) {
+                    continue;
+                }
+                let payload = pep::Payload::new(conference.to_bookmarks2());
+                pep::publish_mirrored(router, owner, BOOKMARKS2, jid, payload, &options).await?;
+                changed = true;
             }
-            let old = current.iter().find(|(id, _)| id == jid).map(|(_, c)| c);
-            let mut conference = conference.clone();
-            if conference.extensions.is_empty()
-                && let Some(old) = old
-            {
-                conference.extensions = old.extensions.clone();
+            for (id, _) in &current {
+                if !wanted.iter().any(|(jid, _)| jid == id) {
+                    pep::retract_mirrored(router, owner, BOOKMARKS2, id).await?;
+                    changed = true;
+                }
             }
-            if old == Some(&conference) {
-                continue;
-            }
-            let payload = publish_request(jid, &conference, !node_exists);
-            pep_request(router, session, request, &payload).await?;
-            node_exists = true;
         }
-        for (id, _) in &current {
-            if !wanted.iter().any(|(jid, _)| jid == id) {
-                pep_request(router, session, request, &retract_request(id)).await?;
-            }
-        }
+        Ok(())
     }
-    Ok(())
-}
-
-/// Runs one pubsub request as the owner's own, through the PEP service.
-async fn pep_request(
-    router: &Arc<Router>,
-    session: &ClientSession,
-    request: &IqRequest<'_>,
-    payload: &Element,
-) -> Result<(), IqError> {
-    let inner = IqRequest {
-        from: request.from,
-        is_set: true,
-        payload,
-    };
-    // Boxed: a publish to the XEP-0048 PEP node comes back here, for the XEP-0402 node only.
-    Box::pin(pep::handle_own(router, session, &inner))
-        .await
-        .map(|_| ())
-}
-
-/// `<pubsub><publish node><item id>conference</item></publish>`, with the XEP-0402 publish-options
-/// when the publish creates the node (XEP-0060 section 7.1.5; on an existing node they would be
-/// preconditions, and the owner may have configured it otherwise).
-fn publish_request(jid: &str, conference: &Conference, with_options: bool) -> Element {
-    let mut item = Element::builder("item", ns::PUBSUB).build();
-    set_attribute(&mut item, "id", jid);
-    item.append_child(conference.to_bookmarks2());
-    let mut publish = Element::builder("publish", ns::PUBSUB).build();
-    set_attribute(&mut publish, "node", BOOKMARKS2);
-    publish.append_child(item);
-    let mut pubsub = Element::builder("pubsub", ns::PUBSUB)
-        .append(publish)
-        .build();
-    if with_options {
-        let mut form = Element::builder("x", ns::DATA_FORMS).build();
-        set_attribute(&mut form, "type", "submit");
-        for (var, value) in [
-            ("FORM_TYPE", pep::wire::PUBLISH_OPTIONS),
-            ("pubsub#persist_items", "true"),
-            ("pubsub#max_items", "max"),
-            ("pubsub#send_last_published_item", "never"),
-            ("pubsub#access_model", "whitelist"),
-        ] {
-            let mut field = Element::builder("field", ns::DATA_FORMS)
-                .append(
-                    Element::builder("value", ns::DATA_FORMS)
-                        .append(value.to_string())
-                        .build(),
-                )
-                .build();
-            set_attribute(&mut field, "var", var);
-            if var == "FORM_TYPE" {
-                set_attribute(&mut field, "type", "hidden");
-            }
-            form.append_child(field);
-        }
-        pubsub.append_child(
-            Element::builder("publish-options", ns::PUBSUB)
-                .append(form)
-                .build(),
-        );
+    .await;
+    // Also after a failure part way: what did change is notified.
+    if changed {
+        Box::pin(notify_legacy_pep(router, owner)).await;
     }
-    pubsub
+    result
 }
 
-/// `<pubsub><retract node notify='true'><item id/></retract></pubsub>` (XEP-0060 section 7.2, as
-/// XEP-0402 asks of clients so that other clients hear of it).
-fn retract_request(id: &str) -> Element {
-    let mut item = Element::builder("item", ns::PUBSUB).build();
-    set_attribute(&mut item, "id", id);
-    let mut retract = Element::builder("retract", ns::PUBSUB).append(item).build();
-    set_attribute(&mut retract, "node", BOOKMARKS2);
-    set_attribute(&mut retract, "notify", "true");
-    Element::builder("pubsub", ns::PUBSUB)
-        .append(retract)
-        .build()
+/// The configuration XEP-0402 asks clients to publish with ("Outline of use", publish-options),
+/// for a node a XEP-0048 write creates; an existing node is used as its owner configured it.
+fn xep0402_options() -> ConfigFields {
+    ConfigFields {
+        access_model: Some(AccessModel::Whitelist),
+        max_items: Some(MaxItems::Max),
+        persist_items: Some(true),
+        send_last_published_item: Some("never".to_string()),
+        ..ConfigFields::default()
+    }
 }
 
 /// XEP-0402 Compatibility, "Publishing via this specification": in a private XML answer, a
@@ -422,7 +370,6 @@ pub async fn legacy_pep_items(router: &Arc<Router>, owner: &str) -> IqAnswer {
 pub async fn legacy_pep_publish(
     router: &Arc<Router>,
     session: &ClientSession,
-    request: &IqRequest<'_>,
     payload: Option<Element>,
 ) -> IqAnswer {
     let Some(storage) = payload.filter(is_legacy_storage) else {
@@ -433,7 +380,7 @@ pub async fn legacy_pep_publish(
     };
     let kept = remainder(&storage);
     private_xml::store(router, &session.bare, &[&kept]).await?;
-    publish_legacy(router, session, request, &[&storage]).await?;
+    publish_legacy(router, &session.bare, &[&storage]).await?;
     let mut item = Element::builder("item", ns::PUBSUB).build();
     set_attribute(&mut item, "id", LEGACY_ITEM);
     let mut publish = pep::wire::with_node("publish", ns::PUBSUB, LEGACY);
@@ -595,18 +542,11 @@ mod tests {
     }
 
     #[test]
-    fn publish_request_carries_options_only_when_asked() {
-        let with = publish_request("r@muc.example", &council(), true);
-        let options = with
-            .get_child("publish-options", ns::PUBSUB)
-            .expect("publish-options");
-        let parsed =
-            pep::wire::parse_form(options.get_child("x", ns::DATA_FORMS).expect("a data form"))
-                .expect("a valid form");
-        assert_eq!(parsed.access_model, Some(pep::wire::AccessModel::Whitelist));
-        assert_eq!(parsed.persist_items, Some(true));
-        assert_eq!(parsed.max_items, Some(pep::wire::MaxItems::Max));
-        let without = publish_request("r@muc.example", &council(), false);
-        assert!(without.get_child("publish-options", ns::PUBSUB).is_none());
+    fn a_node_a_legacy_write_creates_is_configured_as_xep0402_asks() {
+        let options = xep0402_options();
+        assert_eq!(options.access_model, Some(AccessModel::Whitelist));
+        assert_eq!(options.persist_items, Some(true));
+        assert_eq!(options.max_items, Some(MaxItems::Max));
+        assert_eq!(options.send_last_published_item.as_deref(), Some("never"));
     }
 }

@@ -3,7 +3,9 @@
 //! string however many resources announce it at once (section 6.3), the answer verified by computing
 //! the string again (section 5.1, checked as section 5.4 says) and cached only then
 //! ([`crate::context::CapsCache`]). Once a resource's caps are known, it gets the last item of each
-//! node it asks for (XEP-0163 section 6.2, through `features::pep`).
+//! node it asks for (XEP-0163 section 6.2, through `features::pep`). The same holds for a contact's
+//! resource on another server, known from the presence its server sends a local user
+//! ([`remote_presence`], kept in [`crate::context::RemoteResources`]); its query goes across s2s.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,9 +15,12 @@ use base64::Engine;
 use sha1::{Digest, Sha1};
 
 use super::ClientSession;
+use herald_storage::Subscription;
+
 use crate::context::entity_caps::{Announced, Caps};
+use crate::context::remote_resources::Recorded;
 use crate::router::Router;
-use crate::xmpp::{Element, ns, set_attribute};
+use crate::xmpp::{BareJid, Element, Envelope, ns, set_attribute};
 
 /// How long the server waits for a client's answer to its disco#info query.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -207,6 +212,75 @@ pub async fn presence_sent(
     }
 }
 
+/// An available or unavailable presence (`envelope`) from a resource on another server to the local
+/// user `owner`'s bare JID (RFC 6121 section 4.2.2 broadcast, or directed): keeps or forgets the caps
+/// it announces for `owner`'s PEP service ([`crate::context::RemoteResources`]), as for a local
+/// resource: one disco#info query per unknown `ver` (sent from `owner`'s domain across the
+/// federation), and the last items of the nodes it newly asks for (XEP-0163 section 6.2). Only a
+/// contact in `owner`'s roster is tracked (a stranger's presence would take room for nothing: the
+/// access models give strangers nothing but open nodes, which they can ask for).
+pub async fn remote_presence(router: &Arc<Router>, owner: &BareJid, envelope: &Envelope) {
+    let Some(from) = envelope.from.as_ref().filter(|f| f.resource().is_some()) else {
+        return;
+    };
+    let full = from.to_string();
+    let owner_key = owner.to_string();
+    let tracker = &router.context.remote_resources;
+    let announced = (envelope.presence_type.is_none())
+        .then(|| announcement(&envelope.element))
+        .flatten();
+    let Some(announcement) = announced else {
+        // Unavailable, or an available presence without (sha-1) caps: the resource is no longer
+        // notified, as Prosody's mod_pep does (section 4 asks clients to put caps in every presence).
+        tracker.forget(&owner_key, &full);
+        return;
+    };
+    let contact = from.to_bare().to_string();
+    let item = match router
+        .context
+        .storage
+        .rosters
+        .item(&owner_key, &contact)
+        .await
+    {
+        Ok(item) => item,
+        Err(e) => {
+            tracing::error!(error = %e, "loading a roster item for remote caps failed");
+            return;
+        }
+    };
+    if !item.is_some_and(|i| i.in_roster && i.subscription != Subscription::None) {
+        return;
+    }
+    let before = match tracker.record(&owner_key, &full, &announcement.ver) {
+        Recorded::Tracked { before } => before,
+        Recorded::Refused => {
+            tracing::debug!(owner = %owner_key, "remote caps not tracked: limit reached");
+            return;
+        }
+    };
+    let caps = &router.context.caps;
+    match caps.announce_remote(&contact, &announcement.ver) {
+        Announced::Known { now, .. } => {
+            let before = before.and_then(|ver| caps.of_ver(&ver));
+            let new: BTreeSet<String> = match &before {
+                Some(before) => now.notify.difference(&before.notify).cloned().collect(),
+                None => now.notify.clone(),
+            };
+            if !new.is_empty() {
+                super::pep::notify::send_last_items_to_remote(router, &owner_key, &full, &new)
+                    .await;
+            }
+        }
+        Announced::Query => {
+            let router = router.clone();
+            let domain = owner.domain().to_string();
+            tokio::spawn(async move { query(&router, &domain, &full, &announcement).await });
+        }
+        Announced::Waiting => {}
+    }
+}
+
 /// Asks `full` what `announcement` stands for (section 6.2), verifies the answer and, if it holds,
 /// caches it and serves every resource that announced it meanwhile.
 async fn query(router: &Arc<Router>, domain: &str, full: &str, announcement: &Announcement) {
@@ -246,6 +320,13 @@ async fn query(router: &Arc<Router>, domain: &str, full: &str, announcement: &An
     }
     for resource in waiting {
         super::pep::send_last_items(router, &resource, &now.notify).await;
+    }
+    let remote = router
+        .context
+        .remote_resources
+        .announcing(&announcement.ver);
+    for (owner, resource) in remote {
+        super::pep::notify::send_last_items_to_remote(router, &owner, &resource, &now.notify).await;
     }
 }
 

@@ -195,6 +195,10 @@ impl LocalHandling for Features {
         user_handles(router, user, envelope).await
     }
 
+    async fn remote_presence(&self, router: &Arc<Router>, user: &BareJid, envelope: &Envelope) {
+        entity_caps::remote_presence(router, user, envelope).await;
+    }
+
     async fn store_offline(
         &self,
         router: &Arc<Router>,

@@ -367,14 +367,20 @@ pub async fn inbound_subscription(
             if save_and_push(router, &owner, &item).await.is_err() {
                 return Err(Bounce::new(envelope, DefinedCondition::InternalServerError));
             }
-        } else if let Err(e) = router
-            .context
-            .storage
-            .rosters
-            .remove(&owner, &item.contact)
-            .await
-        {
-            tracing::error!(error = %e, "dropping an empty roster entry failed");
+        } else {
+            router
+                .context
+                .remote_resources
+                .forget_contact(&owner, &item.contact);
+            if let Err(e) = router
+                .context
+                .storage
+                .rosters
+                .remove(&owner, &item.contact)
+                .await
+            {
+                tracing::error!(error = %e, "dropping an empty roster entry failed");
+            }
         }
     }
     drop(roster_gate);
@@ -489,6 +495,13 @@ async fn save_and_push(
 ) -> Result<(), StorageError> {
     match router.context.storage.rosters.upsert(owner, item).await {
         Ok(version) => {
+            if !item.in_roster || item.subscription == Subscription::None {
+                // XEP-0163: a contact no longer linked is not notified; its tracked resources go.
+                router
+                    .context
+                    .remote_resources
+                    .forget_contact(owner, &item.contact);
+            }
             if item.in_roster {
                 super::roster::push(router, owner, super::roster::item_element(item), version)
                     .await;

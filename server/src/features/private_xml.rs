@@ -55,7 +55,7 @@ pub async fn handle_own(
         // XEP-0402 compatibility: bookmarks go to the PEP node, private XML keeps the rest.
         let kept = bookmarks_compat::kept_fragments(&fragments);
         store(router, &session.bare, &kept.iter().collect::<Vec<_>>()).await?;
-        bookmarks_compat::publish_legacy(router, session, request, &fragments).await?;
+        bookmarks_compat::publish_legacy(router, &session.bare, &fragments).await?;
         Ok(None)
     } else {
         let query = load(router, &session.bare, &fragments)

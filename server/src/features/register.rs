@@ -121,6 +121,10 @@ pub async fn handle_for_user(
             Ok(()) => {
                 router.context.block_lists.invalidate(&user.to_string());
                 router.context.archive_prefs.forget(&user.to_string());
+                router
+                    .context
+                    .remote_resources
+                    .forget_owner(&user.to_string());
                 tracing::info!(account = %user, "account removed in-band");
                 (Ok(None), true)
             }

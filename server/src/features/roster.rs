@@ -157,6 +157,10 @@ pub async fn remove(router: &Arc<Router>, owner: &BareJid, contact: &BareJid) ->
         return Err(IqError::new(DefinedCondition::ItemNotFound));
     };
     drop(roster_gate);
+    router
+        .context
+        .remote_resources
+        .forget_contact(&owner_key, &contact_key);
     for kind in cancel {
         let mut presence = Element::builder("presence", ns::CLIENT).build();
         for (name, value) in [

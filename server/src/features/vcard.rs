@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::ClientSession;
 use super::iq::{IqAnswer, IqError, IqRequest};
+use super::pep::Payload;
 use super::pep::access::Requester;
 use super::{vcard_avatar, vcard4};
 use crate::router::Router;
@@ -37,9 +38,13 @@ pub async fn handle_own(
 /// the vcard-temp is stored and is answered as the error. Errors: those, and storage.
 async fn set(router: &Arc<Router>, owner: &str, vcard: &Element) -> IqAnswer {
     let max_item_bytes = router.context.config.pep.max_item_bytes;
-    let photo = vcard_avatar::VcardPhoto::of(vcard)?;
-    if let Some(photo) = &photo {
-        photo.check_size(max_item_bytes)?;
+    // Serialised once: checked here, before anything is stored, then published as it is.
+    let photo = vcard_avatar::VcardPhoto::of(vcard)?.map(|photo| {
+        let data = Payload::new(photo.data());
+        (photo, data)
+    });
+    if let Some((_, data)) = &photo {
+        data.check_size(max_item_bytes)?;
     }
     let vcard4 = vcard4::vcard4_for_set(router, owner, vcard)
         .await
@@ -47,14 +52,9 @@ async fn set(router: &Arc<Router>, owner: &str, vcard: &Element) -> IqAnswer {
             tracing::error!(error = %e, "loading a vCard4 failed");
             IqError::new(DefinedCondition::InternalServerError)
         })?;
-    if vcard4
-        .as_ref()
-        .is_some_and(|v| String::from(v).len() > max_item_bytes)
-    {
-        return Err(super::pep::wire::pubsub_error(
-            DefinedCondition::NotAcceptable,
-            Some("payload-too-big"),
-        ));
+    let vcard4 = vcard4.map(Payload::new);
+    if let Some(vcard4) = &vcard4 {
+        vcard4.check_size(max_item_bytes)?;
     }
     if let Err(e) = router
         .context
@@ -74,8 +74,8 @@ async fn set(router: &Arc<Router>, owner: &str, vcard: &Element) -> IqAnswer {
         super::pep::publish_converted(router, owner, vcard4::NODE, "current", vcard4, &open)
             .await?;
     }
-    if let Some(photo) = photo {
-        vcard_avatar::publish_vcard_photo(router, owner, &photo).await?;
+    if let Some((photo, data)) = photo {
+        vcard_avatar::publish_vcard_photo(router, owner, &photo, data).await?;
     }
     Ok(None)
 }

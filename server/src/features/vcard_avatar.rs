@@ -21,8 +21,9 @@ use sha1::{Digest, Sha1};
 
 use super::ClientSession;
 use super::iq::IqError;
+use super::pep::Payload;
 use super::pep::access::{Requester, may_read_node};
-use super::pep::wire::{ConfigFields, pubsub_error};
+use super::pep::wire::ConfigFields;
 use crate::router::{Router, SessionCommand};
 use crate::xmpp::{DefinedCondition, Element, Envelope, ns};
 
@@ -204,6 +205,15 @@ pub fn avatar_changed(router: &Arc<Router>, owner: &str, metadata: &Element) {
     }
 }
 
+/// `owner` has no avatar any more (its XEP-0084 metadata retracted, purged or deleted): each session
+/// stamps an empty hash, so presence is sent again with an empty `<photo/>` (XEP-0153 section 4.3).
+pub fn avatar_removed(router: &Arc<Router>, owner: &str) {
+    let hash: Box<str> = "".into();
+    for (_, handle, _) in router.sessions.routes(owner) {
+        handle.send(SessionCommand::AvatarChanged(hash.clone()));
+    }
+}
+
 /// XEP-0398 section 4, in the session: the avatar hash is now `hash`. An available session whose
 /// presence does not carry it yet broadcasts its last presence again (RFC 6121 section 4.4), with
 /// the new `<photo/>` in place of the old.
@@ -302,18 +312,6 @@ impl VcardPhoto {
         crate::xmpp::set_attribute(&mut info, "bytes", &self.bytes.to_string());
         Element::builder("metadata", METADATA).append(info).build()
     }
-
-    /// Refused before anything is stored when the data item is over `[pep] max_item_bytes`
-    /// (XEP-0060 section 7.1.3.4, as the publish itself would be).
-    pub fn check_size(&self, max_item_bytes: usize) -> Result<(), IqError> {
-        if String::from(&self.data()).len() > max_item_bytes {
-            return Err(pubsub_error(
-                DefinedCondition::NotAcceptable,
-                Some("payload-too-big"),
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// XEP-0084 requires a type; a vCard PHOTO may lack one, so it is told from the image's first bytes.
@@ -348,6 +346,7 @@ pub async fn publish_vcard_photo(
     router: &Arc<Router>,
     owner: &str,
     photo: &VcardPhoto,
+    data: Payload,
 ) -> Result<(), IqError> {
     let current = metadata(router, owner, &Requester::OWNER)
         .await
@@ -364,16 +363,9 @@ pub async fn publish_vcard_photo(
     }
     let defaults = ConfigFields::default();
     let pep = super::pep::publish_converted;
-    pep(router, owner, DATA, &photo.id, photo.data(), &defaults).await?;
-    pep(
-        router,
-        owner,
-        METADATA,
-        &photo.id,
-        photo.metadata(),
-        &defaults,
-    )
-    .await
+    pep(router, owner, DATA, &photo.id, data, &defaults).await?;
+    let metadata = Payload::new(photo.metadata());
+    pep(router, owner, METADATA, &photo.id, metadata, &defaults).await
 }
 
 #[cfg(test)]
@@ -450,8 +442,8 @@ mod photo_tests {
                 .parse::<Element>()
                 .expect("test XML")
         );
-        assert!(photo.check_size(100).is_ok());
-        assert!(photo.check_size(20).is_err());
+        assert!(Payload::new(photo.data()).check_size(100).is_ok());
+        assert!(Payload::new(photo.data()).check_size(20).is_err());
     }
 
     #[test]

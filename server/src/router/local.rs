@@ -40,6 +40,14 @@ pub trait LocalHandling: Send + Sync {
         envelope: Envelope,
     ) -> Result<Delivery, Bounce>;
 
+    /// An available or unavailable presence to the local user `user`'s bare JID from an entity that
+    /// is not a local user (a contact on another server), seen before it is delivered, whether or not
+    /// any resource takes it: what the server keeps of it for the user (XEP-0163 on XEP-0115: the
+    /// caps the user's PEP service notifies by). By default nothing.
+    async fn remote_presence(&self, router: &Arc<Router>, user: &BareJid, envelope: &Envelope) {
+        let _ = (router, user, envelope);
+    }
+
     /// Stores a message for `user`, who has no resource that can take it. `Err` asks the router to
     /// answer the sender (a full store, a storage failure).
     async fn store_offline(

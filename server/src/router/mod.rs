@@ -45,7 +45,8 @@ use rules::{Addressee, Decision};
 
 use crate::context::ServerContext;
 use crate::xmpp::{
-    BareJid, DefinedCondition, Element, Envelope, Jid, MessageKind, StanzaKind, WireStanza, ns,
+    BareJid, DefinedCondition, Element, Envelope, Jid, MessageKind, PresenceKind, StanzaKind,
+    WireStanza, ns,
 };
 use herald_storage::StorageError;
 
@@ -181,6 +182,15 @@ impl Router {
                 }
                 _ => Delivery::Dropped,
             };
+        }
+        if envelope.kind == StanzaKind::Presence(PresenceKind::Availability)
+            && to.resource().is_none()
+            && envelope
+                .from
+                .as_ref()
+                .is_some_and(|from| !self.is_local_user(&from.to_bare()))
+        {
+            self.local.remote_presence(self, &bare, &envelope).await;
         }
         let online = self.sessions.routes(&bare_str);
         let views: Vec<_> = online.iter().map(|(_, _, view)| *view).collect();

@@ -78,7 +78,7 @@ pub async fn handle_own(
             return bookmarks_compat::legacy_pep_items(router, owner).await;
         }
         PubsubRequest::Publish { node, payload, .. } if node == bookmarks_compat::LEGACY => {
-            return bookmarks_compat::legacy_pep_publish(router, session, request, payload).await;
+            return bookmarks_compat::legacy_pep_publish(router, session, payload).await;
         }
         PubsubRequest::Items {
             node,
@@ -97,8 +97,9 @@ pub async fn handle_own(
                 owner,
                 &node,
                 id,
-                payload,
+                payload.map(Payload::new),
                 PublishOptions::Preconditions(options.as_ref()),
+                Effects::All,
             )
             .await;
             // XEP-0292 beside XEP-0054: a vCard4 the client wrote reaches the vcard-temp too.
@@ -110,7 +111,7 @@ pub async fn handle_own(
             published
         }
         PubsubRequest::Retract { node, id, notify } => {
-            retract(router, owner, &node, &id, notify).await
+            retract(router, owner, &node, &id, notify, Effects::All).await
         }
         PubsubRequest::Create { node, config } => create(router, owner, &node, config).await,
         PubsubRequest::GetConfiguration { node } => get_configuration(router, owner, &node).await,
@@ -224,6 +225,39 @@ pub async fn node_info(
         .build();
     crate::xmpp::set_attribute(&mut query, "node", node);
     Ok(Some(query))
+}
+
+/// An item's payload with its serialisation, made once: the size check (`[pep] max_item_bytes`),
+/// storage and the notifications all use it (the notification carries the element itself, never
+/// the stored text parsed back).
+#[derive(Debug, Clone)]
+pub struct Payload {
+    element: Element,
+    xml: String,
+}
+
+impl Payload {
+    /// Serialises `element`.
+    pub fn new(element: Element) -> Payload {
+        let xml = String::from(&element);
+        Payload { element, xml }
+    }
+
+    /// The size of the serialised payload, as `[pep] max_item_bytes` counts it.
+    pub fn bytes(&self) -> usize {
+        self.xml.len()
+    }
+
+    /// Whether it is over `max_item_bytes`: XEP-0060 section 7.1.3.4 `payload-too-big`.
+    pub fn check_size(&self, max_item_bytes: usize) -> Result<(), IqError> {
+        if self.bytes() > max_item_bytes {
+            return Err(pubsub_error(
+                DefinedCondition::NotAcceptable,
+                Some("payload-too-big"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What the handlers fail with: an answer to send, or a storage failure.
@@ -455,7 +489,7 @@ pub async fn publish_converted(
     owner: &str,
     node: &str,
     id: &str,
-    payload: Element,
+    payload: Payload,
     create_with: &ConfigFields,
 ) -> Result<(), IqError> {
     publish(
@@ -465,22 +499,91 @@ pub async fn publish_converted(
         Some(id.to_string()),
         Some(payload),
         PublishOptions::CreateWith(create_with),
+        Effects::All,
     )
     .await
     .map(|_| ())
     .map_err(IqError::from)
 }
 
-/// What a change of `owner`'s `node` means beyond its own notifications: a new avatar goes into the
-/// owner's presence (XEP-0398 section 4), and a change of bookmarks reaches the clients that read
-/// them through the XEP-0048 PEP node (XEP-0402, Compatibility). `published`: the new item's payload.
-async fn after_change(router: &Arc<Router>, owner: &str, node: &str, published: Option<&Element>) {
-    if node == vcard_avatar::METADATA
-        && let Some(metadata) = published
-    {
-        vcard_avatar::avatar_changed(router, owner, metadata);
+/// What a change has beyond its own notifications ([`after_change`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effects {
+    All,
+    /// All but the XEP-0048 PEP view of the bookmarks, which `bookmarks_compat` sends once after
+    /// all the changes of one write (one list, not one per changed item).
+    AllButLegacyBookmarks,
+}
+
+/// Like [`publish_converted`], for `bookmarks_compat` bringing the XEP-0402 node in line with a
+/// XEP-0048 list: the item is notified on `node` as any publish, and the caller sends the XEP-0048
+/// view once when it is done ([`bookmarks_compat::notify_legacy_pep`]). Errors: as the service.
+pub async fn publish_mirrored(
+    router: &Arc<Router>,
+    owner: &str,
+    node: &str,
+    id: &str,
+    payload: Payload,
+    create_with: &ConfigFields,
+) -> Result<(), IqError> {
+    publish(
+        router,
+        owner,
+        node,
+        Some(id.to_string()),
+        Some(payload),
+        PublishOptions::CreateWith(create_with),
+        Effects::AllButLegacyBookmarks,
+    )
+    .await
+    .map(|_| ())
+    .map_err(IqError::from)
+}
+
+/// Retracts item `id` of `owner`'s `node` with notification (XEP-0402 asks retractions to be
+/// notified), for `bookmarks_compat` as [`publish_mirrored`]. Errors: as the service.
+pub async fn retract_mirrored(
+    router: &Arc<Router>,
+    owner: &str,
+    node: &str,
+    id: &str,
+) -> Result<(), IqError> {
+    retract(
+        router,
+        owner,
+        node,
+        id,
+        true,
+        Effects::AllButLegacyBookmarks,
+    )
+    .await
+    .map(|_| ())
+    .map_err(IqError::from)
+}
+
+/// What a change of `owner`'s `node` means beyond its own notifications: a new or removed avatar goes
+/// into the owner's presence (XEP-0398 section 4), and a change of bookmarks reaches the clients that read
+/// them through the XEP-0048 PEP node (XEP-0402, Compatibility). `published`: the new item's payload (`None`: items were removed).
+async fn after_change(
+    router: &Arc<Router>,
+    owner: &str,
+    node: &str,
+    published: Option<&Element>,
+    effects: Effects,
+) {
+    if node == vcard_avatar::METADATA {
+        match published {
+            Some(metadata) => vcard_avatar::avatar_changed(router, owner, metadata),
+            // Retracted, purged or deleted: the avatar is the newest metadata left, or none, and
+            // then presence carries an empty `<photo/>` (XEP-0153 section 4.3).
+            None => match newest_readable(router, owner, node, &Requester::OWNER).await {
+                Ok(Some(metadata)) => vcard_avatar::avatar_changed(router, owner, &metadata),
+                Ok(None) => vcard_avatar::avatar_removed(router, owner),
+                Err(e) => tracing::error!(error = %e, "reading the avatar metadata failed"),
+            },
+        }
     }
-    if node == bookmarks_compat::BOOKMARKS2 {
+    if node == bookmarks_compat::BOOKMARKS2 && effects == Effects::All {
         bookmarks_compat::notify_legacy_pep(router, owner).await;
     }
 }
@@ -492,15 +595,14 @@ async fn publish(
     owner: &str,
     node: &str,
     id: Option<String>,
-    payload: Option<Element>,
+    payload: Option<Payload>,
     options: PublishOptions<'_>,
+    effects: Effects,
 ) -> Handled {
     let settings = &router.context.config.pep;
     let pep = &router.context.storage.pep;
-    let payload_xml = payload.as_ref().map(String::from).unwrap_or_default();
-    if payload_xml.len() > settings.max_item_bytes {
-        // XEP-0060 section 7.1.3.4.
-        return Err(pubsub_error(DefinedCondition::NotAcceptable, Some("payload-too-big")).into());
+    if let Some(payload) = &payload {
+        payload.check_size(settings.max_item_bytes)?;
     }
     let (preconditions, create_with) = match options {
         PublishOptions::Preconditions(options) => (options, options),
@@ -531,6 +633,10 @@ async fn publish(
         }
     };
     let id = id.unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
+    let (element, payload_xml) = match payload {
+        Some(Payload { element, xml }) => (Some(element), xml),
+        None => (None, String::new()),
+    };
     let item = PepItem {
         id: id.clone(),
         payload: payload_xml,
@@ -546,9 +652,13 @@ async fn publish(
             PepPublish::NoNode => return Err(IqError::new(DefinedCondition::ItemNotFound).into()),
         }
     }
-    let event_item = wire::item(PUBSUB_EVENT, &item.id, &item.payload);
+    let mut event_item = Element::builder("item", PUBSUB_EVENT).build();
+    crate::xmpp::set_attribute(&mut event_item, "id", &item.id);
+    if let Some(element) = &element {
+        event_item.append_child(element.clone());
+    }
     notify::broadcast(router, owner, &stored, &event_item).await;
-    after_change(router, owner, node, payload.as_ref()).await;
+    after_change(router, owner, node, element.as_ref(), effects).await;
     let mut publish = wire::with_node("publish", ns::PUBSUB, node);
     let mut answer_item = Element::builder("item", ns::PUBSUB).build();
     crate::xmpp::set_attribute(&mut answer_item, "id", &id);
@@ -579,7 +689,14 @@ async fn create_node(router: &Arc<Router>, owner: &str, node: &PepNode) -> Resul
 
 /// Section 7.2: an item is removed; retractions are notified if the node asks for it
 /// (`pubsub#notify_retract`) or the request does (`notify`).
-async fn retract(router: &Arc<Router>, owner: &str, node: &str, id: &str, notify: bool) -> Handled {
+async fn retract(
+    router: &Arc<Router>,
+    owner: &str,
+    node: &str,
+    id: &str,
+    notify: bool,
+    effects: Effects,
+) -> Handled {
     let pep = &router.context.storage.pep;
     let Some(stored) = pep.node(owner, node).await? else {
         return Err(IqError::new(DefinedCondition::ItemNotFound).into());
@@ -590,7 +707,7 @@ async fn retract(router: &Arc<Router>, owner: &str, node: &str, id: &str, notify
     if stored.notify_retract || notify {
         notify::broadcast(router, owner, &stored, &wire::retract(id)).await;
     }
-    after_change(router, owner, node, None).await;
+    after_change(router, owner, node, None, effects).await;
     Ok(None)
 }
 
@@ -661,7 +778,7 @@ async fn delete(router: &Arc<Router>, owner: &str, node: &str) -> Handled {
         return Err(IqError::new(DefinedCondition::ItemNotFound).into());
     }
     send_node_event(router, owner, &stored, "delete").await;
-    after_change(router, owner, node, None).await;
+    after_change(router, owner, node, None, Effects::All).await;
     Ok(None)
 }
 
@@ -673,7 +790,7 @@ async fn purge(router: &Arc<Router>, owner: &str, node: &str) -> Handled {
     };
     pep.purge(owner, node).await?;
     send_node_event(router, owner, &stored, "purge").await;
-    after_change(router, owner, node, None).await;
+    after_change(router, owner, node, None, Effects::All).await;
     Ok(None)
 }
 

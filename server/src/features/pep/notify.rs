@@ -1,6 +1,9 @@
 //! Who hears of a PEP node (XEP-0163 section 4.3 filtered notifications, section 6.2 last published
-//! item): the available resources, of the owner and of local contacts the access model allows,
-//! whose verified entity capabilities (XEP-0115, [`crate::context::CapsCache`]) list `node+notify`.
+//! item): the available resources, of the owner and of the contacts the access model allows, whose
+//! verified entity capabilities (XEP-0115, [`crate::context::CapsCache`]) list `node+notify`. Local
+//! contacts' resources are their sessions; remote contacts' are those whose servers sent the owner
+//! their presence with caps ([`crate::context::RemoteResources`]); notifications to them go across
+//! the federation.
 //! Every notification is a headline message from the owner's bare JID routed like any other stanza
 //! (`Router::send`), so block lists, stream management and delivery events apply.
 
@@ -40,8 +43,27 @@ fn requester_of(item: &RosterItem) -> Requester<'_> {
     Requester::contact(Some(item))
 }
 
-/// The full JIDs that get notifications of `node` of `owner`. Remote contacts are not reached yet
-/// (no federation in this build). Errors: the owner's roster could not be read.
+/// The resources of the remote contact `contact` tracked for `owner` whose verified caps want `node`.
+fn interested_remote_resources(
+    router: &Router,
+    owner: &str,
+    contact: &str,
+    node: &str,
+) -> Vec<String> {
+    let caps = &router.context.caps;
+    router
+        .context
+        .remote_resources
+        .of_contact(owner, contact)
+        .into_iter()
+        .filter(|(_, ver)| caps.of_ver(ver).is_some_and(|c| c.notify.contains(node)))
+        .map(|(full, _)| full)
+        .collect()
+}
+
+/// The full JIDs that get notifications of `node` of `owner`: its own resources, and those of the
+/// contacts the access model allows, local ones from their sessions and remote ones from the
+/// presence their servers sent (`RemoteResources`). Errors: the owner's roster could not be read.
 pub async fn recipients(
     router: &Arc<Router>,
     owner: &str,
@@ -49,6 +71,7 @@ pub async fn recipients(
 ) -> Result<Vec<String>, StorageError> {
     let model = access_model(node);
     let mut out = interested_resources(router, owner, &node.node);
+    let has_remote = !router.context.remote_resources.of_owner(owner).is_empty();
     let (_, roster) = router.context.storage.rosters.items(owner).await?;
     for item in &roster {
         if !may_read(model, &node.roster_groups, &requester_of(item)) {
@@ -57,10 +80,19 @@ pub async fn recipients(
         let Ok(contact) = item.contact.parse::<BareJid>() else {
             continue;
         };
-        if contact.to_string() == owner || !router.is_local_user(&contact) {
+        if contact.to_string() == owner {
             continue;
         }
-        out.extend(interested_resources(router, &item.contact, &node.node));
+        if router.is_local_user(&contact) {
+            out.extend(interested_resources(router, &item.contact, &node.node));
+        } else if has_remote {
+            out.extend(interested_remote_resources(
+                router,
+                owner,
+                &item.contact,
+                &node.node,
+            ));
+        }
     }
     Ok(out)
 }
@@ -127,24 +159,63 @@ pub async fn send_last_items(router: &Arc<Router>, full: &str, nodes: &BTreeSet<
     }
 }
 
-/// `contact` was just subscribed to `owner`'s presence: each of its available local resources whose
-/// caps are known gets the newest item of the nodes of `owner` it asks for and may now read.
-pub async fn send_last_items_to_contact(router: &Arc<Router>, owner: &str, contact: &BareJid) {
-    if !router.is_local_user(contact) {
+/// The remote resource `full`, tracked for `owner` (`RemoteResources`), gets the newest item of each
+/// node of `owner` in `nodes` that the owner's roster lets it read (XEP-0163 section 6.2, once its
+/// caps are known).
+pub async fn send_last_items_to_remote(
+    router: &Arc<Router>,
+    owner: &str,
+    full: &str,
+    nodes: &BTreeSet<String>,
+) {
+    let Ok(full_jid) = full.parse::<FullJid>() else {
         return;
+    };
+    let contact = full_jid.to_bare().to_string();
+    let view = match router.context.storage.rosters.item(owner, &contact).await {
+        Ok(view) => view,
+        Err(e) => {
+            tracing::error!(error = %e, "loading a roster item for the last PEP items failed");
+            return;
+        }
+    };
+    let requester = Requester::contact(view.as_ref());
+    if let Err(e) = send_last_of(router, owner, full, nodes, &requester).await {
+        tracing::error!(error = %e, "sending the last PEP items failed");
     }
+}
+
+/// `contact` was just subscribed to `owner`'s presence: each of its available resources whose caps
+/// are known (local ones from their sessions, remote ones from their presence to `owner`) gets the
+/// newest item of the nodes of `owner` it asks for and may now read.
+pub async fn send_last_items_to_contact(router: &Arc<Router>, owner: &str, contact: &BareJid) {
     let contact_key = contact.to_string();
-    let resources: Vec<(String, Arc<crate::context::entity_caps::Caps>)> = router
-        .sessions
-        .resources(&contact_key)
-        .into_iter()
-        .filter(|r| r.view.is_available)
-        .filter_map(|r| {
-            let full = format!("{contact_key}/{}", r.resource);
-            let caps = router.context.caps.of(&full)?;
-            (!caps.notify.is_empty()).then_some((full, caps))
-        })
-        .collect();
+    let caps = &router.context.caps;
+    let resources: Vec<(String, Arc<crate::context::entity_caps::Caps>)> =
+        if router.is_local_user(contact) {
+            router
+                .sessions
+                .resources(&contact_key)
+                .into_iter()
+                .filter(|r| r.view.is_available)
+                .filter_map(|r| {
+                    let full = format!("{contact_key}/{}", r.resource);
+                    let caps = caps.of(&full)?;
+                    (!caps.notify.is_empty()).then_some((full, caps))
+                })
+                .collect()
+        } else {
+            router
+                .context
+                .remote_resources
+                .of_contact(owner, &contact_key)
+                .into_iter()
+                .filter_map(|(full, ver)| {
+                    let caps = caps.of_ver(&ver)?;
+                    (!caps.notify.is_empty()).then_some((full, caps))
+                })
+                .collect()
+        };
     if resources.is_empty() {
         return;
     }
