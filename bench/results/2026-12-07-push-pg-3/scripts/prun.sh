@@ -4,6 +4,7 @@ NAME=$1; HOOK=$2; OUT=/tmp/pgpush/$NAME; mkdir -p $OUT
 U=postgres://postgres@127.0.0.1:19832/herald
 case $HOOK in
  noarchive) ( until [ "$(psql $U -Atc "select count(*) from pg_proc where proname='herald_archive_append_all'" 2>/dev/null)" = 1 ]; do sleep 0.1; done; psql $U -f /tmp/pgpush/noarchive.sql > $OUT/hook.txt 2>&1 ) & ;;
+delay) ( until psql $U -Atc "select 1" >/dev/null 2>&1; do sleep 0.2; done; psql $U -Atc "alter system set commit_delay = 1000" -c "alter system set commit_siblings = 2" -c "select pg_reload_conf()" > $OUT/hook.txt 2>&1 ) & ;;
  async) ( until psql $U -Atc "select 1" >/dev/null 2>&1; do sleep 0.2; done; psql $U -Atc "alter system set synchronous_commit = off" -c "select pg_reload_conf()" > $OUT/hook.txt 2>&1 ) & ;;
 esac
 perf record -F 499 -C 0 -g -o $OUT/perf.data > $OUT/perf.log 2>&1 & P=$!
