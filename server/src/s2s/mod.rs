@@ -95,7 +95,10 @@ impl OutboundTlsConfigs {
         direct: bool,
     ) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
         let key = (local.to_ascii_lowercase(), direct);
-        let mut configs = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut configs = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(config) = configs.get(&key) {
             return Ok(config.clone());
         }

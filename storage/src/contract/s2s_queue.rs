@@ -138,7 +138,10 @@ pub async fn s2s_queue(storage: &Storage) {
         2,
         "appended rows count"
     );
-    queue.remove(other, &[appended]).await.expect("remove appended");
+    queue
+        .remove(other, &[appended])
+        .await
+        .expect("remove appended");
 
     // An id is never reused, even after the newest row is gone.
     queue.remove(remote, &[third]).await.expect("remove newest");

@@ -130,7 +130,11 @@ mod tests {
         domain.reserve("a.test", 10);
         domain.reserve("a.test", 5);
         assert_eq!((domain.stanzas, domain.bytes), (2, 15));
-        assert_eq!(domain.committed("a.test"), 0, "not readable before the insert");
+        assert_eq!(
+            domain.committed("a.test"),
+            0,
+            "not readable before the insert"
+        );
         domain.commit("a.test", 200);
         domain.commit("a.test", 100);
         assert_eq!(domain.oldest_ms, Some(100));

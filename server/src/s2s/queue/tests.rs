@@ -5,8 +5,8 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use herald_storage::{S2sEnqueue, S2sQueueUsage, S2sQueued, Storage, StorageResult};
-use tokio::time::timeout;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::time::timeout;
 
 use super::*;
 use crate::net::shutdown::ShutdownTrigger;
@@ -866,7 +866,11 @@ async fn handed_off_stanzas_of_a_failing_link_go_back_to_storage_and_out_on_the_
     for n in 4..=6 {
         h.submit(&message(n)).await;
     }
-    assert_eq!(h.next().await, dialed(2), "a proven stream is redialed at once");
+    assert_eq!(
+        h.next().await,
+        dialed(2),
+        "a proven stream is redialed at once"
+    );
     assert_eq!(store.inserts(), 1 + 3, "the three were put back in storage");
     // One submitted now comes after them, whether stored or handed off.
     h.submit(&message(7)).await;

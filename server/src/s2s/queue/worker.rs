@@ -302,7 +302,12 @@ impl DomainWorker {
             let stored = self
                 .shared
                 .store
-                .append(&self.domain, &item.sender, &item.stanza, item.enqueued_at_ms)
+                .append(
+                    &self.domain,
+                    &item.sender,
+                    &item.stanza,
+                    item.enqueued_at_ms,
+                )
                 .await;
             let mut ledger = self.shared.lock_ledger();
             match stored {
@@ -563,13 +568,17 @@ impl DomainWorker {
     /// When a stanza enqueued at `enqueued_at_ms` has waited the queue timeout
     /// (`take_enqueued_before` is strict: one millisecond past it).
     fn expiry(&self, enqueued_at_ms: i64) -> Instant {
+        let expires_in_ms = self.expires_in_ms(enqueued_at_ms).max(0);
+        Instant::now() + Duration::from_millis(expires_in_ms.unsigned_abs())
+    }
+
+    /// Milliseconds until a stanza enqueued at `enqueued_at_ms` expires; zero or less: it has.
+    fn expires_in_ms(&self, enqueued_at_ms: i64) -> i64 {
         let timeout_ms = duration_ms(self.shared.settings.queue_timeout);
-        let expires_in_ms = enqueued_at_ms
+        enqueued_at_ms
             .saturating_add(timeout_ms)
             .saturating_add(1)
             .saturating_sub(self.shared.clock.now_ms())
-            .max(0);
-        Instant::now() + Duration::from_millis(expires_in_ms.unsigned_abs())
     }
 
     async fn deadline_passed(&mut self) {
@@ -587,7 +596,7 @@ impl DomainWorker {
             .domains
             .get(&self.domain)
             .and_then(|entry| entry.oldest_ms);
-        if oldest_ms.is_some_and(|oldest_ms| self.expiry(oldest_ms) <= now) {
+        if oldest_ms.is_some_and(|oldest_ms| self.expires_in_ms(oldest_ms) <= 0) {
             self.bounce_expired().await;
         }
         let idle_timeout = self.shared.settings.idle_timeout;
