@@ -441,10 +441,10 @@ impl Shared {
         let Some(entry) = ledger.domains.get_mut(domain) else {
             return;
         };
-        if !entry
+        if entry
             .task
             .as_ref()
-            .is_some_and(|task| task.generation == generation)
+            .is_none_or(|task| task.generation != generation)
         {
             return;
         }
