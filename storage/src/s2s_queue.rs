@@ -70,6 +70,17 @@ pub trait S2sQueue: Send + Sync {
         enqueued_at_ms: i64,
         limits: S2sQueueLimits,
     ) -> StorageResult<S2sEnqueue>;
+    /// Appends `stanza` (sent by `sender`) to `domain`'s queue without reading the queue: one
+    /// insert whatever its length, for a caller that keeps the per-domain cap itself (the server's
+    /// queue counts what it stored in memory). Ids keep the order of appends that take turns; on
+    /// PostgreSQL it locks the domain as [`Self::enqueue`] does. Returns the new id.
+    async fn append(
+        &self,
+        domain: &str,
+        sender: &str,
+        stanza: &str,
+        enqueued_at_ms: i64,
+    ) -> StorageResult<i64>;
     /// Up to `limit` of `domain`'s stanzas with an id above `after_id` (all when `None`), oldest
     /// first: one range scan of the `(domain, id)` index. Does not remove them.
     async fn oldest(

@@ -31,6 +31,7 @@ pub use retry::RetryPolicy;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,6 +78,43 @@ pub struct Federation {
     pub resolver: PeerResolver,
     /// The inbound connections counted against `[s2s] max_connections*`.
     pub connections: Arc<PeerConnections>,
+    /// The outbound TLS client configurations, built once per (local domain, direct TLS) and
+    /// shared by every dial after (they also carry rustls's session cache, so redials resume).
+    pub outbound_tls: OutboundTlsConfigs,
+}
+
+/// See [`Federation::outbound_tls`].
+#[derive(Default)]
+pub struct OutboundTlsConfigs(std::sync::Mutex<HashMap<(String, bool), Arc<rustls::ClientConfig>>>);
+
+impl OutboundTlsConfigs {
+    /// The client configuration for outbound streams from `local` (ALPN `xmpp-server` when `direct`,
+    /// XEP-0368 section 3), built on first use.
+    ///
+    /// Errors: as [`trust::outbound_config`].
+    pub fn get(
+        &self,
+        tls: &TlsIdentity,
+        local: &str,
+        direct: bool,
+    ) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
+        let key = (local.to_ascii_lowercase(), direct);
+        let mut configs = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(config) = configs.get(&key) {
+            return Ok(config.clone());
+        }
+        let alpn = if direct {
+            vec![ALPN_XMPP_SERVER.to_vec()]
+        } else {
+            Vec::new()
+        };
+        let config = Arc::new(trust::outbound_config(tls.certified_key(local), alpn)?);
+        configs.insert(key, config.clone());
+        Ok(config)
+    }
 }
 
 /// Why federation could not be set up at start.
@@ -176,6 +214,7 @@ impl Federation {
             resolver,
             connections: PeerConnections::new(&settings),
             settings,
+            outbound_tls: OutboundTlsConfigs::default(),
         })))
     }
 

@@ -16,7 +16,6 @@ use tokio::net::TcpStream;
 use super::dialback::{Dialback, Outcome};
 use super::queue::{DialError, Dialer, Link, LinkError};
 use super::{AuthenticationCounts, Federation};
-use crate::net::tls::ALPN_XMPP_SERVER;
 use crate::net::transport::Transport;
 use crate::net::write_deadline::WriteDeadline;
 use crate::xmpp::{Element, Frame, StreamHeader, XmlStream, ns, set_attribute};
@@ -178,17 +177,14 @@ async fn start_tls<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let alpn = if direct {
-        vec![ALPN_XMPP_SERVER.to_vec()]
-    } else {
-        Vec::new()
-    };
-    let config = super::trust::outbound_config(federation.tls.certified_key(local), alpn)
+    let config = federation
+        .outbound_tls
+        .get(&federation.tls, local, direct)
         .map_err(|e| DialError::Rejected(e.to_string()))?;
     let name = ServerName::try_from(remote.to_string())
         .map_err(|_| DialError::Rejected(format!("{remote} is not a DNS name")))?;
     transport
-        .connect_tls(Arc::new(config), name)
+        .connect_tls(config, name)
         .await
         .map_err(|e| DialError::Unreachable(e.to_string()))
 }

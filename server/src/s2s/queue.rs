@@ -1,24 +1,47 @@
-//! The durable outbound server-to-server queue (RFC 6120 section 10.4.3 for stanzas to remote
-//! domains; sections 8.3.3.15 `remote-server-not-found` and 8.3.3.16 `remote-server-timeout` for
-//! the bounces). Stanzas wait in storage ([`S2sQueue`]) while a stream to their domain is
-//! established; one task per remote domain dials, writes them oldest first (the in-order
-//! processing of RFC 6120 section 10.1), removes what was written, retries with backoff, bounces
-//! what waited too long, and closes the stream when it has been idle. Streams, failures and
-//! backoff are per (local domain, remote domain) link: one of our domains that cannot reach the
-//! peer (a failed dialback for the push service's domain, say) holds back only its own stanzas. A restart loses nothing:
-//! [`OutboundQueue::resume`] restarts a task for every domain with stanzas waiting.
+//! The outbound server-to-server queue (RFC 6120 section 10.4.3 for stanzas to remote domains;
+//! sections 8.3.3.15 `remote-server-not-found` and 8.3.3.16 `remote-server-timeout` for the
+//! bounces). One task per remote domain dials, writes stanzas oldest first (the in-order processing
+//! of RFC 6120 section 10.1), retries with backoff, bounces what waited too long, and closes the
+//! stream when it has been idle. Streams, failures and backoff are per (local domain, remote domain)
+//! link: one of our domains that cannot reach the peer (a failed dialback for the push service's
+//! domain, say) holds back only its own stanzas.
+//!
+//! Where a stanza waits. When its link has a proven stream and nothing of that link waits in
+//! storage, [`OutboundQueue::submit`] hands it to the domain's task in memory (a bounded channel)
+//! and storage is not touched; otherwise (no stream yet, dialing, backing off, stanzas stored ahead
+//! of it, or the hand-off full) it is stored ([`S2sQueue`]) and the task sweeps storage for it. Per
+//! link, everything handed off is older than everything stored, and the task writes the hand-off
+//! first, so the order holds. What is stored for which link, and the per-domain cap, are counted in
+//! memory ([`ledger`]): a submit costs one insert at most, and the task reads storage only to drain
+//! it, never per submit while a link backs off.
+//!
+//! The trade-off, and what "a restart loses nothing that was queued" means now: a stanza written to
+//! the socket is no longer queued (as before); a stanza in the hand-off is not yet in storage. If its
+//! link fails, it and every later one of that link go back to storage, ahead of anything submitted
+//! for the link meanwhile (those submits wait for it), and are written by the next stream; at
+//! shutdown they are stored for the next start; a storage error while putting one back bounces it.
+//! Only a crash (or a panic of the task, after which they bounce) can lose what the hand-off holds:
+//! at most [`HANDOFF_CAPACITY`] stanzas per domain, accepted a moment earlier, as a stanza already
+//! in the socket's buffer always could be. Prosody and ejabberd keep their whole queue in memory.
+//! A restart still delivers everything stored: [`OutboundQueue::resume`] counts it and restarts a
+//! task for every domain with stanzas waiting.
 //!
 //! The streams themselves are behind [`Dialer`] and [`Link`]; bounces go back through
 //! [`BounceSink`]. An error stanza is never bounced (RFC 6120 section 8.3.1), so bounces cannot loop.
 
-use std::collections::{HashMap, HashSet};
+mod ledger;
+mod worker;
+
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use herald_storage::{S2sEnqueue, S2sQueue, S2sQueueLimits, StorageError};
-use tokio::sync::{mpsc, watch};
-use tokio::time::{Instant, sleep_until, timeout};
+use herald_storage::{S2sQueue, S2sQueueLimits, StorageError};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
+
+use ledger::{DomainLedger, DomainTask, Handoff, Ledger};
+use worker::DomainWorker;
 
 use super::retry::RetryPolicy;
 use crate::net::shutdown::Shutdown;
@@ -150,27 +173,26 @@ impl std::fmt::Debug for OutboundQueue {
     }
 }
 
-struct Shared {
+/// Stanzas one domain's hand-off holds at most; a submit that finds it full stores its stanza
+/// instead (behind the handed-off ones, which the task writes first). Bounds what a failing link
+/// can have to put back, and what a crash can lose.
+const HANDOFF_CAPACITY: usize = 256;
+
+/// Stanzas read from storage at once when counting what waits at start.
+const RESUME_PAGE: usize = 512;
+
+pub(super) struct Shared {
     store: Arc<dyn S2sQueue>,
     dialer: Arc<dyn Dialer>,
     bounces: Arc<dyn BounceSink>,
     settings: QueueSettings,
     clock: QueueClock,
-    tasks: Mutex<DomainTasks>,
+    ledger: Mutex<Ledger>,
     /// How many domain tasks run (for [`OutboundQueue::stopped`]).
     running: watch::Sender<usize>,
+    /// Told when a link's handed-off stanzas are back in storage (see [`LinkLedger::requeuing`]).
+    requeued: Notify,
     shutdown: Shutdown,
-}
-
-#[derive(Default)]
-struct DomainTasks {
-    by_domain: HashMap<String, DomainTask>,
-    next_generation: u64,
-}
-
-struct DomainTask {
-    wake: mpsc::Sender<()>,
-    generation: u64,
 }
 
 /// Milliseconds since the epoch as storage records them, advancing with tokio's clock (so paused
@@ -200,9 +222,20 @@ impl QueueClock {
     }
 }
 
+/// Where a submit's stanza goes.
+enum Admission {
+    /// Into the link's hand-off.
+    HandedOff,
+    /// Into storage (counted already).
+    Store(Handoff),
+    /// Wait until the link's handed-off stanzas are back in storage, then decide again.
+    Wait(Handoff),
+}
+
 impl OutboundQueue {
     /// A queue over `store`, dialing with `dialer` and bouncing through `bounces`. Its tasks end
-    /// when `shutdown` fires (closing their streams); what is still queued stays in storage.
+    /// when `shutdown` fires (closing their streams); what is still queued stays in storage, and
+    /// what was handed off but not written goes back to it.
     pub fn new(
         store: Arc<dyn S2sQueue>,
         dialer: Arc<dyn Dialer>,
@@ -217,15 +250,17 @@ impl OutboundQueue {
                 bounces,
                 settings,
                 clock: QueueClock::new(),
-                tasks: Mutex::new(DomainTasks::default()),
+                ledger: Mutex::new(Ledger::default()),
                 running: watch::Sender::new(0),
+                requeued: Notify::new(),
                 shutdown,
             }),
         }
     }
 
-    /// Queues `stanza` (from `sender`, a JID of `local_domain`) for `remote_domain` and wakes that
-    /// domain's task. Returns once the stanza is in storage.
+    /// Sends `stanza` (from `sender`, a JID of `local_domain`) to `remote_domain`: handed to the
+    /// stream in memory when the link is up with nothing waiting ahead of it, else stored and the
+    /// domain's task woken. Returns once the stanza is handed off or in storage.
     ///
     /// Errors: [`SubmitError::Full`] when the domain's queue is at its limit (bounce with
     /// `resource-constraint`), [`SubmitError::ForeignSender`], [`SubmitError::Storage`].
@@ -244,24 +279,105 @@ impl OutboundQueue {
         }
         let domain = remote_domain.to_ascii_lowercase();
         let shared = &self.shared;
-        let now_ms = shared.clock.now_ms();
-        match shared
-            .store
-            .enqueue(&domain, sender, stanza, now_ms, shared.settings.limits)
-            .await?
-        {
-            S2sEnqueue::Queued(_) => {
-                self.wake(&domain);
-                Ok(())
+        let mut item = Handoff {
+            link: local_domain.to_ascii_lowercase(),
+            sender: sender.to_string(),
+            stanza: stanza.to_string(),
+            enqueued_at_ms: shared.clock.now_ms(),
+        };
+        let item = loop {
+            // Made before the ledger is read, so a requeue that ends in between still wakes it.
+            let requeued = shared.requeued.notified();
+            match self.admit(&domain, item)? {
+                Admission::HandedOff => return Ok(()),
+                Admission::Store(stored) => break stored,
+                Admission::Wait(waiting) => {
+                    item = waiting;
+                    requeued.await;
+                }
             }
-            S2sEnqueue::Full => Err(SubmitError::Full(domain)),
+        };
+        let appended = shared
+            .store
+            .append(&domain, &item.sender, &item.stanza, item.enqueued_at_ms)
+            .await;
+        {
+            let mut ledger = shared.lock_ledger();
+            let entry = ledger.domains.entry(domain.clone()).or_default();
+            if let Err(error) = appended {
+                entry.unreserve(&item.link, item.stanza.len());
+                return Err(error.into());
+            }
+            entry.commit(&item.link, item.enqueued_at_ms);
         }
+        self.wake(&domain);
+        Ok(())
     }
 
-    /// Starts a task for every domain with stanzas waiting in storage (call once at start).
-    /// Errors: the storage error reading the domains.
+    /// Decides under the ledger's lock where `item` goes; a stanza for storage is counted against
+    /// the cap here, so the cap holds without reading storage.
+    fn admit(&self, domain: &str, item: Handoff) -> Result<Admission, SubmitError> {
+        let limits = self.shared.settings.limits;
+        let mut ledger = self.shared.lock_ledger();
+        let entry = match ledger.domains.get_mut(domain) {
+            Some(entry) => entry,
+            None => ledger.domains.entry(domain.to_string()).or_default(),
+        };
+        let link = entry.link_mut(&item.link);
+        let (requeuing, open, stored) = (link.requeuing, link.open, link.stored);
+        if requeuing {
+            return Ok(Admission::Wait(item));
+        }
+        let mut item = item;
+        if open
+            && stored == 0
+            && let Some(task) = &entry.task
+        {
+            match task.handoff.try_send(item) {
+                Ok(()) => return Ok(Admission::HandedOff),
+                // A full hand-off: stored behind what it holds, which the task writes first.
+                Err(
+                    mpsc::error::TrySendError::Full(back) | mpsc::error::TrySendError::Closed(back),
+                ) => item = back,
+            }
+        }
+        if entry.stanzas >= limits.max_stanzas
+            || entry.bytes.saturating_add(item.stanza.len()) > limits.max_bytes
+        {
+            return Err(SubmitError::Full(domain.to_string()));
+        }
+        entry.reserve(&item.link, item.stanza.len());
+        Ok(Admission::Store(item))
+    }
+
+    /// Counts what waits in storage and starts a task for every domain with stanzas waiting (call
+    /// once at start, before any submit): the only time the queue reads all of storage.
+    /// Errors: the storage error reading the queue.
     pub async fn resume(&self) -> Result<(), StorageError> {
-        for domain in self.shared.store.domains().await? {
+        let store = &self.shared.store;
+        for domain in store.domains().await? {
+            let mut counted = DomainLedger::default();
+            let mut after_id = None;
+            loop {
+                let page = store.oldest(&domain, after_id, RESUME_PAGE).await?;
+                let Some(last) = page.last() else {
+                    break;
+                };
+                after_id = Some(last.id);
+                for queued in &page {
+                    let link = domain_of(&queued.sender).to_ascii_lowercase();
+                    counted.reserve(&link, queued.stanza.len());
+                    counted.commit(&link, queued.enqueued_at_ms);
+                }
+            }
+            {
+                let mut ledger = self.shared.lock_ledger();
+                let entry = ledger.domains.entry(domain.clone()).or_default();
+                entry.links = counted.links;
+                entry.stanzas = counted.stanzas;
+                entry.bytes = counted.bytes;
+                entry.oldest_ms = counted.oldest_ms;
+            }
             self.wake(&domain);
         }
         Ok(())
@@ -273,13 +389,15 @@ impl OutboundQueue {
         let _ = running.wait_for(|count| *count == 0).await;
     }
 
-    /// Tells `domain`'s task there is work, starting one if none runs.
+    /// Tells `domain`'s task there is work in storage, starting one if none runs.
     fn wake(&self, domain: &str) {
         if self.shared.shutdown.is_triggered() {
             return;
         }
-        let mut tasks = self.shared.lock_tasks();
-        if let Some(task) = tasks.by_domain.get(domain) {
+        let mut ledger = self.shared.lock_ledger();
+        let generation = ledger.next_generation;
+        let entry = ledger.domains.entry(domain.to_string()).or_default();
+        if let Some(task) = &entry.task {
             match task.wake.try_send(()) {
                 // A full channel already holds a wake the task has yet to see.
                 Ok(()) | Err(mpsc::error::TrySendError::Full(())) => return,
@@ -287,423 +405,59 @@ impl OutboundQueue {
             }
         }
         let (wake, woken) = mpsc::channel(1);
-        let generation = tasks.next_generation;
-        tasks.next_generation += 1;
-        tasks
-            .by_domain
-            .insert(domain.to_string(), DomainTask { wake, generation });
-        self.shared.running.send_replace(tasks.by_domain.len());
-        let worker = DomainWorker {
-            shared: self.shared.clone(),
-            domain: domain.to_string(),
+        let (handoff, handed_off) = mpsc::channel(HANDOFF_CAPACITY);
+        let replaced = entry.task.replace(DomainTask {
+            wake,
+            handoff,
             generation,
-            links: HashMap::new(),
-            backoff: HashMap::new(),
-            storage_failures: 0,
-        };
+        });
+        for link in entry.links.values_mut() {
+            link.open = false;
+        }
+        ledger.next_generation += 1;
+        if replaced.is_none() {
+            ledger.tasks += 1;
+        }
+        self.shared.running.send_replace(ledger.tasks);
+        let worker = DomainWorker::new(
+            self.shared.clone(),
+            domain.to_string(),
+            generation,
+            handed_off,
+        );
         tokio::spawn(worker.run(woken));
     }
 }
 
 impl Shared {
-    fn lock_tasks(&self) -> std::sync::MutexGuard<'_, DomainTasks> {
-        // The map stays consistent under every panic point, so a poisoned lock is still usable.
-        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock_ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        // The ledger stays consistent under every panic point, so a poisoned lock is still usable.
+        self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Removes `domain`'s task entry if it is still `generation`'s.
-    fn forget_task(&self, domain: &str, generation: u64) {
-        let mut tasks = self.lock_tasks();
-        if tasks
-            .by_domain
-            .get(domain)
-            .is_some_and(|task| task.generation == generation)
-        {
-            tasks.by_domain.remove(domain);
-        }
-        self.running.send_replace(tasks.by_domain.len());
-    }
-}
-
-/// An open stream to the remote domain from one of our domains.
-struct OpenLink {
-    link: Box<dyn Link>,
-    /// At least one stanza went through: a later failure means the stream was lost (redial at
-    /// once), not that the peer refuses us (back off).
-    proven: bool,
-}
-
-/// How writing one stanza over its local domain's link went.
-enum Written {
-    Yes,
-    /// A proven stream broke: dial again at once (after this sweep).
-    LinkLost,
-    /// Dialing or a fresh stream failed: this link backs off.
-    Failed(String),
-    /// The domain has no server: bounce everything.
-    NotFound,
-}
-
-/// What one sweep over the queue came to.
-enum Sweep {
-    /// Nothing is queued.
-    Empty,
-    /// The domain has no server: bounce everything.
-    NotFound,
-    /// Every stanza of a usable link was written. `retry_now`: a proven stream broke, so its
-    /// stanzas go over a fresh one at once; `waiting_until`: the earliest retry of a link that
-    /// backs off with stanzas waiting.
-    Swept {
-        retry_now: bool,
-        waiting_until: Option<Instant>,
-    },
-}
-
-/// The retry state of one (local domain, remote domain) link.
-#[derive(Debug, Clone, Copy)]
-struct Backoff {
-    failures: u32,
-    retry_at: Instant,
-}
-
-/// The task of one remote domain.
-struct DomainWorker {
-    shared: Arc<Shared>,
-    domain: String,
-    generation: u64,
-    /// By local domain (the domain of the queued stanza's sender).
-    links: HashMap<String, OpenLink>,
-    /// By local domain: the links that failed and when each is tried again.
-    backoff: HashMap<String, Backoff>,
-    /// Consecutive failures to read the queue from storage.
-    storage_failures: u32,
-}
-
-impl DomainWorker {
-    async fn run(mut self, mut woken: mpsc::Receiver<()>) {
-        // Forgets the task however it ends, a panic included, so a later submit starts a new one
-        // and `stopped` still resolves.
-        let _forget = ForgetOnDrop {
-            shared: self.shared.clone(),
-            domain: self.domain.clone(),
-            generation: self.generation,
+    /// Removes `domain`'s task from `ledger` if it is still `generation`'s; its links are no
+    /// longer open.
+    fn forget_task(&self, ledger: &mut Ledger, domain: &str, generation: u64) {
+        let Some(entry) = ledger.domains.get_mut(domain) else {
+            return;
         };
-        let mut shutdown = self.shared.shutdown.clone();
-        tokio::select! {
-            biased;
-            () = shutdown.wait() => {}
-            () = self.work(&mut woken) => {}
-        }
-        self.close_links().await;
-    }
-
-    async fn work(&mut self, woken: &mut mpsc::Receiver<()>) {
-        loop {
-            let sweep = match self.sweep().await {
-                Ok(sweep) => sweep,
-                Err(error) => {
-                    tracing::warn!(domain = %self.domain, %error, "s2s queue unreadable");
-                    self.storage_failures = self.storage_failures.saturating_add(1);
-                    let delay = self
-                        .shared
-                        .settings
-                        .retry
-                        .random_delay(self.storage_failures);
-                    self.wait_until(Instant::now() + delay, None).await;
-                    continue;
-                }
-            };
-            self.storage_failures = 0;
-            match sweep {
-                Sweep::Empty => {
-                    if !self.links.is_empty() && self.idle(woken).await {
-                        continue;
-                    }
-                    self.close_links().await;
-                    if self.exit_unless_woken(woken) {
-                        return;
-                    }
-                }
-                Sweep::NotFound => {
-                    self.backoff.clear();
-                    self.bounce_enqueued_before(i64::MAX, DefinedCondition::RemoteServerNotFound)
-                        .await;
-                }
-                Sweep::Swept {
-                    retry_now: false,
-                    waiting_until: Some(retry_at),
-                } => {
-                    // A submit wakes the wait: a stanza of another local domain goes out at once.
-                    self.wait_until(retry_at, Some(woken)).await;
-                }
-                Sweep::Swept { .. } => {}
-            }
-        }
-    }
-
-    /// Waits for more work while the streams are open; `false` when they were idle too long.
-    async fn idle(&mut self, woken: &mut mpsc::Receiver<()>) -> bool {
-        let idle_timeout = self.shared.settings.idle_timeout;
-        matches!(timeout(idle_timeout, woken.recv()).await, Ok(Some(())))
-    }
-
-    /// Ends the task unless a submit woke it meanwhile: checked and forgotten under the lock
-    /// `wake` takes, so a stanza queued now either sees this task or starts a new one.
-    fn exit_unless_woken(&self, woken: &mut mpsc::Receiver<()>) -> bool {
-        let mut tasks = self.shared.lock_tasks();
-        if woken.try_recv().is_ok() {
-            return false;
-        }
-        if tasks
-            .by_domain
-            .get(&self.domain)
-            .is_some_and(|task| task.generation == self.generation)
+        if entry
+            .task
+            .as_ref()
+            .is_none_or(|task| task.generation != generation)
         {
-            tasks.by_domain.remove(&self.domain);
+            return;
         }
-        self.shared.running.send_replace(tasks.by_domain.len());
-        true
-    }
-
-    /// One pass over everything queued, oldest first, page by page: each stanza goes over its
-    /// local domain's link unless that link backs off or failed during this pass (then its later
-    /// stanzas wait too, keeping each link's order). What was written is removed.
-    ///
-    /// Errors: the storage error reading the queue.
-    async fn sweep(&mut self) -> Result<Sweep, StorageError> {
-        let batch_size = self.shared.settings.batch_size.max(1);
-        let started = Instant::now();
-        let mut held: HashSet<String> = HashSet::new();
-        let mut retry_now = false;
-        let mut waiting_until: Option<Instant> = None;
-        let mut after_id = None;
-        let mut seen_any = false;
-        loop {
-            let page = self
-                .shared
-                .store
-                .oldest(&self.domain, after_id, batch_size)
-                .await?;
-            let Some(last) = page.last() else {
-                break;
-            };
-            after_id = Some(last.id);
-            seen_any = true;
-            let mut written = Vec::with_capacity(page.len());
-            let mut not_found = false;
-            for queued in page {
-                let local_domain = domain_of(&queued.sender).to_ascii_lowercase();
-                if held.contains(&local_domain) {
-                    continue;
-                }
-                if let Some(backoff) = self.backoff.get(&local_domain)
-                    && backoff.retry_at > started
-                {
-                    waiting_until = earliest(waiting_until, backoff.retry_at);
-                    held.insert(local_domain);
-                    continue;
-                }
-                match self.write(&local_domain, &queued.stanza).await {
-                    Written::Yes => {
-                        self.backoff.remove(&local_domain);
-                        written.push(queued.id);
-                    }
-                    Written::LinkLost => {
-                        retry_now = true;
-                        held.insert(local_domain);
-                    }
-                    Written::Failed(reason) => {
-                        let retry_at = self.failed(&local_domain, &reason);
-                        waiting_until = earliest(waiting_until, retry_at);
-                        held.insert(local_domain);
-                    }
-                    Written::NotFound => {
-                        not_found = true;
-                        break;
-                    }
-                }
-            }
-            if !written.is_empty()
-                && let Err(error) = self.shared.store.remove(&self.domain, &written).await
-            {
-                // They stay queued and are sent again: a duplicate rather than a loss.
-                tracing::warn!(domain = %self.domain, %error, "written s2s stanzas not removed");
-            }
-            if not_found {
-                return Ok(Sweep::NotFound);
-            }
+        entry.task = None;
+        for link in entry.links.values_mut() {
+            link.open = false;
+            link.requeuing = false;
         }
-        if !seen_any {
-            return Ok(Sweep::Empty);
+        if entry.stanzas == 0 {
+            ledger.domains.remove(domain);
         }
-        Ok(Sweep::Swept {
-            retry_now,
-            waiting_until,
-        })
-    }
-
-    /// Counts a failure of `local_domain`'s link and returns when it is tried again.
-    fn failed(&mut self, local_domain: &str, reason: &str) -> Instant {
-        let failures = self
-            .backoff
-            .get(local_domain)
-            .map_or(0, |backoff| backoff.failures)
-            .saturating_add(1);
-        let retry_at = Instant::now() + self.shared.settings.retry.random_delay(failures);
-        tracing::info!(local = %local_domain, domain = %self.domain, failures, %reason,
-            "s2s peer not reachable, retrying");
-        self.backoff
-            .insert(local_domain.to_string(), Backoff { failures, retry_at });
-        retry_at
-    }
-
-    /// Writes one stanza over `local_domain`'s link, dialing one if none is open.
-    async fn write(&mut self, local_domain: &str, stanza: &str) -> Written {
-        // Taken out while in use: a write cancelled halfway leaves no half-written stream
-        // behind to be reused or politely closed.
-        let mut open = match self.links.remove(local_domain) {
-            Some(open) => open,
-            None => match self.dial(local_domain).await {
-                Ok(link) => OpenLink {
-                    link,
-                    proven: false,
-                },
-                Err(DialError::NotFound) => return Written::NotFound,
-                Err(error) => return Written::Failed(error.to_string()),
-            },
-        };
-        let send_timeout = self.shared.settings.send_timeout;
-        match timeout(send_timeout, open.link.send(stanza)).await {
-            Ok(Ok(())) => {
-                open.proven = true;
-                self.links.insert(local_domain.to_string(), open);
-                Written::Yes
-            }
-            outcome => {
-                let reason = match outcome {
-                    Ok(Err(error)) => error.to_string(),
-                    _ => "write timed out".to_string(),
-                };
-                tracing::debug!(local = %local_domain, domain = %self.domain, %reason, "s2s link dropped");
-                if open.proven {
-                    Written::LinkLost
-                } else {
-                    Written::Failed(reason)
-                }
-            }
-        }
-    }
-
-    async fn dial(&mut self, local_domain: &str) -> Result<Box<dyn Link>, DialError> {
-        let settings = &self.shared.settings;
-        match timeout(
-            settings.dial_timeout,
-            self.shared.dialer.dial(local_domain, &self.domain),
-        )
-        .await
-        {
-            Ok(outcome) => outcome,
-            Err(_) => Err(DialError::Unreachable("dial timed out".to_string())),
-        }
-    }
-
-    /// Waits until `retry_at`, bouncing each stanza the moment it has waited the queue timeout.
-    /// Returns early when nothing is left to send, or, given `woken`, when a submit wakes the task.
-    async fn wait_until(&mut self, retry_at: Instant, mut woken: Option<&mut mpsc::Receiver<()>>) {
-        let timeout_ms = duration_ms(self.shared.settings.queue_timeout);
-        loop {
-            self.bounce_expired().await;
-            let oldest = match self.shared.store.oldest(&self.domain, None, 1).await {
-                Ok(oldest) => oldest,
-                Err(error) => {
-                    tracing::warn!(domain = %self.domain, %error, "s2s queue unreadable");
-                    sleep_until(retry_at).await;
-                    return;
-                }
-            };
-            let Some(oldest) = oldest.first() else {
-                return;
-            };
-            // take_enqueued_before is strict: one millisecond past the timeout.
-            let expires_in_ms = oldest
-                .enqueued_at_ms
-                .saturating_add(timeout_ms)
-                .saturating_add(1)
-                .saturating_sub(self.shared.clock.now_ms())
-                .max(0);
-            let expires_at = Instant::now() + Duration::from_millis(expires_in_ms.unsigned_abs());
-            let until = retry_at.min(expires_at);
-            match woken.as_deref_mut() {
-                Some(woken) => {
-                    tokio::select! {
-                        () = sleep_until(until) => {}
-                        wake = woken.recv() => {
-                            if wake.is_some() {
-                                self.bounce_expired().await;
-                                return;
-                            }
-                            sleep_until(until).await;
-                        }
-                    }
-                }
-                None => sleep_until(until).await,
-            }
-            if Instant::now() >= retry_at {
-                self.bounce_expired().await;
-                return;
-            }
-        }
-    }
-
-    async fn bounce_expired(&mut self) {
-        let timeout_ms = duration_ms(self.shared.settings.queue_timeout);
-        let cutoff = self.shared.clock.now_ms().saturating_sub(timeout_ms);
-        self.bounce_enqueued_before(cutoff, DefinedCondition::RemoteServerTimeout)
-            .await;
-    }
-
-    async fn bounce_enqueued_before(&mut self, cutoff_ms: i64, condition: DefinedCondition) {
-        let taken = match self
-            .shared
-            .store
-            .take_enqueued_before(&self.domain, cutoff_ms)
-            .await
-        {
-            Ok(taken) => taken,
-            Err(error) => {
-                tracing::warn!(domain = %self.domain, %error, "s2s stanzas to bounce unreadable");
-                return;
-            }
-        };
-        for queued in taken {
-            if is_error_stanza(&queued.stanza) {
-                tracing::debug!(domain = %self.domain, "undeliverable error stanza dropped");
-                continue;
-            }
-            self.shared
-                .bounces
-                .bounce(&queued.stanza, condition.clone());
-        }
-    }
-
-    async fn close_links(&mut self) {
-        let send_timeout = self.shared.settings.send_timeout;
-        for (_, open) in self.links.drain() {
-            let _ = timeout(send_timeout, open.link.close()).await;
-        }
-    }
-}
-
-/// Removes a domain task's entry when the task ends.
-struct ForgetOnDrop {
-    shared: Arc<Shared>,
-    domain: String,
-    generation: u64,
-}
-
-impl Drop for ForgetOnDrop {
-    fn drop(&mut self) {
-        self.shared.forget_task(&self.domain, self.generation);
+        ledger.tasks = ledger.tasks.saturating_sub(1);
+        self.running.send_replace(ledger.tasks);
     }
 }
 
@@ -725,11 +479,6 @@ fn is_error_stanza(stanza: &str) -> bool {
             .and_then(|wrapper| wrapper.children().next().cloned())
     });
     element.is_some_and(|element| element.attr("type") == Some("error"))
-}
-
-/// The earlier of `current` (if any) and `candidate`.
-fn earliest(current: Option<Instant>, candidate: Instant) -> Option<Instant> {
-    Some(current.map_or(candidate, |current| current.min(candidate)))
 }
 
 fn duration_ms(duration: Duration) -> i64 {

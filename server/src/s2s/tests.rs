@@ -256,6 +256,7 @@ async fn nothing_but_starttls_before_tls_when_encryption_is_required() {
         authentications: Default::default(),
         resolver: super::resolve::PeerResolver::new(&Default::default()).unwrap(),
         connections: federation.connections.clone(),
+        outbound_tls: Default::default(),
     });
     let mut peer = inbound(&strict, &router);
     let (_, features) = open(&mut peer, "b.test", "a.test").await;

@@ -116,6 +116,33 @@ pub async fn s2s_queue(storage: &Storage) {
         ["<message id='2'>ä</message>", "<message id='3'/>"]
     );
 
+    // An append skips the cap but keeps the order and the usage.
+    let appended = queue
+        .append(other, "bob@local.example", "<message id='y'/>", 1_600)
+        .await
+        .expect("append");
+    assert!(appended > on_other, "{appended} after {on_other}");
+    let of_other = queue.oldest(other, None, 10).await.expect("other");
+    assert_eq!(
+        of_other
+            .iter()
+            .map(|q| (q.id, q.sender.as_str(), q.enqueued_at_ms))
+            .collect::<Vec<_>>(),
+        [
+            (on_other, "alice@local.example", 1_500),
+            (appended, "bob@local.example", 1_600)
+        ]
+    );
+    assert_eq!(
+        queue.usage(other).await.expect("usage").stanzas,
+        2,
+        "appended rows count"
+    );
+    queue
+        .remove(other, &[appended])
+        .await
+        .expect("remove appended");
+
     // An id is never reused, even after the newest row is gone.
     queue.remove(remote, &[third]).await.expect("remove newest");
     let fourth = enqueue(storage, remote, "<message id='4'/>", 3_000).await;

@@ -14,6 +14,11 @@ pub(crate) const ENQUEUE: &str = "INSERT INTO s2s_queue (domain, sender, stanza,
      AND (SELECT COALESCE(SUM(bytes), 0) FROM s2s_queue WHERE domain = $1) + $4 <= $7 \
      RETURNING id";
 
+/// The unconditional insert of [`crate::S2sQueue::append`] (`$1` domain, `$2` sender, `$3` stanza,
+/// `$4` its bytes, `$5` enqueued_at_ms).
+pub(crate) const APPEND: &str = "INSERT INTO s2s_queue (domain, sender, stanza, bytes, enqueued_at_ms) \
+     VALUES ($1, $2, $3, $4, $5) RETURNING id";
+
 /// The oldest-N read after an id: a range scan of `s2s_queue_by_domain`.
 pub(crate) const OLDEST: &str = "SELECT id, sender, stanza, enqueued_at_ms FROM s2s_queue \
      WHERE domain = $1 AND id > $2 ORDER BY id LIMIT $3";
@@ -60,7 +65,7 @@ macro_rules! s2s_queue_sql {
             use super::$store;
             use $crate::rows::{db_error, quota_i64, to_u64};
             use $crate::sql::s2s_queue::{
-                ENQUEUE, OLDEST, REMOVE_CHUNK, S2sQueuedRow, remove_statement,
+                APPEND, ENQUEUE, OLDEST, REMOVE_CHUNK, S2sQueuedRow, remove_statement,
             };
             use $crate::{
                 S2sEnqueue, S2sQueue, S2sQueueLimits, S2sQueueUsage, S2sQueued, StorageResult,
@@ -101,6 +106,33 @@ macro_rules! s2s_queue_sql {
                         id
                     };
                     Ok(id.map_or(S2sEnqueue::Full, S2sEnqueue::Queued))
+                }
+
+                async fn append(
+                    &self,
+                    domain: &str,
+                    sender: &str,
+                    stanza: &str,
+                    enqueued_at_ms: i64,
+                ) -> StorageResult<i64> {
+                    let insert = sqlx::query_scalar::<_, i64>(APPEND)
+                        .bind(domain)
+                        .bind(sender)
+                        .bind(stanza)
+                        .bind(quota_i64(stanza.len()))
+                        .bind(enqueued_at_ms);
+                    if $lock.is_empty() {
+                        return insert.fetch_one(&self.writer).await.map_err(db_error);
+                    }
+                    let mut tx = self.writer.begin_with($write).await.map_err(db_error)?;
+                    sqlx::query($lock)
+                        .bind(domain)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                    let id = insert.fetch_one(&mut *tx).await.map_err(db_error)?;
+                    tx.commit().await.map_err(db_error)?;
+                    Ok(id)
                 }
 
                 async fn oldest(

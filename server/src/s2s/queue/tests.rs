@@ -4,8 +4,9 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use herald_storage::{S2sQueueUsage, S2sQueued, Storage, StorageResult};
+use herald_storage::{S2sEnqueue, S2sQueueUsage, S2sQueued, Storage, StorageResult};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::time::timeout;
 
 use super::*;
 use crate::net::shutdown::ShutdownTrigger;
@@ -38,6 +39,8 @@ enum Dial {
     Connect {
         writes_before_failure: Option<usize>,
     },
+    /// A link that never fails, after the dial took this long.
+    SlowConnect(Duration),
     Fail(DialError),
     /// A bug in the streams: the domain task dies.
     Panic,
@@ -87,6 +90,14 @@ impl Dialer for FakeDialer {
                 writes_left: writes_before_failure,
                 events: self.events.clone(),
             })),
+            Dial::SlowConnect(delay) => {
+                tokio::time::sleep(delay).await;
+                Ok(Box::new(FakeLink {
+                    link,
+                    writes_left: None,
+                    events: self.events.clone(),
+                }))
+            }
             Dial::Fail(error) => Err(error),
             Dial::Panic => panic!("dialer bug (expected by the test)"),
         }
@@ -168,6 +179,27 @@ impl S2sQueue for MemoryQueue {
         Ok(S2sEnqueue::Queued(id))
     }
 
+    async fn append(
+        &self,
+        domain: &str,
+        sender: &str,
+        stanza: &str,
+        enqueued_at_ms: i64,
+    ) -> StorageResult<i64> {
+        let mut rows = self.rows.lock().expect("rows");
+        let id = i64::try_from(self.next_id.fetch_add(1, Ordering::SeqCst) + 1).unwrap_or(0);
+        rows.push((
+            domain.to_string(),
+            S2sQueued {
+                id,
+                sender: sender.to_string(),
+                stanza: stanza.to_string(),
+                enqueued_at_ms,
+            },
+        ));
+        Ok(id)
+    }
+
     async fn oldest(
         &self,
         domain: &str,
@@ -225,6 +257,89 @@ impl S2sQueue for MemoryQueue {
             stanzas: mine.len() as u64,
             bytes: mine.iter().map(|q| q.stanza.len() as u64).sum(),
         })
+    }
+}
+
+/// A [`MemoryQueue`] that counts the calls made to it.
+#[derive(Default)]
+struct CountingQueue {
+    inner: MemoryQueue,
+    /// `oldest`, `take_enqueued_before`, `domains` and `usage`.
+    reads: AtomicUsize,
+    /// `enqueue` and `append`.
+    inserts: AtomicUsize,
+}
+
+impl CountingQueue {
+    fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
+    }
+
+    fn inserts(&self) -> usize {
+        self.inserts.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl S2sQueue for CountingQueue {
+    async fn enqueue(
+        &self,
+        domain: &str,
+        sender: &str,
+        stanza: &str,
+        enqueued_at_ms: i64,
+        limits: S2sQueueLimits,
+    ) -> StorageResult<S2sEnqueue> {
+        self.inserts.fetch_add(1, Ordering::SeqCst);
+        self.inner
+            .enqueue(domain, sender, stanza, enqueued_at_ms, limits)
+            .await
+    }
+
+    async fn append(
+        &self,
+        domain: &str,
+        sender: &str,
+        stanza: &str,
+        enqueued_at_ms: i64,
+    ) -> StorageResult<i64> {
+        self.inserts.fetch_add(1, Ordering::SeqCst);
+        self.inner
+            .append(domain, sender, stanza, enqueued_at_ms)
+            .await
+    }
+
+    async fn oldest(
+        &self,
+        domain: &str,
+        after_id: Option<i64>,
+        limit: usize,
+    ) -> StorageResult<Vec<S2sQueued>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.oldest(domain, after_id, limit).await
+    }
+
+    async fn remove(&self, domain: &str, ids: &[i64]) -> StorageResult<u64> {
+        self.inner.remove(domain, ids).await
+    }
+
+    async fn take_enqueued_before(
+        &self,
+        domain: &str,
+        cutoff_ms: i64,
+    ) -> StorageResult<Vec<S2sQueued>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.take_enqueued_before(domain, cutoff_ms).await
+    }
+
+    async fn domains(&self) -> StorageResult<Vec<String>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.domains().await
+    }
+
+    async fn usage(&self, domain: &str) -> StorageResult<S2sQueueUsage> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.usage(domain).await
     }
 }
 
@@ -698,6 +813,95 @@ async fn a_full_queue_refuses_with_resource_constraint() {
     assert!(matches!(foreign, Err(SubmitError::ForeignSender { .. })));
     let usage = storage.s2s_queue.usage("b.test").await.expect("usage");
     assert_eq!(usage.stanzas, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stanzas_stored_while_dialing_go_first_and_later_ones_skip_storage() {
+    let store = Arc::new(CountingQueue::default());
+    let script = vec![Dial::SlowConnect(Duration::from_secs(1))];
+    let mut h = paused(store.clone(), settings(), script, CONNECT);
+    h.submit(&message(1)).await;
+    assert_eq!(h.next().await, dialed(1));
+    // The dial takes a second: these wait in storage behind the first.
+    h.submit(&message(2)).await;
+    h.submit(&message(3)).await;
+    for n in 1..=3 {
+        assert_eq!(h.next().await, sent(1, n));
+    }
+    assert_eq!(store.inserts(), 3);
+    // The link is proven and nothing waits: the next ones go straight to it, in order, and
+    // what was handed off together is written together.
+    for n in 4..=6 {
+        h.submit(&message(n)).await;
+    }
+    assert_eq!(
+        h.next().await,
+        Event::Sent {
+            link: 1,
+            stanza: (4..=6).map(message).collect(),
+        }
+    );
+    assert_eq!(store.inserts(), 3, "handed off, never stored");
+    assert!(store.domains().await.expect("domains").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn handed_off_stanzas_of_a_failing_link_go_back_to_storage_and_out_on_the_next() {
+    let store = Arc::new(CountingQueue::default());
+    // The first stream takes three writes, then breaks.
+    let script = vec![Dial::Connect {
+        writes_before_failure: Some(3),
+    }];
+    let mut h = paused(store.clone(), settings(), script, CONNECT);
+    h.submit(&message(1)).await;
+    assert_eq!(h.next().await, dialed(1));
+    assert_eq!(h.next().await, sent(1, 1));
+    // Handed off one by one: each is its own write.
+    h.submit(&message(2)).await;
+    assert_eq!(h.next().await, sent(1, 2));
+    h.submit(&message(3)).await;
+    assert_eq!(h.next().await, sent(1, 3));
+    assert_eq!(store.inserts(), 1);
+    // Three more handed off at once; the stream breaks writing them.
+    for n in 4..=6 {
+        h.submit(&message(n)).await;
+    }
+    assert_eq!(
+        h.next().await,
+        dialed(2),
+        "a proven stream is redialed at once"
+    );
+    assert_eq!(store.inserts(), 1 + 3, "the three were put back in storage");
+    // One submitted now comes after them, whether stored or handed off.
+    h.submit(&message(7)).await;
+    for n in 4..=7 {
+        assert_eq!(h.next().await, sent(2, n));
+    }
+    assert!(store.domains().await.expect("domains").is_empty());
+    h.nothing_more();
+}
+
+#[tokio::test(start_paused = true)]
+async fn submits_while_the_link_backs_off_do_not_read_storage() {
+    let store = Arc::new(CountingQueue::default());
+    let mut patient = settings();
+    patient.retry.initial = Duration::from_secs(3600);
+    patient.retry.max = Duration::from_secs(3600);
+    patient.queue_timeout = Duration::from_secs(7200);
+    let mut h = paused(store.clone(), patient, vec![], unreachable());
+    h.submit(&message(1)).await;
+    assert_eq!(h.next().await, dialed(1));
+    // Let the task settle into its backoff.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let reads = store.reads();
+    for n in 2..=50 {
+        h.submit(&message(n)).await;
+        // The task sees each wake before the next submit.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.reads(), reads, "no storage read per submit");
+    assert_eq!(store.inserts(), 50);
+    h.nothing_more();
 }
 
 #[test]
