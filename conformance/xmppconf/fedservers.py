@@ -382,11 +382,12 @@ VirtualHost "{self.domain}"
 class FedEjabberd(FedServer):
     """ejabberd 23.01 (Debian), run in the foreground as the ejabberd user with its own config, spool and log dirs
     and node name; Erlang's resolver reads inetrc (ejabberdctl sets ERL_INETRC to the config dir's), which names
-    only the stub. STARTTLS required on s2s, mod_s2s_dialback loaded; the run's CA as ca_file (external), or the
+    only the stub. STARTTLS required on s2s, mod_s2s_dialback and PEP (mod_pubsub, mod_caps) loaded; the run's CA as ca_file (external), or the
     system store (dialback). Accounts are registered in-band (XEP-0077): one ejabberdctl call per account would
     start an Erlang node each."""
 
     kind = "ejabberd"
+    capabilities = frozenset({PEP})  # mod_pubsub with the pep plugin, mod_caps
 
     def configure(self, peers: list[FedServer]) -> None:
         try:
@@ -420,11 +421,17 @@ registration_timeout: infinity
 acl:
   local: {{user_regexp: ""}}
 access_rules:
+  local: {{allow: local}}
   register: {{allow: all}}
+  pubsub_createnode: {{allow: local}}
 modules:
+  mod_caps: {{}}
   mod_disco: {{}}
   mod_offline: {{}}
   mod_ping: {{}}
+  mod_pubsub:
+    access_createnode: pubsub_createnode
+    plugins: ["flat", "pep"]
   mod_register: {{access: register, ip_access: all}}
   mod_roster: {{}}
   mod_s2s_dialback: {{}}
