@@ -459,14 +459,12 @@ mod tests {
         )
     }
 
-    #[test]
-    fn one_stateless_ticket_per_handshake_resumes_the_next_connection() {
-        let dir = tempfile::tempdir().unwrap();
-        let tls = identity(dir.path());
-        let leaf = tls.leaf_certificate(Some("a.test")).unwrap();
+    /// A TLS 1.3-only client that trusts `tls`'s certificate for `domain`.
+    fn tls13_client_trusting(tls: &TlsIdentity, domain: &str) -> Arc<rustls::ClientConfig> {
+        let leaf = tls.leaf_certificate(Some(domain)).unwrap();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from(leaf)).unwrap();
-        let client_config = Arc::new(
+        Arc::new(
             rustls::ClientConfig::builder_with_provider(Arc::new(
                 rustls::crypto::ring::default_provider(),
             ))
@@ -474,7 +472,14 @@ mod tests {
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth(),
-        );
+        )
+    }
+
+    #[test]
+    fn one_stateless_ticket_per_handshake_resumes_the_next_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = identity(dir.path());
+        let client_config = tls13_client_trusting(&tls, "a.test");
         let server_config = tls.starttls.config().clone();
         // rustls's default ticketer makes none and falls back to its 256-entry session cache.
         assert!(server_config.ticketer.enabled(), "tickets are stateless");
@@ -495,18 +500,7 @@ mod tests {
     fn the_s2s_acceptors_resume_with_the_same_stateless_tickets() {
         let dir = tempfile::tempdir().unwrap();
         let tls = identity(dir.path());
-        let leaf = tls.leaf_certificate(Some("a.test")).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from(leaf)).unwrap();
-        let client_config = Arc::new(
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-        );
+        let client_config = tls13_client_trusting(&tls, "a.test");
         let acceptor = tls
             .acceptor_with_client_auth(crate::s2s::trust::AnyPeerCertificate::new(), Vec::new())
             .unwrap();

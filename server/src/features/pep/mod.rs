@@ -492,6 +492,19 @@ pub async fn publish_converted(
     payload: Payload,
     create_with: &ConfigFields,
 ) -> Result<(), IqError> {
+    publish_on_behalf(router, owner, node, id, payload, create_with, Effects::All).await
+}
+
+/// [`publish_converted`] and [`publish_mirrored`]: a publish through the service with `effects`.
+async fn publish_on_behalf(
+    router: &Arc<Router>,
+    owner: &str,
+    node: &str,
+    id: &str,
+    payload: Payload,
+    create_with: &ConfigFields,
+    effects: Effects,
+) -> Result<(), IqError> {
     publish(
         router,
         owner,
@@ -499,7 +512,7 @@ pub async fn publish_converted(
         Some(id.to_string()),
         Some(payload),
         PublishOptions::CreateWith(create_with),
-        Effects::All,
+        effects,
     )
     .await
     .map(|_| ())
@@ -526,18 +539,8 @@ pub async fn publish_mirrored(
     payload: Payload,
     create_with: &ConfigFields,
 ) -> Result<(), IqError> {
-    publish(
-        router,
-        owner,
-        node,
-        Some(id.to_string()),
-        Some(payload),
-        PublishOptions::CreateWith(create_with),
-        Effects::AllButLegacyBookmarks,
-    )
-    .await
-    .map(|_| ())
-    .map_err(IqError::from)
+    let effects = Effects::AllButLegacyBookmarks;
+    publish_on_behalf(router, owner, node, id, payload, create_with, effects).await
 }
 
 /// Retracts item `id` of `owner`'s `node` with notification (XEP-0402 asks retractions to be
