@@ -321,7 +321,7 @@ pub(crate) fn forward_allowed(relay: &Relay, endpoint: &str) -> bool {
 /// after parsing, RFC 6454 section 4), and a path equal to or under the peer's, segment by
 /// segment. A string prefix would let `https://peer.example` admit `https://peer.example.evil/`
 /// and `https://peer.example@evil.example/`. A peer that does not parse admits nothing.
-fn under_peer(peer: &str, endpoint: &str) -> bool {
+pub(crate) fn under_peer(peer: &str, endpoint: &str) -> bool {
     let (Ok(peer), Ok(endpoint)) = (Url::parse(peer), Url::parse(endpoint)) else {
         return false;
     };

@@ -331,6 +331,12 @@ pub struct FederationConfig {
     /// How long a signature this relay makes is valid (`expires` - `created`), and the longest
     /// validity it accepts from a peer, in seconds.
     pub signature_lifetime_secs: u64,
+    /// Forward over XMPP server-to-server streams when the hosting server supplies the transport and
+    /// the peer offers it (see `xmpp_forward.rs`), and accept forwards that way; off: HTTP only.
+    pub xmpp: bool,
+    /// Peer relays' push service JIDs: peer URL (matched like `peers`) -> JID. A peer not named here
+    /// is asked (`xmpp` in its `GET /api/v1/federation/key` answer).
+    pub peer_xmpp: BTreeMap<String, String>,
 }
 
 impl Default for FederationConfig {
@@ -342,6 +348,8 @@ impl Default for FederationConfig {
             key_file: String::new(),
             peer_keys: BTreeMap::new(),
             signature_lifetime_secs: 60,
+            xmpp: true,
+            peer_xmpp: BTreeMap::new(),
         }
     }
 }
@@ -400,6 +408,16 @@ impl RelayConfig {
         for (domain, key) in &federation.peer_keys {
             if let Err(e) = crate::federation::parse_public_key(key) {
                 problems.push(format!("federation.peer_keys: {domain}: {e}"));
+            }
+        }
+        for (peer, jid) in &federation.peer_xmpp {
+            if reqwest::Url::parse(peer).is_err() {
+                problems.push(format!("federation.peer_xmpp: {peer:?} is not a URL"));
+            }
+            if !crate::xmpp_forward::plausible_service_jid(jid) {
+                problems.push(format!(
+                    "federation.peer_xmpp: {peer}: {jid:?} is not a domain like push.example.org"
+                ));
             }
         }
         if self.federation_domain().is_empty() {

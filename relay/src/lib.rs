@@ -10,7 +10,8 @@
 //! retries, failure classes), `backends/` (vendors), `login_throttle` (the process's one
 //! failed-login throttle), `ratelimit`, `secrets`, `push_node` (the nodes and secrets the server's
 //! XEP-0357 push service registers and wakes), `http_signature` (RFC 9421/9530 mechanics) and
-//! `federation` (this relay's key, signing forwards, verifying peers' against pinned keys).
+//! `federation` (this relay's key, signing forwards, verifying peers' against pinned keys) and
+//! `xmpp_forward` (forwarding over the hosting server's s2s streams, preferred to signed HTTP).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,12 +34,14 @@ pub mod ratelimit;
 pub mod secrets;
 pub mod settings;
 mod wake;
+pub mod xmpp_forward;
 
 pub use config::RelayConfig;
 pub use push_node::{
     NodeError, NodeRegistration, Publisher, PushNode, RegistrationError, remote_domain_account,
 };
 pub use settings::RelaySettings;
+pub use xmpp_forward::{XmppForward, XmppForwarding};
 
 /// Everything the relay can refuse or fail with. Each maps to one HTTP status in the API.
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +194,13 @@ pub(crate) struct Inner {
     pub(crate) sent: Arc<batch::Batcher<i64, Result<(), String>>>,
     /// Checks peer relays' signed forwards (`federation.peer_keys`).
     pub(crate) federation: federation::Verifier,
+    /// The hosting server's s2s transport for forwards, once it supplied one.
+    pub(crate) xmpp: std::sync::OnceLock<Arc<dyn XmppForwarding>>,
+    /// Whether the hosting server serves the push service at `pubsub_jid`, where peers' forwards
+    /// over XMPP arrive.
+    pub(crate) xmpp_service: std::sync::atomic::AtomicBool,
+    /// Which peers forward over XMPP, remembered (`xmpp_forward.rs`).
+    pub(crate) peer_routes: xmpp_forward::PeerRoutes,
 }
 
 impl Relay {
@@ -239,6 +249,9 @@ impl Relay {
                 wakes: Arc::new(batch::Batcher::new(wake::MAX_WAKE_BATCH)),
                 sent: Arc::new(batch::Batcher::new(outbox::MAX_SENT_BATCH)),
                 federation,
+                xmpp: std::sync::OnceLock::new(),
+                xmpp_service: std::sync::atomic::AtomicBool::new(false),
+                peer_routes: xmpp_forward::PeerRoutes::default(),
             }),
         }
     }
@@ -283,6 +296,54 @@ impl Relay {
     /// account has no devices).
     pub async fn wake_account(&self, account_id: &str) -> Result<usize, RelayError> {
         wake::wake_account(self, account_id).await
+    }
+
+    /// Supplies the hosting server's XMPP transport for forwards (see `xmpp_forward.rs`). Only the
+    /// first call counts; without `[relay.federation] xmpp` it is not used.
+    pub fn set_xmpp_forwarding(&self, transport: Arc<dyn XmppForwarding>) {
+        if self.inner.xmpp.set(transport).is_err() {
+            tracing::warn!("the relay's XMPP forwarding transport was already set");
+        }
+    }
+
+    /// Tells the relay that the hosting server serves its push service at `pubsub_jid`, where
+    /// peers' forwards over XMPP arrive ([`Relay::accept_xmpp_forward`]).
+    pub fn serve_xmpp_forwards(&self) {
+        self.inner
+            .xmpp_service
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether this relay accepts forwards over XMPP (and says so in its key answer and its push
+    /// service's disco#info): `[relay.federation] xmpp`, and the push service is served.
+    pub fn accepts_xmpp_forwards(&self) -> bool {
+        self.inner.config.federation.xmpp
+            && !self.inner.config.pubsub_jid.is_empty()
+            && self
+                .inner
+                .xmpp_service
+                .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn xmpp_transport(&self) -> Option<&Arc<dyn XmppForwarding>> {
+        self.inner
+            .xmpp
+            .get()
+            .filter(|_| self.inner.config.federation.xmpp)
+    }
+
+    /// Accepts a forward that arrived over XMPP s2s from `sender_domain` (authenticated by the s2s
+    /// layer): a per-domain budget, then the same checks as a signed HTTP forward, with that domain
+    /// as the sender. Errors: as [`Relay::submit`]; [`RelayError::ForwardNotAllowed`] when
+    /// `[relay.federation] xmpp` is off.
+    pub async fn accept_xmpp_forward(
+        &self,
+        sender_domain: &str,
+        token: String,
+        priority: Priority,
+        data: Option<String>,
+    ) -> Result<Ticket, RelayError> {
+        xmpp_forward::accept(self, sender_domain, token, priority, data).await
     }
 
     /// Asks a peer relay whether it is up (`GET <base>/api/v1/health/`). `Ok(true)` when it answers

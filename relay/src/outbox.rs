@@ -203,11 +203,14 @@ async fn deliver(relay: &Relay, entry: OutboxEntry, device: DeviceLookup) {
             }
         }
         DeliveryTarget::Remote { endpoint, token } => {
-            let outcome = inner
-                .backends
-                .forward
-                .forward(endpoint, token, push.priority, push.data.as_deref())
-                .await;
+            let outcome = crate::xmpp_forward::forward(
+                relay,
+                endpoint,
+                token,
+                push.priority,
+                push.data.as_deref(),
+            )
+            .await;
             (outcome, None)
         }
     };

@@ -208,6 +208,19 @@ pub async fn start(
         let domain = relay.config().pubsub_jid.as_str();
         let service = features::app_server::AppServer::new(relay.clone(), domain);
         router.attach_service(domain, Arc::new(service));
+        relay.serve_xmpp_forwards();
+    }
+
+    // With federation, the relay forwards to peer relays over s2s from its federation domain when
+    // that is a domain this server hosts (so the peer's s2s layer authenticates it), and accepts
+    // forwards at its push service (`features/relay_forward.rs`).
+    if let Some(relay) = &relay
+        && let Some(from) = relay_forward_domain(&config, relay.config())
+    {
+        let timeout = std::time::Duration::from_millis(relay.config().request_timeout_ms);
+        relay.set_xmpp_forwarding(Arc::new(features::relay_forward::S2sForwarding::new(
+            &router, &from, timeout,
+        )));
     }
 
     // One count of unauthenticated connections for both client listeners (RFC 6120 section 13.12).
@@ -291,6 +304,29 @@ pub async fn start(
         push_notifications,
         tasks,
     })
+}
+
+/// The domain the hosted relay forwards from over s2s: its federation domain, when `[s2s]` is
+/// configured, `[relay.federation] xmpp` is on and that domain is one of ours (a user domain or the
+/// push service's); `None` otherwise (forwards go over signed HTTP only).
+fn relay_forward_domain(config: &Config, relay: &herald_relay::RelayConfig) -> Option<String> {
+    let domain = relay.federation_domain();
+    let ours = config
+        .domains
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(&domain))
+        || relay.pubsub_jid.eq_ignore_ascii_case(&domain);
+    if config.s2s.is_none() || !relay.federation.xmpp {
+        return None;
+    }
+    if !ours {
+        tracing::info!(
+            %domain,
+            "relay forwards go over HTTP only: federation.domain is not one of this server's domains"
+        );
+        return None;
+    }
+    Some(domain)
 }
 
 /// Starts the server and runs it until `shutdown` fires.

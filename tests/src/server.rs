@@ -213,6 +213,14 @@ impl TestServer {
             .expect("[relay] enabled is configured")
     }
 
+    /// The hosted relay (`[relay] enabled`).
+    pub fn relay(&self) -> &herald_relay::Relay {
+        self.running()
+            .relay
+            .as_ref()
+            .expect("[relay] enabled is configured")
+    }
+
     pub fn router(&self) -> &Arc<Router> {
         &self.running().router
     }

@@ -16,15 +16,20 @@ use crate::federation::{Refusal, now_secs};
 use crate::http_signature::SignedRequest;
 use crate::{Notification, Priority, Relay};
 
-/// `GET /api/v1/federation/key`: `{domain, keyid, alg, public_key}`.
+/// `GET /api/v1/federation/key`: `{domain, keyid, alg, public_key}`, plus `xmpp` (the push service
+/// JID peers forward to over s2s) when this relay accepts forwards over XMPP.
 pub async fn key(State(relay): State<Relay>) -> Json<Value> {
     let signer = relay.inner.backends.forward.signer();
-    Json(json!({
+    let mut answer = json!({
         "domain": signer.keyid(),
         "keyid": signer.keyid(),
         "alg": "ed25519",
         "public_key": signer.public_key(),
-    }))
+    });
+    if relay.accepts_xmpp_forwards() {
+        answer["xmpp"] = Value::String(relay.inner.config.pubsub_jid.clone());
+    }
+    Json(answer)
 }
 
 /// A forward's body.

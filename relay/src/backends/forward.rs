@@ -12,6 +12,9 @@ use super::{Guarded, SendOutcome, classify_status, classify_transport, retry_aft
 use crate::federation::{Signer, now_secs};
 use crate::{Priority, RelayError};
 
+/// The largest key answer read from a peer.
+const MAX_KEY_ANSWER_BYTES: usize = 8192;
+
 /// Posts to peer relays, signed.
 #[derive(Clone)]
 pub struct Forwarder {
@@ -74,6 +77,29 @@ impl Forwarder {
             Ok(resp) => classify_status(resp.status().as_u16(), retry_after(resp.headers())),
             Err(e) => classify_transport(&e),
         }
+    }
+
+    /// The push service JID the peer relay whose messages endpoint is `endpoint` advertises: the
+    /// `xmpp` field of its `GET .../federation/key/` answer (beside its federation endpoint). `None`
+    /// when it has none, or does not answer with one.
+    pub async fn peer_service_jid(&self, endpoint: &str) -> Option<String> {
+        let federation = federation_endpoint(endpoint);
+        let base = federation.strip_suffix("/messages/")?;
+        let req = self.http.get(&format!("{base}/key/")).ok()?;
+        let mut resp = req.send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        // A key answer is a few hundred bytes; a peer cannot make this read (or hold) more.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.ok()? {
+            if body.len() + chunk.len() > MAX_KEY_ANSWER_BYTES {
+                return None;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        answer["xmpp"].as_str().map(str::to_string)
     }
 
     /// `GET <base>/api/v1/health/`: `Ok(true)` on 2xx with `{"status":"ok"}`, `Ok(false)` on any other

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use herald_relay::{NodeError, Notification, Priority, Publisher, Relay, RelayError};
 
-use super::app_server_commands;
 use super::iq::{self, IqAnswer, IqError};
+use super::{app_server_commands, relay_forward};
 use crate::router::routes::InProcessService;
 use crate::router::{Bounce, Delivery, Router};
 use crate::xmpp::{
@@ -55,13 +55,18 @@ impl AppServer {
         is_set: bool,
     ) -> IqAnswer {
         match (payload.ns().as_str(), payload.name(), is_set) {
-            (ns::DISCO_INFO, "query", false) => disco_info(payload),
+            (ns::DISCO_INFO, "query", false) => {
+                disco_info(payload, self.relay.accepts_xmpp_forwards())
+            }
             (ns::DISCO_ITEMS, "query", false) => Ok(Some(app_server_commands::disco_items(
                 payload.attr("node"),
                 &self.domain,
             )?)),
             (ns::PING, "ping", false) => Ok(None),
             (ns::PUBSUB, "pubsub", true) => self.publish(router, from, payload).await,
+            (ns::RELAY_FORWARD, "forward", true) => {
+                relay_forward::accept(&self.relay, from, payload).await
+            }
             (ns::COMMANDS, "command", true) => {
                 app_server_commands::execute(&self.relay, router, from, payload, &self.domain).await
             }
@@ -138,7 +143,7 @@ impl AppServer {
 /// The publish error for a relay refusal (XEP-0357 section 7.1, XEP-0060 section 7.1.3): an unknown
 /// token disables the registration (`cancel/item-not-found`), a token bound to another sender or a
 /// relay not federated with is `auth/forbidden`, what passes is `wait`.
-fn relay_refusal(error: RelayError) -> IqError {
+pub(crate) fn relay_refusal(error: RelayError) -> IqError {
     match error {
         RelayError::UnknownToken => IqError::new(DefinedCondition::ItemNotFound),
         RelayError::SenderNotAllowed => IqError::with_text(
@@ -166,10 +171,15 @@ impl InProcessService for AppServer {
     async fn receive(&self, router: &Arc<Router>, envelope: Envelope) -> Result<Delivery, Bounce> {
         match envelope.kind {
             StanzaKind::IqRequest => {}
+            // The answer to a request the relay sent from this domain (a forward's disco#info).
+            StanzaKind::IqResponse => {
+                router.pending_iqs.complete(envelope);
+                return Ok(Delivery::Dropped);
+            }
             // RFC 6120 section 8.3.1: never answer an error or a response with an error.
-            StanzaKind::IqResponse
-            | StanzaKind::Presence(_)
-            | StanzaKind::Message(MessageKind::Error) => return Ok(Delivery::Dropped),
+            StanzaKind::Presence(_) | StanzaKind::Message(MessageKind::Error) => {
+                return Ok(Delivery::Dropped);
+            }
             StanzaKind::Message(_) => {
                 return Err(Bounce::new(envelope, DefinedCondition::ServiceUnavailable));
             }
@@ -238,8 +248,9 @@ const FEATURES: [&str; 5] = [
     ns::PUSH,
 ];
 
-/// disco#info: the service itself (identity pubsub/push), or one of its command nodes.
-fn disco_info(query: &Element) -> IqAnswer {
+/// disco#info: the service itself (identity pubsub/push, and relay forwarding over s2s when the
+/// relay offers it), or one of its command nodes.
+fn disco_info(query: &Element, forwarding: bool) -> IqAnswer {
     let mut answer = Element::builder("query", ns::DISCO_INFO).build();
     let (category, kind, features): (&str, &str, &[&str]) = match query.attr("node") {
         None => ("pubsub", "push", &FEATURES),
@@ -258,7 +269,8 @@ fn disco_info(query: &Element) -> IqAnswer {
     set_attribute(&mut identity, "category", category);
     set_attribute(&mut identity, "type", kind);
     answer.append_child(identity);
-    for feature in features {
+    let forwarding = (forwarding && query.attr("node").is_none()).then_some(ns::RELAY_FORWARD);
+    for feature in features.iter().copied().chain(forwarding) {
         let mut element = Element::builder("feature", ns::DISCO_INFO).build();
         set_attribute(&mut element, "var", feature);
         answer.append_child(element);
@@ -486,22 +498,25 @@ mod tests {
     #[test]
     fn disco_info_is_a_push_service_with_commands() {
         let query = pubsub("<query xmlns='http://jabber.org/protocol/disco#info'/>");
-        let answer = String::from(&disco_info(&query).expect("info").expect("payload"));
+        let answer = String::from(&disco_info(&query, true).expect("info").expect("payload"));
         for expected in [
             "category='pubsub'",
             "type='push'",
             "urn:xmpp:push:0",
             "http://jabber.org/protocol/commands",
+            "urn:herald:relay-forward:0",
         ] {
             assert!(answer.contains(expected), "{expected} in {answer}");
         }
+        let without = String::from(&disco_info(&query, false).expect("info").expect("payload"));
+        assert!(!without.contains("relay-forward"), "{without}");
         let node = pubsub(
             "<query xmlns='http://jabber.org/protocol/disco#info' node='register-push-fcm'/>",
         );
-        let answer = String::from(&disco_info(&node).expect("info").expect("payload"));
+        let answer = String::from(&disco_info(&node, true).expect("info").expect("payload"));
         assert!(answer.contains("command-node"), "{answer}");
         let unknown =
             pubsub("<query xmlns='http://jabber.org/protocol/disco#info' node='nothing'/>");
-        assert!(disco_info(&unknown).is_err());
+        assert!(disco_info(&unknown, true).is_err());
     }
 }

@@ -22,6 +22,7 @@ pub mod private_xml;
 pub mod push;
 pub mod push_notifications;
 pub mod register;
+pub mod relay_forward;
 pub mod roster;
 pub mod stream_management;
 pub mod subscription;

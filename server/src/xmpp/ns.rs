@@ -71,6 +71,8 @@ pub const STREAM_LIMITS: &str = "urn:xmpp:stream-limits:0";
 pub const SASL_CHANNEL_BINDING: &str = "urn:xmpp:sasl-cb:0";
 /// XEP-0357: Push Notifications.
 pub const PUSH: &str = "urn:xmpp:push:0";
+/// Herald relay-to-relay forwarding over s2s (`features/relay_forward.rs`, relay/README.md).
+pub const RELAY_FORWARD: &str = "urn:herald:relay-forward:0";
 /// XEP-0004: Data Forms (push publish-options, registration forms).
 pub const DATA_FORMS: &str = "jabber:x:data";
 /// XEP-0060: Publish-Subscribe (push notifications are pubsub publishes).
