@@ -12,11 +12,13 @@ mod common;
 use std::sync::Arc;
 
 use common::{Harness, Reply, StandIn, TestAccounts, federation_key, sqlite_url};
+use herald_relay::backends::SendOutcome;
 use herald_relay::federation::{FederationKey, Signer};
-use herald_relay::{Notification, Priority};
+use herald_relay::{Notification, Priority, XmppForward, XmppForwarding};
 use serde_json::{Value, json};
 
 const A_DOMAIN: &str = "relay-a.example";
+const B_PUSH_SERVICE: &str = "push.relay-b.example";
 
 /// Relay B holds the device and the tokens and pins A's key; A forwards to B with its key file.
 struct Pair {
@@ -40,6 +42,7 @@ async fn pair() -> Pair {
         true,
         |c| {
             c.federation.peer_keys.insert(A_DOMAIN.into(), a_public);
+            c.pubsub_jid = B_PUSH_SERVICE.into();
         },
     )
     .await;
@@ -234,4 +237,111 @@ async fn an_unpinned_relays_forwards_fail() {
         status["deliveries"][0]["reason"],
         "rejected: endpoint refused the push"
     );
+}
+
+/// A stand-in for the hosting server's s2s transport: offers forwarding at every JID, answers every
+/// forward with `answer`, and records what it was asked.
+struct FakeS2s {
+    answer: XmppForward,
+    asked: std::sync::Mutex<Vec<String>>,
+}
+
+impl FakeS2s {
+    fn new(answer: XmppForward) -> Arc<FakeS2s> {
+        Arc::new(FakeS2s {
+            answer,
+            asked: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn asked(&self) -> Vec<String> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl XmppForwarding for FakeS2s {
+    async fn offers_forwarding(&self, peer_jid: &str) -> bool {
+        self.asked.lock().unwrap().push(format!("disco {peer_jid}"));
+        true
+    }
+
+    async fn forward(
+        &self,
+        peer_jid: &str,
+        _token: &str,
+        _priority: Priority,
+        _data: Option<&str>,
+    ) -> XmppForward {
+        self.asked
+            .lock()
+            .unwrap()
+            .push(format!("forward {peer_jid}"));
+        self.answer.clone()
+    }
+}
+
+/// B's key answer names its push service once it serves forwards over XMPP; A then forwards there
+/// first, and when the s2s layer cannot deliver (remote-server-not-found), over signed HTTP, and
+/// remembers B as HTTP-only.
+#[tokio::test]
+async fn a_forward_s2s_cannot_deliver_goes_over_signed_http() {
+    let mut p = pair().await;
+    let key = |h: &common::Harness| h.http.get(h.url("/api/v1/federation/key/")).send();
+    let answer: Value = key(&p.b).await.unwrap().json().await.unwrap();
+    assert!(answer.get("xmpp").is_none(), "{answer}");
+    p.b.relay.serve_xmpp_forwards();
+    let answer: Value = key(&p.b).await.unwrap().json().await.unwrap();
+    assert_eq!(answer["xmpp"], B_PUSH_SERVICE);
+
+    let s2s = FakeS2s::new(XmppForward::Unavailable("remote-server-not-found".into()));
+    p.a.relay.set_xmpp_forwarding(s2s.clone());
+    let b_endpoint = p.b.url("/api/v1/messages/");
+    let bound = p.b.token(&p.key, json!({"sender": A_DOMAIN})).await;
+    let ticket =
+        p.a.relay
+            .submit(forward(&bound, &b_endpoint))
+            .await
+            .unwrap();
+    assert_eq!(p.up.next().await.path, "/up/remote");
+    p.a.wait_status(&ticket.message_id, "sent").await;
+    assert_eq!(
+        s2s.asked(),
+        [
+            format!("disco {B_PUSH_SERVICE}"),
+            format!("forward {B_PUSH_SERVICE}")
+        ]
+    );
+    // The next forward goes straight over HTTP.
+    let ticket =
+        p.a.relay
+            .submit(forward(&bound, &b_endpoint))
+            .await
+            .unwrap();
+    assert_eq!(p.up.next().await.path, "/up/remote");
+    p.a.wait_status(&ticket.message_id, "sent").await;
+    assert_eq!(s2s.asked().len(), 2, "{:?}", s2s.asked());
+}
+
+/// An answered forward over s2s is final: a gone token is dropped, not sent again over HTTP.
+#[tokio::test]
+async fn an_answered_s2s_forward_is_not_repeated_over_http() {
+    let p = pair().await;
+    p.b.relay.serve_xmpp_forwards();
+    let s2s = FakeS2s::new(XmppForward::Answered(SendOutcome::Gone(
+        "peer answered item-not-found".into(),
+    )));
+    p.a.relay.set_xmpp_forwarding(s2s.clone());
+    let bound = p.b.token(&p.key, json!({"sender": A_DOMAIN})).await;
+    let ticket =
+        p.a.relay
+            .submit(forward(&bound, &p.b.url("/api/v1/messages/")))
+            .await
+            .unwrap();
+    let status = p.a.wait_status(&ticket.message_id, "failed").await;
+    assert_eq!(
+        status["deliveries"][0]["reason"],
+        "gone: peer answered item-not-found"
+    );
+    assert_eq!(s2s.asked().len(), 2, "{:?}", s2s.asked());
 }
