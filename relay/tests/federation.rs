@@ -345,3 +345,54 @@ async fn an_answered_s2s_forward_is_not_repeated_over_http() {
     );
     assert_eq!(s2s.asked().len(), 2, "{:?}", s2s.asked());
 }
+
+/// Any federating server can send forwards over s2s, so each sending domain has a budget that is
+/// spent before a token is looked up: a flood of made-up tokens from one domain is refused with
+/// a rate limit, not turned into one database read each. Without the push service served (or with
+/// `xmpp = false`) nothing is accepted that way.
+#[tokio::test]
+async fn forwards_over_s2s_are_budgeted_per_sending_domain() {
+    let p = pair().await;
+    let refused =
+        p.b.relay
+            .accept_xmpp_forward("flood.example", "t".into(), Priority::High, None)
+            .await;
+    assert!(
+        matches!(refused, Err(herald_relay::RelayError::ForwardNotAllowed)),
+        "{refused:?}"
+    );
+    p.b.relay.serve_xmpp_forwards();
+    let budget = p.b.relay.config().limits.per_sender;
+    for i in 0..budget {
+        let answer =
+            p.b.relay
+                .accept_xmpp_forward(
+                    "flood.example",
+                    format!("made-up-{i}"),
+                    Priority::High,
+                    None,
+                )
+                .await;
+        assert!(
+            matches!(answer, Err(herald_relay::RelayError::UnknownToken)),
+            "{i}: {answer:?}"
+        );
+    }
+    let answer =
+        p.b.relay
+            .accept_xmpp_forward("FLOOD.example", "made-up".into(), Priority::High, None)
+            .await;
+    assert!(
+        matches!(answer, Err(herald_relay::RelayError::RateLimited(_))),
+        "{answer:?}"
+    );
+    // Another domain has its own budget.
+    let other =
+        p.b.relay
+            .accept_xmpp_forward("other.example", "made-up".into(), Priority::High, None)
+            .await;
+    assert!(
+        matches!(other, Err(herald_relay::RelayError::UnknownToken)),
+        "{other:?}"
+    );
+}

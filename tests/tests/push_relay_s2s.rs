@@ -323,3 +323,35 @@ async fn without_xmpp_forwarding_at_the_peer_the_forward_goes_over_signed_http()
     );
     assert!(pair.fcm.sends.try_recv().is_err(), "a second wake-up");
 }
+
+/// A user of `a.test` sending the forward IQ herself (over her server's s2s stream, so from
+/// `alice@a.test/pc`) is refused: only a relay's server domain forwards, or any user of a domain
+/// could use tokens bound to that domain.
+#[tokio::test]
+async fn a_user_of_the_bound_domain_cannot_forward_herself() {
+    let mut pair = pair(|_| String::new()).await;
+    let token = token_at_b(&pair, "bob", "a.test", "fcm-token-bob").await;
+    pair.a.add_user("alice").await;
+    let mut alice = pair.a.online("alice", "pc").await;
+    let answer = alice
+        .iq(
+            "set",
+            Some("push.b.test"),
+            &format!(
+                "<forward xmlns='urn:herald:relay-forward:0' priority='high'><token>{token}</token></forward>"
+            ),
+        )
+        .await;
+    let shown = herald_tests::xml::show(&answer);
+    assert_eq!(answer.attr("type"), Some("error"), "{shown}");
+    assert!(shown.contains("forbidden"), "{shown}");
+    assert!(pair.fcm.sends.try_recv().is_err(), "nothing reached FCM");
+    let audit = pair
+        .b
+        .storage
+        .push_audit
+        .list("bob@b.test", None, 100)
+        .await
+        .unwrap();
+    assert_eq!(accepted_at_b(&audit), 0, "{audit:?}");
+}
