@@ -199,6 +199,8 @@ pub(crate) struct Inner {
     /// Whether the hosting server serves the push service at `pubsub_jid`, where peers' forwards
     /// over XMPP arrive.
     pub(crate) xmpp_service: std::sync::atomic::AtomicBool,
+    /// Held while a remote domain's node is counted against the caps and written (`push_node.rs`).
+    pub(crate) remote_node_changes: tokio::sync::Mutex<()>,
     /// Which peers forward over XMPP, remembered (`xmpp_forward.rs`).
     pub(crate) peer_routes: xmpp_forward::PeerRoutes,
 }
@@ -252,6 +254,7 @@ impl Relay {
                 xmpp: std::sync::OnceLock::new(),
                 xmpp_service: std::sync::atomic::AtomicBool::new(false),
                 peer_routes: xmpp_forward::PeerRoutes::default(),
+                remote_node_changes: tokio::sync::Mutex::new(()),
             }),
         }
     }

@@ -182,8 +182,11 @@ impl Relay {
         self.ensure_account(&account_id, false).await?;
         let device_key = remote_device_key(jid, &registration.device_key);
         // A new node counts against every remote domain's nodes together (a registration again of
-        // an existing node does not grow them). Counted before the insert, so concurrent
-        // registrations may pass the cap by a few; it bounds growth, not an exact number.
+        // an existing node does not grow them). The count and the insert happen under one lock, so
+        // concurrent registrations cannot all pass a count taken before any of them was written
+        // (they did: 24 simultaneous ones against a cap of 3 all got in). It is per process: relays
+        // sharing one PostgreSQL database can still pass the cap by one node per process.
+        let _counted = self.inner.remote_node_changes.lock().await;
         let storage = &self.inner.storage;
         let is_new = !storage
             .relay_devices

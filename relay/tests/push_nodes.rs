@@ -221,3 +221,45 @@ async fn a_node_whose_device_is_gone_is_unknown() {
         .await;
     assert!(matches!(gone, Err(NodeError::UnknownNode)), "{gone:?}");
 }
+
+/// `[relay.push_service] max_remote_nodes` holds under concurrent registrations from many remote
+/// domains: the count and the insert are one step, so simultaneous new nodes cannot all pass a
+/// count taken before any of them was written (they once could, by a few).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_remote_registrations_do_not_pass_max_remote_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = StandIn::start(Reply::status(201)).await;
+    let h = Harness::start(
+        &sqlite_url(&dir),
+        Arc::new(TestAccounts::default()),
+        false,
+        |c| {
+            c.push_service.remote_domains = vec!["*".into()];
+            c.push_service.max_nodes_per_remote_domain = 1;
+            c.push_service.max_remote_nodes = 3;
+        },
+    )
+    .await;
+    let relay = h.relay.clone();
+    let registrations: Vec<_> = (0..24)
+        .map(|i| {
+            let relay = relay.clone();
+            let registration = unifiedpush(&endpoint, &format!("device-{i}"));
+            tokio::spawn(async move {
+                let domain = format!("d{i}.example");
+                relay
+                    .register_remote_node(&format!("u@{domain}"), &domain, registration)
+                    .await
+            })
+        })
+        .collect();
+    let mut registered = 0;
+    for registration in registrations {
+        match registration.await.unwrap() {
+            Ok(_) => registered += 1,
+            Err(herald_relay::RegistrationError::ServiceFull) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(registered, 3);
+}
