@@ -1,5 +1,6 @@
 //! Relay-to-relay forwarding over s2s (`urn:herald:relay-forward:0`) between two Herald domains
-//! that federate with Server Dialback (XEP-0220): `a.test` and `b.test` each host a relay with a
+//! that federate with Server Dialback (XEP-0220; the main case also with SASL EXTERNAL, XEP-0178):
+//! `a.test` and `b.test` each host a relay with a
 //! push service (`push.a.test`, `push.b.test`). A whitelist token issued by B's relay and bound to
 //! `a.test` is forwarded by A's relay as an IQ from `a.test` to `push.b.test` (found from the `xmpp`
 //! field of B's key answer, confirmed by disco#info); B checks the binding against the domain its
@@ -21,7 +22,8 @@ use herald_relay::{NodeRegistration, Notification, Priority};
 use herald_storage::relay::{DeliveryStatus, DeviceKind, OutboxEntry};
 use herald_tests::TestServer;
 use herald_tests::fcm::StandInFcm;
-use herald_tests::federation::{Listening, free_port};
+use herald_tests::federation::{Authentication, Listening, TestCa, free_port};
+use herald_tests::server::TestServerBuilder;
 
 const FEDERATION_MESSAGES: &str = "/api/v1/federation/messages/";
 
@@ -91,17 +93,45 @@ impl RecordingProxy {
     }
 }
 
-/// The `[[s2s.peers]]` entries reaching `domains` at `port` with dialback.
-fn peers(domains: &[&str], port: u16) -> String {
+/// The `[[s2s.peers]]` entries reaching `domains` at `port`; with dialback, allowed without a
+/// certificate.
+fn peers(authentication: Authentication, domains: &[&str], port: u16) -> String {
+    let dialback = match authentication {
+        Authentication::Dialback => "allow_dialback_without_certificate = true\n",
+        Authentication::External => "",
+    };
     domains
         .iter()
         .map(|domain| {
             format!(
-                "[[s2s.peers]]\ndomain = \"{domain}\"\naddress = \"127.0.0.1:{port}\"\n\
-                 allow_dialback_without_certificate = true\n"
+                "[[s2s.peers]]\ndomain = \"{domain}\"\naddress = \"127.0.0.1:{port}\"\n{dialback}"
             )
         })
         .collect()
+}
+
+/// With EXTERNAL: a certificate from `ca` naming `names` (the server's domain and its push service)
+/// and trust in `ca`. Returns the builder, the TOML to prepend and the `[s2s]` trust line.
+fn certificates(
+    builder: TestServerBuilder,
+    authentication: Authentication,
+    ca: &TestCa,
+    names: &[&str],
+) -> (TestServerBuilder, String, &'static str) {
+    if authentication == Authentication::Dialback {
+        return (builder, String::new(), "");
+    }
+    let (cert, key) = ca.issue_for(names);
+    let builder = builder
+        .file("ca.pem", &ca.pem)
+        .file("server.crt", &cert)
+        .file("server.key", &key);
+    let toml = format!(
+        "[[tls.certificates]]\ndomain = \"{}\"\ncert = \"{{dir}}/server.crt\"\n\
+         key = \"{{dir}}/server.key\"\n",
+        names[0]
+    );
+    (builder, toml, "ca_files = [\"{dir}/ca.pem\"]\n")
 }
 
 /// Two federating domains, each hosting a relay; B's relay API behind `proxy`.
@@ -112,8 +142,18 @@ struct Pair {
     proxy: RecordingProxy,
 }
 
-/// Starts the pair. `b_federation` is added to B's `[relay.federation]`, given A's public key.
+/// Starts the pair federating with Server Dialback. `b_federation` is added to B's
+/// `[relay.federation]`, given A's public key.
 async fn pair(b_federation: impl FnOnce(&str) -> String) -> Pair {
+    pair_with(Authentication::Dialback, b_federation).await
+}
+
+/// Like [`pair`], federating with `authentication`.
+async fn pair_with(
+    authentication: Authentication,
+    b_federation: impl FnOnce(&str) -> String,
+) -> Pair {
+    let ca = TestCa::new();
     let fcm = StandInFcm::start().await;
     let proxy = RecordingProxy::start().await;
     let a_ports = Listening::new("a.test", false);
@@ -121,40 +161,49 @@ async fn pair(b_federation: impl FnOnce(&str) -> String) -> Pair {
     let keys = tempfile::tempdir().unwrap();
     let key_path = keys.path().join("a.pem");
     let a_key = FederationKey::load_or_create(&key_path).unwrap();
-    let a = TestServer::builder()
+    let (builder, a_tls, a_trust) = certificates(
+        TestServer::builder(),
+        authentication,
+        &ca,
+        &["a.test", "push.a.test"],
+    );
+    let a = builder
         .env("HERALD_SERVER__DOMAINS", "[\"a.test\"]")
-        .file(
-            "federation.pem",
-            &std::fs::read_to_string(&key_path).unwrap(),
-        )
+        .file("federation.pem", &std::fs::read_to_string(&key_path).unwrap())
         .toml(&format!(
-            "[relay]\nenabled = true\nlisten = \"127.0.0.1:0\"\npubsub_jid = \"push.a.test\"\n\
+            "{a_tls}[relay]\nenabled = true\nlisten = \"127.0.0.1:0\"\npubsub_jid = \"push.a.test\"\n\
              allow_plain_http = true\nallowed_endpoint_networks = [\"127.0.0.0/8\"]\n\
              retry_base_ms = 50\nretry_max_ms = 200\n\
              [relay.federation]\ndomain = \"a.test\"\nkey_file = \"{{dir}}/federation.pem\"\n\
              peers = [\"{}\"]\n\
-             [s2s]\nlisten = \"127.0.0.1:{}\"\n{}",
+             [s2s]\nlisten = \"127.0.0.1:{}\"\n{a_trust}{}",
             proxy.url,
             a_ports.port,
-            peers(&["b.test", "push.b.test"], b_ports.port),
+            peers(authentication, &["b.test", "push.b.test"], b_ports.port),
         ))
         .start()
         .await;
     let b_relay_port = free_port();
-    let b = TestServer::builder()
+    let (builder, b_tls, b_trust) = certificates(
+        TestServer::builder(),
+        authentication,
+        &ca,
+        &["b.test", "push.b.test"],
+    );
+    let b = builder
         .env("HERALD_SERVER__DOMAINS", "[\"b.test\"]")
         .file("service-account.json", &fcm.service_account())
         .toml(&format!(
-            "[relay]\nenabled = true\nlisten = \"127.0.0.1:{b_relay_port}\"\npublic_url = \"{}\"\n\
+            "{b_tls}[relay]\nenabled = true\nlisten = \"127.0.0.1:{b_relay_port}\"\npublic_url = \"{}\"\n\
              pubsub_jid = \"push.b.test\"\ncollapse_window_ms = 0\n\
              [relay.fcm]\nservice_account_file = \"{{dir}}/service-account.json\"\nbase_url = \"{}\"\n\
              [relay.federation]\n{}\n\
-             [s2s]\nlisten = \"127.0.0.1:{}\"\n{}",
+             [s2s]\nlisten = \"127.0.0.1:{}\"\n{b_trust}{}",
             proxy.url,
             fcm.url,
             b_federation(&a_key.public_key()),
             b_ports.port,
-            peers(&["a.test", "push.a.test"], a_ports.port),
+            peers(authentication, &["a.test", "push.a.test"], a_ports.port),
         ))
         .start()
         .await;
@@ -225,8 +274,17 @@ fn accepted_at_b(entries: &[herald_storage::relay::AuditEntry]) -> usize {
 }
 
 #[tokio::test]
-async fn a_token_bound_to_the_forwarding_domain_is_forwarded_over_s2s_and_wakes_once() {
-    let mut pair = pair(|_| String::new()).await;
+async fn a_token_bound_to_the_forwarding_domain_is_forwarded_over_dialback_and_wakes_once() {
+    forwarded_over_s2s_and_wakes_once(Authentication::Dialback).await;
+}
+
+#[tokio::test]
+async fn a_token_bound_to_the_forwarding_domain_is_forwarded_over_sasl_external_and_wakes_once() {
+    forwarded_over_s2s_and_wakes_once(Authentication::External).await;
+}
+
+async fn forwarded_over_s2s_and_wakes_once(authentication: Authentication) {
+    let mut pair = pair_with(authentication, |_| String::new()).await;
     let token = token_at_b(&pair, "bob", "a.test", "fcm-token-bob").await;
 
     let message = forward_at_a(&pair, &token).await;
@@ -271,6 +329,12 @@ async fn a_token_bound_to_the_forwarding_domain_is_forwarded_over_s2s_and_wakes_
         DeliveryStatus::Sent
     );
     assert_eq!(pair.proxy.paths().len(), asked, "{:?}", pair.proxy.paths());
+    // A's stream to B authenticated with the pair's method only.
+    let (_, _, external, dialback) = pair.a.s2s_authentications();
+    match authentication {
+        Authentication::External => assert!(external > 0 && dialback == 0, "{external} {dialback}"),
+        Authentication::Dialback => assert!(dialback > 0 && external == 0, "{external} {dialback}"),
+    }
 }
 
 #[tokio::test]
