@@ -236,7 +236,12 @@ mod tests {
             routes.put(&format!("peer-{i}"), None, now);
             assert!(routes.len() <= MAX_PEER_ROUTES);
         }
-        // Expired routes make room first.
+        // At the cap, expired routes make room first.
+        let mut i = 0;
+        while routes.len() < MAX_PEER_ROUTES {
+            routes.put(&format!("more-{i}"), None, now);
+            i += 1;
+        }
         let later = now + ROUTE_TTL;
         routes.put("r", None, later);
         assert_eq!(routes.len(), 1);
