@@ -21,8 +21,8 @@
 //! for the link meanwhile (those submits wait for it), and are written by the next stream; at
 //! shutdown they are stored for the next start; a storage error while putting one back bounces it.
 //! Only a crash (or a panic of the task, after which they bounce) can lose what the hand-off holds:
-//! at most [`HANDOFF_CAPACITY`] stanzas per domain, accepted a moment earlier, as a stanza already
-//! in the socket's buffer always could be. Prosody and ejabberd keep their whole queue in memory.
+//! at most [`HANDOFF_CAPACITY`] stanzas and [`HANDOFF_BYTES`] per domain (about a second of a
+//! busy link), accepted a moment earlier, as a stanza already in the socket's buffer always could be. Prosody and ejabberd keep their whole queue in memory.
 //! A restart still delivers everything stored: [`OutboundQueue::resume`] counts it and restarts a
 //! task for every domain with stanzas waiting.
 //!
