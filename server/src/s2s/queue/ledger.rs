@@ -96,22 +96,17 @@ impl HandoffReceiver {
     }
 
     pub(super) async fn recv(&mut self) -> Option<Handoff> {
-        let item = self.receiver.recv().await;
-        self.taken(item)
+        let item = self.receiver.recv().await?;
+        Some(self.taken(item))
     }
 
     pub(super) fn try_recv(&mut self) -> Result<Handoff, mpsc::error::TryRecvError> {
-        let item = self.receiver.try_recv();
-        if let Ok(item) = &item {
-            self.bytes.fetch_sub(item.stanza.len(), Ordering::AcqRel);
-        }
-        item
+        let item = self.receiver.try_recv()?;
+        Ok(self.taken(item))
     }
 
-    fn taken(&self, item: Option<Handoff>) -> Option<Handoff> {
-        if let Some(item) = &item {
-            self.bytes.fetch_sub(item.stanza.len(), Ordering::AcqRel);
-        }
+    fn taken(&self, item: Handoff) -> Handoff {
+        self.bytes.fetch_sub(item.stanza.len(), Ordering::AcqRel);
         item
     }
 }
