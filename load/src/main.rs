@@ -128,6 +128,10 @@ struct RunArgs {
     chat_start_rate: f64,
     #[arg(long, default_value_t = 64_000.0)]
     chat_max_rate: f64,
+    /// Chat and federation phases: the steps' rates in order (comma-separated, e.g.
+    /// 8000,10000,12000), instead of doubling from --chat-start-rate to --chat-max-rate.
+    #[arg(long, value_delimiter = ',')]
+    chat_rates: Vec<f64>,
     #[arg(long, default_value_t = 5)]
     chat_step_secs: u64,
     /// A chat step fails when its p99 delivery latency exceeds this.
@@ -310,6 +314,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     max_p99: Duration::from_millis(args.chat_max_p99_ms),
                     drain: Duration::from_secs(3),
                     login_concurrency: args.concurrency,
+                    rates: args.chat_rates.clone(),
                 };
                 phase::chat::run(&target, &plan).await
             }
@@ -365,6 +370,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     max_p99: Duration::from_millis(args.chat_max_p99_ms),
                     drain: Duration::from_secs(3),
                     login_concurrency: args.concurrency,
+                    rates: args.chat_rates.clone(),
                 };
                 phase::chat::run_federated(&target, peer, &plan).await
             }

@@ -35,6 +35,25 @@ pub struct ChatPlan {
     pub drain: Duration,
     /// Concurrency of the initial logins.
     pub login_concurrency: usize,
+    /// The steps' rates in order, when given; otherwise doubling from `start_rate` to `max_rate`.
+    /// Finer steps measure the best clean step more finely than doubling does.
+    pub rates: Vec<f64>,
+}
+
+impl ChatPlan {
+    /// The rates of the judged steps, in order.
+    fn step_rates(&self) -> Vec<f64> {
+        if !self.rates.is_empty() {
+            return self.rates.clone();
+        }
+        let mut rates = Vec::new();
+        let mut rate = self.start_rate;
+        while rate <= self.max_rate {
+            rates.push(rate);
+            rate *= 2.0;
+        }
+        rates
+    }
 }
 
 /// Shared by the receiving tasks.
@@ -177,7 +196,8 @@ async fn ramp(
     }
     let mut best: Option<StepResult> = None;
     let mut notes = Vec::new();
-    let mut rate = plan.start_rate;
+    let rates = plan.step_rates();
+    let rate = rates.first().copied().unwrap_or(plan.start_rate);
     // A warm-up step at the start rate, not judged: the server may still be busy with the logins
     // and presence of the chat users, which is not what the ramp measures.
     let warm_up = run_step(plan, &inbox, &mut writers, &peers, 1, rate).await;
@@ -192,7 +212,7 @@ async fn ramp(
     ));
     let mut first_failure: Option<StepResult> = None;
     let mut step_no = 1u64;
-    while rate <= plan.max_rate {
+    for rate in rates {
         step_no += 1;
         let result = run_step(plan, &inbox, &mut writers, &peers, step_no, rate).await;
         let p99_ok = result
@@ -222,7 +242,6 @@ async fn ramp(
             break;
         }
         best = Some(result);
-        rate *= 2.0;
     }
     let _ = shutdown_tx.send(true);
     close_all(readers, timeout).await;

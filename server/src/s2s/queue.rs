@@ -21,8 +21,8 @@
 //! for the link meanwhile (those submits wait for it), and are written by the next stream; at
 //! shutdown they are stored for the next start; a storage error while putting one back bounces it.
 //! Only a crash (or a panic of the task, after which they bounce) can lose what the hand-off holds:
-//! at most [`HANDOFF_CAPACITY`] stanzas per domain, accepted a moment earlier, as a stanza already
-//! in the socket's buffer always could be. Prosody and ejabberd keep their whole queue in memory.
+//! at most [`HANDOFF_CAPACITY`] stanzas and [`HANDOFF_BYTES`] per domain (about a second of a
+//! busy link), accepted a moment earlier, as a stanza already in the socket's buffer always could be. Prosody and ejabberd keep their whole queue in memory.
 //! A restart still delivers everything stored: [`OutboundQueue::resume`] counts it and restarts a
 //! task for every domain with stanzas waiting.
 //!
@@ -40,7 +40,7 @@ use herald_storage::{S2sQueue, S2sQueueLimits, StorageError};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
-use ledger::{DomainLedger, DomainTask, Handoff, Ledger};
+use ledger::{DomainLedger, DomainTask, Handoff, HandoffReceiver, Ledger};
 use worker::DomainWorker;
 
 use super::retry::RetryPolicy;
@@ -173,10 +173,21 @@ impl std::fmt::Debug for OutboundQueue {
     }
 }
 
-/// Stanzas one domain's hand-off holds at most; a submit that finds it full stores its stanza
-/// instead (behind the handed-off ones, which the task writes first). Bounds what a failing link
-/// can have to put back, and what a crash can lose.
-const HANDOFF_CAPACITY: usize = 256;
+/// Stanzas one domain's hand-off holds at most; a submit that finds it full (in stanzas or in
+/// [`HANDOFF_BYTES`]) stores its stanza instead (behind the handed-off ones, which the task writes
+/// first). Bounds what a failing link can have to put back, and what a crash can lose.
+///
+/// Sized for bursts and scheduling stalls of a busy link, not for a steady 256: once a link has
+/// stanzas in storage every later one goes there too until the task has drained them, and the
+/// storage path costs an insert, a read and a delete per stanza, several times the CPU of a
+/// hand-off. A hand-off that overflowed at every stall of a few tens of milliseconds (256 at
+/// 8000 stanzas/s) sent a busy link into that slower path, where it fell further behind.
+const HANDOFF_CAPACITY: usize = 8192;
+
+/// Bytes one domain's hand-off holds at most (as serialised), whatever the stanzas' sizes: with
+/// [`HANDOFF_CAPACITY`] alone, large stanzas to a slow peer could make it hold capacity times
+/// `[limits] max_stanza_bytes`.
+const HANDOFF_BYTES: usize = 4 * 1024 * 1024;
 
 /// Stanzas read from storage at once when counting what waits at start.
 const RESUME_PAGE: usize = 512;
@@ -333,12 +344,10 @@ impl OutboundQueue {
             && stored == 0
             && let Some(task) = &entry.task
         {
-            match task.handoff.try_send(item) {
+            match task.try_hand_off(item, HANDOFF_BYTES) {
                 Ok(()) => return Ok(Admission::HandedOff),
                 // A full hand-off: stored behind what it holds, which the task writes first.
-                Err(
-                    mpsc::error::TrySendError::Full(back) | mpsc::error::TrySendError::Closed(back),
-                ) => item = back,
+                Err(back) => item = back,
             }
         }
         if entry.stanzas >= limits.max_stanzas
@@ -405,10 +414,11 @@ impl OutboundQueue {
             }
         }
         let (wake, woken) = mpsc::channel(1);
-        let (handoff, handed_off) = mpsc::channel(HANDOFF_CAPACITY);
+        let (handoff, handoff_bytes, handed_off) = HandoffReceiver::channel(HANDOFF_CAPACITY);
         let replaced = entry.task.replace(DomainTask {
             wake,
             handoff,
+            handoff_bytes,
             generation,
         });
         for link in entry.links.values_mut() {

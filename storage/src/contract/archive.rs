@@ -490,6 +490,54 @@ pub async fn archive_order_and_limits(storage: &Storage) {
     for (mark, message) in batch_marks.iter().zip(&batch) {
         assert_eq!(mark.at_ms, message.at_ms);
     }
+    // Within a batch too an owner's time never goes back: not behind its newest stored message,
+    // nor behind an earlier message of the batch; each owner on its own.
+    let erin = "erin@archive.example";
+    let frank = "frank@archive.example";
+    let stored = storage
+        .archive
+        .append(&ArchiveAppend {
+            owner: erin,
+            ..append(9_000)
+        })
+        .await
+        .expect("append");
+    let stepping: Vec<ArchiveAppend<'_>> = [
+        (erin, 8_000),
+        (erin, 9_500),
+        (frank, 100),
+        (erin, 9_200),
+        (frank, 50),
+    ]
+    .into_iter()
+    .map(|(owner, at_ms)| ArchiveAppend {
+        owner,
+        ..append(at_ms)
+    })
+    .collect();
+    let stepping_marks = storage
+        .archive
+        .append_all(&stepping)
+        .await
+        .expect("append all");
+    let times: Vec<i64> = stepping_marks.iter().map(|m| m.at_ms).collect();
+    assert_eq!(times, [9_000, 9_500, 100, 9_500, 100]);
+    for (mark, message) in stepping_marks.iter().zip(&stepping) {
+        assert_eq!(mark.id, message.id, "marks in the order given");
+    }
+    let page = query(storage, erin, forward(None, 10)).await;
+    assert_eq!(
+        ids(&page),
+        [
+            &stored.id,
+            &stepping[0].id.to_string(),
+            &stepping[1].id.to_string(),
+            &stepping[3].id.to_string()
+        ]
+    );
+    let times: Vec<i64> = page.messages.iter().map(|m| m.at_ms).collect();
+    assert_eq!(times, [9_000, 9_000, 9_500, 9_500]);
+
     let carols: Vec<&str> = batch_marks
         .iter()
         .zip(&batch)

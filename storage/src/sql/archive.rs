@@ -216,8 +216,10 @@ pub(crate) fn batch_json(messages: &[crate::ArchiveAppend<'_>], order: &[usize])
 ///   owner's timestamps never go back, and returns the stored `at_ms`. On PostgreSQL it also orders
 ///   concurrent appends of one owner (see `crate::archive`).
 /// - `append_all`: one statement that archives a whole batch (`$1` the JSON of [`batch_json`]) and
-///   returns `(index, at_ms)` rows, or `""` to run `append` for each message in one transaction. On
-///   PostgreSQL that transaction took two round trips more than the batch has messages.
+///   returns `(key, at_ms)` rows, the keys rising with the position in the batch (the index, or the
+///   new row's id), or `""` to run `append` for each message in one transaction. On PostgreSQL that
+///   transaction took two round trips more than the batch has messages; on SQLite one hand-over to
+///   the connection's thread and back per message.
 macro_rules! archive_sql {
     (
         $store:ident,
@@ -290,14 +292,17 @@ macro_rules! archive_sql {
                         if messages.is_empty() {
                             return Ok(Vec::new());
                         }
-                        let stored: Vec<(i64, i64)> = sqlx::query_as($append_all)
+                        let mut stored: Vec<(i64, i64)> = sqlx::query_as($append_all)
                             .bind(batch_json(messages, &order))
                             .fetch_all(&self.writer)
                             .await
                             .map_err(db_error)?;
-                        for (position, at_ms) in stored {
-                            let i = usize::try_from(position).ok().and_then(|p| order.get(p)).copied();
-                            if let Some(i) = i {
+                        // Keyed by something that rises with the batch position (the position
+                        // itself, or the new row's id), in any order: the k-th smallest key is
+                        // position k.
+                        stored.sort_unstable_by_key(|&(key, _)| key);
+                        if stored.len() == messages.len() {
+                            for (&i, (_, at_ms)) in order.iter().zip(stored) {
                                 marks[i] = Some(ArchiveMark {
                                     id: messages[i].id.to_string(),
                                     at_ms,

@@ -5,6 +5,8 @@
 //! costs one insert at most however long the queue is), and it keeps the per-domain cap.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 
@@ -48,7 +50,65 @@ pub(super) struct DomainLedger {
 pub(super) struct DomainTask {
     pub(super) wake: mpsc::Sender<()>,
     pub(super) handoff: mpsc::Sender<Handoff>,
+    /// Bytes of the stanzas in `handoff` (added before a send, taken off by [`HandoffReceiver`]).
+    pub(super) handoff_bytes: Arc<AtomicUsize>,
     pub(super) generation: u64,
+}
+
+impl DomainTask {
+    /// Hands `item` to the task if the hand-off has room for it in stanzas and in `max_bytes`;
+    /// gives it back otherwise (or when the task is gone).
+    pub(super) fn try_hand_off(&self, item: Handoff, max_bytes: usize) -> Result<(), Handoff> {
+        let bytes = item.stanza.len();
+        // Counted before the send, so the receiver never takes off more than was added.
+        let before = self.handoff_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if before.saturating_add(bytes) > max_bytes {
+            self.handoff_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            return Err(item);
+        }
+        self.handoff.try_send(item).map_err(|error| {
+            self.handoff_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            match error {
+                mpsc::error::TrySendError::Full(back) | mpsc::error::TrySendError::Closed(back) => {
+                    back
+                }
+            }
+        })
+    }
+}
+
+/// The task's end of a hand-off: what it takes out no longer counts against the hand-off's bytes.
+pub(super) struct HandoffReceiver {
+    receiver: mpsc::Receiver<Handoff>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl HandoffReceiver {
+    /// A hand-off of `capacity` stanzas: the task's sender (with its byte count) and receiver.
+    pub(super) fn channel(capacity: usize) -> (mpsc::Sender<Handoff>, Arc<AtomicUsize>, Self) {
+        let (sender, receiver) = mpsc::channel(capacity);
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let receiver = HandoffReceiver {
+            receiver,
+            bytes: bytes.clone(),
+        };
+        (sender, bytes, receiver)
+    }
+
+    pub(super) async fn recv(&mut self) -> Option<Handoff> {
+        let item = self.receiver.recv().await?;
+        Some(self.taken(item))
+    }
+
+    pub(super) fn try_recv(&mut self) -> Result<Handoff, mpsc::error::TryRecvError> {
+        let item = self.receiver.try_recv()?;
+        Ok(self.taken(item))
+    }
+
+    fn taken(&self, item: Handoff) -> Handoff {
+        self.bytes.fetch_sub(item.stanza.len(), Ordering::AcqRel);
+        item
+    }
 }
 
 /// One (local domain, remote domain) link.

@@ -921,3 +921,75 @@ fn error_stanzas_are_recognised_with_or_without_their_namespace() {
         assert_eq!(is_error_stanza(stanza), expected, "{stanza}");
     }
 }
+
+/// A message to bob of about `size` bytes, numbered `n`.
+fn sized_message(n: u32, size: usize) -> String {
+    let body = "x".repeat(size);
+    format!(
+        "<message xmlns='jabber:server' from='alice@a.test/phone' to='bob@b.test' \
+         id='m{n}' type='chat'><body>{n}{body}</body></message>"
+    )
+}
+
+/// Submits `stanzas` without yielding (the domain task cannot take any meanwhile), then reads
+/// what the link wrote until it wrote them all; they must come out in order, whatever mix of
+/// hand-off and storage they took.
+async fn burst_then_written_in_order(h: &mut Harness, stanzas: &[String]) {
+    for stanza in stanzas {
+        h.submit(stanza).await;
+    }
+    let expected: String = stanzas.concat();
+    let mut written = String::new();
+    while written.len() < expected.len() {
+        match h.next().await {
+            Event::Sent { link: 1, stanza } => written.push_str(&stanza),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(written == expected, "written in submit order");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_to_a_busy_link_stays_in_memory() {
+    let store = Arc::new(CountingQueue::default());
+    let mut roomy = settings();
+    roomy.limits.max_stanzas = 10_000;
+    roomy.limits.max_bytes = 10_000_000;
+    let mut h = paused(store.clone(), roomy, vec![], CONNECT);
+    h.submit(&message(0)).await;
+    assert_eq!(h.next().await, dialed(1));
+    assert_eq!(h.next().await, sent(1, 0));
+    assert_eq!(store.inserts(), 1, "the first waited for the dial");
+    // A few thousand stanzas arriving while the task is busy (a scheduling stall of a link
+    // carrying several thousand stanzas a second): within the hand-off, nothing is stored.
+    let burst: Vec<String> = (1..=2000).map(message).collect();
+    burst_then_written_in_order(&mut h, &burst).await;
+    assert_eq!(store.inserts(), 1, "the burst never touched storage");
+    h.nothing_more();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_hand_off_is_bounded_in_bytes_and_what_does_not_fit_is_stored_behind_it() {
+    let store = Arc::new(CountingQueue::default());
+    let mut roomy = settings();
+    roomy.limits.max_stanzas = 10_000;
+    roomy.limits.max_bytes = 100_000_000;
+    let mut h = paused(store.clone(), roomy, vec![], CONNECT);
+    h.submit(&message(0)).await;
+    assert_eq!(h.next().await, dialed(1));
+    assert_eq!(h.next().await, sent(1, 0));
+    let size = 100_000;
+    let fit = HANDOFF_BYTES / sized_message(1, size).len();
+    assert!(fit < HANDOFF_CAPACITY, "the byte bound is the one tested");
+    let burst: Vec<String> = (1..=fit as u32 + 5)
+        .map(|n| sized_message(n, size))
+        .collect();
+    burst_then_written_in_order(&mut h, &burst).await;
+    assert_eq!(
+        store.inserts(),
+        1 + 5,
+        "what exceeded the hand-off's bytes was stored"
+    );
+    assert!(store.domains().await.expect("domains").is_empty());
+    h.nothing_more();
+}

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::error::Elapsed;
 use tokio::time::{Instant, sleep_until, timeout};
 
-use super::ledger::Handoff;
+use super::ledger::{Handoff, HandoffReceiver};
 use super::{DialError, Link, LinkError, Shared, domain_of, duration_ms, is_error_stanza};
 use crate::xmpp::DefinedCondition;
 use herald_storage::StorageError;
@@ -60,7 +60,7 @@ pub(super) struct DomainWorker {
     shared: Arc<Shared>,
     domain: String,
     generation: u64,
-    handoff: mpsc::Receiver<Handoff>,
+    handoff: HandoffReceiver,
     /// By local domain (the domain of the stanza's sender).
     links: HashMap<String, OpenLink>,
     /// By local domain: the links that failed and when each is tried again.
@@ -83,7 +83,7 @@ impl DomainWorker {
         shared: Arc<Shared>,
         domain: String,
         generation: u64,
-        handoff: mpsc::Receiver<Handoff>,
+        handoff: HandoffReceiver,
     ) -> Self {
         Self {
             shared,
