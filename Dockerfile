@@ -59,11 +59,14 @@ RUN npm ci --no-audit --no-fund
 # The conformance runner (docker-compose.yml, profile `conformance`): the same Debian packages and Python client
 # as the no-Docker run (.ci/run), so both print the same table. Prosody (with prosody-modules: mod_cloud_notify)
 # and ejabberd (mod_push) are here because conformance/run.py starts every server it tests itself, with generated
-# configuration; PostgreSQL is the compose service `postgres` (CONFORMANCE_POSTGRES_URL).
+# configuration; PostgreSQL is the compose service `postgres` (CONFORMANCE_POSTGRES_URL). lua-unbound (a Recommends
+# of prosody, so named here) is the resolver the federation runs point at their DNS stub; without it Prosody falls
+# back to its old resolver, which reads only /etc/resolv.conf, and every federation pair with Prosody fails.
 FROM ${RUNTIME_IMAGE} AS conformance-runner
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        ca-certificates ejabberd openssl postgresql-client procps prosody prosody-modules python3 python3-venv \
+        ca-certificates ejabberd lua-unbound openssl postgresql-client procps prosody prosody-modules python3 \
+        python3-venv \
     && rm -rf /var/lib/apt/lists/*
 COPY conformance/requirements.txt /opt/conformance/requirements.txt
 RUN python3 -m venv /opt/conformance/venv \
