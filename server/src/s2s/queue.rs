@@ -40,7 +40,7 @@ use herald_storage::{S2sQueue, S2sQueueLimits, StorageError};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
-use ledger::{DomainLedger, DomainTask, Handoff, HandoffReceiver, Ledger};
+use ledger::{DomainLedger, DomainTask, Handoff, HandoffLimits, HandoffReceiver, Ledger};
 use worker::DomainWorker;
 
 use super::retry::RetryPolicy;
@@ -114,6 +114,8 @@ pub struct QueueSettings {
     pub send_timeout: Duration,
     /// Stanzas read from storage at once.
     pub batch_size: usize,
+    /// Bytes the in-memory hand-offs hold at most, per domain and in all.
+    pub(crate) handoff: HandoffLimits,
 }
 
 impl QueueSettings {
@@ -128,6 +130,7 @@ impl QueueSettings {
             dial_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(30),
             batch_size: 64,
+            handoff: HANDOFF_LIMITS,
         }
     }
 }
@@ -189,6 +192,18 @@ const HANDOFF_CAPACITY: usize = 8192;
 /// `[limits] max_stanza_bytes`.
 const HANDOFF_BYTES: usize = 4 * 1024 * 1024;
 
+/// Bytes all domains' hand-offs hold together at most: [`HANDOFF_BYTES`] is sized for one busy
+/// link, and peers that read slowly (each a domain that passed authentication, cheap to have many
+/// of) must not hold that much each in memory; past this, stanzas are stored (under the per-domain
+/// storage caps) as for a full hand-off.
+const HANDOFF_BYTES_ALL: usize = 64 * 1024 * 1024;
+
+/// The hand-offs' byte bounds.
+const HANDOFF_LIMITS: HandoffLimits = HandoffLimits {
+    per_domain: HANDOFF_BYTES,
+    all: HANDOFF_BYTES_ALL,
+};
+
 /// Stanzas read from storage at once when counting what waits at start.
 const RESUME_PAGE: usize = 512;
 
@@ -203,6 +218,8 @@ pub(super) struct Shared {
     running: watch::Sender<usize>,
     /// Told when a link's handed-off stanzas are back in storage (see [`LinkLedger::requeuing`]).
     requeued: Notify,
+    /// Bytes in every domain's hand-off together (bounded by `handoff_limits.all`).
+    handoff_bytes_all: Arc<std::sync::atomic::AtomicUsize>,
     shutdown: Shutdown,
 }
 
@@ -264,6 +281,7 @@ impl OutboundQueue {
                 ledger: Mutex::new(Ledger::default()),
                 running: watch::Sender::new(0),
                 requeued: Notify::new(),
+                handoff_bytes_all: Arc::default(),
                 shutdown,
             }),
         }
@@ -344,7 +362,7 @@ impl OutboundQueue {
             && stored == 0
             && let Some(task) = &entry.task
         {
-            match task.try_hand_off(item, HANDOFF_BYTES) {
+            match task.try_hand_off(item, self.shared.settings.handoff) {
                 Ok(()) => return Ok(Admission::HandedOff),
                 // A full hand-off: stored behind what it holds, which the task writes first.
                 Err(back) => item = back,
@@ -414,7 +432,8 @@ impl OutboundQueue {
             }
         }
         let (wake, woken) = mpsc::channel(1);
-        let (handoff, handoff_bytes, handed_off) = HandoffReceiver::channel(HANDOFF_CAPACITY);
+        let (handoff, handoff_bytes, handed_off) =
+            HandoffReceiver::channel(HANDOFF_CAPACITY, self.shared.handoff_bytes_all.clone());
         let replaced = entry.task.replace(DomainTask {
             wake,
             handoff,

@@ -50,24 +50,59 @@ pub(super) struct DomainLedger {
 pub(super) struct DomainTask {
     pub(super) wake: mpsc::Sender<()>,
     pub(super) handoff: mpsc::Sender<Handoff>,
-    /// Bytes of the stanzas in `handoff` (added before a send, taken off by [`HandoffReceiver`]).
-    pub(super) handoff_bytes: Arc<AtomicUsize>,
+    /// Bytes of the stanzas in `handoff`, counted against its own bound and the one all
+    /// hand-offs share.
+    pub(super) handoff_bytes: HandoffBytes,
     pub(super) generation: u64,
 }
 
+/// Byte bounds of the hand-offs (as serialised).
+#[derive(Debug, Clone, Copy)]
+pub struct HandoffLimits {
+    /// What one domain's hand-off may hold.
+    pub(crate) per_domain: usize,
+    /// What all domains' hand-offs may hold together.
+    pub(crate) all: usize,
+}
+
+/// The byte counts one hand-off adds to: its own and the one all hand-offs share. Added before a
+/// send and taken off by [`HandoffReceiver`] (also for what it still holds when it is dropped), so
+/// the shared count never keeps bytes of a hand-off that is gone.
+#[derive(Debug, Clone)]
+pub(super) struct HandoffBytes {
+    own: Arc<AtomicUsize>,
+    all: Arc<AtomicUsize>,
+}
+
+impl HandoffBytes {
+    /// Counts `bytes` if both bounds leave room for them.
+    fn try_add(&self, bytes: usize, limits: HandoffLimits) -> bool {
+        let own = self.own.fetch_add(bytes, Ordering::AcqRel);
+        let all = self.all.fetch_add(bytes, Ordering::AcqRel);
+        if own.saturating_add(bytes) > limits.per_domain || all.saturating_add(bytes) > limits.all {
+            self.take(bytes);
+            return false;
+        }
+        true
+    }
+
+    fn take(&self, bytes: usize) {
+        self.own.fetch_sub(bytes, Ordering::AcqRel);
+        self.all.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
 impl DomainTask {
-    /// Hands `item` to the task if the hand-off has room for it in stanzas and in `max_bytes`;
-    /// gives it back otherwise (or when the task is gone).
-    pub(super) fn try_hand_off(&self, item: Handoff, max_bytes: usize) -> Result<(), Handoff> {
+    /// Hands `item` to the task if the hand-off has room for it in stanzas and in `limits`; gives
+    /// it back otherwise (or when the task is gone).
+    pub(super) fn try_hand_off(&self, item: Handoff, limits: HandoffLimits) -> Result<(), Handoff> {
         let bytes = item.stanza.len();
         // Counted before the send, so the receiver never takes off more than was added.
-        let before = self.handoff_bytes.fetch_add(bytes, Ordering::AcqRel);
-        if before.saturating_add(bytes) > max_bytes {
-            self.handoff_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        if !self.handoff_bytes.try_add(bytes, limits) {
             return Err(item);
         }
         self.handoff.try_send(item).map_err(|error| {
-            self.handoff_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            self.handoff_bytes.take(bytes);
             match error {
                 mpsc::error::TrySendError::Full(back) | mpsc::error::TrySendError::Closed(back) => {
                     back
@@ -80,14 +115,21 @@ impl DomainTask {
 /// The task's end of a hand-off: what it takes out no longer counts against the hand-off's bytes.
 pub(super) struct HandoffReceiver {
     receiver: mpsc::Receiver<Handoff>,
-    bytes: Arc<AtomicUsize>,
+    bytes: HandoffBytes,
 }
 
 impl HandoffReceiver {
-    /// A hand-off of `capacity` stanzas: the task's sender (with its byte count) and receiver.
-    pub(super) fn channel(capacity: usize) -> (mpsc::Sender<Handoff>, Arc<AtomicUsize>, Self) {
+    /// A hand-off of `capacity` stanzas whose bytes also count in `all` (shared by every
+    /// hand-off): the task's sender (with its byte counts) and receiver.
+    pub(super) fn channel(
+        capacity: usize,
+        all: Arc<AtomicUsize>,
+    ) -> (mpsc::Sender<Handoff>, HandoffBytes, Self) {
         let (sender, receiver) = mpsc::channel(capacity);
-        let bytes = Arc::new(AtomicUsize::new(0));
+        let bytes = HandoffBytes {
+            own: Arc::new(AtomicUsize::new(0)),
+            all,
+        };
         let receiver = HandoffReceiver {
             receiver,
             bytes: bytes.clone(),
@@ -106,8 +148,19 @@ impl HandoffReceiver {
     }
 
     fn taken(&self, item: Handoff) -> Handoff {
-        self.bytes.fetch_sub(item.stanza.len(), Ordering::AcqRel);
+        self.bytes.take(item.stanza.len());
         item
+    }
+}
+
+impl Drop for HandoffReceiver {
+    /// Whatever is left (a task that ended without draining it) stops counting against the shared
+    /// bound; a sender racing with the drop sees the channel closed and stores its stanza.
+    fn drop(&mut self) {
+        self.receiver.close();
+        while let Ok(item) = self.receiver.try_recv() {
+            self.bytes.take(item.stanza.len());
+        }
     }
 }
 

@@ -993,3 +993,76 @@ async fn the_hand_off_is_bounded_in_bytes_and_what_does_not_fit_is_stored_behind
     assert!(store.domains().await.expect("domains").is_empty());
     h.nothing_more();
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_hand_offs_of_all_domains_share_one_byte_bound() {
+    let store = Arc::new(CountingQueue::default());
+    let mut roomy = settings();
+    roomy.limits.max_stanzas = 10_000;
+    roomy.limits.max_bytes = 100_000_000;
+    let size = 100_000;
+    let one = sized_message(1, size).len();
+    roomy.handoff = HandoffLimits {
+        per_domain: 8 * one,
+        all: 10 * one,
+    };
+    let mut h = paused(store.clone(), roomy, vec![], CONNECT);
+    // Both links up (each first stanza waits for its dial in storage).
+    h.submit(&message(0)).await;
+    assert_eq!(h.next().await, dialed(1));
+    assert_eq!(h.next().await, sent(1, 0));
+    h.queue
+        .submit("a.test", "c.test", "alice@a.test/phone", &message(0))
+        .await
+        .expect("queued");
+    assert!(matches!(h.next().await, Event::Dialed { link: 2, .. }));
+    assert_eq!(h.next().await, sent(2, 0));
+    assert_eq!(store.inserts(), 2);
+    // Without yielding: 8 fill b.test's hand-off; of 8 for c.test, 2 fit in what is left of the
+    // shared bound and 6 are stored behind them.
+    let burst: Vec<String> = (1..=8).map(|n| sized_message(n, size)).collect();
+    for stanza in &burst {
+        h.submit(stanza).await;
+    }
+    for stanza in &burst {
+        h.queue
+            .submit("a.test", "c.test", "alice@a.test/phone", stanza)
+            .await
+            .expect("queued");
+    }
+    assert_eq!(
+        store.inserts(),
+        2 + 6,
+        "past the shared bound, stanzas are stored"
+    );
+    let expected = burst.concat();
+    let (mut to_b, mut to_c) = (String::new(), String::new());
+    while to_b.len() < expected.len() || to_c.len() < expected.len() {
+        match h.next().await {
+            Event::Sent { link: 1, stanza } => to_b.push_str(&stanza),
+            Event::Sent { link: 2, stanza } => to_c.push_str(&stanza),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        to_b == expected && to_c == expected,
+        "each link in submit order"
+    );
+    // Written out, the hand-offs count nothing: a second burst to c.test fits its own bound.
+    for stanza in &burst {
+        h.queue
+            .submit("a.test", "c.test", "alice@a.test/phone", stanza)
+            .await
+            .expect("queued");
+    }
+    assert_eq!(store.inserts(), 2 + 6, "the shared bound was given back");
+    let mut again = String::new();
+    while again.len() < expected.len() {
+        match h.next().await {
+            Event::Sent { link: 2, stanza } => again.push_str(&stanza),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(again == expected);
+    h.nothing_more();
+}
