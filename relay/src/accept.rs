@@ -17,8 +17,8 @@ use crate::secrets::hash_secret;
 use crate::{Notification, Relay, RelayError, Ticket, now_ms};
 
 /// ChatSecure limits: token ≤ 200 characters, data ≤ 100.
-pub(crate) const MAX_TOKEN_CHARS: usize = 200;
-pub(crate) const MAX_DATA_CHARS: usize = 100;
+pub const MAX_TOKEN_CHARS: usize = 200;
+pub const MAX_DATA_CHARS: usize = 100;
 pub(crate) const MAX_SENDER_CHARS: usize = 1024;
 /// A remote messages endpoint (UnifiedPush caps endpoints at 1000 bytes).
 pub(crate) const MAX_ENDPOINT_BYTES: usize = 1000;

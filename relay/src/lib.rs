@@ -36,6 +36,7 @@ pub mod settings;
 mod wake;
 pub mod xmpp_forward;
 
+pub use accept::{MAX_DATA_CHARS, MAX_TOKEN_CHARS};
 pub use config::RelayConfig;
 pub use push_node::{
     NodeError, NodeRegistration, Publisher, PushNode, RegistrationError, remote_domain_account,

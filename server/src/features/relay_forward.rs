@@ -27,17 +27,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use herald_relay::backends::SendOutcome;
-use herald_relay::{Priority, XmppForward, XmppForwarding};
+// The longest token and data a forward may carry are the relay's own (ChatSecure's 200 and 100
+// characters), checked before anything else is done with them.
+use herald_relay::{MAX_DATA_CHARS, MAX_TOKEN_CHARS, Priority, XmppForward, XmppForwarding};
 
 use super::iq::{IqAnswer, IqError};
 use crate::router::Router;
 use crate::router::pending_iqs::IqRequestError;
 use crate::xmpp::{DefinedCondition, Element, ErrorType, Jid, ns, set_attribute};
-
-/// The longest token and data a forward may carry (the relay's own limits: ChatSecure's 200 and 100
-/// characters), checked before anything else is done with them.
-const MAX_TOKEN_CHARS: usize = 200;
-const MAX_DATA_CHARS: usize = 100;
 
 /// One forward as carried on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
