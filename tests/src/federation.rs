@@ -78,13 +78,47 @@ pub enum Authentication {
     Dialback,
 }
 
-/// A free port on 127.0.0.1 now (the listener is closed again; the servers bind it a moment later).
+/// A free port on 127.0.0.1 now (the probe listener is closed again; a server binds it a moment later,
+/// so each side can name the other's port in its configuration before either starts).
+///
+/// The port comes from below the kernel's ephemeral range: a port the kernel hands out for `:0` or as
+/// the local end of an outbound connection could be taken by another test between the probe and the
+/// bind (CI saw `AddrInUse` exactly so). Ports below that range are only ever taken by an explicit
+/// bind, and ports are handed out once per process from a counter, so tests of one binary never race
+/// each other; the probe skips ports another process holds.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let Some((low, count)) = ports_below_ephemeral_range() else {
+        return bound_port("127.0.0.1:0").expect("a port from the kernel");
+    };
+    // Processes started together begin at different places in the range.
+    let start = std::process::id() % count;
+    for _ in 0..count {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % count;
+        let candidate = low + offset;
+        if let Some(port) = bound_port(&format!("127.0.0.1:{candidate}")) {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{}", low + count)
+}
+
+/// The port `address` binds to, if it is free.
+fn bound_port(address: &str) -> Option<u16> {
+    let listener = std::net::TcpListener::bind(address).ok()?;
+    listener.local_addr().ok().map(|bound| bound.port())
+}
+
+/// The first port and the number of ports of a block just below the ephemeral range (Linux:
+/// `net.ipv4.ip_local_port_range`), or `None` where it cannot be read or leaves no room.
+fn ports_below_ephemeral_range() -> Option<(u32, u32)> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let first_ephemeral: u32 = range.split_whitespace().next()?.parse().ok()?;
+    const BLOCK: u32 = 8192;
+    // Stay clear of the well-known and registered ports most services use (XMPP's included).
+    let low = first_ephemeral.checked_sub(BLOCK)?.max(10_000);
+    (first_ephemeral > low).then(|| (low, first_ephemeral - low))
 }
 
 /// The test CA (for [`S2sPeer`]) and two started servers hosting `a.test` and `b.test` that federate
@@ -489,4 +523,30 @@ async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(TIMEOUT, future)
         .await
         .expect("timed out")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel hands out ephemeral ports for `:0` binds and outbound connections, so a port from
+    /// that range can be taken by another test before the server binds it.
+    #[test]
+    fn free_ports_come_from_below_the_ephemeral_range_and_differ() {
+        let Some((low, count)) = ports_below_ephemeral_range() else {
+            return; // not Linux: the kernel's ports are all there is
+        };
+        let ports: Vec<u16> = (0..16).map(|_| free_port()).collect();
+        for port in &ports {
+            assert!(
+                (low..low + count).contains(&u32::from(*port)),
+                "{port} outside {low}..{}",
+                low + count
+            );
+        }
+        let mut distinct = ports.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+    }
 }
