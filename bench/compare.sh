@@ -4,7 +4,7 @@
 # and prints one table with Herald's figures as ratios to each peer's.
 #
 # Usage: bench/compare.sh [--servers "herald-sqlite herald-postgres prosody ejabberd"]
-#                         [--write BENCHMARKS.md] [--keep] [--shared-cpus] [--federation]
+#                         [--write BENCHMARKS.md] [--keep] [--shared-cpus] [--federation [--peer-archive]]
 #                         [-- extra herald-load run arguments]
 # --federation starts each server twice, as domains a.fed.test (127.0.6.1) and b.fed.test (127.0.6.2)
 # federating with each other (server-to-server on port 5269 of each address), and runs the load with
@@ -14,6 +14,10 @@
 # through a DNS stub of the run, Herald through `[[s2s.peers]] address`; both domains' certificates
 # are signed by one CA of the run, which Herald trusts (`[s2s] ca_files`), so Herald pairs authenticate
 # with SASL EXTERNAL; Prosody and ejabberd, which do not trust it, with dialback.
+# Herald archives every chat message (XEP-0313) on both sides; the federated Prosody and ejabberd pairs
+# archive nothing unless --peer-archive is given, which loads Prosody's mod_mam (default policy: archive
+# everything, internal storage) and ejabberd's mod_mam with `default: always` (its default store, Mnesia),
+# so that all three do the same work per message.
 # e.g. the PEP phase alone (XEP-0163 notifications and the XEP-0115 caps burst; ejabberd as configured
 # here has no mod_pubsub, so it reports the phase unavailable):
 #   bench/compare.sh --servers "herald-sqlite herald-postgres prosody" -- --phases pep --pep-contacts 100
@@ -31,6 +35,7 @@ SERVERS="herald-sqlite herald-postgres prosody ejabberd"
 WRITE=""
 KEEP=0
 FEDERATION=0
+PEER_ARCHIVE=0
 PIN=1
 EXTRA=()
 while [ $# -gt 0 ]; do
@@ -40,6 +45,7 @@ while [ $# -gt 0 ]; do
         --keep) KEEP=1; shift ;;
         --shared-cpus) PIN=0; shift ;;
         --federation) FEDERATION=1; shift ;;
+        --peer-archive) PEER_ARCHIVE=1; shift ;;
         --) shift; EXTRA=("$@"); break ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
@@ -200,6 +206,7 @@ EOF
     wait_port "$port"
     PID=$(pgrep -f -- "herald_bench@localhost" | while read -r p; do
         if [ "$(cat /proc/"$p"/comm 2>/dev/null)" = "beam.smp" ]; then echo "$p"; fi; done | head -1)
+    STARTED_PID=$PID # killed after `ejabberdctl stop` too (see start_ejabberd_pair)
 }
 
 start_postgres() { # -> sets PG_URL
@@ -303,7 +310,12 @@ wait_addr() {
 }
 
 start_prosody_pair() { # port -> sets PID (domain a) and PEER_PID (domain b)
-    local port=$1 pids=() d ip dir
+    local port=$1 pids=() d ip dir mam="" mam_settings=""
+    if [ "$PEER_ARCHIVE" = 1 ]; then
+        # As in start_prosody: archive every chat message, keep it, and do not truncate the archive.
+        mam=', "mam"'
+        mam_settings=$'archive_expires_after = "never"\nstorage_archive_item_limit = 1000000'
+    fi
     for d in "$FED_A" "$FED_B"; do
         ip=$FED_A_IP; [ "$d" = "$FED_B" ] && ip=$FED_B_IP
         dir=$WORK/prosody-$d
@@ -315,7 +327,8 @@ data_path = "$dir/data"
 plugin_paths = {}
 admins = {}
 log = { warn = "$dir/prosody.log" }
-modules_enabled = { "roster", "saslauth", "tls", "disco", "register", "offline", "ping", "presence", "message", "iq", "dialback" }
+modules_enabled = { "roster", "saslauth", "tls", "disco", "register", "offline", "ping", "presence", "message", "iq", "dialback"$mam }
+$mam_settings
 c2s_ports = { $port }
 c2s_interfaces = { "$ip" }
 s2s_ports = { 5269 }
@@ -350,7 +363,9 @@ PROSODY
 }
 
 start_ejabberd_pair() { # port -> sets PID and PEER_PID
-    local port=$1 d ip dir ej stops=() pids=()
+    local port=$1 d ip dir ej stops=() pids=() mam=""
+    # mod_mam's `default: never` would archive nothing for users without preferences.
+    if [ "$PEER_ARCHIVE" = 1 ]; then mam="  mod_mam: {default: always}"; fi
     for d in "$FED_A" "$FED_B"; do
         ip=$FED_A_IP; [ "$d" = "$FED_B" ] && ip=$FED_B_IP
         dir=$WORK/ejabberd-$d
@@ -379,6 +394,7 @@ modules:
   mod_register: {access: register, ip_access: all}
   mod_roster: {}
   mod_s2s_dialback: {}
+$mam
 EJABBERD
         # ejabberdctl sets ERL_INETRC to the config dir's inetrc: the run's hosts file, then DNS.
         cp "$WORK/inetrc" "$dir/inetrc"
@@ -399,6 +415,9 @@ EJABBERD
     done
     STOP_CMD="${stops[0]}; ${stops[1]}"
     PID=${pids[0]} PEER_PID=${pids[1]}
+    # `ejabberdctl stop` has been seen to leave a node running (its beam outlived the run): the pids
+    # are killed after it as well (stop_current); epmd, shared by every Erlang node here, stays.
+    STARTED_PID="${pids[*]}"
 }
 
 start_herald_pair() { # port storage-url-a storage-url-b -> sets PID and PEER_PID
