@@ -4,7 +4,7 @@
 # and prints one table with Herald's figures as ratios to each peer's.
 #
 # Usage: bench/compare.sh [--servers "herald-sqlite herald-postgres prosody ejabberd"]
-#                         [--write BENCHMARKS.md] [--keep] [--shared-cpus] [--federation [--peer-archive]]
+#                         [--write BENCHMARKS.md] [--keep] [--shared-cpus] [--federation [--peer-archive | --no-archive]]
 #                         [-- extra herald-load run arguments]
 # --federation starts each server twice, as domains a.fed.test (127.0.6.1) and b.fed.test (127.0.6.2)
 # federating with each other (server-to-server on port 5269 of each address), and runs the load with
@@ -17,7 +17,8 @@
 # Herald archives every chat message (XEP-0313) on both sides; the federated Prosody and ejabberd pairs
 # archive nothing unless --peer-archive is given, which loads Prosody's mod_mam (default policy: archive
 # everything, internal storage) and ejabberd's mod_mam with `default: always` (its default store, Mnesia),
-# so that all three do the same work per message.
+# so that all three do the same work per message; --no-archive turns Herald's archive off instead
+# (`[archive] enabled = false`), so that none archives.
 # e.g. the PEP phase alone (XEP-0163 notifications and the XEP-0115 caps burst; ejabberd as configured
 # here has no mod_pubsub, so it reports the phase unavailable):
 #   bench/compare.sh --servers "herald-sqlite herald-postgres prosody" -- --phases pep --pep-contacts 100
@@ -36,6 +37,7 @@ WRITE=""
 KEEP=0
 FEDERATION=0
 PEER_ARCHIVE=0
+HERALD_ARCHIVE=true
 PIN=1
 EXTRA=()
 while [ $# -gt 0 ]; do
@@ -46,6 +48,7 @@ while [ $# -gt 0 ]; do
         --shared-cpus) PIN=0; shift ;;
         --federation) FEDERATION=1; shift ;;
         --peer-archive) PEER_ARCHIVE=1; shift ;;
+        --no-archive) HERALD_ARCHIVE=false; shift ;;
         --) shift; EXTRA=("$@"); break ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
@@ -441,6 +444,8 @@ allow_in_band = true
 per_address_per_hour = 0
 [limits]
 max_connections = 100000
+[archive]
+enabled = $HERALD_ARCHIVE
 [s2s]
 listen = "$ip:5269"
 ca_files = ["$WORK/ca.pem"]

@@ -38,12 +38,26 @@ pub struct RawConfig {
 }
 
 /// `[archive]`: the message archive (XEP-0313).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawArchive {
+    /// Whether messages are archived at all (on by default: clients such as Conversations rely on the
+    /// archive to fill in what another device sent or received). Off, the server archives nothing and
+    /// neither offers nor answers XEP-0313, like Prosody without mod_mam; what is stored stays, and
+    /// retention still purges it.
+    pub enabled: bool,
     /// Days archived messages are kept; 0 keeps them forever. Keeping forever is the default because a
     /// purge cannot be undone (ejabberd keeps forever too; Prosody's mod_mam and Snikket keep a week).
     pub retention_days: u32,
+}
+
+impl Default for RawArchive {
+    fn default() -> Self {
+        RawArchive {
+            enabled: true,
+            retention_days: 0,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -264,6 +278,8 @@ pub struct Config {
     pub components: Vec<ComponentSecret>,
     /// The hosted push relay, resolved (its key files read); `None` unless `[relay] enabled`.
     pub relay: Option<herald_relay::RelaySettings>,
+    /// Whether the message archive (XEP-0313) is on (`[archive] enabled`).
+    pub archive_enabled: bool,
     /// How long archived messages are kept (XEP-0313 section 3.2); `None` keeps them forever.
     pub archive_retention: Option<std::time::Duration>,
     /// XEP-0357 publishing (`[push_notifications]`).
@@ -637,6 +653,7 @@ impl Config {
             component_listen,
             components,
             relay,
+            archive_enabled: raw.archive.enabled,
             archive_retention: (raw.archive.retention_days > 0).then(|| {
                 std::time::Duration::from_secs(u64::from(raw.archive.retention_days) * 86_400)
             }),
@@ -904,8 +921,16 @@ mod tests {
             config.archive_retention,
             Some(std::time::Duration::from_secs(7 * 86_400))
         );
+        assert!(
+            config.archive_enabled,
+            "a section without `enabled` keeps the archive on"
+        );
         let default = Config::resolve(RawConfig::load(None, Vec::new()).unwrap()).unwrap();
         assert_eq!(default.archive_retention, None);
+        assert!(default.archive_enabled);
+        std::fs::write(&path, "[archive]\nenabled = false\n").unwrap();
+        let off = Config::resolve(RawConfig::load(Some(&path), Vec::new()).unwrap()).unwrap();
+        assert!(!off.archive_enabled);
     }
 
     #[test]

@@ -141,12 +141,17 @@ pub async fn start(
         features::push_notifications::PushNotifications::new(config.push_notifications.clone());
     // The archive (XEP-0313) archives outgoing messages on SentByClient and stamps incoming ones
     // before delivery.
-    let archive = Arc::new(features::archive::MessageArchiver::new(context.clone()));
+    // With `[archive] enabled = false` nothing subscribes: no appends, no stanza ids.
+    let mut subscribers = router::events::Subscribers::new(push);
+    if config.archive_enabled {
+        subscribers = subscribers.with_archive(Arc::new(features::archive::MessageArchiver::new(
+            context.clone(),
+        )));
+    }
     let router = Router::new(
         context,
         Arc::new(features::Features),
-        router::events::Subscribers::new(push)
-            .with_archive(archive)
+        subscribers
             .with_carbons(Arc::new(features::carbons::Carbons))
             .with_push_notifications(push_notifications.clone()),
     );

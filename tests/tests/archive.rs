@@ -16,6 +16,7 @@ on_every_backend!(
     the_archive_is_discoverable_with_its_form_and_metadata,
     a_removed_account_leaves_no_archive,
     a_message_the_offline_store_refuses_is_not_archived,
+    with_the_archive_off_nothing_is_archived_offered_or_answered,
 );
 
 const RSM: &str = "http://jabber.org/protocol/rsm";
@@ -512,4 +513,61 @@ async fn an_archive_failure_does_not_cost_the_message() {
     // Alice's archive worked throughout: both are there as outgoing.
     let sent = query(&mut alice, Some("bob@localhost"), "").await;
     assert_eq!(sent.bodies(), ["online", "offline"]);
+}
+
+/// `[archive] enabled = false`: no stanza id, no archived row, no XEP-0313 in disco#info, and a query
+/// gets `service-unavailable` (RFC 6120 section 8.4), as from a server without the archive.
+async fn with_the_archive_off_nothing_is_archived_offered_or_answered(backend: Backend) {
+    let server = TestServer::builder()
+        .backend(backend)
+        .env("HERALD_ARCHIVE__ENABLED", "false")
+        .start()
+        .await;
+    server.add_user("alice").await;
+    server.add_user("bob").await;
+    let mut alice = server.online("alice", "a").await;
+    let mut bob = server.online("bob", "r").await;
+
+    alice.chat("bob@localhost", "unarchived").await;
+    let received = receive_body(&mut bob, "unarchived").await;
+    assert!(
+        stanza_ids_by(&received, "bob@localhost").is_empty(),
+        "{}",
+        xml::show(&received)
+    );
+    bob.close_and_wait_for_end().await;
+    alice.chat("bob@localhost", "while offline").await;
+    alice.barrier().await;
+
+    let mut bob = server.login("bob", "r").await;
+    let info = bob
+        .iq_result(
+            "get",
+            Some("bob@localhost"),
+            "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+        )
+        .await;
+    let features = disco_features(&info);
+    assert!(
+        !features.iter().any(|f| f.starts_with("urn:xmpp:mam:")),
+        "{features:?}"
+    );
+    let answer = bob
+        .iq("get", None, "<metadata xmlns='urn:xmpp:mam:2'/>")
+        .await;
+    assert_eq!(answer.attr("type"), Some("error"), "{}", xml::show(&answer));
+    assert_eq!(
+        xml::error_condition(&answer).as_deref(),
+        Some("service-unavailable")
+    );
+    bob.available(None).await;
+    receive_body(&mut bob, "while offline").await;
+
+    // Appends are written behind delivery; a stopped server has committed every one it queued.
+    let mut server = server;
+    server.stop().await;
+    for owner in ["alice@localhost", "bob@localhost"] {
+        let metadata = server.storage.archive.metadata(owner).await.unwrap();
+        assert!(metadata.is_none(), "{owner}'s archive: {metadata:?}");
+    }
 }

@@ -618,6 +618,10 @@ pub async fn handle_own(
     request: &IqRequest<'_>,
 ) -> IqAnswer {
     let context = &router.context;
+    // Off (`[archive] enabled = false`): as a server without XEP-0313 (RFC 6120 section 8.4).
+    if !context.config.archive_enabled {
+        return Err(IqError::new(DefinedCondition::ServiceUnavailable));
+    }
     let storage = &context.storage;
     let owner = session.bare.as_str();
     // Reads see every message this account was sent or sent before the request: appends are written

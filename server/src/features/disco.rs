@@ -80,11 +80,13 @@ pub fn account_info(request: &IqRequest<'_>) -> IqAnswer {
 }
 
 /// disco#info on the user's own account, from their client: also what the account offers its owner,
-/// the message archive (XEP-0313 says a client discovers it on its own bare JID).
-pub fn own_account_info(request: &IqRequest<'_>) -> IqAnswer {
+/// the message archive when it is on (XEP-0313 says a client discovers it on its own bare JID).
+pub fn own_account_info(request: &IqRequest<'_>, archive_enabled: bool) -> IqAnswer {
     reject_nodes(request)?;
     let mut features = account_features();
-    features.extend([ns::MAM, ns::MAM_EXTENDED]);
+    if archive_enabled {
+        features.extend([ns::MAM, ns::MAM_EXTENDED]);
+    }
     features.sort_unstable();
     Ok(Some(info(&ACCOUNT_IDENTITIES, &features)))
 }

@@ -169,7 +169,11 @@ pub static IQ_HANDLERS: [IqHandlers; 15] = [
                             .await
                             .into()
                     }
-                    _ => super::disco::own_account_info(request).into(),
+                    _ => super::disco::own_account_info(
+                        request,
+                        router.context.config.archive_enabled,
+                    )
+                    .into(),
                 }
             })
         }),
