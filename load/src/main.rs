@@ -152,6 +152,10 @@ struct RunArgs {
     /// Offline users with a push device (the last accounts, {prefix}{sessions-N}..).
     #[arg(long, default_value_t = 1_000)]
     push_users: usize,
+    /// Push phase: write one line per push (device, sender, send time and latency) to this file, to
+    /// see where in the burst the slow pushes are.
+    #[arg(long)]
+    push_trace: Option<std::path::PathBuf>,
     /// Archive phase: messages in the owner's archive ({prefix}mam0), exchanged with the contacts.
     #[arg(long, default_value_t = 20_000)]
     archive_messages: usize,
@@ -327,7 +331,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 let count = args.push_users.min(args.sessions.saturating_sub(1));
                 let first = args.sessions - count;
                 let wait = Duration::from_secs(args.timeout_secs);
-                phase::push::run(&target, args.relay_url.as_deref(), first, count, 0, wait).await
+                phase::push::run(
+                    &target,
+                    args.relay_url.as_deref(),
+                    first,
+                    count,
+                    0,
+                    wait,
+                    args.push_trace.as_deref(),
+                )
+                .await
             }
             PhaseName::Archive => {
                 let plan = ArchivePlan {
