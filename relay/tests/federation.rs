@@ -352,45 +352,57 @@ async fn an_answered_s2s_forward_is_not_repeated_over_http() {
 /// `xmpp = false`) nothing is accepted that way.
 #[tokio::test]
 async fn forwards_over_s2s_are_budgeted_per_sending_domain() {
-    let p = pair().await;
-    let refused =
-        p.b.relay
-            .accept_xmpp_forward("flood.example", "t".into(), Priority::High, None)
-            .await;
+    // A small budget: it refills one forward every 20 s, so the loop below cannot outlast it even on
+    // a slow machine (with the default 600 a minute, CI saw a refill inside the loop).
+    let dir = tempfile::tempdir().unwrap();
+    let b = Harness::start(
+        &sqlite_url(&dir),
+        Arc::new(TestAccounts::default()),
+        true,
+        |c| {
+            c.pubsub_jid = B_PUSH_SERVICE.into();
+            c.limits.per_sender = 3;
+        },
+    )
+    .await;
+    let refused = b
+        .relay
+        .accept_xmpp_forward("flood.example", "t".into(), Priority::High, None)
+        .await;
     assert!(
         matches!(refused, Err(herald_relay::RelayError::ForwardNotAllowed)),
         "{refused:?}"
     );
-    p.b.relay.serve_xmpp_forwards();
-    let budget = p.b.relay.config().limits.per_sender;
+    b.relay.serve_xmpp_forwards();
+    let budget = b.relay.config().limits.per_sender;
     for i in 0..budget {
-        let answer =
-            p.b.relay
-                .accept_xmpp_forward(
-                    "flood.example",
-                    format!("made-up-{i}"),
-                    Priority::High,
-                    None,
-                )
-                .await;
+        let answer = b
+            .relay
+            .accept_xmpp_forward(
+                "flood.example",
+                format!("made-up-{i}"),
+                Priority::High,
+                None,
+            )
+            .await;
         assert!(
             matches!(answer, Err(herald_relay::RelayError::UnknownToken)),
             "{i}: {answer:?}"
         );
     }
-    let answer =
-        p.b.relay
-            .accept_xmpp_forward("FLOOD.example", "made-up".into(), Priority::High, None)
-            .await;
+    let answer = b
+        .relay
+        .accept_xmpp_forward("FLOOD.example", "made-up".into(), Priority::High, None)
+        .await;
     assert!(
         matches!(answer, Err(herald_relay::RelayError::RateLimited(_))),
         "{answer:?}"
     );
     // Another domain has its own budget.
-    let other =
-        p.b.relay
-            .accept_xmpp_forward("other.example", "made-up".into(), Priority::High, None)
-            .await;
+    let other = b
+        .relay
+        .accept_xmpp_forward("other.example", "made-up".into(), Priority::High, None)
+        .await;
     assert!(
         matches!(other, Err(herald_relay::RelayError::UnknownToken)),
         "{other:?}"
