@@ -26,6 +26,8 @@
 # server is measured on one core of its own and the generator never takes CPU time from it; with
 # --shared-cpus both float over every CPU, as before.
 # Env:   HERALD_BIN, HERALD_LOAD_BIN: prebuilt binaries (default: release builds made here).
+#        HERALD_BENCH_PG_OPTIONS: extra `postgres` options for the run's cluster, for diagnosis only, e.g.
+#        "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all".
 # Needs: prosody and ejabberd from Debian (apt-get install -y prosody ejabberd), PostgreSQL binaries
 #        (initdb, pg_ctl) for herald-postgres, openssl. Run as root (ejabberd and PostgreSQL are started
 #        as their own system users).
@@ -217,7 +219,7 @@ start_postgres() { # -> sets PG_URL
     mkdir -p "$dir"
     chown postgres "$dir"
     runuser -u postgres -- initdb -D "$dir/data" -A trust -U postgres >/dev/null
-    "${SERVER_CPU[@]}" runuser -u postgres -- pg_ctl -D "$dir/data" -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" -l "$dir/pg.log" -w start >/dev/null
+    "${SERVER_CPU[@]}" runuser -u postgres -- pg_ctl -D "$dir/data" -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 ${HERALD_BENCH_PG_OPTIONS:-}" -l "$dir/pg.log" -w start >/dev/null
     runuser -u postgres -- createdb -h 127.0.0.1 -p $port -U postgres herald
     PG_STOP="runuser -u postgres -- pg_ctl -D $dir/data -m fast stop"
     PG_URL="postgres://postgres@127.0.0.1:$port/herald"

@@ -13,9 +13,16 @@ use crate::rows::db_error;
 use crate::{Storage, StorageError, StorageResult};
 
 pub(crate) mod relay;
+mod warm;
 
 /// Connections per process; PostgreSQL's default `max_connections` is 100 for every client together.
 const POOL_SIZE: u32 = 10;
+
+/// The offline store: one call of the function of migration 0003.
+pub(crate) const OFFLINE_STORE: &str = "SELECT 1 WHERE herald_store_offline($1, $2, $3, $4)";
+/// An archive batch: one call of the function of migration 0009.
+pub(crate) const ARCHIVE_APPEND_ALL: &str =
+    "SELECT o_index, o_at_ms FROM herald_archive_append_all($1::json)";
 
 /// The pool every area shares.
 #[derive(Clone)]
@@ -35,7 +42,7 @@ crate::sql::xmpp_sql_impl!(
     snapshot = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     // The function (migration 0003) takes a transaction-scoped advisory lock on the owner, counts and
     // inserts: one round trip instead of five for BEGIN, lock, count, INSERT and COMMIT.
-    offline_store = "SELECT 1 WHERE herald_store_offline($1, $2, $3, $4)",
+    offline_store = crate::postgres::OFFLINE_STORE,
     // The planner has statistics (autovacuum analyses): no index hint.
     archive_contact_hint = "",
     // The function (migration 0004) locks the owner until the commit, so an owner's row ids are
@@ -43,7 +50,7 @@ crate::sql::xmpp_sql_impl!(
     archive_append = "SELECT herald_archive_append($1, $2, $3, $4, $5, $6)",
     // The function (migration 0009) runs that append for each message of a batch: one round trip
     // for the archive queue's batch instead of BEGIN, one per message and COMMIT.
-    archive_append_all = "SELECT o_index, o_at_ms FROM herald_archive_append_all($1::json)",
+    archive_append_all = crate::postgres::ARCHIVE_APPEND_ALL,
     // READ COMMITTED lets two puts each count before the other commits: a transaction-scoped advisory
     // lock on the owner (class 49, for XEP-0049; the offline store and the archive use their own)
     // makes the count and the writes of one owner's puts take turns.
@@ -55,16 +62,35 @@ crate::sql::xmpp_sql_impl!(
 );
 
 pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
-    let pool = PgPoolOptions::new()
-        .max_connections(POOL_SIZE)
+    // Migrations first, on a connection of their own, so that every connection of the pool below
+    // finds the functions its warm-up calls.
+    let migrating = PgPoolOptions::new()
+        .max_connections(1)
         .connect(url)
         .await
         .map_err(db_error)?;
     // The migrator takes an advisory lock, so servers starting together migrate once.
     sqlx::migrate!("./migrations/postgres")
-        .run(&pool)
+        .run(&migrating)
         .await
         .map_err(|e| StorageError::Migration(e.to_string()))?;
+    migrating.close().await;
+    // Every connection is opened (and warmed) at start rather than during the first burst of
+    // traffic, and is warmed whenever the pool replaces one (`warm`).
+    let pool = PgPoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .min_connections(POOL_SIZE)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                if let Err(error) = warm::warm(conn).await {
+                    tracing::warn!(%error, "warming a new database connection failed; it serves cold");
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+        .map_err(db_error)?;
     tracing::info!(backend = "postgres", "storage ready, migrations applied");
     let relay = relay::PgRelay {
         pool: pool.clone(),

@@ -172,10 +172,10 @@ macro_rules! relay_sql_impl {
         $db:ty,
         $begin:literal,
         $skip_locked:literal,
-        $enqueue:literal,
-        $claim:literal,
-        $devices_of_accounts:literal,
-        $mark_sent:literal $(,)?
+        $enqueue:expr,
+        $claim:expr,
+        $devices_of_accounts:expr,
+        $mark_sent:expr $(,)?
     ) => {
         mod relay_sql_generated {
             use super::$store;

@@ -227,7 +227,7 @@ macro_rules! archive_sql {
         write = $write:literal,
         contact_hint = $contact_hint:literal,
         append = $append:literal,
-        append_all = $append_all:literal $(,)?
+        append_all = $append_all:expr $(,)?
     ) => {
         mod archive_impl {
             use std::collections::HashMap;

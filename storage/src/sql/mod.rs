@@ -54,10 +54,10 @@ macro_rules! xmpp_sql_impl {
         $db:ty,
         write = $write:literal,
         snapshot = $snapshot:literal,
-        offline_store = $offline_store:literal,
+        offline_store = $offline_store:expr,
         archive_contact_hint = $archive_contact_hint:literal,
         archive_append = $archive_append:literal,
-        archive_append_all = $archive_append_all:literal,
+        archive_append_all = $archive_append_all:expr,
         private_xml_lock = $private_xml_lock:literal,
         s2s_queue_lock = $s2s_queue_lock:literal $(,)?
     ) => {

@@ -3,7 +3,7 @@
 
 /// Implements [`crate::OfflineMessages`] for `$store` (a struct with `pool` (reads) and `writer` (writes) fields).
 macro_rules! offline_sql {
-    ($store:ident, store_statement = $store_statement:literal) => {
+    ($store:ident, store_statement = $store_statement:expr) => {
         mod offline_impl {
             use async_trait::async_trait;
 
