@@ -26,6 +26,7 @@ pub mod backends;
 mod batch;
 pub mod config;
 pub mod federation;
+mod handoff;
 pub mod http_signature;
 pub mod login_throttle;
 pub mod outbox;
@@ -189,6 +190,8 @@ pub(crate) struct Inner {
     /// Signalled when work is queued, so idle workers wake at once.
     pub(crate) queued: Notify,
     pub(crate) backends: backends::Backends,
+    /// Wake-ups the wake-up path claimed itself, on their way to the senders (see `handoff.rs`).
+    pub(crate) handoff: handoff::Handoff,
     /// Wake-ups waiting to be written together (see `wake.rs`).
     pub(crate) wakes: Arc<batch::Batcher<String, wake::WakeResult>>,
     /// Sent deliveries waiting to be marked together (see `outbox.rs`).
@@ -249,6 +252,7 @@ impl Relay {
                 login_throttle: login_throttle::LoginThrottle::default(),
                 queued: Notify::new(),
                 backends,
+                handoff: handoff::Handoff::new(),
                 wakes: Arc::new(batch::Batcher::new(wake::MAX_WAKE_BATCH)),
                 sent: Arc::new(batch::Batcher::new(outbox::MAX_SENT_BATCH)),
                 federation,

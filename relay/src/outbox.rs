@@ -13,8 +13,11 @@ use rand::Rng;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use tokio::sync::mpsc::Receiver;
+
 use crate::backends::{Push, SendOutcome};
 use crate::batch::storage_answer;
+use crate::handoff::Claimed;
 use crate::{Priority, Relay, now_ms};
 
 /// How long an idle worker sleeps before looking again, in case another process (sharing a
@@ -61,11 +64,21 @@ pub async fn run(relay: Relay, shutdown: CancellationToken) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "outbox recover failed"),
     }
+    // Only after the recovery: it puts every `sending` entry back to pending, a handed-over one too.
+    let mut handed = inner.handoff.take_receiver();
+    if handed.is_some() {
+        inner.handoff.set_open(true);
+    }
     let workers = inner.config.workers.max(1);
     // In-flight sends live in this set: if the loop's task is aborted they are aborted with it (their
     // entries stay claimed and are recovered at the next start), as after a crash.
     let mut tasks = JoinSet::new();
     let mut last_purge = tokio::time::Instant::now();
+    // Whether to claim from storage in this round: at start, when told that work was queued, when
+    // the earliest pending entry falls due, and again at once after a full claim. Entries handed
+    // over by the wake-up path are claimed already.
+    let mut claim_from_storage = true;
+    let mut next_look = tokio::time::Instant::now();
     loop {
         if shutdown.is_cancelled() {
             break;
@@ -82,58 +95,86 @@ pub async fn run(relay: Relay, shutdown: CancellationToken) {
                 _ = shutdown.cancelled() => break,
             }
         }
-        // One call for the claim, the devices of the whole claim (rather than one query per
-        // delivery) and the next due time: one statement on PostgreSQL.
-        let claim = match inner
-            .storage
-            .push_outbox
-            .claim_due_with_devices(now_ms(), free)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "outbox claim failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(DB_ERROR_PAUSE) => continue,
-                    _ = shutdown.cancelled() => break,
+        if let Some(claimed) = handed.as_mut().and_then(|r| r.try_recv().ok()) {
+            spawn_handed_over(&mut tasks, &relay, claimed);
+            continue;
+        }
+        if claim_from_storage {
+            claim_from_storage = false;
+            // One call for the claim, the devices of the whole claim (rather than one query per
+            // delivery) and the next due time: one statement on PostgreSQL.
+            let claim = match inner
+                .storage
+                .push_outbox
+                .claim_due_with_devices(now_ms(), free)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox claim failed");
+                    claim_from_storage = true;
+                    tokio::select! {
+                        _ = tokio::time::sleep(DB_ERROR_PAUSE) => continue,
+                        _ = shutdown.cancelled() => break,
+                    }
                 }
-            }
-        };
-        // Fewer than asked for: everything due is claimed, and whatever is queued after the claim
-        // signals `queued`, so the worker can wait at once instead of claiming again for nothing (a
-        // round trip per wake-up on PostgreSQL).
-        let all_due_claimed = claim.entries.len() < free;
-        let devices: Result<HashMap<String, Device>, _> = claim
-            .devices
-            .map(|found| found.into_iter().map(|d| (d.id.clone(), d)).collect());
-        if let Err(e) = &devices {
-            tracing::warn!(error = %e, "looking up the devices of claimed deliveries failed");
-        }
-        for entry in claim.entries {
-            let relay = relay.clone();
-            let device = match (&entry.target, &devices) {
-                (DeliveryTarget::Device(id), Ok(found)) => Ok(found.get(id).cloned()),
-                (DeliveryTarget::Device(_), Err(_)) => Err(LookupFailed),
-                (DeliveryTarget::Remote { .. }, _) => Ok(None),
             };
-            tasks.spawn(async move { deliver(&relay, entry, device).await });
-        }
-        if all_due_claimed {
+            // Fewer than asked for: everything due is claimed, and whatever is queued after the
+            // claim signals `queued`, so the worker can wait at once instead of claiming again for
+            // nothing (a round trip per wake-up on PostgreSQL).
+            let all_due_claimed = claim.entries.len() < free;
+            let devices: Result<HashMap<String, Device>, _> = claim
+                .devices
+                .map(|found| found.into_iter().map(|d| (d.id.clone(), d)).collect());
+            if let Err(e) = &devices {
+                tracing::warn!(error = %e, "looking up the devices of claimed deliveries failed");
+            }
+            for entry in claim.entries {
+                let relay = relay.clone();
+                let device = match (&entry.target, &devices) {
+                    (DeliveryTarget::Device(id), Ok(found)) => Ok(found.get(id).cloned()),
+                    (DeliveryTarget::Device(_), Err(_)) => Err(LookupFailed),
+                    (DeliveryTarget::Remote { .. }, _) => Ok(None),
+                };
+                tasks.spawn(async move { deliver(&relay, entry, device).await });
+            }
+            if !all_due_claimed {
+                claim_from_storage = true;
+                continue;
+            }
             let wait = match claim.next_due_at_ms {
                 Ok(Some(due)) => {
                     Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0)).min(IDLE_POLL)
                 }
                 _ => IDLE_POLL,
             };
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = inner.queued.notified() => {}
-                _ = shutdown.cancelled() => break,
+            next_look = tokio::time::Instant::now() + wait;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_look) => claim_from_storage = true,
+            _ = inner.queued.notified() => claim_from_storage = true,
+            Some(claimed) = recv_handed_over(&mut handed) => {
+                spawn_handed_over(&mut tasks, &relay, claimed);
             }
+            _ = shutdown.cancelled() => break,
         }
     }
+    inner.handoff.set_open(false);
     // Let in-flight sends finish so their outcome is recorded.
     while tasks.join_next().await.is_some() {}
+}
+
+/// The next entry handed over, or never when this loop has no receiver.
+async fn recv_handed_over(handed: &mut Option<Receiver<Claimed>>) -> Option<Claimed> {
+    match handed {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn spawn_handed_over(tasks: &mut JoinSet<()>, relay: &Relay, claimed: Claimed) {
+    let relay = relay.clone();
+    tasks.spawn(async move { deliver(&relay, claimed.entry, Ok(claimed.device)).await });
 }
 
 async fn purge(relay: &Relay) {

@@ -3,14 +3,16 @@
 //! Conversations' and Monal's app servers expect), except devices registered as XEP-0357 nodes, which
 //! their publishes wake. Wake-ups are grouped
 //! ([`crate::batch`]): one device query and one outbox transaction, with the audit lines, for all
-//! wake-ups that arrive while the previous batch is being written.
+//! wake-ups that arrive while the previous batch is being written; then the batch claims the entries
+//! it stored and hands them straight to the senders ([`crate::handoff`]).
 
 use std::collections::HashMap;
 
-use herald_storage::relay::{AuditEntry, Device, EnqueueRequest, PushMessage};
+use herald_storage::relay::{AuditEntry, DeliveryTarget, Device, EnqueueRequest, PushMessage};
 
 use crate::accept::device_delivery;
 use crate::batch::storage_answer;
+use crate::handoff::Claimed;
 use crate::{Priority, Relay, RelayError, now_ms};
 
 /// Wake-ups written in one transaction at most.
@@ -106,12 +108,61 @@ async fn enqueue_wakes(relay: &Relay, accounts: &[String]) -> Result<Vec<usize>,
     }
     if !requests.is_empty() {
         let window = i64::try_from(inner.config.collapse_window_ms).unwrap_or(i64::MAX);
-        inner
+        let enqueued = inner
             .storage
             .push_outbox
             .enqueue_batch(&requests, window, now)
             .await?;
-        inner.queued.notify_one();
+        let mut ids: Vec<i64> = enqueued.iter().flat_map(|e| e.outbox_ids.clone()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let handed = hand_over(relay, &ids, &devices, now).await;
+        // What was not handed over (no room, due later in the collapse window, claimed by a
+        // worker already) is the loop's: tell it.
+        if handed < ids.len() {
+            inner.queued.notify_one();
+        }
     }
     Ok(counts)
+}
+
+/// Claims as many of the entries just stored (`ids`) as the senders have room for, and hands them
+/// over with their devices (see `handoff.rs`). Returns how many were handed over; a failed claim
+/// hands over none and leaves them pending for the loop.
+async fn hand_over(relay: &Relay, ids: &[i64], devices: &[Device], now: i64) -> usize {
+    let inner = &relay.inner;
+    let room = inner.handoff.room().min(ids.len());
+    if room == 0 {
+        return 0;
+    }
+    let claimed = match inner.storage.push_outbox.claim_ids(&ids[..room], now).await {
+        Ok(claimed) => claimed,
+        Err(error) => {
+            tracing::warn!(%error, "claiming wake-ups to send at once failed; the workers will");
+            return 0;
+        }
+    };
+    let mut handed = 0;
+    for entry in claimed {
+        let device = match &entry.target {
+            DeliveryTarget::Device(id) => devices.iter().find(|d| &d.id == id).cloned(),
+            DeliveryTarget::Remote { .. } => None,
+        };
+        match inner.handoff.hand_over(Claimed { entry, device }) {
+            Ok(()) => handed += 1,
+            // The loop stopped meanwhile (the room was checked above, and only this batch's
+            // flush hands over): back to pending, for the next start's workers.
+            Err(id) => {
+                if let Err(error) = inner
+                    .storage
+                    .push_outbox
+                    .retry_at(id, now, "not handed over", now)
+                    .await
+                {
+                    tracing::warn!(%error, outbox_id = id, "returning a wake-up to pending failed");
+                }
+            }
+        }
+    }
+    handed
 }

@@ -542,6 +542,68 @@ async fn wake_account_wakes_a_local_users_devices_without_content() {
     assert_eq!(audit[0]["sender"], "server");
 }
 
+/// The server's wake-ups are claimed by the wake-up batch itself and handed to the senders
+/// (`relay/src/handoff.rs`), beside the workers' own claims: each is still sent once, and recorded
+/// sent after one attempt, on both backends' SQL (SQLite here; PostgreSQL shares the statements'
+/// contract, `claim_ids`).
+#[tokio::test]
+async fn handed_over_wake_ups_are_sent_once_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = StandIn::start(Reply::status(201)).await;
+    let users: Vec<String> = (0..12).map(|i| format!("user{i}@example.org")).collect();
+    let local = TestAccounts(
+        users
+            .iter()
+            .map(|u| (u.clone(), "pw".to_string()))
+            .collect(),
+    );
+    let h = Arc::new(
+        Harness::start(&sqlite_url(&dir), Arc::new(local), true, |c| {
+            c.limits.account_attempts = 1000;
+        })
+        .await,
+    );
+    let mut keys = Vec::new();
+    for (i, user) in users.iter().enumerate() {
+        let key = h.account_with_password(user, "pw").await;
+        up_device(&h, &key, &up, &format!("/up/{i}")).await;
+        keys.push(key);
+    }
+    let mut waking = Vec::new();
+    for user in users.clone() {
+        let h = Arc::clone(&h);
+        waking.push(tokio::spawn(async move {
+            h.relay.wake_account(&user).await.unwrap()
+        }));
+    }
+    for handle in waking {
+        assert_eq!(handle.await.unwrap(), 1);
+    }
+    let mut paths = Vec::new();
+    for _ in 0..users.len() {
+        paths.push(up.next().await.path);
+    }
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), users.len(), "a device woken twice: {paths:?}");
+    // Each user's one message, as its audit line names it: sent, after a single attempt.
+    for key in &keys {
+        let audit: Value = h
+            .http
+            .get(h.url("/api/v1/audit/"))
+            .header("Authorization", format!("Token {key}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = audit[0]["message_id"].as_str().unwrap().to_string();
+        let status = h.wait_status(&id, "sent").await;
+        assert_eq!(status["deliveries"][0]["attempts"], 1, "{status}");
+    }
+}
+
 /// A stand-in for APNs at the `PushBackend` boundary (a2 cannot reach a local server).
 struct MockApns {
     sent: tokio::sync::mpsc::UnboundedSender<(String, bool, herald_relay::backends::Push)>,

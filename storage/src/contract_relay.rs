@@ -61,6 +61,7 @@ pub async fn run(storage: &Storage) {
     outbox_recover_and_fail_device(storage).await;
     outbox_batches(storage).await;
     outbox_claim_with_devices(storage).await;
+    outbox_claim_ids(storage).await;
     audit(storage).await;
     account_delete_cascades(storage).await;
 }
@@ -705,6 +706,48 @@ pub async fn outbox_claim_with_devices(s: &Storage) {
     );
     assert_eq!(claim.devices.unwrap(), vec![registered]);
     assert_eq!(claim.next_due_at_ms.unwrap(), None);
+}
+
+/// Claiming the entries just enqueued by id: only those still pending and due, each once.
+pub async fn outbox_claim_ids(s: &Storage) {
+    let acct = unique("acct");
+    s.relay_accounts.create(&account(&acct)).await.unwrap();
+    let (first, second) = (unique("dev"), unique("dev"));
+    let window = 1_000;
+    // Later than the other cases' claims of everything due, so none of them takes these.
+    let t0 = 8_000_000_000_000_i64 + (std::process::id() as i64) * 100_000;
+    let enqueue = |device: &str, at: i64| {
+        let m = message(&unique("m"), Some(&acct), at);
+        let d = [to_device(device, "high")];
+        async move {
+            s.push_outbox
+                .enqueue(&m, &d, window, at)
+                .await
+                .unwrap()
+                .outbox_ids[0]
+        }
+    };
+    assert!(s.push_outbox.claim_ids(&[], t0).await.unwrap().is_empty());
+    let a1 = enqueue(&first, t0).await;
+    let b1 = enqueue(&second, t0).await;
+    let claimed = s.push_outbox.claim_ids(&[a1], t0).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, a1);
+    assert_eq!(claimed[0].status, DeliveryStatus::Sending);
+    assert_eq!(claimed[0].target, DeliveryTarget::Device(first.clone()));
+    // Claimed already: not again.
+    assert!(s.push_outbox.claim_ids(&[a1], t0).await.unwrap().is_empty());
+    // The first device's next push waits for the collapse window: not due yet, so not claimed.
+    let a2 = enqueue(&first, t0 + 10).await;
+    assert_ne!(a2, a1);
+    let claimed = s.push_outbox.claim_ids(&[b1, a2], t0 + 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|e| e.id).collect::<Vec<_>>(), vec![b1]);
+    // A worker's claim sees neither of the claimed ones; a restart puts them back.
+    let due = s.push_outbox.claim_due(t0 + 10, 10_000).await.unwrap();
+    assert!(!due.iter().any(|e| e.id == a1 || e.id == b1 || e.id == a2));
+    assert!(s.push_outbox.recover().await.unwrap() >= 2);
+    let again = s.push_outbox.claim_ids(&[a1, b1], t0 + 10).await.unwrap();
+    assert_eq!(again.len(), 2);
 }
 
 pub async fn audit(s: &Storage) {

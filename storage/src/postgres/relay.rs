@@ -31,6 +31,9 @@ pub(crate) const DEVICES_OF_ACCOUNTS: &str = "SELECT * FROM relay_devices WHERE 
 
 pub(crate) const MARK_SENT: &str = "UPDATE relay_outbox SET status = 'sent', attempts = attempts + 1, reason = NULL, remote_token = CASE WHEN remote_token IS NULL THEN NULL ELSE '' END, updated_at_ms = $1 WHERE id IN (SELECT value::BIGINT FROM json_array_elements_text($2::json))";
 
+// Claiming the entries a wake-up batch just made: the ids as one JSON array, as above.
+pub(crate) const CLAIM_IDS: &str = "UPDATE relay_outbox SET status = 'sending', updated_at_ms = $1 WHERE status = 'pending' AND next_attempt_at_ms <= $1 AND id IN (SELECT value::BIGINT FROM json_array_elements_text($2::json)) RETURNING id, device_id, remote_endpoint, remote_token, collapse_key, priority, data, status, attempts, next_attempt_at_ms, reason, created_at_ms";
+
 crate::relay::sql::relay_sql_impl!(
     PgRelay,
     sqlx::Postgres,
@@ -40,4 +43,5 @@ crate::relay::sql::relay_sql_impl!(
     crate::postgres::relay::CLAIM,
     crate::postgres::relay::DEVICES_OF_ACCOUNTS,
     crate::postgres::relay::MARK_SENT,
+    crate::postgres::relay::CLAIM_IDS,
 );

@@ -321,6 +321,11 @@ pub trait PushOutbox: Send + Sync {
         collapse_window_ms: i64,
         now_ms: i64,
     ) -> StorageResult<Vec<Enqueued>>;
+    /// Claims those of `ids` that are still pending and due at `now_ms` (status becomes sending),
+    /// earliest first: the entries a caller just enqueued and will send itself at once (the server's
+    /// wake-ups), without waiting for a worker's next claim. An entry a worker claimed first is not
+    /// returned, so each is sent once.
+    async fn claim_ids(&self, ids: &[i64], now_ms: i64) -> StorageResult<Vec<OutboxEntry>>;
     /// Claims up to `limit` pending entries due at `now_ms` (status becomes sending), earliest first.
     async fn claim_due(&self, now_ms: i64, limit: usize) -> StorageResult<Vec<OutboxEntry>>;
     /// When the earliest pending entry is due, if any.

@@ -161,7 +161,8 @@ pub(crate) async fn claim_in_steps<S: PushOutbox + RelayDevices>(
 /// [`claim_in_steps`]. `$devices_of_accounts` (`$1` a JSON array of account ids) and `$mark_sent`
 /// (`$1` now, `$2` a JSON array of outbox ids) are [`RelayDevices::list_for_accounts`] and
 /// [`PushOutbox::mark_sent_many`] as one statement whose text does not change with the number of
-/// ids, so it is prepared once per connection rather than once per count; `""` builds an `IN (...)`
+/// ids, so it is prepared once per connection rather than once per count, and so is `$claim_ids`
+/// (`$1` now, `$2` a JSON array of outbox ids) for [`PushOutbox::claim_ids`]; `""` builds an `IN (...)`
 /// list.
 ///
 /// [`PushOutbox::enqueue_batch`]: crate::relay::PushOutbox::enqueue_batch
@@ -175,7 +176,8 @@ macro_rules! relay_sql_impl {
         $enqueue:expr,
         $claim:expr,
         $devices_of_accounts:expr,
-        $mark_sent:expr $(,)?
+        $mark_sent:expr,
+        $claim_ids:expr $(,)?
     ) => {
         mod relay_sql_generated {
             use super::$store;
@@ -505,6 +507,29 @@ macro_rules! relay_sql_impl {
                 async fn claim_due(&self, now_ms: i64, n: usize) -> StorageResult<Vec<OutboxEntry>> {
                     let rows = sqlx::query_as::<$db, OutboxRow>(concat!("UPDATE relay_outbox SET status = 'sending', updated_at_ms = $1 WHERE id IN (SELECT id FROM relay_outbox WHERE status = 'pending' AND next_attempt_at_ms <= $1 ORDER BY next_attempt_at_ms, id LIMIT $2", $skip_locked, ") RETURNING id, device_id, remote_endpoint, remote_token, collapse_key, priority, data, status, attempts, next_attempt_at_ms, reason, created_at_ms"))
                         .bind(now_ms).bind(limit(n)).fetch_all(&self.writer).await.map_err(db_err)?;
+                    let mut v = rows.into_iter().map(OutboxEntry::try_from).collect::<StorageResult<Vec<_>>>()?;
+                    v.sort_by_key(|e| (e.next_attempt_at_ms, e.id));
+                    Ok(v)
+                }
+                async fn claim_ids(&self, ids: &[i64], now_ms: i64) -> StorageResult<Vec<OutboxEntry>> {
+                    let mut rows: Vec<OutboxRow> = Vec::new();
+                    if ids.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    if !$claim_ids.is_empty() {
+                        rows = sqlx::query_as::<$db, OutboxRow>($claim_ids)
+                            .bind(now_ms).bind(serde_json::Value::from(ids.to_vec()).to_string())
+                            .fetch_all(&self.writer).await.map_err(db_err)?;
+                    } else {
+                        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                            let mut q = QueryBuilder::<$db>::new("UPDATE relay_outbox SET status = 'sending', updated_at_ms = ");
+                            q.push_bind(now_ms).push(" WHERE status = 'pending' AND next_attempt_at_ms <= ").push_bind(now_ms).push(" AND id IN (");
+                            let mut list = q.separated(", ");
+                            for id in chunk { list.push_bind(*id); }
+                            q.push(") RETURNING id, device_id, remote_endpoint, remote_token, collapse_key, priority, data, status, attempts, next_attempt_at_ms, reason, created_at_ms");
+                            rows.extend(q.build_query_as::<OutboxRow>().fetch_all(&self.writer).await.map_err(db_err)?);
+                        }
+                    }
                     let mut v = rows.into_iter().map(OutboxEntry::try_from).collect::<StorageResult<Vec<_>>>()?;
                     v.sort_by_key(|e| (e.next_attempt_at_ms, e.id));
                     Ok(v)

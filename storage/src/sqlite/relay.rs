@@ -21,5 +21,6 @@ crate::relay::sql::relay_sql_impl!(
     "",
     "",
     "",
+    "",
     ""
 );
