@@ -526,16 +526,7 @@ async fn flood_gets_429_with_retry_after_and_is_audited() {
             .unwrap();
         assert!((1..=20).contains(&secs), "retry-after {secs}");
     }
-    let audit: Value = h
-        .http
-        .get(h.url("/api/v1/audit/"))
-        .header("Authorization", format!("Token {key}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = h.audit(&key).await;
     let outcomes: Vec<&str> = audit
         .as_array()
         .unwrap()
@@ -553,16 +544,7 @@ async fn flood_gets_429_with_retry_after_and_is_audited() {
     );
     // Another account cannot read it.
     let other = h.account("reader").await;
-    let theirs: Value = h
-        .http
-        .get(h.url("/api/v1/audit/"))
-        .header("Authorization", format!("Token {other}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let theirs = h.audit(&other).await;
     assert_eq!(theirs, json!([]));
 }
 

@@ -529,16 +529,7 @@ async fn wake_account_wakes_a_local_users_devices_without_content() {
         json!({"type": "wake", "priority": "high"})
     );
     assert_eq!(h.relay.wake_account("nobody@example.org").await.unwrap(), 0);
-    let audit: Value = h
-        .http
-        .get(h.url("/api/v1/audit/"))
-        .header("Authorization", format!("Token {key}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = h.audit(&key).await;
     assert_eq!(audit[0]["sender"], "server");
 }
 
@@ -588,16 +579,7 @@ async fn handed_over_wake_ups_are_sent_once_and_recorded() {
     assert_eq!(paths.len(), users.len(), "a device woken twice: {paths:?}");
     // Each user's one message, as its audit line names it: sent, after a single attempt.
     for key in &keys {
-        let audit: Value = h
-            .http
-            .get(h.url("/api/v1/audit/"))
-            .header("Authorization", format!("Token {key}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let audit = h.audit(key).await;
         let id = audit[0]["message_id"].as_str().unwrap().to_string();
         let status = h.wait_status(&id, "sent").await;
         assert_eq!(status["deliveries"][0]["attempts"], 1, "{status}");

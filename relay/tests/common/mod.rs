@@ -345,6 +345,19 @@ impl Harness {
         v["id"].as_str().unwrap().to_string()
     }
 
+    /// The audit trail of the account whose API key is `key` (`GET /api/v1/audit/`), newest first.
+    pub async fn audit(&self, key: &str) -> Value {
+        self.http
+            .get(self.url("/api/v1/audit/"))
+            .header("Authorization", format!("Token {key}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The delivery status of a message.
     pub async fn status(&self, id: &str) -> Value {
         let r = self
