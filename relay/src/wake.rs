@@ -113,7 +113,10 @@ async fn enqueue_wakes(relay: &Relay, accounts: &[String]) -> Result<Vec<usize>,
             .push_outbox
             .enqueue_batch(&requests, window, now)
             .await?;
-        let mut ids: Vec<i64> = enqueued.iter().flat_map(|e| e.outbox_ids.clone()).collect();
+        let mut ids: Vec<i64> = enqueued
+            .iter()
+            .flat_map(|e| e.outbox_ids.iter().copied())
+            .collect();
         ids.sort_unstable();
         ids.dedup();
         let handed = hand_over(relay, &ids, &devices, now).await;
@@ -142,10 +145,11 @@ async fn hand_over(relay: &Relay, ids: &[i64], devices: &[Device], now: i64) -> 
             return 0;
         }
     };
+    let by_id: HashMap<&str, &Device> = devices.iter().map(|d| (d.id.as_str(), d)).collect();
     let mut handed = 0;
     for entry in claimed {
         let device = match &entry.target {
-            DeliveryTarget::Device(id) => devices.iter().find(|d| &d.id == id).cloned(),
+            DeliveryTarget::Device(id) => by_id.get(id.as_str()).map(|d| (*d).clone()),
             DeliveryTarget::Remote { .. } => None,
         };
         match inner.handoff.hand_over(Claimed { entry, device }) {
