@@ -5,6 +5,7 @@
 #
 # Usage: bench/compare.sh [--servers "herald-sqlite herald-postgres prosody ejabberd"]
 #                         [--write BENCHMARKS.md] [--keep] [--shared-cpus] [--federation [--peer-archive | --no-archive]]
+#                         [--pg-fresh-wal]
 #                         [-- extra herald-load run arguments]
 # --federation starts each server twice, as domains a.fed.test (127.0.6.1) and b.fed.test (127.0.6.2)
 # federating with each other (server-to-server on port 5269 of each address), and runs the load with
@@ -25,6 +26,10 @@
 # By default each server (with its database) runs on CPU 0 and the load generator on CPU 1, so every
 # server is measured on one core of its own and the generator never takes CPU time from it; with
 # --shared-cpus both float over every CPU, as before.
+# herald-postgres runs on a PostgreSQL cluster made for the run, which is first given the recycled WAL
+# segment files that a cluster that has been running keeps ahead of its WAL (see start_postgres);
+# --pg-fresh-wal leaves it as initdb made it, with one segment, so that every next one is created
+# (zero-filled, 16 MB, fsynced) during the run while every commit waits.
 # Env:   HERALD_BIN, HERALD_LOAD_BIN: prebuilt binaries (default: release builds made here).
 #        HERALD_BENCH_PG_OPTIONS: extra `postgres` options for the run's cluster, for diagnosis only, e.g.
 #        "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all".
@@ -41,6 +46,7 @@ FEDERATION=0
 PEER_ARCHIVE=0
 HERALD_ARCHIVE=true
 PIN=1
+PG_FRESH_WAL=0
 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -48,6 +54,7 @@ while [ $# -gt 0 ]; do
         --write) WRITE=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --shared-cpus) PIN=0; shift ;;
+        --pg-fresh-wal) PG_FRESH_WAL=1; shift ;;
         --federation) FEDERATION=1; shift ;;
         --peer-archive) PEER_ARCHIVE=1; shift ;;
         --no-archive) HERALD_ARCHIVE=false; shift ;;
@@ -222,6 +229,23 @@ start_postgres() { # -> sets PG_URL
     "${SERVER_CPU[@]}" runuser -u postgres -- pg_ctl -D "$dir/data" -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 ${HERALD_BENCH_PG_OPTIONS:-}" -l "$dir/pg.log" -w start >/dev/null
     runuser -u postgres -- createdb -h 127.0.0.1 -p $port -U postgres herald
     PG_STOP="runuser -u postgres -- pg_ctl -D $dir/data -m fast stop"
+    if [ "$PG_FRESH_WAL" = 0 ]; then
+        # A cluster from initdb has one WAL segment file, and each next one is created when the WAL
+        # reaches it: zero-filled (16 MB) and fsynced while every commit waits (wait events
+        # IO/WALInitWrite, IO/WALInitSync). In the push phase that held every push up by 30-50 ms at
+        # the same point of every run. A cluster that has been running does not do that: each
+        # checkpoint renames the segments it no longer needs into the next ones (wal_recycle, up to
+        # min_wal_size, 80 MB by default). So: five segment switches, then a checkpoint, which
+        # leaves the recycled segments ahead of the WAL, as on a server that has run for a while.
+        local i
+        for i in 1 2 3 4 5; do
+            runuser -u postgres -- psql -h 127.0.0.1 -p $port -U postgres -qAt herald \
+                -c "CREATE TABLE IF NOT EXISTS herald_bench_wal (x INT)" \
+                -c "INSERT INTO herald_bench_wal VALUES ($i)" -c "SELECT pg_switch_wal()" >/dev/null
+        done
+        runuser -u postgres -- psql -h 127.0.0.1 -p $port -U postgres -qAt herald \
+            -c "DROP TABLE herald_bench_wal" -c "CHECKPOINT" >/dev/null
+    fi
     PG_URL="postgres://postgres@127.0.0.1:$port/herald"
 }
 
