@@ -81,7 +81,12 @@ impl Default for RawServer {
 pub struct RawStorage {
     /// Empty means `sqlite://<data_dir>/herald.db`.
     pub url: String,
+    /// PostgreSQL connections in the pool; 0 means automatic (twice the CPUs plus two, from 4 to 20).
+    pub pool_size: u32,
 }
+
+/// Largest `storage.pool_size` accepted: far above what one server can use, so a larger number is a typo.
+const MAX_STORAGE_POOL_SIZE: u32 = 1000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -239,6 +244,8 @@ pub struct Config {
     pub domains: Vec<String>,
     pub data_dir: PathBuf,
     pub storage_url: String,
+    /// PostgreSQL pool size; `None`: automatic ([`herald_storage::default_postgres_pool_size`]).
+    pub storage_pool_size: Option<u32>,
     pub c2s_listen: SocketAddr,
     pub direct_tls_listen: Option<SocketAddr>,
     pub require_tls: bool,
@@ -420,6 +427,13 @@ impl Config {
                 "storage.url: {storage_url:?} must start with sqlite: or postgres:"
             ));
         }
+        if raw.storage.pool_size > MAX_STORAGE_POOL_SIZE {
+            problems.push(format!(
+                "storage.pool_size: {} is more than {MAX_STORAGE_POOL_SIZE} (0 means automatic)",
+                raw.storage.pool_size
+            ));
+        }
+        let storage_pool_size = (raw.storage.pool_size > 0).then_some(raw.storage.pool_size);
         let c2s_listen = parse_addr("c2s.listen", &raw.c2s.listen, &mut problems);
         let direct_tls_listen = if raw.c2s.direct_tls_listen.is_empty() {
             None
@@ -618,6 +632,7 @@ impl Config {
             domains,
             data_dir,
             storage_url,
+            storage_pool_size,
             c2s_listen: c2s_listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 5222))),
             direct_tls_listen,
             require_tls: raw.c2s.require_tls,
@@ -703,6 +718,7 @@ mod tests {
         let config = Config::resolve(raw).unwrap();
         assert_eq!(config.domains, vec!["localhost".to_string()]);
         assert!(config.storage_url.starts_with("sqlite://"));
+        assert_eq!(config.storage_pool_size, None, "automatic");
         assert!(config.require_tls);
         assert!(!config.allow_in_band_registration);
     }
@@ -903,10 +919,12 @@ mod tests {
             ),
             ("HERALD_C2S__REQUIRE_TLS".to_string(), "false".to_string()),
             ("HERALD_LIMITS__OFFLINE_QUOTA".to_string(), "7".to_string()),
+            ("HERALD_STORAGE__POOL_SIZE".to_string(), "3".to_string()),
             ("UNRELATED".to_string(), "1".to_string()),
         ];
         let config = Config::resolve(RawConfig::load(None, env).unwrap()).unwrap();
         assert_eq!(config.storage_url, "postgres://x@y/z");
+        assert_eq!(config.storage_pool_size, Some(3));
         assert!(!config.require_tls);
         assert_eq!(config.offline_quota, 7);
     }
@@ -949,7 +967,7 @@ mod tests {
         std::fs::write(
             &path,
             "[server]\ndomains = [\"bad domain@@\"]\n[c2s]\nlisten = \"nowhere\"\n\
-             [storage]\nurl = \"mysql://x\"\n[limits]\nmax_stanza_bytes = 5\nmax_elements = 3\n\
+             [storage]\nurl = \"mysql://x\"\npool_size = 5000\n[limits]\nmax_stanza_bytes = 5\nmax_elements = 3\n\
              max_attributes = 2\nmax_unauthenticated = 0\nmax_unauthenticated_per_address = 0\n\
              max_roster_items = 0\n\
              max_private_xml_fragments = 0\nmax_private_xml_bytes = 0\n\
@@ -962,6 +980,7 @@ mod tests {
             "server.domains",
             "c2s.listen",
             "storage.url",
+            "storage.pool_size",
             "limits.max_stanza_bytes",
             "limits.max_elements",
             "limits.max_attributes",

@@ -34,6 +34,19 @@ pub use private_xml::{PrivateFragment, PrivatePut, PrivateXml};
 pub use push_registrations::{PushRegistration, PushRegistrations, PushUpsert};
 pub use s2s_queue::{S2sEnqueue, S2sQueue, S2sQueueLimits, S2sQueueUsage, S2sQueued};
 
+/// How [`Storage::connect_with`] sets up the connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// PostgreSQL: connections in the pool, all opened at start; `None` for
+    /// [`default_postgres_pool_size`]. SQLite has its own fixed arrangement (one writer) and ignores it.
+    pub postgres_pool_size: Option<u32>,
+}
+
+/// The PostgreSQL pool size used when none is configured (see its definition for why).
+pub fn default_postgres_pool_size() -> u32 {
+    postgres::default_pool_size()
+}
+
 /// Everything that can go wrong talking to a database.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -258,6 +271,8 @@ pub struct Storage {
     pub push_audit: Arc<dyn relay::PushAudit>,
     /// Which backend this is, for logs (`sqlite` or `postgres`).
     pub backend: &'static str,
+    /// PostgreSQL: connections in the pool; `None` on SQLite.
+    pub pool_size: Option<u32>,
 }
 
 impl Storage {
@@ -267,10 +282,18 @@ impl Storage {
     /// `postgres://user@host/db`. Errors: [`StorageError::UnsupportedUrl`], [`StorageError::Migration`],
     /// [`StorageError::Database`].
     pub async fn connect(url: &str) -> StorageResult<Storage> {
+        Storage::connect_with(url, ConnectOptions::default()).await
+    }
+
+    /// [`Storage::connect`] with `options`.
+    pub async fn connect_with(url: &str, options: ConnectOptions) -> StorageResult<Storage> {
         if url.starts_with("sqlite:") {
             sqlite::connect(url).await
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            postgres::connect(url).await
+            let pool_size = options
+                .postgres_pool_size
+                .unwrap_or_else(postgres::default_pool_size);
+            postgres::connect(url, pool_size).await
         } else {
             Err(StorageError::UnsupportedUrl(url.to_string()))
         }
@@ -316,6 +339,7 @@ impl Storage {
             push_outbox: relay.clone(),
             push_audit: relay,
             backend,
+            pool_size: None,
         }
     }
 }

@@ -128,7 +128,9 @@ impl TestServerBuilder {
         });
         let config =
             Config::resolve(RawConfig::load(config_file.as_deref(), pairs).unwrap()).unwrap();
-        let storage = Storage::connect(&config.storage_url).await.unwrap();
+        let storage = Storage::connect_with(&config.storage_url, storage_options(&config))
+            .await
+            .unwrap();
         let expected = if scratch.is_some() {
             "postgres"
         } else {
@@ -285,7 +287,10 @@ impl TestServer {
     /// Starts a stopped server again on the same data folder and database (new ports).
     pub async fn restart(&mut self) {
         self.stop().await;
-        self.storage = Storage::connect(&self.config.storage_url).await.unwrap();
+        self.storage =
+            Storage::connect_with(&self.config.storage_url, storage_options(&self.config))
+                .await
+                .unwrap();
         self.start_again().await;
     }
 
@@ -384,5 +389,12 @@ impl Drop for TestServer {
             })
             .join();
         }
+    }
+}
+
+/// The storage options a server with `config` opens its database with (as `herald serve` does).
+fn storage_options(config: &Config) -> herald_storage::ConnectOptions {
+    herald_storage::ConnectOptions {
+        postgres_pool_size: config.storage_pool_size,
     }
 }

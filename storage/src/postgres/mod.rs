@@ -15,8 +15,26 @@ use crate::{Storage, StorageError, StorageResult};
 pub(crate) mod relay;
 mod warm;
 
-/// Connections per process; PostgreSQL's default `max_connections` is 100 for every client together.
-const POOL_SIZE: u32 = 10;
+/// Pool sizes [`default_pool_size`] chooses between. PostgreSQL's default `max_connections` is 100 for
+/// every client together.
+const POOL_SIZE_BOUNDS: (u32, u32) = (4, 20);
+
+/// Connections when the configuration names no number: twice the CPUs this process may run on, plus
+/// two (the PostgreSQL wiki's rule of thumb for a pool, "Number Of Database Connections": cores × 2 +
+/// spindles), from 4 to 20.
+///
+/// Why not more: a statement is CPU work for a backend, and backends beyond what the CPUs can run at
+/// once only queue in the kernel's scheduler instead of the pool, where they also take CPU time from
+/// the server itself. With the server and PostgreSQL on one core, the push benchmark at 1,000
+/// messages/s had a p99 of 31-38 ms with 10 connections and 19-28 ms with 4 (BENCHMARKS.md, PostgreSQL
+/// push p99, 2026-12-08).
+pub fn default_pool_size() -> u32 {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = u32::try_from(cpus).unwrap_or(u32::MAX);
+    cpus.saturating_mul(2)
+        .saturating_add(2)
+        .clamp(POOL_SIZE_BOUNDS.0, POOL_SIZE_BOUNDS.1)
+}
 
 /// The offline store: one call of the function of migration 0003.
 pub(crate) const OFFLINE_STORE: &str = "SELECT 1 WHERE herald_store_offline($1, $2, $3, $4)";
@@ -61,7 +79,9 @@ crate::sql::xmpp_sql_impl!(
     s2s_queue_lock = "SELECT pg_advisory_xact_lock(5269, hashtext($1))",
 );
 
-pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
+/// Connects with a pool of `pool_size` connections (at least 1).
+pub(crate) async fn connect(url: &str, pool_size: u32) -> StorageResult<Storage> {
+    let pool_size = pool_size.max(1);
     // Migrations first, on a connection of their own, so that every connection of the pool below
     // finds the functions its warm-up calls.
     let migrating = PgPoolOptions::new()
@@ -78,8 +98,8 @@ pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
     // Every connection is opened (and warmed) at start rather than during the first burst of
     // traffic, and is warmed whenever the pool replaces one (`warm`).
     let pool = PgPoolOptions::new()
-        .max_connections(POOL_SIZE)
-        .min_connections(POOL_SIZE)
+        .max_connections(pool_size)
+        .min_connections(pool_size)
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 if let Err(error) = warm::warm(conn).await {
@@ -91,15 +111,65 @@ pub(crate) async fn connect(url: &str) -> StorageResult<Storage> {
         .connect(url)
         .await
         .map_err(db_error)?;
-    tracing::info!(backend = "postgres", "storage ready, migrations applied");
+    tracing::info!(
+        backend = "postgres",
+        connections = pool_size,
+        "storage ready, migrations applied"
+    );
     let relay = relay::PgRelay {
         pool: pool.clone(),
         writer: pool.clone(),
     };
     let writer = pool.clone();
-    Ok(Storage::from_backend(
-        Postgres { pool, writer },
-        relay,
-        "postgres",
-    ))
+    let mut storage = Storage::from_backend(Postgres { pool, writer }, relay, "postgres");
+    storage.pool_size = Some(pool_size);
+    Ok(storage)
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection;
+
+    use crate::testing::{ScratchDatabase, postgres_url_or_skip};
+    use crate::{ConnectOptions, Storage};
+
+    /// Backends connected to `database`, other than the one asking.
+    async fn backends_on(url: &str, database: &str) -> i64 {
+        let mut conn = sqlx::PgConnection::connect(url).await.expect("conn");
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(database)
+        .fetch_one(&mut conn)
+        .await
+        .expect("count");
+        n
+    }
+
+    /// The configured size is the pool's: every connection is open once `connect_with` returns, and no
+    /// more than that; without a size, the automatic one.
+    #[tokio::test]
+    async fn the_pool_opens_the_configured_number_of_connections() {
+        let Some(admin) = postgres_url_or_skip() else {
+            return;
+        };
+        let db = ScratchDatabase::create(&admin, "pool")
+            .await
+            .expect("scratch");
+        let options = ConnectOptions {
+            postgres_pool_size: Some(3),
+        };
+        let storage = Storage::connect_with(&db.url, options)
+            .await
+            .expect("connect");
+        assert_eq!(storage.pool_size, Some(3));
+        assert_eq!(backends_on(&db.url, db.name()).await, 3);
+        drop(storage);
+        let automatic = Storage::connect(&db.url).await.expect("connect");
+        let expected = super::default_pool_size();
+        assert_eq!(automatic.pool_size, Some(expected));
+        assert!((4..=20).contains(&expected), "{expected}");
+        drop(automatic);
+        db.drop_database().await.expect("drop");
+    }
 }
