@@ -237,13 +237,12 @@ start_postgres() { # -> sets PG_URL
         # checkpoint renames the segments it no longer needs into the next ones (wal_recycle, up to
         # min_wal_size, 80 MB by default). So: five segment switches, then a checkpoint, which
         # leaves the recycled segments ahead of the WAL, as on a server that has run for a while.
-        local i
+        local switches=() i
         for i in 1 2 3 4 5; do
-            runuser -u postgres -- psql -h 127.0.0.1 -p $port -U postgres -qAt herald \
-                -c "CREATE TABLE IF NOT EXISTS herald_bench_wal (x INT)" \
-                -c "INSERT INTO herald_bench_wal VALUES ($i)" -c "SELECT pg_switch_wal()" >/dev/null
+            switches+=(-c "INSERT INTO herald_bench_wal VALUES ($i)" -c "SELECT pg_switch_wal()")
         done
         runuser -u postgres -- psql -h 127.0.0.1 -p $port -U postgres -qAt herald \
+            -c "CREATE TABLE herald_bench_wal (x INT)" "${switches[@]}" \
             -c "DROP TABLE herald_bench_wal" -c "CHECKPOINT" >/dev/null
     fi
     PG_URL="postgres://postgres@127.0.0.1:$port/herald"
