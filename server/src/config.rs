@@ -81,7 +81,7 @@ impl Default for RawServer {
 pub struct RawStorage {
     /// Empty means `sqlite://<data_dir>/herald.db`.
     pub url: String,
-    /// PostgreSQL connections in the pool; 0 means automatic (twice the CPUs plus two, from 4 to 20).
+    /// PostgreSQL connections in the pool; 0 means automatic (twice the CPUs plus four, from 6 to 20).
     pub pool_size: u32,
 }
 

@@ -17,22 +17,22 @@ mod warm;
 
 /// Pool sizes [`default_pool_size`] chooses between. PostgreSQL's default `max_connections` is 100 for
 /// every client together.
-const POOL_SIZE_BOUNDS: (u32, u32) = (4, 20);
+const POOL_SIZE_BOUNDS: (u32, u32) = (6, 20);
 
 /// Connections when the configuration names no number: twice the CPUs this process may run on, plus
-/// two (the PostgreSQL wiki's rule of thumb for a pool, "Number Of Database Connections": cores × 2 +
-/// spindles), from 4 to 20.
+/// four, from 6 to 20.
 ///
-/// Why not more: a statement is CPU work for a backend, and backends beyond what the CPUs can run at
-/// once only queue in the kernel's scheduler instead of the pool, where they also take CPU time from
-/// the server itself. With the server and PostgreSQL on one core, the push benchmark at 1,000
-/// messages/s had a p99 of 31-38 ms with 10 connections and 19-28 ms with 4 (BENCHMARKS.md, PostgreSQL
-/// push p99, 2026-12-08).
+/// Why this size, measured with Herald and PostgreSQL sharing one core (BENCHMARKS.md, PostgreSQL push
+/// p99, 2026-12-08): more connections than the CPUs can run only queue in the kernel's scheduler, and
+/// there they take CPU time from the server itself (push p99 at 1,000/s: 31-50 ms with 10 connections,
+/// 19-28 ms with 4, 27-43 ms with 6); but when commits wait for the disk, as behind a large archive
+/// backlog, concurrent commits share one flush, and too few connections queue them instead (the same
+/// push phase right after the chat benchmark: p99 629-758 ms with 4, 175 with 6, 100-160 with 10).
 pub fn default_pool_size() -> u32 {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cpus = u32::try_from(cpus).unwrap_or(u32::MAX);
     cpus.saturating_mul(2)
-        .saturating_add(2)
+        .saturating_add(4)
         .clamp(POOL_SIZE_BOUNDS.0, POOL_SIZE_BOUNDS.1)
 }
 
@@ -168,7 +168,7 @@ mod tests {
         let automatic = Storage::connect(&db.url).await.expect("connect");
         let expected = super::default_pool_size();
         assert_eq!(automatic.pool_size, Some(expected));
-        assert!((4..=20).contains(&expected), "{expected}");
+        assert!((6..=20).contains(&expected), "{expected}");
         drop(automatic);
         db.drop_database().await.expect("drop");
     }
