@@ -172,4 +172,38 @@ mod tests {
         drop(automatic);
         db.drop_database().await.expect("drop");
     }
+
+    /// Migration 0012: the push path's functions plan generically from their first call.
+    #[tokio::test]
+    async fn the_push_path_functions_use_generic_plans() {
+        let Some(admin) = postgres_url_or_skip() else {
+            return;
+        };
+        let db = ScratchDatabase::create(&admin, "generic")
+            .await
+            .expect("scratch");
+        let storage = Storage::connect(&db.url).await.expect("migrate");
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("conn");
+        for function in [
+            "herald_store_offline",
+            "herald_archive_append",
+            "herald_archive_append_all",
+            "herald_relay_enqueue",
+        ] {
+            let (config,): (Option<Vec<String>>,) =
+                sqlx::query_as("SELECT proconfig FROM pg_proc WHERE proname = $1")
+                    .bind(function)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("function");
+            assert_eq!(
+                config,
+                Some(vec!["plan_cache_mode=force_generic_plan".to_string()]),
+                "{function}"
+            );
+        }
+        drop(conn);
+        drop(storage);
+        db.drop_database().await.expect("drop");
+    }
 }
