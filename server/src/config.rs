@@ -690,6 +690,13 @@ impl Config {
         }
     }
 
+    /// How to open [`Config::storage_url`]: `herald serve` and the test servers open it the same way.
+    pub fn storage_options(&self) -> herald_storage::ConnectOptions {
+        herald_storage::ConnectOptions {
+            postgres_pool_size: self.storage_pool_size,
+        }
+    }
+
     /// Whether `domain` is one this server hosts users for.
     pub fn is_local_domain(&self, domain: &str) -> bool {
         self.domains.iter().any(|d| d == domain)

@@ -112,12 +112,10 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating {}", config.data_dir.display()))?;
     }
-    let options = herald_storage::ConnectOptions {
-        postgres_pool_size: config.storage_pool_size,
-    };
-    let storage = herald_storage::Storage::connect_with(&config.storage_url, options)
-        .await
-        .with_context(|| format!("opening storage {}", redact(&config.storage_url)))?;
+    let storage =
+        herald_storage::Storage::connect_with(&config.storage_url, config.storage_options())
+            .await
+            .with_context(|| format!("opening storage {}", redact(&config.storage_url)))?;
     match cli.command {
         Command::CheckConfig => unreachable!("handled above"),
         Command::Serve => {

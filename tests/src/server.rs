@@ -128,7 +128,7 @@ impl TestServerBuilder {
         });
         let config =
             Config::resolve(RawConfig::load(config_file.as_deref(), pairs).unwrap()).unwrap();
-        let storage = Storage::connect_with(&config.storage_url, storage_options(&config))
+        let storage = Storage::connect_with(&config.storage_url, config.storage_options())
             .await
             .unwrap();
         let expected = if scratch.is_some() {
@@ -288,7 +288,7 @@ impl TestServer {
     pub async fn restart(&mut self) {
         self.stop().await;
         self.storage =
-            Storage::connect_with(&self.config.storage_url, storage_options(&self.config))
+            Storage::connect_with(&self.config.storage_url, self.config.storage_options())
                 .await
                 .unwrap();
         self.start_again().await;
@@ -389,12 +389,5 @@ impl Drop for TestServer {
             })
             .join();
         }
-    }
-}
-
-/// The storage options a server with `config` opens its database with (as `herald serve` does).
-fn storage_options(config: &Config) -> herald_storage::ConnectOptions {
-    herald_storage::ConnectOptions {
-        postgres_pool_size: config.storage_pool_size,
     }
 }
