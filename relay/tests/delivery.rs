@@ -541,19 +541,7 @@ async fn wake_account_wakes_a_local_users_devices_without_content() {
 async fn handed_over_wake_ups_are_sent_once_and_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let mut up = StandIn::start(Reply::status(201)).await;
-    let users: Vec<String> = (0..12).map(|i| format!("user{i}@example.org")).collect();
-    let local = TestAccounts(
-        users
-            .iter()
-            .map(|u| (u.clone(), "pw".to_string()))
-            .collect(),
-    );
-    let h = Arc::new(
-        Harness::start(&sqlite_url(&dir), Arc::new(local), true, |c| {
-            c.limits.account_attempts = 1000;
-        })
-        .await,
-    );
+    let (h, users) = harness_with_users(&dir, 12).await;
     let mut keys = Vec::new();
     for (i, user) in users.iter().enumerate() {
         let key = h.account_with_password(user, "pw").await;
@@ -726,20 +714,7 @@ async fn secrets_never_reach_the_logs() {
 async fn concurrent_wake_ups_each_get_their_own_answer_and_every_device_is_woken() {
     let dir = tempfile::tempdir().unwrap();
     let mut up = StandIn::start(Reply::status(201)).await;
-    let users: Vec<String> = (0..40).map(|i| format!("user{i}@example.org")).collect();
-    let local = TestAccounts(
-        users
-            .iter()
-            .map(|u| (u.clone(), "pw".to_string()))
-            .collect(),
-    );
-    // 40 accounts from one address within a second.
-    let h = Arc::new(
-        Harness::start(&sqlite_url(&dir), Arc::new(local), true, |c| {
-            c.limits.account_attempts = 1000;
-        })
-        .await,
-    );
+    let (h, users) = harness_with_users(&dir, 40).await;
     for (i, user) in users.iter().enumerate() {
         let key = h.account_with_password(user, "pw").await;
         // Even users have two devices, odd users one.
@@ -787,4 +762,21 @@ async fn concurrent_wake_ups_each_get_their_own_answer_and_every_device_is_woken
         .collect();
     want.sort();
     assert_eq!(paths, want);
+}
+
+/// A relay on SQLite in `dir` whose server knows `count` users, `user{i}@example.org` with password
+/// `pw`, all of which may create a relay account from one address within a second.
+async fn harness_with_users(dir: &tempfile::TempDir, count: usize) -> (Arc<Harness>, Vec<String>) {
+    let users: Vec<String> = (0..count).map(|i| format!("user{i}@example.org")).collect();
+    let local = TestAccounts(
+        users
+            .iter()
+            .map(|u| (u.clone(), "pw".to_string()))
+            .collect(),
+    );
+    let h = Harness::start(&sqlite_url(dir), Arc::new(local), true, |c| {
+        c.limits.account_attempts = 1000;
+    })
+    .await;
+    (Arc::new(h), users)
 }
